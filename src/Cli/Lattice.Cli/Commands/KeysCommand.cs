@@ -1,0 +1,171 @@
+using System.CommandLine;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Lattice.Cli.Commands;
+
+/// <summary><c>lattice keys create|list|revoke</c>: developer keys through the admin API of a running gateway.</summary>
+internal static class KeysCommand
+{
+    public static Command Create()
+    {
+        var dataDir = new Option<string>("--data-dir") { Description = "Data directory whose env file names the gateway and admin key.", DefaultValueFactory = _ => EnvFile.DefaultDataDirectory, Recursive = true };
+        var baseUrl = new Option<string?>("--base-url") { Description = "Gateway base URL (default: LATTICE_BASE_URL).", Recursive = true };
+        var adminKey = new Option<string?>("--admin-key") { Description = "Admin key (default: LATTICE_ADMIN_KEY).", Recursive = true };
+        var workspace = new Option<string?>("--workspace") { Description = "Workspace id (default: LATTICE_WORKSPACE_ID).", Recursive = true };
+
+        var name = new Option<string>("--name") { Description = "A name to recognise the key by.", DefaultValueFactory = _ => "cli" };
+        var expiresIn = new Option<string?>("--expires-in") { Description = "Lifetime such as 30d, 12h or 90m; never expires when omitted." };
+        var scopes = new Option<string[]>("--scope") { Description = "A scope to grant (repeatable); the developer defaults when omitted.", AllowMultipleArgumentsPerToken = false };
+        var create = new Command("create", "Create a developer key; the secret is shown once.") { name, expiresIn, scopes };
+        create.SetAction(async (parse, ct) =>
+        {
+            var target = Target.From(parse.GetValue(dataDir)!, parse.GetValue(baseUrl), parse.GetValue(adminKey), parse.GetValue(workspace));
+            if (target is null)
+            {
+                return 2;
+            }
+            long? expiresAt = null;
+            if (parse.GetValue(expiresIn) is { } lifetime)
+            {
+                if (ParseLifetime(lifetime) is not { } span)
+                {
+                    await Console.Error.WriteLineAsync($"--expires-in '{lifetime}' is not a lifetime such as 30d, 12h or 90m.");
+                    return 2;
+                }
+                expiresAt = DateTimeOffset.UtcNow.Add(span).ToUnixTimeSeconds();
+            }
+            var body = new JsonObject { ["name"] = parse.GetValue(name), ["expires_at"] = expiresAt };
+            if (parse.GetValue(scopes) is { Length: > 0 } granted)
+            {
+                body["scopes"] = new JsonArray(granted.Select(s => (JsonNode?)s).ToArray());
+            }
+            var result = await target.SendAsync(HttpMethod.Post, $"/admin/v1/workspaces/{target.Workspace}/keys", body, ct);
+            if (result is null)
+            {
+                return 1;
+            }
+            Console.WriteLine($"Created {result["id"]} in {result["workspace_id"]}.");
+            Console.WriteLine($"Key (shown once): {result["key"]}");
+            return 0;
+        });
+
+        var list = new Command("list", "List the workspace's keys (never their secrets).");
+        list.SetAction(async (parse, ct) =>
+        {
+            var target = Target.From(parse.GetValue(dataDir)!, parse.GetValue(baseUrl), parse.GetValue(adminKey), parse.GetValue(workspace));
+            if (target is null)
+            {
+                return 2;
+            }
+            var result = await target.SendAsync(HttpMethod.Get, $"/admin/v1/workspaces/{target.Workspace}/keys", null, ct);
+            if (result is null)
+            {
+                return 1;
+            }
+            Console.WriteLine($"{"ID",-26} {"NAME",-16} {"PREFIX",-13} {"EXPIRES",-20} STATUS");
+            foreach (var key in result["data"]!.AsArray())
+            {
+                var status = key!["revoked_at"] is null ? "active" : "revoked";
+                var expires = key["expires_at"] is { } e ? DateTimeOffset.FromUnixTimeSeconds(e.GetValue<long>()).ToString("u") : "never";
+                Console.WriteLine($"{key["id"],-26} {key["name"],-16} {key["prefix"] + "…",-13} {expires,-20} {status}");
+            }
+            return 0;
+        });
+
+        var keyId = new Argument<string>("key-id") { Description = "The id of the key (key_…)." };
+        var revoke = new Command("revoke", "Revoke a key; the very next request with it fails.") { keyId };
+        revoke.SetAction(async (parse, ct) =>
+        {
+            var target = Target.From(parse.GetValue(dataDir)!, parse.GetValue(baseUrl), parse.GetValue(adminKey), parse.GetValue(workspace), needWorkspace: false);
+            if (target is null)
+            {
+                return 2;
+            }
+            var result = await target.SendAsync(HttpMethod.Post, $"/admin/v1/keys/{Uri.EscapeDataString(parse.GetValue(keyId)!)}/revoke", null, ct);
+            if (result is null)
+            {
+                return 1;
+            }
+            Console.WriteLine($"Revoked {result["id"]}.");
+            return 0;
+        });
+
+        return new Command("keys", "Manage developer keys.") { dataDir, baseUrl, adminKey, workspace, create, list, revoke };
+    }
+
+    internal static TimeSpan? ParseLifetime(string text)
+    {
+        if (text.Length < 2 || !long.TryParse(text[..^1], out var n) || n <= 0 || n > 100_000)
+        {
+            return null;
+        }
+        return char.ToLowerInvariant(text[^1]) switch
+        {
+            'd' => TimeSpan.FromDays(n),
+            'h' => TimeSpan.FromHours(n),
+            'm' => TimeSpan.FromMinutes(n),
+            's' => TimeSpan.FromSeconds(n),
+            _ => null,
+        };
+    }
+
+    private sealed class Target(Uri origin, string adminKey, string workspace)
+    {
+        public string Workspace { get; } = workspace;
+
+        public static Target? From(string dataDir, string? baseUrl, string? adminKey, string? workspace, bool needWorkspace = true)
+        {
+            var env = EnvFile.Read(Path.GetFullPath(dataDir));
+            string? Pick(string? explicitValue, string name) =>
+                explicitValue ?? (Environment.GetEnvironmentVariable(name) is { Length: > 0 } v ? v : env.GetValueOrDefault(name));
+
+            var url = Pick(baseUrl, "LATTICE_BASE_URL");
+            var key = Pick(adminKey, "LATTICE_ADMIN_KEY");
+            var ws = Pick(workspace, "LATTICE_WORKSPACE_ID") ?? "";
+            if (url is null || key is null || (needWorkspace && ws.Length == 0))
+            {
+                Console.Error.WriteLine("Don't know which gateway to talk to: run `lattice up` first, or pass --base-url, --admin-key and --workspace.");
+                return null;
+            }
+            if (!Uri.TryCreate(url, UriKind.Absolute, out var parsed))
+            {
+                Console.Error.WriteLine($"'{url}' is not a URL.");
+                return null;
+            }
+            var origin = new Uri(parsed.GetLeftPart(UriPartial.Authority));
+            return new Target(origin, key, ws);
+        }
+
+        public async Task<JsonNode?> SendAsync(HttpMethod method, string path, JsonNode? body, CancellationToken cancellationToken)
+        {
+            using var http = new HttpClient(new SocketsHttpHandler { UseProxy = false }) { BaseAddress = origin, Timeout = TimeSpan.FromSeconds(30) };
+            using var request = new HttpRequestMessage(method, path);
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", adminKey);
+            if (body is not null)
+            {
+                request.Content = JsonContent.Create(body);
+            }
+            try
+            {
+                using var response = await http.SendAsync(request, cancellationToken);
+                var text = await response.Content.ReadAsStringAsync(cancellationToken);
+                var json = string.IsNullOrEmpty(text) ? null : JsonNode.Parse(text);
+                if (!response.IsSuccessStatusCode)
+                {
+                    var message = json?["error"]?["message"]?.GetValue<string>() ?? text;
+                    Console.Error.WriteLine($"The gateway said {(int)response.StatusCode}: {message}");
+                    return null;
+                }
+                return json;
+            }
+            catch (Exception ex) when (ex is HttpRequestException or JsonException or TaskCanceledException)
+            {
+                Console.Error.WriteLine($"Could not reach the gateway at {origin}: {ex.Message}");
+                return null;
+            }
+        }
+    }
+}

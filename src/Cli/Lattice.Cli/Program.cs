@@ -1,0 +1,9 @@
+using System.CommandLine;
+using Lattice.Cli.Commands;
+
+var root = new RootCommand("Lattice: an OpenAI-compatible control plane for AI compute.")
+{
+    UpCommand.Create(),
+    KeysCommand.Create(),
+};
+return await root.Parse(args).InvokeAsync();

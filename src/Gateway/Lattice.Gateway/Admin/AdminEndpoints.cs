@@ -1,0 +1,349 @@
+using System.Text.Json;
+using Lattice.Gateway.Auth;
+using Lattice.Gateway.Catalog;
+using Lattice.Gateway.Hosting;
+using Lattice.Gateway.OpenAi;
+using Lattice.Gateway.Persistence;
+using Lattice.Protocol;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace Lattice.Gateway.Admin;
+
+/// <summary>The operator's API: workspaces, developer keys, task classes and catalog models. Needs the <c>lattice:admin</c> scope.</summary>
+public static class AdminEndpoints
+{
+    public static IEndpointRouteBuilder MapAdmin(this IEndpointRouteBuilder routes)
+    {
+        var admin = routes.MapGroup("/admin/v1").AddEndpointFilter(RequireAdminAsync);
+
+        admin.MapPost("/workspaces", CreateWorkspaceAsync);
+        admin.MapGet("/workspaces", ListWorkspacesAsync);
+        admin.MapPost("/workspaces/{workspaceId}/keys", CreateKeyAsync);
+        admin.MapGet("/workspaces/{workspaceId}/keys", ListKeysAsync);
+        admin.MapPost("/keys/{keyId}/revoke", RevokeKeyAsync);
+
+        admin.MapGet("/task-classes", ListTaskClassesAsync);
+        admin.MapGet("/task-classes/{name}", GetTaskClassAsync);
+        admin.MapPost("/task-classes", CreateTaskClassAsync);
+        admin.MapDelete("/task-classes/{name}", DeleteTaskClassAsync);
+
+        admin.MapGet("/models", ListModelsAsync);
+        admin.MapPost("/models", CreateModelAsync);
+        admin.MapPut("/models/{**id}", ReplaceModelAsync);
+        admin.MapDelete("/models/{**id}", DeleteModelAsync);
+        return routes;
+    }
+
+    private static async ValueTask<object?> RequireAdminAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        var http = context.HttpContext;
+        var authenticator = http.RequestServices.GetRequiredService<Authenticator>();
+        var failure = authenticator.TryAuthenticate(http.Request, out var caller);
+        if (failure != AuthFailure.None)
+        {
+            return Error(GatewayError.Unauthenticated(Authenticator.Describe(failure)));
+        }
+        if (!caller!.HasScope(Scopes.Admin))
+        {
+            return Error(GatewayError.MissingScope(Scopes.Admin));
+        }
+        return await next(context);
+    }
+
+    // ---- workspaces and keys ----
+
+    private static async Task<IResult> CreateWorkspaceAsync(CreateWorkspaceRequest? body, LatticeDbContext db, TimeProvider time)
+    {
+        var name = body?.Name?.Trim();
+        if (string.IsNullOrEmpty(name) || name.Length > 200)
+        {
+            return Error(GatewayError.InvalidRequest("'name' is required (1 to 200 characters).", "name"));
+        }
+        var ws = new WorkspaceEntity { Id = ApiKeySecrets.NewId("ws_"), Name = name, CreatedAt = time.GetUtcNow() };
+        db.Workspaces.Add(ws);
+        await db.SaveChangesAsync();
+        return Json(new WorkspaceDto(ws.Id, ws.Name, ws.CreatedAt.ToUnixTimeSeconds()), AdminJsonContext.Default.WorkspaceDto, StatusCodes.Status201Created);
+    }
+
+    private static async Task<IResult> ListWorkspacesAsync(LatticeDbContext db)
+    {
+        var rows = await db.Workspaces.AsNoTracking().ToListAsync();
+        var data = rows.OrderBy(w => w.CreatedAt).Select(w => new WorkspaceDto(w.Id, w.Name, w.CreatedAt.ToUnixTimeSeconds())).ToList();
+        return Json(new ListDto<WorkspaceDto>(data), AdminJsonContext.Default.ListDtoWorkspaceDto);
+    }
+
+    private static async Task<IResult> CreateKeyAsync(string workspaceId, CreateKeyRequest? body, LatticeDbContext db, ApiKeyStore keys, TimeProvider time)
+    {
+        if (await db.Workspaces.FindAsync(workspaceId) is null)
+        {
+            return Error(GatewayError.NotFound($"The workspace '{workspaceId}' does not exist."));
+        }
+        var scopes = body?.Scopes ?? Scopes.DeveloperDefault;
+        foreach (var scope in scopes)
+        {
+            if (Array.IndexOf(Scopes.Known, scope) < 0)
+            {
+                return Error(GatewayError.InvalidRequest($"Unknown scope '{scope}'.", "scopes"));
+            }
+        }
+        var now = time.GetUtcNow();
+        DateTimeOffset? expires = null;
+        if (body?.ExpiresAt is { } expiresAt)
+        {
+            if (expiresAt <= now.ToUnixTimeSeconds() || expiresAt > 253402300799)
+            {
+                return Error(GatewayError.InvalidRequest("'expires_at' must be a Unix time in the future.", "expires_at"));
+            }
+            expires = DateTimeOffset.FromUnixTimeSeconds(expiresAt);
+        }
+        var name = string.IsNullOrWhiteSpace(body?.Name) ? "key" : body.Name.Trim();
+        var secret = ApiKeySecrets.NewSecret();
+        var entity = DatabaseInitializer.NewKey(workspaceId, name, secret, string.Join(' ', scopes), now, expires);
+        db.ApiKeys.Add(entity);
+        await db.SaveChangesAsync();
+        await keys.ReloadAsync();
+        return Json(new CreatedKeyDto(entity.Id, entity.WorkspaceId, entity.Name, entity.Prefix, scopes, now.ToUnixTimeSeconds(),
+            expires?.ToUnixTimeSeconds(), secret), AdminJsonContext.Default.CreatedKeyDto, StatusCodes.Status201Created);
+    }
+
+    private static async Task<IResult> ListKeysAsync(string workspaceId, LatticeDbContext db)
+    {
+        if (await db.Workspaces.FindAsync(workspaceId) is null)
+        {
+            return Error(GatewayError.NotFound($"The workspace '{workspaceId}' does not exist."));
+        }
+        var rows = await db.ApiKeys.AsNoTracking().Where(k => k.WorkspaceId == workspaceId).ToListAsync();
+        return Json(new ListDto<KeyDto>(rows.OrderBy(k => k.CreatedAt).Select(ToDto).ToList()), AdminJsonContext.Default.ListDtoKeyDto);
+    }
+
+    private static async Task<IResult> RevokeKeyAsync(string keyId, LatticeDbContext db, ApiKeyStore keys, TimeProvider time)
+    {
+        var key = await db.ApiKeys.FindAsync(keyId);
+        if (key is null)
+        {
+            return Error(GatewayError.NotFound($"The key '{keyId}' does not exist."));
+        }
+        key.RevokedAt ??= time.GetUtcNow();
+        await db.SaveChangesAsync();
+        // The new snapshot is in place before the response, so the very next request with this key fails.
+        await keys.ReloadAsync();
+        return Json(ToDto(key), AdminJsonContext.Default.KeyDto);
+    }
+
+    private static KeyDto ToDto(ApiKeyEntity k) => new(
+        k.Id, k.WorkspaceId, k.Name, k.Prefix, k.Scopes.Split(' ', StringSplitOptions.RemoveEmptyEntries),
+        k.CreatedAt.ToUnixTimeSeconds(), k.ExpiresAt?.ToUnixTimeSeconds(), k.RevokedAt?.ToUnixTimeSeconds());
+
+    // ---- task classes ----
+
+    private static async Task<IResult> ListTaskClassesAsync(LatticeDbContext db)
+    {
+        var rows = await db.TaskClasses.AsNoTracking().ToListAsync();
+        return Json(new ListDto<TaskClassDto>(rows.OrderBy(t => t.Name, StringComparer.Ordinal).Select(ToDto).ToList()),
+            AdminJsonContext.Default.ListDtoTaskClassDto);
+    }
+
+    private static async Task<IResult> GetTaskClassAsync(string name, LatticeDbContext db)
+    {
+        var row = await db.TaskClasses.FindAsync(name);
+        return row is null ? Error(GatewayError.TaskNotFound(name)) : Json(ToDto(row), AdminJsonContext.Default.TaskClassDto);
+    }
+
+    private static async Task<IResult> CreateTaskClassAsync(TaskClassRequest? body, LatticeDbContext db, CatalogStore catalog, TimeProvider time)
+    {
+        var name = body?.Name?.Trim();
+        if (string.IsNullOrEmpty(name) || name.Length > 128 || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '-' or '_'))
+        {
+            return Error(GatewayError.InvalidRequest("'name' is required: letters, digits, '.', '-' and '_' (at most 128).", "name"));
+        }
+        if (body!.InputSchema is not { ValueKind: JsonValueKind.Object } schemaElement)
+        {
+            return Error(GatewayError.InvalidRequest("'input_schema' must be a JSON Schema object.", "input_schema"));
+        }
+        var schemaText = schemaElement.GetRawText();
+        if (InputSchema.TryCreate(schemaText, out var schemaError) is null)
+        {
+            return Error(GatewayError.InvalidRequest($"'input_schema' is not a usable JSON Schema: {schemaError}", "input_schema"));
+        }
+        var contentType = body.ContentType ?? "application/json";
+        if (contentType is not ("application/json" or "multipart/form-data"))
+        {
+            return Error(GatewayError.InvalidRequest("'content_type' must be 'application/json' or 'multipart/form-data'.", "content_type"));
+        }
+        var upstreamPath = (body.UpstreamPath ?? name.Replace('.', '/')).Trim('/');
+        if (upstreamPath.Length == 0 || upstreamPath.Contains("..", StringComparison.Ordinal) || upstreamPath.Contains(':'))
+        {
+            return Error(GatewayError.InvalidRequest("'upstream_path' must be a relative path such as 'images/generations'.", "upstream_path"));
+        }
+        if (await db.TaskClasses.FindAsync(name) is not null)
+        {
+            return Error(new GatewayError(StatusCodes.Status409Conflict, ErrorTypes.InvalidRequest, ErrorCodes.Conflict, $"The task class '{name}' already exists.", "name"));
+        }
+        var row = new TaskClassEntity
+        {
+            Name = name,
+            InputSchema = schemaText,
+            Streams = body.Streams ?? false,
+            ContentType = contentType,
+            UpstreamPath = upstreamPath,
+            UsagePath = body.UsagePath,
+            BuiltIn = false,
+            CreatedAt = time.GetUtcNow(),
+        };
+        db.TaskClasses.Add(row);
+        await db.SaveChangesAsync();
+        await catalog.ReloadAsync();
+        return Json(ToDto(row), AdminJsonContext.Default.TaskClassDto, StatusCodes.Status201Created);
+    }
+
+    private static async Task<IResult> DeleteTaskClassAsync(string name, LatticeDbContext db, CatalogStore catalog)
+    {
+        var row = await db.TaskClasses.FindAsync(name);
+        if (row is null)
+        {
+            return Error(GatewayError.TaskNotFound(name));
+        }
+        if (row.BuiltIn)
+        {
+            return Error(GatewayError.InvalidRequest($"The built-in task class '{name}' cannot be deleted.", "name"));
+        }
+        db.TaskClasses.Remove(row);
+        await db.SaveChangesAsync();
+        await catalog.ReloadAsync();
+        return TypedResults.NoContent();
+    }
+
+    private static TaskClassDto ToDto(TaskClassEntity t)
+    {
+        using var doc = JsonDocument.Parse(t.InputSchema);
+        return new TaskClassDto(t.Name, doc.RootElement.Clone(), t.Streams, t.ContentType, t.UpstreamPath, t.UsagePath, t.BuiltIn, t.CreatedAt.ToUnixTimeSeconds());
+    }
+
+    // ---- models ----
+
+    private static async Task<IResult> ListModelsAsync(LatticeDbContext db)
+    {
+        var rows = await db.Models.AsNoTracking().Include(m => m.Offers).ToListAsync();
+        return Json(new ListDto<ModelDto>(rows.OrderBy(m => m.Id, StringComparer.Ordinal).Select(ToDto).ToList()), AdminJsonContext.Default.ListDtoModelDto);
+    }
+
+    private static async Task<IResult> CreateModelAsync(ModelRequest? body, LatticeDbContext db, CatalogStore catalog, IOptions<UpstreamCredentialsOptions> credentials, TimeProvider time)
+    {
+        var id = body?.Id?.Trim();
+        if (string.IsNullOrEmpty(id) || ModelId.Parse(id).Kind is ModelIdKind.Invalid or ModelIdKind.PersonalRuntime)
+        {
+            return Error(GatewayError.InvalidRequest("'id' must be a model id such as 'lovelace:<name>'.", "id"));
+        }
+        if (await db.Models.FindAsync(id) is not null)
+        {
+            return Error(new GatewayError(StatusCodes.Status409Conflict, ErrorTypes.InvalidRequest, ErrorCodes.Conflict, $"The model '{id}' already exists.", "id"));
+        }
+        var (offers, error) = BuildOffers(id, body!.Offers, credentials.Value);
+        if (offers is null)
+        {
+            return Error(error);
+        }
+        var row = new CatalogModelEntity { Id = id, OwnedBy = string.IsNullOrWhiteSpace(body.OwnedBy) ? "lattice" : body.OwnedBy.Trim(), CreatedAt = time.GetUtcNow(), Offers = offers };
+        db.Models.Add(row);
+        await db.SaveChangesAsync();
+        await catalog.ReloadAsync();
+        return Json(ToDto(row), AdminJsonContext.Default.ModelDto, StatusCodes.Status201Created);
+    }
+
+    private static async Task<IResult> ReplaceModelAsync(string id, ModelRequest? body, LatticeDbContext db, CatalogStore catalog, IOptions<UpstreamCredentialsOptions> credentials)
+    {
+        id = Uri.UnescapeDataString(id);
+        var row = await db.Models.Include(m => m.Offers).FirstOrDefaultAsync(m => m.Id == id);
+        if (row is null)
+        {
+            return Error(GatewayError.ModelNotFound(id));
+        }
+        var (offers, error) = BuildOffers(id, body?.Offers, credentials.Value);
+        if (offers is null)
+        {
+            return Error(error);
+        }
+        db.ModelOffers.RemoveRange(row.Offers);
+        row.Offers = offers;
+        if (!string.IsNullOrWhiteSpace(body?.OwnedBy))
+        {
+            row.OwnedBy = body.OwnedBy.Trim();
+        }
+        await db.SaveChangesAsync();
+        await catalog.ReloadAsync();
+        return Json(ToDto(row), AdminJsonContext.Default.ModelDto);
+    }
+
+    private static async Task<IResult> DeleteModelAsync(string id, LatticeDbContext db, CatalogStore catalog)
+    {
+        id = Uri.UnescapeDataString(id);
+        var row = await db.Models.FindAsync(id);
+        if (row is null)
+        {
+            return Error(GatewayError.ModelNotFound(id));
+        }
+        db.Models.Remove(row);
+        await db.SaveChangesAsync();
+        await catalog.ReloadAsync();
+        return TypedResults.NoContent();
+    }
+
+    private static (List<ModelOfferEntity>? Offers, GatewayError Error) BuildOffers(string modelId, OfferRequest[]? requests, UpstreamCredentialsOptions credentials)
+    {
+        if (requests is null || requests.Length == 0)
+        {
+            return (null, GatewayError.InvalidRequest("'offers' must list at least one offer.", "offers"));
+        }
+        var offers = new List<ModelOfferEntity>();
+        for (var i = 0; i < requests.Length; i++)
+        {
+            var r = requests[i];
+            if (r is null || !Uri.TryCreate(r.BaseUrl, UriKind.Absolute, out var baseUrl) || (baseUrl.Scheme != Uri.UriSchemeHttp && baseUrl.Scheme != Uri.UriSchemeHttps))
+            {
+                return (null, GatewayError.InvalidRequest("'base_url' must be an absolute http(s) URL.", $"offers[{i}].base_url"));
+            }
+            if (string.IsNullOrWhiteSpace(r.UpstreamModel))
+            {
+                return (null, GatewayError.InvalidRequest("'upstream_model' is required.", $"offers[{i}].upstream_model"));
+            }
+            if (r.Credential is not null && !credentials.Credentials.ContainsKey(r.Credential))
+            {
+                return (null, GatewayError.InvalidRequest($"No credential named '{r.Credential}' is configured (Lattice:Credentials:{r.Credential}).", $"offers[{i}].credential"));
+            }
+            if (r.TimeoutSeconds is <= 0 or > 3600)
+            {
+                return (null, GatewayError.InvalidRequest("'timeout_seconds' must be between 1 and 3600.", $"offers[{i}].timeout_seconds"));
+            }
+            offers.Add(new ModelOfferEntity
+            {
+                Id = ApiKeySecrets.NewId("off_"),
+                ModelId = modelId,
+                Task = string.IsNullOrWhiteSpace(r.Task) ? null : r.Task.Trim(),
+                Kind = "upstream",
+                BaseUrl = baseUrl.ToString(),
+                CredentialName = r.Credential,
+                UpstreamModel = r.UpstreamModel.Trim(),
+                Priority = r.Priority ?? i,
+                TimeoutSeconds = r.TimeoutSeconds,
+            });
+        }
+        return (offers, default);
+    }
+
+    private static ModelDto ToDto(CatalogModelEntity m) => new(
+        m.Id, m.OwnedBy, m.CreatedAt.ToUnixTimeSeconds(),
+        m.Offers.OrderBy(o => o.Priority).Select(o => new OfferDto(o.Id, o.Task, o.Kind, o.BaseUrl, o.CredentialName, o.UpstreamModel, o.Priority, o.TimeoutSeconds)).ToArray());
+
+    // ---- results ----
+
+    private static IResult Error(GatewayError error) => new ErrorResult(error);
+
+    private static IResult Json<T>(T value, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type, int status = StatusCodes.Status200OK) =>
+        TypedResults.Json(value, type, statusCode: status);
+
+    private sealed class ErrorResult(GatewayError error) : IResult
+    {
+        public Task ExecuteAsync(HttpContext httpContext) => OpenAiErrors.WriteAsync(httpContext, error);
+    }
+}

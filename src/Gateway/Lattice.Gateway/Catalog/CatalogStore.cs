@@ -1,0 +1,63 @@
+using System.Collections.Frozen;
+using Lattice.Gateway.Persistence;
+using Microsoft.EntityFrameworkCore;
+
+namespace Lattice.Gateway.Catalog;
+
+/// <summary>Holds the current <see cref="CatalogSnapshot"/> and rebuilds it from the database after a catalog write.</summary>
+public sealed partial class CatalogStore(IServiceScopeFactory scopes, ILogger<CatalogStore> logger)
+{
+    private volatile CatalogSnapshot _current = CatalogSnapshot.Empty;
+    private readonly SemaphoreSlim _reloadGate = new(1, 1);
+
+    public CatalogSnapshot Current => _current;
+
+    /// <summary>Rebuilds the snapshot. A task class whose schema no longer compiles is left out and logged; the rest stays served.</summary>
+    public async Task ReloadAsync(CancellationToken cancellationToken = default)
+    {
+        await _reloadGate.WaitAsync(cancellationToken);
+        try
+        {
+            await using var scope = scopes.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<LatticeDbContext>();
+            var taskRows = await db.TaskClasses.AsNoTracking().ToListAsync(cancellationToken);
+            var modelRows = await db.Models.AsNoTracking().Include(m => m.Offers).ToListAsync(cancellationToken);
+
+            var tasks = new Dictionary<string, TaskClass>(StringComparer.Ordinal);
+            foreach (var row in taskRows)
+            {
+                var schema = InputSchema.TryCreate(row.InputSchema, out var error);
+                if (schema is null)
+                {
+                    LogBadSchema(logger, row.Name, error ?? "");
+                    continue;
+                }
+                tasks[row.Name] = new TaskClass(
+                    row.Name, schema, row.Streams,
+                    row.ContentType.StartsWith("multipart/", StringComparison.OrdinalIgnoreCase) ? TaskContentKind.Multipart : TaskContentKind.Json,
+                    row.UpstreamPath, row.UsagePath, row.BuiltIn, row.CreatedAt);
+            }
+
+            var models = new Dictionary<string, CatalogModel>(StringComparer.Ordinal);
+            foreach (var row in modelRows)
+            {
+                var offers = row.Offers
+                    .OrderBy(o => o.Priority).ThenBy(o => o.Id, StringComparer.Ordinal)
+                    .Select(o => new UpstreamOffer(
+                        o.Id, o.Task, new Uri(o.BaseUrl.EndsWith('/') ? o.BaseUrl : o.BaseUrl + "/"), o.CredentialName, o.UpstreamModel, o.Priority,
+                        o.TimeoutSeconds is { } s ? TimeSpan.FromSeconds(s) : null))
+                    .ToArray();
+                models[row.Id] = new CatalogModel(row.Id, row.OwnedBy, row.CreatedAt, offers);
+            }
+
+            _current = new CatalogSnapshot(tasks.ToFrozenDictionary(StringComparer.Ordinal), models.ToFrozenDictionary(StringComparer.Ordinal));
+        }
+        finally
+        {
+            _reloadGate.Release();
+        }
+    }
+
+    [LoggerMessage(EventId = 2001, Level = LogLevel.Warning, Message = "Task class {TaskName} has a schema that does not compile and is not served: {Reason}")]
+    private static partial void LogBadSchema(ILogger logger, string taskName, string reason);
+}

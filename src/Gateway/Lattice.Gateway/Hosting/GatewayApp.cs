@@ -1,0 +1,164 @@
+using System.Net;
+using Lattice.Gateway.Admin;
+using Lattice.Gateway.Auth;
+using Lattice.Gateway.Catalog;
+using Lattice.Gateway.OpenAi;
+using Lattice.Gateway.Persistence;
+using Lattice.Gateway.Tasks;
+using Lattice.Gateway.Upstreams;
+using Lattice.Protocol;
+using Microsoft.AspNetCore.Diagnostics;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Http.Resilience;
+using Microsoft.Extensions.Options;
+using Polly;
+
+namespace Lattice.Gateway.Hosting;
+
+/// <summary>Composes the gateway. The gateway's own Program and the <c>lattice up</c> command both build it here.</summary>
+public static class GatewayApp
+{
+    public static WebApplicationBuilder CreateBuilder(string[] args)
+    {
+        var builder = WebApplication.CreateSlimBuilder(args);
+        builder.Services.AddGateway(builder.Configuration);
+        builder.WebHost.ConfigureKestrel((context, kestrel) =>
+        {
+            var max = context.Configuration.GetValue<long?>($"{GatewayOptions.Section}:{nameof(GatewayOptions.MaxRequestBodyBytes)}") ?? new GatewayOptions().MaxRequestBodyBytes;
+            kestrel.Limits.MaxRequestBodySize = max + 1;
+            kestrel.AddServerHeader = false;
+        });
+        return builder;
+    }
+
+    public static IServiceCollection AddGateway(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddOptions<GatewayOptions>().Bind(configuration.GetSection(GatewayOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<UpstreamCredentialsOptions>().Bind(configuration.GetSection(GatewayOptions.Section));
+        services.TryAddSingletonTimeProvider();
+        services.AddProblemDetails();
+        services.ConfigureHttpJsonOptions(o => o.SerializerOptions.TypeInfoResolverChain.Insert(0, AdminJsonContext.Default));
+
+        services.AddPersistence();
+        services.AddAuth();
+        services.AddCatalog();
+        services.AddTasks();
+        services.AddUpstreams();
+        return services;
+    }
+
+    public static WebApplication Build(WebApplicationBuilder builder)
+    {
+        var app = builder.Build();
+        app.UseMiddleware<RequestIdMiddleware>();
+        app.UseExceptionHandler(new ExceptionHandlerOptions { ExceptionHandler = WriteUnhandledAsync, StatusCodeSelector = StatusFor });
+        app.UseStatusCodePages(new StatusCodePagesOptions { HandleAsync = WriteStatusAsync });
+
+        app.MapGet("/healthz", () => TypedResults.Text("ok"));
+        app.MapOpenAi();
+        app.MapAdmin();
+        app.MapFallback(context => OpenAiErrors.WriteAsync(context, GatewayError.NotFound($"Invalid URL ({context.Request.Method} {context.Request.Path}).")));
+        return app;
+    }
+
+    /// <summary>Migrates and loads the catalog and keys. Call once before serving.</summary>
+    public static async Task InitializeAsync(WebApplication app, CancellationToken cancellationToken = default)
+    {
+        await using var scope = app.Services.CreateAsyncScope();
+        await scope.ServiceProvider.GetRequiredService<DatabaseInitializer>().InitializeAsync(cancellationToken);
+    }
+
+    private static void TryAddSingletonTimeProvider(this IServiceCollection services)
+    {
+        if (!services.Any(s => s.ServiceType == typeof(TimeProvider)))
+        {
+            services.AddSingleton(TimeProvider.System);
+        }
+    }
+
+    private static IServiceCollection AddPersistence(this IServiceCollection services)
+    {
+        services.AddDbContext<LatticeDbContext>((sp, db) =>
+            db.UseSqlite(sp.GetRequiredService<IOptions<GatewayOptions>>().Value.ResolveConnectionString()));
+        services.AddScoped<DatabaseInitializer>();
+        return services;
+    }
+
+    private static IServiceCollection AddAuth(this IServiceCollection services)
+    {
+        services.AddSingleton<ApiKeyStore>();
+        services.AddSingleton<Authenticator>();
+        return services;
+    }
+
+    private static IServiceCollection AddCatalog(this IServiceCollection services)
+    {
+        services.AddSingleton<CatalogStore>();
+        return services;
+    }
+
+    private static IServiceCollection AddUpstreams(this IServiceCollection services)
+    {
+        services.AddSingleton<UpstreamForwarder>();
+        services.AddHttpClient(UpstreamForwarder.ClientName)
+            .ConfigureHttpClient(c => c.Timeout = Timeout.InfiniteTimeSpan)
+            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler
+            {
+                UseProxy = false,
+                UseCookies = false,
+                AllowAutoRedirect = false,
+                AutomaticDecompression = DecompressionMethods.None,
+                PooledConnectionLifetime = TimeSpan.FromMinutes(5),
+                ConnectTimeout = TimeSpan.FromSeconds(10),
+                EnableMultipleHttp2Connections = true,
+            })
+            .SetHandlerLifetime(Timeout.InfiniteTimeSpan)
+            .RemoveAllLoggers()
+            .AddResilienceHandler("upstream", pipeline => pipeline.AddCircuitBreaker(new HttpCircuitBreakerStrategyOptions
+            {
+                // Only transport failures open the circuit: a 5xx for one model must not cut off the endpoint's other models.
+                ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is HttpRequestException),
+                FailureRatio = 0.8,
+                MinimumThroughput = 20,
+                SamplingDuration = TimeSpan.FromSeconds(30),
+                BreakDuration = TimeSpan.FromSeconds(5),
+            }))
+            .SelectPipelineByAuthority();
+        return services;
+    }
+
+    private static int StatusFor(Exception exception) => exception switch
+    {
+        BadHttpRequestException bad => bad.StatusCode,
+        _ => StatusCodes.Status500InternalServerError,
+    };
+
+    private static Task WriteUnhandledAsync(HttpContext context)
+    {
+        var exception = context.Features.Get<IExceptionHandlerFeature>()?.Error;
+        var error = exception switch
+        {
+            BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } =>
+                GatewayError.TooLarge(context.RequestServices.GetRequiredService<IOptions<GatewayOptions>>().Value.MaxRequestBodyBytes),
+            BadHttpRequestException bad => new GatewayError(bad.StatusCode, ErrorTypes.InvalidRequest, ErrorCodes.InvalidValue, "The request could not be read: " + bad.Message),
+            _ => new GatewayError(StatusCodes.Status500InternalServerError, ErrorTypes.Server, "internal_error", "The gateway failed to handle the request."),
+        };
+        return OpenAiErrors.WriteAsync(context, error);
+    }
+
+    private static Task WriteStatusAsync(StatusCodeContext status)
+    {
+        var context = status.HttpContext;
+        var code = context.Response.StatusCode;
+        var error = code switch
+        {
+            StatusCodes.Status400BadRequest => GatewayError.InvalidRequest("The request body could not be read as the JSON this endpoint expects.", null, ErrorCodes.InvalidJson),
+            StatusCodes.Status404NotFound => GatewayError.NotFound($"Invalid URL ({context.Request.Method} {context.Request.Path})."),
+            StatusCodes.Status405MethodNotAllowed => new GatewayError(code, ErrorTypes.InvalidRequest, ErrorCodes.MethodNotAllowed, $"Method {context.Request.Method} is not allowed on {context.Request.Path}."),
+            StatusCodes.Status413PayloadTooLarge => GatewayError.TooLarge(context.RequestServices.GetRequiredService<IOptions<GatewayOptions>>().Value.MaxRequestBodyBytes),
+            StatusCodes.Status415UnsupportedMediaType => GatewayError.UnsupportedMediaType("application/json"),
+            _ => new GatewayError(code, code >= 500 ? ErrorTypes.Server : ErrorTypes.InvalidRequest, null, $"The request failed with status {code}."),
+        };
+        return OpenAiErrors.WriteAsync(context, error);
+    }
+}

@@ -1,0 +1,34 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Lattice.Gateway.Hosting;
+
+/// <summary>The <c>Lattice</c> configuration section.</summary>
+public sealed class GatewayOptions
+{
+    public const string Section = "Lattice";
+
+    /// <summary>Where the embedded database lives when no connection string is given.</summary>
+    public string DataDirectory { get; set; } = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".lattice");
+
+    /// <summary>EF Core SQLite connection string; defaults to <c>&lt;DataDirectory&gt;/lattice.db</c>.</summary>
+    public string? ConnectionString { get; set; }
+
+    /// <summary>Largest request body accepted, in bytes (OpenAI accepts 25 MB audio files; multipart framing needs a little more).</summary>
+    [Range(1024, 1L << 31)]
+    public long MaxRequestBodyBytes { get; set; } = 32L * 1024 * 1024;
+
+    /// <summary>How long one upstream attempt may take, from sending to the last byte, unless its offer says otherwise.</summary>
+    public TimeSpan UpstreamTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>An operator key for the admin API, configured out of band. Stored hashed at start-up; optional.</summary>
+    public string? AdminKey { get; set; }
+
+    public string ResolveConnectionString() =>
+        ConnectionString ?? $"Data Source={Path.Combine(DataDirectory, "lattice.db")}";
+}
+
+/// <summary>Upstream credentials by name (<c>Lattice:Credentials:&lt;name&gt;</c>). Offers name them; no API returns them.</summary>
+public sealed class UpstreamCredentialsOptions
+{
+    public Dictionary<string, string> Credentials { get; set; } = new(StringComparer.Ordinal);
+}

@@ -1,0 +1,101 @@
+using System.Text.Json;
+using Lattice.Gateway.Auth;
+using Lattice.Gateway.Catalog;
+using Lattice.Gateway.Tasks;
+
+namespace Lattice.Gateway.OpenAi;
+
+/// <summary>
+/// OpenAI's routes as thin aliases of <see cref="TaskDispatcher"/>, mounted at <c>/v1</c> and at Groq's <c>/openai/v1</c>.
+/// </summary>
+public static class OpenAiEndpoints
+{
+    public static IEndpointRouteBuilder MapOpenAi(this IEndpointRouteBuilder routes)
+    {
+        foreach (var prefix in new[] { "/v1", "/openai/v1" })
+        {
+            routes.MapPost(prefix + "/chat/completions", (HttpContext c, TaskDispatcher d) => d.DispatchAsync(c, BuiltInTaskClasses.ChatCompletions));
+            routes.MapPost(prefix + "/embeddings", (HttpContext c, TaskDispatcher d) => d.DispatchAsync(c, BuiltInTaskClasses.Embeddings));
+            routes.MapPost(prefix + "/audio/transcriptions", (HttpContext c, TaskDispatcher d) => d.DispatchAsync(c, BuiltInTaskClasses.AudioTranscriptions));
+            routes.MapGet(prefix + "/models", ListModelsAsync);
+            routes.MapGet(prefix + "/models/{**id}", GetModelAsync);
+            routes.MapTasks(prefix);
+        }
+        return routes;
+    }
+
+    private static async Task ListModelsAsync(HttpContext context, Authenticator authenticator, CatalogStore catalog)
+    {
+        if (await AuthorizeCatalogReadAsync(context, authenticator) is null)
+        {
+            return;
+        }
+        var models = catalog.Current.Models.Values.OrderBy(m => m.Id, StringComparer.Ordinal);
+        await WriteJsonAsync(context, writer =>
+        {
+            writer.WriteStartObject();
+            writer.WriteString("object", "list");
+            writer.WriteStartArray("data");
+            foreach (var model in models)
+            {
+                WriteModel(writer, model);
+            }
+            writer.WriteEndArray();
+            writer.WriteEndObject();
+        });
+    }
+
+    private static async Task GetModelAsync(HttpContext context, string id, Authenticator authenticator, CatalogStore catalog)
+    {
+        if (await AuthorizeCatalogReadAsync(context, authenticator) is null)
+        {
+            return;
+        }
+        var modelId = Uri.UnescapeDataString(id);
+        if (!catalog.Current.Models.TryGetValue(modelId, out var model))
+        {
+            await OpenAiErrors.WriteAsync(context, GatewayError.ModelNotFound(modelId));
+            return;
+        }
+        await WriteJsonAsync(context, writer => WriteModel(writer, model));
+    }
+
+    private static void WriteModel(Utf8JsonWriter writer, CatalogModel model)
+    {
+        writer.WriteStartObject();
+        writer.WriteString("id", model.Id);
+        writer.WriteString("object", "model");
+        writer.WriteNumber("created", model.CreatedAt.ToUnixTimeSeconds());
+        writer.WriteString("owned_by", model.OwnedBy);
+        writer.WriteEndObject();
+    }
+
+    private static async Task<Caller?> AuthorizeCatalogReadAsync(HttpContext context, Authenticator authenticator)
+    {
+        var failure = authenticator.TryAuthenticate(context.Request, out var caller);
+        if (failure != AuthFailure.None)
+        {
+            await OpenAiErrors.WriteAsync(context, GatewayError.Unauthenticated(Authenticator.Describe(failure)));
+            return null;
+        }
+        if (!caller!.HasScope(Scopes.CatalogRead) && !caller.HasScope(Scopes.Inference))
+        {
+            await OpenAiErrors.WriteAsync(context, GatewayError.MissingScope(Scopes.CatalogRead));
+            return null;
+        }
+        return caller;
+    }
+
+    internal static async Task WriteJsonAsync(HttpContext context, Action<Utf8JsonWriter> write, int status = StatusCodes.Status200OK)
+    {
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(1024);
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            write(writer);
+        }
+        context.Response.StatusCode = status;
+        context.Response.ContentType = "application/json";
+        context.Response.ContentLength = buffer.WrittenCount;
+        await context.Response.Body.WriteAsync(buffer.WrittenMemory, context.RequestAborted);
+    }
+}

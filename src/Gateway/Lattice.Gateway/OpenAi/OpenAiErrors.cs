@@ -1,0 +1,75 @@
+using System.Buffers;
+using System.Text.Json;
+
+namespace Lattice.Gateway.OpenAi;
+
+/// <summary>Writes <see cref="GatewayError"/> in OpenAI's envelope: <c>{"error":{"message","type","param","code"}}</c>.</summary>
+public static class OpenAiErrors
+{
+    // Messages quote parameter names; the relaxed encoder keeps them readable. Bodies are JSON, never HTML.
+    private static readonly JsonWriterOptions WriterOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    public static Task WriteAsync(HttpContext context, GatewayError error)
+    {
+        var response = context.Response;
+        if (response.HasStarted)
+        {
+            context.Abort();
+            return Task.CompletedTask;
+        }
+        response.StatusCode = error.Status;
+        response.ContentType = "application/json";
+        var body = Serialize(error);
+        response.ContentLength = body.Length;
+        return response.Body.WriteAsync(body).AsTask();
+    }
+
+    public static byte[] Serialize(GatewayError error)
+    {
+        var buffer = new ArrayBufferWriter<byte>(256);
+        using (var writer = new Utf8JsonWriter(buffer, WriterOptions))
+        {
+            Write(writer, error);
+        }
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>The SSE event that ends a stream which failed after it started: <c>data: {"error":…}</c>.</summary>
+    public static byte[] SseEvent(GatewayError error)
+    {
+        var buffer = new ArrayBufferWriter<byte>(256);
+        buffer.Write("data: "u8);
+        using (var writer = new Utf8JsonWriter(buffer, WriterOptions))
+        {
+            Write(writer, error);
+        }
+        buffer.Write("\n\n"u8);
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    private static void Write(Utf8JsonWriter writer, GatewayError error)
+    {
+        writer.WriteStartObject();
+        writer.WriteStartObject("error");
+        writer.WriteString("message", error.Message);
+        writer.WriteString("type", error.Type);
+        if (error.Param is null)
+        {
+            writer.WriteNull("param");
+        }
+        else
+        {
+            writer.WriteString("param", error.Param);
+        }
+        if (error.Code is null)
+        {
+            writer.WriteNull("code");
+        }
+        else
+        {
+            writer.WriteString("code", error.Code);
+        }
+        writer.WriteEndObject();
+        writer.WriteEndObject();
+    }
+}

@@ -1,0 +1,111 @@
+using Lattice.Gateway.Auth;
+using Lattice.Gateway.Catalog;
+using Lattice.Gateway.Hosting;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+
+namespace Lattice.Gateway.Persistence;
+
+/// <summary>What a first start created for the developer; the secrets exist only here and in what the CLI writes out.</summary>
+public sealed record DevBootstrap(string WorkspaceId, string ApiKey, string AdminKey);
+
+/// <summary>Migrates the database, seeds built-in task classes and the configured admin key, then loads the in-memory snapshots.</summary>
+public sealed class DatabaseInitializer(
+    LatticeDbContext db,
+    IOptions<GatewayOptions> options,
+    CatalogStore catalog,
+    ApiKeyStore keys,
+    TimeProvider time)
+{
+    public const string OperatorWorkspaceId = "ws_operator";
+
+    public async Task InitializeAsync(CancellationToken cancellationToken = default)
+    {
+        if (db.Database.IsSqlite())
+        {
+            var builder = new Microsoft.Data.Sqlite.SqliteConnectionStringBuilder(db.Database.GetConnectionString());
+            if (Path.GetDirectoryName(Path.GetFullPath(builder.DataSource)) is { } dir && builder.DataSource != ":memory:")
+            {
+                Directory.CreateDirectory(dir);
+            }
+        }
+        await db.Database.MigrateAsync(cancellationToken);
+        if (db.Database.IsSqlite())
+        {
+            await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken);
+        }
+
+        var now = time.GetUtcNow();
+        foreach (var builtIn in BuiltInTaskClasses.All(now))
+        {
+            var existing = await db.TaskClasses.FindAsync([builtIn.Name], cancellationToken);
+            if (existing is null)
+            {
+                db.TaskClasses.Add(builtIn);
+            }
+            else if (existing.BuiltIn)
+            {
+                existing.InputSchema = builtIn.InputSchema;
+                existing.Streams = builtIn.Streams;
+                existing.ContentType = builtIn.ContentType;
+                existing.UpstreamPath = builtIn.UpstreamPath;
+                existing.UsagePath = builtIn.UsagePath;
+            }
+        }
+
+        if (options.Value.AdminKey is { Length: > 0 } adminKey)
+        {
+            await EnsureOperatorWorkspaceAsync(now, cancellationToken);
+            var hash = ApiKeySecrets.Hash(adminKey);
+            if (!await db.ApiKeys.AnyAsync(k => k.Hash == hash, cancellationToken))
+            {
+                db.ApiKeys.Add(NewKey(OperatorWorkspaceId, "configured admin key", adminKey, Scopes.Admin, now, null));
+            }
+        }
+
+        await db.SaveChangesAsync(cancellationToken);
+        await catalog.ReloadAsync(cancellationToken);
+        await keys.ReloadAsync(cancellationToken);
+    }
+
+    /// <summary>On a database with no developer workspace yet, creates one with a developer key and an admin key.</summary>
+    public async Task<DevBootstrap?> BootstrapDevAsync(CancellationToken cancellationToken = default)
+    {
+        if (await db.Workspaces.AnyAsync(w => w.Id != OperatorWorkspaceId, cancellationToken))
+        {
+            return null;
+        }
+        var now = time.GetUtcNow();
+        await EnsureOperatorWorkspaceAsync(now, cancellationToken);
+        var workspace = new WorkspaceEntity { Id = ApiKeySecrets.NewId("ws_"), Name = "dev", CreatedAt = now };
+        db.Workspaces.Add(workspace);
+        var devKey = ApiKeySecrets.NewSecret();
+        var adminKey = ApiKeySecrets.NewSecret("sk_admin_");
+        db.ApiKeys.Add(NewKey(workspace.Id, "dev", devKey, string.Join(' ', Scopes.DeveloperDefault), now, null));
+        db.ApiKeys.Add(NewKey(OperatorWorkspaceId, "dev admin", adminKey, Scopes.Admin, now, null));
+        await db.SaveChangesAsync(cancellationToken);
+        await keys.ReloadAsync(cancellationToken);
+        return new DevBootstrap(workspace.Id, devKey, adminKey);
+    }
+
+    public static ApiKeyEntity NewKey(string workspaceId, string name, string secret, string scopes, DateTimeOffset now, DateTimeOffset? expiresAt) => new()
+    {
+        Id = ApiKeySecrets.NewId("key_"),
+        WorkspaceId = workspaceId,
+        Name = name,
+        Prefix = ApiKeySecrets.DisplayPrefix(secret),
+        Hash = ApiKeySecrets.Hash(secret),
+        Scopes = scopes,
+        CreatedAt = now,
+        ExpiresAt = expiresAt,
+    };
+
+    private async Task EnsureOperatorWorkspaceAsync(DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        if (await db.Workspaces.FindAsync([OperatorWorkspaceId], cancellationToken) is null)
+        {
+            db.Workspaces.Add(new WorkspaceEntity { Id = OperatorWorkspaceId, Name = "operator", CreatedAt = now });
+            await db.SaveChangesAsync(cancellationToken);
+        }
+    }
+}

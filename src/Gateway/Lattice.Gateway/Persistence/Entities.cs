@@ -1,0 +1,68 @@
+namespace Lattice.Gateway.Persistence;
+
+/// <summary>The billing and access boundary.</summary>
+public sealed class WorkspaceEntity
+{
+    public required string Id { get; set; }
+    public required string Name { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+}
+
+/// <summary>A developer key. Only the SHA-256 of the secret is stored.</summary>
+public sealed class ApiKeyEntity
+{
+    public required string Id { get; set; }
+    public required string WorkspaceId { get; set; }
+    public required string Name { get; set; }
+    /// <summary>The first characters of the secret, for people to recognise a key in a list.</summary>
+    public required string Prefix { get; set; }
+    /// <summary>Lowercase hex SHA-256 of the whole secret.</summary>
+    public required string Hash { get; set; }
+    /// <summary>Space-separated scopes.</summary>
+    public required string Scopes { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+    public DateTimeOffset? ExpiresAt { get; set; }
+    public DateTimeOffset? RevokedAt { get; set; }
+}
+
+/// <summary>A task class: catalog data that makes <c>/v1/tasks/{name}</c> dispatchable.</summary>
+public sealed class TaskClassEntity
+{
+    public required string Name { get; set; }
+    /// <summary>JSON Schema (2020-12) of the input document.</summary>
+    public required string InputSchema { get; set; }
+    public bool Streams { get; set; }
+    /// <summary><c>application/json</c> or <c>multipart/form-data</c>.</summary>
+    public required string ContentType { get; set; }
+    /// <summary>Path below an OpenAI-compatible base URL that serves this task (e.g. <c>chat/completions</c>).</summary>
+    public required string UpstreamPath { get; set; }
+    /// <summary>JSON path of the usage object in a response (e.g. <c>usage</c>).</summary>
+    public string? UsagePath { get; set; }
+    public bool BuiltIn { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+}
+
+/// <summary>A canonical catalog model (<c>lovelace:&lt;name&gt;</c>) or an alias.</summary>
+public sealed class CatalogModelEntity
+{
+    public required string Id { get; set; }
+    public required string OwnedBy { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+    public List<ModelOfferEntity> Offers { get; set; } = [];
+}
+
+/// <summary>One way to serve a catalog model: for now an OpenAI-compatible upstream.</summary>
+public sealed class ModelOfferEntity
+{
+    public required string Id { get; set; }
+    public required string ModelId { get; set; }
+    /// <summary>The task this offer serves; null serves every task of the model.</summary>
+    public string? Task { get; set; }
+    public required string Kind { get; set; }
+    public required string BaseUrl { get; set; }
+    /// <summary>Name of a credential in configuration (<c>Lattice:Credentials:&lt;name&gt;</c>); never the secret.</summary>
+    public string? CredentialName { get; set; }
+    public required string UpstreamModel { get; set; }
+    public int Priority { get; set; }
+    public int? TimeoutSeconds { get; set; }
+}

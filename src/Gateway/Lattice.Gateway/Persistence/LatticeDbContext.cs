@@ -1,0 +1,67 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
+
+namespace Lattice.Gateway.Persistence;
+
+/// <summary>The gateway's one DbContext. Provider-neutral: timestamps are stored as Unix milliseconds.</summary>
+public sealed class LatticeDbContext(DbContextOptions<LatticeDbContext> options) : DbContext(options)
+{
+    public DbSet<WorkspaceEntity> Workspaces => Set<WorkspaceEntity>();
+    public DbSet<ApiKeyEntity> ApiKeys => Set<ApiKeyEntity>();
+    public DbSet<TaskClassEntity> TaskClasses => Set<TaskClassEntity>();
+    public DbSet<CatalogModelEntity> Models => Set<CatalogModelEntity>();
+    public DbSet<ModelOfferEntity> ModelOffers => Set<ModelOfferEntity>();
+
+    protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
+    {
+        configurationBuilder.Properties<DateTimeOffset>().HaveConversion<UnixMillisecondsConverter>();
+    }
+
+    protected override void OnModelCreating(ModelBuilder modelBuilder)
+    {
+        modelBuilder.Entity<WorkspaceEntity>(b =>
+        {
+            b.ToTable("workspaces");
+            b.HasKey(x => x.Id);
+            b.Property(x => x.Id).HasMaxLength(64);
+            b.Property(x => x.Name).HasMaxLength(200);
+        });
+
+        modelBuilder.Entity<ApiKeyEntity>(b =>
+        {
+            b.ToTable("api_keys");
+            b.HasKey(x => x.Id);
+            b.Property(x => x.Id).HasMaxLength(64);
+            b.Property(x => x.Hash).HasMaxLength(64);
+            b.HasIndex(x => x.Hash).IsUnique();
+            b.HasIndex(x => x.WorkspaceId);
+            b.HasOne<WorkspaceEntity>().WithMany().HasForeignKey(x => x.WorkspaceId);
+        });
+
+        modelBuilder.Entity<TaskClassEntity>(b =>
+        {
+            b.ToTable("task_classes");
+            b.HasKey(x => x.Name);
+            b.Property(x => x.Name).HasMaxLength(128);
+        });
+
+        modelBuilder.Entity<CatalogModelEntity>(b =>
+        {
+            b.ToTable("catalog_models");
+            b.HasKey(x => x.Id);
+            b.Property(x => x.Id).HasMaxLength(256);
+            b.HasMany(x => x.Offers).WithOne().HasForeignKey(x => x.ModelId).OnDelete(DeleteBehavior.Cascade);
+        });
+
+        modelBuilder.Entity<ModelOfferEntity>(b =>
+        {
+            b.ToTable("model_offers");
+            b.HasKey(x => x.Id);
+            b.Property(x => x.Id).HasMaxLength(64);
+        });
+    }
+
+    private sealed class UnixMillisecondsConverter() : ValueConverter<DateTimeOffset, long>(
+        v => v.ToUnixTimeMilliseconds(),
+        v => DateTimeOffset.FromUnixTimeMilliseconds(v));
+}

@@ -1,0 +1,26 @@
+namespace Lattice.Gateway.Tasks;
+
+/// <summary>
+/// A validated task input, still as the client's bytes. The only thing dispatch may change is the value of
+/// <c>model</c>, so the input remembers where that value sits instead of keeping a parsed document.
+/// </summary>
+public sealed class TaskInput
+{
+    public required byte[] Body { get; init; }
+    public required int Length { get; init; }
+    public required string Model { get; init; }
+    public required bool Stream { get; init; }
+    /// <summary>Content-Type to send upstream (multipart keeps its boundary).</summary>
+    public required string ContentType { get; init; }
+
+    /// <summary>For JSON: offset of the <c>model</c> value token (with its quotes) in <see cref="Body"/>.</summary>
+    public int ModelValueStart { get; init; } = -1;
+    public int ModelValueLength { get; init; }
+
+    /// <summary>For multipart: the parts, so the model part can be rewritten and the rest sent as they came.</summary>
+    public IReadOnlyList<MultipartPart>? Parts { get; init; }
+    public string? Boundary { get; init; }
+}
+
+/// <summary>One multipart section, headers as received.</summary>
+public sealed record MultipartPart(string Name, IReadOnlyList<KeyValuePair<string, string>> Headers, byte[] Content);

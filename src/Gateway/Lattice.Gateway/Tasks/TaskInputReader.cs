@@ -1,0 +1,339 @@
+using System.Buffers;
+using System.Text;
+using System.Text.Json;
+using Lattice.Gateway.Catalog;
+using Lattice.Gateway.OpenAi;
+using Lattice.Protocol;
+using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.Net.Http.Headers;
+
+namespace Lattice.Gateway.Tasks;
+
+/// <summary>Reads a request body, validates it against its task class's schema and finds <c>model</c> and <c>stream</c>.</summary>
+public static class TaskInputReader
+{
+    public static async ValueTask<(TaskInput? Input, GatewayError Error)> ReadAsync(HttpContext context, TaskClass task, long maxBytes)
+    {
+        var request = context.Request;
+        var mediaType = request.ContentType;
+        if (task.ContentKind == TaskContentKind.Multipart)
+        {
+            if (mediaType is null || !MediaTypeHeaderValue.TryParse(mediaType, out var parsed)
+                || !parsed.MediaType.Equals("multipart/form-data", StringComparison.OrdinalIgnoreCase))
+            {
+                return (null, GatewayError.UnsupportedMediaType("multipart/form-data"));
+            }
+            var boundary = HeaderUtilities.RemoveQuotes(parsed.Boundary).Value;
+            if (string.IsNullOrEmpty(boundary) || boundary.Length > 200)
+            {
+                return (null, GatewayError.InvalidRequest("The multipart/form-data Content-Type has no valid boundary.", null, ErrorCodes.InvalidValue));
+            }
+            var (body, length, tooLarge) = await ReadBodyAsync(request, maxBytes, context.RequestAborted);
+            if (tooLarge)
+            {
+                return (null, GatewayError.TooLarge(maxBytes));
+            }
+            return await ReadMultipartAsync(task, body, length, boundary, mediaType);
+        }
+
+        // Like OpenAI, read any body as JSON (curl's default form type included) except multipart, which is surely a mistake.
+        if (mediaType is not null && mediaType.StartsWith("multipart/", StringComparison.OrdinalIgnoreCase))
+        {
+            return (null, GatewayError.UnsupportedMediaType("application/json"));
+        }
+        {
+            var (body, length, tooLarge) = await ReadBodyAsync(request, maxBytes, context.RequestAborted);
+            if (tooLarge)
+            {
+                return (null, GatewayError.TooLarge(maxBytes));
+            }
+            return ReadJson(task, body, length);
+        }
+    }
+
+    internal static (TaskInput? Input, GatewayError Error) ReadJson(TaskClass task, byte[] body, int length)
+    {
+        if (length == 0)
+        {
+            return (null, GatewayError.InvalidJson("The body is empty."));
+        }
+
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(body.AsMemory(0, length), new JsonDocumentOptions { MaxDepth = 64 });
+        }
+        catch (JsonException ex)
+        {
+            return (null, GatewayError.InvalidJson($"Parse error at line {ex.LineNumber + 1}, position {ex.BytePositionInLine}."));
+        }
+
+        using (document)
+        {
+            var root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                return (null, GatewayError.InvalidRequest("The request body must be a JSON object.", null, "invalid_type"));
+            }
+
+            if (task.Schema.Validate(root) is { } violation)
+            {
+                return (null, GatewayError.InvalidRequest(violation.Message, violation.Param, violation.Code));
+            }
+
+            if (!root.TryGetProperty("model", out var modelElement))
+            {
+                return (null, GatewayError.InvalidRequest("Missing required parameter: 'model'.", "model", ErrorCodes.MissingRequiredParameter));
+            }
+            if (modelElement.ValueKind != JsonValueKind.String || modelElement.GetString() is not { Length: > 0 } model)
+            {
+                return (null, GatewayError.InvalidRequest("Invalid type for 'model': expected a non-empty string.", "model", "invalid_type"));
+            }
+
+            var stream = root.TryGetProperty("stream", out var streamElement) && streamElement.ValueKind == JsonValueKind.True;
+            if (stream && !task.Streams)
+            {
+                return (null, GatewayError.InvalidRequest($"The task '{task.Name}' does not stream; remove 'stream' or set it to false.", "stream"));
+            }
+
+            var (start, tokenLength) = FindTopLevelStringValue(body.AsSpan(0, length), "model"u8);
+            return (new TaskInput
+            {
+                Body = body,
+                Length = length,
+                Model = model,
+                Stream = stream,
+                ContentType = "application/json",
+                ModelValueStart = start,
+                ModelValueLength = tokenLength,
+            }, default);
+        }
+    }
+
+    /// <summary>Position of the raw token (quotes included) of a top-level string property; the last one wins, as in a JSON parser.</summary>
+    internal static (int Start, int Length) FindTopLevelStringValue(ReadOnlySpan<byte> json, ReadOnlySpan<byte> name)
+    {
+        var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 64 });
+        var found = (-1, 0);
+        if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+        {
+            return found;
+        }
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            var isTarget = reader.ValueTextEquals(name);
+            reader.Read();
+            if (isTarget && reader.TokenType == JsonTokenType.String)
+            {
+                var start = (int)reader.TokenStartIndex;
+                found = (start, reader.ValueSpan.Length + 2);
+            }
+            else
+            {
+                reader.Skip();
+            }
+        }
+        return found;
+    }
+
+    private static async ValueTask<(TaskInput? Input, GatewayError Error)> ReadMultipartAsync(
+        TaskClass task, byte[] body, int length, string boundary, string contentType)
+    {
+        var parts = new List<MultipartPart>();
+        var fields = new Dictionary<string, object>(StringComparer.Ordinal);
+        try
+        {
+            var reader = new MultipartReader(boundary, new MemoryStream(body, 0, length, writable: false))
+            {
+                HeadersCountLimit = 32,
+                HeadersLengthLimit = 16 * 1024,
+            };
+            while (await reader.ReadNextSectionAsync() is { } section)
+            {
+                if (!ContentDispositionHeaderValue.TryParse(section.ContentDisposition, out var disposition)
+                    || !disposition.DispositionType.Equals("form-data", StringComparison.OrdinalIgnoreCase))
+                {
+                    return (null, GatewayError.InvalidRequest("Every multipart section needs 'Content-Disposition: form-data' with a name.", null));
+                }
+                var name = HeaderUtilities.RemoveQuotes(disposition.Name).Value;
+                if (string.IsNullOrEmpty(name))
+                {
+                    return (null, GatewayError.InvalidRequest("A multipart section has no field name.", null));
+                }
+                using var content = new MemoryStream();
+                await section.Body.CopyToAsync(content);
+                var bytes = content.ToArray();
+                var headers = section.Headers?.Select(h => new KeyValuePair<string, string>(h.Key, h.Value.ToString())).ToList()
+                    ?? [];
+                parts.Add(new MultipartPart(name, headers, bytes));
+
+                var fileName = HeaderUtilities.RemoveQuotes(disposition.FileNameStar).Value
+                    ?? HeaderUtilities.RemoveQuotes(disposition.FileName).Value;
+                if (fileName is not null)
+                {
+                    fields[name] = new FileField(fileName, section.ContentType, bytes.Length);
+                }
+                else
+                {
+                    var text = Encoding.UTF8.GetString(bytes);
+                    if (name.EndsWith("[]", StringComparison.Ordinal))
+                    {
+                        var key = name[..^2];
+                        if (fields.TryGetValue(key, out var existing) && existing is List<string> list)
+                        {
+                            list.Add(text);
+                        }
+                        else
+                        {
+                            fields[key] = new List<string> { text };
+                        }
+                    }
+                    else
+                    {
+                        fields[name] = text;
+                    }
+                }
+            }
+        }
+        catch (Exception ex) when (ex is IOException or InvalidDataException or FormatException)
+        {
+            return (null, GatewayError.InvalidRequest("The multipart/form-data body is malformed: " + ex.Message, null));
+        }
+
+        var instanceBytes = ToJsonInstance(task.Schema, fields);
+        using var instance = JsonDocument.Parse(instanceBytes);
+        if (task.Schema.Validate(instance.RootElement) is { } violation)
+        {
+            return (null, GatewayError.InvalidRequest(violation.Message, violation.Param, violation.Code));
+        }
+        if (!fields.TryGetValue("model", out var modelValue) || modelValue is not string { Length: > 0 } model)
+        {
+            return (null, GatewayError.InvalidRequest("Missing required parameter: 'model'.", "model", ErrorCodes.MissingRequiredParameter));
+        }
+        var stream = fields.TryGetValue("stream", out var s) && s is string sv && sv.Trim().Equals("true", StringComparison.OrdinalIgnoreCase);
+        if (stream && !task.Streams)
+        {
+            return (null, GatewayError.InvalidRequest($"The task '{task.Name}' does not stream; remove 'stream' or set it to false.", "stream"));
+        }
+
+        return (new TaskInput
+        {
+            Body = body,
+            Length = length,
+            Model = model,
+            Stream = stream,
+            ContentType = contentType,
+            Parts = parts,
+            Boundary = boundary,
+        }, default);
+    }
+
+    private sealed record FileField(string FileName, string? ContentType, int Length);
+
+    /// <summary>Form fields become a JSON object for the schema: text typed by the schema's declared type, files as {filename, content_type, length}.</summary>
+    private static byte[] ToJsonInstance(InputSchema schema, Dictionary<string, object> fields)
+    {
+        var buffer = new ArrayBufferWriter<byte>();
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            writer.WriteStartObject();
+            foreach (var (name, value) in fields)
+            {
+                switch (value)
+                {
+                    case FileField file:
+                        writer.WriteStartObject(name);
+                        writer.WriteString("filename", file.FileName);
+                        if (file.ContentType is null)
+                        {
+                            writer.WriteNull("content_type");
+                        }
+                        else
+                        {
+                            writer.WriteString("content_type", file.ContentType);
+                        }
+                        writer.WriteNumber("length", file.Length);
+                        writer.WriteEndObject();
+                        break;
+                    case List<string> list:
+                        writer.WriteStartArray(name);
+                        foreach (var item in list)
+                        {
+                            writer.WriteStringValue(item);
+                        }
+                        writer.WriteEndArray();
+                        break;
+                    case string text:
+                        writer.WritePropertyName(name);
+                        WriteTyped(writer, schema.TopLevelType(name), text);
+                        break;
+                }
+            }
+            writer.WriteEndObject();
+        }
+        return buffer.WrittenSpan.ToArray();
+    }
+
+    private static void WriteTyped(Utf8JsonWriter writer, string? type, string text)
+    {
+        var trimmed = text.Trim();
+        switch (type)
+        {
+            case "number" when double.TryParse(trimmed, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var d) && double.IsFinite(d):
+                writer.WriteNumberValue(d);
+                return;
+            case "integer" when long.TryParse(trimmed, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var l):
+                writer.WriteNumberValue(l);
+                return;
+            case "boolean" when bool.TryParse(trimmed, out var b):
+                writer.WriteBooleanValue(b);
+                return;
+            default:
+                writer.WriteStringValue(text);
+                return;
+        }
+    }
+
+    /// <summary>Reads the whole body; the flag is set when it is larger than <paramref name="maxBytes"/>.</summary>
+    private static async ValueTask<(byte[] Body, int Length, bool TooLarge)> ReadBodyAsync(HttpRequest request, long maxBytes, CancellationToken cancellationToken)
+    {
+        if (request.ContentLength is { } declared)
+        {
+            if (declared > maxBytes)
+            {
+                return ([], 0, true);
+            }
+            var exact = declared == 0 ? [] : new byte[declared];
+            if (declared > 0)
+            {
+                await request.Body.ReadExactlyAsync(exact, cancellationToken);
+            }
+            return (exact, exact.Length, false);
+        }
+
+        var buffer = new byte[16 * 1024];
+        var total = 0;
+        while (true)
+        {
+            if (total == buffer.Length)
+            {
+                if (buffer.Length > maxBytes)
+                {
+                    return ([], 0, true);
+                }
+                Array.Resize(ref buffer, (int)Math.Min((long)buffer.Length * 2, maxBytes + 1));
+            }
+            var read = await request.Body.ReadAsync(buffer.AsMemory(total), cancellationToken);
+            if (read == 0)
+            {
+                break;
+            }
+            total += read;
+            if (total > maxBytes)
+            {
+                return ([], 0, true);
+            }
+        }
+        return (buffer, total, false);
+    }
+}

@@ -1,0 +1,40 @@
+namespace Lattice.Protocol;
+
+/// <summary>The stable error codes of Lattice's public surfaces (the <c>code</c> of the OpenAI envelope).</summary>
+public static class ErrorCodes
+{
+    public const string InvalidApiKey = "invalid_api_key";
+    public const string RevokedGrant = "revoked_grant";
+    public const string InsufficientScopes = "insufficient_scopes";
+    public const string ModelNotFound = "model_not_found";
+    public const string TaskNotFound = "task_not_found";
+    public const string NotFound = "not_found";
+    public const string PersonalLatticeNotFound = "personal_lattice_not_found";
+    public const string RuntimeUnreachable = "runtime_unreachable";
+    public const string IdempotencyKeyReused = "idempotency_key_reused";
+    public const string RateLimitExceeded = "rate_limit_exceeded";
+    public const string InsufficientQuota = "insufficient_quota";
+    public const string NoCapacity = "no_capacity";
+    public const string UpstreamError = "upstream_error";
+    public const string UpstreamTimeout = "upstream_timeout";
+    public const string InvalidJson = "invalid_json";
+    public const string InvalidValue = "invalid_value";
+    public const string MissingRequiredParameter = "missing_required_parameter";
+    public const string RequestTooLarge = "request_too_large";
+    public const string UnsupportedMediaType = "unsupported_media_type";
+    public const string MethodNotAllowed = "method_not_allowed";
+    public const string ModelNotSupported = "model_not_supported";
+    public const string Conflict = "conflict";
+}
+
+/// <summary>The <c>type</c> values of the OpenAI error envelope.</summary>
+public static class ErrorTypes
+{
+    public const string InvalidRequest = "invalid_request_error";
+    public const string Authentication = "authentication_error";
+    public const string Permission = "permission_error";
+    public const string NotFound = "not_found_error";
+    public const string RateLimit = "rate_limit_error";
+    public const string Api = "api_error";
+    public const string Server = "server_error";
+}

@@ -1,0 +1,3 @@
+using Lattice.StandIn.OpenAi;
+
+StandInServer.Build(args).Run();
