@@ -111,9 +111,10 @@ internal static class ChatCompletions
         {
             await StreamCompletion(ctx, request, reply, fault.Kind);
         }
-        catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
+        catch (Exception ex) when (ex is OperationCanceledException or IOException && ctx.RequestAborted.IsCancellationRequested)
         {
             // Client went away.
+            StandInStats.CountClientAbort();
         }
     }
 

@@ -99,11 +99,22 @@ public static class StandInServer
         app.MapPost("/v1/audio/transcriptions", Transcriptions.Handle);
         app.MapGet("/v1/models", Models.HandleList);
         app.MapGet("/v1/models/{id}", Models.HandleGet);
+        // Any path under /v1/custom/ echoes what it was sent, for task classes no built-in code knows about.
+        app.MapPost("/v1/custom/{**rest}", async (HttpContext ctx) =>
+        {
+            var body = ctx.Features.Get<BufferedRequest>()!.Body;
+            ctx.Response.ContentType = "application/json";
+            await ctx.Response.WriteAsync("{\"object\":\"standin.echo\",\"path\":\"" + ctx.Request.Path + "\",\"body\":");
+            await ctx.Response.Body.WriteAsync(body);
+            await ctx.Response.WriteAsync("}");
+        });
         app.Map("/v1/{**rest}", (HttpContext ctx) => JsonOut.Error(ctx, StatusCodes.Status404NotFound,
             $"Invalid URL ({ctx.Request.Method} {ctx.Request.Path})", "invalid_request_error", null, null));
 
         app.MapGet("/_standin/health", Introspection.HandleHealth);
         app.MapGet("/_standin/last", Introspection.HandleLast);
+        app.MapGet("/_standin/stats", (HttpContext ctx) =>
+            ctx.Response.WriteAsync("{\"client_aborts\":" + StandInStats.ClientAborts + "}"));
         app.MapPost("/_standin/reset", (HttpContext ctx) =>
         {
             recorder.Clear();
@@ -113,6 +124,17 @@ public static class StandInServer
 
         return app;
     }
+}
+
+/// <summary>Counters tests read to see what the gateway did to the upstream.</summary>
+public static class StandInStats
+{
+    private static long s_clientAborts;
+
+    /// <summary>Streams that ended because the caller (the gateway) went away.</summary>
+    public static long ClientAborts => Interlocked.Read(ref s_clientAborts);
+
+    public static void CountClientAbort() => Interlocked.Increment(ref s_clientAborts);
 }
 
 /// <summary>Command-line / environment options of the stand-in.</summary>

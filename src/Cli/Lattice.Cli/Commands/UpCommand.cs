@@ -41,7 +41,7 @@ internal static class UpCommand
         builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         var app = GatewayApp.Build(builder);
-        await GatewayApp.InitializeAsync(app, cancellationToken);
+        await app.StartAsync(cancellationToken);
 
         DevBootstrap? created;
         await using (var scope = app.Services.CreateAsyncScope())
@@ -49,7 +49,6 @@ internal static class UpCommand
             created = await scope.ServiceProvider.GetRequiredService<DatabaseInitializer>().BootstrapDevAsync(cancellationToken);
         }
 
-        await app.StartAsync(cancellationToken);
         var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         var baseUrl = address.TrimEnd('/') + "/v1";
 

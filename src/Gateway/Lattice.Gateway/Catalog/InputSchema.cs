@@ -133,7 +133,8 @@ public sealed partial class InputSchema
     private static int KeywordRank(string keyword) => keyword switch
     {
         "required" => 0,
-        "type" => 1,
+        // A type mismatch in one anyOf branch says less than what went wrong in the branch whose type matched.
+        "type" => 7,
         "enum" or "const" => 2,
         "minimum" or "maximum" or "exclusiveMinimum" or "exclusiveMaximum" => 3,
         "minLength" or "maxLength" or "minItems" or "maxItems" or "pattern" => 4,

@@ -37,7 +37,11 @@ public static class GatewayApp
         services.AddOptions<UpstreamCredentialsOptions>().Bind(configuration.GetSection(GatewayOptions.Section));
         services.TryAddSingletonTimeProvider();
         services.AddProblemDetails();
-        services.ConfigureHttpJsonOptions(o => o.SerializerOptions.TypeInfoResolverChain.Insert(0, AdminJsonContext.Default));
+        services.ConfigureHttpJsonOptions(o =>
+        {
+            o.SerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower;
+            o.SerializerOptions.TypeInfoResolverChain.Insert(0, AdminJsonContext.Default);
+        });
 
         services.AddPersistence();
         services.AddAuth();
@@ -61,13 +65,6 @@ public static class GatewayApp
         return app;
     }
 
-    /// <summary>Migrates and loads the catalog and keys. Call once before serving.</summary>
-    public static async Task InitializeAsync(WebApplication app, CancellationToken cancellationToken = default)
-    {
-        await using var scope = app.Services.CreateAsyncScope();
-        await scope.ServiceProvider.GetRequiredService<DatabaseInitializer>().InitializeAsync(cancellationToken);
-    }
-
     private static void TryAddSingletonTimeProvider(this IServiceCollection services)
     {
         if (!services.Any(s => s.ServiceType == typeof(TimeProvider)))
@@ -81,6 +78,7 @@ public static class GatewayApp
         services.AddDbContext<LatticeDbContext>((sp, db) =>
             db.UseSqlite(sp.GetRequiredService<IOptions<GatewayOptions>>().Value.ResolveConnectionString()));
         services.AddScoped<DatabaseInitializer>();
+        services.AddHostedService<DatabaseInitializerService>();
         return services;
     }
 
@@ -111,6 +109,8 @@ public static class GatewayApp
                 PooledConnectionLifetime = TimeSpan.FromMinutes(5),
                 ConnectTimeout = TimeSpan.FromSeconds(10),
                 EnableMultipleHttp2Connections = true,
+                // No trace headers to third parties, and no per-request Activity work on the hot path.
+                ActivityHeadersPropagator = null,
             })
             .SetHandlerLifetime(Timeout.InfiniteTimeSpan)
             .RemoveAllLoggers()
@@ -135,11 +135,15 @@ public static class GatewayApp
 
     private static Task WriteUnhandledAsync(HttpContext context)
     {
+        // The exception handler cleared the response headers; the request keeps its id.
+        context.Response.Headers["x-request-id"] = context.TraceIdentifier;
         var exception = context.Features.Get<IExceptionHandlerFeature>()?.Error;
         var error = exception switch
         {
             BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } =>
                 GatewayError.TooLarge(context.RequestServices.GetRequiredService<IOptions<GatewayOptions>>().Value.MaxRequestBodyBytes),
+            BadHttpRequestException { InnerException: System.Text.Json.JsonException } bad =>
+                new GatewayError(bad.StatusCode, ErrorTypes.InvalidRequest, ErrorCodes.InvalidJson, "The request body is not the JSON this endpoint expects: " + bad.InnerException!.Message),
             BadHttpRequestException bad => new GatewayError(bad.StatusCode, ErrorTypes.InvalidRequest, ErrorCodes.InvalidValue, "The request could not be read: " + bad.Message),
             _ => new GatewayError(StatusCodes.Status500InternalServerError, ErrorTypes.Server, "internal_error", "The gateway failed to handle the request."),
         };

@@ -58,6 +58,12 @@ public static class TaskInputReader
             return (null, GatewayError.InvalidJson("The body is empty."));
         }
 
+        // Invalid UTF-8 inside a string would only surface when a value is read; refuse it up front.
+        if (!System.Text.Unicode.Utf8.IsValid(body.AsSpan(0, length)))
+        {
+            return (null, GatewayError.InvalidJson("The body is not valid UTF-8."));
+        }
+
         JsonDocument document;
         try
         {

@@ -1,0 +1,157 @@
+using System.Globalization;
+
+namespace Lattice.Bench;
+
+/// <summary>What to measure and how long; parsed from the command line.</summary>
+internal sealed class BenchOptions
+{
+    /// <summary>Measured time per target (direct and gateway each) per scenario.</summary>
+    public TimeSpan Duration { get; private set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Length of one interleaved round; direct and gateway alternate round by round.</summary>
+    public TimeSpan Round { get; private set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Warm-up per target and mode before anything is measured.</summary>
+    public TimeSpan Warmup { get; private set; } = TimeSpan.FromSeconds(5);
+
+    public int[] Connections { get; private set; } = [1, 32];
+    public ChatMode[] Modes { get; private set; } = [ChatMode.NonStreaming, ChatMode.Streaming];
+    public bool Quick { get; private set; }
+    public string? OutFile { get; private set; }
+    public string? RepoRoot { get; private set; }
+    public string? GatewayDll { get; private set; }
+    public string? StandInDll { get; private set; }
+
+    /// <summary><c>workstation</c> (DOTNET_gcServer=0), <c>server</c> (DOTNET_gcServer=1) or <c>default</c> (whatever the build says).</summary>
+    public string GatewayGc { get; private set; } = "workstation";
+
+    public List<KeyValuePair<string, string>> GatewayEnv { get; } = [];
+    public bool Check { get; private set; }
+    public bool Help { get; private set; }
+
+    public const string Usage = """
+        Lattice.Bench: the stand-in upstream called directly vs. through the gateway, in one run.
+
+        Usage: dotnet run -c Release --project bench/Lattice.Bench -- [options]
+
+          --duration T        measured time per target per scenario (default 10s; e.g. 10, 10s, 500ms)
+          --round T           length of one interleaved direct/gateway round (default 1s)
+          --warmup T          warm-up per target and mode (default 5s)
+          --quick             short smoke run (duration 1s, round 250ms, warm-up 1s)
+          --connections LIST  concurrency levels (default 1,32)
+          --modes LIST        nonstream,stream (default both)
+          --out FILE          also write the markdown report to FILE
+          --gateway-gc KIND   workstation (default) | server | default: sets DOTNET_gcServer for the gateway
+          --gateway-env K=V   extra environment variable for the gateway (repeatable)
+          --gateway-dll PATH  gateway entry (default <repo>/src/Cli/Lattice.Cli/bin/Release/net10.0/lattice.dll)
+          --standin-dll PATH  stand-in (default <repo>/test/Lattice.StandIn.OpenAi/bin/Release/net10.0/Lattice.StandIn.OpenAi.dll)
+          --repo DIR          repository root (default: found by walking up to Lattice.slnx)
+          --check             exit 3 when a target is missed
+          -h, --help          this text
+
+        Build first:
+          dotnet build -c Release src/Cli/Lattice.Cli
+          dotnet build -c Release test/Lattice.StandIn.OpenAi
+        """;
+
+    public static BenchOptions Parse(string[] args)
+    {
+        var o = new BenchOptions();
+        TimeSpan? duration = null, round = null, warmup = null;
+        for (var i = 0; i < args.Length; i++)
+        {
+            var arg = args[i];
+            string Next() => i + 1 < args.Length ? args[++i] : throw new BenchException($"{arg} needs a value.");
+            switch (arg)
+            {
+                case "--duration": duration = ParseTime(Next()); break;
+                case "--round": round = ParseTime(Next()); break;
+                case "--warmup": warmup = ParseTime(Next()); break;
+                case "--quick": o.Quick = true; break;
+                case "--connections":
+                    o.Connections = [.. Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                        .Select(s => int.TryParse(s, CultureInfo.InvariantCulture, out var n) && n > 0 ? n : throw new BenchException($"Bad connection count '{s}'."))];
+                    break;
+                case "--modes":
+                    o.Modes = [.. Next().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                        .Select(s => s switch
+                        {
+                            "nonstream" or "non-streaming" => ChatMode.NonStreaming,
+                            "stream" or "streaming" => ChatMode.Streaming,
+                            _ => throw new BenchException($"Bad mode '{s}' (nonstream, stream)."),
+                        })];
+                    break;
+                case "--out": o.OutFile = Next(); break;
+                case "--repo": o.RepoRoot = Next(); break;
+                case "--gateway-dll": o.GatewayDll = Next(); break;
+                case "--standin-dll": o.StandInDll = Next(); break;
+                case "--gateway-gc":
+                    o.GatewayGc = Next() switch
+                    {
+                        "workstation" or "ws" => "workstation",
+                        "server" => "server",
+                        "default" => "default",
+                        var other => throw new BenchException($"Bad --gateway-gc '{other}' (workstation, server, default)."),
+                    };
+                    break;
+                case "--gateway-env":
+                    var kv = Next();
+                    var eq = kv.IndexOf('=', StringComparison.Ordinal);
+                    if (eq <= 0)
+                    {
+                        throw new BenchException($"--gateway-env wants KEY=VALUE, not '{kv}'.");
+                    }
+                    o.GatewayEnv.Add(new(kv[..eq], kv[(eq + 1)..]));
+                    break;
+                case "--check": o.Check = true; break;
+                case "-h" or "--help": o.Help = true; break;
+                default: throw new BenchException($"Unknown option '{arg}'. Try --help.");
+            }
+        }
+
+        if (o.Quick)
+        {
+            o.Duration = TimeSpan.FromSeconds(1);
+            o.Round = TimeSpan.FromMilliseconds(250);
+            o.Warmup = TimeSpan.FromSeconds(1);
+        }
+        o.Duration = duration ?? o.Duration;
+        o.Round = round ?? o.Round;
+        o.Warmup = warmup ?? o.Warmup;
+        if (o.Round > o.Duration)
+        {
+            o.Round = o.Duration;
+        }
+        if (o.Duration <= TimeSpan.Zero || o.Round <= TimeSpan.Zero || o.Warmup < TimeSpan.Zero)
+        {
+            throw new BenchException("Durations must be positive.");
+        }
+        return o;
+    }
+
+    private static TimeSpan ParseTime(string text)
+    {
+        var t = text.Trim();
+        double Number(string s) => double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && v >= 0
+            ? v
+            : throw new BenchException($"Bad time '{text}' (e.g. 10, 10s, 500ms).");
+        if (t.EndsWith("ms", StringComparison.OrdinalIgnoreCase))
+        {
+            return TimeSpan.FromMilliseconds(Number(t[..^2]));
+        }
+        if (t.EndsWith('s'))
+        {
+            return TimeSpan.FromSeconds(Number(t[..^1]));
+        }
+        return TimeSpan.FromSeconds(Number(t));
+    }
+}
+
+internal enum ChatMode
+{
+    NonStreaming,
+    Streaming,
+}
+
+/// <summary>A failure the harness explains in one message (no stack trace).</summary>
+internal sealed class BenchException(string message) : Exception(message);

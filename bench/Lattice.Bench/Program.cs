@@ -1,0 +1,54 @@
+using Lattice.Bench;
+
+BenchOptions options;
+try
+{
+    options = BenchOptions.Parse(args);
+}
+catch (BenchException ex)
+{
+    Console.Error.WriteLine("bench: " + ex.Message);
+    return 2;
+}
+if (options.Help)
+{
+    Console.WriteLine(BenchOptions.Usage);
+    return 0;
+}
+
+using var cts = new CancellationTokenSource();
+Console.CancelKeyPress += (_, e) =>
+{
+    if (!cts.IsCancellationRequested)
+    {
+        // First Ctrl-C: stop after the current requests and clean up; a second one kills at once.
+        e.Cancel = true;
+        Console.Error.WriteLine("bench: stopping (Ctrl-C again to kill now)…");
+        cts.Cancel();
+    }
+    else
+    {
+        ChildProcess.KillAll();
+    }
+};
+AppDomain.CurrentDomain.ProcessExit += (_, _) => ChildProcess.KillAll();
+AppDomain.CurrentDomain.UnhandledException += (_, _) => ChildProcess.KillAll();
+
+try
+{
+    return await BenchRun.RunAsync(options, cts.Token);
+}
+catch (BenchException ex)
+{
+    Console.Error.WriteLine("bench: " + ex.Message);
+    return 2;
+}
+catch (OperationCanceledException) when (cts.IsCancellationRequested)
+{
+    Console.Error.WriteLine("bench: cancelled.");
+    return 130;
+}
+finally
+{
+    ChildProcess.KillAll();
+}

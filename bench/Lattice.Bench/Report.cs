@@ -1,0 +1,149 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace Lattice.Bench;
+
+/// <summary>The markdown report.</summary>
+internal static class Report
+{
+    public const double AddedP50TargetMs = 0.3;
+    public const double AddedP99TargetMs = 1.0;
+    public const double ThroughputTarget = 5000;
+    public const int TargetConcurrency = 32;
+
+    public static string ModeName(ChatMode mode) => mode == ChatMode.Streaming ? "streaming" : "non-streaming";
+
+    public sealed record TargetCheck(string What, string Goal, string Measured, bool Met);
+
+    public static IEnumerable<TargetCheck> Targets(IReadOnlyList<ScenarioResult> results)
+    {
+        foreach (var s in results)
+        {
+            var mode = ModeName(s.Mode);
+            if (s.Connections == 1)
+            {
+                var p50 = s.GatewayP[0] - s.DirectP[0];
+                var p99 = s.GatewayP[1] - s.DirectP[1];
+                yield return new($"added p50, 1 connection, {mode}", $"≤ {AddedP50TargetMs:0.0} ms", Ms(p50), p50 <= AddedP50TargetMs);
+                yield return new($"added p99, 1 connection, {mode}", $"≤ {AddedP99TargetMs:0.0} ms", Ms(p99), p99 <= AddedP99TargetMs);
+            }
+            if (s.Connections == TargetConcurrency)
+            {
+                yield return new($"gateway throughput, {TargetConcurrency} connections, {mode}", $"≥ {ThroughputTarget:#,0} req/s",
+                    Rps(s.Gateway.Throughput), s.Gateway.Throughput >= ThroughputTarget);
+            }
+        }
+    }
+
+    public static string Markdown(BenchOptions options, IReadOnlyList<ScenarioResult> results, IReadOnlyDictionary<string, long> errorKinds)
+    {
+        var sb = new StringBuilder();
+        void Line(string text = "") => sb.Append(text).Append('\n');
+
+        Line("## Results");
+        Line();
+        Line($"- When: {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+        Line($"- Machine: {Environment.ProcessorCount} logical CPUs ({CpuModel()}), Linux {Kernel()}, {RuntimeInformation.FrameworkDescription}");
+        Line($"- Gateway: `lattice up`, {GcDescription(options.GatewayGc)}, ASPNETCORE_ENVIRONMENT=Production, log level Warning, API-key checking on" +
+            (options.GatewayEnv.Count > 0 ? ", extra env " + string.Join(", ", options.GatewayEnv.Select(kv => $"`{kv.Key}={kv.Value}`")) : ""));
+        Line($"- Load: closed loop, HTTP/1.1 keep-alive over raw sockets, {Secs(options.Duration)} measured per target per scenario " +
+            $"in {Secs(options.Round)} rounds alternating direct/gateway (ABBA), after {Secs(options.Warmup)} warm-up per target and mode; " +
+            "latency = request sent → last response byte read");
+        Line();
+        Line("| Mode | Conns | Direct p50 | Gateway p50 | **Added p50** | Direct p99 | Gateway p99 | **Added p99** | Direct req/s | Gateway req/s | Errors | Other load |");
+        Line("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+        foreach (var s in results)
+        {
+            Line($"| {ModeName(s.Mode)} | {s.Connections} | {Ms(s.DirectP[0])} | {Ms(s.GatewayP[0])} | **{Signed(s.GatewayP[0] - s.DirectP[0])}** | " +
+                $"{Ms(s.DirectP[1])} | {Ms(s.GatewayP[1])} | **{Signed(s.GatewayP[1] - s.DirectP[1])}** | " +
+                $"{Rps(s.Direct.Throughput)} | {Rps(s.Gateway.Throughput)} | {s.Direct.Errors + s.Gateway.Errors} | {s.OtherLoad.ToString("0%", CultureInfo.InvariantCulture)} |");
+        }
+        Line();
+        Line("Latencies in ms. Added = gateway pN − direct pN. Errors = non-200 answers, broken connections and failed content checks (every 64th response per connection is checked for \"You said: hello\"). " +
+            "Other load = share of the machine's CPU used by processes other than these three during the scenario's rounds (from /proc/stat); " +
+            "anything above a few percent means the numbers are disturbed.");
+
+        var busy = results.Where(s => s.Connections == results.Max(r => r.Connections)).ToList();
+        if (busy.Count > 0)
+        {
+            Line();
+            Line($"CPU time per request at {busy[0].Connections} connections (µs, from /proc/PID/stat, 10 ms tick resolution):");
+            Line();
+            Line("| Mode | Path | Load generator | Gateway | Stand-in | Sum |");
+            Line("|---|---|--:|--:|--:|--:|");
+            foreach (var s in busy)
+            {
+                foreach (var (name, t) in new[] { ("direct", s.Direct), ("gateway", s.Gateway) })
+                {
+                    var me = TargetTotals.MicrosPerRequest(t.HarnessCpu, t.Requests);
+                    var gw = TargetTotals.MicrosPerRequest(t.GatewayCpu, t.Requests);
+                    var si = TargetTotals.MicrosPerRequest(t.StandInCpu, t.Requests);
+                    Line($"| {ModeName(s.Mode)} | {name} | {Us(me)} | {Us(gw)} | {Us(si)} | {Us(me + gw + si)} |");
+                }
+            }
+        }
+
+        var targets = Targets(results).ToList();
+        if (targets.Count > 0)
+        {
+            Line();
+            Line("| Target | Goal | Measured | |");
+            Line("|---|---|--:|---|");
+            foreach (var t in targets)
+            {
+                Line($"| {t.What} | {t.Goal} | {t.Measured} | {(t.Met ? "met" : "**missed**")} |");
+            }
+        }
+
+        if (errorKinds.Count > 0)
+        {
+            Line();
+            Line("Errors:");
+            Line();
+            foreach (var (what, count) in errorKinds.OrderByDescending(kv => kv.Value).Take(20))
+            {
+                Line($"- {count} × {what}");
+            }
+        }
+        return sb.ToString();
+    }
+
+    private static string GcDescription(string gc) => gc switch
+    {
+        "server" => "server GC (`DOTNET_gcServer=1`)",
+        "workstation" => "workstation GC (`DOTNET_gcServer=0`)",
+        _ => "GC as built",
+    };
+
+    private static string CpuModel()
+    {
+        try
+        {
+            var line = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal));
+            return line is null ? "unknown CPU" : line[(line.IndexOf(':', StringComparison.Ordinal) + 1)..].Trim();
+        }
+        catch (IOException)
+        {
+            return "unknown CPU";
+        }
+    }
+
+    private static string Kernel()
+    {
+        try
+        {
+            return File.ReadAllText("/proc/sys/kernel/osrelease").Trim();
+        }
+        catch (IOException)
+        {
+            return "?";
+        }
+    }
+
+    private static string Secs(TimeSpan t) => t.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture) + " s";
+    private static string Ms(double ms) => double.IsNaN(ms) ? "n/a" : ms.ToString("0.000", CultureInfo.InvariantCulture);
+    private static string Signed(double ms) => double.IsNaN(ms) ? "n/a" : ms.ToString("+0.000;−0.000;0.000", CultureInfo.InvariantCulture);
+    private static string Us(double us) => double.IsNaN(us) ? "n/a" : us.ToString("0", CultureInfo.InvariantCulture);
+    private static string Rps(double rps) => rps.ToString("#,0", CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,42 @@
+using System.Text;
+
+namespace Lattice.Bench;
+
+/// <summary>Checks a (sampled) response body: the stand-in answers "You said: hello".</summary>
+internal static class Verify
+{
+    public const string Expected = "You said: hello";
+
+    /// <summary>Null when the body is right, else what is wrong.</summary>
+    public static string? Body(ChatMode mode, ReadOnlySpan<byte> body)
+    {
+        if (mode == ChatMode.NonStreaming)
+        {
+            return body.IndexOf("\"content\":\"You said: hello\""u8) >= 0 ? null : "body lacks \"You said: hello\": " + Preview(body);
+        }
+
+        // SSE: the reply arrives one word per chunk ("You", " said:", " hello"); join every delta's content.
+        var text = new StringBuilder();
+        var rest = body;
+        int at;
+        while ((at = rest.IndexOf("\"content\":\""u8)) >= 0)
+        {
+            rest = rest[(at + 11)..];
+            var end = rest.IndexOf((byte)'"');
+            if (end < 0)
+            {
+                return "unterminated content string: " + Preview(body);
+            }
+            text.Append(Encoding.UTF8.GetString(rest[..end]));
+            rest = rest[end..];
+        }
+        if (text.ToString() != Expected)
+        {
+            return $"streamed content is \"{text}\", not \"{Expected}\"";
+        }
+        return body.TrimEnd("\r\n"u8).EndsWith("data: [DONE]"u8) ? null : "stream does not end with data: [DONE]: " + Preview(body);
+    }
+
+    public static string Preview(ReadOnlySpan<byte> body) =>
+        Encoding.UTF8.GetString(body[..Math.Min(body.Length, 300)]).ReplaceLineEndings("\\n");
+}
