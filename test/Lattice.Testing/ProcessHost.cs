@@ -240,9 +240,10 @@ public sealed class ProcessHost : IAsyncDisposable
     /// output path (<c>…/bin/&lt;Configuration&gt;/&lt;tfm&gt;/</c>; net10.0 and the library's own configuration if it has no such shape).
     /// </summary>
     /// <exception cref="FileNotFoundException">The project has not been built in that configuration.</exception>
-    public static string DotnetDll(string projectName)
+    public static string DotnetDll(string projectName, string? assemblyName = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(projectName);
+        var dllName = (assemblyName ?? projectName) + ".dll";
         var (configuration, targetFramework) = CurrentBuildLayout();
         var root = RepoPaths.RepoRoot;
         var found = new List<string>();
@@ -258,7 +259,7 @@ public sealed class ProcessHost : IAsyncDisposable
             foreach (var projectDir in FindDirectories(topDir, projectName))
             {
                 projectDirs.Add(projectDir);
-                var dll = Path.Combine(projectDir, "bin", configuration, targetFramework, projectName + ".dll");
+                var dll = Path.Combine(projectDir, "bin", configuration, targetFramework, dllName);
                 if (File.Exists(dll))
                 {
                     found.Add(dll);
@@ -272,7 +273,7 @@ public sealed class ProcessHost : IAsyncDisposable
             0 => throw new FileNotFoundException(projectDirs.Count == 0
                 ? $"No project directory named '{projectName}' under {root}/{{src,test,bench}}."
                 : $"'{projectName}' is not built for {configuration}/{targetFramework}: looked for "
-                  + string.Join(", ", projectDirs.Select(d => Path.Combine(d, "bin", configuration, targetFramework, projectName + ".dll")))
+                  + string.Join(", ", projectDirs.Select(d => Path.Combine(d, "bin", configuration, targetFramework, dllName)))
                   + $". Build it first (dotnet build -c {configuration})."),
             _ => throw new InvalidOperationException($"'{projectName}' is ambiguous: {string.Join(", ", found)}."),
         };

@@ -1,0 +1,88 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using Lattice.Testing;
+
+namespace Lattice.EndToEnd.Tests;
+
+/// <summary><c>lattice up</c>'s env file and <c>lattice keys</c>, as a user runs them.</summary>
+[Collection(StackCollection.Name)]
+public sealed class LatticeCliTests(StackFixture stack)
+{
+    private async Task<(int Exit, string Output)> LatticeAsync(params string[] args)
+    {
+        var psi = new ProcessStartInfo(ProcessHost.DotnetHost) { RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add(StackFixture.LatticeDll);
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+        psi.ArgumentList.Add("--data-dir");
+        psi.ArgumentList.Add(stack.DataDirectory);
+        using var process = Process.Start(psi)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await process.WaitForExitAsync(cts.Token);
+        return (process.ExitCode, await stdout + await stderr);
+    }
+
+    private async Task<HttpStatusCode> ChatStatusAsync(string key)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
+        using var request = new HttpRequestMessage(HttpMethod.Post, stack.BaseUrl + "/chat/completions")
+        {
+            Content = new StringContent("""{"model":"lovelace:chat","messages":[{"role":"user","content":"hi"}]}""", Encoding.UTF8, "application/json"),
+        };
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        using var response = await http.SendAsync(request);
+        return response.StatusCode;
+    }
+
+    [Fact]
+    public void Up_writes_an_env_file_only_its_owner_can_read()
+    {
+        var path = Path.Combine(stack.DataDirectory, "env");
+        var text = File.ReadAllText(path);
+        Assert.Contains("LATTICE_BASE_URL=" + stack.BaseUrl, text, StringComparison.Ordinal);
+        Assert.Contains("LATTICE_API_KEY=sk_", text, StringComparison.Ordinal);
+        if (!OperatingSystem.IsWindows())
+        {
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(path));
+        }
+        Assert.Contains("Lattice is running.", stack.Gateway.Output, StringComparison.Ordinal);
+        Assert.Contains("Base URL   " + stack.BaseUrl, stack.Gateway.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Keys_create_list_revoke_through_the_cli()
+    {
+        var (exit, output) = await LatticeAsync("keys", "create", "--name", "from-cli", "--expires-in", "30d");
+        Assert.True(exit == 0, output);
+        var key = output.Split('\n').Single(l => l.StartsWith("Key (shown once): ", StringComparison.Ordinal))["Key (shown once): ".Length..].Trim();
+        var id = output.Split(' ', '\n').First(w => w.StartsWith("key_", StringComparison.Ordinal));
+        Assert.Equal(HttpStatusCode.OK, await ChatStatusAsync(key));
+
+        (exit, output) = await LatticeAsync("keys", "list");
+        Assert.True(exit == 0, output);
+        var line = output.Split('\n').Single(l => l.StartsWith(id, StringComparison.Ordinal));
+        Assert.Contains("from-cli", line, StringComparison.Ordinal);
+        Assert.Contains("active", line, StringComparison.Ordinal);
+        Assert.DoesNotContain(key, output, StringComparison.Ordinal);
+
+        (exit, output) = await LatticeAsync("keys", "revoke", id);
+        Assert.True(exit == 0, output);
+        Assert.Equal(HttpStatusCode.Unauthorized, await ChatStatusAsync(key));
+        (_, output) = await LatticeAsync("keys", "list");
+        Assert.Contains("revoked", output.Split('\n').Single(l => l.StartsWith(id, StringComparison.Ordinal)), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_bad_lifetime_is_refused_with_a_message()
+    {
+        var (exit, output) = await LatticeAsync("keys", "create", "--expires-in", "soon");
+        Assert.Equal(2, exit);
+        Assert.Contains("--expires-in", output, StringComparison.Ordinal);
+    }
+}
