@@ -79,7 +79,7 @@ public sealed partial class InputSchema
         {
             return new SchemaViolation("The request body does not match the schema of this task.", null, Protocol.ErrorCodes.InvalidValue);
         }
-        return Describe(best.Node.InstanceLocation.ToString(), best.Keyword!, best.Message!, instance, SubschemaAt(best.Node.SchemaLocation));
+                return Describe(best.Node.InstanceLocation.ToString(), best.Keyword!, best.Message!, instance, SchemaForInstance(best.Node.InstanceLocation.ToString()));
     }
 
     private record struct Candidate(EvaluationResults? Node, string? Keyword, string? Message, int Depth, int Rank);
@@ -119,14 +119,53 @@ public sealed partial class InputSchema
         return path.EndsWith("/if", StringComparison.Ordinal);
     }
 
-    private JsonElement? SubschemaAt(Uri? location)
+    // The library's schema locations are not reliable under `items`, so the subschema that governs an instance
+    // location is found by walking the schema along that location: properties, additionalProperties, items,
+    // prefixItems and local $refs. Where a combinator decides (anyOf, oneOf), there is no single answer: null.
+    private JsonElement? SchemaForInstance(string pointer)
     {
-        var fragment = location?.Fragment;
-        if (string.IsNullOrEmpty(fragment))
+        JsonElement current = Deref(_schemaRoot);
+        foreach (var raw in pointer.TrimStart('#').Split('/', StringSplitOptions.RemoveEmptyEntries))
         {
-            return _schemaRoot;
+            var seg = raw.Replace("~1", "/").Replace("~0", "~");
+            if (current.ValueKind != JsonValueKind.Object)
+            {
+                return null;
+            }
+            JsonElement next;
+            if (int.TryParse(seg, out var index) && index >= 0)
+            {
+                if (current.TryGetProperty("prefixItems", out var prefix) && prefix.ValueKind == JsonValueKind.Array && index < prefix.GetArrayLength())
+                {
+                    next = prefix[index];
+                }
+                else if (!current.TryGetProperty("items", out next))
+                {
+                    return null;
+                }
+            }
+            else if (!(current.TryGetProperty("properties", out var props) && props.ValueKind == JsonValueKind.Object && props.TryGetProperty(seg, out next))
+                && !current.TryGetProperty("additionalProperties", out next))
+            {
+                return null;
+            }
+            current = Deref(next);
         }
-        return Resolve(_schemaRoot, Uri.UnescapeDataString(fragment));
+        return current;
+    }
+
+    private JsonElement Deref(JsonElement schema)
+    {
+        for (var hops = 0; hops < 16 && schema.ValueKind == JsonValueKind.Object
+            && schema.TryGetProperty("$ref", out var reference) && reference.GetString() is { } r && r.StartsWith('#'); hops++)
+        {
+            if (Resolve(_schemaRoot, r[1..]) is not { } target)
+            {
+                break;
+            }
+            schema = target;
+        }
+        return schema;
     }
 
     // Prefer the keyword that names the concrete fault over the combinators that merely report a child failed.
