@@ -55,7 +55,7 @@ describe('embeddings', () => {
       assert.equal(item.index, i);
       assertVector(item.embedding, inputs[i], 20, `float[${i}]`);
     });
-    assert.equal(response.usage.prompt_tokens, 4);
+    assert.equal(response.usage.prompt_tokens, 5, 'usage counts the words of all inputs (2 + 1 + 2)');
   });
 
   test("encoding_format 'base64': the SDK returns the string as sent; it decodes to the stand-in vector", opts, async () => {
