@@ -80,6 +80,7 @@ internal static class UpCommand
 
         await app.WaitForShutdownAsync(cancellationToken);
         await app.DisposeAsync();
+        Console.WriteLine("  Lattice stopped.");
         return 0;
     }
 }

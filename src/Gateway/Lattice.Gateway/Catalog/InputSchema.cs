@@ -10,7 +10,9 @@ public readonly record struct SchemaViolation(string Message, string? Param, str
 /// <summary>A task class's compiled JSON Schema (2020-12). Built once per catalog snapshot; evaluation is thread-safe.</summary>
 public sealed partial class InputSchema
 {
-    private static readonly EvaluationOptions Options = new() { OutputFormat = OutputFormat.Hierarchical };
+    // Valid input is the hot path: a flag evaluation answers it cheaply. Only invalid input pays for the full tree.
+    private static readonly EvaluationOptions FlagOptions = new() { OutputFormat = OutputFormat.Flag };
+    private static readonly EvaluationOptions DetailOptions = new() { OutputFormat = OutputFormat.Hierarchical };
     private readonly JsonSchema _schema;
     private readonly Dictionary<string, string> _topLevelTypes;
 
@@ -67,11 +69,11 @@ public sealed partial class InputSchema
     /// <summary>Validates <paramref name="instance"/>; returns the most specific violation, or null when valid.</summary>
     public SchemaViolation? Validate(JsonElement instance)
     {
-        var results = _schema.Evaluate(instance, Options);
-        if (results.IsValid)
+        if (_schema.Evaluate(instance, FlagOptions).IsValid)
         {
             return null;
         }
+        var results = _schema.Evaluate(instance, DetailOptions);
 
         Candidate best = default;
         Collect(results, ref best);
