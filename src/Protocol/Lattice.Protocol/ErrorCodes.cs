@@ -15,6 +15,8 @@ public static class ErrorCodes
     public const string RateLimitExceeded = "rate_limit_exceeded";
     public const string InsufficientQuota = "insufficient_quota";
     public const string NoCapacity = "no_capacity";
+    public const string PersonalLatticeRelayUnavailable = "personal_lattice_relay_unavailable";
+    public const string PersonalLatticeExecutionTimeout = "personal_lattice_execution_timeout";
     public const string UpstreamError = "upstream_error";
     public const string UpstreamTimeout = "upstream_timeout";
     public const string InvalidJson = "invalid_json";

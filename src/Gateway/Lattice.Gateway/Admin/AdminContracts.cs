@@ -13,9 +13,11 @@ public sealed record CreatedKeyDto(string Id, string WorkspaceId, string Name, s
 public sealed record TaskClassRequest(string? Name, JsonElement? InputSchema, bool? Streams, string? ContentType, string? UpstreamPath, string? UsagePath);
 public sealed record TaskClassDto(string Name, JsonElement InputSchema, bool Streams, string ContentType, string UpstreamPath, string? UsagePath, bool BuiltIn, long CreatedAt);
 
-public sealed record OfferRequest(string? Task, string? BaseUrl, string? Credential, string? UpstreamModel, int? Priority, int? TimeoutSeconds);
+public sealed record OfferRequest(string? Task, string? BaseUrl, string? Runtime, string? Credential, string? UpstreamModel, int? Priority, int? TimeoutSeconds);
 public sealed record ModelRequest(string? Id, string? OwnedBy, OfferRequest[]? Offers);
-public sealed record OfferDto(string Id, string? Task, string Kind, string BaseUrl, string? Credential, string UpstreamModel, int Priority, int? TimeoutSeconds);
+public sealed record OfferDto(string Id, string? Task, string Kind, string? BaseUrl, string? Runtime, string? Credential, string UpstreamModel, int Priority, int? TimeoutSeconds);
+public sealed record HostedRuntimeRequest(string? DisplayName);
+public sealed record HostedRuntimeDto(string LatticeId, string DisplayName, string BootstrapToken, long BootstrapExpiresAt);
 public sealed record ModelDto(string Id, string OwnedBy, long CreatedAt, OfferDto[] Offers);
 
 public sealed record ListDto<T>(IReadOnlyList<T> Data)
@@ -37,4 +39,6 @@ public sealed record ListDto<T>(IReadOnlyList<T> Data)
 [JsonSerializable(typeof(ModelRequest))]
 [JsonSerializable(typeof(ModelDto))]
 [JsonSerializable(typeof(ListDto<ModelDto>))]
+[JsonSerializable(typeof(HostedRuntimeRequest))]
+[JsonSerializable(typeof(HostedRuntimeDto))]
 public sealed partial class AdminJsonContext : JsonSerializerContext;

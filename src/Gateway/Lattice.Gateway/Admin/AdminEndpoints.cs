@@ -28,6 +28,8 @@ public static class AdminEndpoints
         admin.MapPost("/task-classes", CreateTaskClassAsync);
         admin.MapDelete("/task-classes/{name}", DeleteTaskClassAsync);
 
+        admin.MapPost("/runtimes", CreateHostedRuntimeAsync);
+
         admin.MapGet("/models", ListModelsAsync);
         admin.MapPost("/models", CreateModelAsync);
         admin.MapPut("/models/{**id}", ReplaceModelAsync);
@@ -220,6 +222,20 @@ public static class AdminEndpoints
         return new TaskClassDto(t.Name, doc.RootElement.Clone(), t.Streams, t.ContentType, t.UpstreamPath, t.UsagePath, t.BuiltIn, t.CreatedAt.ToUnixTimeSeconds());
     }
 
+    // ---- hosted runtimes ----
+
+    private static async Task<IResult> CreateHostedRuntimeAsync(HostedRuntimeRequest? body, LatticeDbContext db, Runtimes.RuntimeStore store, TimeProvider time)
+    {
+        var (entity, token, error) = await Runtimes.RuntimeEndpoints.CreateRecordAsync(db, store, time, DatabaseInitializer.OperatorWorkspaceId,
+            new Runtimes.CreateRuntimeRequest(body?.DisplayName, "local-model"), hosted: true);
+        if (error is { } e)
+        {
+            return Error(e with { Param = "display_name" });
+        }
+        return Json(new HostedRuntimeDto(entity!.LatticeId, entity.DisplayName, token!, entity.BootstrapExpiresAt!.Value.ToUnixTimeSeconds()),
+            AdminJsonContext.Default.HostedRuntimeDto, StatusCodes.Status201Created);
+    }
+
     // ---- models ----
 
     private static async Task<IResult> ListModelsAsync(LatticeDbContext db)
@@ -299,6 +315,26 @@ public static class AdminEndpoints
         for (var i = 0; i < requests.Length; i++)
         {
             var r = requests[i];
+            if (r is { Runtime: { Length: > 0 } runtimeId })
+            {
+                if (string.IsNullOrWhiteSpace(r.UpstreamModel))
+                {
+                    return (null, GatewayError.InvalidRequest("'upstream_model' names the runtime's model and is required.", $"offers[{i}].upstream_model"));
+                }
+                offers.Add(new ModelOfferEntity
+                {
+                    Id = ApiKeySecrets.NewId("off_"),
+                    ModelId = modelId,
+                    Task = string.IsNullOrWhiteSpace(r.Task) ? null : r.Task.Trim(),
+                    Kind = "runtime",
+                    BaseUrl = "",
+                    RuntimeId = runtimeId,
+                    UpstreamModel = r.UpstreamModel.Trim(),
+                    Priority = r.Priority ?? i,
+                    TimeoutSeconds = r.TimeoutSeconds,
+                });
+                continue;
+            }
             if (r is null || !Uri.TryCreate(r.BaseUrl, UriKind.Absolute, out var baseUrl) || (baseUrl.Scheme != Uri.UriSchemeHttp && baseUrl.Scheme != Uri.UriSchemeHttps))
             {
                 return (null, GatewayError.InvalidRequest("'base_url' must be an absolute http(s) URL.", $"offers[{i}].base_url"));
@@ -333,7 +369,7 @@ public static class AdminEndpoints
 
     private static ModelDto ToDto(CatalogModelEntity m) => new(
         m.Id, m.OwnedBy, m.CreatedAt.ToUnixTimeSeconds(),
-        m.Offers.OrderBy(o => o.Priority).Select(o => new OfferDto(o.Id, o.Task, o.Kind, o.BaseUrl, o.CredentialName, o.UpstreamModel, o.Priority, o.TimeoutSeconds)).ToArray());
+        m.Offers.OrderBy(o => o.Priority).Select(o => new OfferDto(o.Id, o.Task, o.Kind, o.RuntimeId is null ? o.BaseUrl : null, o.RuntimeId, o.CredentialName, o.UpstreamModel, o.Priority, o.TimeoutSeconds)).ToArray());
 
     // ---- results ----
 

@@ -23,11 +23,12 @@ public sealed record TaskClass(
     public string ContentType => ContentKind == TaskContentKind.Json ? "application/json" : "multipart/form-data";
 }
 
-/// <summary>One way to serve a model: an OpenAI-compatible upstream.</summary>
+/// <summary>One way to serve a model: an OpenAI-compatible upstream, or a hosted runtime (<see cref="RuntimeId"/>).</summary>
 public sealed record UpstreamOffer(
     string Id,
     string? Task,
-    Uri BaseUrl,
+    Uri? BaseUrl,
+    string? RuntimeId,
     string? CredentialName,
     string UpstreamModel,
     int Priority,

@@ -44,7 +44,9 @@ public sealed partial class CatalogStore(IServiceScopeFactory scopes, ILogger<Ca
                 var offers = row.Offers
                     .OrderBy(o => o.Priority).ThenBy(o => o.Id, StringComparer.Ordinal)
                     .Select(o => new UpstreamOffer(
-                        o.Id, o.Task, new Uri(o.BaseUrl.EndsWith('/') ? o.BaseUrl : o.BaseUrl + "/"), o.CredentialName, o.UpstreamModel, o.Priority,
+                        o.Id, o.Task,
+                        o.RuntimeId is null ? new Uri(o.BaseUrl.EndsWith('/') ? o.BaseUrl : o.BaseUrl + "/") : null,
+                        o.RuntimeId, o.CredentialName, o.UpstreamModel, o.Priority,
                         o.TimeoutSeconds is { } s ? TimeSpan.FromSeconds(s) : null))
                     .ToArray();
                 models[row.Id] = new CatalogModel(row.Id, row.OwnedBy, row.CreatedAt, offers);

@@ -4,6 +4,7 @@ using Lattice.Gateway.Auth;
 using Lattice.Gateway.Catalog;
 using Lattice.Gateway.OpenAi;
 using Lattice.Gateway.Persistence;
+using Lattice.Gateway.Runtimes;
 using Lattice.Gateway.Tasks;
 using Lattice.Gateway.Upstreams;
 using Lattice.Protocol;
@@ -48,6 +49,7 @@ public static class GatewayApp
         services.AddCatalog();
         services.AddTasks();
         services.AddUpstreams();
+        services.AddRuntimes();
         return services;
     }
 
@@ -59,7 +61,9 @@ public static class GatewayApp
         app.UseStatusCodePages(new StatusCodePagesOptions { HandleAsync = WriteStatusAsync });
 
         app.MapGet("/healthz", () => TypedResults.Text("ok"));
+        app.UseWebSockets();
         app.MapOpenAi();
+        app.MapRuntimes();
         app.MapAdmin();
         app.MapFallback(context => OpenAiErrors.WriteAsync(context, GatewayError.NotFound($"Invalid URL ({context.Request.Method} {context.Request.Path}).")));
         return app;

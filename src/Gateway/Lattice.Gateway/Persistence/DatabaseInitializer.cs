@@ -15,6 +15,7 @@ public sealed class DatabaseInitializer(
     IOptions<GatewayOptions> options,
     CatalogStore catalog,
     ApiKeyStore keys,
+    Runtimes.RuntimeStore runtimes,
     TimeProvider time)
 {
     public const string OperatorWorkspaceId = "ws_operator";
@@ -66,6 +67,7 @@ public sealed class DatabaseInitializer(
         await db.SaveChangesAsync(cancellationToken);
         await catalog.ReloadAsync(cancellationToken);
         await keys.ReloadAsync(cancellationToken);
+        await runtimes.ReloadAsync(cancellationToken);
     }
 
     /// <summary>On a database with no developer workspace yet, creates one with a developer key and an admin key.</summary>

@@ -58,11 +58,39 @@ public sealed class ModelOfferEntity
     public required string ModelId { get; set; }
     /// <summary>The task this offer serves; null serves every task of the model.</summary>
     public string? Task { get; set; }
+    /// <summary><c>upstream</c> (an OpenAI-compatible HTTP endpoint) or <c>runtime</c> (a hosted runtime daemon).</summary>
     public required string Kind { get; set; }
+    /// <summary>For upstream offers: the endpoint's base URL; empty for runtime offers.</summary>
     public required string BaseUrl { get; set; }
+    /// <summary>For runtime offers: the hosted runtime's <c>lat_…</c> id.</summary>
+    public string? RuntimeId { get; set; }
     /// <summary>Name of a credential in configuration (<c>Lattice:Credentials:&lt;name&gt;</c>); never the secret.</summary>
     public string? CredentialName { get; set; }
     public required string UpstreamModel { get; set; }
     public int Priority { get; set; }
     public int? TimeoutSeconds { get; set; }
+}
+
+/// <summary>A runtime daemon's record: a user's personal runtime, or operator-hosted capacity.</summary>
+public sealed class RuntimeEntity
+{
+    /// <summary><c>lat_…</c>.</summary>
+    public required string LatticeId { get; set; }
+    /// <summary>The workspace (account) it belongs to and serves.</summary>
+    public required string WorkspaceId { get; set; }
+    public required string DisplayName { get; set; }
+    /// <summary><c>local-model</c> or <c>assistant-runtime</c>.</summary>
+    public required string ExecutionBackend { get; set; }
+    /// <summary>Operator capacity that serves catalog models, rather than one workspace's personal runtime.</summary>
+    public bool Hosted { get; set; }
+    public string? BootstrapTokenHash { get; set; }
+    public DateTimeOffset? BootstrapExpiresAt { get; set; }
+    public DateTimeOffset? PairedAt { get; set; }
+    /// <summary>SHA-256 of the long-lived runtime credential (<c>lrt_…</c>), set at pairing.</summary>
+    public string? CredentialHash { get; set; }
+    public string? PublicWorkKey { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+    public DateTimeOffset UpdatedAt { get; set; }
+    public DateTimeOffset? LastSeenAt { get; set; }
+    public DateTimeOffset? RevokedAt { get; set; }
 }

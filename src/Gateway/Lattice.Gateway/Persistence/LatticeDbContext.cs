@@ -11,6 +11,7 @@ public sealed class LatticeDbContext(DbContextOptions<LatticeDbContext> options)
     public DbSet<TaskClassEntity> TaskClasses => Set<TaskClassEntity>();
     public DbSet<CatalogModelEntity> Models => Set<CatalogModelEntity>();
     public DbSet<ModelOfferEntity> ModelOffers => Set<ModelOfferEntity>();
+    public DbSet<RuntimeEntity> Runtimes => Set<RuntimeEntity>();
 
     protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
     {
@@ -51,6 +52,17 @@ public sealed class LatticeDbContext(DbContextOptions<LatticeDbContext> options)
             b.HasKey(x => x.Id);
             b.Property(x => x.Id).HasMaxLength(256);
             b.HasMany(x => x.Offers).WithOne().HasForeignKey(x => x.ModelId).OnDelete(DeleteBehavior.Cascade);
+        });
+
+        modelBuilder.Entity<RuntimeEntity>(b =>
+        {
+            b.ToTable("runtimes");
+            b.HasKey(x => x.LatticeId);
+            b.Property(x => x.LatticeId).HasMaxLength(64);
+            b.HasIndex(x => x.WorkspaceId);
+            b.HasIndex(x => x.CredentialHash).IsUnique();
+            b.HasIndex(x => x.BootstrapTokenHash).IsUnique();
+            b.HasOne<WorkspaceEntity>().WithMany().HasForeignKey(x => x.WorkspaceId);
         });
 
         modelBuilder.Entity<ModelOfferEntity>(b =>

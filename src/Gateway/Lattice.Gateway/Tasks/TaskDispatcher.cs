@@ -15,7 +15,9 @@ namespace Lattice.Gateway.Tasks;
 public sealed class TaskDispatcher(
     Authenticator authenticator,
     CatalogStore catalog,
+    Router router,
     UpstreamForwarder forwarder,
+    Runtimes.RuntimeForwarder runtimeForwarder,
     IOptions<GatewayOptions> options)
 {
     private readonly long _maxBodyBytes = options.Value.MaxRequestBodyBytes;
@@ -53,13 +55,18 @@ public sealed class TaskDispatcher(
             return;
         }
 
-        var (model, routeError) = Router.Resolve(snapshot, caller, input.Model, task.Name);
-        if (model is null)
+        var route = router.Resolve(snapshot, caller, input.Model, task.Name);
+        if (!route.Found)
         {
-            await OpenAiErrors.WriteAsync(context, routeError);
+            await OpenAiErrors.WriteAsync(context, route.Error);
             return;
         }
 
-        await forwarder.ForwardAsync(context, task, input, model);
+        if (route.Runtime is not null)
+        {
+            await runtimeForwarder.ForwardAsync(context, task, input, route.Runtime, route.Capability!);
+            return;
+        }
+        await forwarder.ForwardAsync(context, task, input, route.Model!);
     }
 }

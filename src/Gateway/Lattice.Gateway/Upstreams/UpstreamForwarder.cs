@@ -13,6 +13,8 @@ namespace Lattice.Gateway.Upstreams;
 /// <summary>Sends a task input to an OpenAI-compatible upstream and relays the answer's bytes as they arrive.</summary>
 public sealed partial class UpstreamForwarder(
     IHttpClientFactory clients,
+    Runtimes.RuntimeRegistry runtimes,
+    Runtimes.RuntimeForwarder runtimeForwarder,
     IOptions<GatewayOptions> options,
     IOptions<UpstreamCredentialsOptions> credentials,
     ILogger<UpstreamForwarder> logger)
@@ -31,6 +33,20 @@ public sealed partial class UpstreamForwarder(
         {
             if (offer.Task is not null && offer.Task != task.Name)
             {
+                continue;
+            }
+
+            if (offer.RuntimeId is not null)
+            {
+                // A hosted runtime: used when connected and serving this task with the offer's model.
+                var connection = runtimes.Find(offer.RuntimeId);
+                if (connection is { Hosted: true } && connection.FindCapability(task.Name, offer.UpstreamModel) is { } capability)
+                {
+                    await runtimeForwarder.ForwardAsync(context, task, input, connection, capability);
+                    return;
+                }
+                failure = new GatewayError(StatusCodes.Status503ServiceUnavailable, Protocol.ErrorTypes.Api, Protocol.ErrorCodes.NoCapacity,
+                    "No capacity is connected that can serve this model.");
                 continue;
             }
 
@@ -79,7 +95,7 @@ public sealed partial class UpstreamForwarder(
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(aborted);
         cts.CancelAfter(offer.Timeout ?? _options.UpstreamTimeout);
 
-        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(offer.BaseUrl, task.UpstreamPath))
+        using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(offer.BaseUrl!, task.UpstreamPath))
         {
             Content = task.ContentKind == TaskContentKind.Json
                 ? new SplicedJsonContent(input, offer.UpstreamModel)

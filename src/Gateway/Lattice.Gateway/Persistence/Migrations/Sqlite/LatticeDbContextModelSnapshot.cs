@@ -104,6 +104,9 @@ namespace Lattice.Gateway.Persistence.Migrations.Sqlite
                     b.Property<int>("Priority")
                         .HasColumnType("INTEGER");
 
+                    b.Property<string>("RuntimeId")
+                        .HasColumnType("TEXT");
+
                     b.Property<string>("Task")
                         .HasColumnType("TEXT");
 
@@ -119,6 +122,67 @@ namespace Lattice.Gateway.Persistence.Migrations.Sqlite
                     b.HasIndex("ModelId");
 
                     b.ToTable("model_offers", (string)null);
+                });
+
+            modelBuilder.Entity("Lattice.Gateway.Persistence.RuntimeEntity", b =>
+                {
+                    b.Property<string>("LatticeId")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long?>("BootstrapExpiresAt")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("BootstrapTokenHash")
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("CreatedAt")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("CredentialHash")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("DisplayName")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("ExecutionBackend")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<bool>("Hosted")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long?>("LastSeenAt")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long?>("PairedAt")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("PublicWorkKey")
+                        .HasColumnType("TEXT");
+
+                    b.Property<long?>("RevokedAt")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("UpdatedAt")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("WorkspaceId")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("LatticeId");
+
+                    b.HasIndex("BootstrapTokenHash")
+                        .IsUnique();
+
+                    b.HasIndex("CredentialHash")
+                        .IsUnique();
+
+                    b.HasIndex("WorkspaceId");
+
+                    b.ToTable("runtimes", (string)null);
                 });
 
             modelBuilder.Entity("Lattice.Gateway.Persistence.TaskClassEntity", b =>
@@ -189,6 +253,15 @@ namespace Lattice.Gateway.Persistence.Migrations.Sqlite
                     b.HasOne("Lattice.Gateway.Persistence.CatalogModelEntity", null)
                         .WithMany("Offers")
                         .HasForeignKey("ModelId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
+            modelBuilder.Entity("Lattice.Gateway.Persistence.RuntimeEntity", b =>
+                {
+                    b.HasOne("Lattice.Gateway.Persistence.WorkspaceEntity", null)
+                        .WithMany()
+                        .HasForeignKey("WorkspaceId")
                         .OnDelete(DeleteBehavior.Cascade)
                         .IsRequired();
                 });

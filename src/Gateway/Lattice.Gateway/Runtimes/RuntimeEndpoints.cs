@@ -1,0 +1,336 @@
+using System.Text.Json;
+using Lattice.Gateway.Auth;
+using Lattice.Gateway.OpenAi;
+using Lattice.Gateway.Persistence;
+using Lattice.Protocol;
+using Lattice.Protocol.Runtime;
+using Microsoft.EntityFrameworkCore;
+
+namespace Lattice.Gateway.Runtimes;
+
+/// <summary>Personal runtime records, pairing, and the daemons' WebSocket link.</summary>
+public static partial class RuntimeEndpoints
+{
+    public static readonly TimeSpan BootstrapLifetime = TimeSpan.FromMinutes(30);
+
+    public static IServiceCollection AddRuntimes(this IServiceCollection services)
+    {
+        services.AddSingleton<RuntimeRegistry>();
+        services.AddSingleton<RuntimeStore>();
+        services.AddSingleton<RuntimeForwarder>();
+        return services;
+    }
+
+    public static IEndpointRouteBuilder MapRuntimes(this IEndpointRouteBuilder routes)
+    {
+        routes.MapPost("/v1/personal-runtimes", CreateAsync);
+        routes.MapGet("/v1/personal-runtimes", ListAsync);
+        routes.MapGet("/v1/personal-runtimes/{latticeId}", GetAsync);
+        routes.MapPost("/v1/personal-runtimes/{latticeId}/revoke", RevokeAsync);
+        routes.MapPost(RuntimeLink.PairPath, PairAsync);
+        routes.Map(RuntimeLink.ConnectPath, ConnectAsync);
+        return routes;
+    }
+
+    // ---- records ----
+
+    private static async Task CreateAsync(HttpContext context, LatticeDbContext db, RuntimeStore store, TimeProvider time)
+    {
+        if (await EndpointAuth.RequireAsync(context, Scopes.PersonalRuntimeManage) is not { } caller)
+        {
+            return;
+        }
+        var body = await ReadJsonAsync(context, RuntimeJsonContext.Default.CreateRuntimeRequest);
+        if (body is null)
+        {
+            return;
+        }
+        var created = await CreateRecordAsync(db, store, time, caller.WorkspaceId, body, hosted: false);
+        if (created.Error is { } error)
+        {
+            await OpenAiErrors.WriteAsync(context, error);
+            return;
+        }
+        var registry = context.RequestServices.GetRequiredService<RuntimeRegistry>();
+        await WriteAsync(context, new CreatedRuntimeDto(ToDto(created.Entity!, registry), created.Token!, created.Entity!.BootstrapExpiresAt!.Value),
+            RuntimeJsonContext.Default.CreatedRuntimeDto, StatusCodes.Status201Created);
+    }
+
+    /// <summary>Creates a runtime record with a one-time bootstrap token. Shared with the admin API (hosted runtimes).</summary>
+    public static async Task<(RuntimeEntity? Entity, string? Token, GatewayError? Error)> CreateRecordAsync(
+        LatticeDbContext db, RuntimeStore store, TimeProvider time, string workspaceId, CreateRuntimeRequest body, bool hosted)
+    {
+        var name = body.DisplayName?.Trim();
+        if (string.IsNullOrEmpty(name) || name.Length > 200)
+        {
+            return (null, null, GatewayError.InvalidRequest("'displayName' is required (1 to 200 characters).", "displayName"));
+        }
+        var backend = body.ExecutionBackend ?? "local-model";
+        if (backend is not ("local-model" or "assistant-runtime"))
+        {
+            return (null, null, GatewayError.InvalidRequest("'executionBackend' must be 'local-model' or 'assistant-runtime'.", "executionBackend"));
+        }
+        var now = time.GetUtcNow();
+        var token = ApiKeySecrets.NewSecret(RuntimeLink.BootstrapPrefix);
+        var entity = new RuntimeEntity
+        {
+            LatticeId = ApiKeySecrets.NewId(ModelId.LatticeIdPrefix).ToLowerInvariant(),
+            WorkspaceId = workspaceId,
+            DisplayName = name,
+            ExecutionBackend = backend,
+            Hosted = hosted,
+            BootstrapTokenHash = ApiKeySecrets.Hash(token),
+            BootstrapExpiresAt = now + BootstrapLifetime,
+            CreatedAt = now,
+            UpdatedAt = now,
+        };
+        db.Runtimes.Add(entity);
+        await db.SaveChangesAsync();
+        await store.ReloadAsync();
+        return (entity, token, null);
+    }
+
+    private static async Task ListAsync(HttpContext context, LatticeDbContext db, RuntimeRegistry registry)
+    {
+        if (await EndpointAuth.RequireAsync(context, Scopes.Inference, Scopes.PersonalRuntimeManage) is not { } caller)
+        {
+            return;
+        }
+        var rows = await db.Runtimes.AsNoTracking().Where(r => r.WorkspaceId == caller.WorkspaceId).ToListAsync();
+        var list = rows.OrderBy(r => r.CreatedAt).Select(r => ToDto(r, registry)).ToList();
+        await WriteAsync(context, new RuntimeListDto(list), RuntimeJsonContext.Default.RuntimeListDto);
+    }
+
+    private static async Task GetAsync(HttpContext context, string latticeId, LatticeDbContext db, RuntimeRegistry registry)
+    {
+        if (await EndpointAuth.RequireAsync(context, Scopes.Inference, Scopes.PersonalRuntimeManage) is not { } caller)
+        {
+            return;
+        }
+        var row = await db.Runtimes.AsNoTracking().FirstOrDefaultAsync(r => r.LatticeId == latticeId && r.WorkspaceId == caller.WorkspaceId);
+        if (row is null)
+        {
+            await OpenAiErrors.WriteAsync(context, NotFound(latticeId));
+            return;
+        }
+        await WriteAsync(context, ToDto(row, registry), RuntimeJsonContext.Default.RuntimeDto);
+    }
+
+    private static async Task RevokeAsync(HttpContext context, string latticeId, LatticeDbContext db, RuntimeRegistry registry, RuntimeStore store, TimeProvider time)
+    {
+        if (await EndpointAuth.RequireAsync(context, Scopes.PersonalRuntimeManage) is not { } caller)
+        {
+            return;
+        }
+        var row = await db.Runtimes.FirstOrDefaultAsync(r => r.LatticeId == latticeId && r.WorkspaceId == caller.WorkspaceId);
+        if (row is null)
+        {
+            await OpenAiErrors.WriteAsync(context, NotFound(latticeId));
+            return;
+        }
+        await RevokeRecordAsync(db, registry, store, time, row);
+        await WriteAsync(context, ToDto(row, registry), RuntimeJsonContext.Default.RuntimeDto);
+    }
+
+    public static async Task RevokeRecordAsync(LatticeDbContext db, RuntimeRegistry registry, RuntimeStore store, TimeProvider time, RuntimeEntity row)
+    {
+        var now = time.GetUtcNow();
+        row.RevokedAt ??= now;
+        row.UpdatedAt = now;
+        row.BootstrapTokenHash = null;
+        await db.SaveChangesAsync();
+        await store.ReloadAsync();
+        // Cut the link now: in-flight dispatches fail, and the daemon's reconnect is refused.
+        registry.Disconnect(row.LatticeId);
+    }
+
+    public static GatewayError NotFound(string latticeId) =>
+        new(StatusCodes.Status404NotFound, ErrorTypes.InvalidRequest, ErrorCodes.PersonalLatticeNotFound,
+            $"The personal runtime '{latticeId}' does not exist.", null);
+
+    public static RuntimeDto ToDto(RuntimeEntity r, RuntimeRegistry registry)
+    {
+        var connection = registry.Find(r.LatticeId);
+        var status = r.RevokedAt is not null ? "revoked"
+            : r.CredentialHash is null ? "unpaired"
+            : connection is not null ? "reachable"
+            : "offline";
+        var capabilities = connection?.Hello.Capabilities.Select(c => new RuntimeCapabilityDto(c.Task, c.Model, c.Engine)).ToList();
+        return new RuntimeDto(r.LatticeId, r.WorkspaceId, r.DisplayName, r.ExecutionBackend, status, r.Hosted,
+            ModelId.PersonalPrefix + r.LatticeId, r.CreatedAt, r.UpdatedAt, r.LastSeenAt, r.RevokedAt, r.PublicWorkKey, capabilities);
+    }
+
+    // ---- pairing ----
+
+    private static async Task PairAsync(HttpContext context, LatticeDbContext db, RuntimeStore store, TimeProvider time)
+    {
+        var body = await ReadJsonAsync(context, RuntimeJsonContext.Default.PairRequest);
+        if (body is null)
+        {
+            return;
+        }
+        if (string.IsNullOrEmpty(body.BootstrapToken) || body.BootstrapToken.Length > 200)
+        {
+            await OpenAiErrors.WriteAsync(context, GatewayError.InvalidRequest("'bootstrapToken' is required.", "bootstrapToken"));
+            return;
+        }
+        var hash = ApiKeySecrets.Hash(body.BootstrapToken);
+        var now = time.GetUtcNow();
+        var row = await db.Runtimes.FirstOrDefaultAsync(r => r.BootstrapTokenHash == hash);
+        if (row is null || row.RevokedAt is not null || row.BootstrapExpiresAt is null || row.BootstrapExpiresAt <= now)
+        {
+            await OpenAiErrors.WriteAsync(context, GatewayError.Unauthenticated("The bootstrap token is unknown, already used, or expired."));
+            return;
+        }
+        var credential = ApiKeySecrets.NewSecret(RuntimeLink.CredentialPrefix);
+        row.CredentialHash = ApiKeySecrets.Hash(credential);
+        row.BootstrapTokenHash = null;
+        row.BootstrapExpiresAt = null;
+        row.PairedAt = now;
+        row.UpdatedAt = now;
+        await db.SaveChangesAsync();
+        await store.ReloadAsync();
+        await WriteAsync(context, new PairResponse(row.LatticeId, credential, ModelId.PersonalPrefix + row.LatticeId), RuntimeJsonContext.Default.PairResponse);
+    }
+
+    // ---- the link ----
+
+    private static async Task ConnectAsync(HttpContext context, LatticeDbContext db, RuntimeRegistry registry, TimeProvider time,
+        IHostApplicationLifetime lifetime, ILoggerFactory loggers)
+    {
+        var logger = loggers.CreateLogger("Lattice.Gateway.Runtimes.Link");
+        var authorization = context.Request.Headers.Authorization.ToString();
+        if (!authorization.StartsWith("Bearer " + RuntimeLink.CredentialPrefix, StringComparison.Ordinal))
+        {
+            await OpenAiErrors.WriteAsync(context, GatewayError.Unauthenticated("A runtime credential (Bearer lrt_…) is required."));
+            return;
+        }
+        var hash = ApiKeySecrets.Hash(authorization["Bearer ".Length..].Trim());
+        var row = await db.Runtimes.FirstOrDefaultAsync(r => r.CredentialHash == hash);
+        if (row is null || row.RevokedAt is not null)
+        {
+            await OpenAiErrors.WriteAsync(context, GatewayError.Unauthenticated("The runtime credential is invalid or revoked."));
+            return;
+        }
+        if (!context.WebSockets.IsWebSocketRequest)
+        {
+            await OpenAiErrors.WriteAsync(context, GatewayError.InvalidRequest("This endpoint only accepts a WebSocket upgrade.", null));
+            return;
+        }
+
+        using var socket = await context.WebSockets.AcceptWebSocketAsync(new WebSocketAcceptContext { DangerousEnableCompression = false, KeepAliveInterval = TimeSpan.Zero });
+        var hello = await ReceiveHelloAsync(socket, lifetime.ApplicationStopping);
+        if (hello is null)
+        {
+            await CloseAsync(socket, System.Net.WebSockets.WebSocketCloseStatus.ProtocolError, "expected a hello frame");
+            return;
+        }
+
+        var connection = new RuntimeConnection(socket, row.LatticeId, row.WorkspaceId, row.Hosted, hello, time, logger);
+        await socket.SendAsync(Frame.Json(FrameType.Welcome, 0, new WelcomeMessage(row.LatticeId, (int)RuntimeConnection.PingEvery.TotalSeconds),
+            ProtocolJsonContext.Default.WelcomeMessage), System.Net.WebSockets.WebSocketMessageType.Binary, true, lifetime.ApplicationStopping);
+
+        registry.Add(connection);
+        await TouchAsync(db, row, time);
+        LogConnected(logger, row.LatticeId, hello.Capabilities.Count);
+        try
+        {
+            await connection.RunAsync(lifetime.ApplicationStopping);
+        }
+        finally
+        {
+            registry.Remove(connection);
+            await TouchAsync(db, row, time);
+        }
+    }
+
+    private static async Task TouchAsync(LatticeDbContext db, RuntimeEntity row, TimeProvider time)
+    {
+        try
+        {
+            row.LastSeenAt = time.GetUtcNow();
+            await db.SaveChangesAsync(CancellationToken.None);
+        }
+        catch (DbUpdateException)
+        {
+            // Presence is best effort; the live status comes from the registry.
+        }
+    }
+
+    private static async Task<HelloMessage?> ReceiveHelloAsync(System.Net.WebSockets.WebSocket socket, CancellationToken stopping)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+        timeout.CancelAfter(TimeSpan.FromSeconds(10));
+        var buffer = new byte[256 * 1024];
+        var length = 0;
+        try
+        {
+            System.Net.WebSockets.ValueWebSocketReceiveResult result;
+            do
+            {
+                if (length == buffer.Length)
+                {
+                    return null;
+                }
+                result = await socket.ReceiveAsync(buffer.AsMemory(length), timeout.Token);
+                if (result.MessageType == System.Net.WebSockets.WebSocketMessageType.Close)
+                {
+                    return null;
+                }
+                length += result.Count;
+            }
+            while (!result.EndOfMessage);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or System.Net.WebSockets.WebSocketException)
+        {
+            return null;
+        }
+        if (!Frame.TryRead(buffer.AsMemory(0, length), out var type, out _, out var payload) || type != FrameType.Hello)
+        {
+            return null;
+        }
+        var hello = Frame.ReadJson(payload, ProtocolJsonContext.Default.HelloMessage);
+        return hello is { Capabilities: not null, RuntimeVersion: not null } ? hello : null;
+    }
+
+    private static async Task CloseAsync(System.Net.WebSockets.WebSocket socket, System.Net.WebSockets.WebSocketCloseStatus status, string reason)
+    {
+        try
+        {
+            await socket.CloseAsync(status, reason, CancellationToken.None);
+        }
+        catch (Exception ex) when (ex is System.Net.WebSockets.WebSocketException or IOException)
+        {
+        }
+    }
+
+    // ---- helpers ----
+
+    private static async Task<T?> ReadJsonAsync<T>(HttpContext context, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type) where T : class
+    {
+        try
+        {
+            var body = await JsonSerializer.DeserializeAsync(context.Request.Body, type, context.RequestAborted);
+            if (body is null)
+            {
+                await OpenAiErrors.WriteAsync(context, GatewayError.InvalidJson("The body must be a JSON object."));
+            }
+            return body;
+        }
+        catch (JsonException ex)
+        {
+            await OpenAiErrors.WriteAsync(context, GatewayError.InvalidJson(ex.Message));
+            return null;
+        }
+    }
+
+    private static Task WriteAsync<T>(HttpContext context, T value, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type, int status = StatusCodes.Status200OK)
+    {
+        context.Response.StatusCode = status;
+        context.Response.ContentType = "application/json";
+        return JsonSerializer.SerializeAsync(context.Response.Body, value, type, context.RequestAborted);
+    }
+
+    [LoggerMessage(EventId = 4003, Level = LogLevel.Information, Message = "Runtime {LatticeId} connected with {Capabilities} capabilities")]
+    private static partial void LogConnected(ILogger logger, string latticeId, int capabilities);
+}

@@ -1,0 +1,178 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Text.Json.Serialization;
+
+namespace Lattice.Protocol.Runtime;
+
+/// <summary>
+/// Frame types of the runtime link. One WebSocket binary message is one frame:
+/// <c>[type: 1 byte][dispatch id: 4 bytes little-endian][payload]</c>. Connection-level frames use dispatch id 0.
+/// </summary>
+public enum FrameType : byte
+{
+    /// <summary>Daemon → gateway, first frame: <see cref="HelloMessage"/> as JSON.</summary>
+    Hello = 0x01,
+    /// <summary>Gateway → daemon, answer to hello: <see cref="WelcomeMessage"/> as JSON.</summary>
+    Welcome = 0x02,
+    /// <summary>Gateway → daemon: a <see cref="DispatchHeader"/> (u16 length + JSON) followed by the raw request body.</summary>
+    Dispatch = 0x10,
+    /// <summary>Daemon → gateway: the response status and content type, <see cref="ResponseStart"/> as JSON.</summary>
+    ResponseStart = 0x11,
+    /// <summary>Daemon → gateway: raw response body bytes, in order.</summary>
+    Data = 0x12,
+    /// <summary>Daemon → gateway: the response is complete; <see cref="DispatchEnd"/> (usage) as JSON.</summary>
+    End = 0x13,
+    /// <summary>Daemon → gateway: the dispatch failed; <see cref="DispatchError"/> as JSON.</summary>
+    Error = 0x14,
+    /// <summary>Gateway → daemon: the client went away; stop work on the dispatch. No payload.</summary>
+    Cancel = 0x15,
+    /// <summary>Either way: liveness probe; payload 8 bytes (sender's timestamp), echoed in the pong.</summary>
+    Ping = 0x20,
+    /// <summary>Answer to a ping with the same payload.</summary>
+    Pong = 0x21,
+}
+
+/// <summary>One capability the daemon advertises.</summary>
+public sealed record CapabilityInfo(string Task, string Model, string Engine, string? Sha256);
+
+/// <summary>What a daemon says first.</summary>
+public sealed record HelloMessage(string RuntimeVersion, int MaxConcurrency, IReadOnlyList<CapabilityInfo> Capabilities);
+
+/// <summary>The gateway's answer: who the daemon is and how often to expect pings.</summary>
+public sealed record WelcomeMessage(string LatticeId, int HeartbeatSeconds);
+
+/// <summary>What to run: the task, which of the runtime's models, how the body is encoded, whether to stream.</summary>
+public sealed record DispatchHeader(string Task, string Model, string ContentType, bool Stream);
+
+/// <summary>The response's status and content type.</summary>
+public sealed record ResponseStart(int Status, string ContentType);
+
+/// <summary>Usage of a completed dispatch.</summary>
+public sealed record DispatchEnd(long PromptTokens, long CompletionTokens, double AudioSeconds);
+
+/// <summary>Why a dispatch failed on the runtime.</summary>
+public sealed record DispatchError(string Code, string Message);
+
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
+[JsonSerializable(typeof(HelloMessage))]
+[JsonSerializable(typeof(WelcomeMessage))]
+[JsonSerializable(typeof(DispatchHeader))]
+[JsonSerializable(typeof(ResponseStart))]
+[JsonSerializable(typeof(DispatchEnd))]
+[JsonSerializable(typeof(DispatchError))]
+public sealed partial class ProtocolJsonContext : JsonSerializerContext;
+
+/// <summary>Encodes and decodes frames. Payloads are raw bytes; JSON only for the small control messages.</summary>
+public static class Frame
+{
+    public const int HeaderSize = 5;
+
+    /// <summary>Largest frame either side accepts (a request body plus its header).</summary>
+    public const int MaxFrameBytes = 64 * 1024 * 1024;
+
+    public static void WriteHeader(Span<byte> destination, FrameType type, uint dispatchId)
+    {
+        destination[0] = (byte)type;
+        BinaryPrimitives.WriteUInt32LittleEndian(destination[1..], dispatchId);
+    }
+
+    /// <summary>A frame with a JSON control message as its payload.</summary>
+    public static byte[] Json<T>(FrameType type, uint dispatchId, T message, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> typeInfo)
+    {
+        var json = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(message, typeInfo);
+        var frame = new byte[HeaderSize + json.Length];
+        WriteHeader(frame, type, dispatchId);
+        json.CopyTo(frame.AsSpan(HeaderSize));
+        return frame;
+    }
+
+    /// <summary>A frame whose payload is <paramref name="payload"/> as is.</summary>
+    public static byte[] Raw(FrameType type, uint dispatchId, ReadOnlySpan<byte> payload)
+    {
+        var frame = new byte[HeaderSize + payload.Length];
+        WriteHeader(frame, type, dispatchId);
+        payload.CopyTo(frame.AsSpan(HeaderSize));
+        return frame;
+    }
+
+    /// <summary>A dispatch frame: <c>u16 header length, header JSON, body</c>.</summary>
+    public static byte[] Dispatch(uint dispatchId, DispatchHeader header, ReadOnlySpan<byte> body)
+    {
+        var json = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(header, ProtocolJsonContext.Default.DispatchHeader);
+        if (json.Length > ushort.MaxValue)
+        {
+            throw new ArgumentException("Dispatch header too large.", nameof(header));
+        }
+        var frame = new byte[HeaderSize + 2 + json.Length + body.Length];
+        WriteHeader(frame, FrameType.Dispatch, dispatchId);
+        BinaryPrimitives.WriteUInt16LittleEndian(frame.AsSpan(HeaderSize), (ushort)json.Length);
+        json.CopyTo(frame.AsSpan(HeaderSize + 2));
+        body.CopyTo(frame.AsSpan(HeaderSize + 2 + json.Length));
+        return frame;
+    }
+
+    /// <summary>Splits a frame into type, dispatch id and payload; false when it is too short to be a frame.</summary>
+    public static bool TryRead(ReadOnlyMemory<byte> frame, out FrameType type, out uint dispatchId, out ReadOnlyMemory<byte> payload)
+    {
+        if (frame.Length < HeaderSize)
+        {
+            type = default;
+            dispatchId = 0;
+            payload = default;
+            return false;
+        }
+        var span = frame.Span;
+        type = (FrameType)span[0];
+        dispatchId = BinaryPrimitives.ReadUInt32LittleEndian(span[1..]);
+        payload = frame[HeaderSize..];
+        return true;
+    }
+
+    /// <summary>Splits a dispatch payload into its header and body; false when malformed.</summary>
+    public static bool TryReadDispatch(ReadOnlyMemory<byte> payload, out DispatchHeader? header, out ReadOnlyMemory<byte> body)
+    {
+        header = null;
+        body = default;
+        if (payload.Length < 2)
+        {
+            return false;
+        }
+        var length = BinaryPrimitives.ReadUInt16LittleEndian(payload.Span);
+        if (payload.Length < 2 + length)
+        {
+            return false;
+        }
+        try
+        {
+            header = System.Text.Json.JsonSerializer.Deserialize(payload.Span.Slice(2, length), ProtocolJsonContext.Default.DispatchHeader);
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return false;
+        }
+        body = payload[(2 + length)..];
+        return header is not null;
+    }
+
+    public static T? ReadJson<T>(ReadOnlyMemory<byte> payload, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> typeInfo)
+    {
+        try
+        {
+            return System.Text.Json.JsonSerializer.Deserialize(payload.Span, typeInfo);
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return default;
+        }
+    }
+}
+
+/// <summary>HTTP-level names of the runtime link.</summary>
+public static class RuntimeLink
+{
+    public const string ConnectPath = "/v1/runtimes/connect";
+    public const string PairPath = "/v1/runtimes/pair";
+    public const string CredentialPrefix = "lrt_";
+    public const string BootstrapPrefix = "lbt_";
+    public const string SubProtocol = "lattice.runtime.v1";
+}
