@@ -227,10 +227,12 @@ public static partial class RuntimeEndpoints
         }
 
         var connection = new RuntimeConnection(socket, row.LatticeId, row.WorkspaceId, row.Hosted, hello, time, logger);
+        // Registered before the welcome, so a daemon that has been welcomed is always routable. Frames queued
+        // meanwhile wait for the connection's writer, which starts after the welcome went out.
+        registry.Add(connection);
         await socket.SendAsync(Frame.Json(FrameType.Welcome, 0, new WelcomeMessage(row.LatticeId, (int)RuntimeConnection.PingEvery.TotalSeconds),
             ProtocolJsonContext.Default.WelcomeMessage), System.Net.WebSockets.WebSocketMessageType.Binary, true, lifetime.ApplicationStopping);
 
-        registry.Add(connection);
         await TouchAsync(db, row, time);
         LogConnected(logger, row.LatticeId, hello.Capabilities.Count);
         try

@@ -1,0 +1,345 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Net.WebSockets;
+using System.Threading.Channels;
+using Lattice.Protocol.Runtime;
+using Lattice.Runtime.Engines;
+
+namespace Lattice.Runtime.Connection;
+
+/// <summary>How a <see cref="RuntimeClient"/> run ended.</summary>
+public enum LinkExit
+{
+    /// <summary>Asked to stop.</summary>
+    Stopped,
+    /// <summary>The gateway refused the credential (revoked or unknown): reconnecting cannot help.</summary>
+    CredentialRejected,
+}
+
+/// <summary>
+/// The daemon's one outbound link: connects to the gateway's <c>/v1/runtimes/connect</c>, says hello with its
+/// capabilities, runs dispatches concurrently on its engines, and reconnects with exponential backoff and jitter.
+/// </summary>
+public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engines, int maxConcurrency, TimeProvider? time = null)
+{
+    public static readonly TimeSpan PingEvery = TimeSpan.FromSeconds(5);
+    public static readonly TimeSpan DeadAfter = TimeSpan.FromSeconds(15);
+    private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(30);
+
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
+
+    /// <summary>Human-readable state changes: connecting, connected, disconnected (and the next retry).</summary>
+    public event Action<string>? Status;
+
+    /// <summary>Completed dispatches (for <c>lattice status</c>).</summary>
+    public long Served => Interlocked.Read(ref _served);
+
+    public bool Connected { get; private set; }
+
+    private long _served;
+
+    public async Task<LinkExit> RunAsync(CancellationToken cancellationToken)
+    {
+        var attempt = 0;
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            Status?.Invoke($"connecting to {credentials.Gateway}");
+            var outcome = await RunSessionAsync(cancellationToken);
+            Connected = false;
+            if (outcome.Rejected)
+            {
+                Status?.Invoke("the gateway refused this runtime's credential (revoked or unknown); pair again with `lattice relay connect`");
+                return LinkExit.CredentialRejected;
+            }
+            if (cancellationToken.IsCancellationRequested)
+            {
+                break;
+            }
+            attempt = outcome.Welcomed ? 1 : attempt + 1;
+            // Full jitter: a random delay up to an exponentially growing cap, so many daemons do not reconnect in step.
+            var cap = Math.Min(MaxBackoff.TotalMilliseconds, 500 * Math.Pow(2, Math.Min(attempt, 16)));
+            var delay = TimeSpan.FromMilliseconds(Random.Shared.NextDouble() * cap);
+            Status?.Invoke($"disconnected ({outcome.Reason}); retrying in {delay.TotalSeconds:0.0} s");
+            try
+            {
+                await Task.Delay(delay, _time, cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+        }
+        return LinkExit.Stopped;
+    }
+
+    private readonly record struct SessionOutcome(bool Welcomed, bool Rejected, string Reason);
+
+    private async Task<SessionOutcome> RunSessionAsync(CancellationToken cancellationToken)
+    {
+        using var socket = new ClientWebSocket();
+        socket.Options.SetRequestHeader("Authorization", "Bearer " + credentials.Credential);
+        socket.Options.KeepAliveInterval = TimeSpan.Zero;
+        socket.Options.CollectHttpResponseDetails = true;
+        socket.Options.Proxy = null;
+        var uri = new UriBuilder(new Uri(new Uri(credentials.Gateway), RuntimeLink.ConnectPath))
+        {
+            Scheme = credentials.Gateway.StartsWith("https", StringComparison.OrdinalIgnoreCase) ? "wss" : "ws",
+        }.Uri;
+
+        try
+        {
+            using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            connectTimeout.CancelAfter(TimeSpan.FromSeconds(15));
+            await socket.ConnectAsync(uri, connectTimeout.Token);
+        }
+        catch (WebSocketException ex)
+        {
+            var status = (int)socket.HttpStatusCode;
+            return new SessionOutcome(false, status is 401 or 403, status != 0 ? $"HTTP {status}" : ex.Message);
+        }
+        catch (Exception ex) when (ex is HttpRequestException or OperationCanceledException or IOException)
+        {
+            return new SessionOutcome(false, false, cancellationToken.IsCancellationRequested ? "stopped" : ex.Message);
+        }
+
+        var session = new Session(socket, engines, maxConcurrency, _time, () => Interlocked.Increment(ref _served));
+        var hello = new HelloMessage(typeof(RuntimeClient).Assembly.GetName().Version?.ToString() ?? "0", maxConcurrency, engines.Capabilities);
+        var welcome = await session.HandshakeAsync(hello, cancellationToken);
+        if (welcome is null)
+        {
+            return new SessionOutcome(false, false, "no welcome from the gateway");
+        }
+        Connected = true;
+        Status?.Invoke($"connected as {welcome.LatticeId}");
+        var reason = await session.RunAsync(cancellationToken);
+        return new SessionOutcome(true, false, reason);
+    }
+
+    /// <summary>One connection's lifetime: reader, writer, heartbeat, and the dispatches it is running.</summary>
+    private sealed class Session(WebSocket socket, EngineSet engines, int maxConcurrency, TimeProvider time, Action served)
+    {
+        private readonly Channel<byte[]> _outbound = Channel.CreateUnbounded<byte[]>(new UnboundedChannelOptions { SingleReader = true });
+        private readonly ConcurrentDictionary<uint, CancellationTokenSource> _running = new();
+        private readonly SemaphoreSlim _slots = new(Math.Max(1, maxConcurrency));
+        private long _lastHeard = time.GetTimestamp();
+
+        public async Task<WelcomeMessage?> HandshakeAsync(HelloMessage hello, CancellationToken cancellationToken)
+        {
+            try
+            {
+                await socket.SendAsync(Frame.Json(FrameType.Hello, 0, hello, ProtocolJsonContext.Default.HelloMessage), WebSocketMessageType.Binary, true, cancellationToken);
+                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                timeout.CancelAfter(TimeSpan.FromSeconds(15));
+                var (frame, length) = await ReceiveAsync(new byte[64 * 1024], timeout.Token);
+                if (frame is null || !Frame.TryRead(frame.AsMemory(0, length), out var type, out _, out var payload) || type != FrameType.Welcome)
+                {
+                    return null;
+                }
+                return Frame.ReadJson(payload, ProtocolJsonContext.Default.WelcomeMessage);
+            }
+            catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or IOException)
+            {
+                return null;
+            }
+        }
+
+        public async Task<string> RunAsync(CancellationToken cancellationToken)
+        {
+            using var closed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            var writer = WriteLoopAsync(closed.Token);
+            var heartbeat = HeartbeatAsync(closed);
+            string reason;
+            try
+            {
+                reason = await ReadLoopAsync(closed.Token);
+            }
+            catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or IOException)
+            {
+                reason = cancellationToken.IsCancellationRequested ? "stopped" : "connection lost";
+            }
+            finally
+            {
+                closed.Cancel();
+                foreach (var (_, cts) in _running)
+                {
+                    cts.Cancel();
+                }
+                _outbound.Writer.TryComplete();
+                socket.Abort();
+            }
+            await Task.WhenAll(writer, heartbeat).ContinueWith(_ => { }, TaskScheduler.Default);
+            return reason;
+        }
+
+        private async Task<(byte[]? Frame, int Length)> ReceiveAsync(byte[] buffer, CancellationToken cancellationToken)
+        {
+            var length = 0;
+            ValueWebSocketReceiveResult result;
+            do
+            {
+                if (length == buffer.Length)
+                {
+                    if (buffer.Length >= Frame.MaxFrameBytes)
+                    {
+                        throw new WebSocketException("frame too large");
+                    }
+                    Array.Resize(ref buffer, buffer.Length * 2);
+                }
+                result = await socket.ReceiveAsync(buffer.AsMemory(length), cancellationToken);
+                if (result.MessageType == WebSocketMessageType.Close)
+                {
+                    return (null, 0);
+                }
+                length += result.Count;
+            }
+            while (!result.EndOfMessage);
+            Interlocked.Exchange(ref _lastHeard, time.GetTimestamp());
+            return (buffer, length);
+        }
+
+        private async Task<string> ReadLoopAsync(CancellationToken cancellationToken)
+        {
+            var buffer = new byte[64 * 1024];
+            while (!cancellationToken.IsCancellationRequested)
+            {
+                var (frame, length) = await ReceiveAsync(buffer, cancellationToken);
+                if (frame is null)
+                {
+                    return "the gateway closed the link";
+                }
+                buffer = frame;
+                if (!Frame.TryRead(frame.AsMemory(0, length), out var type, out var id, out var payload))
+                {
+                    continue;
+                }
+                switch (type)
+                {
+                    case FrameType.Ping:
+                        _outbound.Writer.TryWrite(Frame.Raw(FrameType.Pong, 0, payload.Span));
+                        break;
+                    case FrameType.Dispatch:
+                        if (Frame.TryReadDispatch(payload, out var header, out var body))
+                        {
+                            // The receive buffer is reused: the dispatch keeps its own copy of the body.
+                            StartDispatch(id, header!, body.ToArray());
+                        }
+                        else
+                        {
+                            SendError(id, "invalid_dispatch", "The dispatch frame could not be read.");
+                        }
+                        break;
+                    case FrameType.Cancel:
+                        if (_running.TryRemove(id, out var cts))
+                        {
+                            cts.Cancel();
+                        }
+                        break;
+                }
+            }
+            return "stopped";
+        }
+
+        private void StartDispatch(uint id, DispatchHeader header, byte[] body)
+        {
+            var engine = engines.Find(header.Task, header.Model);
+            if (engine is null)
+            {
+                SendError(id, "model_not_supported", $"This runtime does not serve '{header.Model}' for '{header.Task}'.");
+                return;
+            }
+            var cts = new CancellationTokenSource();
+            _running[id] = cts;
+            _ = Task.Run(async () =>
+            {
+                var output = new LinkOutput(_outbound.Writer, id);
+                try
+                {
+                    await _slots.WaitAsync(cts.Token);
+                    try
+                    {
+                        var usage = await engine.ExecuteAsync(new EngineRequest(header.Task, header.Model, body, header.ContentType, header.Stream), output, cts.Token);
+                        _outbound.Writer.TryWrite(Frame.Json(FrameType.End, id, new DispatchEnd(usage.PromptTokens, usage.CompletionTokens, usage.AudioSeconds),
+                            ProtocolJsonContext.Default.DispatchEnd));
+                        served();
+                    }
+                    finally
+                    {
+                        _slots.Release();
+                    }
+                }
+                catch (OperationCanceledException) when (cts.IsCancellationRequested)
+                {
+                    // The gateway cancelled (client gone) or the link dropped: nobody is waiting for an answer.
+                }
+                catch (Exception ex)
+                {
+                    SendError(id, "engine_error", "The engine failed: " + ex.GetType().Name);
+                }
+                finally
+                {
+                    _running.TryRemove(id, out _);
+                    cts.Dispose();
+                }
+            });
+        }
+
+        private void SendError(uint id, string code, string message) =>
+            _outbound.Writer.TryWrite(Frame.Json(FrameType.Error, id, new DispatchError(code, message), ProtocolJsonContext.Default.DispatchError));
+
+        private async Task WriteLoopAsync(CancellationToken cancellationToken)
+        {
+            try
+            {
+                await foreach (var frame in _outbound.Reader.ReadAllAsync(cancellationToken))
+                {
+                    await socket.SendAsync(frame, WebSocketMessageType.Binary, true, cancellationToken);
+                }
+            }
+            catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or IOException or ObjectDisposedException)
+            {
+                socket.Abort();
+            }
+        }
+
+        private async Task HeartbeatAsync(CancellationTokenSource closed)
+        {
+            try
+            {
+                using var timer = new PeriodicTimer(PingEvery, time);
+                while (await timer.WaitForNextTickAsync(closed.Token))
+                {
+                    if (time.GetElapsedTime(Interlocked.Read(ref _lastHeard)) > DeadAfter)
+                    {
+                        // The gateway went silent: drop the link and reconnect.
+                        socket.Abort();
+                        closed.Cancel();
+                        return;
+                    }
+                    var stamp = new byte[8];
+                    System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(stamp, time.GetTimestamp());
+                    _outbound.Writer.TryWrite(Frame.Raw(FrameType.Ping, 0, stamp));
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+    }
+
+    /// <summary>Turns an engine's output into ResponseStart and Data frames of one dispatch.</summary>
+    private sealed class LinkOutput(ChannelWriter<byte[]> outbound, uint id) : IEngineOutput
+    {
+        public ValueTask StartAsync(int status, string contentType, CancellationToken cancellationToken)
+        {
+            outbound.TryWrite(Frame.Json(FrameType.ResponseStart, id, new ResponseStart(status, contentType), ProtocolJsonContext.Default.ResponseStart));
+            return ValueTask.CompletedTask;
+        }
+
+        public ValueTask WriteAsync(ReadOnlyMemory<byte> bytes, CancellationToken cancellationToken)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            outbound.TryWrite(Frame.Raw(FrameType.Data, id, bytes.Span));
+            return ValueTask.CompletedTask;
+        }
+    }
+}

@@ -1,0 +1,86 @@
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json.Nodes;
+using Lattice.Gateway.Hosting;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Lattice.Gateway.Tests.Runtimes;
+
+/// <summary>The gateway on a real loopback port (the runtime link is a real WebSocket), with two workspaces.</summary>
+public sealed class LiveGateway : IAsyncLifetime
+{
+    public const string AdminKey = "sk_admin_live_gateway_tests_0123456789";
+    private readonly string _dataDir = Path.Combine(Path.GetTempPath(), "lattice-live-" + Guid.NewGuid().ToString("N"));
+    private WebApplication? _app;
+
+    public string Origin { get; private set; } = "";
+    public string KeyA { get; private set; } = "";
+    public string KeyB { get; private set; } = "";
+    public HttpClient Admin { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        var builder = GatewayApp.CreateBuilder([]);
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Lattice:DataDirectory"] = _dataDir,
+            ["Lattice:AdminKey"] = AdminKey,
+        });
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        _app = GatewayApp.Build(builder);
+        await _app.StartAsync();
+        Origin = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First().TrimEnd('/');
+        Admin = Client(AdminKey);
+        KeyA = await NewWorkspaceKeyAsync("a");
+        KeyB = await NewWorkspaceKeyAsync("b");
+    }
+
+    public HttpClient Client(string key)
+    {
+        var http = new HttpClient { BaseAddress = new Uri(Origin + "/"), Timeout = TimeSpan.FromSeconds(30) };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key);
+        return http;
+    }
+
+    private async Task<string> NewWorkspaceKeyAsync(string name)
+    {
+        var ws = await PostAsync(Admin, "admin/v1/workspaces", new JsonObject { ["name"] = name });
+        var key = await PostAsync(Admin, $"admin/v1/workspaces/{ws["id"]}/keys", new JsonObject { ["name"] = name });
+        return key["key"]!.GetValue<string>();
+    }
+
+    public static async Task<JsonObject> PostAsync(HttpClient http, string path, JsonNode body)
+    {
+        using var response = await http.PostAsJsonAsync(path, body);
+        var text = await response.Content.ReadAsStringAsync();
+        if (!response.IsSuccessStatusCode)
+        {
+            throw new InvalidOperationException($"POST {path} → {(int)response.StatusCode}: {text}");
+        }
+        return JsonNode.Parse(text)!.AsObject();
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_app is not null)
+        {
+            await _app.StopAsync();
+            await _app.DisposeAsync();
+        }
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        try
+        {
+            Directory.Delete(_dataDir, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}
