@@ -5,5 +5,9 @@ var root = new RootCommand("Lattice: an OpenAI-compatible control plane for AI c
 {
     UpCommand.Create(),
     KeysCommand.Create(),
+    DaemonCommands.CreateRelay(),
+    DaemonCommands.CreateDaemon(),
+    DaemonCommands.CreateStatus(),
+    DaemonCommands.CreatePing(),
 };
 return await root.Parse(args).InvokeAsync();

@@ -1,10 +1,16 @@
 using System.CommandLine;
 using Lattice.Gateway.Hosting;
 using Lattice.Gateway.Persistence;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
+using Lattice.Gateway.Runtimes;
+using Lattice.Runtime.Config;
+using Lattice.Runtime.Connection;
+using Lattice.Runtime.Engines;
+using Lattice.Runtime.Hosting;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -12,19 +18,24 @@ using Microsoft.Extensions.Logging;
 
 namespace Lattice.Cli.Commands;
 
-/// <summary><c>lattice up</c>: the whole stack on this machine with embedded defaults (SQLite under the data directory).</summary>
+/// <summary>
+/// <c>lattice up</c>: the whole stack on this machine with embedded defaults — the gateway (SQLite under the data
+/// directory) and a local daemon paired to it as a personal runtime of the dev workspace, serving the bundled models.
+/// </summary>
 internal static class UpCommand
 {
     public static Command Create()
     {
         var port = new Option<int>("--port") { Description = "Port to listen on (127.0.0.1); 0 picks a free one.", DefaultValueFactory = _ => 8080 };
-        var dataDir = new Option<string>("--data-dir") { Description = "Where the database and the env file live.", DefaultValueFactory = _ => EnvFile.DefaultDataDirectory };
-        var command = new Command("up", "Start Lattice on this machine with embedded defaults.") { port, dataDir };
-        command.SetAction((parse, cancellationToken) => RunAsync(parse.GetValue(port), Path.GetFullPath(parse.GetValue(dataDir)!), cancellationToken));
+        var dataDir = new Option<string>("--data-dir") { Description = "Where the database, the env file and the runtime credential live.", DefaultValueFactory = _ => EnvFile.DefaultDataDirectory };
+        var config = new Option<string?>("--config") { Description = "Daemon config (engines and models); default: LATTICE_CONFIG_PATH, ~/.lattice/config.toml, else the bundled models." };
+        var noDaemon = new Option<bool>("--no-daemon") { Description = "Run the gateway only." };
+        var command = new Command("up", "Start Lattice on this machine: the gateway and a local runtime serving real models.") { port, dataDir, config, noDaemon };
+        command.SetAction((parse, cancellationToken) => RunAsync(parse.GetValue(port), Path.GetFullPath(parse.GetValue(dataDir)!), parse.GetValue(config), parse.GetValue(noDaemon), cancellationToken));
         return command;
     }
 
-    private static async Task<int> RunAsync(int port, string dataDirectory, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(int port, string dataDirectory, string? configPath, bool noDaemon, CancellationToken cancellationToken)
     {
         if (port is < 0 or > 65535)
         {
@@ -32,6 +43,20 @@ internal static class UpCommand
             return 2;
         }
         Directory.CreateDirectory(dataDirectory);
+
+        DaemonConfig? daemonConfig = null;
+        if (!noDaemon)
+        {
+            daemonConfig = DaemonCommands.LoadConfig(configPath, dataDirectory);
+            if (daemonConfig is null)
+            {
+                return 2;
+            }
+            if (daemonConfig.Engines.Count == 0)
+            {
+                daemonConfig = daemonConfig with { Engines = BundledModels.Engines };
+            }
+        }
 
         var builder = GatewayApp.CreateBuilder([]);
         builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
@@ -49,9 +74,8 @@ internal static class UpCommand
             created = await scope.ServiceProvider.GetRequiredService<DatabaseInitializer>().BootstrapDevAsync(cancellationToken);
         }
 
-        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-        var baseUrl = address.TrimEnd('/') + "/v1";
-
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First().TrimEnd('/');
+        var baseUrl = address + "/v1";
         var env = EnvFile.Read(dataDirectory);
         if (created is not null)
         {
@@ -60,6 +84,42 @@ internal static class UpCommand
             env["LATTICE_WORKSPACE_ID"] = created.WorkspaceId;
         }
         env["LATTICE_BASE_URL"] = baseUrl;
+
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, app.Lifetime.ApplicationStopping);
+        Task<LinkExit>? daemon = null;
+        EngineSet? engines = null;
+        string? runtimeModel = null;
+        if (daemonConfig is not null && env.TryGetValue("LATTICE_WORKSPACE_ID", out var workspaceId))
+        {
+            static void Say(string line) => Console.WriteLine($"  {line}");
+            Console.WriteLine("  Loading models…");
+            try
+            {
+                engines = await DaemonRunner.LoadEnginesAsync(daemonConfig, Say, stop.Token);
+            }
+            catch (Exception ex) when (ex is ConfigException or IOException or InvalidOperationException or ArgumentException)
+            {
+                await Console.Error.WriteLineAsync("Could not load the models: " + ex.Message);
+                await app.StopAsync(CancellationToken.None);
+                return 2;
+            }
+            var credentials = await EnsurePairedAsync(app, address, workspaceId, dataDirectory, stop.Token);
+            runtimeModel = "lattice:personal:" + credentials.LatticeId;
+            env["LATTICE_RUNTIME_MODEL"] = runtimeModel;
+            var connected = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            daemon = DaemonRunner.RunAsync(credentials, engines, daemonConfig, line =>
+            {
+                if (line.StartsWith("connected", StringComparison.Ordinal))
+                {
+                    connected.TrySetResult();
+                }
+                else if (!line.StartsWith("connecting", StringComparison.Ordinal))
+                {
+                    Say("runtime: " + line);
+                }
+            }, stop.Token);
+            await Task.WhenAny(connected.Task, daemon, Task.Delay(TimeSpan.FromSeconds(30), stop.Token));
+        }
         EnvFile.Write(dataDirectory, env);
 
         var apiKey = env.GetValueOrDefault("LATTICE_API_KEY", "(see `lattice keys create`)");
@@ -70,17 +130,78 @@ internal static class UpCommand
         Console.WriteLine($"  API key    {apiKey}{(created is null ? "" : "   (new: shown here and kept in the env file)")}");
         Console.WriteLine($"  Data       {dataDirectory}");
         Console.WriteLine($"  Env file   {EnvFile.PathIn(dataDirectory)}   (set -a; . {EnvFile.PathIn(dataDirectory)}; set +a)");
-        Console.WriteLine();
-        Console.WriteLine($"  curl {baseUrl}/models -H \"Authorization: Bearer $LATTICE_API_KEY\"");
+        if (runtimeModel is not null && engines is not null)
+        {
+            Console.WriteLine();
+            Console.WriteLine($"  Model      {runtimeModel}   (this machine)");
+            foreach (var c in engines.Capabilities)
+            {
+                Console.WriteLine($"             {c.Task,-22} {c.Model} ({c.Engine})");
+            }
+            Console.WriteLine();
+            Console.WriteLine("  Try it:");
+            Console.WriteLine($"    curl {baseUrl}/chat/completions -H \"Authorization: Bearer {apiKey}\" -H 'content-type: application/json' \\");
+            Console.WriteLine($"      -d '{{\"model\":\"{runtimeModel}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Once upon a time\"}}],\"max_tokens\":40}}'");
+            Console.WriteLine();
+            Console.WriteLine("    # Python: pip install openai");
+            Console.WriteLine($"    from openai import OpenAI");
+            Console.WriteLine($"    client = OpenAI(base_url=\"{baseUrl}\", api_key=\"{apiKey}\")");
+            Console.WriteLine($"    print(client.chat.completions.create(model=\"{runtimeModel}\", messages=[{{\"role\": \"user\", \"content\": \"Once upon a time\"}}]).choices[0].message.content)");
+        }
+        else
+        {
+            Console.WriteLine();
+            Console.WriteLine($"  curl {baseUrl}/models -H \"Authorization: Bearer {apiKey}\"");
+        }
         Console.WriteLine();
         Console.WriteLine("  Press Ctrl-C to stop.");
         Console.WriteLine($"LATTICE_BASE_URL={baseUrl}");
         Console.WriteLine($"LATTICE_API_KEY={apiKey}");
+        if (runtimeModel is not null)
+        {
+            Console.WriteLine($"LATTICE_RUNTIME_MODEL={runtimeModel}");
+        }
         Console.Out.Flush();
 
         await app.WaitForShutdownAsync(cancellationToken);
+        await stop.CancelAsync();
+        if (daemon is not null)
+        {
+            await daemon.ContinueWith(_ => { }, TaskScheduler.Default);
+        }
+        if (engines is not null)
+        {
+            await engines.DisposeAsync();
+        }
         await app.DisposeAsync();
         Console.WriteLine("  Lattice stopped.");
         return 0;
+    }
+
+    /// <summary>The dev workspace's local runtime: reuses the stored credential while its record is live, else creates and pairs a new one.</summary>
+    private static async Task<RuntimeCredentials> EnsurePairedAsync(WebApplication app, string origin, string workspaceId, string dataDirectory, CancellationToken cancellationToken)
+    {
+        await using var scope = app.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<LatticeDbContext>();
+        var existing = RuntimeCredentials.Load(dataDirectory);
+        if (existing is not null)
+        {
+            var record = await db.Runtimes.AsNoTracking().FirstOrDefaultAsync(r => r.LatticeId == existing.LatticeId, cancellationToken);
+            if (record is { RevokedAt: null } && record.WorkspaceId == workspaceId)
+            {
+                var moved = existing with { Gateway = origin };
+                moved.Save(dataDirectory);
+                return moved;
+            }
+        }
+        var (entity, token, error) = await RuntimeEndpoints.CreateRecordAsync(db, app.Services.GetRequiredService<RuntimeStore>(),
+            app.Services.GetRequiredService<TimeProvider>(), workspaceId, new CreateRuntimeRequest(Environment.MachineName + " (lattice up)", "local-model"), hosted: false);
+        if (entity is null)
+        {
+            throw new InvalidOperationException(error?.Message);
+        }
+        var credentials = await RuntimeCredentials.PairAsync(new Uri(origin), token!, cancellationToken);
+        credentials.Save(dataDirectory);
+        return credentials;
     }
 }

@@ -29,6 +29,7 @@ public static partial class RuntimeEndpoints
         routes.MapPost("/v1/personal-runtimes/{latticeId}/revoke", RevokeAsync);
         routes.MapPost(RuntimeLink.PairPath, PairAsync);
         routes.Map(RuntimeLink.ConnectPath, ConnectAsync);
+        routes.MapGet(RuntimeLink.MePath, MeAsync);
         return routes;
     }
 
@@ -193,23 +194,44 @@ public static partial class RuntimeEndpoints
         await WriteAsync(context, new PairResponse(row.LatticeId, credential, ModelId.PersonalPrefix + row.LatticeId), RuntimeJsonContext.Default.PairResponse);
     }
 
-    // ---- the link ----
-
-    private static async Task ConnectAsync(HttpContext context, LatticeDbContext db, RuntimeRegistry registry, TimeProvider time,
-        IHostApplicationLifetime lifetime, ILoggerFactory loggers)
+    /// <summary>A daemon asks who it is (for <c>lattice ping</c>): its record, by its runtime credential.</summary>
+    private static async Task MeAsync(HttpContext context, LatticeDbContext db, RuntimeRegistry registry)
     {
-        var logger = loggers.CreateLogger("Lattice.Gateway.Runtimes.Link");
+        var row = await FindByCredentialAsync(context, db);
+        if (row is null)
+        {
+            return;
+        }
+        await WriteAsync(context, ToDto(row, registry), RuntimeJsonContext.Default.RuntimeDto);
+    }
+
+    private static async Task<RuntimeEntity?> FindByCredentialAsync(HttpContext context, LatticeDbContext db)
+    {
         var authorization = context.Request.Headers.Authorization.ToString();
         if (!authorization.StartsWith("Bearer " + RuntimeLink.CredentialPrefix, StringComparison.Ordinal))
         {
             await OpenAiErrors.WriteAsync(context, GatewayError.Unauthenticated("A runtime credential (Bearer lrt_…) is required."));
-            return;
+            return null;
         }
         var hash = ApiKeySecrets.Hash(authorization["Bearer ".Length..].Trim());
         var row = await db.Runtimes.FirstOrDefaultAsync(r => r.CredentialHash == hash);
         if (row is null || row.RevokedAt is not null)
         {
             await OpenAiErrors.WriteAsync(context, GatewayError.Unauthenticated("The runtime credential is invalid or revoked."));
+            return null;
+        }
+        return row;
+    }
+
+    // ---- the link ----
+
+    private static async Task ConnectAsync(HttpContext context, LatticeDbContext db, RuntimeRegistry registry, TimeProvider time,
+        IHostApplicationLifetime lifetime, ILoggerFactory loggers)
+    {
+        var logger = loggers.CreateLogger("Lattice.Gateway.Runtimes.Link");
+        var row = await FindByCredentialAsync(context, db);
+        if (row is null)
+        {
             return;
         }
         if (!context.WebSockets.IsWebSocketRequest)

@@ -172,6 +172,7 @@ public static class RuntimeLink
 {
     public const string ConnectPath = "/v1/runtimes/connect";
     public const string PairPath = "/v1/runtimes/pair";
+    public const string MePath = "/v1/runtimes/me";
     public const string CredentialPrefix = "lrt_";
     public const string BootstrapPrefix = "lbt_";
     public const string SubProtocol = "lattice.runtime.v1";

@@ -9,7 +9,9 @@ namespace Lattice.Runtime.Config;
 /// <param name="Path">Model file (llama, whisper); null for engines whose models are not files.</param>
 /// <param name="Task">The task it serves, when the engine serves several (openai-compatible).</param>
 /// <param name="ContextSize">Context window for llama models; 0 = the engine's default.</param>
-public sealed record ModelConfig(string Name, string? Path, string? Task, int ContextSize);
+/// <param name="Chunks">Fixed engine only: content chunks per streamed answer (0 = default).</param>
+/// <param name="ChunkDelayMs">Fixed engine only: pause after each chunk, to stand in for a slow model.</param>
+public sealed record ModelConfig(string Name, string? Path, string? Task, int ContextSize, int Chunks = 0, int ChunkDelayMs = 0);
 
 /// <summary>One <c>[[engines]]</c> entry.</summary>
 public sealed record EngineConfig(string Kind, IReadOnlyList<ModelConfig> Models, string? BaseUrl, string? ApiKeyEnv, int Line);
@@ -118,7 +120,7 @@ public sealed record DaemonConfig(int Concurrency, string DataDirectory, string?
                     foreach (TomlTable model in modelArray)
                     {
                         var modelSection = $"{section}.models[{m}]";
-                        reader.CheckKeys(model, modelSection, ["name", "path", "task", "context_size"]);
+                        reader.CheckKeys(model, modelSection, ["name", "path", "task", "context_size", "chunks", "chunk_delay_ms"]);
                         var name = reader.String(model, modelSection, "name") ?? throw reader.Error(modelSection, "name", "is required");
                         var path = reader.String(model, modelSection, "path");
                         if (kind is "llama" or "whisper" && path is null)
@@ -126,7 +128,9 @@ public sealed record DaemonConfig(int Concurrency, string DataDirectory, string?
                             throw reader.Error(modelSection, "path", $"the {kind} engine needs the model file's path");
                         }
                         models.Add(new ModelConfig(name, path is null ? null : ExpandHome(path), reader.String(model, modelSection, "task"),
-                            (int)(reader.Integer(model, modelSection, "context_size", min: 0, max: 1 << 20) ?? 0)));
+                            (int)(reader.Integer(model, modelSection, "context_size", min: 0, max: 1 << 20) ?? 0),
+                            (int)(reader.Integer(model, modelSection, "chunks", min: 0, max: 100_000) ?? 0),
+                            (int)(reader.Integer(model, modelSection, "chunk_delay_ms", min: 0, max: 60_000) ?? 0)));
                         m++;
                     }
                 }

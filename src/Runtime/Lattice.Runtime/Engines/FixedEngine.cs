@@ -6,7 +6,7 @@ namespace Lattice.Runtime.Engines;
 /// An engine with fixed output, for measuring the runtime path without inference cost: chat answers
 /// "Hello from the fixed engine." (streamed as a fixed number of chunks), embeddings a fixed vector.
 /// </summary>
-public sealed class FixedEngine(string model = "fixed", int streamChunks = 8) : IEngine
+public sealed class FixedEngine(string model = "fixed", int streamChunks = 8, TimeSpan chunkDelay = default) : IEngine
 {
     private static readonly byte[] Completion = Encoding.UTF8.GetBytes(
         """{"id":"chatcmpl-fixed","object":"chat.completion","created":1700000000,"model":"fixed","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from the fixed engine.","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":5,"total_tokens":6}}""");
@@ -38,6 +38,10 @@ public sealed class FixedEngine(string model = "fixed", int streamChunks = 8) : 
         {
             cancellationToken.ThrowIfCancellationRequested();
             await output.WriteAsync(Chunk, cancellationToken);
+            if (chunkDelay > TimeSpan.Zero)
+            {
+                await Task.Delay(chunkDelay, cancellationToken);
+            }
         }
         await output.WriteAsync(LastChunk, cancellationToken);
         return new EngineUsage(1, streamChunks);

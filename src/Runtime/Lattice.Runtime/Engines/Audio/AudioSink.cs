@@ -1,0 +1,102 @@
+namespace Lattice.Runtime.Engines.Audio;
+
+/// <summary>
+/// Where decoders put their samples: interleaved float frames at the source rate in, 16 kHz mono out. Channels are
+/// averaged, then resampled as the audio arrives, so memory stays proportional to the 16 kHz output.
+/// </summary>
+internal sealed class AudioSink(double maxSeconds)
+{
+    private readonly SampleBuffer _output = new();
+    private float[] _mono = new float[4096];
+    private Resampler? _resampler;
+    private int _channels;
+    private long _frames;
+    private long _maxFrames;
+
+    public int SampleRate { get; private set; }
+
+    public int Channels => _channels;
+
+    public long Frames => _frames;
+
+    /// <summary>Sets the source format; must be called once, before <see cref="Write"/>.</summary>
+    public void Begin(int sampleRate, int channels)
+    {
+        if (SampleRate != 0)
+        {
+            throw new InvalidOperationException("The audio format was already set.");
+        }
+        if (sampleRate is < AudioDecoder.MinSampleRate or > AudioDecoder.MaxSampleRate)
+        {
+            throw new InvalidAudioException(AudioDecodeError.Unsupported, $"a sample rate of {sampleRate} Hz is not supported");
+        }
+        if (channels is < 1 or > AudioDecoder.MaxChannels)
+        {
+            throw new InvalidAudioException(AudioDecodeError.Unsupported, $"{channels} channels are not supported");
+        }
+        SampleRate = sampleRate;
+        _channels = channels;
+        _maxFrames = (long)Math.Ceiling(maxSeconds * sampleRate);
+        _resampler = sampleRate == AudioDecoder.TargetSampleRate ? null : new Resampler(sampleRate, AudioDecoder.TargetSampleRate);
+    }
+
+    /// <summary>Adds whole interleaved frames (samples in [-1, 1]).</summary>
+    public void Write(ReadOnlySpan<float> interleaved)
+    {
+        if (SampleRate == 0)
+        {
+            throw new InvalidOperationException("Begin was not called.");
+        }
+        var frames = interleaved.Length / _channels;
+        if (frames == 0)
+        {
+            return;
+        }
+        _frames += frames;
+        if (_frames > _maxFrames)
+        {
+            throw new InvalidAudioException(AudioDecodeError.TooLong, $"the audio is longer than the limit of {maxSeconds:0.#} seconds");
+        }
+
+        ReadOnlySpan<float> mono;
+        if (_channels == 1)
+        {
+            mono = interleaved[..frames];
+        }
+        else
+        {
+            if (_mono.Length < frames)
+            {
+                _mono = new float[frames];
+            }
+            var scale = 1f / _channels;
+            for (var f = 0; f < frames; f++)
+            {
+                var frame = interleaved.Slice(f * _channels, _channels);
+                var sum = 0f;
+                foreach (var sample in frame)
+                {
+                    sum += sample;
+                }
+                _mono[f] = sum * scale;
+            }
+            mono = _mono.AsSpan(0, frames);
+        }
+
+        if (_resampler is null)
+        {
+            _output.AddRange(mono);
+        }
+        else
+        {
+            _resampler.Process(mono, _output);
+        }
+    }
+
+    /// <summary>Ends the audio and returns it as 16 kHz mono samples.</summary>
+    public float[] Finish()
+    {
+        _resampler?.Flush(_output);
+        return _output.ToArray();
+    }
+}

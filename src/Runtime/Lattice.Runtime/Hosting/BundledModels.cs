@@ -1,0 +1,20 @@
+using Lattice.Runtime.Config;
+
+namespace Lattice.Runtime.Hosting;
+
+/// <summary>The engines <c>lattice up</c> runs when there is no config file: the models shipped in <c>Models/</c>.</summary>
+public static class BundledModels
+{
+    public static string Directory => Path.Combine(AppContext.BaseDirectory, "Models");
+
+    public static string ChatModelPath => Path.Combine(Directory, "stories260K.gguf");
+
+    public static string WhisperModelPath => Path.Combine(Directory, "fake-whisper-hello-world.bin");
+
+    public static IReadOnlyList<EngineConfig> Engines =>
+    [
+        new("llama", [new ModelConfig("stories260K", ChatModelPath, null, 512)], null, null, 0),
+        new("onnx-embeddings", [new ModelConfig("all-MiniLM-L6-v2", null, null, 0)], null, null, 0),
+        new("whisper", [new ModelConfig("whisper-hello-world", WhisperModelPath, null, 0)], null, null, 0),
+    ];
+}

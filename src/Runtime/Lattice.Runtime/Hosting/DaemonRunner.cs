@@ -1,0 +1,94 @@
+using Lattice.Runtime.Config;
+using Lattice.Runtime.Connection;
+using Lattice.Runtime.Engines;
+
+namespace Lattice.Runtime.Hosting;
+
+/// <summary>Loads a daemon's engines and runs its link until stopped or refused; shared by <c>lattice daemon</c> and <c>lattice up</c>.</summary>
+public static class DaemonRunner
+{
+    /// <summary>Builds and loads every configured engine, reporting progress per engine.</summary>
+    public static async Task<EngineSet> LoadEnginesAsync(DaemonConfig config, Action<string> say, CancellationToken cancellationToken)
+    {
+        var engines = new List<IEngine>();
+        try
+        {
+            foreach (var engineConfig in config.Engines)
+            {
+                var engine = EngineFactory.Create(engineConfig);
+                var last = -1;
+                var progress = new SyncProgress(p =>
+                {
+                    var percent = (int)(p * 100);
+                    if (percent / 25 != last / 25)
+                    {
+                        last = percent;
+                        say($"loading {engine.Kind}: {percent}%");
+                    }
+                });
+                await engine.LoadAsync(progress, cancellationToken);
+                engines.Add(engine);
+                foreach (var c in engine.Capabilities)
+                {
+                    say($"ready: {c.Task} with {c.Model} ({engine.Kind})");
+                }
+            }
+        }
+        catch
+        {
+            foreach (var e in engines)
+            {
+                await e.DisposeAsync();
+            }
+            throw;
+        }
+        return new EngineSet(engines);
+    }
+
+    // Progress<T> posts to the thread pool, so reports could print after "ready"; this one reports in place.
+    private sealed class SyncProgress(Action<double> report) : IProgress<double>
+    {
+        public void Report(double value) => report(value);
+    }
+
+    /// <summary>Runs the link, keeping <c>daemon.status</c> current.</summary>
+    public static async Task<LinkExit> RunAsync(RuntimeCredentials credentials, EngineSet engines, DaemonConfig config, Action<string> say, CancellationToken cancellationToken)
+    {
+        var client = new RuntimeClient(credentials, engines, config.Concurrency);
+        var capabilities = engines.Capabilities.Select(c => $"{c.Task}:{c.Model}").ToList();
+        void Save(string state)
+        {
+            try
+            {
+                new DaemonStatus(Environment.ProcessId, state, credentials.LatticeId, credentials.Gateway, client.Connected, client.Served, DateTimeOffset.UtcNow, capabilities)
+                    .Save(config.DataDirectory);
+            }
+            catch (IOException)
+            {
+                // Status is informational; serving goes on.
+            }
+        }
+        client.Status += s =>
+        {
+            say(s);
+            Save(s);
+        };
+        using var refresh = new PeriodicTimer(TimeSpan.FromSeconds(5));
+        var refresher = Task.Run(async () =>
+        {
+            try
+            {
+                while (await refresh.WaitForNextTickAsync(cancellationToken))
+                {
+                    Save(client.Connected ? "connected" : "disconnected");
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }, CancellationToken.None);
+        var exit = await client.RunAsync(cancellationToken);
+        Save(exit == LinkExit.CredentialRejected ? "credential rejected" : "stopped");
+        return exit;
+    }
+}
