@@ -12,7 +12,7 @@ internal sealed class BenchOptions
     public TimeSpan Round { get; private set; } = TimeSpan.FromSeconds(1);
 
     /// <summary>Warm-up per target and mode before anything is measured.</summary>
-    public TimeSpan Warmup { get; private set; } = TimeSpan.FromSeconds(5);
+    public TimeSpan Warmup { get; private set; } = TimeSpan.FromSeconds(10);
 
     public int[] Connections { get; private set; } = [1, 32];
     public ChatMode[] Modes { get; private set; } = [ChatMode.NonStreaming, ChatMode.Streaming];
@@ -26,7 +26,20 @@ internal sealed class BenchOptions
     public string GatewayGc { get; private set; } = "workstation";
 
     public List<KeyValuePair<string, string>> GatewayEnv { get; } = [];
+    public List<KeyValuePair<string, string>> StandInEnv { get; } = [];
+
+    /// <summary>A second gateway (A/B), measured in the same interleaved rounds; set by --variant-env/--variant-dll/--variant-gc.</summary>
+    public bool HasVariant => VariantDll is not null || VariantEnv.Count > 0 || VariantGc is not null;
+    public List<KeyValuePair<string, string>> VariantEnv { get; } = [];
+    public string? VariantDll { get; private set; }
+    public string? VariantGc { get; private set; }
     public bool Check { get; private set; }
+
+    /// <summary>A round in which other processes used more than this share of the machine is measured again …</summary>
+    public double MaxOtherLoad { get; private set; } = 0.10;
+
+    /// <summary>… at most this many times per round (then it is kept).</summary>
+    public int MaxRedos { get; private set; } = 3;
     public bool Help { get; private set; }
 
     public const string Usage = """
@@ -36,16 +49,24 @@ internal sealed class BenchOptions
 
           --duration T        measured time per target per scenario (default 10s; e.g. 10, 10s, 500ms)
           --round T           length of one interleaved direct/gateway round (default 1s)
-          --warmup T          warm-up per target and mode (default 5s)
+          --warmup T          warm-up per target and mode (default 10s)
           --quick             short smoke run (duration 1s, round 250ms, warm-up 1s)
           --connections LIST  concurrency levels (default 1,32)
           --modes LIST        nonstream,stream (default both)
           --out FILE          also write the markdown report to FILE
           --gateway-gc KIND   workstation (default) | server | default: sets DOTNET_gcServer for the gateway
           --gateway-env K=V   extra environment variable for the gateway (repeatable)
+          --standin-env K=V   extra environment variable for the stand-in (repeatable)
+          --variant-env K=V   A/B: start a second gateway with this extra variable (repeatable) and measure it
+                              in the same interleaved rounds
+          --variant-dll PATH  A/B: the second gateway runs this build instead
+          --variant-gc KIND   A/B: the second gateway's GC (default: as --gateway-gc)
           --gateway-dll PATH  gateway entry (default <repo>/src/Cli/Lattice.Cli/bin/Release/net10.0/lattice.dll)
           --standin-dll PATH  stand-in (default <repo>/test/Lattice.StandIn.OpenAi/bin/Release/net10.0/Lattice.StandIn.OpenAi.dll)
           --repo DIR          repository root (default: found by walking up to Lattice.slnx)
+          --max-other-load P  measure a round again (all sides) when other processes used more than P% of the
+                              machine during it (default 10; 100 turns it off)
+          --max-redos N       at most N repeats per round (default 3), then the round is kept
           --check             exit 3 when a target is missed
           -h, --help          this text
 
@@ -85,25 +106,24 @@ internal sealed class BenchOptions
                 case "--repo": o.RepoRoot = Next(); break;
                 case "--gateway-dll": o.GatewayDll = Next(); break;
                 case "--standin-dll": o.StandInDll = Next(); break;
-                case "--gateway-gc":
-                    o.GatewayGc = Next() switch
-                    {
-                        "workstation" or "ws" => "workstation",
-                        "server" => "server",
-                        "default" => "default",
-                        var other => throw new BenchException($"Bad --gateway-gc '{other}' (workstation, server, default)."),
-                    };
-                    break;
-                case "--gateway-env":
-                    var kv = Next();
-                    var eq = kv.IndexOf('=', StringComparison.Ordinal);
-                    if (eq <= 0)
-                    {
-                        throw new BenchException($"--gateway-env wants KEY=VALUE, not '{kv}'.");
-                    }
-                    o.GatewayEnv.Add(new(kv[..eq], kv[(eq + 1)..]));
-                    break;
+                case "--gateway-gc": o.GatewayGc = Gc(Next()); break;
+                case "--gateway-env": o.GatewayEnv.Add(KeyValue(arg, Next())); break;
+                case "--standin-env": o.StandInEnv.Add(KeyValue(arg, Next())); break;
+                case "--variant-env": o.VariantEnv.Add(KeyValue(arg, Next())); break;
+                case "--variant-dll": o.VariantDll = Next(); break;
+                case "--variant-gc": o.VariantGc = Gc(Next()); break;
                 case "--check": o.Check = true; break;
+                case "--max-other-load":
+                    var pct = Next().TrimEnd('%');
+                    o.MaxOtherLoad = double.TryParse(pct, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && v >= 0
+                        ? v / 100
+                        : throw new BenchException($"Bad --max-other-load '{pct}' (a percentage, e.g. 10).");
+                    break;
+                case "--max-redos":
+                    o.MaxRedos = int.TryParse(Next(), CultureInfo.InvariantCulture, out var redos) && redos >= 0
+                        ? redos
+                        : throw new BenchException("Bad --max-redos (a count, e.g. 3).");
+                    break;
                 case "-h" or "--help": o.Help = true; break;
                 default: throw new BenchException($"Unknown option '{arg}'. Try --help.");
             }
@@ -127,6 +147,20 @@ internal sealed class BenchOptions
             throw new BenchException("Durations must be positive.");
         }
         return o;
+    }
+
+    private static string Gc(string kind) => kind switch
+    {
+        "workstation" or "ws" => "workstation",
+        "server" => "server",
+        "default" => "default",
+        _ => throw new BenchException($"Bad GC kind '{kind}' (workstation, server, default)."),
+    };
+
+    private static KeyValuePair<string, string> KeyValue(string option, string kv)
+    {
+        var eq = kv.IndexOf('=', StringComparison.Ordinal);
+        return eq > 0 ? new(kv[..eq], kv[(eq + 1)..]) : throw new BenchException($"{option} wants KEY=VALUE, not '{kv}'.");
     }
 
     private static TimeSpan ParseTime(string text)

@@ -13,6 +13,9 @@ internal sealed class Target(string name, IPEndPoint endPoint, byte[] nonStreami
     public string Name { get; } = name;
     public IPEndPoint EndPoint { get; } = endPoint;
 
+    /// <summary>Every response received from this target, warm-up included.</summary>
+    public long TotalResponses { get; set; }
+
     public byte[] Request(ChatMode mode) => mode == ChatMode.Streaming ? streaming : nonStreaming;
 
     /// <summary>The first <paramref name="count"/> keep-alive connections, opened on first use and reused by every round.</summary>
@@ -116,6 +119,18 @@ internal sealed class TargetTotals
 
     public double Throughput => Seconds > 0 ? Requests / Seconds : 0;
 
+    public void Add(TargetTotals other)
+    {
+        Latencies.AddRange(other.Latencies);
+        Requests += other.Requests;
+        Errors += other.Errors;
+        Seconds += other.Seconds;
+        GatewayCpu += other.GatewayCpu;
+        StandInCpu += other.StandInCpu;
+        HarnessCpu += other.HarnessCpu;
+        MachineBusy += other.MachineBusy;
+    }
+
     public static double MicrosPerRequest(TimeSpan cpu, long requests) => requests > 0 ? cpu.TotalMicroseconds / requests : double.NaN;
 }
 
@@ -164,6 +179,7 @@ internal static class Load
             errors += w.Errors;
             into?.AddRange(w.Latencies);
         }
+        target.TotalResponses += requests + errors;
         return new RoundResult(requests, errors, (end - start) / (double)Stopwatch.Frequency);
     }
 

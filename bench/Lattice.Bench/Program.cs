@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Lattice.Bench;
 
 BenchOptions options;
@@ -31,8 +32,19 @@ Console.CancelKeyPress += (_, e) =>
         ChildProcess.KillAll();
     }
 };
+// SIGTERM / SIGHUP: stop like Ctrl-C, so the servers are killed and the data directory removed.
+using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, Stop);
 AppDomain.CurrentDomain.ProcessExit += (_, _) => ChildProcess.KillAll();
 AppDomain.CurrentDomain.UnhandledException += (_, _) => ChildProcess.KillAll();
+
+void Stop(PosixSignalContext context)
+{
+    context.Cancel = true;
+    Console.Error.WriteLine($"bench: {context.Signal}, stopping…");
+    cts.Cancel();
+    ChildProcess.KillAll();
+}
 
 try
 {

@@ -36,7 +36,7 @@ internal static class Report
         }
     }
 
-    public static string Markdown(BenchOptions options, IReadOnlyList<ScenarioResult> results, IReadOnlyDictionary<string, long> errorKinds)
+    public static string Markdown(BenchOptions options, IReadOnlyList<ScenarioResult> results, IReadOnlyDictionary<string, long> errorKinds, string source)
     {
         var sb = new StringBuilder();
         void Line(string text = "") => sb.Append(text).Append('\n');
@@ -45,24 +45,26 @@ internal static class Report
         Line();
         Line($"- When: {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
         Line($"- Machine: {Environment.ProcessorCount} logical CPUs ({CpuModel()}), Linux {Kernel()}, {RuntimeInformation.FrameworkDescription}");
+        Line($"- Source: {source}");
         Line($"- Gateway: `lattice up`, {GcDescription(options.GatewayGc)}, ASPNETCORE_ENVIRONMENT=Production, log level Warning, API-key checking on" +
             (options.GatewayEnv.Count > 0 ? ", extra env " + string.Join(", ", options.GatewayEnv.Select(kv => $"`{kv.Key}={kv.Value}`")) : ""));
         Line($"- Load: closed loop, HTTP/1.1 keep-alive over raw sockets, {Secs(options.Duration)} measured per target per scenario " +
             $"in {Secs(options.Round)} rounds alternating direct/gateway (ABBA), after {Secs(options.Warmup)} warm-up per target and mode; " +
             "latency = request sent → last response byte read");
         Line();
-        Line("| Mode | Conns | Direct p50 | Gateway p50 | **Added p50** | Direct p99 | Gateway p99 | **Added p99** | Direct req/s | Gateway req/s | Errors | Other load |");
-        Line("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+        Line("| Mode | Conns | Direct p50 | Gateway p50 | **Added p50** | Direct p99 | Gateway p99 | **Added p99** | Direct req/s | Gateway req/s | Errors | Other load | Redone |");
+        Line("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
         foreach (var s in results)
         {
             Line($"| {ModeName(s.Mode)} | {s.Connections} | {Ms(s.DirectP[0])} | {Ms(s.GatewayP[0])} | **{Signed(s.GatewayP[0] - s.DirectP[0])}** | " +
                 $"{Ms(s.DirectP[1])} | {Ms(s.GatewayP[1])} | **{Signed(s.GatewayP[1] - s.DirectP[1])}** | " +
-                $"{Rps(s.Direct.Throughput)} | {Rps(s.Gateway.Throughput)} | {s.Direct.Errors + s.Gateway.Errors} | {s.OtherLoad.ToString("0%", CultureInfo.InvariantCulture)} |");
+                $"{Rps(s.Direct.Throughput)} | {Rps(s.Gateway.Throughput)} | {s.Sides.Values.Sum(t => t.Errors)} | {s.OtherLoad.ToString("0%", CultureInfo.InvariantCulture)} | {s.Redone} |");
         }
         Line();
         Line("Latencies in ms. Added = gateway pN − direct pN. Errors = non-200 answers, broken connections and failed content checks (every 64th response per connection is checked for \"You said: hello\"). " +
-            "Other load = share of the machine's CPU used by processes other than these three during the scenario's rounds (from /proc/stat); " +
-            "anything above a few percent means the numbers are disturbed.");
+            "Other load = share of the machine's CPU used by processes other than these three during the kept rounds (from /proc/stat); " +
+            "anything above a few percent means the numbers are disturbed. " +
+            $"Redone = rounds measured again (all sides) because other load exceeded {options.MaxOtherLoad:0%} (at most {options.MaxRedos} times per round).");
 
         var busy = results.Where(s => s.Connections == results.Max(r => r.Connections)).ToList();
         if (busy.Count > 0)
@@ -74,13 +76,30 @@ internal static class Report
             Line("|---|---|--:|--:|--:|--:|");
             foreach (var s in busy)
             {
-                foreach (var (name, t) in new[] { ("direct", s.Direct), ("gateway", s.Gateway) })
+                foreach (var (name, t) in s.Sides)
                 {
                     var me = TargetTotals.MicrosPerRequest(t.HarnessCpu, t.Requests);
                     var gw = TargetTotals.MicrosPerRequest(t.GatewayCpu, t.Requests);
                     var si = TargetTotals.MicrosPerRequest(t.StandInCpu, t.Requests);
                     Line($"| {ModeName(s.Mode)} | {name} | {Us(me)} | {Us(gw)} | {Us(si)} | {Us(me + gw + si)} |");
                 }
+            }
+        }
+
+        if (options.HasVariant)
+        {
+            Line();
+            Line("A/B: **variant** = " + (options.VariantDll is { } dll ? $"`{dll}`" : "the same build") +
+                (options.VariantGc is { } gc ? $", {GcDescription(gc)}" : "") +
+                string.Concat(options.VariantEnv.Select(kv => $", `{kv.Key}={kv.Value}`")) + ", measured in the same interleaved rounds:");
+            Line();
+            Line("| Mode | Conns | Gateway p50 | Variant p50 | Gateway p99 | Variant p99 | Gateway req/s | Variant req/s |");
+            Line("|---|--:|--:|--:|--:|--:|--:|--:|");
+            foreach (var s in results)
+            {
+                var v = s.P("variant");
+                Line($"| {ModeName(s.Mode)} | {s.Connections} | {Ms(s.GatewayP[0])} | {Ms(v[0])} | {Ms(s.GatewayP[1])} | {Ms(v[1])} | " +
+                    $"{Rps(s.Gateway.Throughput)} | {Rps(s.Variant!.Throughput)} |");
             }
         }
 
@@ -107,6 +126,44 @@ internal static class Report
             }
         }
         return sb.ToString();
+    }
+
+    /// <summary>Which commit was measured (read-only git queries), e.g. "commit 0ff5a7f, with uncommitted changes under src/".</summary>
+    public static string SourceDescription(string repo, bool customBuild)
+    {
+        if (customBuild)
+        {
+            return "custom build (--gateway-dll/--standin-dll)";
+        }
+        var head = Git(repo, "rev-parse", "--short", "HEAD");
+        if (head is null)
+        {
+            return "unknown (no git)";
+        }
+        var dirty = Git(repo, "status", "--porcelain", "--untracked-files=no", "--", "src", "test");
+        return $"commit {head}" + (string.IsNullOrEmpty(dirty) ? "" : ", with uncommitted edits under src/ or test/");
+    }
+
+    private static string? Git(string repo, params string[] args)
+    {
+        try
+        {
+            var info = new System.Diagnostics.ProcessStartInfo("git") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            info.ArgumentList.Add("-C");
+            info.ArgumentList.Add(repo);
+            foreach (var a in args)
+            {
+                info.ArgumentList.Add(a);
+            }
+            using var p = System.Diagnostics.Process.Start(info)!;
+            var output = p.StandardOutput.ReadToEnd().Trim();
+            p.WaitForExit(5000);
+            return p.ExitCode == 0 ? output : null;
+        }
+        catch (Exception ex) when (ex is System.ComponentModel.Win32Exception or InvalidOperationException)
+        {
+            return null;
+        }
     }
 
     private static string GcDescription(string gc) => gc switch

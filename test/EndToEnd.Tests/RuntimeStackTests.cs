@@ -20,6 +20,9 @@ public sealed class RuntimeStackTests(RuntimeStackFixture stack) : IClassFixture
     private OpenAIClient Sdk() =>
         new(new ApiKeyCredential(stack.ApiKey), new OpenAIClientOptions { Endpoint = new Uri(stack.BaseUrl), NetworkTimeout = Timeout });
 
+    /// <summary>stories260K's greedy continuation of "Once upon a time" in its ChatML template, 30 tokens.</summary>
+    private const string GreedyStory = "\"Here?\" Asked Jack.\nThey ran around and saw a big,";
+
     private static ChatCompletionOptions Greedy(int maxTokens) => new() { Temperature = 0f, MaxOutputTokenCount = maxTokens };
 
     [Fact]
@@ -29,8 +32,9 @@ public sealed class RuntimeStackTests(RuntimeStackFixture stack) : IClassFixture
         ChatCompletion first = await chat.CompleteChatAsync([new UserChatMessage("Once upon a time")], Greedy(30)).WaitAsync(Timeout);
         ChatCompletion second = await chat.CompleteChatAsync([new UserChatMessage("Once upon a time")], Greedy(30)).WaitAsync(Timeout);
         var text = first.Content[0].Text;
-        Assert.False(string.IsNullOrWhiteSpace(text));
+        Assert.Equal(GreedyStory, text);
         Assert.Equal(text, second.Content[0].Text);
+        Assert.Equal(ChatFinishReason.Length, first.FinishReason);
         Assert.Equal(30, first.Usage.OutputTokenCount);
 
         var streamed = new StringBuilder();
@@ -102,6 +106,7 @@ public sealed class RuntimeStackTests(RuntimeStackFixture stack) : IClassFixture
         var chat = Sdk().GetChatClient("lovelace:stories260k");
         ChatCompletion viaCatalog = await chat.CompleteChatAsync([new UserChatMessage("Once upon a time")], Greedy(30)).WaitAsync(Timeout);
         ChatCompletion viaPersonal = await Sdk().GetChatClient(stack.Model).CompleteChatAsync([new UserChatMessage("Once upon a time")], Greedy(30)).WaitAsync(Timeout);
+        Assert.Equal(GreedyStory, viaCatalog.Content[0].Text);
         Assert.Equal(viaPersonal.Content[0].Text, viaCatalog.Content[0].Text);
     }
 

@@ -1,14 +1,22 @@
 namespace Lattice.Gateway.Hosting;
 
 /// <summary>Gives every response an <c>x-request-id</c>, set before anything else can start the response.</summary>
+/// <remarks>
+/// Ids are a random per-process prefix plus a counter: unique across processes, and no random-number
+/// system call per request (a <see cref="Guid"/> per request was measurable on the hot path).
+/// </remarks>
 internal sealed class RequestIdMiddleware(RequestDelegate next)
 {
+    private static readonly string Prefix = "req_" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
+    private static long s_counter;
+
     public Task InvokeAsync(HttpContext context)
     {
-        var id = string.Create(36, Guid.NewGuid(), static (span, guid) =>
+        var n = (ulong)Interlocked.Increment(ref s_counter);
+        var id = string.Create(Prefix.Length + 16, n, static (span, value) =>
         {
-            "req_".CopyTo(span);
-            guid.TryFormat(span[4..], out _, "N");
+            Prefix.CopyTo(span);
+            value.TryFormat(span[Prefix.Length..], out _, "x16");
         });
         context.TraceIdentifier = id;
         context.Response.Headers["x-request-id"] = id;
