@@ -11,7 +11,8 @@ namespace Lattice.Runtime.Config;
 /// <param name="ContextSize">Context window for llama models; 0 = the engine's default.</param>
 /// <param name="Chunks">Fixed engine only: content chunks per streamed answer (0 = default).</param>
 /// <param name="ChunkDelayMs">Fixed engine only: pause after each chunk, to stand in for a slow model.</param>
-public sealed record ModelConfig(string Name, string? Path, string? Task, int ContextSize, int Chunks = 0, int ChunkDelayMs = 0);
+/// <param name="IgnorePrompt">Whisper only: ignore the request's prompt (for models a prompt derails).</param>
+public sealed record ModelConfig(string Name, string? Path, string? Task, int ContextSize, int Chunks = 0, int ChunkDelayMs = 0, bool IgnorePrompt = false);
 
 /// <summary>One <c>[[engines]]</c> entry.</summary>
 public sealed record EngineConfig(string Kind, IReadOnlyList<ModelConfig> Models, string? BaseUrl, string? ApiKeyEnv, int Line);
@@ -120,7 +121,7 @@ public sealed record DaemonConfig(int Concurrency, string DataDirectory, string?
                     foreach (TomlTable model in modelArray)
                     {
                         var modelSection = $"{section}.models[{m}]";
-                        reader.CheckKeys(model, modelSection, ["name", "path", "task", "context_size", "chunks", "chunk_delay_ms"]);
+                        reader.CheckKeys(model, modelSection, ["name", "path", "task", "context_size", "chunks", "chunk_delay_ms", "ignore_prompt"]);
                         var name = reader.String(model, modelSection, "name") ?? throw reader.Error(modelSection, "name", "is required");
                         var path = reader.String(model, modelSection, "path");
                         if (kind is "llama" or "whisper" && path is null)
@@ -130,7 +131,8 @@ public sealed record DaemonConfig(int Concurrency, string DataDirectory, string?
                         models.Add(new ModelConfig(name, path is null ? null : ExpandHome(path), reader.String(model, modelSection, "task"),
                             (int)(reader.Integer(model, modelSection, "context_size", min: 0, max: 1 << 20) ?? 0),
                             (int)(reader.Integer(model, modelSection, "chunks", min: 0, max: 100_000) ?? 0),
-                            (int)(reader.Integer(model, modelSection, "chunk_delay_ms", min: 0, max: 60_000) ?? 0)));
+                            (int)(reader.Integer(model, modelSection, "chunk_delay_ms", min: 0, max: 60_000) ?? 0),
+                            reader.Boolean(model, modelSection, "ignore_prompt") ?? false));
                         m++;
                     }
                 }
@@ -168,6 +170,15 @@ public sealed record DaemonConfig(int Concurrency, string DataDirectory, string?
                 return null;
             }
             return value as string ?? throw Error(section, key, $"expected a string, not {Describe(value)}");
+        }
+
+        public bool? Boolean(TomlTable table, string section, string key)
+        {
+            if (!table.TryGetValue(key, out var value))
+            {
+                return null;
+            }
+            return value as bool? ?? throw Error(section, key, $"expected true or false, not {Describe(value)}");
         }
 
         public long? Integer(TomlTable table, string section, string key, long min, long max)

@@ -25,7 +25,7 @@ public static class EngineFactory
         }),
         "whisper" => new WhisperEngine(new WhisperEngineOptions
         {
-            Models = config.Models.Select(m => new WhisperModelOptions { Name = m.Name, Path = m.Path! }).ToList(),
+            Models = config.Models.Select(m => new WhisperModelOptions { Name = m.Name, Path = m.Path!, IgnorePrompt = m.IgnorePrompt }).ToList(),
         }),
         "openai-compatible" => new OpenAiCompatibleEngine(
             new Uri(config.BaseUrl!),

@@ -15,6 +15,7 @@ public static class BundledModels
     [
         new("llama", [new ModelConfig("stories260K", ChatModelPath, null, 512)], null, null, 0),
         new("onnx-embeddings", [new ModelConfig("all-MiniLM-L6-v2", null, null, 0)], null, null, 0),
-        new("whisper", [new ModelConfig("whisper-hello-world", WhisperModelPath, null, 0)], null, null, 0),
+        // The bundled Whisper model is synthetic: a prompt shifts its decoder positions, so prompts are ignored.
+        new("whisper", [new ModelConfig("whisper-hello-world", WhisperModelPath, null, 0, IgnorePrompt: true)], null, null, 0),
     ];
 }

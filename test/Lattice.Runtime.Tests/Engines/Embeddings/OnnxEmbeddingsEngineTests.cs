@@ -135,6 +135,25 @@ public sealed class OnnxEmbeddingsEngineTests(EmbeddingsEngineFixture fixture) :
     }
 
     [Fact]
+    public async Task Disposing_waits_for_requests_in_flight_and_then_refuses_new_ones()
+    {
+        var engine = new OnnxEmbeddingsEngine(new OnnxEmbeddingsOptions { ModelName = "disposable", MaxBatchSize = 4 });
+        await engine.LoadAsync(null, CancellationToken.None).WaitAsync(EmbeddingsEngineFixture.Timeout);
+        var inputs = new JsonArray(Enumerable.Range(0, 64).Select(i => (JsonNode?)JsonValue.Create($"sentence number {i}")).ToArray());
+        var body = Encoding.UTF8.GetBytes(new JsonObject { ["input"] = inputs }.ToJsonString());
+        var output = new RecordingOutput();
+
+        var running = engine.ExecuteAsync(new EngineRequest("embeddings", "disposable", body, "application/json", false), output, CancellationToken.None);
+        await engine.DisposeAsync().AsTask().WaitAsync(EmbeddingsEngineFixture.Timeout);
+        await running.WaitAsync(EmbeddingsEngineFixture.Timeout);
+
+        Assert.Equal(200, output.Status);
+        Assert.Equal(64, EmbeddingsEngineFixture.ReadFloatVectors(output.Text).Length);
+        await Assert.ThrowsAsync<ObjectDisposedException>(() =>
+            engine.ExecuteAsync(new EngineRequest("embeddings", "disposable", body, "application/json", false), new RecordingOutput(), CancellationToken.None));
+    }
+
+    [Fact]
     public async Task Base64_is_the_little_endian_float32_bytes_of_the_float_form()
     {
         var floats = (await fixture.EmbedAsync("Base64 should carry the same numbers."))[0];

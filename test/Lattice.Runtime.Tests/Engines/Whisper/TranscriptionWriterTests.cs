@@ -107,6 +107,21 @@ public sealed class TranscriptionWriterTests
     }
 
     [Fact]
+    public void An_empty_transcript_is_written_in_every_format()
+    {
+        var transcript = WhisperEngine.BuildTranscript([], "en", 1.2, 0, words: true);
+
+        string Body(TranscriptionFormat format, bool words = false) => Encoding.UTF8.GetString(TranscriptionWriter.Write(transcript, Request(format, words)).Body);
+        Assert.Equal("{\"text\":\"\",\"usage\":{\"type\":\"duration\",\"seconds\":2}}", Body(TranscriptionFormat.Json));
+        Assert.Equal("\n", Body(TranscriptionFormat.Text));
+        Assert.Equal("", Body(TranscriptionFormat.Srt));
+        Assert.Equal("WEBVTT\n\n", Body(TranscriptionFormat.Vtt));
+        var verbose = Body(TranscriptionFormat.VerboseJson, words: true);
+        OpenApiContract.AssertValid(OpenApiContract.Schemas.CreateTranscriptionResponseVerboseJson, verbose);
+        Assert.Contains("\"words\":[],\"segments\":[]", verbose, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Json_escapes_nothing_a_client_would_not_expect()
     {
         var transcript = WhisperEngine.BuildTranscript([Segment(" Ça coûte 5 € — \"quoted\" <b>", 0, 2)], "fr", 2, 0, words: false);

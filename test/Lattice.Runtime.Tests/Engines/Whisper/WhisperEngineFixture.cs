@@ -24,8 +24,9 @@ public sealed class WhisperEngineFixture : IAsyncLifetime
     {
         Models =
         [
-            new WhisperModelOptions { Name = FakeModel, Path = FakeModelPath },
-            new WhisperModelOptions { Name = StubModel, Path = StubModelPath },
+            // One thread: the test models are tiny, and on a busy two-core runner ggml's spinning workers only contend.
+            new WhisperModelOptions { Name = FakeModel, Path = FakeModelPath, Threads = 1 },
+            new WhisperModelOptions { Name = StubModel, Path = StubModelPath, Threads = 1 },
         ],
     });
 

@@ -63,23 +63,23 @@ public sealed class WhisperEngineTests(WhisperEngineFixture fixture) : IClassFix
     [Fact]
     public async Task Srt_has_numbered_cues_with_comma_milliseconds()
     {
-        var (output, _) = await fixture.TranscribeAsync(Jfk, "srt", fields: English);
+        var (output, _) = await fixture.TranscribeAsync(ShortTone(), "srt", fields: English);
 
         Assert.Equal(200, output.Status);
         Assert.Equal("text/plain; charset=utf-8", output.ContentType);
         Assert.Matches(@"^1\n\d{2}:\d{2}:\d{2},\d{3} --> \d{2}:\d{2}:\d{2},\d{3}\nHello world\.\n\n$", output.Text);
-        Assert.Equal("1\n00:00:00,000 --> 00:00:11,000\nHello world.\n\n", output.Text);
+        Assert.Equal("1\n00:00:00,000 --> 00:00:01,200\nHello world.\n\n", output.Text);
     }
 
     [Fact]
     public async Task Vtt_starts_with_its_header_and_uses_dot_milliseconds()
     {
-        var (output, _) = await fixture.TranscribeAsync(Jfk, "vtt", fields: English);
+        var (output, _) = await fixture.TranscribeAsync(ShortTone(), "vtt", fields: English);
 
         Assert.Equal(200, output.Status);
         Assert.StartsWith("WEBVTT\n\n", output.Text);
         Assert.Matches(@"^WEBVTT\n\n\d{2}:\d{2}:\d{2}\.\d{3} --> \d{2}:\d{2}:\d{2}\.\d{3}\nHello world\.\n\n$", output.Text);
-        Assert.Equal("WEBVTT\n\n00:00:00.000 --> 00:00:11.000\nHello world.\n\n", output.Text);
+        Assert.Equal("WEBVTT\n\n00:00:00.000 --> 00:00:01.200\nHello world.\n\n", output.Text);
     }
 
     [Fact]
@@ -156,10 +156,9 @@ public sealed class WhisperEngineTests(WhisperEngineFixture fixture) : IClassFix
         Assert.Equal("Hello world.", json.GetProperty("text").GetString());
     }
 
+    // Each decoder is checked against the source audio in AudioDecoderTests; these go through the whole engine.
     [Theory]
     [InlineData("hello-2s.mp3")]
-    [InlineData("hello-2s.flac")]
-    [InlineData("hello-2s.ogg")]
     [InlineData("hello-2s.opus")]
     public async Task Compressed_formats_are_transcribed(string file)
     {
@@ -171,35 +170,30 @@ public sealed class WhisperEngineTests(WhisperEngineFixture fixture) : IClassFix
         Assert.Equal(2.0, usage.AudioSeconds, 2);
     }
 
+    // The stub runs tiny-sized compute on empty weights (seconds per request), so it is used sparingly; the other
+    // formats of an empty transcript are covered in TranscriptionWriterTests.
     [Fact]
-    public async Task A_model_that_hears_nothing_gives_empty_answers_in_every_format()
+    public async Task A_model_that_hears_nothing_gives_an_empty_text()
     {
-        var audio = ShortTone();
-        var (json, usage) = await fixture.TranscribeAsync(audio, "json", WhisperEngineFixture.StubModel, English);
+        var (json, usage) = await fixture.TranscribeAsync(ShortTone(), "json", WhisperEngineFixture.StubModel, English);
+
         Assert.Equal(200, json.Status);
         OpenApiContract.AssertValid(OpenApiContract.Schemas.CreateTranscriptionResponseJson, json.Text);
         Assert.Equal("", WhisperEngineFixture.ParseJson(json).GetProperty("text").GetString());
         Assert.Equal(1.2, usage.AudioSeconds, 6);
-
-        var (verbose, _) = await fixture.TranscribeAsync(audio, "verbose_json", WhisperEngineFixture.StubModel, English);
-        OpenApiContract.AssertValid(OpenApiContract.Schemas.CreateTranscriptionResponseVerboseJson, verbose.Text);
-        var verboseJson = WhisperEngineFixture.ParseJson(verbose);
-        Assert.Equal(0, verboseJson.GetProperty("segments").GetArrayLength());
-        Assert.Equal("english", verboseJson.GetProperty("language").GetString());
-
-        Assert.Equal("\n", (await fixture.TranscribeAsync(audio, "text", WhisperEngineFixture.StubModel, English)).Output.Text);
-        Assert.Equal("", (await fixture.TranscribeAsync(audio, "srt", WhisperEngineFixture.StubModel, English)).Output.Text);
-        Assert.Equal("WEBVTT\n\n", (await fixture.TranscribeAsync(audio, "vtt", WhisperEngineFixture.StubModel, English)).Output.Text);
     }
 
     [Fact]
-    public async Task Without_segments_the_language_is_detected_separately()
+    public async Task Without_segments_verbose_json_is_empty_and_the_language_is_detected_separately()
     {
         var (output, _) = await fixture.TranscribeAsync(ShortTone(), "verbose_json", WhisperEngineFixture.StubModel);
 
         Assert.Equal(200, output.Status);
         OpenApiContract.AssertValid(OpenApiContract.Schemas.CreateTranscriptionResponseVerboseJson, output.Text);
-        Assert.False(string.IsNullOrEmpty(WhisperEngineFixture.ParseJson(output).GetProperty("language").GetString()));
+        var json = WhisperEngineFixture.ParseJson(output);
+        Assert.Equal(0, json.GetProperty("segments").GetArrayLength());
+        Assert.Equal("", json.GetProperty("text").GetString());
+        Assert.False(string.IsNullOrEmpty(json.GetProperty("language").GetString()));
     }
 
     [Fact]
@@ -324,14 +318,14 @@ public sealed class WhisperEngineTests(WhisperEngineFixture fixture) : IClassFix
     public async Task Parallel_requests_each_get_their_own_processor()
     {
         var audio = ShortTone();
-        var results = await Task.WhenAll(Enumerable.Range(0, 4).Select(i =>
-            Task.Run(() => fixture.TranscribeAsync(audio, "text", i % 2 == 0 ? WhisperEngineFixture.FakeModel : WhisperEngineFixture.StubModel, English))));
+        var results = await Task.WhenAll(Enumerable.Range(0, 4).Select(_ =>
+            Task.Run(() => fixture.TranscribeAsync(audio, "text", WhisperEngineFixture.FakeModel, English))));
 
-        for (var i = 0; i < results.Length; i++)
+        Assert.All(results, result =>
         {
-            Assert.Equal(200, results[i].Output.Status);
-            Assert.Equal(i % 2 == 0 ? "Hello world.\n" : "\n", results[i].Output.Text);
-        }
+            Assert.Equal(200, result.Output.Status);
+            Assert.Equal("Hello world.\n", result.Output.Text);
+        });
     }
 
     [Fact]
@@ -384,6 +378,27 @@ public sealed class WhisperEngineTests(WhisperEngineFixture fixture) : IClassFix
         {
             Models = [new() { Name = "a", Path = "x" }, new() { Name = "a", Path = "y" }],
         }));
+    }
+
+    [Fact]
+    public async Task Disposing_waits_for_transcriptions_in_flight_and_then_refuses_new_ones()
+    {
+        var engine = new WhisperEngine(new WhisperEngineOptions
+        {
+            Models = [new WhisperModelOptions { Name = "disposable", Path = WhisperEngineFixture.FakeModelPath, Threads = 1 }],
+        });
+        await engine.LoadAsync(null, CancellationToken.None).WaitAsync(WhisperEngineFixture.Timeout);
+        var form = TranscriptionForm.DotNet(ShortTone(), fields: [English, ("response_format", "text")]);
+        var output = new RecordingOutput();
+
+        var running = engine.ExecuteAsync(new EngineRequest(WhisperEngine.TaskName, "disposable", form.Body, form.ContentType, false), output, CancellationToken.None);
+        await engine.DisposeAsync().AsTask().WaitAsync(WhisperEngineFixture.Timeout);
+        await running.WaitAsync(WhisperEngineFixture.Timeout);
+
+        Assert.Equal("Hello world.\n", output.Text);
+        Assert.Empty(engine.Capabilities);
+        await Assert.ThrowsAsync<ObjectDisposedException>(() =>
+            engine.ExecuteAsync(new EngineRequest(WhisperEngine.TaskName, "disposable", form.Body, form.ContentType, false), new RecordingOutput(), CancellationToken.None));
     }
 
     private static JsonElement ErrorOf(RecordingOutput output) => WhisperEngineFixture.ParseJson(output).GetProperty("error");

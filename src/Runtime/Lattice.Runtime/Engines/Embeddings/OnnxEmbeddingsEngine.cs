@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using Lattice.Protocol;
 using Microsoft.Extensions.Logging;
@@ -27,13 +28,16 @@ public sealed class OnnxEmbeddingsEngine : IEngine
     /// <summary>Length of the model's embeddings.</summary>
     public const int ModelDimensions = MiniLmModel.Dimensions;
 
-    private static readonly JsonWriterOptions WriterOptions = new() { Indented = false };
+    private static readonly JsonWriterOptions WriterOptions = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     private readonly OnnxEmbeddingsOptions _options;
     private readonly ILogger? _logger;
     private readonly Lock _gate = new();
     private MiniLmModel? _model;
     private IReadOnlyList<EngineCapability> _capabilities = [];
+    private int _inFlight;
+    private bool _disposed;
+    private TaskCompletionSource? _drained;
 
     public OnnxEmbeddingsEngine(OnnxEmbeddingsOptions? options = null, ILogger<OnnxEmbeddingsEngine>? logger = null)
     {
@@ -49,6 +53,7 @@ public sealed class OnnxEmbeddingsEngine : IEngine
 
     public async Task LoadAsync(IProgress<double>? progress, CancellationToken cancellationToken)
     {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed), this);
         if (Volatile.Read(ref _model) is null)
         {
             progress?.Report(0);
@@ -57,7 +62,7 @@ public sealed class OnnxEmbeddingsEngine : IEngine
             var loaded = false;
             lock (_gate)
             {
-                if (_model is null)
+                if (_model is null && !_disposed)
                 {
                     _model = model;
                     Volatile.Write(ref _capabilities, [new EngineCapability(TaskName, _options.ModelName, model.Sha256)]);
@@ -80,8 +85,25 @@ public sealed class OnnxEmbeddingsEngine : IEngine
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(output);
-        var model = Volatile.Read(ref _model) ?? throw new InvalidOperationException("The embeddings engine is not loaded; call LoadAsync first.");
+        MiniLmModel model;
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            model = _model ?? throw new InvalidOperationException("The embeddings engine is not loaded; call LoadAsync first.");
+            _inFlight++;
+        }
+        try
+        {
+            return await ExecuteCoreAsync(model, request, output, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            LeaveRequest();
+        }
+    }
 
+    private async Task<EngineUsage> ExecuteCoreAsync(MiniLmModel model, EngineRequest request, IEngineOutput output, CancellationToken cancellationToken)
+    {
         if (!string.Equals(request.Model, _options.ModelName, StringComparison.Ordinal))
         {
             return await EngineErrors.RejectAsync(
@@ -103,8 +125,28 @@ public sealed class OnnxEmbeddingsEngine : IEngine
         return new EngineUsage(PromptTokens: tokens);
     }
 
-    public ValueTask DisposeAsync()
+    /// <summary>Waits for requests in flight, then gives the model back (the last engine using it frees it).</summary>
+    public async ValueTask DisposeAsync()
     {
+        Task? drained = null;
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+            _disposed = true;
+            if (_inFlight > 0)
+            {
+                _drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                drained = _drained.Task;
+            }
+        }
+        if (drained is not null)
+        {
+            await drained.ConfigureAwait(false);
+        }
+
         MiniLmModel? model;
         lock (_gate)
         {
@@ -116,7 +158,19 @@ public sealed class OnnxEmbeddingsEngine : IEngine
         {
             MiniLmModel.Release(model);
         }
-        return ValueTask.CompletedTask;
+    }
+
+    private void LeaveRequest()
+    {
+        TaskCompletionSource? drained = null;
+        lock (_gate)
+        {
+            if (--_inFlight == 0)
+            {
+                drained = _drained;
+            }
+        }
+        drained?.TrySetResult();
     }
 
     /// <summary>Embeds the texts in request order, <see cref="OnnxEmbeddingsOptions.MaxBatchSize"/> per ONNX run.</summary>

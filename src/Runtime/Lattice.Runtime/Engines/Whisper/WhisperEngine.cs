@@ -41,6 +41,9 @@ public sealed class WhisperEngine : IEngine
     private readonly Lock _gate = new();
     private Dictionary<string, LoadedModel>? _models;
     private IReadOnlyList<EngineCapability> _capabilities = [];
+    private int _inFlight;
+    private bool _disposed;
+    private TaskCompletionSource? _drained;
 
     public WhisperEngine(WhisperEngineOptions options, ILogger<WhisperEngine>? logger = null)
     {
@@ -57,6 +60,7 @@ public sealed class WhisperEngine : IEngine
 
     public async Task LoadAsync(IProgress<double>? progress, CancellationToken cancellationToken)
     {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed), this);
         if (Volatile.Read(ref _models) is not null)
         {
             progress?.Report(1);
@@ -96,7 +100,7 @@ public sealed class WhisperEngine : IEngine
 
         lock (_gate)
         {
-            if (_models is not null)
+            if (_models is not null || _disposed)
             {
                 foreach (var model in models.Values)
                 {
@@ -116,7 +120,26 @@ public sealed class WhisperEngine : IEngine
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(output);
-        var models = Volatile.Read(ref _models) ?? throw new InvalidOperationException("The whisper engine is not loaded; call LoadAsync first.");
+        Dictionary<string, LoadedModel> models;
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            models = _models ?? throw new InvalidOperationException("The whisper engine is not loaded; call LoadAsync first.");
+            _inFlight++;
+        }
+        try
+        {
+            return await ExecuteCoreAsync(models, request, output, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            LeaveRequest();
+        }
+    }
+
+    private async Task<EngineUsage> ExecuteCoreAsync(
+        Dictionary<string, LoadedModel> models, EngineRequest request, IEngineOutput output, CancellationToken cancellationToken)
+    {
         if (!models.TryGetValue(request.Model, out var model))
         {
             return await EngineErrors.RejectAsync(
@@ -165,8 +188,28 @@ public sealed class WhisperEngine : IEngine
         return new EngineUsage(AudioSeconds: audio.DurationSeconds);
     }
 
-    public ValueTask DisposeAsync()
+    /// <summary>Waits for requests in flight, then frees the models.</summary>
+    public async ValueTask DisposeAsync()
     {
+        Task? drained = null;
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+            _disposed = true;
+            if (_inFlight > 0)
+            {
+                _drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                drained = _drained.Task;
+            }
+        }
+        if (drained is not null)
+        {
+            await drained.ConfigureAwait(false);
+        }
+
         Dictionary<string, LoadedModel>? models;
         lock (_gate)
         {
@@ -181,7 +224,19 @@ public sealed class WhisperEngine : IEngine
                 model.Factory.Dispose();
             }
         }
-        return ValueTask.CompletedTask;
+    }
+
+    private void LeaveRequest()
+    {
+        TaskCompletionSource? drained = null;
+        lock (_gate)
+        {
+            if (--_inFlight == 0)
+            {
+                drained = _drained;
+            }
+        }
+        drained?.TrySetResult();
     }
 
     private sealed record LoadedModel(WhisperModelOptions Config, WhisperFactory Factory, string Sha256)
