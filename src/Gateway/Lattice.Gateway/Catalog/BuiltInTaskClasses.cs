@@ -11,40 +11,22 @@ public static class BuiltInTaskClasses
 
     public static IEnumerable<TaskClassEntity> All(DateTimeOffset now)
     {
-        yield return new TaskClassEntity
-        {
-            Name = ChatCompletions,
-            InputSchema = Read(ChatCompletions),
-            Streams = true,
-            ContentType = "application/json",
-            UpstreamPath = "chat/completions",
-            UsagePath = "usage",
-            BuiltIn = true,
-            CreatedAt = now,
-        };
-        yield return new TaskClassEntity
-        {
-            Name = Embeddings,
-            InputSchema = Read(Embeddings),
-            Streams = false,
-            ContentType = "application/json",
-            UpstreamPath = "embeddings",
-            UsagePath = "usage",
-            BuiltIn = true,
-            CreatedAt = now,
-        };
-        yield return new TaskClassEntity
-        {
-            Name = AudioTranscriptions,
-            InputSchema = Read(AudioTranscriptions),
-            Streams = false,
-            ContentType = "multipart/form-data",
-            UpstreamPath = "audio/transcriptions",
-            UsagePath = "usage",
-            BuiltIn = true,
-            CreatedAt = now,
-        };
+        yield return Make(ChatCompletions, streams: true, "application/json", "chat/completions", now);
+        yield return Make(Embeddings, streams: false, "application/json", "embeddings", now);
+        yield return Make(AudioTranscriptions, streams: false, "multipart/form-data", "audio/transcriptions", now);
     }
+
+    private static TaskClassEntity Make(string name, bool streams, string contentType, string upstreamPath, DateTimeOffset now) => new()
+    {
+        Name = name,
+        InputSchema = Read(name),
+        Streams = streams,
+        ContentType = contentType,
+        UpstreamPath = upstreamPath,
+        UsagePath = "usage",
+        BuiltIn = true,
+        CreatedAt = now,
+    };
 
     private static string Read(string name)
     {
