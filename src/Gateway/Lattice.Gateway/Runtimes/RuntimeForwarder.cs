@@ -93,7 +93,7 @@ public sealed class RuntimeForwarder(IOptions<GatewayOptions> options)
                             return;
                         case FrameType.Error:
                             var error = Frame.ReadJson(e.Payload, ProtocolJsonContext.Default.DispatchError);
-                            await FailAsync(context, started, sse, new GatewayError(StatusCodes.Status502BadGateway, ErrorTypes.Api,
+                            await FailAsync(context, sse, new GatewayError(StatusCodes.Status502BadGateway, ErrorTypes.Api,
                                 error?.Code ?? ErrorCodes.UpstreamError, error?.Message ?? "The runtime failed to serve the request."));
                             return;
                     }
@@ -102,7 +102,7 @@ public sealed class RuntimeForwarder(IOptions<GatewayOptions> options)
         }
         catch (RuntimeLinkLostException)
         {
-            await FailAsync(context, started, sse, LinkLost());
+            await FailAsync(context, sse, LinkLost());
             return;
         }
         catch (OperationCanceledException)
@@ -110,7 +110,7 @@ public sealed class RuntimeForwarder(IOptions<GatewayOptions> options)
             connection.Cancel(dispatch);
             if (!aborted.IsCancellationRequested)
             {
-                await FailAsync(context, started, sse, TimedOut());
+                await FailAsync(context, sse, TimedOut());
             }
             return;
         }
@@ -124,12 +124,11 @@ public sealed class RuntimeForwarder(IOptions<GatewayOptions> options)
         }
 
         // The channel completed without an End: the link is gone.
-        await FailAsync(context, started, sse, LinkLost());
+        await FailAsync(context, sse, LinkLost());
     }
 
-    private static async Task FailAsync(HttpContext context, bool started, bool sse, GatewayError error)
+    private static async Task FailAsync(HttpContext context, bool sse, GatewayError error)
     {
-        _ = started;
         if (!context.Response.HasStarted)
         {
             await OpenAiErrors.WriteAsync(context, error);
