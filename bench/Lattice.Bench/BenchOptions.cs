@@ -42,6 +42,15 @@ internal sealed class BenchOptions
     public int MaxRedos { get; private set; } = 3;
     public bool Help { get; private set; }
 
+    /// <summary>The runtime-path scenario instead: gateway → runtime link → fixed engine vs. the same engine served directly.</summary>
+    public bool Runtime { get; private set; }
+
+    /// <summary>Runtime scenario: idle connected runtimes for the gateway memory measurement (0 skips it).</summary>
+    public int IdleRuntimes { get; private set; } = 1000;
+
+    /// <summary>Runtime scenario: chunks per answer for the relayed-chunks-per-second measurement.</summary>
+    public int ManyChunks { get; private set; } = 1000;
+
     public const string Usage = """
         Lattice.Bench: the stand-in upstream called directly vs. through the gateway, in one run.
 
@@ -67,6 +76,11 @@ internal sealed class BenchOptions
           --max-other-load P  measure a round again (all sides) when other processes used more than P% of the
                               machine during it (default 10; 100 turns it off)
           --max-redos N       at most N repeats per round (default 3), then the round is kept
+          --runtime           the runtime-path scenario instead: the fixed engine through gateway → runtime link
+                              (a `lattice relay connect` daemon) vs. the same engine behind an in-process Kestrel;
+                              relayed chunks/s; gateway memory per idle connected runtime
+          --idle-runtimes N   runtime scenario: connected runtimes for the memory measurement (default 1000; 0 skips)
+          --many-chunks N     runtime scenario: chunks per streamed answer for chunks/s (default 1000)
           --check             exit 3 when a target is missed
           -h, --help          this text
 
@@ -113,6 +127,17 @@ internal sealed class BenchOptions
                 case "--variant-dll": o.VariantDll = Next(); break;
                 case "--variant-gc": o.VariantGc = Gc(Next()); break;
                 case "--check": o.Check = true; break;
+                case "--runtime": o.Runtime = true; break;
+                case "--idle-runtimes":
+                    o.IdleRuntimes = int.TryParse(Next(), CultureInfo.InvariantCulture, out var idle) && idle >= 0
+                        ? idle
+                        : throw new BenchException("Bad --idle-runtimes (a count, e.g. 1000).");
+                    break;
+                case "--many-chunks":
+                    o.ManyChunks = int.TryParse(Next(), CultureInfo.InvariantCulture, out var chunks) && chunks > 0
+                        ? chunks
+                        : throw new BenchException("Bad --many-chunks (a count, e.g. 1000).");
+                    break;
                 case "--max-other-load":
                     var pct = Next().TrimEnd('%');
                     o.MaxOtherLoad = double.TryParse(pct, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && v >= 0

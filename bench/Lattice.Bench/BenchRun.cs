@@ -214,7 +214,7 @@ internal static class BenchRun
     /// <summary>A path the load goes to: the stand-in itself, or a gateway process in front of it.</summary>
     private sealed record Side(string Name, Target Target);
 
-    private static Target MakeTarget(string name, Uri server, string path, string bearer, string model)
+    internal static Target MakeTarget(string name, Uri server, string path, string bearer, string model)
     {
         var host = server.Host == "localhost" ? IPAddress.Loopback : IPAddress.Parse(server.Host);
         var endPoint = new IPEndPoint(host, server.Port);
@@ -227,7 +227,7 @@ internal static class BenchRun
     }
 
     /// <summary>One request per target and mode before anything else, failing with the response when it is wrong.</summary>
-    private static void SanityCheck(Target target, ChatMode mode)
+    internal static void SanityCheck(Target target, ChatMode mode)
     {
         using var connection = new RawHttpConnection(target.EndPoint);
         var body = new ArrayBufferWriter<byte>();
@@ -257,7 +257,7 @@ internal static class BenchRun
         }
     }
 
-    private static Dictionary<string, string> ReadEnvFile(string path)
+    internal static Dictionary<string, string> ReadEnvFile(string path)
     {
         if (!File.Exists(path))
         {
@@ -275,7 +275,7 @@ internal static class BenchRun
         return values;
     }
 
-    private static string FindRepoRoot(string? given)
+    internal static string FindRepoRoot(string? given)
     {
         if (given is not null)
         {
@@ -294,7 +294,7 @@ internal static class BenchRun
         throw new BenchException("Cannot find the repository root (Lattice.slnx); pass --repo DIR.");
     }
 
-    private static void RequireBuilt(string dll, string project)
+    internal static void RequireBuilt(string dll, string project)
     {
         if (!File.Exists(dll))
         {
@@ -305,7 +305,7 @@ internal static class BenchRun
         }
     }
 
-    private static string Rel(string repo, string path) => Path.GetRelativePath(repo, path);
+    internal static string Rel(string repo, string path) => Path.GetRelativePath(repo, path);
 
     public static void Log(string message) =>
         Console.Error.WriteLine($"[{DateTime.Now:HH:mm:ss}] {message}");

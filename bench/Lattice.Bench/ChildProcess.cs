@@ -88,6 +88,29 @@ internal sealed class ChildProcess : IDisposable
         }
     }
 
+    /// <summary>Resident set size (VmRSS) in bytes, from /proc/PID/status; -1 when unreadable.</summary>
+    public long RssBytes
+    {
+        get
+        {
+            try
+            {
+                foreach (var line in File.ReadLines($"/proc/{Id}/status"))
+                {
+                    if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+                    {
+                        var kb = line["VmRSS:".Length..].Trim().Split(' ')[0];
+                        return long.Parse(kb, CultureInfo.InvariantCulture) * 1024;
+                    }
+                }
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or FormatException)
+            {
+            }
+            return -1;
+        }
+    }
+
     /// <summary>User + system CPU time consumed so far, from /proc/PID/stat.</summary>
     public TimeSpan CpuTime => ProcStat.CpuTime(Id);
 
@@ -105,7 +128,7 @@ internal sealed class ChildProcess : IDisposable
         while (_recent.Count > 40 && _recent.TryDequeue(out _))
         {
         }
-        if (stdout && !_ready.Task.IsCompleted && _readyLine(line) is { } value)
+        if (!_ready.Task.IsCompleted && _readyLine(line) is { } value)
         {
             _ready.TrySetResult(value);
         }

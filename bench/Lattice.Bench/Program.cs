@@ -48,7 +48,7 @@ void Stop(PosixSignalContext context)
 
 try
 {
-    return await BenchRun.RunAsync(options, cts.Token);
+    return options.Runtime ? await RuntimeBench.RunAsync(options, cts.Token) : await BenchRun.RunAsync(options, cts.Token);
 }
 catch (BenchException ex)
 {

@@ -8,8 +8,15 @@ internal static class Verify
     public const string Expected = "You said: hello";
 
     /// <summary>Null when the body is right, else what is wrong.</summary>
+    /// <summary>True in the runtime scenario: bodies come from the fixed engine, not the stand-in.</summary>
+    public static bool FixedEngine { get; set; }
+
     public static string? Body(ChatMode mode, ReadOnlySpan<byte> body)
     {
+        if (FixedEngine)
+        {
+            return FixedBody(mode, body);
+        }
         if (mode == ChatMode.NonStreaming)
         {
             return body.IndexOf("\"content\":\"You said: hello\""u8) >= 0 ? null : "body lacks \"You said: hello\": " + Preview(body);
@@ -33,6 +40,20 @@ internal static class Verify
         if (text.ToString() != Expected)
         {
             return $"streamed content is \"{text}\", not \"{Expected}\"";
+        }
+        return body.TrimEnd("\r\n"u8).EndsWith("data: [DONE]"u8) ? null : "stream does not end with data: [DONE]: " + Preview(body);
+    }
+
+    /// <summary>The fixed engine answers "Hello from the fixed engine.", or streams "tick " chunks ending with [DONE].</summary>
+    private static string? FixedBody(ChatMode mode, ReadOnlySpan<byte> body)
+    {
+        if (mode == ChatMode.NonStreaming)
+        {
+            return body.IndexOf("Hello from the fixed engine."u8) >= 0 ? null : "body lacks the fixed engine's answer: " + Preview(body);
+        }
+        if (body.IndexOf("\"content\":\"tick \""u8) < 0)
+        {
+            return "stream lacks the fixed engine's chunks: " + Preview(body);
         }
         return body.TrimEnd("\r\n"u8).EndsWith("data: [DONE]"u8) ? null : "stream does not end with data: [DONE]: " + Preview(body);
     }

@@ -156,9 +156,13 @@ public sealed partial class RuntimeConnection
         }
     }
 
+    // An idle link holds only a small receive buffer: a thousand connected runtimes must stay cheap. A larger
+    // message grows it for as long as that message takes, then it shrinks back.
+    private const int IdleBufferBytes = 4 * 1024;
+
     private async Task ReadLoopAsync(CancellationToken cancellationToken)
     {
-        var buffer = ArrayPool<byte>.Shared.Rent(64 * 1024);
+        var buffer = ArrayPool<byte>.Shared.Rent(IdleBufferBytes);
         try
         {
             while (!cancellationToken.IsCancellationRequested)
@@ -193,26 +197,36 @@ public sealed partial class RuntimeConnection
                 {
                     continue;
                 }
-                switch (type)
+                Dispatch(type, id, payload);
+                if (buffer.Length > IdleBufferBytes * 4)
                 {
-                    case FrameType.Ping:
-                        _outbound.Writer.TryWrite(Frame.Raw(FrameType.Pong, 0, payload.Span));
-                        break;
-                    case FrameType.Pong:
-                        break;
-                    case FrameType.ResponseStart or FrameType.Data or FrameType.End or FrameType.Error:
-                        if (_dispatches.TryGetValue(id, out var dispatch))
-                        {
-                            // The receive buffer is reused, so the payload is copied once for the reader.
-                            dispatch.Post(new DispatchEvent(type, payload.ToArray()));
-                        }
-                        break;
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    buffer = ArrayPool<byte>.Shared.Rent(IdleBufferBytes);
                 }
             }
         }
         finally
         {
             ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private void Dispatch(FrameType type, uint id, ReadOnlyMemory<byte> payload)
+    {
+        switch (type)
+        {
+            case FrameType.Ping:
+                _outbound.Writer.TryWrite(Frame.Raw(FrameType.Pong, 0, payload.Span));
+                break;
+            case FrameType.Pong:
+                break;
+            case FrameType.ResponseStart or FrameType.Data or FrameType.End or FrameType.Error:
+                if (_dispatches.TryGetValue(id, out var dispatch))
+                {
+                    // The receive buffer is reused, so the payload is copied once for the reader.
+                    dispatch.Post(new DispatchEvent(type, payload.ToArray()));
+                }
+                break;
         }
     }
 
