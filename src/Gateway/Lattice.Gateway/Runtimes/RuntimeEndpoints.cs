@@ -225,11 +225,16 @@ public static partial class RuntimeEndpoints
 
     // ---- the link ----
 
-    private static async Task ConnectAsync(HttpContext context, LatticeDbContext db, RuntimeRegistry registry, TimeProvider time,
+    private static async Task ConnectAsync(HttpContext context, IServiceScopeFactory scopes, RuntimeRegistry registry, TimeProvider time,
         IHostApplicationLifetime lifetime, ILoggerFactory loggers)
     {
         var logger = loggers.CreateLogger("Lattice.Gateway.Runtimes.Link");
-        var row = await FindByCredentialAsync(context, db);
+        // The link lives for hours: no DbContext is held for its lifetime, only short scopes when it starts and ends.
+        RuntimeEntity? row;
+        await using (var scope = scopes.CreateAsyncScope())
+        {
+            row = await FindByCredentialAsync(context, scope.ServiceProvider.GetRequiredService<LatticeDbContext>());
+        }
         if (row is null)
         {
             return;
@@ -255,7 +260,7 @@ public static partial class RuntimeEndpoints
         await socket.SendAsync(Frame.Json(FrameType.Welcome, 0, new WelcomeMessage(row.LatticeId, (int)RuntimeConnection.PingEvery.TotalSeconds),
             ProtocolJsonContext.Default.WelcomeMessage), System.Net.WebSockets.WebSocketMessageType.Binary, true, lifetime.ApplicationStopping);
 
-        await TouchAsync(db, row, time);
+        await TouchAsync(scopes, row.LatticeId, time);
         LogConnected(logger, row.LatticeId, hello.Capabilities.Count);
         try
         {
@@ -264,16 +269,19 @@ public static partial class RuntimeEndpoints
         finally
         {
             registry.Remove(connection);
-            await TouchAsync(db, row, time);
+            await TouchAsync(scopes, row.LatticeId, time);
         }
     }
 
-    private static async Task TouchAsync(LatticeDbContext db, RuntimeEntity row, TimeProvider time)
+    private static async Task TouchAsync(IServiceScopeFactory scopes, string latticeId, TimeProvider time)
     {
         try
         {
-            row.LastSeenAt = time.GetUtcNow();
-            await db.SaveChangesAsync(CancellationToken.None);
+            await using var scope = scopes.CreateAsyncScope();
+            var db = scope.ServiceProvider.GetRequiredService<LatticeDbContext>();
+            var now = time.GetUtcNow();
+            await db.Runtimes.Where(r => r.LatticeId == latticeId)
+                .ExecuteUpdateAsync(u => u.SetProperty(r => r.LastSeenAt, now), CancellationToken.None);
         }
         catch (DbUpdateException)
         {
