@@ -39,18 +39,8 @@ public static class AdminEndpoints
 
     private static async ValueTask<object?> RequireAdminAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
-        var http = context.HttpContext;
-        var authenticator = http.RequestServices.GetRequiredService<Authenticator>();
-        var failure = authenticator.TryAuthenticate(http.Request, out var caller);
-        if (failure != AuthFailure.None)
-        {
-            return Error(GatewayError.Unauthenticated(Authenticator.Describe(failure)));
-        }
-        if (!caller!.HasScope(Scopes.Admin))
-        {
-            return Error(GatewayError.MissingScope(Scopes.Admin));
-        }
-        return await next(context);
+        // The error, when there is one, is already written.
+        return await EndpointAuth.RequireAsync(context.HttpContext, Scopes.Admin) is null ? Results.Empty : await next(context);
     }
 
     // ---- workspaces and keys ----

@@ -71,6 +71,4 @@ public sealed class Authenticator(ApiKeyStore keys, TimeProvider time)
         AuthFailure.Expired => "The API key provided has expired.",
         _ => "Incorrect API key provided.",
     };
-
-    public const string ErrorCode = ErrorCodes.InvalidApiKey;
 }

@@ -2,27 +2,30 @@ using Lattice.Gateway.OpenAi;
 
 namespace Lattice.Gateway.Auth;
 
-/// <summary>Authenticates a request and checks its scope, writing the OpenAI error when either fails.</summary>
+/// <summary>Authenticates a request and checks its scope, writing the OpenAI error when either fails. Every route uses it.</summary>
 public static class EndpointAuth
 {
-    /// <summary>The caller, or null after a 401/403 was written. Any one of <paramref name="scopes"/> suffices.</summary>
-    public static async ValueTask<Caller?> RequireAsync(HttpContext context, params string[] scopes)
+    /// <summary>
+    /// The caller, or null after a 401/403 was written. <paramref name="scope"/> or, when given,
+    /// <paramref name="alternative"/> suffices; the error names <paramref name="scope"/>.
+    /// </summary>
+    public static ValueTask<Caller?> RequireAsync(HttpContext context, string scope, string? alternative = null) =>
+        RequireAsync(context, context.RequestServices.GetRequiredService<Authenticator>(), scope, alternative);
+
+    /// <inheritdoc cref="RequireAsync(HttpContext, string, string?)"/>
+    public static async ValueTask<Caller?> RequireAsync(HttpContext context, Authenticator authenticator, string scope, string? alternative = null)
     {
-        var authenticator = context.RequestServices.GetRequiredService<Authenticator>();
         var failure = authenticator.TryAuthenticate(context.Request, out var caller);
         if (failure != AuthFailure.None)
         {
             await OpenAiErrors.WriteAsync(context, GatewayError.Unauthenticated(Authenticator.Describe(failure)));
             return null;
         }
-        foreach (var scope in scopes)
+        if (caller!.HasScope(scope) || (alternative is not null && caller.HasScope(alternative)))
         {
-            if (caller!.HasScope(scope))
-            {
-                return caller;
-            }
+            return caller;
         }
-        await OpenAiErrors.WriteAsync(context, GatewayError.MissingScope(scopes[0]));
+        await OpenAiErrors.WriteAsync(context, GatewayError.MissingScope(scope));
         return null;
     }
 }

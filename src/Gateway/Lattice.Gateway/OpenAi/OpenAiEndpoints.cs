@@ -26,7 +26,7 @@ public static class OpenAiEndpoints
 
     private static async Task ListModelsAsync(HttpContext context, Authenticator authenticator, CatalogStore catalog)
     {
-        if (await AuthorizeCatalogReadAsync(context, authenticator) is null)
+        if (await EndpointAuth.RequireAsync(context, authenticator, Scopes.CatalogRead, Scopes.Inference) is null)
         {
             return;
         }
@@ -47,7 +47,7 @@ public static class OpenAiEndpoints
 
     private static async Task GetModelAsync(HttpContext context, string id, Authenticator authenticator, CatalogStore catalog)
     {
-        if (await AuthorizeCatalogReadAsync(context, authenticator) is null)
+        if (await EndpointAuth.RequireAsync(context, authenticator, Scopes.CatalogRead, Scopes.Inference) is null)
         {
             return;
         }
@@ -68,22 +68,6 @@ public static class OpenAiEndpoints
         writer.WriteNumber("created", model.CreatedAt.ToUnixTimeSeconds());
         writer.WriteString("owned_by", model.OwnedBy);
         writer.WriteEndObject();
-    }
-
-    private static async Task<Caller?> AuthorizeCatalogReadAsync(HttpContext context, Authenticator authenticator)
-    {
-        var failure = authenticator.TryAuthenticate(context.Request, out var caller);
-        if (failure != AuthFailure.None)
-        {
-            await OpenAiErrors.WriteAsync(context, GatewayError.Unauthenticated(Authenticator.Describe(failure)));
-            return null;
-        }
-        if (!caller!.HasScope(Scopes.CatalogRead) && !caller.HasScope(Scopes.Inference))
-        {
-            await OpenAiErrors.WriteAsync(context, GatewayError.MissingScope(Scopes.CatalogRead));
-            return null;
-        }
-        return caller;
     }
 
     internal static async Task WriteJsonAsync(HttpContext context, Action<Utf8JsonWriter> write, int status = StatusCodes.Status200OK)

@@ -24,15 +24,8 @@ public sealed class TaskDispatcher(
 
     public async Task DispatchAsync(HttpContext context, string taskName)
     {
-        var auth = authenticator.TryAuthenticate(context.Request, out var caller);
-        if (auth != AuthFailure.None)
+        if (await EndpointAuth.RequireAsync(context, authenticator, Scopes.Inference) is not { } caller)
         {
-            await OpenAiErrors.WriteAsync(context, GatewayError.Unauthenticated(Authenticator.Describe(auth)));
-            return;
-        }
-        if (!caller!.HasScope(Scopes.Inference))
-        {
-            await OpenAiErrors.WriteAsync(context, GatewayError.MissingScope(Scopes.Inference));
             return;
         }
 
