@@ -13,12 +13,20 @@ public sealed record CreatedKeyDto(string Id, string WorkspaceId, string Name, s
 public sealed record TaskClassRequest(string? Name, JsonElement? InputSchema, bool? Streams, string? ContentType, string? UpstreamPath, string? UsagePath);
 public sealed record TaskClassDto(string Name, JsonElement InputSchema, bool Streams, string ContentType, string UpstreamPath, string? UsagePath, bool BuiltIn, long CreatedAt);
 
-public sealed record OfferRequest(string? Task, string? BaseUrl, string? Runtime, string? Credential, string? UpstreamModel, int? Priority, int? TimeoutSeconds);
+public sealed record OfferRequest(string? Task, string? BaseUrl, string? Runtime, string? Credential, string? UpstreamModel, int? Priority, int? TimeoutSeconds, string? Capacity = null);
 public sealed record ModelRequest(string? Id, string? OwnedBy, OfferRequest[]? Offers);
-public sealed record OfferDto(string Id, string? Task, string Kind, string? BaseUrl, string? Runtime, string? Credential, string UpstreamModel, int Priority, int? TimeoutSeconds);
+public sealed record OfferDto(string Id, string? Task, string Kind, string? BaseUrl, string? Runtime, string? Credential, string UpstreamModel, int Priority, int? TimeoutSeconds, string Capacity);
 public sealed record HostedRuntimeRequest(string? DisplayName);
 public sealed record HostedRuntimeDto(string LatticeId, string DisplayName, string BootstrapToken, long BootstrapExpiresAt);
 public sealed record ModelDto(string Id, string OwnedBy, long CreatedAt, OfferDto[] Offers);
+
+public sealed record CreateUserRequest(string? Email, string? Name, string? Password);
+public sealed record UserDto(string Id, string Email, string Name, long CreatedAt);
+public sealed record AddMemberRequest(string? UserId, string? Role);
+public sealed record MemberDto(string WorkspaceId, string UserId, string Email, string Role, long CreatedAt);
+public sealed record CreateAppRequest(string? Name, string[]? RedirectUris, string[]? Scopes, bool? Confidential, bool? DeviceFlow);
+public sealed record AppDto(string ClientId, string WorkspaceId, string Name, string[] RedirectUris, string[] Scopes, bool Confidential, bool DeviceFlow, long CreatedAt, string? ClientSecret = null);
+public sealed record GrantDto(string Id, string WorkspaceId, string UserId, string ClientId, string[] Scopes, long CreatedAt, long? RevokedAt);
 
 public sealed record ListDto<T>(IReadOnlyList<T> Data)
 {
@@ -27,6 +35,16 @@ public sealed record ListDto<T>(IReadOnlyList<T> Data)
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, DefaultIgnoreCondition = JsonIgnoreCondition.Never)]
 [JsonSerializable(typeof(CreateWorkspaceRequest))]
+[JsonSerializable(typeof(CreateUserRequest))]
+[JsonSerializable(typeof(UserDto))]
+[JsonSerializable(typeof(AddMemberRequest))]
+[JsonSerializable(typeof(MemberDto))]
+[JsonSerializable(typeof(ListDto<MemberDto>))]
+[JsonSerializable(typeof(CreateAppRequest))]
+[JsonSerializable(typeof(AppDto))]
+[JsonSerializable(typeof(ListDto<AppDto>))]
+[JsonSerializable(typeof(GrantDto))]
+[JsonSerializable(typeof(ListDto<GrantDto>))]
 [JsonSerializable(typeof(WorkspaceDto))]
 [JsonSerializable(typeof(ListDto<WorkspaceDto>))]
 [JsonSerializable(typeof(CreateKeyRequest))]

@@ -16,12 +16,14 @@ public static class AdminEndpoints
     public static IEndpointRouteBuilder MapAdmin(this IEndpointRouteBuilder routes)
     {
         var admin = routes.MapGroup("/admin/v1").AddEndpointFilter(RequireAdminAsync);
+        var workspace = routes.MapGroup("/admin/v1").AddEndpointFilter(RequireWorkspaceAdminAsync);
 
         admin.MapPost("/workspaces", CreateWorkspaceAsync);
         admin.MapGet("/workspaces", ListWorkspacesAsync);
-        admin.MapPost("/workspaces/{workspaceId}/keys", CreateKeyAsync);
-        admin.MapGet("/workspaces/{workspaceId}/keys", ListKeysAsync);
-        admin.MapPost("/keys/{keyId}/revoke", RevokeKeyAsync);
+        workspace.MapPost("/workspaces/{workspaceId}/keys", CreateKeyAsync);
+        workspace.MapGet("/workspaces/{workspaceId}/keys", ListKeysAsync);
+        workspace.MapPost("/keys/{keyId}/revoke", RevokeKeyAsync);
+        IdentityAdminEndpoints.Map(admin, workspace);
 
         admin.MapGet("/task-classes", ListTaskClassesAsync);
         admin.MapGet("/task-classes/{name}", GetTaskClassAsync);
@@ -42,6 +44,29 @@ public static class AdminEndpoints
         // The error, when there is one, is already written.
         return await EndpointAuth.RequireAsync(context.HttpContext, Scopes.Admin) is null ? Results.Empty : await next(context);
     }
+
+    /// <summary>Operators, or a workspace's own admin credential; the handler then checks which workspace with <see cref="Manages"/>.</summary>
+    private static async ValueTask<object?> RequireWorkspaceAdminAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+    {
+        if (await EndpointAuth.RequireAsync(context.HttpContext, Scopes.WorkspaceAdmin, Scopes.Admin) is not { } caller)
+        {
+            return Results.Empty;
+        }
+        context.HttpContext.Items[typeof(Caller)] = caller;
+        return await next(context);
+    }
+
+    /// <summary>The caller the workspace filter authenticated.</summary>
+    internal static Caller CallerOf(HttpContext context) => (Caller)context.Items[typeof(Caller)]!;
+
+    /// <summary>Operators manage every workspace; anyone else only their own — and another's looks like it does not exist.</summary>
+    internal static bool Manages(HttpContext context, string workspaceId)
+    {
+        var caller = CallerOf(context);
+        return caller.HasScope(Scopes.Admin) || (caller.HasScope(Scopes.WorkspaceAdmin) && caller.WorkspaceId == workspaceId);
+    }
+
+    internal static GatewayError WorkspaceNotFound(string workspaceId) => GatewayError.NotFound($"The workspace '{workspaceId}' does not exist.");
 
     // ---- workspaces and keys ----
 
@@ -65,11 +90,11 @@ public static class AdminEndpoints
         return Json(new ListDto<WorkspaceDto>(data), AdminJsonContext.Default.ListDtoWorkspaceDto);
     }
 
-    private static async Task<IResult> CreateKeyAsync(string workspaceId, CreateKeyRequest? body, LatticeDbContext db, ApiKeyStore keys, TimeProvider time)
+    private static async Task<IResult> CreateKeyAsync(HttpContext context, string workspaceId, CreateKeyRequest? body, LatticeDbContext db, ApiKeyStore keys, TimeProvider time)
     {
-        if (await db.Workspaces.FindAsync(workspaceId) is null)
+        if (!Manages(context, workspaceId) || await db.Workspaces.FindAsync(workspaceId) is null)
         {
-            return Error(GatewayError.NotFound($"The workspace '{workspaceId}' does not exist."));
+            return Error(WorkspaceNotFound(workspaceId));
         }
         var scopes = body?.Scopes ?? Scopes.DeveloperDefault;
         foreach (var scope in scopes)
@@ -77,6 +102,10 @@ public static class AdminEndpoints
             if (Array.IndexOf(Scopes.Known, scope) < 0)
             {
                 return Error(GatewayError.InvalidRequest($"Unknown scope '{scope}'.", "scopes"));
+            }
+            if (scope == Scopes.Admin && !CallerOf(context).HasScope(Scopes.Admin))
+            {
+                return Error(GatewayError.MissingScope(Scopes.Admin));
             }
         }
         var now = time.GetUtcNow();
@@ -99,24 +128,27 @@ public static class AdminEndpoints
             expires?.ToUnixTimeSeconds(), secret), AdminJsonContext.Default.CreatedKeyDto, StatusCodes.Status201Created);
     }
 
-    private static async Task<IResult> ListKeysAsync(string workspaceId, LatticeDbContext db)
+    private static async Task<IResult> ListKeysAsync(HttpContext context, string workspaceId, LatticeDbContext db)
     {
-        if (await db.Workspaces.FindAsync(workspaceId) is null)
+        if (!Manages(context, workspaceId) || await db.Workspaces.FindAsync(workspaceId) is null)
         {
-            return Error(GatewayError.NotFound($"The workspace '{workspaceId}' does not exist."));
+            return Error(WorkspaceNotFound(workspaceId));
         }
         var rows = await db.ApiKeys.AsNoTracking().Where(k => k.WorkspaceId == workspaceId).ToListAsync();
         return Json(new ListDto<KeyDto>(rows.OrderBy(k => k.CreatedAt).Select(ToDto).ToList()), AdminJsonContext.Default.ListDtoKeyDto);
     }
 
-    private static async Task<IResult> RevokeKeyAsync(string keyId, LatticeDbContext db, ApiKeyStore keys, TimeProvider time)
+    private static async Task<IResult> RevokeKeyAsync(HttpContext context, string keyId, LatticeDbContext db, ApiKeyStore keys, TimeProvider time)
     {
         var key = await db.ApiKeys.FindAsync(keyId);
-        if (key is null)
+        if (key is null || !Manages(context, key.WorkspaceId))
         {
             return Error(GatewayError.NotFound($"The key '{keyId}' does not exist."));
         }
-        key.RevokedAt ??= time.GetUtcNow();
+        var now = time.GetUtcNow();
+        key.RevokedAt ??= now;
+        // Other gateway nodes pick this up from the revocation log within a second.
+        db.Revocations.Add(new RevocationEntity { Kind = Identity.RevocationSet.KeyKind, SubjectId = key.Id, RevokedAt = now });
         await db.SaveChangesAsync();
         // The new snapshot is in place before the response, so the very next request with this key fails.
         await keys.ReloadAsync();
@@ -305,6 +337,11 @@ public static class AdminEndpoints
         for (var i = 0; i < requests.Length; i++)
         {
             var r = requests[i];
+            var capacity = r?.Capacity ?? "hosted";
+            if (capacity is not ("hosted" or "marketplace"))
+            {
+                return (null, GatewayError.InvalidRequest("'capacity' must be 'hosted' or 'marketplace'.", $"offers[{i}].capacity"));
+            }
             if (r is { Runtime: { Length: > 0 } runtimeId })
             {
                 if (string.IsNullOrWhiteSpace(r.UpstreamModel))
@@ -322,6 +359,7 @@ public static class AdminEndpoints
                     UpstreamModel = r.UpstreamModel.Trim(),
                     Priority = r.Priority ?? i,
                     TimeoutSeconds = r.TimeoutSeconds,
+                    Capacity = capacity,
                 });
                 continue;
             }
@@ -352,6 +390,7 @@ public static class AdminEndpoints
                 UpstreamModel = r.UpstreamModel.Trim(),
                 Priority = r.Priority ?? i,
                 TimeoutSeconds = r.TimeoutSeconds,
+                Capacity = capacity,
             });
         }
         return (offers, default);
@@ -359,13 +398,13 @@ public static class AdminEndpoints
 
     private static ModelDto ToDto(CatalogModelEntity m) => new(
         m.Id, m.OwnedBy, m.CreatedAt.ToUnixTimeSeconds(),
-        m.Offers.OrderBy(o => o.Priority).Select(o => new OfferDto(o.Id, o.Task, o.Kind, o.RuntimeId is null ? o.BaseUrl : null, o.RuntimeId, o.CredentialName, o.UpstreamModel, o.Priority, o.TimeoutSeconds)).ToArray());
+        m.Offers.OrderBy(o => o.Priority).Select(o => new OfferDto(o.Id, o.Task, o.Kind, o.RuntimeId is null ? o.BaseUrl : null, o.RuntimeId, o.CredentialName, o.UpstreamModel, o.Priority, o.TimeoutSeconds, o.Capacity)).ToArray());
 
     // ---- results ----
 
-    private static IResult Error(GatewayError error) => new ErrorResult(error);
+    internal static IResult Error(GatewayError error) => new ErrorResult(error);
 
-    private static IResult Json<T>(T value, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type, int status = StatusCodes.Status200OK) =>
+    internal static IResult Json<T>(T value, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type, int status = StatusCodes.Status200OK) =>
         TypedResults.Json(value, type, statusCode: status);
 
     private sealed class ErrorResult(GatewayError error) : IResult

@@ -1,12 +1,28 @@
-using Lattice.Protocol;
+using Lattice.Gateway.Identity;
 using Microsoft.Extensions.Primitives;
 
 namespace Lattice.Gateway.Auth;
 
-/// <summary>Who is calling, once the credential checked out.</summary>
-public sealed record Caller(string WorkspaceId, string KeyId, ApiKeyRecord Key)
+/// <summary>What kind of credential authenticated a request.</summary>
+public enum CredentialKind
 {
-    public bool HasScope(string scope) => Key.HasScope(scope);
+    /// <summary>A developer key (<c>sk_…</c>): its workspace pays and its workspace's capacity serves.</summary>
+    ApiKey,
+
+    /// <summary>An OAuth access token a user granted an app: the user's compute serves and their workspace pays.</summary>
+    AccessToken,
+}
+
+/// <summary>Who is calling, once the credential checked out.</summary>
+/// <param name="CredentialId">The key id, or the grant (authorization) id of an access token.</param>
+/// <param name="UserId">For access tokens: the user who granted it.</param>
+/// <param name="ClientId">For access tokens: the app it was granted to.</param>
+public sealed record Caller(CredentialKind Kind, string WorkspaceId, string CredentialId, string[] Scopes, string? UserId = null, string? ClientId = null)
+{
+    public bool HasScope(string scope) => Array.IndexOf(Scopes, scope) >= 0;
+
+    /// <summary>True when the request may never reach marketplace capacity.</summary>
+    public bool PrivateOnly => HasScope(Auth.Scopes.WorkspaceOnly) || !HasScope(Auth.Scopes.Marketplace);
 }
 
 /// <summary>Why authentication failed; mapped to a response in one place per surface.</summary>
@@ -17,10 +33,16 @@ public enum AuthFailure
     Malformed,
     Unknown,
     Expired,
+    InvalidToken,
+    Revoked,
+    TooManyFailures,
 }
 
-/// <summary>Reads the credential from <c>Authorization: Bearer</c> or <c>x-api-key</c> and checks it against the key store.</summary>
-public sealed class Authenticator(ApiKeyStore keys, TimeProvider time)
+/// <summary>
+/// Reads the credential from <c>Authorization: Bearer</c> or <c>x-api-key</c> and checks it: developer keys against
+/// the in-memory key snapshot, access tokens (<c>eyJ…</c>) by signature and the in-memory revocation set.
+/// </summary>
+public sealed class Authenticator(ApiKeyStore keys, AccessTokenValidator tokens, TimeProvider time)
 {
     public AuthFailure TryAuthenticate(HttpRequest request, out Caller? caller)
     {
@@ -50,6 +72,11 @@ public sealed class Authenticator(ApiKeyStore keys, TimeProvider time)
             return AuthFailure.Missing;
         }
 
+        if (AccessTokenValidator.LooksLikeJwt(secret))
+        {
+            return tokens.Validate(secret, out caller);
+        }
+
         var record = keys.Find(secret);
         if (record is null)
         {
@@ -60,7 +87,7 @@ public sealed class Authenticator(ApiKeyStore keys, TimeProvider time)
             return AuthFailure.Expired;
         }
 
-        caller = new Caller(record.WorkspaceId, record.Id, record);
+        caller = record.Caller;
         return AuthFailure.None;
     }
 
@@ -69,6 +96,9 @@ public sealed class Authenticator(ApiKeyStore keys, TimeProvider time)
         AuthFailure.Missing => "You didn't provide an API key. Provide it as 'Authorization: Bearer sk_...' or in the 'x-api-key' header.",
         AuthFailure.Malformed => "The Authorization header must have the form 'Bearer <key>'.",
         AuthFailure.Expired => "The API key provided has expired.",
+        AuthFailure.InvalidToken => "The access token is invalid or has expired.",
+        AuthFailure.Revoked => "The grant behind this access token has been revoked.",
+        AuthFailure.TooManyFailures => "Too many failed authentication attempts from this address; try again later.",
         _ => "Incorrect API key provided.",
     };
 }

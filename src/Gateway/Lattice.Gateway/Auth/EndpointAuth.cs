@@ -1,4 +1,5 @@
 using Lattice.Gateway.OpenAi;
+using Lattice.Protocol;
 
 namespace Lattice.Gateway.Auth;
 
@@ -6,7 +7,7 @@ namespace Lattice.Gateway.Auth;
 public static class EndpointAuth
 {
     /// <summary>
-    /// The caller, or null after a 401/403 was written. <paramref name="scope"/> or, when given,
+    /// The caller, or null after a 401/403/429 was written. <paramref name="scope"/> or, when given,
     /// <paramref name="alternative"/> suffices; the error names <paramref name="scope"/>.
     /// </summary>
     public static ValueTask<Caller?> RequireAsync(HttpContext context, string scope, string? alternative = null) =>
@@ -15,10 +16,20 @@ public static class EndpointAuth
     /// <inheritdoc cref="RequireAsync(HttpContext, string, string?)"/>
     public static async ValueTask<Caller?> RequireAsync(HttpContext context, Authenticator authenticator, string scope, string? alternative = null)
     {
+        var limiter = context.RequestServices.GetRequiredService<FailedAuthLimiter>();
+        if (!limiter.IsAllowed(context))
+        {
+            await OpenAiErrors.WriteAsync(context, ErrorFor(AuthFailure.TooManyFailures));
+            return null;
+        }
         var failure = authenticator.TryAuthenticate(context.Request, out var caller);
         if (failure != AuthFailure.None)
         {
-            await OpenAiErrors.WriteAsync(context, GatewayError.Unauthenticated(Authenticator.Describe(failure)));
+            if (!limiter.RecordFailure(context))
+            {
+                failure = AuthFailure.TooManyFailures;
+            }
+            await OpenAiErrors.WriteAsync(context, ErrorFor(failure));
             return null;
         }
         if (caller!.HasScope(scope) || (alternative is not null && caller.HasScope(alternative)))
@@ -28,4 +39,11 @@ public static class EndpointAuth
         await OpenAiErrors.WriteAsync(context, GatewayError.MissingScope(scope));
         return null;
     }
+
+    public static GatewayError ErrorFor(AuthFailure failure) => failure switch
+    {
+        AuthFailure.Revoked => GatewayError.Unauthenticated(Authenticator.Describe(failure)) with { Code = ErrorCodes.RevokedGrant },
+        AuthFailure.TooManyFailures => new GatewayError(StatusCodes.Status429TooManyRequests, ErrorTypes.RateLimit, ErrorCodes.RateLimitExceeded, Authenticator.Describe(failure)),
+        _ => GatewayError.Unauthenticated(Authenticator.Describe(failure)),
+    };
 }

@@ -14,10 +14,13 @@ public static class Scopes
     /// <summary>Operator access to the admin API. Never granted to a workspace's developer keys by default.</summary>
     public const string Admin = "lattice:admin";
 
+    /// <summary>Managing one's own workspace through the admin API: its keys, OAuth apps, grants and members.</summary>
+    public const string WorkspaceAdmin = "lattice:workspace:admin";
+
     /// <summary>What a developer key gets when its creator names no scopes.</summary>
     public static readonly string[] DeveloperDefault =
         [Inference, CatalogRead, PersonalRuntimeManage, UsageRead, Streaming];
 
     public static readonly string[] Known =
-        [Inference, WorkspaceOnly, Marketplace, CatalogRead, PersonalRuntimeManage, UsageRead, Streaming, Admin];
+        [Inference, WorkspaceOnly, Marketplace, CatalogRead, PersonalRuntimeManage, UsageRead, Streaming, WorkspaceAdmin, Admin];
 }

@@ -32,11 +32,21 @@ public sealed record UpstreamOffer(
     string? CredentialName,
     string UpstreamModel,
     int Priority,
-    TimeSpan? Timeout);
+    TimeSpan? Timeout,
+    bool Marketplace = false)
+{
+    public bool ServesTask(string task) => Task is null || Task == task;
+}
 
 /// <summary>A catalog model and its offers, in the order the router tries them.</summary>
 public sealed record CatalogModel(string Id, string OwnedBy, DateTimeOffset CreatedAt, UpstreamOffer[] Offers)
 {
+    /// <summary>True when some offer is marketplace capacity (which private-only requests never reach).</summary>
+    public bool HasMarketplaceOffers { get; } = Array.Exists(Offers, o => o.Marketplace);
+
+    /// <summary>This model without its marketplace offers: what a private-only request may use.</summary>
+    public CatalogModel PrivateOnly() => HasMarketplaceOffers ? new CatalogModel(Id, OwnedBy, CreatedAt, Array.FindAll(Offers, o => !o.Marketplace)) : this;
+
     /// <summary>Offers that can serve <paramref name="task"/>, best first.</summary>
     public bool Serves(string task)
     {

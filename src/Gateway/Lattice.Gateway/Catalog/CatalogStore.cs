@@ -47,7 +47,8 @@ public sealed partial class CatalogStore(IServiceScopeFactory scopes, ILogger<Ca
                         o.Id, o.Task,
                         o.RuntimeId is null ? new Uri(o.BaseUrl.EndsWith('/') ? o.BaseUrl : o.BaseUrl + "/") : null,
                         o.RuntimeId, o.CredentialName, o.UpstreamModel, o.Priority,
-                        o.TimeoutSeconds is { } s ? TimeSpan.FromSeconds(s) : null))
+                        o.TimeoutSeconds is { } s ? TimeSpan.FromSeconds(s) : null,
+                        o.Capacity == "marketplace"))
                     .ToArray();
                 models[row.Id] = new CatalogModel(row.Id, row.OwnedBy, row.CreatedAt, offers);
             }

@@ -2,6 +2,7 @@ using System.Net;
 using Lattice.Gateway.Admin;
 using Lattice.Gateway.Auth;
 using Lattice.Gateway.Catalog;
+using Lattice.Gateway.Identity;
 using Lattice.Gateway.OpenAi;
 using Lattice.Gateway.Persistence;
 using Lattice.Gateway.Runtimes;
@@ -50,6 +51,7 @@ public static class GatewayApp
         services.AddTasks();
         services.AddUpstreams();
         services.AddRuntimes();
+        services.AddIdentityServer();
         return services;
     }
 
@@ -60,13 +62,25 @@ public static class GatewayApp
         app.UseExceptionHandler(new ExceptionHandlerOptions { ExceptionHandler = WriteUnhandledAsync, StatusCodeSelector = StatusFor });
         app.UseStatusCodePages(new StatusCodePagesOptions { HandleAsync = WriteStatusAsync });
 
+        // Cookies and OpenIddict's protocol endpoints only where a person or an OAuth client talks to the gateway;
+        // the API routes authenticate through EndpointAuth and pay nothing for this.
+        app.UseWhen(IsIdentityPath, identity => identity.UseAuthentication());
+
         app.MapGet("/healthz", () => TypedResults.Text("ok"));
         app.UseWebSockets();
         app.MapOpenAi();
         app.MapRuntimes();
         app.MapAdmin();
+        app.MapIdentity();
+        app.MapDeviceDone();
         app.MapFallback(context => OpenAiErrors.WriteAsync(context, GatewayError.NotFound($"Invalid URL ({context.Request.Method} {context.Request.Path}).")));
         return app;
+    }
+
+    private static bool IsIdentityPath(HttpContext context)
+    {
+        var path = context.Request.Path;
+        return path.StartsWithSegments("/connect") || path.StartsWithSegments("/account") || path.StartsWithSegments("/.well-known");
     }
 
     private static void TryAddSingletonTimeProvider(this IServiceCollection services)
@@ -90,6 +104,7 @@ public static class GatewayApp
     {
         services.AddSingleton<ApiKeyStore>();
         services.AddSingleton<Authenticator>();
+        services.AddSingleton<FailedAuthLimiter>();
         return services;
     }
 

@@ -26,6 +26,13 @@ public sealed class GatewayOptions
     /// <summary>An operator key for the admin API, configured out of band. Stored hashed at start-up; optional.</summary>
     public string? AdminKey { get; set; }
 
+    /// <summary>Failed authentication attempts allowed per source address per minute before further ones get 429; 0 turns the limit off.</summary>
+    [Range(0, int.MaxValue)]
+    public int FailedAuthPerMinute { get; set; } = 120;
+
+    /// <summary>How long an OAuth access token lives.</summary>
+    public TimeSpan AccessTokenLifetime { get; set; } = TimeSpan.FromHours(1);
+
     public string ResolveConnectionString() =>
         ConnectionString ?? $"Data Source={Path.Combine(DataDirectory, "lattice.db")}";
 }

@@ -1,3 +1,4 @@
+using Lattice.Protocol;
 using System.Text.Json;
 using Lattice.Gateway.Auth;
 using Lattice.Gateway.Catalog;
@@ -24,13 +25,14 @@ public static class OpenAiEndpoints
         return routes;
     }
 
-    private static async Task ListModelsAsync(HttpContext context, Authenticator authenticator, CatalogStore catalog)
+    private static async Task ListModelsAsync(HttpContext context, Authenticator authenticator, CatalogStore catalog, Runtimes.RuntimeStore runtimes)
     {
-        if (await EndpointAuth.RequireAsync(context, authenticator, Scopes.CatalogRead, Scopes.Inference) is null)
+        if (await EndpointAuth.RequireAsync(context, authenticator, Scopes.CatalogRead, Scopes.Inference) is not { } caller)
         {
             return;
         }
         var models = catalog.Current.Models.Values.OrderBy(m => m.Id, StringComparer.Ordinal);
+        var personal = runtimes.UsableBy(caller).ToList();
         await WriteJsonAsync(context, writer =>
         {
             writer.WriteStartObject();
@@ -40,18 +42,36 @@ public static class OpenAiEndpoints
             {
                 WriteModel(writer, model);
             }
+            foreach (var runtime in personal)
+            {
+                WriteRuntimeModel(writer, runtime);
+            }
             writer.WriteEndArray();
             writer.WriteEndObject();
         });
     }
 
-    private static async Task GetModelAsync(HttpContext context, string id, Authenticator authenticator, CatalogStore catalog)
+    private static async Task GetModelAsync(HttpContext context, string id, Authenticator authenticator, CatalogStore catalog, Runtimes.RuntimeStore runtimes)
     {
-        if (await EndpointAuth.RequireAsync(context, authenticator, Scopes.CatalogRead, Scopes.Inference) is null)
+        if (await EndpointAuth.RequireAsync(context, authenticator, Scopes.CatalogRead, Scopes.Inference) is not { } caller)
         {
             return;
         }
         var modelId = Uri.UnescapeDataString(id);
+        var parsed = ModelId.Parse(modelId);
+        if (parsed.Kind == ModelIdKind.PersonalRuntime)
+        {
+            // Another workspace's (or another user's) runtime is indistinguishable from one that does not exist.
+            if (runtimes.Find(parsed.Name) is { Revoked: false } runtime && runtime.VisibleTo(caller) && !runtime.Hosted)
+            {
+                await WriteJsonAsync(context, writer => WriteRuntimeModel(writer, runtime));
+            }
+            else
+            {
+                await OpenAiErrors.WriteAsync(context, GatewayError.ModelNotFound(modelId));
+            }
+            return;
+        }
         if (!catalog.Current.Models.TryGetValue(modelId, out var model))
         {
             await OpenAiErrors.WriteAsync(context, GatewayError.ModelNotFound(modelId));
@@ -67,6 +87,16 @@ public static class OpenAiEndpoints
         writer.WriteString("object", "model");
         writer.WriteNumber("created", model.CreatedAt.ToUnixTimeSeconds());
         writer.WriteString("owned_by", model.OwnedBy);
+        writer.WriteEndObject();
+    }
+
+    private static void WriteRuntimeModel(Utf8JsonWriter writer, Runtimes.RuntimeRecord runtime)
+    {
+        writer.WriteStartObject();
+        writer.WriteString("id", ModelId.PersonalPrefix + runtime.LatticeId);
+        writer.WriteString("object", "model");
+        writer.WriteNumber("created", runtime.CreatedAt.ToUnixTimeSeconds());
+        writer.WriteString("owned_by", runtime.WorkspaceId);
         writer.WriteEndObject();
     }
 

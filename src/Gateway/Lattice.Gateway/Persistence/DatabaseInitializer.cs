@@ -7,7 +7,7 @@ using Microsoft.Extensions.Options;
 namespace Lattice.Gateway.Persistence;
 
 /// <summary>What a first start created for the developer; the secrets exist only here and in what the CLI writes out.</summary>
-public sealed record DevBootstrap(string WorkspaceId, string ApiKey, string AdminKey);
+public sealed record DevBootstrap(string WorkspaceId, string ApiKey, string AdminKey, string UserId, string UserEmail, string UserPassword);
 
 /// <summary>Migrates the database, seeds built-in task classes and the configured admin key, then loads the in-memory snapshots.</summary>
 public sealed class DatabaseInitializer(
@@ -16,6 +16,8 @@ public sealed class DatabaseInitializer(
     CatalogStore catalog,
     ApiKeyStore keys,
     Runtimes.RuntimeStore runtimes,
+    Identity.OAuthAppService apps,
+    Identity.UserService users,
     TimeProvider time)
 {
     public const string OperatorWorkspaceId = "ws_operator";
@@ -65,6 +67,7 @@ public sealed class DatabaseInitializer(
         }
 
         await db.SaveChangesAsync(cancellationToken);
+        await EnsureCliAppAsync(now, cancellationToken);
         await catalog.ReloadAsync(cancellationToken);
         await keys.ReloadAsync(cancellationToken);
         await runtimes.ReloadAsync(cancellationToken);
@@ -87,7 +90,25 @@ public sealed class DatabaseInitializer(
         db.ApiKeys.Add(NewKey(OperatorWorkspaceId, "dev admin", adminKey, Scopes.Admin, now, null));
         await db.SaveChangesAsync(cancellationToken);
         await keys.ReloadAsync(cancellationToken);
-        return new DevBootstrap(workspace.Id, devKey, adminKey);
+
+        var password = ApiKeySecrets.NewSecret("")[..20];
+        var user = await users.CreateAsync(DevUserEmail, "Dev User", password, cancellationToken);
+        await users.AddMemberAsync(workspace.Id, user.Id, "owner", cancellationToken);
+        return new DevBootstrap(workspace.Id, devKey, adminKey, user.Id, user.Email, password);
+    }
+
+    public const string DevUserEmail = "dev@lattice.localhost";
+
+    /// <summary>The public client <c>lattice login</c> uses (device authorization grant), owned by the operator.</summary>
+    private async Task EnsureCliAppAsync(DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        if (await db.OAuthApps.AnyAsync(a => a.ClientId == Identity.IdentityServices.CliClientId, cancellationToken))
+        {
+            return;
+        }
+        await EnsureOperatorWorkspaceAsync(now, cancellationToken);
+        var spec = new Identity.OAuthAppSpec("Lattice CLI", [], [.. Identity.IdentityServices.GrantableScopes, "offline_access"], Confidential: false, DeviceFlow: true);
+        await apps.CreateAsync(OperatorWorkspaceId, spec, Identity.IdentityServices.CliClientId, cancellationToken);
     }
 
     public static ApiKeyEntity NewKey(string workspaceId, string name, string secret, string scopes, DateTimeOffset now, DateTimeOffset? expiresAt) => new()

@@ -69,6 +69,8 @@ public sealed class ModelOfferEntity
     public required string UpstreamModel { get; set; }
     public int Priority { get; set; }
     public int? TimeoutSeconds { get; set; }
+    /// <summary><c>hosted</c> (operator capacity) or <c>marketplace</c> (third-party providers; never used for private-only requests).</summary>
+    public string Capacity { get; set; } = "hosted";
 }
 
 /// <summary>A runtime daemon's record: a user's personal runtime, or operator-hosted capacity.</summary>
@@ -83,6 +85,8 @@ public sealed class RuntimeEntity
     public required string ExecutionBackend { get; set; }
     /// <summary>Operator capacity that serves catalog models, rather than one workspace's personal runtime.</summary>
     public bool Hosted { get; set; }
+    /// <summary>The user whose personal runtime this is (created with their OAuth grant); null for workspace capacity.</summary>
+    public string? OwnerUserId { get; set; }
     public string? BootstrapTokenHash { get; set; }
     public DateTimeOffset? BootstrapExpiresAt { get; set; }
     public DateTimeOffset? PairedAt { get; set; }
@@ -93,4 +97,69 @@ public sealed class RuntimeEntity
     public DateTimeOffset UpdatedAt { get; set; }
     public DateTimeOffset? LastSeenAt { get; set; }
     public DateTimeOffset? RevokedAt { get; set; }
+}
+
+/// <summary>A person who signs in. The password is stored only as an ASP.NET Core Identity hash.</summary>
+public sealed class UserEntity
+{
+    /// <summary><c>usr_…</c>.</summary>
+    public required string Id { get; set; }
+    /// <summary>Lowercase; unique.</summary>
+    public required string Email { get; set; }
+    public required string DisplayName { get; set; }
+    public required string PasswordHash { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+}
+
+/// <summary>A user's membership of a workspace.</summary>
+public sealed class WorkspaceMemberEntity
+{
+    public required string WorkspaceId { get; set; }
+    public required string UserId { get; set; }
+    /// <summary><c>owner</c> or <c>member</c>.</summary>
+    public required string Role { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+}
+
+/// <summary>
+/// An OAuth app a developer workspace registered. The OpenIddict application row holds its redirect URIs,
+/// permissions and hashed secret; this row says which workspace owns it.
+/// </summary>
+public sealed class OAuthAppEntity
+{
+    public required string ClientId { get; set; }
+    public required string WorkspaceId { get; set; }
+    public required string Name { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+}
+
+/// <summary>
+/// A grant: what a user allowed an app to do with their compute in one workspace. Backed by an OpenIddict
+/// authorization with the same id; tokens carry that id, so revoking the grant revokes them all.
+/// </summary>
+public sealed class OAuthGrantEntity
+{
+    /// <summary>The OpenIddict authorization id.</summary>
+    public required string Id { get; set; }
+    /// <summary>The workspace that pays, and whose private capacity serves.</summary>
+    public required string WorkspaceId { get; set; }
+    public required string UserId { get; set; }
+    public required string ClientId { get; set; }
+    /// <summary>Space-separated scopes granted.</summary>
+    public required string Scopes { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+    public DateTimeOffset? RevokedAt { get; set; }
+}
+
+/// <summary>
+/// An append-only log of revocations (grants, tokens, keys). Every gateway node polls it to keep its in-memory
+/// revocation set current; the node that revokes applies it at once.
+/// </summary>
+public sealed class RevocationEntity
+{
+    public long Seq { get; set; }
+    /// <summary><c>grant</c> (an authorization id) or <c>token</c> (a token id).</summary>
+    public required string Kind { get; set; }
+    public required string SubjectId { get; set; }
+    public DateTimeOffset RevokedAt { get; set; }
 }

@@ -12,6 +12,11 @@ public sealed class LatticeDbContext(DbContextOptions<LatticeDbContext> options)
     public DbSet<CatalogModelEntity> Models => Set<CatalogModelEntity>();
     public DbSet<ModelOfferEntity> ModelOffers => Set<ModelOfferEntity>();
     public DbSet<RuntimeEntity> Runtimes => Set<RuntimeEntity>();
+    public DbSet<UserEntity> Users => Set<UserEntity>();
+    public DbSet<WorkspaceMemberEntity> WorkspaceMembers => Set<WorkspaceMemberEntity>();
+    public DbSet<OAuthAppEntity> OAuthApps => Set<OAuthAppEntity>();
+    public DbSet<OAuthGrantEntity> OAuthGrants => Set<OAuthGrantEntity>();
+    public DbSet<RevocationEntity> Revocations => Set<RevocationEntity>();
 
     protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
     {
@@ -62,8 +67,55 @@ public sealed class LatticeDbContext(DbContextOptions<LatticeDbContext> options)
             b.HasIndex(x => x.WorkspaceId);
             b.HasIndex(x => x.CredentialHash).IsUnique();
             b.HasIndex(x => x.BootstrapTokenHash).IsUnique();
+            b.HasIndex(x => x.OwnerUserId);
             b.HasOne<WorkspaceEntity>().WithMany().HasForeignKey(x => x.WorkspaceId);
         });
+
+        modelBuilder.Entity<UserEntity>(b =>
+        {
+            b.ToTable("users");
+            b.HasKey(x => x.Id);
+            b.Property(x => x.Id).HasMaxLength(64);
+            b.Property(x => x.Email).HasMaxLength(320);
+            b.HasIndex(x => x.Email).IsUnique();
+        });
+
+        modelBuilder.Entity<WorkspaceMemberEntity>(b =>
+        {
+            b.ToTable("workspace_members");
+            b.HasKey(x => new { x.WorkspaceId, x.UserId });
+            b.HasIndex(x => x.UserId);
+            b.HasOne<WorkspaceEntity>().WithMany().HasForeignKey(x => x.WorkspaceId);
+            b.HasOne<UserEntity>().WithMany().HasForeignKey(x => x.UserId).OnDelete(DeleteBehavior.Cascade);
+        });
+
+        modelBuilder.Entity<OAuthAppEntity>(b =>
+        {
+            b.ToTable("oauth_apps");
+            b.HasKey(x => x.ClientId);
+            b.Property(x => x.ClientId).HasMaxLength(100);
+            b.HasIndex(x => x.WorkspaceId);
+            b.HasOne<WorkspaceEntity>().WithMany().HasForeignKey(x => x.WorkspaceId);
+        });
+
+        modelBuilder.Entity<OAuthGrantEntity>(b =>
+        {
+            b.ToTable("oauth_grants");
+            b.HasKey(x => x.Id);
+            b.Property(x => x.Id).HasMaxLength(100);
+            b.HasIndex(x => new { x.WorkspaceId, x.UserId });
+            b.HasIndex(x => x.ClientId);
+        });
+
+        modelBuilder.Entity<RevocationEntity>(b =>
+        {
+            b.ToTable("revocations");
+            b.HasKey(x => x.Seq);
+            b.Property(x => x.Seq).ValueGeneratedOnAdd();
+        });
+
+        // OpenIddict's applications, authorizations, scopes and tokens, with string keys.
+        modelBuilder.UseOpenIddict();
 
         modelBuilder.Entity<ModelOfferEntity>(b =>
         {

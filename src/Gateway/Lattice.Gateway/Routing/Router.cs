@@ -38,14 +38,29 @@ public sealed class Router(RuntimeStore runtimes, RuntimeRegistry registry)
         {
             return new Route(null, null, null, GatewayError.ModelDoesNotServe(modelId, task));
         }
+        if (model.HasMarketplaceOffers && caller.PrivateOnly)
+        {
+            // Private-only requests never reach marketplace capacity, and never fall back to it.
+            model = model.PrivateOnly();
+            if (!model.Serves(task))
+            {
+                return new Route(null, null, null, NoPrivateCapacity(modelId, caller));
+            }
+        }
         return new Route(model, null, null, default);
     }
+
+    public static GatewayError NoPrivateCapacity(string modelId, Caller caller) => new(
+        StatusCodes.Status503ServiceUnavailable, ErrorTypes.Server, ErrorCodes.NoCapacity,
+        $"No private capacity can serve '{modelId}', and this request may not use marketplace capacity " +
+        (caller.HasScope(Scopes.WorkspaceOnly) ? $"(the credential carries {Scopes.WorkspaceOnly})." : $"(the credential lacks {Scopes.Marketplace})."),
+        "model");
 
     private Route ResolvePersonal(Caller caller, string latticeId, string task)
     {
         // Another workspace's runtime is indistinguishable from one that does not exist.
         var record = runtimes.Find(latticeId);
-        if (record is null || record.WorkspaceId != caller.WorkspaceId)
+        if (record is null || !record.VisibleTo(caller))
         {
             var notFound = RuntimeEndpoints.NotFound(latticeId) with { Param = "model" };
             return new Route(null, null, null, notFound);

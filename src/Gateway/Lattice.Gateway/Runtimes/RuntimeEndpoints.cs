@@ -46,7 +46,7 @@ public static partial class RuntimeEndpoints
         {
             return;
         }
-        var created = await CreateRecordAsync(db, store, time, caller.WorkspaceId, body, hosted: false);
+        var created = await CreateRecordAsync(db, store, time, caller.WorkspaceId, body, hosted: false, ownerUserId: caller.UserId);
         if (created.Error is { } error)
         {
             await OpenAiErrors.WriteAsync(context, error);
@@ -59,7 +59,7 @@ public static partial class RuntimeEndpoints
 
     /// <summary>Creates a runtime record with a one-time bootstrap token. Shared with the admin API (hosted runtimes).</summary>
     public static async Task<(RuntimeEntity? Entity, string? Token, GatewayError? Error)> CreateRecordAsync(
-        LatticeDbContext db, RuntimeStore store, TimeProvider time, string workspaceId, CreateRuntimeRequest body, bool hosted)
+        LatticeDbContext db, RuntimeStore store, TimeProvider time, string workspaceId, CreateRuntimeRequest body, bool hosted, string? ownerUserId = null)
     {
         var name = body.DisplayName?.Trim();
         if (string.IsNullOrEmpty(name) || name.Length > 200)
@@ -80,6 +80,7 @@ public static partial class RuntimeEndpoints
             DisplayName = name,
             ExecutionBackend = backend,
             Hosted = hosted,
+            OwnerUserId = ownerUserId,
             BootstrapTokenHash = ApiKeySecrets.Hash(token),
             BootstrapExpiresAt = now + BootstrapLifetime,
             CreatedAt = now,
@@ -97,7 +98,7 @@ public static partial class RuntimeEndpoints
         {
             return;
         }
-        var rows = await db.Runtimes.AsNoTracking().Where(r => r.WorkspaceId == caller.WorkspaceId).ToListAsync();
+        var rows = await db.Runtimes.AsNoTracking().VisibleTo(caller).ToListAsync();
         var list = rows.OrderBy(r => r.CreatedAt).Select(r => ToDto(r, registry)).ToList();
         await WriteAsync(context, new RuntimeListDto(list), RuntimeJsonContext.Default.RuntimeListDto);
     }
@@ -108,7 +109,7 @@ public static partial class RuntimeEndpoints
         {
             return;
         }
-        var row = await db.Runtimes.AsNoTracking().FirstOrDefaultAsync(r => r.LatticeId == latticeId && r.WorkspaceId == caller.WorkspaceId);
+        var row = await db.Runtimes.AsNoTracking().VisibleTo(caller).FirstOrDefaultAsync(r => r.LatticeId == latticeId);
         if (row is null)
         {
             await OpenAiErrors.WriteAsync(context, NotFound(latticeId));
@@ -123,7 +124,7 @@ public static partial class RuntimeEndpoints
         {
             return;
         }
-        var row = await db.Runtimes.FirstOrDefaultAsync(r => r.LatticeId == latticeId && r.WorkspaceId == caller.WorkspaceId);
+        var row = await db.Runtimes.VisibleTo(caller).FirstOrDefaultAsync(r => r.LatticeId == latticeId);
         if (row is null)
         {
             await OpenAiErrors.WriteAsync(context, NotFound(latticeId));

@@ -1,0 +1,180 @@
+using Lattice.Gateway.Identity;
+using Lattice.Gateway.OpenAi;
+using Lattice.Gateway.Persistence;
+using Lattice.Protocol;
+using Microsoft.EntityFrameworkCore;
+using static Lattice.Gateway.Admin.AdminEndpoints;
+
+namespace Lattice.Gateway.Admin;
+
+/// <summary>Users, workspace members, OAuth apps and grants in the admin API.</summary>
+internal static class IdentityAdminEndpoints
+{
+    public static void Map(RouteGroupBuilder admin, RouteGroupBuilder workspace)
+    {
+        admin.MapPost("/users", CreateUserAsync);
+        workspace.MapGet("/workspaces/{workspaceId}/members", ListMembersAsync);
+        workspace.MapPost("/workspaces/{workspaceId}/members", AddMemberAsync);
+        workspace.MapDelete("/workspaces/{workspaceId}/members/{userId}", RemoveMemberAsync);
+
+        workspace.MapPost("/workspaces/{workspaceId}/apps", CreateAppAsync);
+        workspace.MapGet("/workspaces/{workspaceId}/apps", ListAppsAsync);
+        workspace.MapGet("/apps/{clientId}", GetAppAsync);
+        workspace.MapDelete("/apps/{clientId}", DeleteAppAsync);
+
+        workspace.MapGet("/workspaces/{workspaceId}/grants", ListGrantsAsync);
+        workspace.MapPost("/grants/{grantId}/revoke", RevokeGrantAsync);
+    }
+
+    // ---- users and members ----
+
+    private static async Task<IResult> CreateUserAsync(CreateUserRequest? body, UserService users, LatticeDbContext db)
+    {
+        var email = body?.Email?.Trim();
+        if (string.IsNullOrEmpty(email) || email.Length > 320 || email.IndexOf('@') is <= 0 || email.EndsWith('@'))
+        {
+            return Error(GatewayError.InvalidRequest("'email' must be an e-mail address.", "email"));
+        }
+        if (body!.Password is not { Length: >= 12 and <= 1024 })
+        {
+            return Error(GatewayError.InvalidRequest("'password' must be 12 to 1024 characters.", "password"));
+        }
+        var normalized = UserService.NormalizeEmail(email);
+        if (await db.Users.AnyAsync(u => u.Email == normalized))
+        {
+            return Error(new GatewayError(StatusCodes.Status409Conflict, ErrorTypes.InvalidRequest, ErrorCodes.Conflict, "A user with this e-mail already exists.", "email"));
+        }
+        var name = string.IsNullOrWhiteSpace(body.Name) ? normalized : body.Name.Trim();
+        var user = await users.CreateAsync(normalized, name, body.Password);
+        return AdminEndpoints.Json(new UserDto(user.Id, user.Email, user.DisplayName, user.CreatedAt.ToUnixTimeSeconds()), AdminJsonContext.Default.UserDto, StatusCodes.Status201Created);
+    }
+
+    private static async Task<IResult> ListMembersAsync(HttpContext context, string workspaceId, LatticeDbContext db)
+    {
+        if (!Manages(context, workspaceId) || await db.Workspaces.FindAsync(workspaceId) is null)
+        {
+            return Error(WorkspaceNotFound(workspaceId));
+        }
+        var rows = await (from m in db.WorkspaceMembers
+                          join u in db.Users on m.UserId equals u.Id
+                          where m.WorkspaceId == workspaceId
+                          select new { m, u.Email }).AsNoTracking().ToListAsync();
+        var data = rows.OrderBy(r => r.m.CreatedAt).Select(r => new MemberDto(r.m.WorkspaceId, r.m.UserId, r.Email, r.m.Role, r.m.CreatedAt.ToUnixTimeSeconds())).ToList();
+        return AdminEndpoints.Json(new ListDto<MemberDto>(data), AdminJsonContext.Default.ListDtoMemberDto);
+    }
+
+    private static async Task<IResult> AddMemberAsync(HttpContext context, string workspaceId, AddMemberRequest? body, LatticeDbContext db, UserService users)
+    {
+        if (!Manages(context, workspaceId) || await db.Workspaces.FindAsync(workspaceId) is null)
+        {
+            return Error(WorkspaceNotFound(workspaceId));
+        }
+        var role = body?.Role ?? "member";
+        if (role is not ("owner" or "member"))
+        {
+            return Error(GatewayError.InvalidRequest("'role' must be 'owner' or 'member'.", "role"));
+        }
+        if (body?.UserId is not { Length: > 0 } userId || await users.FindAsync(userId) is not { } user)
+        {
+            return Error(GatewayError.InvalidRequest("'user_id' must name an existing user.", "user_id"));
+        }
+        await users.AddMemberAsync(workspaceId, userId, role);
+        var member = await db.WorkspaceMembers.AsNoTracking().FirstAsync(m => m.WorkspaceId == workspaceId && m.UserId == userId);
+        return AdminEndpoints.Json(new MemberDto(workspaceId, userId, user.Email, member.Role, member.CreatedAt.ToUnixTimeSeconds()), AdminJsonContext.Default.MemberDto, StatusCodes.Status201Created);
+    }
+
+    private static async Task<IResult> RemoveMemberAsync(HttpContext context, string workspaceId, string userId, LatticeDbContext db, UserService users)
+    {
+        if (!Manages(context, workspaceId) || await db.Workspaces.FindAsync(workspaceId) is null)
+        {
+            return Error(WorkspaceNotFound(workspaceId));
+        }
+        if (!await users.RemoveMemberAsync(workspaceId, userId))
+        {
+            return Error(GatewayError.NotFound($"The user '{userId}' is not a member of this workspace."));
+        }
+        return TypedResults.NoContent();
+    }
+
+    // ---- OAuth apps ----
+
+    private static async Task<IResult> CreateAppAsync(HttpContext context, string workspaceId, CreateAppRequest? body, LatticeDbContext db, OAuthAppService apps)
+    {
+        if (!Manages(context, workspaceId) || await db.Workspaces.FindAsync(workspaceId) is null)
+        {
+            return Error(WorkspaceNotFound(workspaceId));
+        }
+        var spec = new OAuthAppSpec(body?.Name?.Trim() ?? "", body?.RedirectUris ?? [], body?.Scopes ?? [], body?.Confidential ?? false, body?.DeviceFlow ?? false);
+        if (OAuthAppService.Validate(spec) is { } problem)
+        {
+            return Error(GatewayError.InvalidRequest(problem.Message, problem.Param));
+        }
+        var (app, secret) = await apps.CreateAsync(workspaceId, spec);
+        return AdminEndpoints.Json(ToDto(app) with { ClientSecret = secret }, AdminJsonContext.Default.AppDto, StatusCodes.Status201Created);
+    }
+
+    private static async Task<IResult> ListAppsAsync(HttpContext context, string workspaceId, LatticeDbContext db, OAuthAppService apps)
+    {
+        if (!Manages(context, workspaceId) || await db.Workspaces.FindAsync(workspaceId) is null)
+        {
+            return Error(WorkspaceNotFound(workspaceId));
+        }
+        var list = await apps.ListAsync(workspaceId);
+        return AdminEndpoints.Json(new ListDto<AppDto>(list.Select(ToDto).ToList()), AdminJsonContext.Default.ListDtoAppDto);
+    }
+
+    private static async Task<IResult> GetAppAsync(HttpContext context, string clientId, OAuthAppService apps)
+    {
+        var row = await apps.FindAsync(clientId);
+        if (row is null || !Manages(context, row.WorkspaceId))
+        {
+            return Error(AppNotFound(clientId));
+        }
+        return AdminEndpoints.Json(ToDto(await apps.DescribeAsync(row)), AdminJsonContext.Default.AppDto);
+    }
+
+    private static async Task<IResult> DeleteAppAsync(HttpContext context, string clientId, OAuthAppService apps, GrantService grants)
+    {
+        var row = await apps.FindAsync(clientId);
+        if (row is null || !Manages(context, row.WorkspaceId) || clientId == IdentityServices.CliClientId)
+        {
+            return Error(AppNotFound(clientId));
+        }
+        await apps.DeleteAsync(row, grants);
+        return TypedResults.NoContent();
+    }
+
+    private static GatewayError AppNotFound(string clientId) => GatewayError.NotFound($"The app '{clientId}' does not exist.");
+
+    private static AppDto ToDto(OAuthAppInfo a) =>
+        new(a.ClientId, a.WorkspaceId, a.Name, a.RedirectUris, a.Scopes, a.Confidential, a.DeviceFlow, a.CreatedAt.ToUnixTimeSeconds());
+
+    // ---- grants ----
+
+    private static async Task<IResult> ListGrantsAsync(HttpContext context, string workspaceId, LatticeDbContext db)
+    {
+        if (!Manages(context, workspaceId) || await db.Workspaces.FindAsync(workspaceId) is null)
+        {
+            return Error(WorkspaceNotFound(workspaceId));
+        }
+        var rows = await db.OAuthGrants.AsNoTracking().Where(g => g.WorkspaceId == workspaceId).ToListAsync();
+        return AdminEndpoints.Json(new ListDto<GrantDto>(rows.OrderBy(g => g.CreatedAt).Select(ToDto).ToList()), AdminJsonContext.Default.ListDtoGrantDto);
+    }
+
+    private static async Task<IResult> RevokeGrantAsync(HttpContext context, string grantId, GrantService grants)
+    {
+        var grant = await grants.FindAsync(grantId);
+        if (grant is null || !Manages(context, grant.WorkspaceId))
+        {
+            return Error(GatewayError.NotFound($"The grant '{grantId}' does not exist."));
+        }
+        if (grant.RevokedAt is null)
+        {
+            await grants.RevokeAsync(grant);
+        }
+        return AdminEndpoints.Json(ToDto(grant), AdminJsonContext.Default.GrantDto);
+    }
+
+    private static GrantDto ToDto(OAuthGrantEntity g) =>
+        new(g.Id, g.WorkspaceId, g.UserId, g.ClientId, g.Scopes.Split(' ', StringSplitOptions.RemoveEmptyEntries), g.CreatedAt.ToUnixTimeSeconds(), g.RevokedAt?.ToUnixTimeSeconds());
+}

@@ -1,0 +1,327 @@
+using System.Collections.Immutable;
+using System.Security.Claims;
+using Lattice.Gateway.Auth;
+using Lattice.Gateway.Persistence;
+using Microsoft.AspNetCore;
+using Microsoft.AspNetCore.Antiforgery;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authentication.Cookies;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.IdentityModel.Tokens;
+using OpenIddict.Abstractions;
+using OpenIddict.Server.AspNetCore;
+using static OpenIddict.Abstractions.OpenIddictConstants;
+
+namespace Lattice.Gateway.Identity;
+
+/// <summary>
+/// The parts of Sign in with Lattice that need a person or our own rules: sign-in, consent (authorization
+/// endpoint), device code verification, and the token endpoint's final say. OpenIddict does the protocol.
+/// </summary>
+public static class IdentityEndpoints
+{
+    public const string CookieScheme = CookieAuthenticationDefaults.AuthenticationScheme;
+    public const string LoginPath = "/account/login";
+
+    public static IEndpointRouteBuilder MapIdentity(this IEndpointRouteBuilder routes)
+    {
+        routes.MapGet(LoginPath, (HttpContext context, string? returnUrl) => Pages.SignIn(context, SafeReturnUrl(returnUrl), null, null));
+        routes.MapPost(LoginPath, SignInAsync);
+        routes.MapPost("/account/logout", SignOutAsync);
+        routes.MapMethods("/connect/authorize", [HttpMethods.Get, HttpMethods.Post], AuthorizeAsync);
+        routes.MapPost("/connect/token", ExchangeAsync);
+        routes.MapMethods("/connect/verify", [HttpMethods.Get, HttpMethods.Post], VerifyAsync);
+        return routes;
+    }
+
+    // ---- sign in ----
+
+    private static async Task<IResult> SignInAsync(HttpContext context, UserService users, FailedAuthLimiter limiter, IAntiforgery antiforgery)
+    {
+        if (!await antiforgery.IsRequestValidAsync(context))
+        {
+            return Pages.Message("Sign in to Lattice", "The form expired. Go back and try again.", StatusCodes.Status400BadRequest);
+        }
+        var form = await context.Request.ReadFormAsync();
+        var returnUrl = SafeReturnUrl(form["returnUrl"]);
+        var email = form["email"].ToString();
+        if (!limiter.IsAllowed(context))
+        {
+            return Pages.SignIn(context, returnUrl, email, "Too many failed attempts. Try again in a minute.", StatusCodes.Status429TooManyRequests);
+        }
+        var user = await users.VerifyAsync(email, form["password"].ToString());
+        if (user is null)
+        {
+            limiter.RecordFailure(context);
+            return Pages.SignIn(context, returnUrl, email, "That e-mail and password don't match.", StatusCodes.Status401Unauthorized);
+        }
+        var identity = new ClaimsIdentity(CookieScheme, Claims.Name, Claims.Role);
+        identity.AddClaim(new Claim(Claims.Subject, user.Id));
+        identity.AddClaim(new Claim(Claims.Email, user.Email));
+        identity.AddClaim(new Claim(Claims.Name, user.DisplayName));
+        await context.SignInAsync(CookieScheme, new ClaimsPrincipal(identity));
+        return Results.Redirect(returnUrl);
+    }
+
+    private static async Task<IResult> SignOutAsync(HttpContext context, IAntiforgery antiforgery)
+    {
+        if (!await antiforgery.IsRequestValidAsync(context))
+        {
+            return Results.BadRequest();
+        }
+        await context.SignOutAsync(CookieScheme);
+        return Pages.Message("Signed out", "You are signed out of Lattice.");
+    }
+
+    /// <summary>Only local paths, so the sign-in page can't be used to send people elsewhere.</summary>
+    private static string SafeReturnUrl(string? returnUrl) =>
+        !string.IsNullOrEmpty(returnUrl) && returnUrl.StartsWith('/') && !returnUrl.StartsWith("//") && !returnUrl.StartsWith("/\\") ? returnUrl : "/account/login";
+
+    private static string CurrentUrl(HttpContext context, IEnumerable<KeyValuePair<string, Microsoft.Extensions.Primitives.StringValues>> parameters) =>
+        context.Request.PathBase + context.Request.Path + QueryString.Create(parameters);
+
+    private static async Task<(UserEntity? User, IResult? Challenge)> RequireUserAsync(HttpContext context, UserService users, string returnUrl)
+    {
+        var session = await context.AuthenticateAsync(CookieScheme);
+        var userId = session.Succeeded ? session.Principal!.FindFirst(Claims.Subject)?.Value : null;
+        var user = userId is null ? null : await users.FindAsync(userId);
+        if (user is null)
+        {
+            if (session.Succeeded)
+            {
+                await context.SignOutAsync(CookieScheme);
+            }
+            return (null, Results.Redirect(LoginPath + QueryString.Create("returnUrl", returnUrl)));
+        }
+        return (user, null);
+    }
+
+    // ---- authorization code flow ----
+
+    private static async Task<IResult> AuthorizeAsync(
+        HttpContext context, UserService users, IOpenIddictApplicationManager applications,
+        IOpenIddictAuthorizationManager authorizations, LatticeDbContext db, GrantService grants, IAntiforgery antiforgery)
+    {
+        var request = context.GetOpenIddictServerRequest() ?? throw new InvalidOperationException("Not an OpenID Connect request.");
+        var parameters = context.Request.HasFormContentType
+            ? (await context.Request.ReadFormAsync()).Where(p => !p.Key.StartsWith("__") && p.Key is not ("decision" or "granted_scope" or "workspace")).ToList()
+            : context.Request.Query.ToList();
+
+        var (user, challenge) = await RequireUserAsync(context, users, CurrentUrl(context, parameters));
+        if (user is null)
+        {
+            if (request.HasPromptValue(PromptValues.None))
+            {
+                return Forbid(Errors.LoginRequired, "The user is not signed in.");
+            }
+            return challenge!;
+        }
+
+        var application = await applications.FindByClientIdAsync(request.ClientId!) ?? throw new InvalidOperationException("Unknown client.");
+        var applicationId = (await applications.GetIdAsync(application))!;
+        var appName = await applications.GetDisplayNameAsync(application) ?? request.ClientId!;
+        var requested = request.GetScopes();
+        var workspaces = await users.WorkspacesOfAsync(user.Id);
+        if (workspaces.Count == 0)
+        {
+            return Pages.Message("No workspace", "Your account belongs to no workspace, so there is nothing to grant.", StatusCodes.Status403Forbidden);
+        }
+
+        var decision = context.Request.HasFormContentType ? context.Request.Form["decision"].ToString() : "";
+        if (decision.Length == 0)
+        {
+            // A grant already covering every requested scope is reused unless the app asks to prompt again.
+            if (!request.HasPromptValue(PromptValues.Consent))
+            {
+                await foreach (var existing in authorizations.FindAsync(user.Id, applicationId, Statuses.Valid, AuthorizationTypes.Permanent, requested))
+                {
+                    var id = await authorizations.GetIdAsync(existing);
+                    var grant = await db.OAuthGrants.AsNoTracking().FirstOrDefaultAsync(g => g.Id == id && g.RevokedAt == null);
+                    if (grant is not null && workspaces.Any(w => w.Id == grant.WorkspaceId))
+                    {
+                        return SignIn(Identity(user, grant.WorkspaceId, requested, id!));
+                    }
+                }
+            }
+            if (request.HasPromptValue(PromptValues.None))
+            {
+                return Forbid(Errors.ConsentRequired, "The user has not granted these scopes to this app.");
+            }
+            return Pages.Consent(context, "/connect/authorize", appName, user.Email, requested,
+                workspaces.Select(w => (w.Id, w.Name)).ToList(),
+                parameters.SelectMany(p => p.Value.Select(v => new KeyValuePair<string, string>(p.Key, v ?? ""))));
+        }
+
+        if (!await antiforgery.IsRequestValidAsync(context))
+        {
+            return Pages.Message("Authorize " + appName, "The form expired. Go back to the app and try again.", StatusCodes.Status400BadRequest);
+        }
+        if (decision != "accept")
+        {
+            return Forbid(Errors.AccessDenied, "The user denied the request.");
+        }
+        var (workspaceId, granted, error) = ReadDecision(context.Request.Form, requested, workspaces);
+        if (error is not null)
+        {
+            return Pages.Message("Authorize " + appName, error, StatusCodes.Status400BadRequest);
+        }
+        var grantId = await CreateGrantAsync(authorizations, grants, user, applicationId, request.ClientId!, workspaceId!, granted);
+        return SignIn(Identity(user, workspaceId!, granted, grantId));
+    }
+
+    /// <summary>What the user chose: the workspace (one of theirs) and the scopes (a subset of those requested).</summary>
+    private static (string? WorkspaceId, ImmutableArray<string> Granted, string? Error) ReadDecision(
+        IFormCollection form, ImmutableArray<string> requested, List<WorkspaceEntity> workspaces)
+    {
+        var workspaceId = form["workspace"].ToString();
+        if (workspaces.All(w => w.Id != workspaceId))
+        {
+            return (null, [], "Choose one of your workspaces.");
+        }
+        var chosen = form["granted_scope"].Where(s => s is not null).ToHashSet(StringComparer.Ordinal);
+        var granted = requested.Where(chosen.Contains).ToImmutableArray();
+        return (workspaceId, granted, null);
+    }
+
+    private static async Task<string> CreateGrantAsync(
+        IOpenIddictAuthorizationManager authorizations, GrantService grants, UserEntity user, string applicationId,
+        string clientId, string workspaceId, ImmutableArray<string> granted)
+    {
+        var identity = Identity(user, workspaceId, granted, null);
+        var authorization = await authorizations.CreateAsync(new ClaimsPrincipal(identity), user.Id, applicationId, AuthorizationTypes.Permanent, granted);
+        var id = (await authorizations.GetIdAsync(authorization))!;
+        await grants.RecordAsync(id, workspaceId, user.Id, clientId, granted);
+        return id;
+    }
+
+    private static ClaimsIdentity Identity(UserEntity user, string workspaceId, ImmutableArray<string> scopes, string? authorizationId)
+    {
+        var identity = new ClaimsIdentity(TokenValidationParameters.DefaultAuthenticationType, Claims.Name, Claims.Role);
+        identity.SetClaim(Claims.Subject, user.Id)
+            .SetClaim(Claims.Email, user.Email)
+            .SetClaim(Claims.Name, user.DisplayName)
+            .SetClaim(AccessTokenValidator.WorkspaceClaim, workspaceId);
+        identity.SetScopes(scopes);
+        identity.SetAudiences(AccessTokenValidator.Audience);
+        if (authorizationId is not null)
+        {
+            identity.SetAuthorizationId(authorizationId);
+        }
+        identity.SetDestinations(Destinations);
+        return identity;
+    }
+
+    private static IEnumerable<string> Destinations(Claim claim) => claim.Type switch
+    {
+        Claims.Name when claim.Subject!.HasScope(OpenIddictConstants.Scopes.Profile) => [OpenIddictConstants.Destinations.AccessToken, OpenIddictConstants.Destinations.IdentityToken],
+        Claims.Email when claim.Subject!.HasScope(OpenIddictConstants.Scopes.Email) => [OpenIddictConstants.Destinations.AccessToken, OpenIddictConstants.Destinations.IdentityToken],
+        Claims.Name or Claims.Email => [],
+        Claims.Subject => [OpenIddictConstants.Destinations.AccessToken, OpenIddictConstants.Destinations.IdentityToken],
+        _ => [OpenIddictConstants.Destinations.AccessToken],
+    };
+
+    private static IResult SignIn(ClaimsIdentity identity, AuthenticationProperties? properties = null) =>
+        Results.SignIn(new ClaimsPrincipal(identity), properties, OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
+
+    private static IResult Forbid(string error, string description, string? redirectUri = null) =>
+        Results.Forbid(new AuthenticationProperties(new Dictionary<string, string?>
+        {
+            [OpenIddictServerAspNetCoreConstants.Properties.Error] = error,
+            [OpenIddictServerAspNetCoreConstants.Properties.ErrorDescription] = description,
+        }) { RedirectUri = redirectUri }, [OpenIddictServerAspNetCoreDefaults.AuthenticationScheme]);
+
+    // ---- token endpoint ----
+
+    private static async Task<IResult> ExchangeAsync(HttpContext context, UserService users, LatticeDbContext db)
+    {
+        var request = context.GetOpenIddictServerRequest() ?? throw new InvalidOperationException("Not an OpenID Connect request.");
+        if (!request.IsAuthorizationCodeGrantType() && !request.IsRefreshTokenGrantType() && !request.IsDeviceCodeGrantType())
+        {
+            return Forbid(Errors.UnsupportedGrantType, "This grant type is not supported.");
+        }
+        var result = await context.AuthenticateAsync(OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
+        var principal = result.Principal;
+        var userId = principal?.GetClaim(Claims.Subject);
+        var workspaceId = principal?.GetClaim(AccessTokenValidator.WorkspaceClaim);
+        var grantId = principal?.GetAuthorizationId();
+        if (principal is null || userId is null || workspaceId is null || grantId is null)
+        {
+            return Forbid(Errors.InvalidGrant, "The grant is not valid.");
+        }
+        var user = await users.FindAsync(userId);
+        if (user is null || !await users.IsMemberAsync(workspaceId, userId))
+        {
+            return Forbid(Errors.InvalidGrant, "The user is no longer a member of the workspace this grant was made in.");
+        }
+        if (!await db.OAuthGrants.AnyAsync(g => g.Id == grantId && g.RevokedAt == null))
+        {
+            return Forbid(Errors.InvalidGrant, "The grant has been revoked.");
+        }
+        var identity = Identity(user, workspaceId, principal.GetScopes(), grantId);
+        return SignIn(identity);
+    }
+
+    // ---- device authorization: the page where a person enters the code ----
+
+    private static async Task<IResult> VerifyAsync(
+        HttpContext context, UserService users, IOpenIddictApplicationManager applications,
+        IOpenIddictAuthorizationManager authorizations, GrantService grants, IAntiforgery antiforgery)
+    {
+        var isPost = HttpMethods.IsPost(context.Request.Method);
+        var parameters = isPost
+            ? (await context.Request.ReadFormAsync()).Where(p => p.Key == "user_code").ToList()
+            : context.Request.Query.Where(p => p.Key == "user_code").ToList();
+        var (user, challenge) = await RequireUserAsync(context, users, CurrentUrl(context, parameters));
+        if (user is null)
+        {
+            return challenge!;
+        }
+
+        var result = await context.AuthenticateAsync(OpenIddictServerAspNetCoreDefaults.AuthenticationScheme);
+        var userCode = result.Properties?.GetTokenValue(OpenIddictServerAspNetCoreConstants.Tokens.UserCode);
+        var clientId = result.Succeeded ? result.Principal!.GetClaim(Claims.ClientId) : null;
+        if (clientId is null)
+        {
+            return Pages.EnterUserCode(context, string.IsNullOrEmpty(userCode) && parameters.Count == 0 ? null : "That code is not valid or has expired. Check it and try again.");
+        }
+        var application = await applications.FindByClientIdAsync(clientId) ?? throw new InvalidOperationException("Unknown client.");
+        var appName = await applications.GetDisplayNameAsync(application) ?? clientId;
+        var requested = result.Principal!.GetScopes();
+        var workspaces = await users.WorkspacesOfAsync(user.Id);
+        if (workspaces.Count == 0)
+        {
+            return Pages.Message("No workspace", "Your account belongs to no workspace, so there is nothing to grant.", StatusCodes.Status403Forbidden);
+        }
+
+        var decision = isPost ? context.Request.Form["decision"].ToString() : "";
+        if (decision.Length == 0)
+        {
+            return Pages.Consent(context, "/connect/verify", appName, user.Email, requested,
+                workspaces.Select(w => (w.Id, w.Name)).ToList(), [new("user_code", userCode ?? "")]);
+        }
+        if (!await antiforgery.IsRequestValidAsync(context))
+        {
+            return Pages.Message("Connect a device", "The form expired. Enter the code again.", StatusCodes.Status400BadRequest);
+        }
+        if (decision != "accept")
+        {
+            return Forbid(Errors.AccessDenied, "The user denied the request.", "/connect/verify/done?result=denied");
+        }
+        var (workspaceId, granted, error) = ReadDecision(context.Request.Form, requested, workspaces);
+        if (error is not null)
+        {
+            return Pages.Message("Connect a device", error, StatusCodes.Status400BadRequest);
+        }
+        var applicationId = (await applications.GetIdAsync(application))!;
+        var grantId = await CreateGrantAsync(authorizations, grants, user, applicationId, clientId, workspaceId!, granted);
+        return SignIn(Identity(user, workspaceId!, granted, grantId), new AuthenticationProperties { RedirectUri = "/connect/verify/done?result=allowed" });
+    }
+
+    public static IEndpointRouteBuilder MapDeviceDone(this IEndpointRouteBuilder routes)
+    {
+        routes.MapGet("/connect/verify/done", (string? result) => result == "allowed"
+            ? Pages.Message("Device connected", "You can close this window and go back to your device.")
+            : Pages.Message("Request denied", "The device was not given access."));
+        return routes;
+    }
+}

@@ -1,0 +1,136 @@
+using Lattice.Gateway.Hosting;
+using Lattice.Gateway.Persistence;
+using Microsoft.AspNetCore.Authentication.Cookies;
+using Microsoft.Extensions.Options;
+using OpenIddict.Abstractions;
+using OpenIddict.Server;
+using static OpenIddict.Abstractions.OpenIddictConstants;
+using static OpenIddict.Server.OpenIddictServerEvents;
+
+namespace Lattice.Gateway.Identity;
+
+/// <summary>Registers users, the OAuth 2.1 authorization server (OpenIddict), sessions and access-token checking.</summary>
+public static class IdentityServices
+{
+    /// <summary>The public client the <c>lattice</c> CLI signs in with (device authorization grant).</summary>
+    public const string CliClientId = "lattice-cli";
+
+    public static readonly string[] GrantableScopes =
+    [
+        Auth.Scopes.Inference, Auth.Scopes.WorkspaceOnly, Auth.Scopes.Marketplace, Auth.Scopes.CatalogRead,
+        Auth.Scopes.PersonalRuntimeManage, Auth.Scopes.UsageRead, Auth.Scopes.Streaming,
+    ];
+
+    public static readonly string[] StandardScopes = [OpenIddictConstants.Scopes.OpenId, OpenIddictConstants.Scopes.Profile, OpenIddictConstants.Scopes.Email, OpenIddictConstants.Scopes.OfflineAccess];
+
+    public static IServiceCollection AddIdentityServer(this IServiceCollection services)
+    {
+        services.AddSingleton(sp => new SigningKeys(sp.GetRequiredService<IOptions<GatewayOptions>>().Value.DataDirectory));
+        services.AddSingleton<RevocationSet>();
+        services.AddSingleton<AccessTokenValidator>();
+        services.AddHostedService<RevocationPoller>();
+        services.AddScoped<GrantService>();
+        services.AddScoped<UserService>();
+        services.AddScoped<OAuthAppService>();
+        services.AddAntiforgery(o =>
+        {
+            o.Cookie.Name = "lattice_af";
+            o.FormFieldName = "__af";
+        });
+
+        services.AddAuthentication()
+            .AddCookie(IdentityEndpoints.CookieScheme, o =>
+            {
+                o.Cookie.Name = "lattice_session";
+                o.Cookie.HttpOnly = true;
+                o.Cookie.SameSite = SameSiteMode.Lax;
+                o.LoginPath = IdentityEndpoints.LoginPath;
+                o.ExpireTimeSpan = TimeSpan.FromHours(12);
+                o.SlidingExpiration = true;
+            });
+
+        services.AddOpenIddict()
+            .AddCore(o => o.UseEntityFrameworkCore().UseDbContext<LatticeDbContext>())
+            .AddServer(o =>
+            {
+                o.SetAuthorizationEndpointUris("connect/authorize")
+                    .SetTokenEndpointUris("connect/token")
+                    .SetDeviceAuthorizationEndpointUris("connect/device")
+                    .SetEndUserVerificationEndpointUris("connect/verify")
+                    .SetRevocationEndpointUris("connect/revoke")
+                    .SetIntrospectionEndpointUris("connect/introspect")
+                    .SetJsonWebKeySetEndpointUris(".well-known/jwks")
+                    .SetConfigurationEndpointUris(".well-known/openid-configuration");
+
+                o.AllowAuthorizationCodeFlow().RequireProofKeyForCodeExchange()
+                    .AllowRefreshTokenFlow()
+                    .AllowDeviceAuthorizationFlow();
+
+                o.RegisterScopes([.. StandardScopes, .. GrantableScopes]);
+                o.RegisterAudiences(AccessTokenValidator.Audience);
+
+                // Access tokens are plain signed JWTs (eyJ…) that the gateway checks without the database.
+                o.DisableAccessTokenEncryption();
+                // A refresh token works once; presenting a spent one revokes the whole chain.
+                o.SetRefreshTokenReuseLeeway(TimeSpan.Zero);
+                o.SetUserCodeLifetime(TimeSpan.FromMinutes(10));
+
+                o.Configure(options =>
+                {
+                    // Only S256 code challenges.
+                    options.CodeChallengeMethods.Remove(CodeChallengeMethods.Plain);
+                });
+
+                o.AddEventHandler<HandleRevocationRequestContext>(h => h.UseScopedHandler<LogRevocation>()
+                    .SetOrder(OpenIddictServerHandlers.Revocation.RevokeToken.Descriptor.Order + 500)
+                    .SetType(OpenIddictServerHandlerType.Custom));
+
+                o.UseAspNetCore()
+                    .EnableAuthorizationEndpointPassthrough()
+                    .EnableTokenEndpointPassthrough()
+                    .EnableEndUserVerificationEndpointPassthrough()
+                    // The gateway listens on plain HTTP on loopback; TLS terminates in front of it in production.
+                    .DisableTransportSecurityRequirement();
+            });
+
+        services.AddOptions<OpenIddictServerOptions>().Configure<IOptions<GatewayOptions>, SigningKeys>((options, gateway, keys) =>
+        {
+            options.AccessTokenLifetime = gateway.Value.AccessTokenLifetime;
+            options.SigningCredentials.Add(new Microsoft.IdentityModel.Tokens.SigningCredentials(keys.Signing, Microsoft.IdentityModel.Tokens.SecurityAlgorithms.RsaSha256));
+            options.EncryptionCredentials.Add(new Microsoft.IdentityModel.Tokens.EncryptingCredentials(keys.Encryption,
+                Microsoft.IdentityModel.Tokens.SecurityAlgorithms.RsaOAEP, Microsoft.IdentityModel.Tokens.SecurityAlgorithms.Aes256CbcHmacSha512));
+        });
+        return services;
+    }
+
+    /// <summary>
+    /// After OpenIddict revoked a token at <c>/connect/revoke</c> (RFC 7009): a revoked refresh token takes its whole
+    /// grant with it; a revoked access token stops working at once on every node.
+    /// </summary>
+    private sealed class LogRevocation(GrantService grants) : IOpenIddictServerHandler<HandleRevocationRequestContext>
+    {
+        public async ValueTask HandleAsync(HandleRevocationRequestContext context)
+        {
+            if (context.IsRejected || context.GenericTokenPrincipal is null)
+            {
+                return;
+            }
+            if (context.GenericTokenPrincipal.HasTokenType(TokenTypeHints.RefreshToken) && context.GenericTokenPrincipal.GetAuthorizationId() is { } grantId)
+            {
+                var grant = await grants.FindAsync(grantId);
+                if (grant is not null)
+                {
+                    await grants.RevokeAsync(grant);
+                }
+                else
+                {
+                    await grants.LogAsync(RevocationSet.GrantKind, grantId);
+                }
+            }
+            else if (context.GenericTokenPrincipal.GetTokenId() is { } tokenId)
+            {
+                await grants.LogAsync(RevocationSet.TokenKind, tokenId);
+            }
+        }
+    }
+}

@@ -1,0 +1,51 @@
+using System.Security.Cryptography;
+using Microsoft.IdentityModel.Tokens;
+
+namespace Lattice.Gateway.Identity;
+
+/// <summary>
+/// The authorization server's RSA keys: one signs access tokens (published in the JWKS), one encrypts the tokens only
+/// the server reads (authorization codes, refresh tokens, device codes). Created on first start and kept in
+/// <c>&lt;DataDirectory&gt;/oauth/</c> (mode 0600), so tokens survive restarts.
+/// </summary>
+public sealed class SigningKeys
+{
+    public SigningKeys(string dataDirectory)
+    {
+        var dir = Path.Combine(dataDirectory, "oauth");
+        Directory.CreateDirectory(dir);
+        Signing = LoadOrCreate(Path.Combine(dir, "signing-key.pem"));
+        Encryption = LoadOrCreate(Path.Combine(dir, "encryption-key.pem"));
+    }
+
+    public RsaSecurityKey Signing { get; }
+    public RsaSecurityKey Encryption { get; }
+
+    private static RsaSecurityKey LoadOrCreate(string path)
+    {
+        var rsa = RSA.Create();
+        if (File.Exists(path))
+        {
+            rsa.ImportFromPem(File.ReadAllText(path));
+        }
+        else
+        {
+            rsa.KeySize = 2048;
+            var pem = rsa.ExportRSAPrivateKeyPem();
+            var temp = path + ".tmp";
+            var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
+            if (!OperatingSystem.IsWindows())
+            {
+                options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            }
+            using (var stream = new FileStream(temp, options))
+            using (var writer = new StreamWriter(stream))
+            {
+                writer.Write(pem);
+            }
+            File.Move(temp, path, overwrite: false);
+        }
+        var modulus = rsa.ExportParameters(false).Modulus!;
+        return new RsaSecurityKey(rsa) { KeyId = Base64UrlEncoder.Encode(SHA256.HashData(modulus)[..12]) };
+    }
+}

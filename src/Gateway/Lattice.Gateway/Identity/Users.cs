@@ -1,0 +1,91 @@
+using Lattice.Gateway.Auth;
+using Lattice.Gateway.Persistence;
+using Microsoft.AspNetCore.Identity;
+using Microsoft.EntityFrameworkCore;
+
+namespace Lattice.Gateway.Identity;
+
+/// <summary>Users, passwords and workspace membership.</summary>
+public sealed class UserService(LatticeDbContext db, GrantService grants, TimeProvider time)
+{
+    private static readonly PasswordHasher<UserEntity> Hasher = new();
+
+    /// <summary>A hash made once, so a sign-in for an unknown e-mail costs as much as one for a known one.</summary>
+    private static readonly string DummyHash = Hasher.HashPassword(new UserEntity { Id = "", Email = "", DisplayName = "", PasswordHash = "" }, "not a password");
+
+    public static string NormalizeEmail(string email) => email.Trim().ToLowerInvariant();
+
+    public async Task<UserEntity> CreateAsync(string email, string displayName, string password, CancellationToken cancellationToken = default)
+    {
+        var user = new UserEntity
+        {
+            Id = ApiKeySecrets.NewId("usr_"),
+            Email = NormalizeEmail(email),
+            DisplayName = displayName,
+            PasswordHash = "",
+            CreatedAt = time.GetUtcNow(),
+        };
+        user.PasswordHash = Hasher.HashPassword(user, password);
+        db.Users.Add(user);
+        await db.SaveChangesAsync(cancellationToken);
+        return user;
+    }
+
+    /// <summary>The user when the password matches; null otherwise. Takes the same time whether or not the e-mail exists.</summary>
+    public async Task<UserEntity?> VerifyAsync(string email, string password, CancellationToken cancellationToken = default)
+    {
+        var normalized = NormalizeEmail(email);
+        var user = await db.Users.FirstOrDefaultAsync(u => u.Email == normalized, cancellationToken);
+        if (user is null)
+        {
+            Hasher.VerifyHashedPassword(new UserEntity { Id = "", Email = "", DisplayName = "", PasswordHash = "" }, DummyHash, password);
+            return null;
+        }
+        var result = Hasher.VerifyHashedPassword(user, user.PasswordHash, password);
+        if (result == PasswordVerificationResult.SuccessRehashNeeded)
+        {
+            user.PasswordHash = Hasher.HashPassword(user, password);
+            await db.SaveChangesAsync(cancellationToken);
+        }
+        return result == PasswordVerificationResult.Failed ? null : user;
+    }
+
+    public Task<UserEntity?> FindAsync(string userId, CancellationToken cancellationToken = default) =>
+        db.Users.FirstOrDefaultAsync(u => u.Id == userId, cancellationToken);
+
+    /// <summary>The workspaces the user belongs to, oldest membership first.</summary>
+    public async Task<List<WorkspaceEntity>> WorkspacesOfAsync(string userId, CancellationToken cancellationToken = default)
+    {
+        var rows = await (from m in db.WorkspaceMembers
+                          join w in db.Workspaces on m.WorkspaceId equals w.Id
+                          where m.UserId == userId
+                          select new { w, m.CreatedAt }).ToListAsync(cancellationToken);
+        return rows.OrderBy(r => r.CreatedAt).Select(r => r.w).ToList();
+    }
+
+    public Task<bool> IsMemberAsync(string workspaceId, string userId, CancellationToken cancellationToken = default) =>
+        db.WorkspaceMembers.AnyAsync(m => m.WorkspaceId == workspaceId && m.UserId == userId, cancellationToken);
+
+    public async Task AddMemberAsync(string workspaceId, string userId, string role, CancellationToken cancellationToken = default)
+    {
+        if (!await IsMemberAsync(workspaceId, userId, cancellationToken))
+        {
+            db.WorkspaceMembers.Add(new WorkspaceMemberEntity { WorkspaceId = workspaceId, UserId = userId, Role = role, CreatedAt = time.GetUtcNow() });
+            await db.SaveChangesAsync(cancellationToken);
+        }
+    }
+
+    /// <summary>Removes the membership and revokes every grant the user made in that workspace, effective at once.</summary>
+    public async Task<bool> RemoveMemberAsync(string workspaceId, string userId, CancellationToken cancellationToken = default)
+    {
+        var member = await db.WorkspaceMembers.FirstOrDefaultAsync(m => m.WorkspaceId == workspaceId && m.UserId == userId, cancellationToken);
+        if (member is null)
+        {
+            return false;
+        }
+        db.WorkspaceMembers.Remove(member);
+        await db.SaveChangesAsync(cancellationToken);
+        await grants.RevokeWhereAsync(g => g.WorkspaceId == workspaceId && g.UserId == userId, cancellationToken);
+        return true;
+    }
+}

@@ -1,0 +1,224 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using Lattice.Gateway.Hosting;
+using Lattice.StandIn.OpenAi;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace Lattice.Gateway.Tests.Identity;
+
+/// <summary>
+/// The gateway on a real loopback port with a stand-in upstream, two workspaces (A and B) each with a user, a
+/// developer key and a registered OAuth app, for driving the whole OAuth flow with a real HTTP client.
+/// </summary>
+public sealed partial class OAuthGateway : IAsyncLifetime
+{
+    public const string AdminKey = "sk_admin_oauth_tests_0123456789abcdef";
+    public const string UpstreamKey = "upstream-secret-key";
+    public const string Password = "correct horse battery staple";
+    public const string RedirectUri = "http://127.0.0.1:9/callback";
+
+    public static readonly string[] AllLatticeScopes =
+    [
+        "lattice:compute:inference", "lattice:compute:catalog:read", "lattice:compute:personal_runtime:manage",
+        "lattice:compute:usage:read", "lattice:compute:streaming", "lattice:compute:workspace_only", "lattice:compute:marketplace",
+    ];
+
+    private readonly string _dataDir = Path.Combine(Path.GetTempPath(), "lattice-oauth-" + Guid.NewGuid().ToString("N"));
+    private readonly Dictionary<string, string?> _settings;
+    private WebApplication? _standIn;
+    private WebApplication? _app;
+
+    public OAuthGateway() => _settings = [];
+
+    /// <summary>A gateway with extra configuration, for tests that need their own instance.</summary>
+    public static OAuthGateway With(Dictionary<string, string?> settings)
+    {
+        var gateway = new OAuthGateway();
+        foreach (var (k, v) in settings)
+        {
+            gateway._settings[k] = v;
+        }
+        return gateway;
+    }
+
+    public string Origin { get; private set; } = "";
+    public string StandInUrl { get; private set; } = "";
+    public HttpClient Admin { get; private set; } = null!;
+    public Tenant A { get; private set; } = null!;
+    public Tenant B { get; private set; } = null!;
+    public IServiceProvider Services => _app!.Services;
+
+    public sealed record Tenant(string WorkspaceId, string Key, string UserId, string Email, string ClientId, string ClientSecret, string PublicClientId);
+
+    public async Task InitializeAsync()
+    {
+        _standIn = StandInServer.Build(["--api-key", UpstreamKey, "--urls", "http://127.0.0.1:0"]);
+        await _standIn.StartAsync();
+        StandInUrl = _standIn.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First().TrimEnd('/');
+
+        var builder = GatewayApp.CreateBuilder([]);
+        var settings = new Dictionary<string, string?>
+        {
+            ["Lattice:DataDirectory"] = _dataDir,
+            ["Lattice:AdminKey"] = AdminKey,
+            ["Lattice:Credentials:standin"] = UpstreamKey,
+        };
+        foreach (var (k, v) in _settings)
+        {
+            settings[k] = v;
+        }
+        builder.Configuration.AddInMemoryCollection(settings);
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        _app = GatewayApp.Build(builder);
+        await _app.StartAsync();
+        Origin = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First().TrimEnd('/');
+        Admin = Client(AdminKey);
+
+        await PostAsync(Admin, "admin/v1/models", new JsonObject
+        {
+            ["id"] = "lovelace:chat",
+            ["offers"] = new JsonArray(new JsonObject { ["base_url"] = StandInUrl + "/v1", ["upstream_model"] = "standin-chat", ["credential"] = "standin" }),
+        });
+        await PostAsync(Admin, "admin/v1/models", new JsonObject
+        {
+            ["id"] = "lovelace:market-only",
+            ["offers"] = new JsonArray(new JsonObject { ["base_url"] = StandInUrl + "/v1", ["upstream_model"] = "standin-chat", ["credential"] = "standin", ["capacity"] = "marketplace" }),
+        });
+        A = await NewTenantAsync("a");
+        B = await NewTenantAsync("b");
+    }
+
+    public async Task<Tenant> NewTenantAsync(string name)
+    {
+        var ws = (await PostAsync(Admin, "admin/v1/workspaces", new JsonObject { ["name"] = name }))["id"]!.GetValue<string>();
+        var key = (await PostAsync(Admin, $"admin/v1/workspaces/{ws}/keys", new JsonObject
+        {
+            ["name"] = name,
+            ["scopes"] = new JsonArray("lattice:compute:inference", "lattice:compute:catalog:read", "lattice:compute:personal_runtime:manage", "lattice:compute:streaming", "lattice:workspace:admin"),
+        }))["key"]!.GetValue<string>();
+        var email = $"{name}-{Guid.NewGuid():N}@example.test";
+        var user = (await PostAsync(Admin, "admin/v1/users", new JsonObject { ["email"] = email, ["name"] = name.ToUpperInvariant(), ["password"] = Password }))["id"]!.GetValue<string>();
+        await PostAsync(Admin, $"admin/v1/workspaces/{ws}/members", new JsonObject { ["user_id"] = user });
+        var workspaceAdmin = Client(key);
+        var app = await PostAsync(workspaceAdmin, $"admin/v1/workspaces/{ws}/apps", new JsonObject
+        {
+            ["name"] = $"App of {name}",
+            ["redirect_uris"] = new JsonArray(RedirectUri),
+            ["scopes"] = new JsonArray([.. AllLatticeScopes.Select(s => (JsonNode)s), "offline_access", "openid"]),
+            ["confidential"] = true,
+        });
+        var publicApp = await PostAsync(workspaceAdmin, $"admin/v1/workspaces/{ws}/apps", new JsonObject
+        {
+            ["name"] = $"Public app of {name}",
+            ["redirect_uris"] = new JsonArray(RedirectUri),
+            ["scopes"] = new JsonArray([.. AllLatticeScopes.Select(s => (JsonNode)s), "offline_access"]),
+            ["device_flow"] = true,
+        });
+        return new Tenant(ws, key, user, email, app["client_id"]!.GetValue<string>(), app["client_secret"]!.GetValue<string>(), publicApp["client_id"]!.GetValue<string>());
+    }
+
+    public HttpClient Client(string? credential)
+    {
+        var http = new HttpClient { BaseAddress = new Uri(Origin + "/"), Timeout = TimeSpan.FromSeconds(30) };
+        if (credential is not null)
+        {
+            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", credential);
+        }
+        return http;
+    }
+
+    /// <summary>A browser-like client: cookies kept, redirects not followed (so each hop can be checked).</summary>
+    public Browser NewBrowser() => new(this);
+
+    public static async Task<JsonObject> PostAsync(HttpClient http, string path, JsonNode body)
+    {
+        using var response = await http.PostAsJsonAsync(path, body);
+        var text = await response.Content.ReadAsStringAsync();
+        if (!response.IsSuccessStatusCode)
+        {
+            throw new InvalidOperationException($"POST {path} → {(int)response.StatusCode}: {text}");
+        }
+        return JsonNode.Parse(text)!.AsObject();
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_app is not null)
+        {
+            await _app.StopAsync();
+            await _app.DisposeAsync();
+        }
+        if (_standIn is not null)
+        {
+            await _standIn.StopAsync();
+            await _standIn.DisposeAsync();
+        }
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        try
+        {
+            Directory.Delete(_dataDir, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    /// <summary>PKCE verifier and S256 challenge.</summary>
+    public static (string Verifier, string Challenge) Pkce()
+    {
+        var verifier = Base64UrlTextEncoder.Encode(RandomNumberGenerator.GetBytes(32));
+        var challenge = Base64UrlTextEncoder.Encode(SHA256.HashData(Encoding.ASCII.GetBytes(verifier)));
+        return (verifier, challenge);
+    }
+
+    /// <summary>Cookies and no automatic redirects: a person's browser, one hop at a time.</summary>
+    public sealed partial class Browser : IDisposable
+    {
+        private readonly HttpClient _http;
+
+        public Browser(OAuthGateway gateway)
+        {
+            _http = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false, CookieContainer = new CookieContainer(), UseCookies = true })
+            {
+                BaseAddress = new Uri(gateway.Origin + "/"),
+            };
+        }
+
+        public Task<HttpResponseMessage> GetAsync(string url) => _http.GetAsync(url);
+
+        public Task<HttpResponseMessage> PostFormAsync(string url, IEnumerable<KeyValuePair<string, string>> form) =>
+            _http.PostAsync(url, new FormUrlEncodedContent(form));
+
+        /// <summary>Signs in through the sign-in page; returns where the gateway redirected afterwards.</summary>
+        public async Task<HttpResponseMessage> SignInAsync(string email, string password, string returnUrl = "/account/login")
+        {
+            var page = await (await _http.GetAsync("account/login?returnUrl=" + Uri.EscapeDataString(returnUrl))).Content.ReadAsStringAsync();
+            var form = HiddenFields(page);
+            form.Add(new("email", email));
+            form.Add(new("password", password));
+            return await PostFormAsync("account/login", form);
+        }
+
+        /// <summary>The hidden inputs of the (first) form on a page, antiforgery token included.</summary>
+        public static List<KeyValuePair<string, string>> HiddenFields(string html) =>
+            HiddenInput().Matches(html).Select(m => new KeyValuePair<string, string>(WebUtility.HtmlDecode(m.Groups[1].Value), WebUtility.HtmlDecode(m.Groups[2].Value))).ToList();
+
+        [GeneratedRegex("<input type=\"hidden\" name=\"([^\"]*)\" value=\"([^\"]*)\">")]
+        private static partial Regex HiddenInput();
+
+        public void Dispose() => _http.Dispose();
+    }
+}
