@@ -18,8 +18,10 @@ public static class CodeFlow
         return await ExchangeAsync(gateway, clientId, clientSecret, code, verifier);
     }
 
-    public static string AuthorizeUrl(string clientId, string[] scopes, string challenge, string state = "xyz") =>
-        "connect/authorize" + QueryString(new()
+    /// <summary>An authorization request; <paramref name="prompt"/> <c>consent</c> asks again even when a grant exists.</summary>
+    public static string AuthorizeUrl(string clientId, string[] scopes, string challenge, string state = "xyz", string? prompt = "consent")
+    {
+        var query = new Dictionary<string, string>
         {
             ["response_type"] = "code",
             ["client_id"] = clientId,
@@ -28,7 +30,13 @@ public static class CodeFlow
             ["state"] = state,
             ["code_challenge"] = challenge,
             ["code_challenge_method"] = "S256",
-        });
+        };
+        if (prompt is not null)
+        {
+            query["prompt"] = prompt;
+        }
+        return "connect/authorize" + QueryString(query);
+    }
 
     public static string QueryString(Dictionary<string, string> values) =>
         Microsoft.AspNetCore.Http.QueryString.Create(values!).ToString();

@@ -97,6 +97,11 @@ public sealed partial class OAuthGateway : IAsyncLifetime
             ["id"] = "lovelace:market-only",
             ["offers"] = new JsonArray(new JsonObject { ["base_url"] = StandInUrl + "/v1", ["upstream_model"] = "standin-chat", ["credential"] = "standin", ["capacity"] = "marketplace" }),
         });
+        await PostAsync(Admin, "admin/v1/models", new JsonObject
+        {
+            ["id"] = "lovelace:drip",
+            ["offers"] = new JsonArray(new JsonObject { ["base_url"] = StandInUrl + "/v1", ["upstream_model"] = "standin-drip", ["credential"] = "standin" }),
+        });
         A = await NewTenantAsync("a");
         B = await NewTenantAsync("b");
     }

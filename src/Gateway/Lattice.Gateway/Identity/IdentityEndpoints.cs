@@ -22,6 +22,7 @@ public static class IdentityEndpoints
 {
     public const string CookieScheme = CookieAuthenticationDefaults.AuthenticationScheme;
     public const string LoginPath = "/account/login";
+    private const string GrantClaim = "lattice_grant";
 
     public static IEndpointRouteBuilder MapIdentity(this IEndpointRouteBuilder routes)
     {
@@ -206,6 +207,9 @@ public static class IdentityEndpoints
         if (authorizationId is not null)
         {
             identity.SetAuthorizationId(authorizationId);
+            // Kept in codes and refresh tokens (never in access tokens), so the token endpoint finds the grant even
+            // where OpenIddict tracked the request under an authorization of its own (the device flow).
+            identity.SetClaim(GrantClaim, authorizationId);
         }
         identity.SetDestinations(Destinations);
         return identity;
@@ -215,7 +219,7 @@ public static class IdentityEndpoints
     {
         Claims.Name when claim.Subject!.HasScope(OpenIddictConstants.Scopes.Profile) => [OpenIddictConstants.Destinations.AccessToken, OpenIddictConstants.Destinations.IdentityToken],
         Claims.Email when claim.Subject!.HasScope(OpenIddictConstants.Scopes.Email) => [OpenIddictConstants.Destinations.AccessToken, OpenIddictConstants.Destinations.IdentityToken],
-        Claims.Name or Claims.Email => [],
+        Claims.Name or Claims.Email or GrantClaim => [],
         Claims.Subject => [OpenIddictConstants.Destinations.AccessToken, OpenIddictConstants.Destinations.IdentityToken],
         _ => [OpenIddictConstants.Destinations.AccessToken],
     };
@@ -243,7 +247,7 @@ public static class IdentityEndpoints
         var principal = result.Principal;
         var userId = principal?.GetClaim(Claims.Subject);
         var workspaceId = principal?.GetClaim(AccessTokenValidator.WorkspaceClaim);
-        var grantId = principal?.GetAuthorizationId();
+        var grantId = principal?.GetClaim(GrantClaim) ?? principal?.GetAuthorizationId();
         if (principal is null || userId is null || workspaceId is null || grantId is null)
         {
             return Forbid(Errors.InvalidGrant, "The grant is not valid.");
