@@ -14,6 +14,7 @@ public sealed partial class InputSchema
     private static readonly EvaluationOptions FlagOptions = new() { OutputFormat = OutputFormat.Flag };
     private static readonly EvaluationOptions DetailOptions = new() { OutputFormat = OutputFormat.Hierarchical };
     private readonly JsonSchema _schema;
+    private readonly SchemaPrecheck? _precheck;
     private readonly Dictionary<string, string> _topLevelTypes;
 
     private readonly JsonElement _schemaRoot;
@@ -21,6 +22,7 @@ public sealed partial class InputSchema
     private InputSchema(JsonSchema schema, Dictionary<string, string> topLevelTypes, string text, JsonElement schemaRoot)
     {
         _schemaRoot = schemaRoot;
+        _precheck = SchemaPrecheck.TryCompile(schemaRoot);
         _schema = schema;
         _topLevelTypes = topLevelTypes;
         Text = text;
@@ -63,12 +65,21 @@ public sealed partial class InputSchema
         }
     }
 
+    /// <summary>Whether valid input can be recognised without the library (the schema uses only what <see cref="SchemaPrecheck"/> handles).</summary>
+    internal bool HasPrecheck => _precheck is not null;
+
     /// <summary>The declared <c>type</c> of a top-level property, used to type multipart form fields.</summary>
     public string? TopLevelType(string property) => _topLevelTypes.GetValueOrDefault(property);
 
     /// <summary>Validates <paramref name="instance"/>; returns the most specific violation, or null when valid.</summary>
     public SchemaViolation? Validate(JsonElement instance)
     {
+        // The precheck vouches only for input it is sure the schema accepts; everything else, and every error
+        // message, comes from the library as before.
+        if (_precheck?.Check(instance) == PrecheckVerdict.Valid)
+        {
+            return null;
+        }
         if (_schema.Evaluate(instance, FlagOptions).IsValid)
         {
             return null;
@@ -81,7 +92,7 @@ public sealed partial class InputSchema
         {
             return new SchemaViolation("The request body does not match the schema of this task.", null, Protocol.ErrorCodes.InvalidValue);
         }
-                return Describe(best.Node.InstanceLocation.ToString(), best.Keyword!, best.Message!, instance, SchemaForInstance(best.Node.InstanceLocation.ToString()));
+        return Describe(best.Node.InstanceLocation.ToString(), best.Keyword!, best.Message!, instance, SchemaForInstance(best.Node.InstanceLocation.ToString()));
     }
 
     private record struct Candidate(EvaluationResults? Node, string? Keyword, string? Message, int Depth, int Rank);
