@@ -79,12 +79,8 @@ public sealed partial class OAuthGateway : IAsyncLifetime
         {
             settings[k] = v;
         }
-        builder.Configuration.AddInMemoryCollection(settings);
-        builder.WebHost.UseUrls("http://127.0.0.1:0");
-        builder.Logging.SetMinimumLevel(LogLevel.Warning);
-        _app = GatewayApp.Build(builder);
-        await _app.StartAsync();
-        Origin = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First().TrimEnd('/');
+        _effective = settings;
+        (_app, Origin) = await StartNodeAsync();
         Admin = Client(AdminKey);
 
         await PostAsync(Admin, "admin/v1/models", new JsonObject
@@ -104,6 +100,23 @@ public sealed partial class OAuthGateway : IAsyncLifetime
         });
         A = await NewTenantAsync("a");
         B = await NewTenantAsync("b");
+    }
+
+    private Dictionary<string, string?> _effective = [];
+
+    /// <summary>
+    /// Starts a gateway node on the same database and keys — another node of the same deployment. The caller
+    /// stops and disposes it.
+    /// </summary>
+    public async Task<(WebApplication App, string Origin)> StartNodeAsync()
+    {
+        var builder = GatewayApp.CreateBuilder([]);
+        builder.Configuration.AddInMemoryCollection(_effective);
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        var app = GatewayApp.Build(builder);
+        await app.StartAsync();
+        return (app, app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First().TrimEnd('/'));
     }
 
     public async Task<Tenant> NewTenantAsync(string name)
@@ -135,9 +148,9 @@ public sealed partial class OAuthGateway : IAsyncLifetime
         return new Tenant(ws, key, user, email, app["client_id"]!.GetValue<string>(), app["client_secret"]!.GetValue<string>(), publicApp["client_id"]!.GetValue<string>());
     }
 
-    public HttpClient Client(string? credential)
+    public HttpClient Client(string? credential, string? origin = null)
     {
-        var http = new HttpClient { BaseAddress = new Uri(Origin + "/"), Timeout = TimeSpan.FromSeconds(30) };
+        var http = new HttpClient { BaseAddress = new Uri((origin ?? Origin) + "/"), Timeout = TimeSpan.FromSeconds(30) };
         if (credential is not null)
         {
             http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", credential);
