@@ -15,8 +15,10 @@ public static class AdminEndpoints
 {
     public static IEndpointRouteBuilder MapAdmin(this IEndpointRouteBuilder routes)
     {
-        var admin = routes.MapGroup("/admin/v1").AddEndpointFilter(RequireAdminAsync);
-        var workspace = routes.MapGroup("/admin/v1").AddEndpointFilter(RequireWorkspaceAdminAsync);
+        // Checked by the scope gate before the handlers bind their bodies. Workspace routes also take a workspace's
+        // own admin credential; their handlers then check which workspace with Manages.
+        var admin = routes.MapGroup("/admin/v1").RequireScope(Scopes.Admin);
+        var workspace = routes.MapGroup("/admin/v1").RequireScope(Scopes.WorkspaceAdmin, Scopes.Admin);
 
         admin.MapPost("/workspaces", CreateWorkspaceAsync);
         admin.MapGet("/workspaces", ListWorkspacesAsync);
@@ -39,25 +41,8 @@ public static class AdminEndpoints
         return routes;
     }
 
-    private static async ValueTask<object?> RequireAdminAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
-    {
-        // The error, when there is one, is already written.
-        return await EndpointAuth.RequireAsync(context.HttpContext, Scopes.Admin) is null ? Results.Empty : await next(context);
-    }
-
-    /// <summary>Operators, or a workspace's own admin credential; the handler then checks which workspace with <see cref="Manages"/>.</summary>
-    private static async ValueTask<object?> RequireWorkspaceAdminAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
-    {
-        if (await EndpointAuth.RequireAsync(context.HttpContext, Scopes.WorkspaceAdmin, Scopes.Admin) is not { } caller)
-        {
-            return Results.Empty;
-        }
-        context.HttpContext.Items[typeof(Caller)] = caller;
-        return await next(context);
-    }
-
-    /// <summary>The caller the workspace filter authenticated.</summary>
-    internal static Caller CallerOf(HttpContext context) => (Caller)context.Items[typeof(Caller)]!;
+    /// <summary>The caller the scope gate authenticated.</summary>
+    internal static Caller CallerOf(HttpContext context) => ScopeGate.CallerOf(context);
 
     /// <summary>Operators manage every workspace; anyone else only their own — and another's looks like it does not exist.</summary>
     internal static bool Manages(HttpContext context, string workspaceId)

@@ -65,6 +65,7 @@ public static class GatewayApp
         // Cookies and OpenIddict's protocol endpoints only where a person or an OAuth client talks to the gateway;
         // the API routes authenticate through EndpointAuth and pay nothing for this.
         app.UseWhen(IsIdentityPath, identity => identity.UseAuthentication());
+        app.UseScopeGate();
 
         app.MapGet("/healthz", () => TypedResults.Text("ok"));
         app.UseWebSockets();

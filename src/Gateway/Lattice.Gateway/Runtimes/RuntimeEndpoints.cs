@@ -171,9 +171,16 @@ public static partial class RuntimeEndpoints
         {
             return;
         }
-        if (string.IsNullOrEmpty(body.BootstrapToken) || body.BootstrapToken.Length > 200)
+        // The bootstrap token is this route's credential: without one (or with something far too long to be one)
+        // the answer is 401 like every other route's missing credential, not a validation error.
+        if (string.IsNullOrEmpty(body.BootstrapToken))
         {
-            await OpenAiErrors.WriteAsync(context, GatewayError.InvalidRequest("'bootstrapToken' is required.", "bootstrapToken"));
+            await OpenAiErrors.WriteAsync(context, GatewayError.Unauthenticated("A bootstrap token ('bootstrapToken', lbt_…) is required."));
+            return;
+        }
+        if (body.BootstrapToken.Length > 200)
+        {
+            await OpenAiErrors.WriteAsync(context, GatewayError.Unauthenticated("The bootstrap token is unknown, already used, or expired."));
             return;
         }
         var hash = ApiKeySecrets.Hash(body.BootstrapToken);

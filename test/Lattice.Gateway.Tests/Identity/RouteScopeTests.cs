@@ -1,0 +1,384 @@
+using System.Net;
+using System.Text.Json.Nodes;
+using Lattice.Gateway.Auth;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Lattice.Gateway.Tests.Identity;
+
+/// <summary>
+/// Every route of the real route table, by rule: none is reachable without its credential and scope. A route added
+/// without a rule here fails <see cref="Every_route_in_the_route_table_has_a_rule"/>.
+/// </summary>
+public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFixture<RouteScopeTests.Gateway>
+{
+    /// <summary>How a route is guarded.</summary>
+    public enum Guard
+    {
+        /// <summary>Anonymous on purpose: health, sign-in pages, the OAuth protocol endpoints.</summary>
+        Public,
+
+        /// <summary>The runtime link: its own credential (a bootstrap token, then a runtime credential), never a key or token.</summary>
+        RuntimeCredential,
+
+        /// <summary>A developer key or access token carrying <see cref="Rule.Scope"/> (or <see cref="Rule.Alternative"/>).</summary>
+        Scope,
+    }
+
+    /// <param name="Path">A concrete request path with plausible ids, in the workspace of tenant A.</param>
+    /// <param name="TokenMayHold">Whether an OAuth access token can ever carry the scope (the admin scopes are keys only).</param>
+    public sealed record Rule(string Method, string Pattern, Guard Guard, string Path, string? Scope = null, string? Alternative = null, bool TokenMayHold = true)
+    {
+        public string[] Satisfying => Alternative is null ? [Scope!] : [Scope!, Alternative];
+
+        public override string ToString() => $"{Method} {Pattern}";
+    }
+
+    /// <summary>The gateway with the failed-authentication limit off: this class fails authentication on purpose, a lot.</summary>
+    public sealed class Gateway : IAsyncLifetime
+    {
+        public OAuthGateway Server { get; } = OAuthGateway.With(new() { ["Lattice:FailedAuthPerMinute"] = "0" });
+
+        private readonly Dictionary<string, Task<string>> _tokens = [];
+        private readonly SemaphoreSlim _gate = new(1, 1);
+
+        public Task InitializeAsync() => Server.InitializeAsync();
+
+        public Task DisposeAsync() => Server.DisposeAsync();
+
+        /// <summary>An access token of A's user with exactly <paramref name="scopes"/>, made once per scope set.</summary>
+        public async Task<string> TokenAsync(IEnumerable<string> scopes)
+        {
+            var set = scopes.Order(StringComparer.Ordinal).ToArray();
+            var name = string.Join(' ', set);
+            await _gate.WaitAsync();
+            try
+            {
+                if (!_tokens.TryGetValue(name, out var token))
+                {
+                    _tokens[name] = token = Credentials.TokenAsync(Server, Server.A, set);
+                }
+                return await token;
+            }
+            finally
+            {
+                _gate.Release();
+            }
+        }
+    }
+
+    private OAuthGateway Server => fixture.Server;
+
+    public static IReadOnlyList<Rule> Rules(OAuthGateway g)
+    {
+        var ws = g.A.WorkspaceId;
+        const string Inference = Scopes.Inference;
+        const string Catalog = Scopes.CatalogRead;
+        const string Manage = Scopes.PersonalRuntimeManage;
+        const string Admin = Scopes.Admin;
+        const string WorkspaceAdmin = Scopes.WorkspaceAdmin;
+        var rules = new List<Rule>
+        {
+            new("GET", "/healthz", Guard.Public, "/healthz"),
+            new("GET", "/account/login", Guard.Public, "/account/login"),
+            new("POST", "/account/login", Guard.Public, "/account/login"),
+            new("POST", "/account/logout", Guard.Public, "/account/logout"),
+            new("GET", "/connect/authorize", Guard.Public, "/connect/authorize"),
+            new("POST", "/connect/authorize", Guard.Public, "/connect/authorize"),
+            new("POST", "/connect/token", Guard.Public, "/connect/token"),
+            new("GET", "/connect/verify", Guard.Public, "/connect/verify"),
+            new("POST", "/connect/verify", Guard.Public, "/connect/verify"),
+            new("GET", "/connect/verify/done", Guard.Public, "/connect/verify/done"),
+            // Unknown URLs: the OpenAI 404 envelope, for anyone.
+            new("*", "{*path:nonfile}", Guard.Public, "/no/such/route"),
+
+            new("POST", "/v1/runtimes/pair", Guard.RuntimeCredential, "/v1/runtimes/pair"),
+            new("*", "/v1/runtimes/connect", Guard.RuntimeCredential, "/v1/runtimes/connect"),
+            new("GET", "/v1/runtimes/me", Guard.RuntimeCredential, "/v1/runtimes/me"),
+
+            new("POST", "/v1/personal-runtimes", Guard.Scope, "/v1/personal-runtimes", Manage),
+            new("GET", "/v1/personal-runtimes", Guard.Scope, "/v1/personal-runtimes", Inference, Manage),
+            new("GET", "/v1/personal-runtimes/{latticeId}", Guard.Scope, "/v1/personal-runtimes/lat_00000000000000000000", Inference, Manage),
+            new("POST", "/v1/personal-runtimes/{latticeId}/revoke", Guard.Scope, "/v1/personal-runtimes/lat_00000000000000000000/revoke", Manage),
+
+            new("POST", "/admin/v1/workspaces", Guard.Scope, "/admin/v1/workspaces", Admin, TokenMayHold: false),
+            new("GET", "/admin/v1/workspaces", Guard.Scope, "/admin/v1/workspaces", Admin, TokenMayHold: false),
+            new("POST", "/admin/v1/users", Guard.Scope, "/admin/v1/users", Admin, TokenMayHold: false),
+            new("GET", "/admin/v1/task-classes", Guard.Scope, "/admin/v1/task-classes", Admin, TokenMayHold: false),
+            new("GET", "/admin/v1/task-classes/{name}", Guard.Scope, "/admin/v1/task-classes/chat.completions", Admin, TokenMayHold: false),
+            new("POST", "/admin/v1/task-classes", Guard.Scope, "/admin/v1/task-classes", Admin, TokenMayHold: false),
+            new("DELETE", "/admin/v1/task-classes/{name}", Guard.Scope, "/admin/v1/task-classes/no.such.task", Admin, TokenMayHold: false),
+            new("POST", "/admin/v1/runtimes", Guard.Scope, "/admin/v1/runtimes", Admin, TokenMayHold: false),
+            new("GET", "/admin/v1/models", Guard.Scope, "/admin/v1/models", Admin, TokenMayHold: false),
+            new("POST", "/admin/v1/models", Guard.Scope, "/admin/v1/models", Admin, TokenMayHold: false),
+            new("PUT", "/admin/v1/models/{**id}", Guard.Scope, "/admin/v1/models/lovelace:no-such-model", Admin, TokenMayHold: false),
+            new("DELETE", "/admin/v1/models/{**id}", Guard.Scope, "/admin/v1/models/lovelace:no-such-model", Admin, TokenMayHold: false),
+
+            new("POST", "/admin/v1/workspaces/{workspaceId}/keys", Guard.Scope, $"/admin/v1/workspaces/{ws}/keys", WorkspaceAdmin, Admin, TokenMayHold: false),
+            new("GET", "/admin/v1/workspaces/{workspaceId}/keys", Guard.Scope, $"/admin/v1/workspaces/{ws}/keys", WorkspaceAdmin, Admin, TokenMayHold: false),
+            new("POST", "/admin/v1/keys/{keyId}/revoke", Guard.Scope, "/admin/v1/keys/key_00000000000000000000/revoke", WorkspaceAdmin, Admin, TokenMayHold: false),
+            new("GET", "/admin/v1/workspaces/{workspaceId}/members", Guard.Scope, $"/admin/v1/workspaces/{ws}/members", WorkspaceAdmin, Admin, TokenMayHold: false),
+            new("POST", "/admin/v1/workspaces/{workspaceId}/members", Guard.Scope, $"/admin/v1/workspaces/{ws}/members", WorkspaceAdmin, Admin, TokenMayHold: false),
+            new("DELETE", "/admin/v1/workspaces/{workspaceId}/members/{userId}", Guard.Scope, $"/admin/v1/workspaces/{ws}/members/usr_00000000000000000000", WorkspaceAdmin, Admin, TokenMayHold: false),
+            new("POST", "/admin/v1/workspaces/{workspaceId}/apps", Guard.Scope, $"/admin/v1/workspaces/{ws}/apps", WorkspaceAdmin, Admin, TokenMayHold: false),
+            new("GET", "/admin/v1/workspaces/{workspaceId}/apps", Guard.Scope, $"/admin/v1/workspaces/{ws}/apps", WorkspaceAdmin, Admin, TokenMayHold: false),
+            new("GET", "/admin/v1/apps/{clientId}", Guard.Scope, $"/admin/v1/apps/{g.A.ClientId}", WorkspaceAdmin, Admin, TokenMayHold: false),
+            new("DELETE", "/admin/v1/apps/{clientId}", Guard.Scope, "/admin/v1/apps/app_00000000000000000000", WorkspaceAdmin, Admin, TokenMayHold: false),
+            new("GET", "/admin/v1/workspaces/{workspaceId}/grants", Guard.Scope, $"/admin/v1/workspaces/{ws}/grants", WorkspaceAdmin, Admin, TokenMayHold: false),
+            new("POST", "/admin/v1/grants/{grantId}/revoke", Guard.Scope, "/admin/v1/grants/00000000-0000-0000-0000-000000000000/revoke", WorkspaceAdmin, Admin, TokenMayHold: false),
+        };
+        foreach (var prefix in new[] { "/v1", "/openai/v1" })
+        {
+            rules.Add(new("POST", prefix + "/chat/completions", Guard.Scope, prefix + "/chat/completions", Inference));
+            rules.Add(new("POST", prefix + "/embeddings", Guard.Scope, prefix + "/embeddings", Inference));
+            rules.Add(new("POST", prefix + "/audio/transcriptions", Guard.Scope, prefix + "/audio/transcriptions", Inference));
+            rules.Add(new("POST", prefix + "/tasks/{task}", Guard.Scope, prefix + "/tasks/chat.completions", Inference));
+            rules.Add(new("GET", prefix + "/models", Guard.Scope, prefix + "/models", Catalog, Inference));
+            rules.Add(new("GET", prefix + "/models/{**id}", Guard.Scope, prefix + "/models/lovelace:chat", Catalog, Inference));
+        }
+        return rules;
+    }
+
+    /// <summary>What the app actually routes: one (method, pattern) per method of every endpoint; "*" for any method.</summary>
+    private static List<string> RouteTable(IServiceProvider services) =>
+        services.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>()
+            .SelectMany(e => (e.Metadata.GetMetadata<IHttpMethodMetadata>()?.HttpMethods is { Count: > 0 } methods ? methods : ["*"])
+                .Select(m => $"{m} {e.RoutePattern.RawText}"))
+            .Distinct()
+            .Order(StringComparer.Ordinal)
+            .ToList();
+
+    private IEnumerable<Rule> Scoped => Rules(Server).Where(r => r.Guard == Guard.Scope);
+
+    [Fact]
+    public void Every_route_in_the_route_table_has_a_rule()
+    {
+        var routed = RouteTable(Server.Services);
+        var ruled = Rules(Server).Select(r => r.ToString()).Order(StringComparer.Ordinal).ToList();
+        Assert.True(ruled.Count == ruled.Distinct().Count(), "A route has two rules.");
+        var unruled = routed.Except(ruled).ToList();
+        var stale = ruled.Except(routed).ToList();
+        Assert.True(unruled.Count == 0, "Routes without a rule in RouteScopeTests.Rules (say which credential and scope each needs): " + string.Join(", ", unruled));
+        Assert.True(stale.Count == 0, "Rules for routes that no longer exist: " + string.Join(", ", stale));
+    }
+
+    [Fact]
+    public async Task Without_a_credential_no_protected_route_answers_but_401()
+    {
+        using var anonymous = Server.Client(null);
+        using var bogusKey = Server.Client("sk_not_a_key_0123456789abcdef");
+        using var bogusToken = Server.Client("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl");
+        var failures = new List<string>();
+        foreach (var rule in Rules(Server).Where(r => r.Guard != Guard.Public))
+        {
+            foreach (var (name, client) in new[] { ("none", anonymous), ("unknown key", bogusKey), ("forged token", bogusToken) })
+            {
+                var (status, body) = await SendAsync(client, rule);
+                if (status != HttpStatusCode.Unauthorized || Code(body) != "invalid_api_key")
+                {
+                    failures.Add($"{rule} with {name}: {(int)status} {body}");
+                }
+            }
+        }
+        Assert.True(failures.Count == 0, string.Join('\n', failures));
+    }
+
+    [Fact]
+    public async Task Without_a_credential_a_route_does_not_read_the_body()
+    {
+        // A body that cannot be bound must not get a 400 before the credential is checked: the request is
+        // not the caller's to make, whatever it carries.
+        using var anonymous = Server.Client(null);
+        var failures = new List<string>();
+        foreach (var rule in Scoped.Where(r => r.Method is "POST" or "PUT"))
+        {
+            using var request = new HttpRequestMessage(new HttpMethod(rule.Method), rule.Path.TrimStart('/'))
+            {
+                Content = new StringContent("{\"name\": ", System.Text.Encoding.UTF8, "application/json"),
+            };
+            using var response = await anonymous.SendAsync(request);
+            var body = await response.Content.ReadAsStringAsync();
+            if (response.StatusCode != HttpStatusCode.Unauthorized || Code(body) != "invalid_api_key")
+            {
+                failures.Add($"{rule}: {(int)response.StatusCode} {body}");
+            }
+        }
+        Assert.True(failures.Count == 0, string.Join('\n', failures));
+    }
+
+    [Fact]
+    public async Task Public_routes_need_no_credential()
+    {
+        using var anonymous = Server.Client(null);
+        var failures = new List<string>();
+        foreach (var rule in Rules(Server).Where(r => r.Guard == Guard.Public))
+        {
+            var (status, body) = await SendAsync(anonymous, rule);
+            if (status is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden || Code(body) is "invalid_api_key" or "insufficient_scopes")
+            {
+                failures.Add($"{rule}: {(int)status} {body}");
+            }
+        }
+        Assert.True(failures.Count == 0, string.Join('\n', failures));
+    }
+
+    [Fact]
+    public async Task The_runtime_link_takes_no_developer_key_or_access_token()
+    {
+        var key = await Credentials.KeyAsync(Server, Server.A.WorkspaceId, Scopes.Known);
+        var token = await fixture.TokenAsync(OAuthGateway.AllLatticeScopes);
+        var failures = new List<string>();
+        foreach (var rule in Rules(Server).Where(r => r.Guard == Guard.RuntimeCredential))
+        {
+            foreach (var (name, credential) in new[] { ("key", key), ("token", token) })
+            {
+                using var client = Server.Client(credential);
+                var (status, body) = await SendAsync(client, rule, rule.Method == "POST" ? new JsonObject { ["bootstrapToken"] = credential } : null);
+                if (status != HttpStatusCode.Unauthorized || Code(body) != "invalid_api_key")
+                {
+                    failures.Add($"{rule} with a {name}: {(int)status} {body}");
+                }
+            }
+        }
+        Assert.True(failures.Count == 0, string.Join('\n', failures));
+    }
+
+    [Fact]
+    public async Task A_developer_key_lacking_the_scope_gets_403_naming_it()
+    {
+        var failures = new List<string>();
+        foreach (var group in Scoped.GroupBy(r => string.Join(' ', r.Satisfying)))
+        {
+            // Every other scope there is, so only the one that matters is missing.
+            var key = await Credentials.KeyAsync(Server, Server.A.WorkspaceId, Scopes.Known.Except(group.First().Satisfying));
+            using var client = Server.Client(key);
+            foreach (var rule in group)
+            {
+                await ExpectMissingScopeAsync(client, rule, failures, "key");
+            }
+        }
+        Assert.True(failures.Count == 0, string.Join('\n', failures));
+    }
+
+    [Fact]
+    public async Task A_developer_key_with_the_scope_gets_through()
+    {
+        var failures = new List<string>();
+        foreach (var scope in Scoped.SelectMany(r => r.Satisfying).Distinct())
+        {
+            var key = await Credentials.KeyAsync(Server, Server.A.WorkspaceId, [scope]);
+            using var client = Server.Client(key);
+            foreach (var rule in Scoped.Where(r => r.Satisfying.Contains(scope)))
+            {
+                await ExpectThroughAsync(client, rule, failures, $"key with only {scope}");
+            }
+        }
+        Assert.True(failures.Count == 0, string.Join('\n', failures));
+    }
+
+    [Fact]
+    public async Task An_access_token_lacking_the_scope_gets_403_naming_it()
+    {
+        var failures = new List<string>();
+        foreach (var group in Scoped.Where(r => r.TokenMayHold).GroupBy(r => string.Join(' ', r.Satisfying)))
+        {
+            var token = await fixture.TokenAsync(OAuthGateway.AllLatticeScopes.Except(group.First().Satisfying));
+            using var client = Server.Client(token);
+            foreach (var rule in group)
+            {
+                await ExpectMissingScopeAsync(client, rule, failures, "token");
+            }
+        }
+        // The admin API is for keys: no token, however wide its grant, reaches it.
+        using (var widest = Server.Client(await fixture.TokenAsync(OAuthGateway.AllLatticeScopes)))
+        {
+            foreach (var rule in Scoped.Where(r => !r.TokenMayHold))
+            {
+                await ExpectMissingScopeAsync(widest, rule, failures, "token with every scope");
+            }
+        }
+        Assert.True(failures.Count == 0, string.Join('\n', failures));
+    }
+
+    [Fact]
+    public async Task An_access_token_with_the_scope_gets_through()
+    {
+        var failures = new List<string>();
+        foreach (var scope in Scoped.Where(r => r.TokenMayHold).SelectMany(r => r.Satisfying).Distinct())
+        {
+            using var client = Server.Client(await fixture.TokenAsync([scope]));
+            foreach (var rule in Scoped.Where(r => r.TokenMayHold && r.Satisfying.Contains(scope)))
+            {
+                await ExpectThroughAsync(client, rule, failures, $"token with only {scope}");
+            }
+        }
+        Assert.True(failures.Count == 0, string.Join('\n', failures));
+    }
+
+    [Fact]
+    public async Task Streaming_needs_the_streaming_scope()
+    {
+        var body = new JsonObject
+        {
+            ["model"] = "lovelace:chat",
+            ["stream"] = true,
+            ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "hi" }),
+        };
+        var key = await Credentials.KeyAsync(Server, Server.A.WorkspaceId, Scopes.Known.Except([Scopes.Streaming]));
+        var token = await fixture.TokenAsync(OAuthGateway.AllLatticeScopes.Except([Scopes.Streaming]));
+        foreach (var credential in new[] { key, token })
+        {
+            using var client = Server.Client(credential);
+            var (status, text) = await Credentials.SendAsync(client, "POST", "v1/chat/completions", body);
+            Assert.Equal(HttpStatusCode.Forbidden, status);
+            Assert.Equal("insufficient_scopes", Code(text));
+            Assert.Contains(Scopes.Streaming, Credentials.Error(text)["message"]!.GetValue<string>(), StringComparison.Ordinal);
+        }
+
+        using var allowed = Server.Client(await fixture.TokenAsync([Scopes.Inference, Scopes.Streaming]));
+        var (ok, stream) = await Credentials.SendAsync(allowed, "POST", "v1/chat/completions", body);
+        Assert.True(ok == HttpStatusCode.OK, stream);
+    }
+
+    private static async Task ExpectMissingScopeAsync(HttpClient client, Rule rule, List<string> failures, string credential)
+    {
+        var (status, body) = await SendAsync(client, rule);
+        if (status != HttpStatusCode.Forbidden || Code(body) != "insufficient_scopes")
+        {
+            failures.Add($"{rule} with a {credential} lacking {rule.Scope}: {(int)status} {body}");
+            return;
+        }
+        var message = Credentials.Error(body)["message"]?.GetValue<string>() ?? "";
+        if (!message.Contains(rule.Scope!, StringComparison.Ordinal))
+        {
+            failures.Add($"{rule} with a {credential}: the 403 does not name {rule.Scope}: {message}");
+        }
+    }
+
+    private static async Task ExpectThroughAsync(HttpClient client, Rule rule, List<string> failures, string credential)
+    {
+        var (status, body) = await SendAsync(client, rule);
+        if (status is HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden)
+        {
+            failures.Add($"{rule} with a {credential}: {(int)status} {body}");
+        }
+    }
+
+    private static Task<(HttpStatusCode Status, string Body)> SendAsync(HttpClient client, Rule rule, JsonNode? body = null) =>
+        Credentials.SendAsync(client, rule.Method == "*" ? "GET" : rule.Method, rule.Path.TrimStart('/'), body);
+
+    private static string? Code(string body)
+    {
+        // Pages are HTML and OAuth protocol errors have a string "error": neither is the OpenAI envelope.
+        try
+        {
+            return JsonNode.Parse(body) is JsonObject { } root && root["error"] is JsonObject error && error["code"] is JsonValue code
+                ? code.ToString()
+                : null;
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return null;
+        }
+    }
+}
