@@ -45,6 +45,9 @@ internal sealed class BenchOptions
     /// <summary>The runtime-path scenario instead: gateway → runtime link → fixed engine vs. the same engine served directly.</summary>
     public bool Runtime { get; private set; }
 
+    /// <summary>The authentication scenario: what EndpointAuth costs per request, in process.</summary>
+    public bool Auth { get; private set; }
+
     /// <summary>Runtime scenario: idle connected runtimes for the gateway memory measurement (0 skips it).</summary>
     public int IdleRuntimes { get; private set; } = 1000;
 
@@ -81,6 +84,8 @@ internal sealed class BenchOptions
                               relayed chunks/s; gateway memory per idle connected runtime
           --idle-runtimes N   runtime scenario: connected runtimes for the memory measurement (default 1000; 0 skips)
           --many-chunks N     runtime scenario: chunks per streamed answer for chunks/s (default 1000)
+          --auth              the authentication scenario instead: what the gateway's EndpointAuth costs per request
+                              in process (developer key; access token seen before; access token at first sight)
           --check             exit 3 when a target is missed
           -h, --help          this text
 
@@ -128,6 +133,7 @@ internal sealed class BenchOptions
                 case "--variant-gc": o.VariantGc = Gc(Next()); break;
                 case "--check": o.Check = true; break;
                 case "--runtime": o.Runtime = true; break;
+                case "--auth": o.Auth = true; break;
                 case "--idle-runtimes":
                     o.IdleRuntimes = int.TryParse(Next(), CultureInfo.InvariantCulture, out var idle) && idle >= 0
                         ? idle

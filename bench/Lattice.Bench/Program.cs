@@ -48,7 +48,9 @@ void Stop(PosixSignalContext context)
 
 try
 {
-    return options.Runtime ? await RuntimeBench.RunAsync(options, cts.Token) : await BenchRun.RunAsync(options, cts.Token);
+    return options.Auth ? await AuthBench.RunAsync(options, cts.Token)
+        : options.Runtime ? await RuntimeBench.RunAsync(options, cts.Token)
+        : await BenchRun.RunAsync(options, cts.Token);
 }
 catch (BenchException ex)
 {

@@ -118,7 +118,7 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
             new("GET", "/admin/v1/workspaces/{workspaceId}/keys", Guard.Scope, $"/admin/v1/workspaces/{ws}/keys", WorkspaceAdmin, Admin, TokenMayHold: false),
             new("POST", "/admin/v1/keys/{keyId}/revoke", Guard.Scope, "/admin/v1/keys/key_00000000000000000000/revoke", WorkspaceAdmin, Admin, TokenMayHold: false),
             new("GET", "/admin/v1/workspaces/{workspaceId}/members", Guard.Scope, $"/admin/v1/workspaces/{ws}/members", WorkspaceAdmin, Admin, TokenMayHold: false),
-            new("POST", "/admin/v1/workspaces/{workspaceId}/members", Guard.Scope, $"/admin/v1/workspaces/{ws}/members", WorkspaceAdmin, Admin, TokenMayHold: false),
+            new("POST", "/admin/v1/workspaces/{workspaceId}/members", Guard.Scope, $"/admin/v1/workspaces/{ws}/members", Admin, TokenMayHold: false),
             new("DELETE", "/admin/v1/workspaces/{workspaceId}/members/{userId}", Guard.Scope, $"/admin/v1/workspaces/{ws}/members/usr_00000000000000000000", WorkspaceAdmin, Admin, TokenMayHold: false),
             new("POST", "/admin/v1/workspaces/{workspaceId}/apps", Guard.Scope, $"/admin/v1/workspaces/{ws}/apps", WorkspaceAdmin, Admin, TokenMayHold: false),
             new("GET", "/admin/v1/workspaces/{workspaceId}/apps", Guard.Scope, $"/admin/v1/workspaces/{ws}/apps", WorkspaceAdmin, Admin, TokenMayHold: false),

@@ -168,7 +168,8 @@ public sealed class TenantIsolationTests(TenantIsolationTests.World world) : ICl
         using var http = Server.Client(CredentialOfA(kind));
         var status = AdminStatusFor(kind);
         await ExpectSameAsMissingAsync(http, status, "GET", ws => $"admin/v1/workspaces/{ws}/members", Server.B.WorkspaceId);
-        await ExpectSameAsMissingAsync(http, status, "POST", ws => $"admin/v1/workspaces/{ws}/members", Server.B.WorkspaceId, _ => new JsonObject { ["user_id"] = Server.A.UserId });
+        // Only operators add members, so A's credentials are refused before any workspace is looked at.
+        await ExpectSameAsMissingAsync(http, HttpStatusCode.Forbidden, "POST", ws => $"admin/v1/workspaces/{ws}/members", Server.B.WorkspaceId, _ => new JsonObject { ["user_id"] = Server.A.UserId });
         await ExpectSameAsMissingAsync(http, status, "DELETE", ws => $"admin/v1/workspaces/{ws}/members/{Server.B.UserId}", Server.B.WorkspaceId);
 
         using var b = Server.Client(Server.B.Key);

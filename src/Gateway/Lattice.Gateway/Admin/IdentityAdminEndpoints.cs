@@ -14,7 +14,9 @@ internal static class IdentityAdminEndpoints
     {
         admin.MapPost("/users", CreateUserAsync);
         workspace.MapGet("/workspaces/{workspaceId}/members", ListMembersAsync);
-        workspace.MapPost("/workspaces/{workspaceId}/members", AddMemberAsync);
+        // Adding someone to a workspace is the operator's call until invitations exist: a workspace admin could
+        // otherwise pull in (and learn the e-mail of) any user whose id they know.
+        admin.MapPost("/workspaces/{workspaceId}/members", AddMemberAsync);
         workspace.MapDelete("/workspaces/{workspaceId}/members/{userId}", RemoveMemberAsync);
 
         workspace.MapPost("/workspaces/{workspaceId}/apps", CreateAppAsync);
