@@ -195,6 +195,23 @@ public static class IdentityEndpoints
         return id;
     }
 
+    /// <summary>Turns the authorization a device request was bound to into the user's permanent grant of <paramref name="granted"/>.</summary>
+    private static async Task<string> AdoptGrantAsync(
+        IOpenIddictAuthorizationManager authorizations, GrantService grants, object authorization, UserEntity user,
+        string clientId, string workspaceId, ImmutableArray<string> granted)
+    {
+        var descriptor = new OpenIddictAuthorizationDescriptor();
+        await authorizations.PopulateAsync(descriptor, authorization);
+        descriptor.Subject = user.Id;
+        descriptor.Type = AuthorizationTypes.Permanent;
+        descriptor.Scopes.Clear();
+        descriptor.Scopes.UnionWith(granted);
+        await authorizations.UpdateAsync(authorization, descriptor);
+        var id = (await authorizations.GetIdAsync(authorization))!;
+        await grants.RecordAsync(id, workspaceId, user.Id, clientId, granted);
+        return id;
+    }
+
     private static ClaimsIdentity Identity(UserEntity user, string workspaceId, ImmutableArray<string> scopes, string? authorizationId)
     {
         var identity = new ClaimsIdentity(TokenValidationParameters.DefaultAuthenticationType, Claims.Name, Claims.Role);
@@ -316,8 +333,12 @@ public static class IdentityEndpoints
         {
             return Pages.Message("Connect a device", error, StatusCodes.Status400BadRequest);
         }
-        var applicationId = (await applications.GetIdAsync(application))!;
-        var grantId = await CreateGrantAsync(authorizations, grants, user, applicationId, clientId, workspaceId!, granted);
+        // OpenIddict bound the device code to an ad-hoc authorization when the device asked, and the device code keeps
+        // that binding whatever this sign-in says (its token entry is what the token endpoint reads): that
+        // authorization becomes the grant, or the device would find its grant unknown when it polls.
+        var grantId = result.Principal!.GetAuthorizationId() is { } boundId && await authorizations.FindByIdAsync(boundId) is { } bound
+            ? await AdoptGrantAsync(authorizations, grants, bound, user, clientId, workspaceId!, granted)
+            : await CreateGrantAsync(authorizations, grants, user, (await applications.GetIdAsync(application))!, clientId, workspaceId!, granted);
         return SignIn(Identity(user, workspaceId!, granted, grantId), new AuthenticationProperties { RedirectUri = "/connect/verify/done?result=allowed" });
     }
 
