@@ -29,7 +29,7 @@ public static class Credentials
         var requested = scopes.ToArray();
         var (verifier, challenge) = OAuthGateway.Pkce();
         using var browser = gateway.NewBrowser();
-        var first = await browser.GetAsync(CodeFlow.AuthorizeUrl(clientId, requested, challenge) + "&prompt=consent");
+        var first = await browser.GetAsync(CodeFlow.AuthorizeUrl(clientId, requested, challenge, prompt: "consent"));
         Assert.Equal(HttpStatusCode.Redirect, first.StatusCode);
         var login = first.Headers.Location!.OriginalString;
         var returnUrl = QueryHelpers.ParseQuery(new Uri("http://x" + login).Query)["returnUrl"].ToString();
