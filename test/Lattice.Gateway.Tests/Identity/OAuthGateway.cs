@@ -43,9 +43,9 @@ public sealed partial class OAuthGateway : IAsyncLifetime
     public OAuthGateway() => _settings = [];
 
     /// <summary>A gateway with extra configuration, for tests that need their own instance.</summary>
-    public static OAuthGateway With(Dictionary<string, string?> settings)
+    public static OAuthGateway With(Dictionary<string, string?> settings, LogLevel minimumLogLevel = LogLevel.Warning)
     {
-        var gateway = new OAuthGateway();
+        var gateway = new OAuthGateway { MinimumLogLevel = minimumLogLevel };
         foreach (var (k, v) in settings)
         {
             gateway._settings[k] = v;
@@ -104,6 +104,30 @@ public sealed partial class OAuthGateway : IAsyncLifetime
 
     private Dictionary<string, string?> _effective = [];
 
+    /// <summary>Everything the gateway logged at or above <see cref="MinimumLogLevel"/>, formatted, with exceptions.</summary>
+    public System.Collections.Concurrent.ConcurrentQueue<string> Logs { get; } = new();
+
+    public LogLevel MinimumLogLevel { get; init; } = LogLevel.Warning;
+
+    private sealed class CapturingLoggerProvider(System.Collections.Concurrent.ConcurrentQueue<string> sink) : ILoggerProvider
+    {
+        public ILogger CreateLogger(string categoryName) => new Logger(categoryName, sink);
+
+        public void Dispose()
+        {
+        }
+
+        private sealed class Logger(string category, System.Collections.Concurrent.ConcurrentQueue<string> sink) : ILogger
+        {
+            public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+            public bool IsEnabled(LogLevel logLevel) => true;
+
+            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+                sink.Enqueue($"{category} {logLevel} {formatter(state, exception)} {exception}");
+        }
+    }
+
     /// <summary>
     /// Starts a gateway node on the same database and keys — another node of the same deployment. The caller
     /// stops and disposes it.
@@ -113,7 +137,8 @@ public sealed partial class OAuthGateway : IAsyncLifetime
         var builder = GatewayApp.CreateBuilder([]);
         builder.Configuration.AddInMemoryCollection(_effective);
         builder.WebHost.UseUrls("http://127.0.0.1:0");
-        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        builder.Logging.SetMinimumLevel(MinimumLogLevel);
+        builder.Logging.AddProvider(new CapturingLoggerProvider(Logs));
         var app = GatewayApp.Build(builder);
         await app.StartAsync();
         return (app, app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First().TrimEnd('/'));
