@@ -23,6 +23,13 @@ public static class IdentityEndpoints
     public const string CookieScheme = CookieAuthenticationDefaults.AuthenticationScheme;
     public const string LoginPath = "/account/login";
 
+    /// <summary>
+    /// The grant (authorization) id, kept in codes and refresh tokens only. OpenIddict ties a device code to the
+    /// ad-hoc authorization it creates at <c>/connect/device</c> and restores that id at the token endpoint, so the
+    /// grant the person made at <c>/connect/verify</c> travels in a claim of its own.
+    /// </summary>
+    private const string GrantClaim = "lattice_grant";
+
     public static IEndpointRouteBuilder MapIdentity(this IEndpointRouteBuilder routes)
     {
         routes.MapGet(LoginPath, (HttpContext context, string? returnUrl) => Pages.SignIn(context, SafeReturnUrl(returnUrl), null, null));
@@ -206,6 +213,7 @@ public static class IdentityEndpoints
         if (authorizationId is not null)
         {
             identity.SetAuthorizationId(authorizationId);
+            identity.SetClaim(GrantClaim, authorizationId);
         }
         identity.SetDestinations(Destinations);
         return identity;
@@ -215,7 +223,7 @@ public static class IdentityEndpoints
     {
         Claims.Name when claim.Subject!.HasScope(OpenIddictConstants.Scopes.Profile) => [OpenIddictConstants.Destinations.AccessToken, OpenIddictConstants.Destinations.IdentityToken],
         Claims.Email when claim.Subject!.HasScope(OpenIddictConstants.Scopes.Email) => [OpenIddictConstants.Destinations.AccessToken, OpenIddictConstants.Destinations.IdentityToken],
-        Claims.Name or Claims.Email => [],
+        Claims.Name or Claims.Email or GrantClaim => [],
         Claims.Subject => [OpenIddictConstants.Destinations.AccessToken, OpenIddictConstants.Destinations.IdentityToken],
         _ => [OpenIddictConstants.Destinations.AccessToken],
     };
@@ -243,7 +251,7 @@ public static class IdentityEndpoints
         var principal = result.Principal;
         var userId = principal?.GetClaim(Claims.Subject);
         var workspaceId = principal?.GetClaim(AccessTokenValidator.WorkspaceClaim);
-        var grantId = principal?.GetAuthorizationId();
+        var grantId = principal?.GetClaim(GrantClaim) ?? principal?.GetAuthorizationId();
         if (principal is null || userId is null || workspaceId is null || grantId is null)
         {
             return Forbid(Errors.InvalidGrant, "The grant is not valid.");

@@ -115,7 +115,7 @@ public static class IdentityServices
             {
                 return;
             }
-            if (context.GenericTokenPrincipal.HasTokenType(TokenTypeHints.RefreshToken) && context.GenericTokenPrincipal.GetAuthorizationId() is { } grantId)
+            if (context.GenericTokenPrincipal.HasTokenType(TokenTypeIdentifiers.RefreshToken) && context.GenericTokenPrincipal.GetAuthorizationId() is { } grantId)
             {
                 var grant = await grants.FindAsync(grantId);
                 if (grant is not null)
