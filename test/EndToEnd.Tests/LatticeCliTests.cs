@@ -79,6 +79,48 @@ public sealed class LatticeCliTests(StackFixture stack)
     }
 
     [Fact]
+    public async Task Apps_create_list_delete_through_the_cli()
+    {
+        var (exit, output) = await LatticeAsync("apps", "create", "--name", "From CLI", "--redirect-uri", "http://127.0.0.1:7777/callback",
+            "--redirect-uri", "com.example.app:/cb", "--scope", "lattice:compute:inference", "--scope", "offline_access", "--confidential", "--device-flow");
+        Assert.True(exit == 0, output);
+        var clientId = output.Split('\n').Single(l => l.StartsWith("Client ID: ", StringComparison.Ordinal))["Client ID: ".Length..].Trim();
+        var secret = output.Split('\n').Single(l => l.StartsWith("Client secret (shown once): ", StringComparison.Ordinal))["Client secret (shown once): ".Length..].Trim();
+        Assert.StartsWith("app_", clientId, StringComparison.Ordinal);
+        Assert.NotEmpty(secret);
+
+        (exit, output) = await LatticeAsync("apps", "list");
+        Assert.True(exit == 0, output);
+        var line = output.Split('\n').Single(l => l.StartsWith(clientId, StringComparison.Ordinal));
+        Assert.Contains("From CLI", line, StringComparison.Ordinal);
+        Assert.Contains("confidential", line, StringComparison.Ordinal);
+        Assert.Contains("code,device", line, StringComparison.Ordinal);
+        Assert.Contains("http://127.0.0.1:7777/callback", line, StringComparison.Ordinal);
+        var scopes = output.Split('\n').SkipWhile(l => !l.StartsWith(clientId, StringComparison.Ordinal)).ElementAt(1);
+        Assert.Contains("scopes:", scopes, StringComparison.Ordinal);
+        Assert.Contains("lattice:compute:inference", scopes, StringComparison.Ordinal);
+        Assert.Contains("offline_access", scopes, StringComparison.Ordinal);
+        Assert.DoesNotContain(secret, output, StringComparison.Ordinal);
+
+        (exit, output) = await LatticeAsync("apps", "delete", clientId);
+        Assert.True(exit == 0, output);
+        (exit, output) = await LatticeAsync("apps", "list");
+        Assert.True(exit == 0, output);
+        Assert.DoesNotContain(clientId, output, StringComparison.Ordinal);
+        (exit, output) = await LatticeAsync("apps", "delete", clientId);
+        Assert.Equal(1, exit);
+        Assert.Contains("404", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_bad_redirect_uri_is_refused_with_the_gateways_message()
+    {
+        var (exit, output) = await LatticeAsync("apps", "create", "--name", "bad", "--redirect-uri", "http://example.com/cb", "--scope", "lattice:compute:inference");
+        Assert.Equal(1, exit);
+        Assert.Contains("not an acceptable redirect URI", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_bad_lifetime_is_refused_with_a_message()
     {
         var (exit, output) = await LatticeAsync("keys", "create", "--expires-in", "soon");

@@ -235,6 +235,24 @@ public sealed class ProcessHost : IAsyncDisposable
     }
 
     /// <summary>
+    /// Waits for the process to exit on its own and for all of its output to be captured; returns the exit code.
+    /// </summary>
+    /// <exception cref="TimeoutException">The process was still running after <paramref name="timeout"/>.</exception>
+    public async Task<int> WaitForExitAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        try
+        {
+            await _process.WaitForExitAsync(cancellationToken).WaitAsync(timeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TimeoutException ex)
+        {
+            throw new TimeoutException($"'{Description}' (pid {ProcessId}) did not exit within {timeout}. Output so far:\n{Output}", ex);
+        }
+        return _process.ExitCode;
+    }
+
+    /// <summary>
     /// Path of a built project's dll: <c>&lt;repo&gt;/{src|test|bench}/**/&lt;projectName&gt;/bin/&lt;Configuration&gt;/&lt;tfm&gt;/&lt;projectName&gt;.dll</c>,
     /// with the configuration (Debug/Release) and target framework taken from the running test assembly's
     /// output path (<c>…/bin/&lt;Configuration&gt;/&lt;tfm&gt;/</c>; net10.0 and the library's own configuration if it has no such shape).

@@ -5,6 +5,9 @@ var root = new RootCommand("Lattice: an OpenAI-compatible control plane for AI c
 {
     UpCommand.Create(),
     KeysCommand.Create(),
+    AppsCommand.Create(),
+    LoginCommands.CreateLogin(),
+    LoginCommands.CreateLogout(),
     DaemonCommands.CreateRelay(),
     DaemonCommands.CreateDaemon(),
     DaemonCommands.CreateStatus(),

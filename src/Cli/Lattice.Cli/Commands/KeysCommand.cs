@@ -1,7 +1,4 @@
 using System.CommandLine;
-using System.Net.Http.Headers;
-using System.Net.Http.Json;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 
 namespace Lattice.Cli.Commands;
@@ -22,7 +19,7 @@ internal static class KeysCommand
         var create = new Command("create", "Create a developer key; the secret is shown once.") { name, expiresIn, scopes };
         create.SetAction(async (parse, ct) =>
         {
-            var target = Target.From(parse.GetValue(dataDir)!, parse.GetValue(baseUrl), parse.GetValue(adminKey), parse.GetValue(workspace));
+            var target = AdminApi.From(parse.GetValue(dataDir)!, parse.GetValue(baseUrl), parse.GetValue(adminKey), parse.GetValue(workspace));
             if (target is null)
             {
                 return 2;
@@ -55,7 +52,7 @@ internal static class KeysCommand
         var list = new Command("list", "List the workspace's keys (never their secrets).");
         list.SetAction(async (parse, ct) =>
         {
-            var target = Target.From(parse.GetValue(dataDir)!, parse.GetValue(baseUrl), parse.GetValue(adminKey), parse.GetValue(workspace));
+            var target = AdminApi.From(parse.GetValue(dataDir)!, parse.GetValue(baseUrl), parse.GetValue(adminKey), parse.GetValue(workspace));
             if (target is null)
             {
                 return 2;
@@ -79,7 +76,7 @@ internal static class KeysCommand
         var revoke = new Command("revoke", "Revoke a key; the very next request with it fails.") { keyId };
         revoke.SetAction(async (parse, ct) =>
         {
-            var target = Target.From(parse.GetValue(dataDir)!, parse.GetValue(baseUrl), parse.GetValue(adminKey), parse.GetValue(workspace), needWorkspace: false);
+            var target = AdminApi.From(parse.GetValue(dataDir)!, parse.GetValue(baseUrl), parse.GetValue(adminKey), parse.GetValue(workspace), needWorkspace: false);
             if (target is null)
             {
                 return 2;
@@ -110,62 +107,5 @@ internal static class KeysCommand
             's' => TimeSpan.FromSeconds(n),
             _ => null,
         };
-    }
-
-    private sealed class Target(Uri origin, string adminKey, string workspace)
-    {
-        public string Workspace { get; } = workspace;
-
-        public static Target? From(string dataDir, string? baseUrl, string? adminKey, string? workspace, bool needWorkspace = true)
-        {
-            var env = EnvFile.Read(Path.GetFullPath(dataDir));
-            string? Pick(string? explicitValue, string name) =>
-                explicitValue ?? (Environment.GetEnvironmentVariable(name) is { Length: > 0 } v ? v : env.GetValueOrDefault(name));
-
-            var url = Pick(baseUrl, "LATTICE_BASE_URL");
-            var key = Pick(adminKey, "LATTICE_ADMIN_KEY");
-            var ws = Pick(workspace, "LATTICE_WORKSPACE_ID") ?? "";
-            if (url is null || key is null || (needWorkspace && ws.Length == 0))
-            {
-                Console.Error.WriteLine("Don't know which gateway to talk to: run `lattice up` first, or pass --base-url, --admin-key and --workspace.");
-                return null;
-            }
-            if (!Uri.TryCreate(url, UriKind.Absolute, out var parsed))
-            {
-                Console.Error.WriteLine($"'{url}' is not a URL.");
-                return null;
-            }
-            var origin = new Uri(parsed.GetLeftPart(UriPartial.Authority));
-            return new Target(origin, key, ws);
-        }
-
-        public async Task<JsonNode?> SendAsync(HttpMethod method, string path, JsonNode? body, CancellationToken cancellationToken)
-        {
-            using var http = new HttpClient(new SocketsHttpHandler { UseProxy = false }) { BaseAddress = origin, Timeout = TimeSpan.FromSeconds(30) };
-            using var request = new HttpRequestMessage(method, path);
-            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", adminKey);
-            if (body is not null)
-            {
-                request.Content = JsonContent.Create(body);
-            }
-            try
-            {
-                using var response = await http.SendAsync(request, cancellationToken);
-                var text = await response.Content.ReadAsStringAsync(cancellationToken);
-                var json = string.IsNullOrEmpty(text) ? null : JsonNode.Parse(text);
-                if (!response.IsSuccessStatusCode)
-                {
-                    var message = json?["error"]?["message"]?.GetValue<string>() ?? text;
-                    Console.Error.WriteLine($"The gateway said {(int)response.StatusCode}: {message}");
-                    return null;
-                }
-                return json;
-            }
-            catch (Exception ex) when (ex is HttpRequestException or JsonException or TaskCanceledException)
-            {
-                Console.Error.WriteLine($"Could not reach the gateway at {origin}: {ex.Message}");
-                return null;
-            }
-        }
     }
 }

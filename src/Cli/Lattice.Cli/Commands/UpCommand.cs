@@ -82,6 +82,8 @@ internal static class UpCommand
             env["LATTICE_API_KEY"] = created.ApiKey;
             env["LATTICE_ADMIN_KEY"] = created.AdminKey;
             env["LATTICE_WORKSPACE_ID"] = created.WorkspaceId;
+            env["LATTICE_USER_EMAIL"] = created.UserEmail;
+            env["LATTICE_USER_PASSWORD"] = created.UserPassword;
         }
         env["LATTICE_BASE_URL"] = baseUrl;
 
@@ -130,6 +132,14 @@ internal static class UpCommand
         Console.WriteLine($"  API key    {apiKey}{(created is null ? "" : "   (new: shown here and kept in the env file)")}");
         Console.WriteLine($"  Data       {dataDirectory}");
         Console.WriteLine($"  Env file   {EnvFile.PathIn(dataDirectory)}   (set -a; . {EnvFile.PathIn(dataDirectory)}; set +a)");
+        if (env.TryGetValue("LATTICE_USER_EMAIL", out var userEmail) && env.TryGetValue("LATTICE_USER_PASSWORD", out var userPassword))
+        {
+            Console.WriteLine();
+            Console.WriteLine($"  Sign in    {address}/account/login");
+            Console.WriteLine($"  E-mail     {userEmail}");
+            Console.WriteLine($"  Password   {userPassword}   (kept in the env file)");
+            Console.WriteLine("             From a terminal: lattice login");
+        }
         if (runtimeModel is not null && engines is not null)
         {
             Console.WriteLine();

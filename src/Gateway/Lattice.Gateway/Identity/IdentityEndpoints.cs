@@ -22,6 +22,12 @@ public static class IdentityEndpoints
 {
     public const string CookieScheme = CookieAuthenticationDefaults.AuthenticationScheme;
     public const string LoginPath = "/account/login";
+
+    /// <summary>
+    /// The grant (authorization) id, kept in codes and refresh tokens only. OpenIddict ties a device code to the
+    /// ad-hoc authorization it creates at <c>/connect/device</c> and restores that id at the token endpoint, so the
+    /// grant the person made at <c>/connect/verify</c> travels in a claim of its own.
+    /// </summary>
     private const string GrantClaim = "lattice_grant";
 
     public static IEndpointRouteBuilder MapIdentity(this IEndpointRouteBuilder routes)
@@ -224,8 +230,6 @@ public static class IdentityEndpoints
         if (authorizationId is not null)
         {
             identity.SetAuthorizationId(authorizationId);
-            // Kept in codes and refresh tokens (never in access tokens), so the token endpoint finds the grant even
-            // where OpenIddict tracked the request under an authorization of its own (the device flow).
             identity.SetClaim(GrantClaim, authorizationId);
         }
         identity.SetDestinations(Destinations);

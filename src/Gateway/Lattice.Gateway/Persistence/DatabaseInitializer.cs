@@ -107,7 +107,8 @@ public sealed class DatabaseInitializer(
             return;
         }
         await EnsureOperatorWorkspaceAsync(now, cancellationToken);
-        var spec = new Identity.OAuthAppSpec("Lattice CLI", [], [.. Identity.IdentityServices.GrantableScopes, "offline_access"], Confidential: false, DeviceFlow: true);
+        // email, so that `lattice login` can say who signed in.
+        var spec = new Identity.OAuthAppSpec("Lattice CLI", [], [.. Identity.IdentityServices.GrantableScopes, "offline_access", "email"], Confidential: false, DeviceFlow: true);
         await apps.CreateAsync(OperatorWorkspaceId, spec, Identity.IdentityServices.CliClientId, cancellationToken);
     }
 

@@ -1,0 +1,86 @@
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Lattice.Cli.Commands;
+
+/// <summary>
+/// The admin API of a running gateway as the CLI reaches it: URL, admin key and workspace from flags, the
+/// <c>LATTICE_*</c> environment variables or <c>&lt;data-dir&gt;/env</c>, in that order. Failures are printed here.
+/// </summary>
+internal sealed class AdminApi(Uri origin, string adminKey, string workspace)
+{
+    public string Workspace { get; } = workspace;
+
+    public static AdminApi? From(string dataDir, string? baseUrl, string? adminKey, string? workspace, bool needWorkspace = true)
+    {
+        var env = EnvFile.Read(Path.GetFullPath(dataDir));
+        string? Pick(string? explicitValue, string name) =>
+            explicitValue ?? (Environment.GetEnvironmentVariable(name) is { Length: > 0 } v ? v : env.GetValueOrDefault(name));
+
+        var url = Pick(baseUrl, "LATTICE_BASE_URL");
+        var key = Pick(adminKey, "LATTICE_ADMIN_KEY");
+        var ws = Pick(workspace, "LATTICE_WORKSPACE_ID") ?? "";
+        if (url is null || key is null || (needWorkspace && ws.Length == 0))
+        {
+            Console.Error.WriteLine("Don't know which gateway to talk to: run `lattice up` first, or pass --base-url, --admin-key and --workspace.");
+            return null;
+        }
+        if (!Uri.TryCreate(url, UriKind.Absolute, out var parsed))
+        {
+            Console.Error.WriteLine($"'{url}' is not a URL.");
+            return null;
+        }
+        var origin = new Uri(parsed.GetLeftPart(UriPartial.Authority));
+        return new AdminApi(origin, key, ws);
+    }
+
+    /// <summary>The gateway origin (scheme, host, port) from <paramref name="explicitUrl"/>, <c>LATTICE_BASE_URL</c> or the env file; null when none.</summary>
+    public static Uri? GatewayOrigin(string dataDir, string? explicitUrl)
+    {
+        var url = explicitUrl
+            ?? (Environment.GetEnvironmentVariable("LATTICE_BASE_URL") is { Length: > 0 } v ? v : EnvFile.Read(Path.GetFullPath(dataDir)).GetValueOrDefault("LATTICE_BASE_URL"));
+        if (url is null)
+        {
+            Console.Error.WriteLine("Don't know which gateway to sign in to: run `lattice up` first, or pass --gateway URL.");
+            return null;
+        }
+        if (!Uri.TryCreate(url, UriKind.Absolute, out var parsed) || parsed.Scheme is not ("http" or "https"))
+        {
+            Console.Error.WriteLine($"'{url}' is not an http(s) URL.");
+            return null;
+        }
+        return new Uri(parsed.GetLeftPart(UriPartial.Authority));
+    }
+
+    public async Task<JsonNode?> SendAsync(HttpMethod method, string path, JsonNode? body, CancellationToken cancellationToken)
+    {
+        using var http = new HttpClient(new SocketsHttpHandler { UseProxy = false }) { BaseAddress = origin, Timeout = TimeSpan.FromSeconds(30) };
+        using var request = new HttpRequestMessage(method, path);
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", adminKey);
+        if (body is not null)
+        {
+            request.Content = JsonContent.Create(body);
+        }
+        try
+        {
+            using var response = await http.SendAsync(request, cancellationToken);
+            var text = await response.Content.ReadAsStringAsync(cancellationToken);
+            var json = string.IsNullOrEmpty(text) ? null : JsonNode.Parse(text);
+            if (!response.IsSuccessStatusCode)
+            {
+                var message = json?["error"]?["message"]?.GetValue<string>() ?? text;
+                Console.Error.WriteLine($"The gateway said {(int)response.StatusCode}: {message}");
+                return null;
+            }
+            // 204 No Content (a delete) is a success with nothing to show.
+            return json ?? new JsonObject();
+        }
+        catch (Exception ex) when (ex is HttpRequestException or JsonException or TaskCanceledException)
+        {
+            Console.Error.WriteLine($"Could not reach the gateway at {origin}: {ex.Message}");
+            return null;
+        }
+    }
+}
