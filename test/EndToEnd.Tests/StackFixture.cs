@@ -12,7 +12,7 @@ namespace Lattice.EndToEnd.Tests;
 public sealed class StackFixture : IAsyncLifetime
 {
     public const string UpstreamKey = "e2e-upstream-key";
-    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(180);
 
     private readonly string _dataDir = Path.Combine(Path.GetTempPath(), "lattice-e2e-" + Guid.NewGuid().ToString("N"));
     private ProcessHost? _standIn;
