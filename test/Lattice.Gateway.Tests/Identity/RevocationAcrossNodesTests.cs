@@ -44,7 +44,13 @@ public sealed class RevocationAcrossNodesTests(OAuthGateway gateway) : IClassFix
             var access = (await CodeFlow.RunAsync(gateway, gateway.A, gateway.A.ClientId, gateway.A.ClientSecret, ["lattice:compute:inference"]))["access_token"]!.GetValue<string>();
             using var onNode2 = gateway.Client(access, origin2);
             using var onNode1 = gateway.Client(access);
+            // Node 2 read the signing key node 1 created from disk, so it accepts node 1's tokens and publishes the same key.
             Assert.Equal(HttpStatusCode.OK, await ModelsAsync(onNode2));
+            using (var anonymous1 = gateway.Client(null))
+            using (var anonymous2 = gateway.Client(null, origin2))
+            {
+                Assert.Equal(await anonymous1.GetStringAsync(".well-known/jwks"), await anonymous2.GetStringAsync(".well-known/jwks"));
+            }
 
             var grant = CodeFlow.Payload(access)["oi_au_id"]!.GetValue<string>();
             await OAuthGateway.PostAsync(gateway.Client(gateway.A.Key), $"admin/v1/grants/{grant}/revoke", new JsonObject());

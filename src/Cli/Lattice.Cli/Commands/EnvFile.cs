@@ -1,3 +1,5 @@
+using Lattice.Protocol;
+
 namespace Lattice.Cli.Commands;
 
 /// <summary><c>&lt;data-dir&gt;/env</c>: <c>NAME=value</c> lines that scripts can source. Readable by its owner only.</summary>
@@ -31,23 +33,14 @@ internal static class EnvFile
 
     public static void Write(string dataDirectory, IReadOnlyDictionary<string, string> values)
     {
-        Directory.CreateDirectory(dataDirectory);
-        var path = PathIn(dataDirectory);
-        var temp = path + ".tmp";
-        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
-        if (!OperatingSystem.IsWindows())
+        OwnerOnlyFile.Write(PathIn(dataDirectory), stream =>
         {
-            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        }
-        using (var stream = new FileStream(temp, options))
-        using (var writer = new StreamWriter(stream))
-        {
+            using var writer = new StreamWriter(stream);
             writer.WriteLine("# Written by `lattice up`. Source it: set -a; . ./env; set +a");
             foreach (var (key, value) in values)
             {
                 writer.WriteLine($"{key}={value}");
             }
-        }
-        File.Move(temp, path, overwrite: true);
+        });
     }
 }

@@ -1,6 +1,7 @@
 using System.Buffers.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Lattice.Protocol;
 
 namespace Lattice.Cli.Commands;
 
@@ -71,21 +72,7 @@ internal static class TokenFile
 
     public static void Write(string dataDirectory, StoredToken token)
     {
-        Directory.CreateDirectory(dataDirectory);
-        var path = PathIn(dataDirectory);
-        var temp = path + ".tmp";
-        // A leftover temp file could carry looser permissions; create it afresh so the mode below applies.
-        File.Delete(temp);
-        var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
-        if (!OperatingSystem.IsWindows())
-        {
-            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        }
-        using (var stream = new FileStream(temp, options))
-        {
-            JsonSerializer.Serialize(stream, token, TokenFileJsonContext.Default.StoredToken);
-        }
-        File.Move(temp, path, overwrite: true);
+        OwnerOnlyFile.Write(PathIn(dataDirectory), stream => JsonSerializer.Serialize(stream, token, TokenFileJsonContext.Default.StoredToken));
     }
 
     public static void Delete(string dataDirectory) => File.Delete(PathIn(dataDirectory));

@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using Lattice.Protocol;
 using Microsoft.IdentityModel.Tokens;
 
 namespace Lattice.Gateway.Identity;
@@ -32,18 +33,11 @@ public sealed class SigningKeys
         {
             rsa.KeySize = 2048;
             var pem = rsa.ExportRSAPrivateKeyPem();
-            var temp = path + ".tmp";
-            var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
-            if (!OperatingSystem.IsWindows())
+            OwnerOnlyFile.Write(path, stream =>
             {
-                options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-            }
-            using (var stream = new FileStream(temp, options))
-            using (var writer = new StreamWriter(stream))
-            {
+                using var writer = new StreamWriter(stream);
                 writer.Write(pem);
-            }
-            File.Move(temp, path, overwrite: false);
+            }, overwrite: false);
         }
         var modulus = rsa.ExportParameters(false).Modulus!;
         return new RsaSecurityKey(rsa) { KeyId = Base64UrlEncoder.Encode(SHA256.HashData(modulus)[..12]) };

@@ -1,6 +1,7 @@
 using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Lattice.Protocol;
 using Lattice.Protocol.Runtime;
 
 namespace Lattice.Runtime.Connection;
@@ -32,19 +33,7 @@ public sealed record RuntimeCredentials(string Gateway, string LatticeId, string
     /// <summary>Writes the file readable by its owner only (0600), atomically.</summary>
     public void Save(string dataDirectory)
     {
-        Directory.CreateDirectory(dataDirectory);
-        var path = PathIn(dataDirectory);
-        var temp = path + ".tmp";
-        var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write };
-        if (!OperatingSystem.IsWindows())
-        {
-            options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
-        }
-        using (var stream = new FileStream(temp, options))
-        {
-            JsonSerializer.Serialize(stream, this, CredentialsJsonContext.Default.RuntimeCredentials);
-        }
-        File.Move(temp, path, overwrite: true);
+        OwnerOnlyFile.Write(PathIn(dataDirectory), stream => JsonSerializer.Serialize(stream, this, CredentialsJsonContext.Default.RuntimeCredentials));
     }
 
     /// <summary>Exchanges a one-time bootstrap token for a runtime credential.</summary>
