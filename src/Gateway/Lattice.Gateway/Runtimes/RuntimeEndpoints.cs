@@ -261,23 +261,26 @@ public static partial class RuntimeEndpoints
             return;
         }
 
-        var connection = new RuntimeConnection(socket, row.LatticeId, row.WorkspaceId, row.Hosted, hello, time, logger);
+        var (latticeId, workspaceId, hosted) = (row.LatticeId, row.WorkspaceId, row.Hosted);
+        row = null; // the link lives for hours: keep the three fields it needs, not the entity
+        var connection = new RuntimeConnection(socket, latticeId, workspaceId, hosted, hello, time, logger);
         // Registered before the welcome, so a daemon that has been welcomed is always routable. Frames queued
-        // meanwhile wait for the connection's writer, which starts after the welcome went out.
+        // meanwhile wait for the connection's sender, which starts after the welcome went out.
         registry.Add(connection);
-        await socket.SendAsync(Frame.Json(FrameType.Welcome, 0, new WelcomeMessage(row.LatticeId, (int)RuntimeConnection.PingEvery.TotalSeconds),
-            ProtocolJsonContext.Default.WelcomeMessage), System.Net.WebSockets.WebSocketMessageType.Binary, true, lifetime.ApplicationStopping);
-
-        await TouchAsync(scopes, row.LatticeId, time);
-        LogConnected(logger, row.LatticeId, hello.Capabilities.Count);
         try
         {
+            await socket.SendAsync(Frame.Json(FrameType.Welcome, 0, new WelcomeMessage(latticeId, (int)RuntimeConnection.PingEvery.TotalSeconds),
+                ProtocolJsonContext.Default.WelcomeMessage), System.Net.WebSockets.WebSocketMessageType.Binary, true, lifetime.ApplicationStopping);
+
+            await TouchAsync(scopes, latticeId, time);
+            LogConnected(logger, latticeId, hello.Capabilities.Count);
             await connection.RunAsync(lifetime.ApplicationStopping);
         }
         finally
         {
             registry.Remove(connection);
-            await TouchAsync(scopes, row.LatticeId, time);
+            connection.Abort();
+            await TouchAsync(scopes, latticeId, time);
         }
     }
 
@@ -301,37 +304,55 @@ public static partial class RuntimeEndpoints
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(stopping);
         timeout.CancelAfter(TimeSpan.FromSeconds(10));
-        var buffer = new byte[256 * 1024];
+        // A hello is a few hundred bytes: read it into a small pooled buffer, grown up to HelloMaxBytes only for a
+        // large one (a thousand daemons connecting at once must not each allocate the maximum).
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(4 * 1024);
         var length = 0;
         try
         {
-            System.Net.WebSockets.ValueWebSocketReceiveResult result;
-            do
+            try
             {
-                if (length == buffer.Length)
+                System.Net.WebSockets.ValueWebSocketReceiveResult result;
+                do
                 {
-                    return null;
+                    if (length == buffer.Length)
+                    {
+                        if (buffer.Length >= HelloMaxBytes)
+                        {
+                            return null;
+                        }
+                        var bigger = System.Buffers.ArrayPool<byte>.Shared.Rent(Math.Min(buffer.Length * 2, HelloMaxBytes));
+                        buffer.AsSpan(0, length).CopyTo(bigger);
+                        System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+                        buffer = bigger;
+                    }
+                    result = await socket.ReceiveAsync(buffer.AsMemory(length, Math.Min(buffer.Length, HelloMaxBytes) - length), timeout.Token);
+                    if (result.MessageType == System.Net.WebSockets.WebSocketMessageType.Close)
+                    {
+                        return null;
+                    }
+                    length += result.Count;
                 }
-                result = await socket.ReceiveAsync(buffer.AsMemory(length), timeout.Token);
-                if (result.MessageType == System.Net.WebSockets.WebSocketMessageType.Close)
-                {
-                    return null;
-                }
-                length += result.Count;
+                while (!result.EndOfMessage);
             }
-            while (!result.EndOfMessage);
+            catch (Exception ex) when (ex is OperationCanceledException or System.Net.WebSockets.WebSocketException)
+            {
+                return null;
+            }
+            if (!Frame.TryRead(buffer.AsMemory(0, length), out var type, out _, out var payload) || type != FrameType.Hello)
+            {
+                return null;
+            }
+            var hello = Frame.ReadJson(payload, ProtocolJsonContext.Default.HelloMessage);
+            return hello is { Capabilities: not null, RuntimeVersion: not null } ? hello : null;
         }
-        catch (Exception ex) when (ex is OperationCanceledException or System.Net.WebSockets.WebSocketException)
+        finally
         {
-            return null;
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
         }
-        if (!Frame.TryRead(buffer.AsMemory(0, length), out var type, out _, out var payload) || type != FrameType.Hello)
-        {
-            return null;
-        }
-        var hello = Frame.ReadJson(payload, ProtocolJsonContext.Default.HelloMessage);
-        return hello is { Capabilities: not null, RuntimeVersion: not null } ? hello : null;
     }
+
+    private const int HelloMaxBytes = 256 * 1024;
 
     private static async Task CloseAsync(System.Net.WebSockets.WebSocket socket, System.Net.WebSockets.WebSocketCloseStatus status, string reason)
     {

@@ -1,3 +1,4 @@
+using System.Buffers;
 using Lattice.Gateway.Catalog;
 using Lattice.Gateway.Hosting;
 using Lattice.Gateway.OpenAi;
@@ -55,10 +56,29 @@ public sealed class RuntimeForwarder(IOptions<GatewayOptions> options)
         var response = context.Response;
         var started = false;
         var sse = false;
+        var unflushed = false;
         try
         {
-            while (await dispatch.Events.WaitToReadAsync(cts.Token))
+            while (true)
             {
+                if (!dispatch.Events.TryPeek(out _))
+                {
+                    // Nothing more has arrived: what was written goes to the client now, before waiting.
+                    if (unflushed)
+                    {
+                        unflushed = false;
+                        var flushed = await response.BodyWriter.FlushAsync(aborted);
+                        if (flushed.IsCanceled || flushed.IsCompleted)
+                        {
+                            connection.Cancel(dispatch);
+                            return;
+                        }
+                    }
+                    if (!await dispatch.Events.WaitToReadAsync(cts.Token))
+                    {
+                        break;
+                    }
+                }
                 while (dispatch.Events.TryRead(out var e))
                 {
                     switch (e.Type)
@@ -75,6 +95,7 @@ public sealed class RuntimeForwarder(IOptions<GatewayOptions> options)
                                 }
                                 started = true;
                             }
+                            e.Release();
                             break;
                         case FrameType.Data:
                             if (!started)
@@ -82,20 +103,25 @@ public sealed class RuntimeForwarder(IOptions<GatewayOptions> options)
                                 response.ContentType = "application/json";
                                 started = true;
                             }
-                            var flushed = await response.BodyWriter.WriteAsync(e.Payload, aborted);
-                            if (flushed.IsCanceled || flushed.IsCompleted)
-                            {
-                                connection.Cancel(dispatch);
-                                return;
-                            }
+                            // Copied into the response without a flush: frames that arrived together leave together
+                            // (the flush above, or the end of the response, sends them). Nothing waits for more.
+                            response.BodyWriter.Write(e.Payload.Span);
+                            e.Release();
+                            unflushed = true;
                             break;
                         case FrameType.End:
+                            // Returning completes the response, which flushes what is written.
+                            e.Release();
                             return;
                         case FrameType.Error:
                             var error = Frame.ReadJson(e.Payload, ProtocolJsonContext.Default.DispatchError);
+                            e.Release();
                             await FailAsync(context, sse, new GatewayError(StatusCodes.Status502BadGateway, ErrorTypes.Api,
                                 error?.Code ?? ErrorCodes.UpstreamError, error?.Message ?? "The runtime failed to serve the request."));
                             return;
+                        default:
+                            e.Release();
+                            break;
                     }
                 }
             }

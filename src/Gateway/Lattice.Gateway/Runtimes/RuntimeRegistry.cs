@@ -2,10 +2,17 @@ using System.Collections.Concurrent;
 
 namespace Lattice.Gateway.Runtimes;
 
-/// <summary>The runtimes connected to this gateway node, by lattice id.</summary>
-public sealed class RuntimeRegistry
+/// <summary>
+/// The runtimes connected to this gateway node, by lattice id. Also their heartbeat: one timer for all links
+/// (every <see cref="RuntimeConnection.PingEvery"/>) pings each link and drops the ones silent for longer than
+/// <see cref="RuntimeConnection.DeadAfter"/>, instead of a timer per link.
+/// </summary>
+public sealed class RuntimeRegistry(TimeProvider time) : IDisposable
 {
     private readonly ConcurrentDictionary<string, RuntimeConnection> _connections = new(StringComparer.Ordinal);
+    private readonly Lock _timerGate = new();
+    private ITimer? _heartbeat;
+    private bool _disposed;
 
     public RuntimeConnection? Find(string latticeId) =>
         _connections.TryGetValue(latticeId, out var c) && !c.Closed.IsCancellationRequested ? c : null;
@@ -22,6 +29,7 @@ public sealed class RuntimeRegistry
             return connection;
         });
         previous?.Abort();
+        EnsureHeartbeat();
     }
 
     public void Remove(RuntimeConnection connection) =>
@@ -33,6 +41,41 @@ public sealed class RuntimeRegistry
         if (_connections.TryRemove(latticeId, out var connection))
         {
             connection.Abort();
+        }
+    }
+
+    /// <summary>One heartbeat round over every link (the timer's callback; tests call it directly).</summary>
+    internal void Heartbeat()
+    {
+        foreach (var (_, connection) in _connections)
+        {
+            connection.Heartbeat();
+        }
+    }
+
+    private void EnsureHeartbeat()
+    {
+        if (_heartbeat is not null)
+        {
+            return;
+        }
+        lock (_timerGate)
+        {
+            if (_heartbeat is null && !_disposed)
+            {
+                _heartbeat = time.CreateTimer(static s => ((RuntimeRegistry)s!).Heartbeat(), this,
+                    RuntimeConnection.PingEvery, RuntimeConnection.PingEvery);
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_timerGate)
+        {
+            _disposed = true;
+            _heartbeat?.Dispose();
+            _heartbeat = null;
         }
     }
 }

@@ -28,6 +28,9 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
 
     private readonly TimeProvider _time = time ?? TimeProvider.System;
 
+    // Largest data frame the writer makes by joining queued ones.
+    private const int CoalesceBytes = 64 * 1024;
+
     /// <summary>Human-readable state changes: connecting, connected, disconnected (and the next retry).</summary>
     public event Action<string>? Status;
 
@@ -118,7 +121,7 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
     /// <summary>One connection's lifetime: reader, writer, heartbeat, and the dispatches it is running.</summary>
     private sealed class Session(WebSocket socket, EngineSet engines, int maxConcurrency, TimeProvider time, Action served)
     {
-        private readonly Channel<byte[]> _outbound = Channel.CreateUnbounded<byte[]>(new UnboundedChannelOptions { SingleReader = true });
+        private readonly Channel<OutFrame> _outbound = Channel.CreateUnbounded<OutFrame>(new UnboundedChannelOptions { SingleReader = true });
         private readonly ConcurrentDictionary<uint, CancellationTokenSource> _running = new();
         private readonly SemaphoreSlim _slots = new(Math.Max(1, maxConcurrency));
         private long _lastHeard = time.GetTimestamp();
@@ -215,7 +218,7 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
                 switch (type)
                 {
                     case FrameType.Ping:
-                        _outbound.Writer.TryWrite(Frame.Raw(FrameType.Pong, 0, payload.Span));
+                        _outbound.Writer.TryWrite(OutFrame.Raw(FrameType.Pong, 0, payload.Span));
                         break;
                     case FrameType.Dispatch:
                         if (Frame.TryReadDispatch(payload, out var header, out var body))
@@ -258,8 +261,8 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
                     try
                     {
                         var usage = await engine.ExecuteAsync(new EngineRequest(header.Task, header.Model, body, header.ContentType, header.Stream), output, cts.Token);
-                        _outbound.Writer.TryWrite(Frame.Json(FrameType.End, id, new DispatchEnd(usage.PromptTokens, usage.CompletionTokens, usage.AudioSeconds),
-                            ProtocolJsonContext.Default.DispatchEnd));
+                        _outbound.Writer.TryWrite(new OutFrame(Frame.Json(FrameType.End, id, new DispatchEnd(usage.PromptTokens, usage.CompletionTokens, usage.AudioSeconds),
+                            ProtocolJsonContext.Default.DispatchEnd)));
                         served();
                     }
                     finally
@@ -284,15 +287,55 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
         }
 
         private void SendError(uint id, string code, string message) =>
-            _outbound.Writer.TryWrite(Frame.Json(FrameType.Error, id, new DispatchError(code, message), ProtocolJsonContext.Default.DispatchError));
+            _outbound.Writer.TryWrite(new OutFrame(Frame.Json(FrameType.Error, id, new DispatchError(code, message), ProtocolJsonContext.Default.DispatchError)));
 
         private async Task WriteLoopAsync(CancellationToken cancellationToken)
         {
+            var reader = _outbound.Reader;
+            OutFrame? held = null;
             try
             {
-                await foreach (var frame in _outbound.Reader.ReadAllAsync(cancellationToken))
+                while (true)
                 {
-                    await socket.SendAsync(frame, WebSocketMessageType.Binary, true, cancellationToken);
+                    OutFrame frame;
+                    if (held is { } h)
+                    {
+                        frame = h;
+                        held = null;
+                    }
+                    else if (!reader.TryRead(out frame))
+                    {
+                        if (!await reader.WaitToReadAsync(cancellationToken))
+                        {
+                            return;
+                        }
+                        continue;
+                    }
+                    // Data frames of the same dispatch that are already queued leave as one frame: fewer messages
+                    // for the same bytes. Nothing is held back to wait for more.
+                    if (frame.Type == FrameType.Data)
+                    {
+                        while (frame.Length < CoalesceBytes && reader.TryRead(out var next))
+                        {
+                            if (next.Type == FrameType.Data && next.Id == frame.Id && frame.Length + next.Length - Frame.HeaderSize <= CoalesceBytes)
+                            {
+                                frame = frame.Append(next);
+                            }
+                            else
+                            {
+                                held = next;
+                                break;
+                            }
+                        }
+                    }
+                    try
+                    {
+                        await socket.SendAsync(frame.Memory, WebSocketMessageType.Binary, true, cancellationToken);
+                    }
+                    finally
+                    {
+                        frame.Release();
+                    }
                 }
             }
             catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or IOException or ObjectDisposedException)
@@ -317,7 +360,7 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
                     }
                     var stamp = new byte[8];
                     System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(stamp, time.GetTimestamp());
-                    _outbound.Writer.TryWrite(Frame.Raw(FrameType.Ping, 0, stamp));
+                    _outbound.Writer.TryWrite(OutFrame.Raw(FrameType.Ping, 0, stamp));
                 }
             }
             catch (OperationCanceledException)
@@ -327,19 +370,66 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
     }
 
     /// <summary>Turns an engine's output into ResponseStart and Data frames of one dispatch.</summary>
-    private sealed class LinkOutput(ChannelWriter<byte[]> outbound, uint id) : IEngineOutput
+    private sealed class LinkOutput(ChannelWriter<OutFrame> outbound, uint id) : IEngineOutput
     {
         public ValueTask StartAsync(int status, string contentType, CancellationToken cancellationToken)
         {
-            outbound.TryWrite(Frame.Json(FrameType.ResponseStart, id, new ResponseStart(status, contentType), ProtocolJsonContext.Default.ResponseStart));
+            outbound.TryWrite(new OutFrame(Frame.Json(FrameType.ResponseStart, id, new ResponseStart(status, contentType), ProtocolJsonContext.Default.ResponseStart)));
             return ValueTask.CompletedTask;
         }
 
         public ValueTask WriteAsync(ReadOnlyMemory<byte> bytes, CancellationToken cancellationToken)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            outbound.TryWrite(Frame.Raw(FrameType.Data, id, bytes.Span));
+            outbound.TryWrite(OutFrame.Raw(FrameType.Data, id, bytes.Span));
             return ValueTask.CompletedTask;
+        }
+    }
+
+    /// <summary>A queued frame: the first <see cref="Length"/> bytes of <see cref="Buffer"/>, pooled when <see cref="Pooled"/>.</summary>
+    private readonly record struct OutFrame(byte[] Buffer, int Length, bool Pooled)
+    {
+        public OutFrame(byte[] frame) : this(frame, frame.Length, false)
+        {
+        }
+
+        public FrameType Type => (FrameType)Buffer[0];
+        public uint Id => System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(Buffer.AsSpan(1));
+        public ReadOnlyMemory<byte> Memory => Buffer.AsMemory(0, Length);
+
+        /// <summary>A frame in a pooled buffer (returned by the writer once sent).</summary>
+        public static OutFrame Raw(FrameType type, uint id, ReadOnlySpan<byte> payload)
+        {
+            var buffer = ArrayPool<byte>.Shared.Rent(Frame.HeaderSize + payload.Length);
+            Frame.WriteHeader(buffer, type, id);
+            payload.CopyTo(buffer.AsSpan(Frame.HeaderSize));
+            return new OutFrame(buffer, Frame.HeaderSize + payload.Length, true);
+        }
+
+        /// <summary>This frame with <paramref name="next"/>'s payload appended; both are released as needed.</summary>
+        public OutFrame Append(OutFrame next)
+        {
+            var added = next.Length - Frame.HeaderSize;
+            var length = Length + added;
+            var result = this;
+            if (!Pooled || Buffer.Length < length)
+            {
+                var bigger = ArrayPool<byte>.Shared.Rent(Math.Max(length, Math.Min(Buffer.Length * 2, CoalesceBytes)));
+                Buffer.AsSpan(0, Length).CopyTo(bigger);
+                Release();
+                result = new OutFrame(bigger, Length, true);
+            }
+            next.Buffer.AsSpan(Frame.HeaderSize, added).CopyTo(result.Buffer.AsSpan(result.Length));
+            next.Release();
+            return result with { Length = length };
+        }
+
+        public void Release()
+        {
+            if (Pooled)
+            {
+                ArrayPool<byte>.Shared.Return(Buffer);
+            }
         }
     }
 }
