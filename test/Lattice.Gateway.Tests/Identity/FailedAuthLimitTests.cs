@@ -15,8 +15,9 @@ public sealed class FailedAuthLimitTests : IAsyncLifetime
     [Fact]
     public async Task Past_the_limit_every_attempt_from_the_address_gets_429_until_the_window_ends()
     {
+        // Five failures of four kinds: two unknown keys, a forged token, a guessed bootstrap token, a wrong password.
         using var bad = _gateway.Client("sk_not_a_key_at_all_0000000000000000000000");
-        for (var i = 0; i < 3; i++)
+        for (var i = 0; i < 2; i++)
         {
             using var response = await bad.GetAsync("v1/models");
             Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
@@ -26,6 +27,11 @@ public sealed class FailedAuthLimitTests : IAsyncLifetime
         {
             Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
             Assert.Equal("invalid_api_key", JsonNode.Parse(await response.Content.ReadAsStringAsync())!["error"]!["code"]!.GetValue<string>());
+        }
+        using (var pairing = _gateway.Client(null))
+        using (var response = await pairing.PostAsync("v1/runtimes/pair", new StringContent("""{"bootstrapToken":"lbt_guess"}""", System.Text.Encoding.UTF8, "application/json")))
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
         }
         using (var browser = _gateway.NewBrowser())
         using (var wrongPassword = await browser.SignInAsync(_gateway.A.Email, "wrong password, again"))
@@ -39,7 +45,12 @@ public sealed class FailedAuthLimitTests : IAsyncLifetime
             var error = JsonNode.Parse(await response.Content.ReadAsStringAsync())!["error"]!;
             Assert.Equal("rate_limit_exceeded", error["code"]!.GetValue<string>());
         }
-        // Even the right credential is not checked from this address until the window ends.
+        // Even the right credential is not checked from this address until the window ends, nor a runtime's.
+        using (var runtime = _gateway.Client("lrt_whatever"))
+        using (var response = await runtime.GetAsync("v1/runtimes/me"))
+        {
+            Assert.Equal(HttpStatusCode.TooManyRequests, response.StatusCode);
+        }
         using var good = _gateway.Client(_gateway.A.Key);
         using (var response = await good.GetAsync("v1/models"))
         {

@@ -58,6 +58,23 @@ public sealed class OAuthAppService(LatticeDbContext db, IOpenIddictApplicationM
         return (await DescribeAsync(row, cancellationToken), secret);
     }
 
+    /// <summary>Adds scope permissions the app lacks; does nothing when it has them all.</summary>
+    public async Task AllowScopesAsync(string clientId, IEnumerable<string> scopes, CancellationToken cancellationToken = default)
+    {
+        if (await applications.FindByClientIdAsync(clientId, cancellationToken) is not { } application)
+        {
+            return;
+        }
+        var descriptor = new OpenIddictApplicationDescriptor();
+        await applications.PopulateAsync(descriptor, application, cancellationToken);
+        var before = descriptor.Permissions.Count;
+        descriptor.Permissions.UnionWith(scopes.Select(s => Permissions.Prefixes.Scope + s));
+        if (descriptor.Permissions.Count != before)
+        {
+            await applications.UpdateAsync(application, descriptor, cancellationToken);
+        }
+    }
+
     /// <summary>Checks a registration; null when fine, else what is wrong and which field.</summary>
     public static (string Message, string Param)? Validate(OAuthAppSpec spec)
     {

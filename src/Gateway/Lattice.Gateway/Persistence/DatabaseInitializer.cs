@@ -102,13 +102,16 @@ public sealed class DatabaseInitializer(
     /// <summary>The public client <c>lattice login</c> uses (device authorization grant), owned by the operator.</summary>
     private async Task EnsureCliAppAsync(DateTimeOffset now, CancellationToken cancellationToken)
     {
+        // email, so that `lattice login` can say who signed in.
+        string[] scopes = [.. Identity.IdentityServices.GrantableScopes, "offline_access", "email"];
         if (await db.OAuthApps.AnyAsync(a => a.ClientId == Identity.IdentityServices.CliClientId, cancellationToken))
         {
+            // A database made by an older version: give the client the scopes this version's CLI asks for.
+            await apps.AllowScopesAsync(Identity.IdentityServices.CliClientId, scopes, cancellationToken);
             return;
         }
         await EnsureOperatorWorkspaceAsync(now, cancellationToken);
-        // email, so that `lattice login` can say who signed in.
-        var spec = new Identity.OAuthAppSpec("Lattice CLI", [], [.. Identity.IdentityServices.GrantableScopes, "offline_access", "email"], Confidential: false, DeviceFlow: true);
+        var spec = new Identity.OAuthAppSpec("Lattice CLI", [], scopes, Confidential: false, DeviceFlow: true);
         await apps.CreateAsync(OperatorWorkspaceId, spec, Identity.IdentityServices.CliClientId, cancellationToken);
     }
 

@@ -166,6 +166,10 @@ public static partial class RuntimeEndpoints
 
     private static async Task PairAsync(HttpContext context, LatticeDbContext db, RuntimeStore store, TimeProvider time)
     {
+        if (!await AllowedAsync(context))
+        {
+            return;
+        }
         var body = await ReadJsonAsync(context, RuntimeJsonContext.Default.PairRequest);
         if (body is null)
         {
@@ -175,12 +179,12 @@ public static partial class RuntimeEndpoints
         // the answer is 401 like every other route's missing credential, not a validation error.
         if (string.IsNullOrEmpty(body.BootstrapToken))
         {
-            await OpenAiErrors.WriteAsync(context, GatewayError.Unauthenticated("A bootstrap token ('bootstrapToken', lbt_…) is required."));
+            await RefuseAsync(context, "A bootstrap token ('bootstrapToken', lbt_…) is required.");
             return;
         }
         if (body.BootstrapToken.Length > 200)
         {
-            await OpenAiErrors.WriteAsync(context, GatewayError.Unauthenticated("The bootstrap token is unknown, already used, or expired."));
+            await RefuseAsync(context, "The bootstrap token is unknown, already used, or expired.");
             return;
         }
         var hash = ApiKeySecrets.Hash(body.BootstrapToken);
@@ -188,7 +192,7 @@ public static partial class RuntimeEndpoints
         var row = await db.Runtimes.FirstOrDefaultAsync(r => r.BootstrapTokenHash == hash);
         if (row is null || row.RevokedAt is not null || row.BootstrapExpiresAt is null || row.BootstrapExpiresAt <= now)
         {
-            await OpenAiErrors.WriteAsync(context, GatewayError.Unauthenticated("The bootstrap token is unknown, already used, or expired."));
+            await RefuseAsync(context, "The bootstrap token is unknown, already used, or expired.");
             return;
         }
         var credential = ApiKeySecrets.NewSecret(RuntimeLink.CredentialPrefix);
@@ -215,20 +219,42 @@ public static partial class RuntimeEndpoints
 
     private static async Task<RuntimeEntity?> FindByCredentialAsync(HttpContext context, LatticeDbContext db)
     {
+        if (!await AllowedAsync(context))
+        {
+            return null;
+        }
         var authorization = context.Request.Headers.Authorization.ToString();
         if (!authorization.StartsWith("Bearer " + RuntimeLink.CredentialPrefix, StringComparison.Ordinal))
         {
-            await OpenAiErrors.WriteAsync(context, GatewayError.Unauthenticated("A runtime credential (Bearer lrt_…) is required."));
+            await RefuseAsync(context, "A runtime credential (Bearer lrt_…) is required.");
             return null;
         }
         var hash = ApiKeySecrets.Hash(authorization["Bearer ".Length..].Trim());
         var row = await db.Runtimes.FirstOrDefaultAsync(r => r.CredentialHash == hash);
         if (row is null || row.RevokedAt is not null)
         {
-            await OpenAiErrors.WriteAsync(context, GatewayError.Unauthenticated("The runtime credential is invalid or revoked."));
+            await RefuseAsync(context, "The runtime credential is invalid or revoked.");
             return null;
         }
         return row;
+    }
+
+    /// <summary>False (after writing 429) when the address is over its failed-authentication limit.</summary>
+    private static async Task<bool> AllowedAsync(HttpContext context)
+    {
+        if (context.RequestServices.GetRequiredService<FailedAuthLimiter>().IsAllowed(context))
+        {
+            return true;
+        }
+        await OpenAiErrors.WriteAsync(context, EndpointAuth.ErrorFor(AuthFailure.TooManyFailures));
+        return false;
+    }
+
+    /// <summary>A 401 for a bad bootstrap token or runtime credential, counted like every failed authentication.</summary>
+    private static Task RefuseAsync(HttpContext context, string message)
+    {
+        context.RequestServices.GetRequiredService<FailedAuthLimiter>().RecordFailure(context);
+        return OpenAiErrors.WriteAsync(context, GatewayError.Unauthenticated(message));
     }
 
     // ---- the link ----
