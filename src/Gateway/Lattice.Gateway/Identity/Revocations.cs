@@ -1,67 +1,110 @@
 using System.Collections.Concurrent;
 using Lattice.Gateway.Auth;
+using Lattice.Gateway.Hosting;
 using Lattice.Gateway.Persistence;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
 
 namespace Lattice.Gateway.Identity;
 
 /// <summary>
 /// What has been revoked, in memory, so checking a token on the hot path needs no database round trip. The node
-/// that revokes applies it at once; every node also polls the <c>revocations</c> log four times a second, so no node
-/// honours a revoked credential for more than a second.
+/// that revokes applies it at once; every node reads the whole <c>revocations</c> log before it serves and then
+/// polls it four times a second, so no node honours a revoked credential for more than a second.
 /// </summary>
-public sealed class RevocationSet
+/// <remarks>
+/// An entry matters only while an access token it could refuse may still be alive: grants cannot mint new tokens
+/// once revoked (the token endpoint checks the database), so after the access-token lifetime plus a margin the
+/// entry is dropped from memory and from the log.
+/// </remarks>
+public sealed class RevocationSet(IOptions<GatewayOptions> options, TimeProvider time)
 {
     public const string GrantKind = "grant";
     public const string TokenKind = "token";
     public const string KeyKind = "key";
 
-    private readonly ConcurrentDictionary<string, byte> _grants = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, byte> _tokens = new(StringComparer.Ordinal);
+    private const int Batch = 10_000;
+
+    private readonly TimeSpan _retention = options.Value.AccessTokenLifetime + TimeSpan.FromMinutes(10);
+    private readonly ConcurrentDictionary<string, DateTimeOffset> _grants = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, DateTimeOffset> _tokens = new(StringComparer.Ordinal);
     private long _lastSeq;
+
+    /// <summary>How long an entry is kept: the longest an access token lives, plus a margin for clock skew.</summary>
+    public TimeSpan Retention => _retention;
+
+    public int Count => _grants.Count + _tokens.Count;
 
     public bool IsGrantRevoked(string? authorizationId) => authorizationId is not null && _grants.ContainsKey(authorizationId);
 
     public bool IsTokenRevoked(string? tokenId) => tokenId is not null && _tokens.ContainsKey(tokenId);
 
-    public void Apply(string kind, string subjectId)
+    public void Apply(string kind, string subjectId) => Apply(kind, subjectId, time.GetUtcNow());
+
+    private void Apply(string kind, string subjectId, DateTimeOffset revokedAt)
     {
         switch (kind)
         {
             case GrantKind:
-                _grants.TryAdd(subjectId, 0);
+                _grants.TryAdd(subjectId, revokedAt);
                 break;
             case TokenKind:
-                _tokens.TryAdd(subjectId, 0);
+                _tokens.TryAdd(subjectId, revokedAt);
                 break;
         }
     }
 
-    /// <summary>Reads log entries newer than the last seen; true when a developer key was revoked elsewhere.</summary>
+    /// <summary>Reads every log entry newer than the last seen; true when a developer key was revoked elsewhere.</summary>
     public async Task<bool> CatchUpAsync(LatticeDbContext db, CancellationToken cancellationToken)
     {
-        var last = Interlocked.Read(ref _lastSeq);
-        var rows = await db.Revocations.AsNoTracking().Where(r => r.Seq > last).OrderBy(r => r.Seq).Take(10_000).ToListAsync(cancellationToken);
         var keys = false;
-        foreach (var row in rows)
+        while (true)
         {
-            Apply(row.Kind, row.SubjectId);
-            keys |= row.Kind == KeyKind;
-            last = row.Seq;
+            var last = Interlocked.Read(ref _lastSeq);
+            var rows = await db.Revocations.AsNoTracking().Where(r => r.Seq > last).OrderBy(r => r.Seq).Take(Batch).ToListAsync(cancellationToken);
+            foreach (var row in rows)
+            {
+                Apply(row.Kind, row.SubjectId, row.RevokedAt);
+                keys |= row.Kind == KeyKind;
+                last = row.Seq;
+            }
+            Interlocked.Exchange(ref _lastSeq, last);
+            if (rows.Count < Batch)
+            {
+                return keys;
+            }
         }
-        Interlocked.Exchange(ref _lastSeq, last);
-        return keys;
+    }
+
+    /// <summary>Forgets entries past <see cref="Retention"/>, in memory and in the log.</summary>
+    public async Task<int> PruneAsync(LatticeDbContext db, CancellationToken cancellationToken)
+    {
+        var cutoff = time.GetUtcNow() - _retention;
+        foreach (var set in (ReadOnlySpan<ConcurrentDictionary<string, DateTimeOffset>>)[_grants, _tokens])
+        {
+            foreach (var (id, revokedAt) in set)
+            {
+                if (revokedAt < cutoff)
+                {
+                    set.TryRemove(id, out _);
+                }
+            }
+        }
+        var cutoffMs = cutoff.ToUnixTimeMilliseconds();
+        return await db.Database.ExecuteSqlInterpolatedAsync($"DELETE FROM revocations WHERE RevokedAt < {cutoffMs}", cancellationToken);
     }
 }
 
-/// <summary>Keeps this node's <see cref="RevocationSet"/> current with revocations made on any node.</summary>
-public sealed class RevocationPoller(IServiceScopeFactory scopes, RevocationSet set, ApiKeyStore keys, ILogger<RevocationPoller> logger) : BackgroundService
+/// <summary>Keeps this node's <see cref="RevocationSet"/> current with revocations made on any node, and prunes it.</summary>
+public sealed class RevocationPoller(IServiceScopeFactory scopes, RevocationSet set, ApiKeyStore keys, TimeProvider time, ILogger<RevocationPoller> logger) : BackgroundService
 {
     public static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(250);
+    public static readonly TimeSpan PruneInterval = TimeSpan.FromMinutes(10);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(Interval);
+        var nextPrune = time.GetUtcNow() + PruneInterval;
         do
         {
             try
@@ -71,6 +114,11 @@ public sealed class RevocationPoller(IServiceScopeFactory scopes, RevocationSet 
                 if (await set.CatchUpAsync(db, stoppingToken))
                 {
                     await keys.ReloadAsync(stoppingToken);
+                }
+                if (time.GetUtcNow() >= nextPrune)
+                {
+                    nextPrune = time.GetUtcNow() + PruneInterval;
+                    await set.PruneAsync(db, stoppingToken);
                 }
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)

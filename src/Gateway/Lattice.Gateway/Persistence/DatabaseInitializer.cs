@@ -18,6 +18,7 @@ public sealed class DatabaseInitializer(
     Runtimes.RuntimeStore runtimes,
     Identity.OAuthAppService apps,
     Identity.UserService users,
+    Identity.RevocationSet revocations,
     TimeProvider time)
 {
     public const string OperatorWorkspaceId = "ws_operator";
@@ -71,6 +72,8 @@ public sealed class DatabaseInitializer(
         await catalog.ReloadAsync(cancellationToken);
         await keys.ReloadAsync(cancellationToken);
         await runtimes.ReloadAsync(cancellationToken);
+        // Every revocation still in force is known before the first request is served.
+        await revocations.CatchUpAsync(db, cancellationToken);
     }
 
     /// <summary>On a database with no developer workspace yet, creates one with a developer key and an admin key.</summary>
