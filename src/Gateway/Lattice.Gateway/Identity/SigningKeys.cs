@@ -33,11 +33,19 @@ public sealed class SigningKeys
         {
             rsa.KeySize = 2048;
             var pem = rsa.ExportRSAPrivateKeyPem();
-            OwnerOnlyFile.Write(path, stream =>
+            try
             {
-                using var writer = new StreamWriter(stream);
-                writer.Write(pem);
-            }, overwrite: false);
+                OwnerOnlyFile.Write(path, stream =>
+                {
+                    using var writer = new StreamWriter(stream);
+                    writer.Write(pem);
+                }, overwrite: false);
+            }
+            catch (IOException) when (File.Exists(path))
+            {
+                // Another node on the same data directory created it first: everyone uses that one.
+                rsa.ImportFromPem(File.ReadAllText(path));
+            }
         }
         var modulus = rsa.ExportParameters(false).Modulus!;
         return new RsaSecurityKey(rsa) { KeyId = Base64UrlEncoder.Encode(SHA256.HashData(modulus)[..12]) };
