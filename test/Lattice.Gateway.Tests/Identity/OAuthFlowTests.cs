@@ -56,4 +56,15 @@ public sealed class OAuthFlowTests(OAuthGateway gateway) : IClassFixture<OAuthGa
         Assert.True(response.StatusCode == HttpStatusCode.OK, body);
         Assert.Contains("You said: hello", body);
     }
+
+    [Fact]
+    public async Task Operators_list_users_without_their_password_hashes()
+    {
+        var text = await gateway.Admin.GetStringAsync("admin/v1/users");
+        var users = JsonNode.Parse(text)!["data"]!.AsArray();
+        var a = Assert.Single(users, u => u!["id"]!.GetValue<string>() == gateway.A.UserId)!;
+        Assert.Equal(gateway.A.Email, a["email"]!.GetValue<string>());
+        Assert.Equal(["created_at", "email", "id", "name"], a.AsObject().Select(p => p.Key).Order());
+        Assert.DoesNotContain("password", text, StringComparison.OrdinalIgnoreCase);
+    }
 }

@@ -37,6 +37,7 @@ public sealed record ListDto<T>(IReadOnlyList<T> Data)
 [JsonSerializable(typeof(CreateWorkspaceRequest))]
 [JsonSerializable(typeof(CreateUserRequest))]
 [JsonSerializable(typeof(UserDto))]
+[JsonSerializable(typeof(ListDto<UserDto>))]
 [JsonSerializable(typeof(AddMemberRequest))]
 [JsonSerializable(typeof(MemberDto))]
 [JsonSerializable(typeof(ListDto<MemberDto>))]

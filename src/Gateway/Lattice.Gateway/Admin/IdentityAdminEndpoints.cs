@@ -13,6 +13,7 @@ internal static class IdentityAdminEndpoints
     public static void Map(RouteGroupBuilder admin, RouteGroupBuilder workspace)
     {
         admin.MapPost("/users", CreateUserAsync);
+        admin.MapGet("/users", ListUsersAsync);
         workspace.MapGet("/workspaces/{workspaceId}/members", ListMembersAsync);
         // Adding someone to a workspace is the operator's call until invitations exist: a workspace admin could
         // otherwise pull in (and learn the e-mail of) any user whose id they know.
@@ -49,6 +50,13 @@ internal static class IdentityAdminEndpoints
         var name = string.IsNullOrWhiteSpace(body.Name) ? normalized : body.Name.Trim();
         var user = await users.CreateAsync(normalized, name, body.Password);
         return AdminEndpoints.Json(new UserDto(user.Id, user.Email, user.DisplayName, user.CreatedAt.ToUnixTimeSeconds()), AdminJsonContext.Default.UserDto, StatusCodes.Status201Created);
+    }
+
+    private static async Task<IResult> ListUsersAsync(LatticeDbContext db)
+    {
+        var rows = await db.Users.AsNoTracking().ToListAsync();
+        var data = rows.OrderBy(u => u.CreatedAt).Select(u => new UserDto(u.Id, u.Email, u.DisplayName, u.CreatedAt.ToUnixTimeSeconds())).ToList();
+        return AdminEndpoints.Json(new ListDto<UserDto>(data), AdminJsonContext.Default.ListDtoUserDto);
     }
 
     private static async Task<IResult> ListMembersAsync(HttpContext context, string workspaceId, LatticeDbContext db)
