@@ -89,6 +89,8 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
             new("GET", "/connect/verify", Guard.Public, "/connect/verify"),
             new("POST", "/connect/verify", Guard.Public, "/connect/verify"),
             new("GET", "/connect/verify/done", Guard.Public, "/connect/verify/done"),
+            new("GET", "/account/invitations/{token}", Guard.Public, "/account/invitations/inv_unknown"),
+            new("POST", "/account/invitations/{token}", Guard.Public, "/account/invitations/inv_unknown"),
             // Unknown URLs: the OpenAI 404 envelope, for anyone.
             new("*", "{*path:nonfile}", Guard.Public, "/no/such/route"),
 
@@ -125,6 +127,9 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
             new("GET", "/admin/v1/workspaces/{workspaceId}/apps", Guard.Scope, $"/admin/v1/workspaces/{ws}/apps", WorkspaceAdmin, Admin, TokenMayHold: false),
             new("GET", "/admin/v1/apps/{clientId}", Guard.Scope, $"/admin/v1/apps/{g.A.ClientId}", WorkspaceAdmin, Admin, TokenMayHold: false),
             new("DELETE", "/admin/v1/apps/{clientId}", Guard.Scope, "/admin/v1/apps/app_00000000000000000000", WorkspaceAdmin, Admin, TokenMayHold: false),
+            new("POST", "/admin/v1/workspaces/{workspaceId}/invitations", Guard.Scope, $"/admin/v1/workspaces/{ws}/invitations", WorkspaceAdmin, Admin, TokenMayHold: false),
+            new("GET", "/admin/v1/workspaces/{workspaceId}/invitations", Guard.Scope, $"/admin/v1/workspaces/{ws}/invitations", WorkspaceAdmin, Admin, TokenMayHold: false),
+            new("POST", "/admin/v1/invitations/{invitationId}/revoke", Guard.Scope, "/admin/v1/invitations/ivt_00000000000000000000/revoke", WorkspaceAdmin, Admin, TokenMayHold: false),
             new("GET", "/admin/v1/workspaces/{workspaceId}/grants", Guard.Scope, $"/admin/v1/workspaces/{ws}/grants", WorkspaceAdmin, Admin, TokenMayHold: false),
             new("POST", "/admin/v1/grants/{grantId}/revoke", Guard.Scope, "/admin/v1/grants/00000000-0000-0000-0000-000000000000/revoke", WorkspaceAdmin, Admin, TokenMayHold: false),
         };

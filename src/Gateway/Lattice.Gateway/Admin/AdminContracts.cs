@@ -26,6 +26,8 @@ public sealed record AddMemberRequest(string? UserId, string? Role);
 public sealed record MemberDto(string WorkspaceId, string UserId, string Email, string Role, long CreatedAt);
 public sealed record CreateAppRequest(string? Name, string[]? RedirectUris, string[]? Scopes, bool? Confidential, bool? DeviceFlow);
 public sealed record AppDto(string ClientId, string WorkspaceId, string Name, string[] RedirectUris, string[] Scopes, bool Confidential, bool DeviceFlow, long CreatedAt, string? ClientSecret = null);
+public sealed record CreateInvitationRequest(string? Email, string? Role);
+public sealed record InvitationDto(string Id, string WorkspaceId, string Email, string Role, long CreatedAt, long ExpiresAt, long? AcceptedAt, long? RevokedAt, string? AcceptUrl = null);
 public sealed record GrantDto(string Id, string WorkspaceId, string UserId, string ClientId, string[] Scopes, long CreatedAt, long? RevokedAt);
 
 public sealed record ListDto<T>(IReadOnlyList<T> Data)
@@ -44,6 +46,9 @@ public sealed record ListDto<T>(IReadOnlyList<T> Data)
 [JsonSerializable(typeof(CreateAppRequest))]
 [JsonSerializable(typeof(AppDto))]
 [JsonSerializable(typeof(ListDto<AppDto>))]
+[JsonSerializable(typeof(CreateInvitationRequest))]
+[JsonSerializable(typeof(InvitationDto))]
+[JsonSerializable(typeof(ListDto<InvitationDto>))]
 [JsonSerializable(typeof(GrantDto))]
 [JsonSerializable(typeof(ListDto<GrantDto>))]
 [JsonSerializable(typeof(WorkspaceDto))]

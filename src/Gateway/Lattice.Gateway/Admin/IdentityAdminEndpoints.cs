@@ -19,6 +19,9 @@ internal static class IdentityAdminEndpoints
         // otherwise pull in (and learn the e-mail of) any user whose id they know.
         admin.MapPost("/workspaces/{workspaceId}/members", AddMemberAsync);
         workspace.MapDelete("/workspaces/{workspaceId}/members/{userId}", RemoveMemberAsync);
+        workspace.MapPost("/workspaces/{workspaceId}/invitations", InviteAsync);
+        workspace.MapGet("/workspaces/{workspaceId}/invitations", ListInvitationsAsync);
+        workspace.MapPost("/invitations/{invitationId}/revoke", RevokeInvitationAsync);
 
         workspace.MapPost("/workspaces/{workspaceId}/apps", CreateAppAsync);
         workspace.MapGet("/workspaces/{workspaceId}/apps", ListAppsAsync);
@@ -105,6 +108,57 @@ internal static class IdentityAdminEndpoints
         }
         return TypedResults.NoContent();
     }
+
+    // ---- invitations ----
+
+    private static async Task<IResult> InviteAsync(HttpContext context, string workspaceId, CreateInvitationRequest? body, LatticeDbContext db, TimeProvider time)
+    {
+        if (!Manages(context, workspaceId) || await db.Workspaces.FindAsync(workspaceId) is null)
+        {
+            return Error(WorkspaceNotFound(workspaceId));
+        }
+        var email = body?.Email?.Trim();
+        if (string.IsNullOrEmpty(email) || email.Length > 320 || email.IndexOf('@') is <= 0 || email.EndsWith('@'))
+        {
+            return Error(GatewayError.InvalidRequest("'email' must be an e-mail address.", "email"));
+        }
+        var role = body!.Role ?? "member";
+        if (role is not ("owner" or "member"))
+        {
+            return Error(GatewayError.InvalidRequest("'role' must be 'owner' or 'member'.", "role"));
+        }
+        var (invitation, token) = Invitations.Create(workspaceId, email, role, time.GetUtcNow());
+        db.Invitations.Add(invitation);
+        await db.SaveChangesAsync();
+        var url = $"{context.Request.Scheme}://{context.Request.Host}{context.Request.PathBase}{Invitations.PagePath}/{token}";
+        return AdminEndpoints.Json(ToDto(invitation) with { AcceptUrl = url }, AdminJsonContext.Default.InvitationDto, StatusCodes.Status201Created);
+    }
+
+    private static async Task<IResult> ListInvitationsAsync(HttpContext context, string workspaceId, LatticeDbContext db)
+    {
+        if (!Manages(context, workspaceId) || await db.Workspaces.FindAsync(workspaceId) is null)
+        {
+            return Error(WorkspaceNotFound(workspaceId));
+        }
+        var rows = await db.Invitations.AsNoTracking().Where(i => i.WorkspaceId == workspaceId).ToListAsync();
+        return AdminEndpoints.Json(new ListDto<InvitationDto>(rows.OrderBy(i => i.CreatedAt).Select(ToDto).ToList()), AdminJsonContext.Default.ListDtoInvitationDto);
+    }
+
+    private static async Task<IResult> RevokeInvitationAsync(HttpContext context, string invitationId, LatticeDbContext db, TimeProvider time)
+    {
+        var invitation = await db.Invitations.FirstOrDefaultAsync(i => i.Id == invitationId);
+        if (invitation is null || !Manages(context, invitation.WorkspaceId))
+        {
+            return Error(GatewayError.NotFound($"The invitation '{invitationId}' does not exist."));
+        }
+        invitation.RevokedAt ??= time.GetUtcNow();
+        await db.SaveChangesAsync();
+        return AdminEndpoints.Json(ToDto(invitation), AdminJsonContext.Default.InvitationDto);
+    }
+
+    private static InvitationDto ToDto(InvitationEntity i) => new(
+        i.Id, i.WorkspaceId, i.Email, i.Role, i.CreatedAt.ToUnixTimeSeconds(), i.ExpiresAt.ToUnixTimeSeconds(),
+        i.AcceptedAt?.ToUnixTimeSeconds(), i.RevokedAt?.ToUnixTimeSeconds());
 
     // ---- OAuth apps ----
 

@@ -74,6 +74,7 @@ public static class GatewayApp
         app.MapAdmin();
         app.MapIdentity();
         app.MapDeviceDone();
+        app.MapInvitations();
         app.MapFallback(context => OpenAiErrors.WriteAsync(context, GatewayError.NotFound($"Invalid URL ({context.Request.Method} {context.Request.Path}).")));
         return app;
     }

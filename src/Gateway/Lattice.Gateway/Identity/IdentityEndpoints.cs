@@ -22,6 +22,7 @@ public static class IdentityEndpoints
 {
     public const string CookieScheme = CookieAuthenticationDefaults.AuthenticationScheme;
     public const string LoginPath = "/account/login";
+    public const string SessionCookie = "lattice_session";
 
     /// <summary>
     /// The grant (authorization) id, kept in codes and refresh tokens only. OpenIddict ties a device code to the
@@ -62,12 +63,26 @@ public static class IdentityEndpoints
             limiter.RecordFailure(context);
             return Pages.SignIn(context, returnUrl, email, "That e-mail and password don't match.", StatusCodes.Status401Unauthorized);
         }
+        await StartSessionAsync(context, user);
+        return Results.Redirect(returnUrl);
+    }
+
+    /// <summary>Signs the person in: the session cookie.</summary>
+    internal static Task StartSessionAsync(HttpContext context, UserEntity user)
+    {
         var identity = new ClaimsIdentity(CookieScheme, Claims.Name, Claims.Role);
         identity.AddClaim(new Claim(Claims.Subject, user.Id));
         identity.AddClaim(new Claim(Claims.Email, user.Email));
         identity.AddClaim(new Claim(Claims.Name, user.DisplayName));
-        await context.SignInAsync(CookieScheme, new ClaimsPrincipal(identity));
-        return Results.Redirect(returnUrl);
+        return context.SignInAsync(CookieScheme, new ClaimsPrincipal(identity));
+    }
+
+    /// <summary>The signed-in person, or null.</summary>
+    internal static async Task<UserEntity?> SessionUserAsync(HttpContext context, UserService users)
+    {
+        var session = await context.AuthenticateAsync(CookieScheme);
+        var userId = session.Succeeded ? session.Principal!.FindFirst(Claims.Subject)?.Value : null;
+        return userId is null ? null : await users.FindAsync(userId);
     }
 
     private static async Task<IResult> SignOutAsync(HttpContext context, IAntiforgery antiforgery)
@@ -89,13 +104,12 @@ public static class IdentityEndpoints
 
     private static async Task<(UserEntity? User, IResult? Challenge)> RequireUserAsync(HttpContext context, UserService users, string returnUrl)
     {
-        var session = await context.AuthenticateAsync(CookieScheme);
-        var userId = session.Succeeded ? session.Principal!.FindFirst(Claims.Subject)?.Value : null;
-        var user = userId is null ? null : await users.FindAsync(userId);
+        var user = await SessionUserAsync(context, users);
         if (user is null)
         {
-            if (session.Succeeded)
+            if (context.Request.Cookies.ContainsKey(SessionCookie))
             {
+                // A session for a user who no longer exists.
                 await context.SignOutAsync(CookieScheme);
             }
             return (null, Results.Redirect(LoginPath + QueryString.Create("returnUrl", returnUrl)));

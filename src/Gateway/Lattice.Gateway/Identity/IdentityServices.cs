@@ -41,7 +41,7 @@ public static class IdentityServices
         services.AddAuthentication()
             .AddCookie(IdentityEndpoints.CookieScheme, o =>
             {
-                o.Cookie.Name = "lattice_session";
+                o.Cookie.Name = IdentityEndpoints.SessionCookie;
                 o.Cookie.HttpOnly = true;
                 o.Cookie.SameSite = SameSiteMode.Lax;
                 o.LoginPath = IdentityEndpoints.LoginPath;

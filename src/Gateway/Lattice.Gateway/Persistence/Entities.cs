@@ -163,3 +163,23 @@ public sealed class RevocationEntity
     public required string SubjectId { get; set; }
     public DateTimeOffset RevokedAt { get; set; }
 }
+
+/// <summary>
+/// An invitation to join a workspace, sent to one e-mail address. Only the SHA-256 of its link's token is stored;
+/// it works once, before it expires, and only for a person signed in with (or signing up with) that address.
+/// </summary>
+public sealed class InvitationEntity
+{
+    /// <summary><c>inv_…</c>.</summary>
+    public required string Id { get; set; }
+    public required string WorkspaceId { get; set; }
+    /// <summary>Lowercase.</summary>
+    public required string Email { get; set; }
+    public required string Role { get; set; }
+    public required string TokenHash { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+    public DateTimeOffset ExpiresAt { get; set; }
+    public DateTimeOffset? AcceptedAt { get; set; }
+    public string? AcceptedBy { get; set; }
+    public DateTimeOffset? RevokedAt { get; set; }
+}

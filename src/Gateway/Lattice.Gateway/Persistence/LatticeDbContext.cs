@@ -17,6 +17,7 @@ public sealed class LatticeDbContext(DbContextOptions<LatticeDbContext> options)
     public DbSet<OAuthAppEntity> OAuthApps => Set<OAuthAppEntity>();
     public DbSet<OAuthGrantEntity> OAuthGrants => Set<OAuthGrantEntity>();
     public DbSet<RevocationEntity> Revocations => Set<RevocationEntity>();
+    public DbSet<InvitationEntity> Invitations => Set<InvitationEntity>();
 
     protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
     {
@@ -112,6 +113,17 @@ public sealed class LatticeDbContext(DbContextOptions<LatticeDbContext> options)
             b.ToTable("revocations");
             b.HasKey(x => x.Seq);
             b.Property(x => x.Seq).ValueGeneratedOnAdd();
+        });
+
+        modelBuilder.Entity<InvitationEntity>(b =>
+        {
+            b.ToTable("invitations");
+            b.HasKey(x => x.Id);
+            b.Property(x => x.Id).HasMaxLength(64);
+            b.Property(x => x.TokenHash).HasMaxLength(64);
+            b.HasIndex(x => x.TokenHash).IsUnique();
+            b.HasIndex(x => x.WorkspaceId);
+            b.HasOne<WorkspaceEntity>().WithMany().HasForeignKey(x => x.WorkspaceId);
         });
 
         // OpenIddict's applications, authorizations, scopes and tokens, with string keys.

@@ -81,6 +81,54 @@ namespace Lattice.Gateway.Persistence.Migrations.Sqlite
                     b.ToTable("catalog_models", (string)null);
                 });
 
+            modelBuilder.Entity("Lattice.Gateway.Persistence.InvitationEntity", b =>
+                {
+                    b.Property<string>("Id")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long?>("AcceptedAt")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("AcceptedBy")
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("CreatedAt")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Email")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("ExpiresAt")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long?>("RevokedAt")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Role")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("TokenHash")
+                        .IsRequired()
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("WorkspaceId")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("TokenHash")
+                        .IsUnique();
+
+                    b.HasIndex("WorkspaceId");
+
+                    b.ToTable("invitations", (string)null);
+                });
+
             modelBuilder.Entity("Lattice.Gateway.Persistence.ModelOfferEntity", b =>
                 {
                     b.Property<string>("Id")
@@ -593,6 +641,15 @@ namespace Lattice.Gateway.Persistence.Migrations.Sqlite
                 });
 
             modelBuilder.Entity("Lattice.Gateway.Persistence.ApiKeyEntity", b =>
+                {
+                    b.HasOne("Lattice.Gateway.Persistence.WorkspaceEntity", null)
+                        .WithMany()
+                        .HasForeignKey("WorkspaceId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
+            modelBuilder.Entity("Lattice.Gateway.Persistence.InvitationEntity", b =>
                 {
                     b.HasOne("Lattice.Gateway.Persistence.WorkspaceEntity", null)
                         .WithMany()
