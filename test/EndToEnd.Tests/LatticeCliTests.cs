@@ -113,6 +113,43 @@ public sealed class LatticeCliTests(StackFixture stack)
     }
 
     [Fact]
+    public async Task Members_invite_list_and_the_link_lets_the_person_join()
+    {
+        var email = $"invitee-{Guid.NewGuid():N}@example.test";
+        var (exit, output) = await LatticeAsync("members", "invite", email, "--role", "owner");
+        Assert.True(exit == 0, output);
+        Assert.Contains($"Invited {email} as owner (ivt_", output, StringComparison.Ordinal);
+        var link = output.Split('\n').Single(l => l.Contains("/account/invitations/inv_", StringComparison.Ordinal)).Trim();
+        Assert.StartsWith(stack.BaseUrl.Replace("/v1", "", StringComparison.Ordinal) + "/account/invitations/inv_", link, StringComparison.Ordinal);
+
+        (exit, output) = await LatticeAsync("members", "list");
+        Assert.True(exit == 0, output);
+        Assert.Contains("dev@lattice.localhost", output, StringComparison.Ordinal);
+        Assert.Matches($@"ivt_\S+\s+owner\s+{System.Text.RegularExpressions.Regex.Escape(email)}", output);
+
+        // The person opens the link, creates their account and joins.
+        using var http = new HttpClient(new HttpClientHandler { AllowAutoRedirect = false, CookieContainer = new CookieContainer() });
+        var page = await http.GetStringAsync(link);
+        var antiforgery = System.Text.RegularExpressions.Regex.Match(page, "name=\"__af\" value=\"([^\"]+)\"").Groups[1].Value;
+        using var joined = await http.PostAsync(link, new FormUrlEncodedContent(new Dictionary<string, string>
+        {
+            ["__af"] = WebUtility.HtmlDecode(antiforgery), ["name"] = "Invitee", ["password"] = "a long enough password",
+        }));
+        Assert.Equal(HttpStatusCode.OK, joined.StatusCode);
+        Assert.Contains("You are now a member of dev.", await joined.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+
+        (exit, output) = await LatticeAsync("members", "list");
+        var row = output.Split('\n').Single(l => l.EndsWith(email, StringComparison.Ordinal) && l.StartsWith("usr_", StringComparison.Ordinal));
+        var userId = row.Split(' ', StringSplitOptions.RemoveEmptyEntries)[0];
+        Assert.Contains(" owner ", row, StringComparison.Ordinal);
+
+        (exit, output) = await LatticeAsync("members", "remove", userId);
+        Assert.True(exit == 0, output);
+        (exit, output) = await LatticeAsync("members", "list");
+        Assert.DoesNotContain(userId, output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_bad_redirect_uri_is_refused_with_the_gateways_message()
     {
         var (exit, output) = await LatticeAsync("apps", "create", "--name", "bad", "--redirect-uri", "http://example.com/cb", "--scope", "lattice:compute:inference");

@@ -6,6 +6,7 @@ var root = new RootCommand("Lattice: an OpenAI-compatible control plane for AI c
     UpCommand.Create(),
     KeysCommand.Create(),
     AppsCommand.Create(),
+    MembersCommand.Create(),
     LoginCommands.CreateLogin(),
     LoginCommands.CreateLogout(),
     DaemonCommands.CreateRelay(),

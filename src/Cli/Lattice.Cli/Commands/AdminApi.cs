@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Text.Json;
@@ -83,4 +84,28 @@ internal sealed class AdminApi(Uri origin, string adminKey, string workspace)
             return null;
         }
     }
+}
+
+/// <summary>The options every admin-API command group shares: where the gateway is, the admin key, the workspace.</summary>
+internal sealed class AdminOptions
+{
+    private readonly Option<string> _dataDir = new("--data-dir") { Description = "Data directory whose env file names the gateway and admin key.", DefaultValueFactory = _ => EnvFile.DefaultDataDirectory, Recursive = true };
+    private readonly Option<string?> _baseUrl = new("--base-url") { Description = "Gateway base URL (default: LATTICE_BASE_URL).", Recursive = true };
+    private readonly Option<string?> _adminKey = new("--admin-key") { Description = "Admin key (default: LATTICE_ADMIN_KEY).", Recursive = true };
+    private readonly Option<string?> _workspace = new("--workspace") { Description = "Workspace id (default: LATTICE_WORKSPACE_ID).", Recursive = true };
+
+    /// <summary>A command group carrying these options, with its subcommands.</summary>
+    public Command Group(string name, string description, params Command[] subcommands)
+    {
+        var group = new Command(name, description) { _dataDir, _baseUrl, _adminKey, _workspace };
+        foreach (var subcommand in subcommands)
+        {
+            group.Subcommands.Add(subcommand);
+        }
+        return group;
+    }
+
+    /// <summary>The admin API these options point at, or null after saying what is missing.</summary>
+    public AdminApi? Resolve(ParseResult parse, bool needWorkspace = true) =>
+        AdminApi.From(parse.GetValue(_dataDir)!, parse.GetValue(_baseUrl), parse.GetValue(_adminKey), parse.GetValue(_workspace), needWorkspace);
 }

@@ -8,10 +8,7 @@ internal static class AppsCommand
 {
     public static Command Create()
     {
-        var dataDir = new Option<string>("--data-dir") { Description = "Data directory whose env file names the gateway and admin key.", DefaultValueFactory = _ => EnvFile.DefaultDataDirectory, Recursive = true };
-        var baseUrl = new Option<string?>("--base-url") { Description = "Gateway base URL (default: LATTICE_BASE_URL).", Recursive = true };
-        var adminKey = new Option<string?>("--admin-key") { Description = "Admin key (default: LATTICE_ADMIN_KEY).", Recursive = true };
-        var workspace = new Option<string?>("--workspace") { Description = "Workspace id (default: LATTICE_WORKSPACE_ID).", Recursive = true };
+        var admin = new AdminOptions();
 
         var name = new Option<string>("--name") { Description = "The name people see on the consent page.", Required = true };
         var redirectUris = new Option<string[]>("--redirect-uri") { Description = "A redirect URI for the authorization code flow (repeatable).", AllowMultipleArgumentsPerToken = false };
@@ -21,7 +18,7 @@ internal static class AppsCommand
         var create = new Command("create", "Register an OAuth app; a confidential app's secret is shown once.") { name, redirectUris, scopes, confidential, deviceFlow };
         create.SetAction(async (parse, ct) =>
         {
-            var target = AdminApi.From(parse.GetValue(dataDir)!, parse.GetValue(baseUrl), parse.GetValue(adminKey), parse.GetValue(workspace));
+            var target = admin.Resolve(parse);
             if (target is null)
             {
                 return 2;
@@ -51,7 +48,7 @@ internal static class AppsCommand
         var list = new Command("list", "List the workspace's OAuth apps (never their secrets).");
         list.SetAction(async (parse, ct) =>
         {
-            var target = AdminApi.From(parse.GetValue(dataDir)!, parse.GetValue(baseUrl), parse.GetValue(adminKey), parse.GetValue(workspace));
+            var target = admin.Resolve(parse);
             if (target is null)
             {
                 return 2;
@@ -77,7 +74,7 @@ internal static class AppsCommand
         var delete = new Command("delete", "Delete an app; every grant made to it is revoked at once.") { clientId };
         delete.SetAction(async (parse, ct) =>
         {
-            var target = AdminApi.From(parse.GetValue(dataDir)!, parse.GetValue(baseUrl), parse.GetValue(adminKey), parse.GetValue(workspace), needWorkspace: false);
+            var target = admin.Resolve(parse, needWorkspace: false);
             if (target is null)
             {
                 return 2;
@@ -91,7 +88,7 @@ internal static class AppsCommand
             return 0;
         });
 
-        return new Command("apps", "Manage OAuth apps (Sign in with Lattice clients).") { dataDir, baseUrl, adminKey, workspace, create, list, delete };
+        return admin.Group("apps", "Manage OAuth apps (Sign in with Lattice clients).", create, list, delete);
     }
 
     private static JsonArray Array(string[]? values) => new((values ?? []).Select(v => (JsonNode?)v).ToArray());

@@ -8,10 +8,7 @@ internal static class KeysCommand
 {
     public static Command Create()
     {
-        var dataDir = new Option<string>("--data-dir") { Description = "Data directory whose env file names the gateway and admin key.", DefaultValueFactory = _ => EnvFile.DefaultDataDirectory, Recursive = true };
-        var baseUrl = new Option<string?>("--base-url") { Description = "Gateway base URL (default: LATTICE_BASE_URL).", Recursive = true };
-        var adminKey = new Option<string?>("--admin-key") { Description = "Admin key (default: LATTICE_ADMIN_KEY).", Recursive = true };
-        var workspace = new Option<string?>("--workspace") { Description = "Workspace id (default: LATTICE_WORKSPACE_ID).", Recursive = true };
+        var admin = new AdminOptions();
 
         var name = new Option<string>("--name") { Description = "A name to recognise the key by.", DefaultValueFactory = _ => "cli" };
         var expiresIn = new Option<string?>("--expires-in") { Description = "Lifetime such as 30d, 12h or 90m; never expires when omitted." };
@@ -19,7 +16,7 @@ internal static class KeysCommand
         var create = new Command("create", "Create a developer key; the secret is shown once.") { name, expiresIn, scopes };
         create.SetAction(async (parse, ct) =>
         {
-            var target = AdminApi.From(parse.GetValue(dataDir)!, parse.GetValue(baseUrl), parse.GetValue(adminKey), parse.GetValue(workspace));
+            var target = admin.Resolve(parse);
             if (target is null)
             {
                 return 2;
@@ -52,7 +49,7 @@ internal static class KeysCommand
         var list = new Command("list", "List the workspace's keys (never their secrets).");
         list.SetAction(async (parse, ct) =>
         {
-            var target = AdminApi.From(parse.GetValue(dataDir)!, parse.GetValue(baseUrl), parse.GetValue(adminKey), parse.GetValue(workspace));
+            var target = admin.Resolve(parse);
             if (target is null)
             {
                 return 2;
@@ -76,7 +73,7 @@ internal static class KeysCommand
         var revoke = new Command("revoke", "Revoke a key; the very next request with it fails.") { keyId };
         revoke.SetAction(async (parse, ct) =>
         {
-            var target = AdminApi.From(parse.GetValue(dataDir)!, parse.GetValue(baseUrl), parse.GetValue(adminKey), parse.GetValue(workspace), needWorkspace: false);
+            var target = admin.Resolve(parse, needWorkspace: false);
             if (target is null)
             {
                 return 2;
@@ -90,7 +87,7 @@ internal static class KeysCommand
             return 0;
         });
 
-        return new Command("keys", "Manage developer keys.") { dataDir, baseUrl, adminKey, workspace, create, list, revoke };
+        return admin.Group("keys", "Manage developer keys.", create, list, revoke);
     }
 
     internal static TimeSpan? ParseLifetime(string text)
