@@ -37,7 +37,7 @@ internal static class IdentityAdminEndpoints
     private static async Task<IResult> CreateUserAsync(CreateUserRequest? body, UserService users, LatticeDbContext db)
     {
         var email = body?.Email?.Trim();
-        if (string.IsNullOrEmpty(email) || email.Length > 320 || email.IndexOf('@') is <= 0 || email.EndsWith('@'))
+        if (!IsEmailAddress(email))
         {
             return Error(GatewayError.InvalidRequest("'email' must be an e-mail address.", "email"));
         }
@@ -118,7 +118,7 @@ internal static class IdentityAdminEndpoints
             return Error(WorkspaceNotFound(workspaceId));
         }
         var email = body?.Email?.Trim();
-        if (string.IsNullOrEmpty(email) || email.Length > 320 || email.IndexOf('@') is <= 0 || email.EndsWith('@'))
+        if (!IsEmailAddress(email))
         {
             return Error(GatewayError.InvalidRequest("'email' must be an e-mail address.", "email"));
         }
@@ -207,6 +207,10 @@ internal static class IdentityAdminEndpoints
         await apps.DeleteAsync(row, grants);
         return TypedResults.NoContent();
     }
+
+    /// <summary>Something shaped like an e-mail address (local part, @, domain), of a sane length.</summary>
+    private static bool IsEmailAddress([System.Diagnostics.CodeAnalysis.NotNullWhen(true)] string? email) =>
+        !string.IsNullOrEmpty(email) && email.Length <= 320 && email.IndexOf('@') > 0 && !email.EndsWith('@');
 
     private static GatewayError AppNotFound(string clientId) => GatewayError.NotFound($"The app '{clientId}' does not exist.");
 

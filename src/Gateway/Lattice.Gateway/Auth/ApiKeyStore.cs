@@ -7,8 +7,6 @@ namespace Lattice.Gateway.Auth;
 /// <summary>An active developer key as the hot path sees it.</summary>
 public sealed record ApiKeyRecord(string Id, string WorkspaceId, string[] Scopes, DateTimeOffset? ExpiresAt)
 {
-    public bool HasScope(string scope) => Array.IndexOf(Scopes, scope) >= 0;
-
     /// <summary>The caller this key authenticates as; made once per snapshot, not per request.</summary>
     public Caller Caller { get; } = new(CredentialKind.ApiKey, WorkspaceId, Id, Scopes);
 }
