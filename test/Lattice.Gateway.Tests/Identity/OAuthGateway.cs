@@ -186,16 +186,9 @@ public sealed partial class OAuthGateway : IAsyncLifetime
     /// <summary>A browser-like client: cookies kept, redirects not followed (so each hop can be checked).</summary>
     public Browser NewBrowser() => new(this);
 
-    public static async Task<JsonObject> PostAsync(HttpClient http, string path, JsonNode body)
-    {
-        using var response = await http.PostAsJsonAsync(path, body);
-        var text = await response.Content.ReadAsStringAsync();
-        if (!response.IsSuccessStatusCode)
-        {
-            throw new InvalidOperationException($"POST {path} → {(int)response.StatusCode}: {text}");
-        }
-        return JsonNode.Parse(text)!.AsObject();
-    }
+    /// <summary>POSTs JSON and returns the JSON answer; any non-2xx fails the test with the body.</summary>
+    public static Task<JsonObject> PostAsync(HttpClient http, string path, JsonNode body) =>
+        Infrastructure.GatewayFixture.PostAsync(http, path, body);
 
     public async Task DisposeAsync()
     {

@@ -56,16 +56,9 @@ public sealed class LiveGateway : IAsyncLifetime
         return key["key"]!.GetValue<string>();
     }
 
-    public static async Task<JsonObject> PostAsync(HttpClient http, string path, JsonNode body)
-    {
-        using var response = await http.PostAsJsonAsync(path, body);
-        var text = await response.Content.ReadAsStringAsync();
-        if (!response.IsSuccessStatusCode)
-        {
-            throw new InvalidOperationException($"POST {path} → {(int)response.StatusCode}: {text}");
-        }
-        return JsonNode.Parse(text)!.AsObject();
-    }
+    /// <summary>POSTs JSON and returns the JSON answer; any non-2xx fails the test with the body.</summary>
+    public static Task<JsonObject> PostAsync(HttpClient http, string path, JsonNode body) =>
+        Infrastructure.GatewayFixture.PostAsync(http, path, body);
 
     public async Task DisposeAsync()
     {

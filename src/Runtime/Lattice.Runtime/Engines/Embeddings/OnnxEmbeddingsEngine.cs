@@ -35,9 +35,7 @@ public sealed class OnnxEmbeddingsEngine : IEngine
     private readonly Lock _gate = new();
     private MiniLmModel? _model;
     private IReadOnlyList<EngineCapability> _capabilities = [];
-    private int _inFlight;
-    private bool _disposed;
-    private TaskCompletionSource? _drained;
+    private readonly InFlightGate _requests = new();
 
     public OnnxEmbeddingsEngine(OnnxEmbeddingsOptions? options = null, ILogger<OnnxEmbeddingsEngine>? logger = null)
     {
@@ -53,7 +51,7 @@ public sealed class OnnxEmbeddingsEngine : IEngine
 
     public async Task LoadAsync(IProgress<double>? progress, CancellationToken cancellationToken)
     {
-        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed), this);
+        ObjectDisposedException.ThrowIf(_requests.IsClosed, this);
         if (Volatile.Read(ref _model) is null)
         {
             progress?.Report(0);
@@ -62,7 +60,7 @@ public sealed class OnnxEmbeddingsEngine : IEngine
             var loaded = false;
             lock (_gate)
             {
-                if (_model is null && !_disposed)
+                if (_model is null && !_requests.IsClosed)
                 {
                     _model = model;
                     Volatile.Write(ref _capabilities, [new EngineCapability(TaskName, _options.ModelName, model.Sha256)]);
@@ -85,20 +83,15 @@ public sealed class OnnxEmbeddingsEngine : IEngine
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(output);
-        MiniLmModel model;
-        lock (_gate)
-        {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            model = _model ?? throw new InvalidOperationException("The embeddings engine is not loaded; call LoadAsync first.");
-            _inFlight++;
-        }
+        _requests.Enter(this);
         try
         {
+            var model = Volatile.Read(ref _model) ?? throw new InvalidOperationException("The embeddings engine is not loaded; call LoadAsync first.");
             return await ExecuteCoreAsync(model, request, output, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
-            LeaveRequest();
+            _requests.Exit();
         }
     }
 
@@ -128,23 +121,9 @@ public sealed class OnnxEmbeddingsEngine : IEngine
     /// <summary>Waits for requests in flight, then gives the model back (the last engine using it frees it).</summary>
     public async ValueTask DisposeAsync()
     {
-        Task? drained = null;
-        lock (_gate)
+        if (!await _requests.CloseAsync().ConfigureAwait(false))
         {
-            if (_disposed)
-            {
-                return;
-            }
-            _disposed = true;
-            if (_inFlight > 0)
-            {
-                _drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                drained = _drained.Task;
-            }
-        }
-        if (drained is not null)
-        {
-            await drained.ConfigureAwait(false);
+            return;
         }
 
         MiniLmModel? model;
@@ -158,19 +137,6 @@ public sealed class OnnxEmbeddingsEngine : IEngine
         {
             MiniLmModel.Release(model);
         }
-    }
-
-    private void LeaveRequest()
-    {
-        TaskCompletionSource? drained = null;
-        lock (_gate)
-        {
-            if (--_inFlight == 0)
-            {
-                drained = _drained;
-            }
-        }
-        drained?.TrySetResult();
     }
 
     /// <summary>Embeds the texts in request order, <see cref="OnnxEmbeddingsOptions.MaxBatchSize"/> per ONNX run.</summary>

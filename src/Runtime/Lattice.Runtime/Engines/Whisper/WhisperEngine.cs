@@ -41,9 +41,7 @@ public sealed class WhisperEngine : IEngine
     private readonly Lock _gate = new();
     private Dictionary<string, LoadedModel>? _models;
     private IReadOnlyList<EngineCapability> _capabilities = [];
-    private int _inFlight;
-    private bool _disposed;
-    private TaskCompletionSource? _drained;
+    private readonly InFlightGate _requests = new();
 
     public WhisperEngine(WhisperEngineOptions options, ILogger<WhisperEngine>? logger = null)
     {
@@ -60,7 +58,7 @@ public sealed class WhisperEngine : IEngine
 
     public async Task LoadAsync(IProgress<double>? progress, CancellationToken cancellationToken)
     {
-        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed), this);
+        ObjectDisposedException.ThrowIf(_requests.IsClosed, this);
         if (Volatile.Read(ref _models) is not null)
         {
             progress?.Report(1);
@@ -100,7 +98,7 @@ public sealed class WhisperEngine : IEngine
 
         lock (_gate)
         {
-            if (_models is not null || _disposed)
+            if (_models is not null || _requests.IsClosed)
             {
                 foreach (var model in models.Values)
                 {
@@ -120,20 +118,15 @@ public sealed class WhisperEngine : IEngine
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(output);
-        Dictionary<string, LoadedModel> models;
-        lock (_gate)
-        {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            models = _models ?? throw new InvalidOperationException("The whisper engine is not loaded; call LoadAsync first.");
-            _inFlight++;
-        }
+        _requests.Enter(this);
         try
         {
+            var models = Volatile.Read(ref _models) ?? throw new InvalidOperationException("The whisper engine is not loaded; call LoadAsync first.");
             return await ExecuteCoreAsync(models, request, output, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
-            LeaveRequest();
+            _requests.Exit();
         }
     }
 
@@ -191,23 +184,9 @@ public sealed class WhisperEngine : IEngine
     /// <summary>Waits for requests in flight, then frees the models.</summary>
     public async ValueTask DisposeAsync()
     {
-        Task? drained = null;
-        lock (_gate)
+        if (!await _requests.CloseAsync().ConfigureAwait(false))
         {
-            if (_disposed)
-            {
-                return;
-            }
-            _disposed = true;
-            if (_inFlight > 0)
-            {
-                _drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                drained = _drained.Task;
-            }
-        }
-        if (drained is not null)
-        {
-            await drained.ConfigureAwait(false);
+            return;
         }
 
         Dictionary<string, LoadedModel>? models;
@@ -224,19 +203,6 @@ public sealed class WhisperEngine : IEngine
                 model.Factory.Dispose();
             }
         }
-    }
-
-    private void LeaveRequest()
-    {
-        TaskCompletionSource? drained = null;
-        lock (_gate)
-        {
-            if (--_inFlight == 0)
-            {
-                drained = _drained;
-            }
-        }
-        drained?.TrySetResult();
     }
 
     private sealed record LoadedModel(WhisperModelOptions Config, WhisperFactory Factory, string Sha256)
