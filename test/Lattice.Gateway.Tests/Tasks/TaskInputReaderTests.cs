@@ -13,7 +13,7 @@ public sealed class TaskInputReaderTests
     [InlineData("""{"model":5}""", -1, 0)]
     public void Finds_the_raw_model_token_at_the_top_level(string json, int start, int length)
     {
-        var (s, l) = TaskInputReader.FindTopLevelStringValue(Encoding.UTF8.GetBytes(json), "model"u8);
+        var (s, l) = Lattice.Protocol.JsonFields.FindTopLevelString(Encoding.UTF8.GetBytes(json), "model"u8);
         Assert.Equal(start, s);
         Assert.Equal(length, l);
     }

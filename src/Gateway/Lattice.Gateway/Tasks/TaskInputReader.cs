@@ -102,7 +102,7 @@ public static class TaskInputReader
                 return (null, GatewayError.InvalidRequest($"The task '{task.Name}' does not stream; remove 'stream' or set it to false.", "stream"));
             }
 
-            var (start, tokenLength) = FindTopLevelStringValue(body.AsSpan(0, length), "model"u8);
+            var (start, tokenLength) = JsonFields.FindTopLevelString(body.AsSpan(0, length), "model"u8);
             return (new TaskInput
             {
                 Body = body,
@@ -114,32 +114,6 @@ public static class TaskInputReader
                 ModelValueLength = tokenLength,
             }, default);
         }
-    }
-
-    /// <summary>Position of the raw token (quotes included) of a top-level string property; the last one wins, as in a JSON parser.</summary>
-    internal static (int Start, int Length) FindTopLevelStringValue(ReadOnlySpan<byte> json, ReadOnlySpan<byte> name)
-    {
-        var reader = new Utf8JsonReader(json, new JsonReaderOptions { MaxDepth = 64 });
-        var found = (-1, 0);
-        if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
-        {
-            return found;
-        }
-        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
-        {
-            var isTarget = reader.ValueTextEquals(name);
-            reader.Read();
-            if (isTarget && reader.TokenType == JsonTokenType.String)
-            {
-                var start = (int)reader.TokenStartIndex;
-                found = (start, reader.ValueSpan.Length + 2);
-            }
-            else
-            {
-                reader.Skip();
-            }
-        }
-        return found;
     }
 
     private static async ValueTask<(TaskInput? Input, GatewayError Error)> ReadMultipartAsync(

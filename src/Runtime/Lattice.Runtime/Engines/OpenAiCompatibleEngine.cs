@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text.Json;
-using System.Text.Json.Nodes;
+using Lattice.Protocol;
 
 namespace Lattice.Runtime.Engines;
 
@@ -50,21 +50,27 @@ public sealed class OpenAiCompatibleEngine : IEngine
         }
         else
         {
-            JsonNode? node;
+            // The body goes as the client sent it: only the model's token is replaced, nothing is re-serialised.
+            (int Start, int Length) token;
             try
             {
-                node = JsonNode.Parse(request.Body.Span);
+                token = JsonFields.FindTopLevelString(request.Body.Span, "model"u8);
             }
             catch (JsonException)
             {
                 return await EngineErrors.RejectAsync(output, 400, "The request body is not valid JSON.", null, "invalid_json", cancellationToken);
             }
-            if (node is not JsonObject obj)
+            if (token.Start < 0)
             {
-                return await EngineErrors.RejectAsync(output, 400, "The request body must be a JSON object.", null, "invalid_type", cancellationToken);
+                return await EngineErrors.RejectAsync(output, 400, "The request body must be a JSON object with a string 'model'.", "model", "invalid_type", cancellationToken);
             }
-            obj["model"] = request.Model;
-            content = new ByteArrayContent(JsonSerializer.SerializeToUtf8Bytes(obj));
+            var name = JsonSerializer.SerializeToUtf8Bytes(request.Model, OpenAiCompatibleJsonContext.Default.String);
+            var body = request.Body.Span;
+            var spliced = new byte[body.Length - token.Length + name.Length];
+            body[..token.Start].CopyTo(spliced);
+            name.CopyTo(spliced.AsSpan(token.Start));
+            body[(token.Start + token.Length)..].CopyTo(spliced.AsSpan(token.Start + name.Length));
+            content = new ByteArrayContent(spliced);
             content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
         }
 
@@ -105,3 +111,6 @@ public sealed class OpenAiCompatibleEngine : IEngine
         return ValueTask.CompletedTask;
     }
 }
+
+[System.Text.Json.Serialization.JsonSerializable(typeof(string))]
+internal sealed partial class OpenAiCompatibleJsonContext : System.Text.Json.Serialization.JsonSerializerContext;
