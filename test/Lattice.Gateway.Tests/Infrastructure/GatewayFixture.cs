@@ -69,7 +69,7 @@ public sealed class GatewayFixture : IAsyncLifetime
         await AddModelAsync("lovelace:dead", Offer(deadUpstream, "standin-chat"));
         await AddModelAsync("lovelace:drop", Offer(upstream, "standin-drop"));
         await AddModelAsync("lovelace:drip", Offer(upstream, "standin-drip"));
-        await AddModelAsync("lovelace:slow", Offer(upstream, "standin-slow-5000", timeoutSeconds: 1));
+        await AddModelAsync("lovelace:slow", Offer(upstream, "standin-slow-60000", timeoutSeconds: 1));
         await AddModelAsync("lovelace:bad-request", Offer(upstream, "standin-bad-request"));
         await AddModelAsync("lovelace:wrong-credential", new JsonObject { ["base_url"] = upstream, ["upstream_model"] = "standin-chat" });
         await AddModelAsync("lovelace:embed", Offer(upstream, "standin-embed", task: "embeddings"));

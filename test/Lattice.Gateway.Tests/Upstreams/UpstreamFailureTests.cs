@@ -86,7 +86,9 @@ public sealed class UpstreamFailureTests(GatewayFixture gateway)
         var (status, error, _) = await SendAsync("lovelace:slow");
         Assert.Equal(HttpStatusCode.GatewayTimeout, status);
         Assert.Equal("upstream_timeout", error.GetProperty("code").GetString());
-        Assert.True(started.Elapsed < TimeSpan.FromSeconds(4), started.Elapsed.ToString());
+        // The stand-in answers after a minute; the offer's timeout is one second. Anything well short of the minute
+        // proves the gateway gave up on its own, however loaded the machine.
+        Assert.True(started.Elapsed < TimeSpan.FromSeconds(30), started.Elapsed.ToString());
     }
 
     [Fact]

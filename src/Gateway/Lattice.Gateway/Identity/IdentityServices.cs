@@ -28,7 +28,8 @@ public static class IdentityServices
         services.AddSingleton(sp => new SigningKeys(sp.GetRequiredService<IOptions<GatewayOptions>>().Value.DataDirectory));
         services.AddSingleton<RevocationSet>();
         services.AddSingleton<AccessTokenValidator>();
-        services.AddHostedService<RevocationPoller>();
+        services.AddSingleton<RevocationPoller>();
+        services.AddHostedService(sp => sp.GetRequiredService<RevocationPoller>());
         services.AddScoped<GrantService>();
         services.AddScoped<UserService>();
         services.AddScoped<OAuthAppService>();

@@ -101,6 +101,11 @@ public sealed class RevocationPoller(IServiceScopeFactory scopes, RevocationSet 
     public static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(250);
     public static readonly TimeSpan PruneInterval = TimeSpan.FromMinutes(10);
 
+    private long _completed;
+
+    /// <summary>How many times this node has read the log to the end since it started.</summary>
+    public long CompletedReads => Interlocked.Read(ref _completed);
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(Interval);
@@ -115,6 +120,7 @@ public sealed class RevocationPoller(IServiceScopeFactory scopes, RevocationSet 
                 {
                     await keys.ReloadAsync(stoppingToken);
                 }
+                Interlocked.Increment(ref _completed);
                 if (time.GetUtcNow() >= nextPrune)
                 {
                     nextPrune = time.GetUtcNow() + PruneInterval;
