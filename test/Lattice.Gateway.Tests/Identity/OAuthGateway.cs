@@ -109,6 +109,9 @@ public sealed partial class OAuthGateway : IAsyncLifetime
 
     public LogLevel MinimumLogLevel { get; init; } = LogLevel.Warning;
 
+    /// <summary>Extra services for every node this fixture starts.</summary>
+    public Action<IServiceCollection>? ConfigureServices { get; init; }
+
     private sealed class CapturingLoggerProvider(System.Collections.Concurrent.ConcurrentQueue<string> sink) : ILoggerProvider
     {
         public ILogger CreateLogger(string categoryName) => new Logger(categoryName, sink);
@@ -139,6 +142,7 @@ public sealed partial class OAuthGateway : IAsyncLifetime
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Logging.SetMinimumLevel(MinimumLogLevel);
         builder.Logging.AddProvider(new CapturingLoggerProvider(Logs));
+        ConfigureServices?.Invoke(builder.Services);
         var app = GatewayApp.Build(builder);
         await app.StartAsync();
         return (app, app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First().TrimEnd('/'));

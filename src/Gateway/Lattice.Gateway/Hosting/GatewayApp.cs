@@ -20,9 +20,16 @@ namespace Lattice.Gateway.Hosting;
 /// <summary>Composes the gateway. The gateway's own Program and the <c>lattice up</c> command both build it here.</summary>
 public static class GatewayApp
 {
+    /// <summary>The logger ASP.NET Core's hosting layer writes per-request lines to.</summary>
+    public const string HostingDiagnosticsCategory = "Microsoft.AspNetCore.Hosting.Diagnostics";
+
     public static WebApplicationBuilder CreateBuilder(string[] args)
     {
         var builder = WebApplication.CreateSlimBuilder(args);
+        // ASP.NET Core starts an Activity for every request while its hosting logger is enabled at any level. The
+        // gateway writes no per-request log lines (prompts and answers are never logged), so that logger is off and
+        // requests carry no Activity unless a tracing listener asks for one.
+        builder.Logging.AddFilter(HostingDiagnosticsCategory, LogLevel.None);
         builder.Services.AddGateway(builder.Configuration);
         builder.WebHost.ConfigureKestrel((context, kestrel) =>
         {
@@ -65,6 +72,9 @@ public static class GatewayApp
         // Cookies and OpenIddict's protocol endpoints only where a person or an OAuth client talks to the gateway;
         // the API routes authenticate through EndpointAuth and pay nothing for this.
         app.UseWhen(IsIdentityPath, identity => identity.UseAuthentication());
+        // WebApplication adds UseAuthentication at the head of the pipeline unless this flag is set on the app itself
+        // (UseWhen sets it on the branch's copy only); without it OpenIddict inspects every API request's URL.
+        ((IApplicationBuilder)app).Properties[AuthenticationMiddlewareSetKey] = true;
         app.UseScopeGate();
 
         app.MapGet("/healthz", () => TypedResults.Text("ok"));
@@ -78,6 +88,9 @@ public static class GatewayApp
         app.MapFallback(context => OpenAiErrors.WriteAsync(context, GatewayError.NotFound($"Invalid URL ({context.Request.Method} {context.Request.Path}).")));
         return app;
     }
+
+    /// <summary>The key WebApplication checks before adding the authentication middleware on its own.</summary>
+    private const string AuthenticationMiddlewareSetKey = "__AuthenticationMiddlewareSet";
 
     private static bool IsIdentityPath(HttpContext context)
     {
