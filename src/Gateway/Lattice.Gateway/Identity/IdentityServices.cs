@@ -30,6 +30,8 @@ public static class IdentityServices
         services.AddSingleton<AccessTokenValidator>();
         services.AddSingleton<RevocationPoller>();
         services.AddHostedService(sp => sp.GetRequiredService<RevocationPoller>());
+        services.AddSingleton<OAuthPruner>();
+        services.AddHostedService(sp => sp.GetRequiredService<OAuthPruner>());
         services.AddScoped<GrantService>();
         services.AddScoped<UserService>();
         services.AddScoped<OAuthAppService>();
