@@ -53,6 +53,7 @@ public sealed partial class OAuthGateway : IAsyncLifetime
         return gateway;
     }
 
+    public string DataDirectory => _dataDir;
     public string Origin { get; private set; } = "";
     public string StandInUrl { get; private set; } = "";
     public HttpClient Admin { get; private set; } = null!;

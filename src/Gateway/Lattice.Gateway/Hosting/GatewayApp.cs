@@ -23,6 +23,8 @@ public static class GatewayApp
     /// <summary>The logger ASP.NET Core's hosting layer writes per-request lines to.</summary>
     public const string HostingDiagnosticsCategory = "Microsoft.AspNetCore.Hosting.Diagnostics";
 
+    private const string DataProtectionKeyManagerCategory = "Microsoft.AspNetCore.DataProtection.KeyManagement.XmlKeyManager";
+
     public static WebApplicationBuilder CreateBuilder(string[] args)
     {
         var builder = WebApplication.CreateSlimBuilder(args);
@@ -30,6 +32,9 @@ public static class GatewayApp
         // gateway writes no per-request log lines (prompts and answers are never logged), so that logger is off and
         // requests carry no Activity unless a tracing listener asks for one.
         builder.Logging.AddFilter(HostingDiagnosticsCategory, LogLevel.None);
+        // The data-protection key ring is written without an XML encryptor on purpose: like the OAuth keys it is
+        // protected by owner-only files in the data directory, so the warning about that on every first start is noise.
+        builder.Logging.AddFilter(DataProtectionKeyManagerCategory, LogLevel.Error);
         builder.Services.AddGateway(builder.Configuration);
         builder.WebHost.ConfigureKestrel((context, kestrel) =>
         {

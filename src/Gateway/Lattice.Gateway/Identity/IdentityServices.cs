@@ -1,6 +1,9 @@
 using Lattice.Gateway.Hosting;
 using Lattice.Gateway.Persistence;
 using Microsoft.AspNetCore.Authentication.Cookies;
+using Microsoft.AspNetCore.DataProtection;
+using Microsoft.AspNetCore.DataProtection.KeyManagement;
+using Microsoft.AspNetCore.DataProtection.Repositories;
 using Microsoft.Extensions.Options;
 using OpenIddict.Abstractions;
 using OpenIddict.Server;
@@ -23,6 +26,9 @@ public static class IdentityServices
 
     public static readonly string[] StandardScopes = [OpenIddictConstants.Scopes.OpenId, OpenIddictConstants.Scopes.Profile, OpenIddictConstants.Scopes.Email, OpenIddictConstants.Scopes.OfflineAccess];
 
+    /// <summary>Where the data-protection key ring is kept (files mode 0600, like the OAuth keys).</summary>
+    public static string DataProtectionDirectory(string dataDirectory) => Path.Combine(dataDirectory, "data-protection");
+
     public static IServiceCollection AddIdentityServer(this IServiceCollection services)
     {
         services.AddSingleton(sp => new SigningKeys(sp.GetRequiredService<IOptions<GatewayOptions>>().Value.DataDirectory));
@@ -35,6 +41,11 @@ public static class IdentityServices
         services.AddScoped<GrantService>();
         services.AddScoped<UserService>();
         services.AddScoped<OAuthAppService>();
+        // The session and antiforgery cookies are protected with ASP.NET Core's data-protection keys. They live with the
+        // rest of the gateway's state, so sign-ins survive restarts and every node on the same data directory accepts them.
+        services.AddDataProtection().SetApplicationName("lattice");
+        services.AddOptions<KeyManagementOptions>().Configure<IOptions<GatewayOptions>, ILoggerFactory>((o, gateway, loggers) =>
+            o.XmlRepository = new FileSystemXmlRepository(new DirectoryInfo(DataProtectionDirectory(gateway.Value.DataDirectory)), loggers));
         services.AddAntiforgery(o =>
         {
             o.Cookie.Name = "lattice_af";
