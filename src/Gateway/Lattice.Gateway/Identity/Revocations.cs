@@ -25,6 +25,11 @@ public sealed class RevocationSet(IOptions<GatewayOptions> options, TimeProvider
 
     private const int Batch = 10_000;
 
+    // Compiled once: every node runs this four times a second, and building the LINQ query each time cost more CPU
+    // than running it.
+    private static readonly Func<LatticeDbContext, long, IAsyncEnumerable<RevocationEntity>> NewerThan = EF.CompileAsyncQuery(
+        (LatticeDbContext db, long last) => db.Revocations.AsNoTracking().Where(r => r.Seq > last).OrderBy(r => r.Seq).Take(Batch));
+
     private readonly TimeSpan _retention = options.Value.AccessTokenLifetime + TimeSpan.FromMinutes(10);
     private readonly ConcurrentDictionary<string, DateTimeOffset> _grants = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, DateTimeOffset> _tokens = new(StringComparer.Ordinal);
@@ -61,15 +66,16 @@ public sealed class RevocationSet(IOptions<GatewayOptions> options, TimeProvider
         while (true)
         {
             var last = Interlocked.Read(ref _lastSeq);
-            var rows = await db.Revocations.AsNoTracking().Where(r => r.Seq > last).OrderBy(r => r.Seq).Take(Batch).ToListAsync(cancellationToken);
-            foreach (var row in rows)
+            var count = 0;
+            await foreach (var row in NewerThan(db, last).WithCancellation(cancellationToken))
             {
                 Apply(row.Kind, row.SubjectId, row.RevokedAt);
                 keys |= row.Kind == KeyKind;
                 last = row.Seq;
+                count++;
             }
             Interlocked.Exchange(ref _lastSeq, last);
-            if (rows.Count < Batch)
+            if (count < Batch)
             {
                 return keys;
             }
