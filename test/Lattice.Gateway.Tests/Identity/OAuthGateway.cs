@@ -6,6 +6,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Lattice.Gateway.Hosting;
+using Lattice.Gateway.Tests.Infrastructure;
 using Lattice.StandIn.OpenAi;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -197,24 +198,9 @@ public sealed partial class OAuthGateway : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        if (_app is not null)
-        {
-            await _app.StopAsync();
-            await _app.DisposeAsync();
-        }
-        if (_standIn is not null)
-        {
-            await _standIn.StopAsync();
-            await _standIn.DisposeAsync();
-        }
-        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-        try
-        {
-            Directory.Delete(_dataDir, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
+        await _app.ShutDownAsync();
+        await _standIn.ShutDownAsync();
+        Hosts.DeleteDataDirectory(_dataDir);
     }
 
     /// <summary>PKCE verifier and S256 challenge.</summary>

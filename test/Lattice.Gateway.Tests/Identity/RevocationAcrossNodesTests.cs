@@ -1,10 +1,11 @@
-using Lattice.Gateway.Identity;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.Extensions.DependencyInjection;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json.Nodes;
+using Lattice.Gateway.Identity;
+using Lattice.Gateway.Tests.Infrastructure;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Lattice.Gateway.Tests.Identity;
 
@@ -75,8 +76,7 @@ public sealed class RevocationAcrossNodesTests(OAuthGateway gateway) : IClassFix
         }
         finally
         {
-            await node2.StopAsync();
-            await node2.DisposeAsync();
+            await node2.ShutDownAsync();
         }
     }
 
@@ -99,8 +99,7 @@ public sealed class RevocationAcrossNodesTests(OAuthGateway gateway) : IClassFix
         }
         finally
         {
-            await node2.StopAsync();
-            await node2.DisposeAsync();
+            await node2.ShutDownAsync();
         }
     }
 }

@@ -2,6 +2,7 @@ using System.Net;
 using System.Text.Json.Nodes;
 using Lattice.Gateway.Identity;
 using Lattice.Gateway.Persistence;
+using Lattice.Gateway.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -40,8 +41,7 @@ public sealed class RevocationLogTests(OAuthGateway gateway) : IClassFixture<OAu
         }
         finally
         {
-            await node2.StopAsync();
-            await node2.DisposeAsync();
+            await node2.ShutDownAsync();
         }
     }
 

@@ -1,5 +1,6 @@
 using System.Net;
 using Lattice.Gateway.Identity;
+using Lattice.Gateway.Tests.Infrastructure;
 
 namespace Lattice.Gateway.Tests.Identity;
 
@@ -38,8 +39,7 @@ public sealed class SessionKeysTests(OAuthGateway gateway) : IClassFixture<OAuth
         }
         finally
         {
-            await node2.StopAsync();
-            await node2.DisposeAsync();
+            await node2.ShutDownAsync();
         }
     }
 }

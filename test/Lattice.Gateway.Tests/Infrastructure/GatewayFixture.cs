@@ -136,19 +136,8 @@ public sealed class GatewayFixture : IAsyncLifetime
         {
             await _factory.DisposeAsync();
         }
-        if (_standIn is not null)
-        {
-            await _standIn.StopAsync();
-            await _standIn.DisposeAsync();
-        }
-        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-        try
-        {
-            Directory.Delete(_dataDir, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
+        await _standIn.ShutDownAsync();
+        Hosts.DeleteDataDirectory(_dataDir);
     }
 }
 

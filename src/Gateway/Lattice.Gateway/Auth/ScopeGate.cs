@@ -17,17 +17,18 @@ public static class ScopeGate
     /// <summary>The caller the gate authenticated, for handlers of routes that carry <see cref="RequiredScope"/>.</summary>
     public static Caller CallerOf(HttpContext context) => (Caller)context.Items[typeof(Caller)]!;
 
-    public static IApplicationBuilder UseScopeGate(this IApplicationBuilder app) => app.Use(async (context, next) =>
+    /// <remarks>Routes without <see cref="RequiredScope"/> (the API, which authenticates in its handlers) pass straight through.</remarks>
+    public static IApplicationBuilder UseScopeGate(this IApplicationBuilder app) => app.Use((context, next) =>
+        context.GetEndpoint()?.Metadata.GetMetadata<RequiredScope>() is { } required ? GateAsync(context, next, required) : next(context));
+
+    private static async Task GateAsync(HttpContext context, RequestDelegate next, RequiredScope required)
     {
-        if (context.GetEndpoint()?.Metadata.GetMetadata<RequiredScope>() is { } required)
+        // The error, when there is one, is already written.
+        if (await EndpointAuth.RequireAsync(context, required.Scope, required.Alternative) is not { } caller)
         {
-            // The error, when there is one, is already written.
-            if (await EndpointAuth.RequireAsync(context, required.Scope, required.Alternative) is not { } caller)
-            {
-                return;
-            }
-            context.Items[typeof(Caller)] = caller;
+            return;
         }
+        context.Items[typeof(Caller)] = caller;
         await next(context);
-    });
+    }
 }
