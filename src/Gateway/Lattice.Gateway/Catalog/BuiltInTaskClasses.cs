@@ -11,12 +11,12 @@ public static class BuiltInTaskClasses
 
     public static IEnumerable<TaskClassEntity> All(DateTimeOffset now)
     {
-        yield return Make(ChatCompletions, streams: true, "application/json", "chat/completions", now);
-        yield return Make(Embeddings, streams: false, "application/json", "embeddings", now);
-        yield return Make(AudioTranscriptions, streams: false, "multipart/form-data", "audio/transcriptions", now);
+        yield return Make(ChatCompletions, streams: true, "application/json", "chat/completions", MeteringUnits.Tokens, now);
+        yield return Make(Embeddings, streams: false, "application/json", "embeddings", MeteringUnits.Tokens, now);
+        yield return Make(AudioTranscriptions, streams: false, "multipart/form-data", "audio/transcriptions", MeteringUnits.Seconds, now);
     }
 
-    private static TaskClassEntity Make(string name, bool streams, string contentType, string upstreamPath, DateTimeOffset now) => new()
+    private static TaskClassEntity Make(string name, bool streams, string contentType, string upstreamPath, string unit, DateTimeOffset now) => new()
     {
         Name = name,
         InputSchema = Read(name),
@@ -24,6 +24,7 @@ public static class BuiltInTaskClasses
         ContentType = contentType,
         UpstreamPath = upstreamPath,
         UsagePath = "usage",
+        MeteringUnit = unit,
         BuiltIn = true,
         CreatedAt = now,
     };
@@ -35,4 +36,17 @@ public static class BuiltInTaskClasses
         using var reader = new StreamReader(stream);
         return reader.ReadToEnd();
     }
+}
+
+/// <summary>What a task class is metered in.</summary>
+public static class MeteringUnits
+{
+    /// <summary>Prompt, completion and cached tokens (chat, embeddings, most admin-added tasks).</summary>
+    public const string Tokens = "tokens";
+    /// <summary>Seconds of audio (transcription).</summary>
+    public const string Seconds = "seconds";
+    /// <summary>Each request counts once; nothing is read from the answer.</summary>
+    public const string Requests = "requests";
+
+    public static readonly string[] All = [Tokens, Seconds, Requests];
 }

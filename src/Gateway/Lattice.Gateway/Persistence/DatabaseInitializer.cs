@@ -54,6 +54,7 @@ public sealed class DatabaseInitializer(
                 existing.ContentType = builtIn.ContentType;
                 existing.UpstreamPath = builtIn.UpstreamPath;
                 existing.UsagePath = builtIn.UsagePath;
+                existing.MeteringUnit = builtIn.MeteringUnit;
             }
         }
 

@@ -6,6 +6,8 @@ public sealed class WorkspaceEntity
     public required string Id { get; set; }
     public required string Name { get; set; }
     public DateTimeOffset CreatedAt { get; set; }
+    /// <summary>What this workspace charges for its own personal runtimes' requests, as <see cref="Metering.Prices"/> JSON; null: nothing.</summary>
+    public string? PersonalRuntimePrices { get; set; }
 }
 
 /// <summary>A developer key. Only the SHA-256 of the secret is stored.</summary>
@@ -38,6 +40,8 @@ public sealed class TaskClassEntity
     public required string UpstreamPath { get; set; }
     /// <summary>JSON path of the usage object in a response (e.g. <c>usage</c>).</summary>
     public string? UsagePath { get; set; }
+    /// <summary>What the task is metered in: <c>tokens</c>, <c>seconds</c> (audio) or <c>requests</c>.</summary>
+    public string MeteringUnit { get; set; } = "tokens";
     public bool BuiltIn { get; set; }
     public DateTimeOffset CreatedAt { get; set; }
 }
@@ -48,6 +52,8 @@ public sealed class CatalogModelEntity
     public required string Id { get; set; }
     public required string OwnedBy { get; set; }
     public DateTimeOffset CreatedAt { get; set; }
+    /// <summary>The model's prices as <see cref="Metering.Prices"/> JSON; null: free.</summary>
+    public string? Prices { get; set; }
     public List<ModelOfferEntity> Offers { get; set; } = [];
 }
 
@@ -71,6 +77,8 @@ public sealed class ModelOfferEntity
     public int? TimeoutSeconds { get; set; }
     /// <summary><c>hosted</c> (operator capacity) or <c>marketplace</c> (third-party providers; never used for private-only requests).</summary>
     public string Capacity { get; set; } = "hosted";
+    /// <summary>This offer's prices as <see cref="Metering.Prices"/> JSON, overriding the model's; null: the model's.</summary>
+    public string? Prices { get; set; }
 }
 
 /// <summary>A runtime daemon's record: a user's personal runtime, or operator-hosted capacity.</summary>

@@ -18,6 +18,7 @@ public sealed class LatticeDbContext(DbContextOptions<LatticeDbContext> options)
     public DbSet<OAuthGrantEntity> OAuthGrants => Set<OAuthGrantEntity>();
     public DbSet<RevocationEntity> Revocations => Set<RevocationEntity>();
     public DbSet<InvitationEntity> Invitations => Set<InvitationEntity>();
+    public DbSet<Metering.UsageRecordEntity> UsageRecords => Set<Metering.UsageRecordEntity>();
 
     protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
     {
@@ -125,6 +126,8 @@ public sealed class LatticeDbContext(DbContextOptions<LatticeDbContext> options)
             b.HasIndex(x => x.WorkspaceId);
             b.HasOne<WorkspaceEntity>().WithMany().HasForeignKey(x => x.WorkspaceId);
         });
+
+        modelBuilder.ApplyConfiguration(new Metering.UsageRecordEntityConfiguration());
 
         // OpenIddict's applications, authorizations, scopes and tokens, with string keys.
         modelBuilder.UseOpenIddict();

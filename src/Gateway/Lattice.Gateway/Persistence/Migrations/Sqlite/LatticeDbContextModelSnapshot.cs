@@ -17,6 +17,98 @@ namespace Lattice.Gateway.Persistence.Migrations.Sqlite
 #pragma warning disable 612, 618
             modelBuilder.HasAnnotation("ProductVersion", "10.0.15");
 
+            modelBuilder.Entity("Lattice.Gateway.Metering.UsageRecordEntity", b =>
+                {
+                    b.Property<string>("RequestId")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("AppId")
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("AudioMilliseconds")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("CachedTokens")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Capacity")
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("CompletionTokens")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("CostPicoUsd")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("CreatedAt")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("DurationMicroseconds")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<bool>("Estimated")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("GrantId")
+                        .HasColumnType("TEXT");
+
+                    b.Property<int>("HttpStatus")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("KeyId")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Model")
+                        .IsRequired()
+                        .HasMaxLength(300)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("PromptTokens")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("ServedBy")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("ServedById")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Status")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<bool>("Stream")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Task")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<long?>("TimeToFirstByteMicroseconds")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("TotalTokens")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("UserId")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("WorkspaceId")
+                        .IsRequired()
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("RequestId");
+
+                    b.HasIndex("GrantId", "CreatedAt");
+
+                    b.HasIndex("WorkspaceId", "CreatedAt");
+
+                    b.HasIndex("WorkspaceId", "KeyId", "CreatedAt");
+
+                    b.ToTable("usage_records", (string)null);
+                });
+
             modelBuilder.Entity("Lattice.Gateway.Persistence.ApiKeyEntity", b =>
                 {
                     b.Property<string>("Id")
@@ -74,6 +166,9 @@ namespace Lattice.Gateway.Persistence.Migrations.Sqlite
 
                     b.Property<string>("OwnedBy")
                         .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Prices")
                         .HasColumnType("TEXT");
 
                     b.HasKey("Id");
@@ -152,6 +247,9 @@ namespace Lattice.Gateway.Persistence.Migrations.Sqlite
 
                     b.Property<string>("ModelId")
                         .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Prices")
                         .HasColumnType("TEXT");
 
                     b.Property<int>("Priority")
@@ -346,6 +444,10 @@ namespace Lattice.Gateway.Persistence.Migrations.Sqlite
                         .IsRequired()
                         .HasColumnType("TEXT");
 
+                    b.Property<string>("MeteringUnit")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
                     b.Property<bool>("Streams")
                         .HasColumnType("INTEGER");
 
@@ -403,6 +505,9 @@ namespace Lattice.Gateway.Persistence.Migrations.Sqlite
                     b.Property<string>("Name")
                         .IsRequired()
                         .HasMaxLength(200)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("PersonalRuntimePrices")
                         .HasColumnType("TEXT");
 
                     b.HasKey("Id");

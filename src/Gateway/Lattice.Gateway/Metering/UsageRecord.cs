@@ -1,0 +1,83 @@
+namespace Lattice.Gateway.Metering;
+
+/// <summary>What served a request: the kind of target, as the usage API names it.</summary>
+public static class ServedByKinds
+{
+    public const string Upstream = "upstream";
+    public const string HostedRuntime = "hosted_runtime";
+    public const string PersonalRuntime = "personal_runtime";
+}
+
+/// <summary>Capacity classes a record is billed under.</summary>
+public static class CapacityClasses
+{
+    public const string Hosted = "hosted";
+    public const string Marketplace = "marketplace";
+    public const string Personal = "personal";
+}
+
+/// <summary>Record statuses that are not error codes.</summary>
+public static class UsageStatuses
+{
+    public const string Ok = "ok";
+    /// <summary>The client went away before the answer was complete.</summary>
+    public const string Cancelled = "cancelled";
+    /// <summary>The gateway stopped (crash, kill) while the request was in flight; found at the next start.</summary>
+    public const string Interrupted = "interrupted";
+}
+
+/// <summary>
+/// What one request used, in the units its task is metered in. Counts come from the target's own report; when a
+/// target reported nothing the gateway counts them itself and <see cref="Estimated"/> is set.
+/// </summary>
+public readonly record struct Usage(
+    long PromptTokens = 0,
+    long CompletionTokens = 0,
+    long TotalTokens = 0,
+    long CachedTokens = 0,
+    long AudioMilliseconds = 0,
+    bool Estimated = false)
+{
+    public static readonly Usage None = default;
+}
+
+/// <summary>
+/// One request's line in the usage ledger: who asked, what served it, how it ended, what it used and cost.
+/// Written exactly once per <see cref="RequestId"/>.
+/// </summary>
+public sealed record UsageRecord
+{
+    /// <summary>The <c>x-request-id</c> the client received.</summary>
+    public required string RequestId { get; init; }
+    /// <summary>When the gateway received the request.</summary>
+    public required DateTimeOffset CreatedAt { get; init; }
+    public required string WorkspaceId { get; init; }
+    /// <summary>The developer key (<c>key_…</c>) for key callers.</summary>
+    public string? KeyId { get; init; }
+    /// <summary>The OAuth app (client id) for access-token callers.</summary>
+    public string? AppId { get; init; }
+    /// <summary>The user who granted the access token.</summary>
+    public string? UserId { get; init; }
+    /// <summary>The grant (authorization id) an access token was issued under.</summary>
+    public string? GrantId { get; init; }
+    public required string Task { get; init; }
+    /// <summary>The model exactly as the client requested it.</summary>
+    public required string Model { get; init; }
+    /// <summary><see cref="ServedByKinds"/>; null when nothing served (the request failed before a target answered).</summary>
+    public string? ServedBy { get; init; }
+    /// <summary>The offer id (upstream) or runtime id (<c>lat_…</c>) that served.</summary>
+    public string? ServedById { get; init; }
+    /// <summary><see cref="CapacityClasses"/> of what served.</summary>
+    public string? Capacity { get; init; }
+    public bool Stream { get; init; }
+    /// <summary><see cref="UsageStatuses.Ok"/>, an error code (<c>upstream_error</c>, <c>model_not_found</c>, …), <c>cancelled</c> or <c>interrupted</c>.</summary>
+    public required string Status { get; init; }
+    /// <summary>The HTTP status the client got (0 when it never got one).</summary>
+    public int HttpStatus { get; init; }
+    public Usage Usage { get; init; }
+    /// <summary>Cost in pico-USD (10⁻¹² USD): exact integer arithmetic, summed without drift.</summary>
+    public long CostPicoUsd { get; init; }
+    /// <summary>From receiving the request to its first response byte leaving; null when no byte did.</summary>
+    public long? TimeToFirstByteMicroseconds { get; init; }
+    public long DurationMicroseconds { get; init; }
+}

@@ -1,0 +1,100 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Metadata.Builders;
+
+namespace Lattice.Gateway.Metering;
+
+/// <summary>The stored form of a <see cref="UsageRecord"/>: one row per request id.</summary>
+public sealed class UsageRecordEntity
+{
+    public required string RequestId { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+    public required string WorkspaceId { get; set; }
+    public string? KeyId { get; set; }
+    public string? AppId { get; set; }
+    public string? UserId { get; set; }
+    public string? GrantId { get; set; }
+    public required string Task { get; set; }
+    public required string Model { get; set; }
+    public string? ServedBy { get; set; }
+    public string? ServedById { get; set; }
+    public string? Capacity { get; set; }
+    public bool Stream { get; set; }
+    public required string Status { get; set; }
+    public int HttpStatus { get; set; }
+    public long PromptTokens { get; set; }
+    public long CompletionTokens { get; set; }
+    public long TotalTokens { get; set; }
+    public long CachedTokens { get; set; }
+    public long AudioMilliseconds { get; set; }
+    public bool Estimated { get; set; }
+    public long CostPicoUsd { get; set; }
+    public long? TimeToFirstByteMicroseconds { get; set; }
+    public long DurationMicroseconds { get; set; }
+
+    public static UsageRecordEntity From(UsageRecord r) => new()
+    {
+        RequestId = r.RequestId,
+        CreatedAt = r.CreatedAt,
+        WorkspaceId = r.WorkspaceId,
+        KeyId = r.KeyId,
+        AppId = r.AppId,
+        UserId = r.UserId,
+        GrantId = r.GrantId,
+        Task = r.Task,
+        Model = r.Model,
+        ServedBy = r.ServedBy,
+        ServedById = r.ServedById,
+        Capacity = r.Capacity,
+        Stream = r.Stream,
+        Status = r.Status,
+        HttpStatus = r.HttpStatus,
+        PromptTokens = r.Usage.PromptTokens,
+        CompletionTokens = r.Usage.CompletionTokens,
+        TotalTokens = r.Usage.TotalTokens,
+        CachedTokens = r.Usage.CachedTokens,
+        AudioMilliseconds = r.Usage.AudioMilliseconds,
+        Estimated = r.Usage.Estimated,
+        CostPicoUsd = r.CostPicoUsd,
+        TimeToFirstByteMicroseconds = r.TimeToFirstByteMicroseconds,
+        DurationMicroseconds = r.DurationMicroseconds,
+    };
+
+    public UsageRecord ToRecord() => new()
+    {
+        RequestId = RequestId,
+        CreatedAt = CreatedAt,
+        WorkspaceId = WorkspaceId,
+        KeyId = KeyId,
+        AppId = AppId,
+        UserId = UserId,
+        GrantId = GrantId,
+        Task = Task,
+        Model = Model,
+        ServedBy = ServedBy,
+        ServedById = ServedById,
+        Capacity = Capacity,
+        Stream = Stream,
+        Status = Status,
+        HttpStatus = HttpStatus,
+        Usage = new Usage(PromptTokens, CompletionTokens, TotalTokens, CachedTokens, AudioMilliseconds, Estimated),
+        CostPicoUsd = CostPicoUsd,
+        TimeToFirstByteMicroseconds = TimeToFirstByteMicroseconds,
+        DurationMicroseconds = DurationMicroseconds,
+    };
+}
+
+internal sealed class UsageRecordEntityConfiguration : IEntityTypeConfiguration<UsageRecordEntity>
+{
+    public void Configure(EntityTypeBuilder<UsageRecordEntity> b)
+    {
+        b.ToTable("usage_records");
+        b.HasKey(x => x.RequestId);
+        b.Property(x => x.RequestId).HasMaxLength(64);
+        b.Property(x => x.WorkspaceId).HasMaxLength(64);
+        b.Property(x => x.Model).HasMaxLength(300);
+        // Every query is one workspace's records in time order, optionally narrowed to a key or a grant.
+        b.HasIndex(x => new { x.WorkspaceId, x.CreatedAt });
+        b.HasIndex(x => new { x.WorkspaceId, x.KeyId, x.CreatedAt });
+        b.HasIndex(x => new { x.GrantId, x.CreatedAt });
+    }
+}
