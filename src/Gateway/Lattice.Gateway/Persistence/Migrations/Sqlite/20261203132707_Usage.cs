@@ -21,7 +21,7 @@ namespace Lattice.Gateway.Persistence.Migrations.Sqlite
                 table: "task_classes",
                 type: "TEXT",
                 nullable: false,
-                defaultValue: "");
+                defaultValue: "tokens");
 
             migrationBuilder.AddColumn<string>(
                 name: "Prices",
