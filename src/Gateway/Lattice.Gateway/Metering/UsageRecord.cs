@@ -1,3 +1,5 @@
+using Lattice.Protocol.Metering;
+
 namespace Lattice.Gateway.Metering;
 
 /// <summary>What served a request: the kind of target, as the usage API names it.</summary>
@@ -24,21 +26,6 @@ public static class UsageStatuses
     public const string Cancelled = "cancelled";
     /// <summary>The gateway stopped (crash, kill) while the request was in flight; found at the next start.</summary>
     public const string Interrupted = "interrupted";
-}
-
-/// <summary>
-/// What one request used, in the units its task is metered in. Counts come from the target's own report; when a
-/// target reported nothing the gateway counts them itself and <see cref="Estimated"/> is set.
-/// </summary>
-public readonly record struct Usage(
-    long PromptTokens = 0,
-    long CompletionTokens = 0,
-    long TotalTokens = 0,
-    long CachedTokens = 0,
-    long AudioMilliseconds = 0,
-    bool Estimated = false)
-{
-    public static readonly Usage None = default;
 }
 
 /// <summary>

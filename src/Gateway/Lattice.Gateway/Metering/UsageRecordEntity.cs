@@ -1,3 +1,4 @@
+using Lattice.Protocol.Metering;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
