@@ -61,6 +61,10 @@ public static class GatewayApp
         services.AddAuth();
         services.AddCatalog();
         services.AddTasks();
+        // TEMPORARY until the ledger branch's AddMetering lands.
+        services.AddSingleton<Metering.UsageLedger>();
+        services.AddSingleton<Metering.TokenEstimator>();
+        services.AddSingleton<Metering.UsageMeter>();
         services.AddUpstreams();
         services.AddRuntimes();
         services.AddIdentityServer();
@@ -138,8 +142,8 @@ public static class GatewayApp
 
     private static IServiceCollection AddUpstreams(this IServiceCollection services)
     {
-        services.AddSingleton<UpstreamForwarder>();
-        services.AddHttpClient(UpstreamForwarder.ClientName)
+        services.AddSingleton<UpstreamTarget>();
+        services.AddHttpClient(UpstreamTarget.ClientName)
             .ConfigureHttpClient(c => c.Timeout = Timeout.InfiniteTimeSpan)
             .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler
             {

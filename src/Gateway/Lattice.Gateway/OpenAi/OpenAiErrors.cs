@@ -24,6 +24,49 @@ public static class OpenAiErrors
         return response.Body.WriteAsync(body).AsTask();
     }
 
+    /// <summary>
+    /// Renders a dispatch's outcome as the client sees it on the OpenAI surface: nothing more for an answer that was
+    /// served or a client that left; the error envelope when nothing was sent yet (an upstream's own envelope when
+    /// one explained the failure); an error event ending a broken stream; a cut connection for a broken JSON body.
+    /// </summary>
+    public static async Task RenderAsync(HttpContext context, Dispatch.DispatchOutcome outcome)
+    {
+        if (outcome.Failure is Dispatch.DispatchFailure.None or Dispatch.DispatchFailure.ClientCancelled)
+        {
+            return;
+        }
+        if (!outcome.ResponseStarted)
+        {
+            if (outcome.UpstreamEnvelope is { } envelope)
+            {
+                var response = context.Response;
+                response.StatusCode = StatusCodes.Status502BadGateway;
+                response.ContentType = "application/json";
+                response.ContentLength = envelope.Length;
+                await response.Body.WriteAsync(envelope, context.RequestAborted);
+                return;
+            }
+            await WriteAsync(context, outcome.Error);
+            return;
+        }
+        if (!outcome.Sse)
+        {
+            // A JSON body cut short cannot be mended: break the connection so the client sees a failure, not a truncation.
+            context.Abort();
+            return;
+        }
+        try
+        {
+            // The relay writes whole events only, so the error event starts on an event boundary.
+            await context.Response.BodyWriter.WriteAsync(SseEvent(outcome.Error), context.RequestAborted);
+            await context.Response.BodyWriter.FlushAsync(context.RequestAborted);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException)
+        {
+            // The client left while we were telling it.
+        }
+    }
+
     public static byte[] Serialize(GatewayError error)
     {
         var buffer = new ArrayBufferWriter<byte>(256);

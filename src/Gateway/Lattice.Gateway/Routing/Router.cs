@@ -1,42 +1,39 @@
 using Lattice.Gateway.Auth;
 using Lattice.Gateway.Catalog;
+using Lattice.Gateway.Dispatch;
+using Lattice.Gateway.Metering;
 using Lattice.Gateway.OpenAi;
 using Lattice.Gateway.Runtimes;
+using Lattice.Gateway.Upstreams;
 using Lattice.Protocol;
-using Lattice.Protocol.Runtime;
 
 namespace Lattice.Gateway.Routing;
 
-/// <summary>Where a request goes: a catalog model's offers, or one specific runtime.</summary>
-public readonly record struct Route(CatalogModel? Model, RuntimeConnection? Runtime, CapabilityInfo? Capability, GatewayError Error)
-{
-    public bool Found => Model is not null || Runtime is not null;
-}
-
 /// <summary>
-/// Picks what can serve a request. <c>lattice:personal:&lt;id&gt;</c> reaches exactly that runtime, for callers of
-/// its own workspace, and is never rerouted; catalog models go to their offers in priority order.
+/// Picks what can serve a request, as an ordered list of candidates. <c>lattice:personal:&lt;id&gt;</c> reaches
+/// exactly that runtime, for callers of its own workspace, and is never rerouted; a catalog model goes to its
+/// offers in priority order — hosted runtimes that are connected and not revoked, and upstreams.
 /// </summary>
-public sealed class Router(RuntimeStore runtimes, RuntimeRegistry registry)
+public sealed class Router(RuntimeStore runtimes, RuntimeRegistry registry, RuntimeTarget runtimeTarget, UpstreamTarget upstreamTarget)
 {
-    public Route Resolve(CatalogSnapshot catalog, Caller caller, string modelId, string task)
+    public RoutePlan Plan(CatalogSnapshot catalog, Caller caller, string modelId, string task)
     {
         var id = ModelId.Parse(modelId);
         switch (id.Kind)
         {
             case ModelIdKind.Invalid:
-                return new Route(null, null, null, GatewayError.ModelNotFound(modelId));
+                return RoutePlan.Fail(GatewayError.ModelNotFound(modelId));
             case ModelIdKind.PersonalRuntime:
-                return ResolvePersonal(caller, id.Name, task);
+                return PlanPersonal(caller, id.Name, task);
         }
 
         if (!catalog.Models.TryGetValue(id.Value, out var model))
         {
-            return new Route(null, null, null, GatewayError.ModelNotFound(modelId));
+            return RoutePlan.Fail(GatewayError.ModelNotFound(modelId));
         }
         if (!model.Serves(task))
         {
-            return new Route(null, null, null, GatewayError.ModelDoesNotServe(modelId, task));
+            return RoutePlan.Fail(GatewayError.ModelDoesNotServe(modelId, task));
         }
         if (model.HasMarketplaceOffers && caller.PrivateOnly)
         {
@@ -44,10 +41,39 @@ public sealed class Router(RuntimeStore runtimes, RuntimeRegistry registry)
             model = model.PrivateOnly();
             if (!model.Serves(task))
             {
-                return new Route(null, null, null, NoPrivateCapacity(modelId, caller));
+                return RoutePlan.Fail(NoPrivateCapacity(modelId, caller));
             }
         }
-        return new Route(model, null, null, default);
+
+        var candidates = new List<Candidate>(model.Offers.Length);
+        foreach (var offer in model.Offers)
+        {
+            if (!offer.ServesTask(task))
+            {
+                continue;
+            }
+            if (offer.RuntimeId is { } runtimeId)
+            {
+                // A hosted runtime is a candidate only while its record is live and its link is here and serves the
+                // offer's model; otherwise it is skipped like any candidate that cannot answer.
+                if (runtimes.Find(runtimeId) is { Hosted: true, Revoked: false }
+                    && registry.Find(runtimeId) is { Hosted: true } connection
+                    && connection.FindCapability(task, offer.UpstreamModel) is { } capability)
+                {
+                    candidates.Add(new Candidate(ServedByKinds.HostedRuntime, runtimeId, CapacityClasses.Hosted, capability.Model,
+                        offer.Prices, runtimeTarget, new RuntimeTarget.Link(connection, capability)));
+                }
+                continue;
+            }
+            candidates.Add(new Candidate(ServedByKinds.Upstream, offer.Id, offer.Marketplace ? CapacityClasses.Marketplace : CapacityClasses.Hosted,
+                offer.UpstreamModel, offer.Prices, upstreamTarget, offer));
+        }
+        if (candidates.Count == 0)
+        {
+            return RoutePlan.Fail(new GatewayError(StatusCodes.Status503ServiceUnavailable, ErrorTypes.Api, ErrorCodes.NoCapacity,
+                "No capacity is connected that can serve this model."));
+        }
+        return new RoutePlan(candidates, default);
     }
 
     public static GatewayError NoPrivateCapacity(string modelId, Caller caller) => new(
@@ -56,30 +82,30 @@ public sealed class Router(RuntimeStore runtimes, RuntimeRegistry registry)
         (caller.HasScope(Scopes.WorkspaceOnly) ? $"(the credential carries {Scopes.WorkspaceOnly})." : $"(the credential lacks {Scopes.Marketplace})."),
         "model");
 
-    private Route ResolvePersonal(Caller caller, string latticeId, string task)
+    private RoutePlan PlanPersonal(Caller caller, string latticeId, string task)
     {
         // Another workspace's runtime is indistinguishable from one that does not exist.
         var record = runtimes.Find(latticeId);
         if (record is null || !record.VisibleTo(caller))
         {
-            var notFound = RuntimeEndpoints.NotFound(latticeId) with { Param = "model" };
-            return new Route(null, null, null, notFound);
+            return RoutePlan.Fail(RuntimeEndpoints.NotFound(latticeId) with { Param = "model" });
         }
         if (record.Revoked)
         {
-            return new Route(null, null, null, RuntimeForwarder.Unreachable(latticeId) with { Message = $"The runtime '{latticeId}' has been revoked." });
+            return RoutePlan.Fail(RuntimeTarget.Unreachable(latticeId) with { Message = $"The runtime '{latticeId}' has been revoked." });
         }
         var connection = registry.Find(latticeId);
         if (connection is null)
         {
-            return new Route(null, null, null, RuntimeForwarder.Unreachable(latticeId));
+            return RoutePlan.Fail(RuntimeTarget.Unreachable(latticeId));
         }
         var capability = connection.FindCapability(task);
         if (capability is null)
         {
-            return new Route(null, null, null, new GatewayError(StatusCodes.Status400BadRequest, ErrorTypes.InvalidRequest, ErrorCodes.ModelNotSupported,
+            return RoutePlan.Fail(new GatewayError(StatusCodes.Status400BadRequest, ErrorTypes.InvalidRequest, ErrorCodes.ModelNotSupported,
                 $"The runtime '{latticeId}' cannot serve the task '{task}'.", "model"));
         }
-        return new Route(null, connection, capability, default);
+        return new RoutePlan([new Candidate(ServedByKinds.PersonalRuntime, latticeId, CapacityClasses.Personal, capability.Model,
+            Prices.Free, runtimeTarget, new RuntimeTarget.Link(connection, capability))], default);
     }
 }

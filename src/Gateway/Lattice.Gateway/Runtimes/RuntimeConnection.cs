@@ -178,6 +178,15 @@ public sealed partial class RuntimeConnection
         }
     }
 
+    /// <summary>Tells the runtime to stop a dispatch but keeps listening: it answers with an end frame counting what it generated.</summary>
+    public void SendCancel(RuntimeDispatch dispatch)
+    {
+        if (IsTracked(dispatch.Id))
+        {
+            Send(Frame.Raw(FrameType.Cancel, dispatch.Id, default));
+        }
+    }
+
     /// <summary>Releases the dispatch's slot once its reader is done with it.</summary>
     public void Complete(uint id)
     {

@@ -17,7 +17,7 @@ public static partial class RuntimeEndpoints
     {
         services.AddSingleton<RuntimeRegistry>();
         services.AddSingleton<RuntimeStore>();
-        services.AddSingleton<RuntimeForwarder>();
+        services.AddSingleton<RuntimeTarget>();
         return services;
     }
 

@@ -1,36 +1,35 @@
 using Lattice.Gateway.Auth;
 using Lattice.Gateway.Catalog;
+using Lattice.Gateway.Dispatch;
 using Lattice.Gateway.Hosting;
 using Lattice.Gateway.OpenAi;
-using Lattice.Gateway.Routing;
-using Lattice.Gateway.Upstreams;
 using Microsoft.Extensions.Options;
 
 namespace Lattice.Gateway.Tasks;
 
 /// <summary>
-/// The one request path every compute surface walks: authenticate, authorize, read and validate the input,
-/// route, dispatch, relay. Surfaces only name the task.
+/// The OpenAI-shaped surfaces (<c>/v1/tasks/{task}</c> and its aliases): authenticate, authorize, read and validate
+/// the input into a <see cref="TaskRequest"/>, hand it to the <see cref="Dispatcher"/>, and render the outcome in
+/// OpenAI's envelope. Surfaces only name the task.
 /// </summary>
 public sealed class TaskDispatcher(
     Authenticator authenticator,
     CatalogStore catalog,
-    Router router,
-    UpstreamForwarder forwarder,
-    Runtimes.RuntimeForwarder runtimeForwarder,
+    Dispatcher dispatcher,
+    TimeProvider time,
     IOptions<GatewayOptions> options)
 {
     private readonly long _maxBodyBytes = options.Value.MaxRequestBodyBytes;
 
     public async Task DispatchAsync(HttpContext context, string taskName)
     {
+        var receivedAt = time.GetTimestamp();
         if (await EndpointAuth.RequireAsync(context, authenticator, Scopes.Inference) is not { } caller)
         {
             return;
         }
 
-        var snapshot = catalog.Current;
-        if (!snapshot.Tasks.TryGetValue(taskName, out var task))
+        if (!catalog.Current.Tasks.TryGetValue(taskName, out var task))
         {
             await OpenAiErrors.WriteAsync(context, GatewayError.TaskNotFound(taskName));
             return;
@@ -48,18 +47,18 @@ public sealed class TaskDispatcher(
             return;
         }
 
-        var route = router.Resolve(snapshot, caller, input.Model, task.Name);
-        if (!route.Found)
+        var request = new TaskRequest
         {
-            await OpenAiErrors.WriteAsync(context, route.Error);
-            return;
-        }
-
-        if (route.Runtime is not null)
-        {
-            await runtimeForwarder.ForwardAsync(context, task, input, route.Runtime, route.Capability!);
-            return;
-        }
-        await forwarder.ForwardAsync(context, task, input, route.Model!);
+            Task = task,
+            Model = input.Model,
+            Caller = caller,
+            Input = input,
+            RequestId = context.TraceIdentifier,
+            IdempotencyKey = context.Request.Headers["Idempotency-Key"] is { Count: > 0 } key ? key.ToString() : null,
+            ReceivedAt = time.GetUtcNow(),
+            StartTimestamp = receivedAt,
+        };
+        var outcome = await dispatcher.DispatchAsync(request, new HttpResponseSink(context.Response), context.RequestAborted);
+        await OpenAiErrors.RenderAsync(context, outcome);
     }
 }

@@ -10,6 +10,8 @@ public sealed class TaskInput
     public required int Length { get; init; }
     public required string Model { get; init; }
     public required bool Stream { get; init; }
+    /// <summary>The client asked for a stream's usage chunk (<c>stream_options.include_usage: true</c>).</summary>
+    public bool IncludeUsage { get; init; }
     /// <summary>Content-Type to send upstream (multipart keeps its boundary).</summary>
     public required string ContentType { get; init; }
 

@@ -102,6 +102,8 @@ public static class TaskInputReader
                 return (null, GatewayError.InvalidRequest($"The task '{task.Name}' does not stream; remove 'stream' or set it to false.", "stream"));
             }
 
+            var includeUsage = stream && root.TryGetProperty("stream_options", out var streamOptions) && streamOptions.ValueKind == JsonValueKind.Object
+                && streamOptions.TryGetProperty("include_usage", out var includeElement) && includeElement.ValueKind == JsonValueKind.True;
             var (start, tokenLength) = JsonFields.FindTopLevelString(body.AsSpan(0, length), "model"u8);
             return (new TaskInput
             {
@@ -109,6 +111,7 @@ public static class TaskInputReader
                 Length = length,
                 Model = model,
                 Stream = stream,
+                IncludeUsage = includeUsage,
                 ContentType = "application/json",
                 ModelValueStart = start,
                 ModelValueLength = tokenLength,

@@ -3,36 +3,47 @@ using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
 using Lattice.Gateway.Tasks;
+using Lattice.Protocol.Metering;
 
 namespace Lattice.Gateway.Upstreams;
 
 /// <summary>
-/// The client's JSON bytes with only the value of <c>model</c> replaced, written as three slices of the original
-/// buffer — no re-serialisation, no copy of the body.
+/// The client's JSON bytes with only the value of <c>model</c> replaced (and, for a metered stream, one splice that
+/// asks for the usage chunk), written as slices of the original buffer — no re-serialisation, no copy of the body.
 /// </summary>
 internal sealed class SplicedJsonContent : HttpContent
 {
     private readonly TaskInput _input;
-    private readonly byte[] _modelToken;
+    // At most two splices, in byte order.
+    private readonly JsonSplice[] _splices;
 
-    public SplicedJsonContent(TaskInput input, string upstreamModel)
+    public SplicedJsonContent(TaskInput input, string upstreamModel, JsonSplice? extra = null)
     {
         _input = input;
-        _modelToken = JsonSerializer.SerializeToUtf8Bytes(upstreamModel, UpstreamJsonContext.Default.String);
+        var model = input.ModelValueStart < 0
+            ? (JsonSplice?)null
+            : new JsonSplice(input.ModelValueStart, input.ModelValueLength, JsonSerializer.SerializeToUtf8Bytes(upstreamModel, UpstreamJsonContext.Default.String));
+        _splices = (model, extra) switch
+        {
+            ({ } m, { } e) => m.Offset <= e.Offset ? [m, e] : [e, m],
+            ({ } m, null) => [m],
+            (null, { } e) => [e],
+            _ => [],
+        };
         Headers.ContentType = new MediaTypeHeaderValue("application/json");
     }
 
     protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
     {
         var body = _input.Body.AsMemory(0, _input.Length);
-        if (_input.ModelValueStart < 0)
+        var at = 0;
+        foreach (var splice in _splices)
         {
-            await stream.WriteAsync(body, cancellationToken);
-            return;
+            await stream.WriteAsync(body[at..splice.Offset], cancellationToken);
+            await stream.WriteAsync(splice.Replacement, cancellationToken);
+            at = splice.Offset + splice.Length;
         }
-        await stream.WriteAsync(body[.._input.ModelValueStart], cancellationToken);
-        await stream.WriteAsync(_modelToken, cancellationToken);
-        await stream.WriteAsync(body[(_input.ModelValueStart + _input.ModelValueLength)..], cancellationToken);
+        await stream.WriteAsync(body[at..], cancellationToken);
     }
 
     protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
@@ -40,7 +51,11 @@ internal sealed class SplicedJsonContent : HttpContent
 
     protected override bool TryComputeLength(out long length)
     {
-        length = _input.ModelValueStart < 0 ? _input.Length : _input.Length - _input.ModelValueLength + _modelToken.Length;
+        length = _input.Length;
+        foreach (var splice in _splices)
+        {
+            length += splice.Replacement.Length - splice.Length;
+        }
         return true;
     }
 }

@@ -1,0 +1,291 @@
+using System.Buffers;
+using Lattice.Gateway.Catalog;
+using Lattice.Gateway.Metering;
+using Lattice.Gateway.OpenAi;
+using Lattice.Gateway.Routing;
+using Lattice.Protocol;
+using Lattice.Protocol.Metering;
+
+namespace Lattice.Gateway.Dispatch;
+
+/// <summary>
+/// The one dispatch every surface calls: route to ordered candidates, try them in turn while nothing has reached the
+/// client (the one failover loop), copy the answer's bytes to the surface's sink (the one relay loop), and meter the
+/// outcome. It writes no error: the surface renders one from the returned <see cref="DispatchOutcome"/>.
+/// </summary>
+public sealed partial class Dispatcher(
+    CatalogStore catalog,
+    Router router,
+    UsageMeter meter,
+    TimeProvider time,
+    ILogger<Dispatcher> logger)
+{
+    public async Task<DispatchOutcome> DispatchAsync(TaskRequest request, IResponseSink sink, CancellationToken aborted)
+    {
+        var entry = meter.Begin(request);
+        DispatchOutcome outcome;
+        try
+        {
+            outcome = await RunAsync(request, sink, aborted);
+        }
+        catch (Exception) when (aborted.IsCancellationRequested)
+        {
+            outcome = Finish(request, DispatchFailure.ClientCancelled, default, null, 0);
+        }
+        catch (Exception)
+        {
+            // A bug: still recorded once, as what the client will see (the exception handler's 500).
+            meter.Finish(entry, request, Finish(request, DispatchFailure.Unavailable,
+                new GatewayError(StatusCodes.Status500InternalServerError, ErrorTypes.Server, "internal_error", "The gateway failed to handle the request."), null, 500));
+            throw;
+        }
+        meter.Finish(entry, request, outcome);
+        return outcome;
+    }
+
+    private async Task<DispatchOutcome> RunAsync(TaskRequest request, IResponseSink sink, CancellationToken aborted)
+    {
+        var plan = router.Plan(catalog.Current, request.Caller, request.Model, request.Task.Name);
+        if (!plan.Found)
+        {
+            return Finish(request, DispatchFailure.Route, plan.Error, null, plan.Error.Status);
+        }
+
+        // The failover loop: the next candidate only while nothing has reached the client.
+        var failure = DispatchFailure.Unavailable;
+        GatewayError error = default;
+        byte[]? envelope = null;
+        Candidate? last = null;
+        foreach (var candidate in plan.Candidates)
+        {
+            last = candidate;
+            var opening = await candidate.Target.OpenAsync(request, candidate, aborted);
+            if (opening.Response is { } response)
+            {
+                await using (response)
+                {
+                    return await RelayAsync(request, candidate, response, sink, aborted);
+                }
+            }
+            if (aborted.IsCancellationRequested)
+            {
+                return Finish(request, DispatchFailure.ClientCancelled, default, candidate, 0);
+            }
+            failure = opening.Failure;
+            error = opening.Error;
+            envelope = opening.Envelope ?? envelope;
+            LogCandidateFailed(logger, candidate.Id, opening.Error.Code ?? "", opening.Retryable);
+            if (!opening.Retryable)
+            {
+                break;
+            }
+        }
+        if (envelope is not null)
+        {
+            // Every upstream failed and one explained itself in OpenAI's envelope: the client gets that explanation.
+            return Finish(request, failure, error with { Status = StatusCodes.Status502BadGateway }, last, StatusCodes.Status502BadGateway) with { UpstreamEnvelope = envelope };
+        }
+        return Finish(request, failure, error, last, error.Status);
+    }
+
+    /// <summary>
+    /// The one relay loop: copies the answer to the sink as it arrives — flushing whenever the target has nothing
+    /// more waiting, so frames that arrived together leave together — and reads its usage on the way.
+    /// </summary>
+    private async Task<DispatchOutcome> RelayAsync(TaskRequest request, Candidate candidate, TargetResponse response, IResponseSink sink, CancellationToken aborted)
+    {
+        var sse = response.ContentType.StartsWith("text/event-stream", StringComparison.OrdinalIgnoreCase);
+        sink.Start(response.Status, response.ContentType, sse || response.UsageInjected ? null : response.ContentLength, sse);
+        var meterBody = request.Task.MeteringUnit != MeteringUnits.Requests;
+        var filter = sse ? new SseUsageFilter(response.UsageInjected, keepText: meterBody) : null;
+        using var copy = !sse && meterBody ? new PooledCopy() : null;
+        var writer = sink.Writer;
+
+        long relayed = 0;
+        long? firstByte = null;
+        var written = false;
+        var unflushed = false;
+        GatewayError? broken = null;
+        var cancelled = false;
+        try
+        {
+            while (true)
+            {
+                var read = await response.ReadAsync();
+                if (read.Completed)
+                {
+                    broken = read.Error;
+                    break;
+                }
+                var data = read.Data.Span;
+                relayed += data.Length;
+                if (filter is not null)
+                {
+                    filter.Push(data, writer);
+                }
+                else
+                {
+                    writer.Write(data);
+                    copy?.Append(data);
+                }
+                unflushed = true;
+                if (!read.MoreReady)
+                {
+                    unflushed = false;
+                    firstByte ??= time.GetTimestamp();
+                    written = true;
+                    if (!await sink.FlushAsync(aborted))
+                    {
+                        cancelled = true;
+                        break;
+                    }
+                }
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException)
+        {
+            cancelled = aborted.IsCancellationRequested;
+            broken ??= GatewayError.UpstreamFailed("The answer failed in the middle.");
+        }
+        if (unflushed)
+        {
+            // Whatever the target sent before it finished leaves with the end of the response.
+            firstByte ??= time.GetTimestamp();
+            written = true;
+        }
+        cancelled |= aborted.IsCancellationRequested;
+
+        if (!cancelled && broken is null && filter is not null && !filter.SawDone)
+        {
+            broken = GatewayError.UpstreamFailed("The stream ended before it was complete.");
+        }
+
+        var ok = response.Status is >= 200 and < 300;
+        Usage usage;
+        if (cancelled)
+        {
+            // What was generated up to the cancel: the target's own count when it can give one, else ours.
+            usage = await response.CancelAsync() ?? Estimate(request, filter is not null ? filter.Written : copy is not null ? copy.Span : default, sse);
+        }
+        else if (!ok || !meterBody)
+        {
+            usage = Usage.None;
+        }
+        else if (response.ReportedUsage is { } reported)
+        {
+            usage = reported;
+        }
+        else if (filter?.Usage is { } streamed)
+        {
+            usage = streamed;
+        }
+        else if (copy is not null && UsageReader.TryRead(copy.Span, request.Task.UsagePath, request.Task.MeteringUnit, out var answered))
+        {
+            usage = answered;
+        }
+        else
+        {
+            usage = Estimate(request, filter is not null ? filter.Written : copy is not null ? copy.Span : default, sse);
+        }
+
+        var failure = cancelled ? DispatchFailure.ClientCancelled : broken is null ? DispatchFailure.None : DispatchFailure.MidStream;
+        return new DispatchOutcome
+        {
+            Failure = failure,
+            Error = broken ?? default,
+            ServedBy = candidate,
+            HttpStatus = response.Status,
+            AnswerErrorCode = !ok && copy is not null ? ErrorCodeOf(copy.Span) : null,
+            ResponseStarted = written,
+            Sse = sse,
+            Usage = usage,
+            TimeToFirstByteTicks = firstByte is { } t ? t - request.StartTimestamp : null,
+            DurationTicks = time.GetTimestamp() - request.StartTimestamp,
+            BytesRelayed = relayed,
+        };
+    }
+
+    private Usage Estimate(TaskRequest request, ReadOnlySpan<byte> answer, bool sse)
+    {
+        var body = request.Input.Body.AsSpan(0, request.Input.Length);
+        return request.Task.Name switch
+        {
+            BuiltInTaskClasses.ChatCompletions => meter.Estimator.EstimateChat(body, answer, sse, request.Model),
+            BuiltInTaskClasses.Embeddings => meter.Estimator.EstimateEmbeddings(body, request.Model),
+            _ => new Usage(Estimated: true),
+        };
+    }
+
+    /// <summary>The <c>error.code</c> (else <c>error.type</c>) of an OpenAI error envelope; null for anything else.</summary>
+    private static string? ErrorCodeOf(ReadOnlySpan<byte> body)
+    {
+        try
+        {
+            var reader = new System.Text.Json.Utf8JsonReader(body);
+            using var doc = System.Text.Json.JsonDocument.ParseValue(ref reader);
+            if (doc.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object
+                && doc.RootElement.TryGetProperty("error", out var e) && e.ValueKind == System.Text.Json.JsonValueKind.Object)
+            {
+                foreach (var name in (ReadOnlySpan<string>)["code", "type"])
+                {
+                    if (e.TryGetProperty(name, out var v) && v.ValueKind == System.Text.Json.JsonValueKind.String && v.GetString() is { Length: > 0 and <= 64 } s)
+                    {
+                        return s;
+                    }
+                }
+            }
+        }
+        catch (System.Text.Json.JsonException)
+        {
+        }
+        return null;
+    }
+
+    private DispatchOutcome Finish(TaskRequest request, DispatchFailure failure, GatewayError error, Candidate? candidate, int status) => new()
+    {
+        Failure = failure,
+        Error = error,
+        ServedBy = candidate,
+        HttpStatus = status,
+        DurationTicks = time.GetTimestamp() - request.StartTimestamp,
+    };
+
+    [LoggerMessage(EventId = 3001, Level = LogLevel.Debug, Message = "Candidate {CandidateId} failed ({Code}); retryable: {Retryable}")]
+    private static partial void LogCandidateFailed(ILogger logger, string candidateId, string code, bool retryable);
+
+    /// <summary>A copy of a JSON answer in pooled memory, so its usage can be read once it is complete.</summary>
+    private sealed class PooledCopy : IDisposable
+    {
+        // Answers larger than this are not kept; their usage is then estimated.
+        private const int MaxBytes = 32 * 1024 * 1024;
+        private byte[] _buffer = ArrayPool<byte>.Shared.Rent(4096);
+        private int _length;
+        private bool _overflowed;
+
+        public ReadOnlySpan<byte> Span => _overflowed ? default : _buffer.AsSpan(0, _length);
+
+        public void Append(ReadOnlySpan<byte> data)
+        {
+            if (_overflowed)
+            {
+                return;
+            }
+            if (_length + data.Length > _buffer.Length)
+            {
+                if (_length + data.Length > MaxBytes)
+                {
+                    _overflowed = true;
+                    return;
+                }
+                var bigger = ArrayPool<byte>.Shared.Rent(Math.Max(_buffer.Length * 2, _length + data.Length));
+                _buffer.AsSpan(0, _length).CopyTo(bigger);
+                ArrayPool<byte>.Shared.Return(_buffer);
+                _buffer = bigger;
+            }
+            data.CopyTo(_buffer.AsSpan(_length));
+            _length += data.Length;
+        }
+
+        public void Dispose() => ArrayPool<byte>.Shared.Return(_buffer);
+    }
+}

@@ -1,0 +1,19 @@
+using System.Buffers;
+
+namespace Lattice.Gateway.Dispatch;
+
+/// <summary>
+/// Where a surface wants the answer's bytes: the relay starts it, writes to it and flushes it, and knows nothing
+/// else of the client. The OpenAI surface writes straight to the HTTP response; a translating surface rewrites.
+/// </summary>
+public interface IResponseSink
+{
+    /// <summary>Sets the status and content type; called once, before the first write.</summary>
+    void Start(int status, string contentType, long? contentLength, bool sse);
+
+    /// <summary>The answer's bytes go here; they leave at the next flush.</summary>
+    IBufferWriter<byte> Writer { get; }
+
+    /// <summary>Sends what was written; false when the client has gone.</summary>
+    ValueTask<bool> FlushAsync(CancellationToken cancellationToken);
+}

@@ -1,0 +1,30 @@
+using Lattice.Gateway.Auth;
+using Lattice.Gateway.Catalog;
+using Lattice.Gateway.Tasks;
+
+namespace Lattice.Gateway.Dispatch;
+
+/// <summary>
+/// One compute request, whatever surface it came through: the task, the model as the client named it, who is
+/// calling, the body still as the client's bytes, and what the surface must promise the client back.
+/// </summary>
+public sealed class TaskRequest
+{
+    public required TaskClass Task { get; init; }
+    /// <summary>The model exactly as requested.</summary>
+    public required string Model { get; init; }
+    public required Caller Caller { get; init; }
+    /// <summary>The validated body (bytes, and where <c>model</c> sits in them).</summary>
+    public required TaskInput Input { get; init; }
+    public bool Stream => Input.Stream;
+    /// <summary>The client asked for the usage chunk of a stream (<c>stream_options.include_usage</c>).</summary>
+    public bool IncludeUsage => Input.IncludeUsage;
+    /// <summary>The <c>x-request-id</c> the client gets; the usage record's key.</summary>
+    public required string RequestId { get; init; }
+    /// <summary>The client's <c>Idempotency-Key</c>, if any.</summary>
+    public string? IdempotencyKey { get; init; }
+    /// <summary>When the gateway received the request (wall clock, for the record).</summary>
+    public required DateTimeOffset ReceivedAt { get; init; }
+    /// <summary><see cref="TimeProvider.GetTimestamp"/> at receipt, for time to first byte and duration.</summary>
+    public required long StartTimestamp { get; init; }
+}

@@ -1,0 +1,72 @@
+using Lattice.Gateway.Auth;
+using Lattice.Gateway.Catalog;
+using Lattice.Gateway.Dispatch;
+using Lattice.Protocol.Metering;
+
+namespace Lattice.Gateway.Metering;
+
+/// <summary>
+/// Turns a dispatch into its usage record: journals the request when dispatch starts (so a crash leaves it as
+/// <c>interrupted</c>), and when it ends prices the outcome and hands the record to the ledger. The only writer of
+/// usage records on the request path.
+/// </summary>
+public sealed class UsageMeter(UsageLedger ledger, TokenEstimator estimator, TimeProvider time)
+{
+    public TokenEstimator Estimator => estimator;
+
+    public LedgerEntry Begin(TaskRequest request) => ledger.Begin(Provisional(request));
+
+    public void Finish(LedgerEntry entry, TaskRequest request, DispatchOutcome outcome) =>
+        ledger.Complete(entry, Record(request, outcome));
+
+    /// <summary>The record as known before anything answered: what an interrupted request is recorded as.</summary>
+    internal static UsageRecord Provisional(TaskRequest request)
+    {
+        var caller = request.Caller;
+        return new UsageRecord
+        {
+            RequestId = request.RequestId,
+            CreatedAt = request.ReceivedAt,
+            WorkspaceId = caller.WorkspaceId,
+            KeyId = caller.Kind == CredentialKind.ApiKey ? caller.CredentialId : null,
+            AppId = caller.ClientId,
+            UserId = caller.UserId,
+            GrantId = caller.Kind == CredentialKind.AccessToken ? caller.CredentialId : null,
+            Task = request.Task.Name,
+            Model = request.Model,
+            Stream = request.Stream,
+            Status = UsageStatuses.Interrupted,
+        };
+    }
+
+    internal UsageRecord Record(TaskRequest request, DispatchOutcome outcome)
+    {
+        var served = outcome.ServedBy;
+        var usage = outcome.Usage;
+        var status = outcome.Failure switch
+        {
+            DispatchFailure.None when outcome.HttpStatus is >= 200 and < 300 => UsageStatuses.Ok,
+            DispatchFailure.None => outcome.AnswerErrorCode ?? $"http_{outcome.HttpStatus}",
+            DispatchFailure.ClientCancelled => UsageStatuses.Cancelled,
+            _ => outcome.Error.Code ?? "error",
+        };
+        // What was served is charged: a complete answer, a stream that broke part way, a cancelled one for what it
+        // generated. A failure that served nothing costs nothing.
+        var charged = served is not null && (outcome.Succeeded
+            || (outcome.Failure is DispatchFailure.MidStream or DispatchFailure.ClientCancelled && outcome.HttpStatus is >= 200 and < 300));
+        return Provisional(request) with
+        {
+            ServedBy = served?.ServedBy,
+            ServedById = served?.Id,
+            Capacity = served?.Capacity,
+            Status = status,
+            HttpStatus = outcome.HttpStatus,
+            Usage = usage,
+            CostPicoUsd = charged ? CostCalculator.PicoUsd(served!.Prices, usage, request.Task.MeteringUnit) : 0,
+            TimeToFirstByteMicroseconds = outcome.TimeToFirstByteTicks is { } t ? Microseconds(t) : null,
+            DurationMicroseconds = Microseconds(outcome.DurationTicks),
+        };
+    }
+
+    private long Microseconds(long ticks) => ticks * 1_000_000 / time.TimestampFrequency;
+}
