@@ -82,3 +82,14 @@ namespace Lattice.Gateway.Catalog
         }
     }
 }
+
+namespace Lattice.Gateway.Metering
+{
+    public static class UsageLedgerFlushPlaceholder
+    {
+        extension(UsageLedger ledger)
+        {
+            public Task FlushAsync() => Task.CompletedTask;
+        }
+    }
+}
