@@ -159,8 +159,8 @@ public sealed class UpstreamMeteringTests(GatewayFixture gateway)
     public async Task An_admin_added_task_class_is_metered_through_its_usage_path()
     {
         var name = "metered" + Guid.NewGuid().ToString("N")[..8];
-        await GatewayFixture.PostAsync(gateway.Admin, "/admin/v1/task-classes", JsonNode.Parse($$$"""
-            {"name":"{{{name}}}","streams":false,"content_type":"application/json","upstream_path":"custom/{{{name}}}",
+        await GatewayFixture.PostAsync(gateway.Admin, "/admin/v1/task-classes", JsonNode.Parse($$$$"""
+            {"name":"{{{{name}}}}","streams":false,"content_type":"application/json","upstream_path":"custom/{{{{name}}}}",
              "usage_path":"body.meta.billed_units","metering_unit":"tokens",
              "input_schema":{"type":"object","required":["model"],"properties":{"model":{"type":"string"}}}}
             """)!);
@@ -168,7 +168,7 @@ public sealed class UpstreamMeteringTests(GatewayFixture gateway)
 
         // The stand-in echoes the body, so the answer carries this usage at body.meta.billed_units.
         var (record, _) = await SendAsync(new StringContent(
-            $$$"""{"model":"lovelace:{{{name}}}","query":"q","meta":{"billed_units":{"input_tokens":7,"output_tokens":2}}}""", Encoding.UTF8, "application/json"),
+            $$$$"""{"model":"lovelace:{{{{name}}}}","query":"q","meta":{"billed_units":{"input_tokens":7,"output_tokens":2}}}""", Encoding.UTF8, "application/json"),
             $"/v1/tasks/{name}");
         Assert.Equal(UsageStatuses.Ok, record.Status);
         Assert.Equal(name, record.Task);
