@@ -159,11 +159,11 @@ public sealed class UpstreamMeteringTests(GatewayFixture gateway)
     public async Task An_admin_added_task_class_is_metered_through_its_usage_path()
     {
         var name = "metered" + Guid.NewGuid().ToString("N")[..8];
-        await GatewayFixture.PostAsync(gateway.Admin, "/admin/v1/task-classes", JsonNode.Parse($$$$"""
-            {"name":"{{{{name}}}}","streams":false,"content_type":"application/json","upstream_path":"custom/{{{{name}}}}",
+        await GatewayFixture.PostAsync(gateway.Admin, "/admin/v1/task-classes", JsonNode.Parse("""
+            {"name":"NAME","streams":false,"content_type":"application/json","upstream_path":"custom/NAME",
              "usage_path":"body.meta.billed_units","metering_unit":"tokens",
              "input_schema":{"type":"object","required":["model"],"properties":{"model":{"type":"string"}}}}
-            """)!);
+            """.Replace("NAME", name, StringComparison.Ordinal))!);
         await gateway.AddModelAsync("lovelace:" + name, GatewayFixture.Offer(gateway.StandInUrl + "/v1", "standin-" + name, task: name));
 
         // The stand-in echoes the body, so the answer carries this usage at body.meta.billed_units.
