@@ -24,6 +24,7 @@ public sealed class LiveGateway : IAsyncLifetime
     public string KeyA { get; private set; } = "";
     public string KeyB { get; private set; } = "";
     public HttpClient Admin { get; private set; } = null!;
+    public IServiceProvider Services => _app!.Services;
 
     public async Task InitializeAsync()
     {

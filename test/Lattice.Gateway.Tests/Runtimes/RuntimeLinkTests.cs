@@ -15,46 +15,11 @@ public sealed class RuntimeLinkTests : IClassFixture<LiveGateway>
 
     public RuntimeLinkTests(LiveGateway gateway) => _gateway = gateway;
 
-    private sealed record Runtime(string LatticeId, RuntimeClient Client, Task<LinkExit> Run, CancellationTokenSource Stop) : IAsyncDisposable
-    {
-        public async ValueTask DisposeAsync()
-        {
-            await Stop.CancelAsync();
-            await Run.WaitAsync(Timeout);
-        }
-    }
+    private Task<(string LatticeId, string Token)> CreateAsync(string key, string name = "laptop") => TestRuntimes.CreateAsync(_gateway, key, name);
 
-    private async Task<(string LatticeId, string Token)> CreateAsync(string key, string name = "laptop")
-    {
-        using var http = _gateway.Client(key);
-        var created = await LiveGateway.PostAsync(http, "v1/personal-runtimes", new JsonObject { ["displayName"] = name, ["executionBackend"] = "local-model" });
-        return (created["runtime"]!["latticeId"]!.GetValue<string>(), created["bootstrapToken"]!.GetValue<string>());
-    }
+    private Task<TestRuntimes.Runtime> ConnectAsync(string key, params IEngine[] engines) => TestRuntimes.ConnectAsync(_gateway, key, engines);
 
-    private async Task<Runtime> ConnectAsync(string key, params IEngine[] engines)
-    {
-        var (id, token) = await CreateAsync(key);
-        var credentials = await RuntimeCredentials.PairAsync(new Uri(_gateway.Origin), token, CancellationToken.None);
-        Assert.Equal(id, credentials.LatticeId);
-        return await StartAsync(credentials, engines);
-    }
-
-    private static async Task<Runtime> StartAsync(RuntimeCredentials credentials, params IEngine[] engines)
-    {
-        var client = new RuntimeClient(credentials, new EngineSet(engines), 8);
-        var connected = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        client.Status += s =>
-        {
-            if (s.StartsWith("connected", StringComparison.Ordinal))
-            {
-                connected.TrySetResult();
-            }
-        };
-        var stop = new CancellationTokenSource();
-        var run = client.RunAsync(stop.Token);
-        await connected.Task.WaitAsync(Timeout);
-        return new Runtime(credentials.LatticeId, client, run, stop);
-    }
+    private static Task<TestRuntimes.Runtime> StartAsync(RuntimeCredentials credentials, params IEngine[] engines) => TestRuntimes.StartAsync(credentials, engines);
 
     private static StringContent Chat(string model, bool stream = false) => new(
         $$"""{"model":"{{model}}","messages":[{"role":"user","content":"hi"}],"stream":{{(stream ? "true" : "false")}}}""", Encoding.UTF8, "application/json");

@@ -1,0 +1,72 @@
+using System.Net;
+using System.Text;
+using System.Text.Json.Nodes;
+using Lattice.Gateway.Metering;
+using Lattice.Gateway.Tests.Runtimes;
+using Lattice.Protocol.Metering;
+using Lattice.Runtime.Engines;
+
+namespace Lattice.Gateway.Tests.Metering;
+
+/// <summary>Requests served over runtime links are metered from the runtime's own end frame.</summary>
+public sealed class RuntimeMeteringTests(LiveGateway gateway) : IClassFixture<LiveGateway>
+{
+    private static StringContent Chat(string model, bool stream = false) => new(
+        $$"""{"model":"{{model}}","messages":[{"role":"user","content":"hi"}],"stream":{{(stream ? "true" : "false")}}}""", Encoding.UTF8, "application/json");
+
+    private async Task<UsageRecord> SendAsync(string key, string model, bool stream = false)
+    {
+        using var http = gateway.Client(key);
+        using var response = await http.PostAsync("v1/chat/completions", Chat(model, stream));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        await response.Content.ReadAsStringAsync();
+        return await Ledger.RecordAsync(gateway.Services, response.Headers.GetValues("x-request-id").Single());
+    }
+
+    [Fact]
+    public async Task A_personal_runtime_request_is_recorded_with_the_runtimes_counts_and_costs_nothing()
+    {
+        await using var runtime = await TestRuntimes.ConnectAsync(gateway, gateway.KeyA, new FixedEngine());
+        var model = "lattice:personal:" + runtime.LatticeId;
+
+        var record = await SendAsync(gateway.KeyA, model);
+        Assert.Equal(UsageStatuses.Ok, record.Status);
+        Assert.Equal(ServedByKinds.PersonalRuntime, record.ServedBy);
+        Assert.Equal(runtime.LatticeId, record.ServedById);
+        Assert.Equal(CapacityClasses.Personal, record.Capacity);
+        Assert.Equal(model, record.Model);
+        Assert.Equal(new Usage(1, 5, 6), record.Usage);
+        Assert.Equal(0, record.CostPicoUsd);
+
+        var streamed = await SendAsync(gateway.KeyA, model, stream: true);
+        Assert.True(streamed.Stream);
+        // The fixed engine reports one completion token per chunk it streams (eight).
+        Assert.Equal(new Usage(1, 8, 9), streamed.Usage);
+    }
+
+    [Fact]
+    public async Task An_offline_hosted_runtime_is_skipped_for_the_next_candidate()
+    {
+        await using var first = await TestRuntimes.ConnectHostedAsync(gateway, new FixedEngine());
+        await using var second = await TestRuntimes.ConnectHostedAsync(gateway, new FixedEngine());
+        var model = "lovelace:two-racks-" + first.LatticeId;
+        await LiveGateway.PostAsync(gateway.Admin, "admin/v1/models", new JsonObject
+        {
+            ["id"] = model,
+            ["offers"] = new JsonArray(
+                new JsonObject { ["runtime"] = first.LatticeId, ["upstream_model"] = "fixed", ["priority"] = 0 },
+                new JsonObject { ["runtime"] = second.LatticeId, ["upstream_model"] = "fixed", ["priority"] = 1 }),
+        });
+
+        var served = await SendAsync(gateway.KeyB, model);
+        Assert.Equal(ServedByKinds.HostedRuntime, served.ServedBy);
+        Assert.Equal(first.LatticeId, served.ServedById);
+        Assert.Equal(CapacityClasses.Hosted, served.Capacity);
+
+        await first.DisposeAsync(); // the first rack goes offline
+        var failedOver = await SendAsync(gateway.KeyB, model);
+        Assert.Equal(UsageStatuses.Ok, failedOver.Status);
+        Assert.Equal(second.LatticeId, failedOver.ServedById);
+        Assert.Equal(new Usage(1, 5, 6), failedOver.Usage);
+    }
+}
