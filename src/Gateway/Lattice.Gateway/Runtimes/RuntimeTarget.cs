@@ -188,7 +188,7 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options) : IDispatchT
                     }
                 }
             }
-            catch (RuntimeLinkLostException)
+            catch (Exception ex) when (ex is RuntimeLinkLostException or System.Threading.Channels.ChannelClosedException)
             {
                 return TargetRead.Broken(LinkLost());
             }
@@ -223,8 +223,9 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options) : IDispatchT
                     }
                 }
             }
-            catch (Exception ex) when (ex is OperationCanceledException or RuntimeLinkLostException)
+            catch (Exception ex) when (ex is OperationCanceledException or RuntimeLinkLostException or System.Threading.Channels.ChannelClosedException)
             {
+                // An older runtime that does not report, or a link that went away: only the gateway's count is left.
             }
             _ended = true;
             return null;
