@@ -343,6 +343,11 @@ internal static class RuntimeBench
         // PipeWriter.WriteAsync writes and flushes: each SSE event leaves at once, as through the gateway.
         public async ValueTask WriteAsync(ReadOnlyMemory<byte> bytes, CancellationToken cancellationToken) =>
             await response.BodyWriter.WriteAsync(bytes, cancellationToken);
+
+        // Nothing is metered here.
+        public void ReportUsage(EngineUsage usageSoFar)
+        {
+        }
     }
 
     private static string Markdown(BenchOptions options, List<ScenarioResult> results, ScenarioResult many, MemoryResult? memory, int maxConns)

@@ -13,6 +13,16 @@ public sealed class RecordingOutput : IEngineOutput
     public IReadOnlyList<byte[]> Writes => _writes;
     public string Text => Encoding.UTF8.GetString(_writes.SelectMany(w => w).ToArray());
 
+    /// <summary>The engine's last <see cref="IEngineOutput.ReportUsage"/>, and how many reports it made.</summary>
+    public EngineUsage LastReportedUsage { get; private set; }
+    public int UsageReports { get; private set; }
+
+    public void ReportUsage(EngineUsage usageSoFar)
+    {
+        LastReportedUsage = usageSoFar;
+        UsageReports++;
+    }
+
     public ValueTask StartAsync(int status, string contentType, CancellationToken cancellationToken)
     {
         if (Status is not null)

@@ -20,11 +20,18 @@ public enum FrameType : byte
     ResponseStart = 0x11,
     /// <summary>Daemon → gateway: raw response body bytes, in order.</summary>
     Data = 0x12,
-    /// <summary>Daemon → gateway: the response is complete; <see cref="DispatchEnd"/> (usage) as JSON.</summary>
+    /// <summary>
+    /// Daemon → gateway: the response is complete; <see cref="DispatchEnd"/> (usage) as JSON. Also the answer to a
+    /// <see cref="Cancel"/>: the usage up to the cancel, with <see cref="DispatchEnd.Cancelled"/> set.
+    /// </summary>
     End = 0x13,
     /// <summary>Daemon → gateway: the dispatch failed; <see cref="DispatchError"/> as JSON.</summary>
     Error = 0x14,
-    /// <summary>Gateway → daemon: the client went away; stop work on the dispatch. No payload.</summary>
+    /// <summary>
+    /// Gateway → daemon: the client went away; stop work on the dispatch. No payload. A daemon that advertises
+    /// <see cref="LinkFeatures.EndAfterCancel"/> answers a dispatch it was still running with one
+    /// <see cref="End"/> (cancelled) frame.
+    /// </summary>
     Cancel = 0x15,
     /// <summary>Either way: liveness probe; payload 8 bytes (sender's timestamp), echoed in the pong.</summary>
     Ping = 0x20,
@@ -36,7 +43,22 @@ public enum FrameType : byte
 public sealed record CapabilityInfo(string Task, string Model, string Engine, string? Sha256);
 
 /// <summary>What a daemon says first.</summary>
-public sealed record HelloMessage(string RuntimeVersion, int MaxConcurrency, IReadOnlyList<CapabilityInfo> Capabilities);
+/// <param name="Features">
+/// Optional protocol behaviours the daemon has (<see cref="LinkFeatures"/>); absent from older daemons, so a gateway
+/// relies on a behaviour only when it is listed.
+/// </param>
+public sealed record HelloMessage(
+    string RuntimeVersion,
+    int MaxConcurrency,
+    IReadOnlyList<CapabilityInfo> Capabilities,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<string>? Features = null);
+
+/// <summary>Names of optional link behaviours, as listed in <see cref="HelloMessage.Features"/>.</summary>
+public static class LinkFeatures
+{
+    /// <summary>After a <see cref="FrameType.Cancel"/>, the daemon sends one <see cref="FrameType.End"/> with the usage so far.</summary>
+    public const string EndAfterCancel = "end_after_cancel";
+}
 
 /// <summary>The gateway's answer: who the daemon is and how often to expect pings.</summary>
 public sealed record WelcomeMessage(string LatticeId, int HeartbeatSeconds);
@@ -47,8 +69,23 @@ public sealed record DispatchHeader(string Task, string Model, string ContentTyp
 /// <summary>The response's status and content type.</summary>
 public sealed record ResponseStart(int Status, string ContentType);
 
-/// <summary>Usage of a completed dispatch.</summary>
-public sealed record DispatchEnd(long PromptTokens, long CompletionTokens, double AudioSeconds);
+/// <summary>Usage of a completed or cancelled dispatch.</summary>
+/// <remarks>
+/// The fields after <see cref="AudioSeconds"/> were added later: they are left out of the JSON when they have their
+/// default value (so a plain End is what older gateways always read) and default when missing (older daemons).
+/// </remarks>
+/// <param name="CachedTokens">Prompt tokens served from a cache (a subset of <see cref="PromptTokens"/>).</param>
+/// <param name="Estimated">The counts are the runtime's estimate, not the engine's own report.</param>
+/// <param name="Cancelled">
+/// The gateway cancelled the dispatch: the counts are what was used up to the cancel, and the response was cut short.
+/// </param>
+public sealed record DispatchEnd(
+    long PromptTokens,
+    long CompletionTokens,
+    double AudioSeconds,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] long CachedTokens = 0,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] bool Estimated = false,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] bool Cancelled = false);
 
 /// <summary>Why a dispatch failed on the runtime.</summary>
 public sealed record DispatchError(string Code, string Message);

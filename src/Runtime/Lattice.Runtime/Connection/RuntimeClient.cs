@@ -105,24 +105,34 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
             return new SessionOutcome(false, false, cancellationToken.IsCancellationRequested ? "stopped" : ex.Message);
         }
 
+        var reason = await ServeAsync(socket, cancellationToken);
+        return reason is null ? new SessionOutcome(false, false, "no welcome from the gateway") : new SessionOutcome(true, false, reason);
+    }
+
+    /// <summary>
+    /// Serves one open link until it ends: hello, welcome, then dispatches. Returns why it ended, or null when the
+    /// gateway did not welcome the daemon. Tests drive it over a socket of their own.
+    /// </summary>
+    internal async Task<string?> ServeAsync(WebSocket socket, CancellationToken cancellationToken)
+    {
         var session = new Session(socket, engines, maxConcurrency, _time, () => Interlocked.Increment(ref _served));
-        var hello = new HelloMessage(typeof(RuntimeClient).Assembly.GetName().Version?.ToString() ?? "0", maxConcurrency, engines.Capabilities);
+        var hello = new HelloMessage(typeof(RuntimeClient).Assembly.GetName().Version?.ToString() ?? "0", maxConcurrency, engines.Capabilities,
+            [LinkFeatures.EndAfterCancel]);
         var welcome = await session.HandshakeAsync(hello, cancellationToken);
         if (welcome is null)
         {
-            return new SessionOutcome(false, false, "no welcome from the gateway");
+            return null;
         }
         Connected = true;
         Status?.Invoke($"connected as {welcome.LatticeId}");
-        var reason = await session.RunAsync(cancellationToken);
-        return new SessionOutcome(true, false, reason);
+        return await session.RunAsync(cancellationToken);
     }
 
     /// <summary>One connection's lifetime: reader, writer, heartbeat, and the dispatches it is running.</summary>
     private sealed class Session(WebSocket socket, EngineSet engines, int maxConcurrency, TimeProvider time, Action served)
     {
         private readonly Channel<OutFrame> _outbound = Channel.CreateUnbounded<OutFrame>(new UnboundedChannelOptions { SingleReader = true });
-        private readonly ConcurrentDictionary<uint, CancellationTokenSource> _running = new();
+        private readonly ConcurrentDictionary<uint, RunningDispatch> _running = new();
         private readonly SemaphoreSlim _slots = new(Math.Max(1, maxConcurrency));
         private long _lastHeard = time.GetTimestamp();
 
@@ -163,9 +173,9 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
             finally
             {
                 closed.Cancel();
-                foreach (var (_, cts) in _running)
+                foreach (var (_, running) in _running)
                 {
-                    cts.Cancel();
+                    running.Stop.Cancel();
                 }
                 _outbound.Writer.TryComplete();
                 socket.Abort();
@@ -232,9 +242,11 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
                         }
                         break;
                     case FrameType.Cancel:
-                        if (_running.TryRemove(id, out var cts))
+                        if (_running.TryGetValue(id, out var running))
                         {
-                            cts.Cancel();
+                            // Before the cancel, so the dispatch that sees it answers with a cancelled End.
+                            running.CancelledByGateway = true;
+                            running.Stop.Cancel();
                         }
                         break;
                 }
@@ -250,19 +262,20 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
                 SendError(id, "model_not_supported", $"This runtime does not serve '{header.Model}' for '{header.Task}'.");
                 return;
             }
-            var cts = new CancellationTokenSource();
-            _running[id] = cts;
+            var running = new RunningDispatch();
+            _running[id] = running;
             _ = Task.Run(async () =>
             {
                 var output = new LinkOutput(_outbound.Writer, id);
+                var token = running.Stop.Token;
                 try
                 {
-                    await _slots.WaitAsync(cts.Token);
+                    await _slots.WaitAsync(token);
                     try
                     {
-                        var usage = await engine.ExecuteAsync(new EngineRequest(header.Task, header.Model, body, header.ContentType, header.Stream), output, cts.Token);
-                        _outbound.Writer.TryWrite(new OutFrame(Frame.Json(FrameType.End, id, new DispatchEnd(usage.PromptTokens, usage.CompletionTokens, usage.AudioSeconds),
-                            ProtocolJsonContext.Default.DispatchEnd)));
+                        var usage = await engine.ExecuteAsync(new EngineRequest(header.Task, header.Model, body, header.ContentType, header.Stream), output, token);
+                        // An engine may finish although the gateway cancelled it: the End still says so.
+                        SendEnd(id, usage, running.CancelledByGateway);
                         served();
                     }
                     finally
@@ -270,9 +283,15 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
                         _slots.Release();
                     }
                 }
-                catch (OperationCanceledException) when (cts.IsCancellationRequested)
+                catch (Exception) when (running.CancelledByGateway)
                 {
-                    // The gateway cancelled (client gone) or the link dropped: nobody is waiting for an answer.
+                    // The client went away. The gateway still meters the dispatch, so it gets what the engine used up to the
+                    // cancel, even when the engine stopped with something other than OperationCanceledException.
+                    SendEnd(id, output.UsageSoFar, cancelled: true);
+                }
+                catch (OperationCanceledException) when (token.IsCancellationRequested)
+                {
+                    // The link dropped: nobody is listening.
                 }
                 catch (Exception ex)
                 {
@@ -280,11 +299,17 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
                 }
                 finally
                 {
-                    _running.TryRemove(id, out _);
-                    cts.Dispose();
+                    // The source is not disposed: a Cancel frame read at this moment may still cancel it, and an
+                    // undisposed source without timers holds nothing that needs freeing.
+                    _running.TryRemove(new KeyValuePair<uint, RunningDispatch>(id, running));
                 }
             });
         }
+
+        private void SendEnd(uint id, EngineUsage usage, bool cancelled) =>
+            _outbound.Writer.TryWrite(new OutFrame(Frame.Json(FrameType.End, id,
+                new DispatchEnd(usage.PromptTokens, usage.CompletionTokens, usage.AudioSeconds, usage.CachedTokens, usage.Estimated, cancelled),
+                ProtocolJsonContext.Default.DispatchEnd)));
 
         private void SendError(uint id, string code, string message) =>
             _outbound.Writer.TryWrite(new OutFrame(Frame.Json(FrameType.Error, id, new DispatchError(code, message), ProtocolJsonContext.Default.DispatchError)));
@@ -369,9 +394,26 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
         }
     }
 
-    /// <summary>Turns an engine's output into ResponseStart and Data frames of one dispatch.</summary>
+    /// <summary>A dispatch the daemon is running.</summary>
+    private sealed class RunningDispatch
+    {
+        public CancellationTokenSource Stop { get; } = new();
+
+        /// <summary>Set by a Cancel frame (read loop) before <see cref="Stop"/> is cancelled; read by the dispatch.</summary>
+        public volatile bool CancelledByGateway;
+    }
+
+    /// <summary>Turns an engine's output into ResponseStart and Data frames of one dispatch, and keeps its usage so far.</summary>
     private sealed class LinkOutput(ChannelWriter<OutFrame> outbound, uint id) : IEngineOutput
     {
+        /// <summary>
+        /// The engine's last report. Written on the engine's thread and read by the dispatch after the engine's task
+        /// ended, so the await orders the two.
+        /// </summary>
+        public EngineUsage UsageSoFar { get; private set; }
+
+        public void ReportUsage(EngineUsage usageSoFar) => UsageSoFar = usageSoFar;
+
         public ValueTask StartAsync(int status, string contentType, CancellationToken cancellationToken)
         {
             outbound.TryWrite(new OutFrame(Frame.Json(FrameType.ResponseStart, id, new ResponseStart(status, contentType), ProtocolJsonContext.Default.ResponseStart)));

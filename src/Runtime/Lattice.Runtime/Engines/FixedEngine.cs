@@ -34,9 +34,11 @@ public sealed class FixedEngine(string model = "fixed", int streamChunks = 8, Ti
             return new EngineUsage(1, 5);
         }
         await output.StartAsync(200, "text/event-stream", cancellationToken);
+        output.ReportUsage(new EngineUsage(1));
         for (var i = 0; i < streamChunks; i++)
         {
             cancellationToken.ThrowIfCancellationRequested();
+            output.ReportUsage(new EngineUsage(1, i + 1));
             await output.WriteAsync(Chunk, cancellationToken);
             if (chunkDelay > TimeSpan.Zero)
             {

@@ -25,10 +25,21 @@ public interface IEngineOutput
 
     /// <summary>Writes body bytes. For streams, call once per SSE event so each leaves as soon as it is made.</summary>
     ValueTask WriteAsync(ReadOnlyMemory<byte> bytes, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// What the request has used so far. Engines call it as usage grows (the prompt counted, each token generated), so a
+    /// request cancelled mid-way is still metered for the work done: cancellation keeps throwing, and the caller takes
+    /// the last value reported. The usage <see cref="IEngine.ExecuteAsync"/> returns supersedes it. Must be cheap: it may
+    /// be called once per token. Deliberately not a default method, so an output that wraps another cannot drop it.
+    /// </summary>
+    void ReportUsage(EngineUsage usageSoFar);
 }
 
-/// <summary>What a finished request used, for metering.</summary>
-public sealed record EngineUsage(long PromptTokens = 0, long CompletionTokens = 0, double AudioSeconds = 0);
+/// <summary>What a request used, for metering. A value type: engines report it once per generated token.</summary>
+/// <param name="CachedTokens">Prompt tokens served from a cache (a subset of <paramref name="PromptTokens"/>).</param>
+/// <param name="Estimated">The counts are an estimate, not the model's own count.</param>
+public readonly record struct EngineUsage(
+    long PromptTokens = 0, long CompletionTokens = 0, double AudioSeconds = 0, long CachedTokens = 0, bool Estimated = false);
 
 /// <summary>
 /// A local inference engine. Engines load their models once and serve many requests concurrently;
@@ -47,7 +58,9 @@ public interface IEngine : IAsyncDisposable
 
     /// <summary>
     /// Serves one request, writing the OpenAI-shaped answer to <paramref name="output"/>. Bad input is answered with a
-    /// 400 and OpenAI's error envelope written to the output (never an exception).
+    /// 400 and OpenAI's error envelope written to the output (never an exception). Cancellation throws
+    /// <see cref="OperationCanceledException"/>; what was used until then is what the engine last passed to
+    /// <see cref="IEngineOutput.ReportUsage"/>.
     /// </summary>
     Task<EngineUsage> ExecuteAsync(EngineRequest request, IEngineOutput output, CancellationToken cancellationToken);
 }

@@ -134,5 +134,7 @@ public sealed class LlamaEngineLifecycleTests
             await Recording.WriteAsync(bytes, cancellationToken);
             afterWrite(Recording.Writes.Count);
         }
+
+        public void ReportUsage(EngineUsage usageSoFar) => Recording.ReportUsage(usageSoFar);
     }
 }

@@ -698,6 +698,10 @@ public sealed class LlamaEngineTests(LlamaEngineFixture fixture) : IClassFixture
 
         public ValueTask StartAsync(int status, string contentType, CancellationToken cancellationToken) => ValueTask.CompletedTask;
 
+        public void ReportUsage(EngineUsage usageSoFar)
+        {
+        }
+
         public ValueTask WriteAsync(ReadOnlyMemory<byte> bytes, CancellationToken cancellationToken)
         {
             Writes++;

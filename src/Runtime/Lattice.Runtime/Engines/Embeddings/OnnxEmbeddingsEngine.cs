@@ -111,7 +111,7 @@ public sealed class OnnxEmbeddingsEngine : IEngine
         }
 
         cancellationToken.ThrowIfCancellationRequested();
-        var (vectors, tokens) = await Task.Run(() => Embed(model, parsed.Inputs, cancellationToken), cancellationToken).ConfigureAwait(false);
+        var (vectors, tokens) = await Task.Run(() => Embed(model, parsed.Inputs, output, cancellationToken), cancellationToken).ConfigureAwait(false);
         var body = WriteResponse(parsed, vectors, parsed.Model ?? request.Model, tokens);
         await output.StartAsync(200, "application/json", cancellationToken).ConfigureAwait(false);
         await output.WriteAsync(body, cancellationToken).ConfigureAwait(false);
@@ -140,7 +140,8 @@ public sealed class OnnxEmbeddingsEngine : IEngine
     }
 
     /// <summary>Embeds the texts in request order, <see cref="OnnxEmbeddingsOptions.MaxBatchSize"/> per ONNX run.</summary>
-    private (float[][] Vectors, long Tokens) Embed(MiniLmModel model, IReadOnlyList<string> texts, CancellationToken cancellationToken)
+    /// <remarks>The tokens of each finished batch are reported to <paramref name="output"/>, so a cancelled request is metered for them.</remarks>
+    private (float[][] Vectors, long Tokens) Embed(MiniLmModel model, IReadOnlyList<string> texts, IEngineOutput output, CancellationToken cancellationToken)
     {
         var vectors = new float[texts.Count][];
         long tokens = 0;
@@ -155,6 +156,7 @@ public sealed class OnnxEmbeddingsEngine : IEngine
                 tokens += ids[i].Length;
             }
             model.Embed(ids, vectors.AsSpan(start, count), cancellationToken);
+            output.ReportUsage(new EngineUsage(PromptTokens: tokens));
         }
         return (vectors, tokens);
     }

@@ -211,7 +211,9 @@ public sealed class LlamaEngine : IEngine
             var started = Stopwatch.GetTimestamp();
             var streaming = chat.Stream;
             var usageNull = chat.IncludeUsage;
-            var generated = new TokenCounter();
+            // Counts as it goes and reports to the output, so a cancelled request is metered for what it generated.
+            var generated = new UsageCounter(output, promptTokens.Length);
+            generated.ReportPrompt();
             var choices = new List<ChoiceResult>(chat.N);
             var outputStarted = false;
             try
@@ -282,7 +284,7 @@ public sealed class LlamaEngine : IEngine
 
     private async Task<ChoiceResult> StreamChoiceAsync(
         ChatCompletionJson json, LlamaModel model, LLamaContext context, LLamaToken[] promptTokens, ChatRequest chat, int index, uint seed,
-        IEngineOutput output, bool usageNull, TokenCounter generated, CancellationToken token)
+        IEngineOutput output, bool usageNull, UsageCounter generated, CancellationToken token)
     {
         switch (chat.Mode)
         {
@@ -328,7 +330,7 @@ public sealed class LlamaEngine : IEngine
     /// </summary>
     private static async Task<ChoiceResult> GenerateChoiceAsync(
         LlamaModel model, LLamaContext context, LLamaToken[] promptTokens, ChatRequest chat, int index, uint seed,
-        Func<string, ValueTask>? onText, TokenCounter counter, CancellationToken token, string? toolCallId = null)
+        Func<string, ValueTask>? onText, UsageCounter counter, CancellationToken token, string? toolCallId = null)
     {
         token.ThrowIfCancellationRequested();
         var handle = context.NativeHandle;
@@ -370,7 +372,8 @@ public sealed class LlamaEngine : IEngine
                 break;
             }
             generated++;
-            counter.Count++;
+            // Counted when sampled, before its text is written: a cancel during the write still meters it.
+            counter.AddCompletionToken();
             decoder.Add(next);
             var piece = stops.Push(decoder.Read());
             if (piece.Length > 0)
@@ -522,10 +525,21 @@ public sealed class LlamaEngine : IEngine
         // _shutdown is deliberately not disposed: requests racing with disposal may still link to its token.
     }
 
-    /// <summary>Completion tokens generated so far by a request (all its choices, finished or not).</summary>
-    private sealed class TokenCounter
+    /// <summary>
+    /// Completion tokens generated so far by a request (all its choices, finished or not), reported to the output with
+    /// the prompt's tokens at each step.
+    /// </summary>
+    private sealed class UsageCounter(IEngineOutput output, int promptTokens)
     {
-        public int Count { get; set; }
+        public int Count { get; private set; }
+
+        public void ReportPrompt() => output.ReportUsage(new EngineUsage(promptTokens));
+
+        public void AddCompletionToken()
+        {
+            Count++;
+            output.ReportUsage(new EngineUsage(promptTokens, Count));
+        }
     }
 
     private sealed class ReportProgress(Action<double> report) : IProgress<double>

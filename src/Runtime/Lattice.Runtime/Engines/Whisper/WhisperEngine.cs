@@ -164,7 +164,7 @@ public sealed class WhisperEngine : IEngine
         Transcript transcript;
         try
         {
-            transcript = await TranscribeAsync(model, parsed, audio, cancellationToken).ConfigureAwait(false);
+            transcript = await TranscribeAsync(model, parsed, audio, output, cancellationToken).ConfigureAwait(false);
         }
         catch (WhisperProcessingException) when (!cancellationToken.IsCancellationRequested)
         {
@@ -232,7 +232,12 @@ public sealed class WhisperEngine : IEngine
         return Convert.ToHexStringLower(await SHA256.HashDataAsync(stream, cancellationToken).ConfigureAwait(false));
     }
 
-    private static async Task<Transcript> TranscribeAsync(LoadedModel model, TranscriptionRequest request, DecodedAudio audio, CancellationToken cancellationToken)
+    /// <remarks>
+    /// The audio transcribed so far (the end of the last segment whisper.cpp produced) is reported to
+    /// <paramref name="output"/>, so a cancelled request is metered for it.
+    /// </remarks>
+    private static async Task<Transcript> TranscribeAsync(
+        LoadedModel model, TranscriptionRequest request, DecodedAudio audio, IEngineOutput output, CancellationToken cancellationToken)
     {
         var builder = model.Factory.CreateBuilder().WithThreads(model.Threads);
         builder = request.Language is { } language ? builder.WithLanguage(language) : builder.WithLanguageDetection();
@@ -260,6 +265,7 @@ public sealed class WhisperEngine : IEngine
         await foreach (var segment in processor.ProcessAsync(samples, cancellationToken).ConfigureAwait(false))
         {
             segments.Add(segment);
+            output.ReportUsage(new EngineUsage(AudioSeconds: Math.Min(segment.End.TotalSeconds, audio.DurationSeconds)));
         }
 
         var detected = request.Language ?? segments.FirstOrDefault(s => !string.IsNullOrEmpty(s.Language))?.Language;
