@@ -69,4 +69,34 @@ public sealed class RuntimeMeteringTests(LiveGateway gateway) : IClassFixture<Li
         Assert.Equal(second.LatticeId, failedOver.ServedById);
         Assert.Equal(new Usage(1, 5, 6), failedOver.Usage);
     }
+
+    [Fact]
+    public async Task A_client_that_leaves_a_runtime_stream_is_metered_with_the_runtimes_count_up_to_the_cancel()
+    {
+        await using var runtime = await TestRuntimes.ConnectAsync(gateway, gateway.KeyA,
+            new FixedEngine(streamChunks: 10_000, chunkDelay: TimeSpan.FromMilliseconds(5)));
+        using var http = gateway.Client(gateway.KeyA);
+        using var request = new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions") { Content = Chat("lattice:personal:" + runtime.LatticeId, stream: true) };
+        string id;
+        using (var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead))
+        {
+            id = response.Headers.GetValues("x-request-id").Single();
+            await using var body = await response.Content.ReadAsStreamAsync();
+            using var reader = new StreamReader(body);
+            for (var events = 0; events < 3;)
+            {
+                if ((await reader.ReadLineAsync())?.StartsWith("data: ", StringComparison.Ordinal) == true)
+                {
+                    events++;
+                }
+            }
+        }
+        var record = await Ledger.RecordAsync(gateway.Services, id);
+        Assert.Equal(UsageStatuses.Cancelled, record.Status);
+        Assert.Equal(ServedByKinds.PersonalRuntime, record.ServedBy);
+        // The runtime's own count, not an estimate: at least the chunks the client read, far fewer than the whole answer.
+        Assert.False(record.Usage.Estimated);
+        Assert.Equal(1, record.Usage.PromptTokens);
+        Assert.InRange(record.Usage.CompletionTokens, 3, 9_999);
+    }
 }

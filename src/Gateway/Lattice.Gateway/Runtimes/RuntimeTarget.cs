@@ -138,8 +138,8 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options) : IDispatchT
         }
 
         private static Usage ToUsage(DispatchEnd end) => new(
-            end.PromptTokens, end.CompletionTokens, end.PromptTokens + end.CompletionTokens, 0,
-            (long)Math.Round(end.AudioSeconds * 1000, MidpointRounding.ToEven));
+            end.PromptTokens, end.CompletionTokens, end.PromptTokens + end.CompletionTokens, end.CachedTokens,
+            (long)Math.Round(end.AudioSeconds * 1000, MidpointRounding.ToEven), end.Estimated);
 
         public override async ValueTask<TargetRead> ReadAsync()
         {
@@ -203,6 +203,13 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options) : IDispatchT
             if (_ended)
             {
                 return ReportedUsage;
+            }
+            if (_connection.Hello.Features?.Contains(LinkFeatures.EndAfterCancel) != true)
+            {
+                // An older runtime stops without a word: only the gateway's own count is left.
+                _connection.Cancel(_dispatch);
+                _ended = true;
+                return null;
             }
             // The runtime stops the work and answers the cancel with an end frame counting what it generated.
             _connection.SendCancel(_dispatch);
