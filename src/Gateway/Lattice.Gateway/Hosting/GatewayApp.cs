@@ -3,6 +3,7 @@ using Lattice.Gateway.Admin;
 using Lattice.Gateway.Auth;
 using Lattice.Gateway.Catalog;
 using Lattice.Gateway.Identity;
+using Lattice.Gateway.Metering;
 using Lattice.Gateway.OpenAi;
 using Lattice.Gateway.Persistence;
 using Lattice.Gateway.Runtimes;
@@ -60,6 +61,7 @@ public static class GatewayApp
         services.AddPersistence();
         services.AddAuth();
         services.AddCatalog();
+        services.AddMetering();
         services.AddTasks();
         services.AddUpstreams();
         services.AddRuntimes();
@@ -87,6 +89,7 @@ public static class GatewayApp
         app.MapOpenAi();
         app.MapRuntimes();
         app.MapAdmin();
+        app.MapUsage();
         app.MapIdentity();
         app.MapDeviceDone();
         app.MapInvitations();
@@ -133,6 +136,12 @@ public static class GatewayApp
     private static IServiceCollection AddCatalog(this IServiceCollection services)
     {
         services.AddSingleton<CatalogStore>();
+        return services;
+    }
+
+    private static IServiceCollection AddMetering(this IServiceCollection services)
+    {
+        services.AddSingleton<WorkspacePrices>();
         return services;
     }
 
