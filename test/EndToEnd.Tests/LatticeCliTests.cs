@@ -79,6 +79,22 @@ public sealed class LatticeCliTests(StackFixture stack)
     }
 
     [Fact]
+    public async Task Usage_prints_a_table_and_the_apis_json()
+    {
+        // Until the ledger writes records, the dev workspace's usage is empty: the shape is what is checked here.
+        var (exit, output) = await LatticeAsync("usage", "--since", "2d", "--by", "day");
+        Assert.True(exit == 0, output);
+        var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Matches(@"^DAY\s+REQUESTS\s+INPUT TOKENS\s+OUTPUT TOKENS\s+COST \(USD\)$", lines[0]);
+        Assert.Matches(@"^TOTAL\s+\d[\d,]*\s+\d[\d,]*\s+\d[\d,]*\s+\d", lines[^1]);
+        Assert.InRange(lines.Length, 4, 5);
+
+        (exit, output) = await LatticeAsync("usage", "--json");
+        Assert.True(exit == 0, output);
+        OpenApiContract.AssertValid("UsageResponse", output.Trim());
+    }
+
+    [Fact]
     public async Task Apps_create_list_delete_through_the_cli()
     {
         var (exit, output) = await LatticeAsync("apps", "create", "--name", "From CLI", "--redirect-uri", "http://127.0.0.1:7777/callback",

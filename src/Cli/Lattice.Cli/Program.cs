@@ -7,6 +7,7 @@ var root = new RootCommand("Lattice: an OpenAI-compatible control plane for AI c
     KeysCommand.Create(),
     AppsCommand.Create(),
     MembersCommand.Create(),
+    UsageCommand.Create(),
     LoginCommands.CreateLogin(),
     LoginCommands.CreateLogout(),
     DaemonCommands.CreateRelay(),

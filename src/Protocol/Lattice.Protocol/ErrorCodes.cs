@@ -21,6 +21,8 @@ public static class ErrorCodes
     public const string UpstreamTimeout = "upstream_timeout";
     public const string InvalidJson = "invalid_json";
     public const string InvalidValue = "invalid_value";
+    public const string InvalidType = "invalid_type";
+    public const string UnknownParameter = "unknown_parameter";
     public const string MissingRequiredParameter = "missing_required_parameter";
     public const string RequestTooLarge = "request_too_large";
     public const string UnsupportedMediaType = "unsupported_media_type";

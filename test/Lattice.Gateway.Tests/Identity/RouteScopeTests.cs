@@ -102,6 +102,8 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
             new("GET", "/v1/personal-runtimes", Guard.Scope, "/v1/personal-runtimes", Inference, Manage),
             new("GET", "/v1/personal-runtimes/{latticeId}", Guard.Scope, "/v1/personal-runtimes/lat_00000000000000000000", Inference, Manage),
             new("POST", "/v1/personal-runtimes/{latticeId}/revoke", Guard.Scope, "/v1/personal-runtimes/lat_00000000000000000000/revoke", Manage),
+            new("GET", "/v1/usage/requests", Guard.Scope, "/v1/usage/requests", Scopes.UsageRead),
+            new("GET", "/v1/usage", Guard.Scope, "/v1/usage?start_time=0&end_time=60", Scopes.UsageRead),
 
             new("POST", "/admin/v1/workspaces", Guard.Scope, "/admin/v1/workspaces", Admin, TokenMayHold: false),
             new("GET", "/admin/v1/workspaces", Guard.Scope, "/admin/v1/workspaces", Admin, TokenMayHold: false),
@@ -119,6 +121,8 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
 
             new("POST", "/admin/v1/workspaces/{workspaceId}/keys", Guard.Scope, $"/admin/v1/workspaces/{ws}/keys", WorkspaceAdmin, Admin, TokenMayHold: false),
             new("GET", "/admin/v1/workspaces/{workspaceId}/keys", Guard.Scope, $"/admin/v1/workspaces/{ws}/keys", WorkspaceAdmin, Admin, TokenMayHold: false),
+            new("GET", "/admin/v1/workspaces/{workspaceId}/prices", Guard.Scope, $"/admin/v1/workspaces/{ws}/prices", WorkspaceAdmin, Admin, TokenMayHold: false),
+            new("PUT", "/admin/v1/workspaces/{workspaceId}/prices", Guard.Scope, $"/admin/v1/workspaces/{ws}/prices", WorkspaceAdmin, Admin, TokenMayHold: false),
             new("POST", "/admin/v1/keys/{keyId}/revoke", Guard.Scope, "/admin/v1/keys/key_00000000000000000000/revoke", WorkspaceAdmin, Admin, TokenMayHold: false),
             new("GET", "/admin/v1/workspaces/{workspaceId}/members", Guard.Scope, $"/admin/v1/workspaces/{ws}/members", WorkspaceAdmin, Admin, TokenMayHold: false),
             new("POST", "/admin/v1/workspaces/{workspaceId}/members", Guard.Scope, $"/admin/v1/workspaces/{ws}/members", Admin, TokenMayHold: false),

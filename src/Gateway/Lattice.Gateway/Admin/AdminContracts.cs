@@ -10,15 +10,19 @@ public sealed record CreateKeyRequest(string? Name, string[]? Scopes, long? Expi
 public sealed record KeyDto(string Id, string WorkspaceId, string Name, string Prefix, string[] Scopes, long CreatedAt, long? ExpiresAt, long? RevokedAt);
 public sealed record CreatedKeyDto(string Id, string WorkspaceId, string Name, string Prefix, string[] Scopes, long CreatedAt, long? ExpiresAt, string Key);
 
-public sealed record TaskClassRequest(string? Name, JsonElement? InputSchema, bool? Streams, string? ContentType, string? UpstreamPath, string? UsagePath);
-public sealed record TaskClassDto(string Name, JsonElement InputSchema, bool Streams, string ContentType, string UpstreamPath, string? UsagePath, bool BuiltIn, long CreatedAt);
+public sealed record TaskClassRequest(string? Name, JsonElement? InputSchema, bool? Streams, string? ContentType, string? UpstreamPath, string? UsagePath, string? MeteringUnit = null);
+public sealed record TaskClassDto(string Name, JsonElement InputSchema, bool Streams, string ContentType, string UpstreamPath, string? UsagePath, string MeteringUnit, bool BuiltIn, long CreatedAt);
 
-public sealed record OfferRequest(string? Task, string? BaseUrl, string? Runtime, string? Credential, string? UpstreamModel, int? Priority, int? TimeoutSeconds, string? Capacity = null);
-public sealed record ModelRequest(string? Id, string? OwnedBy, OfferRequest[]? Offers);
-public sealed record OfferDto(string Id, string? Task, string Kind, string? BaseUrl, string? Runtime, string? Credential, string UpstreamModel, int Priority, int? TimeoutSeconds, string Capacity);
+/// <param name="Prices">This offer's own prices (<see cref="Metering.Prices"/> fields), overriding the model's; absent or null: the model's.</param>
+public sealed record OfferRequest(string? Task, string? BaseUrl, string? Runtime, string? Credential, string? UpstreamModel, int? Priority, int? TimeoutSeconds, string? Capacity = null, JsonElement? Prices = null);
+/// <param name="Prices">The model's prices; on PUT, absent or null keeps them and <c>{}</c> makes the model free.</param>
+public sealed record ModelRequest(string? Id, string? OwnedBy, OfferRequest[]? Offers, JsonElement? Prices = null);
+public sealed record OfferDto(string Id, string? Task, string Kind, string? BaseUrl, string? Runtime, string? Credential, string UpstreamModel, int Priority, int? TimeoutSeconds, string Capacity, Metering.Prices? Prices);
+public sealed record WorkspacePricesRequest(JsonElement? Prices);
+public sealed record WorkspacePricesDto(string WorkspaceId, Metering.Prices? Prices);
 public sealed record HostedRuntimeRequest(string? DisplayName);
 public sealed record HostedRuntimeDto(string LatticeId, string DisplayName, string BootstrapToken, long BootstrapExpiresAt);
-public sealed record ModelDto(string Id, string OwnedBy, long CreatedAt, OfferDto[] Offers);
+public sealed record ModelDto(string Id, string OwnedBy, long CreatedAt, Metering.Prices? Prices, OfferDto[] Offers);
 
 public sealed record CreateUserRequest(string? Email, string? Name, string? Password);
 public sealed record UserDto(string Id, string Email, string Name, long CreatedAt);
@@ -65,4 +69,6 @@ public sealed record ListDto<T>(IReadOnlyList<T> Data)
 [JsonSerializable(typeof(ListDto<ModelDto>))]
 [JsonSerializable(typeof(HostedRuntimeRequest))]
 [JsonSerializable(typeof(HostedRuntimeDto))]
+[JsonSerializable(typeof(WorkspacePricesRequest))]
+[JsonSerializable(typeof(WorkspacePricesDto))]
 public sealed partial class AdminJsonContext : JsonSerializerContext;

@@ -2,6 +2,7 @@ using System.Text.Json;
 using Lattice.Gateway.Auth;
 using Lattice.Gateway.Catalog;
 using Lattice.Gateway.Hosting;
+using Lattice.Gateway.Metering;
 using Lattice.Gateway.OpenAi;
 using Lattice.Gateway.Persistence;
 using Lattice.Protocol;
@@ -25,6 +26,8 @@ public static class AdminEndpoints
         workspace.MapPost("/workspaces/{workspaceId}/keys", CreateKeyAsync);
         workspace.MapGet("/workspaces/{workspaceId}/keys", ListKeysAsync);
         workspace.MapPost("/keys/{keyId}/revoke", RevokeKeyAsync);
+        workspace.MapGet("/workspaces/{workspaceId}/prices", GetWorkspacePricesAsync);
+        workspace.MapPut("/workspaces/{workspaceId}/prices", SetWorkspacePricesAsync);
         IdentityAdminEndpoints.Map(admin, workspace);
 
         admin.MapGet("/task-classes", ListTaskClassesAsync);
@@ -144,6 +147,42 @@ public static class AdminEndpoints
         k.Id, k.WorkspaceId, k.Name, k.Prefix, k.Scopes.Split(' ', StringSplitOptions.RemoveEmptyEntries),
         k.CreatedAt.ToUnixTimeSeconds(), k.ExpiresAt?.ToUnixTimeSeconds(), k.RevokedAt?.ToUnixTimeSeconds());
 
+    // ---- workspace prices (what a workspace's own personal runtimes charge) ----
+
+    private static async Task<IResult> GetWorkspacePricesAsync(HttpContext context, string workspaceId, LatticeDbContext db)
+    {
+        if (!Manages(context, workspaceId) || await db.Workspaces.FindAsync(workspaceId) is not { } ws)
+        {
+            return Error(WorkspaceNotFound(workspaceId));
+        }
+        return Json(new WorkspacePricesDto(ws.Id, StoredPrices(ws.PersonalRuntimePrices)), AdminJsonContext.Default.WorkspacePricesDto);
+    }
+
+    private static async Task<IResult> SetWorkspacePricesAsync(HttpContext context, string workspaceId, WorkspacePricesRequest? body, LatticeDbContext db, WorkspacePrices store)
+    {
+        if (!Manages(context, workspaceId) || await db.Workspaces.FindAsync(workspaceId) is not { } ws)
+        {
+            return Error(WorkspaceNotFound(workspaceId));
+        }
+        if (!IsGiven(body?.Prices))
+        {
+            return Error(GatewayError.InvalidRequest("'prices' is required ({} for free).", "prices", ErrorCodes.MissingRequiredParameter));
+        }
+        if (!PricesJson.TryRead(body!.Prices!.Value, "prices", out var prices, out var error))
+        {
+            return Error(error);
+        }
+        ws.PersonalRuntimePrices = PricesJson.ToStored(prices);
+        await db.SaveChangesAsync();
+        await store.ReloadAsync();
+        return Json(new WorkspacePricesDto(ws.Id, StoredPrices(ws.PersonalRuntimePrices)), AdminJsonContext.Default.WorkspacePricesDto);
+    }
+
+    /// <summary>Prices as the admin API shows them: null when nothing is priced.</summary>
+    private static Prices? StoredPrices(string? json) => PricesJson.TryFromStored(json, out var prices) ? prices : null;
+
+    private static bool IsGiven(JsonElement? element) => element is { ValueKind: not (JsonValueKind.Null or JsonValueKind.Undefined) };
+
     // ---- task classes ----
 
     private static async Task<IResult> ListTaskClassesAsync(LatticeDbContext db)
@@ -185,6 +224,11 @@ public static class AdminEndpoints
         {
             return Error(GatewayError.InvalidRequest("'upstream_path' must be a relative path such as 'images/generations'.", "upstream_path"));
         }
+        var meteringUnit = body.MeteringUnit ?? MeteringUnits.Tokens;
+        if (Array.IndexOf(MeteringUnits.All, meteringUnit) < 0)
+        {
+            return Error(GatewayError.InvalidRequest($"'metering_unit' must be one of: {string.Join(", ", MeteringUnits.All)}.", "metering_unit"));
+        }
         if (await db.TaskClasses.FindAsync(name) is not null)
         {
             return Error(new GatewayError(StatusCodes.Status409Conflict, ErrorTypes.InvalidRequest, ErrorCodes.Conflict, $"The task class '{name}' already exists.", "name"));
@@ -197,6 +241,7 @@ public static class AdminEndpoints
             ContentType = contentType,
             UpstreamPath = upstreamPath,
             UsagePath = body.UsagePath,
+            MeteringUnit = meteringUnit,
             BuiltIn = false,
             CreatedAt = time.GetUtcNow(),
         };
@@ -226,7 +271,7 @@ public static class AdminEndpoints
     private static TaskClassDto ToDto(TaskClassEntity t)
     {
         using var doc = JsonDocument.Parse(t.InputSchema);
-        return new TaskClassDto(t.Name, doc.RootElement.Clone(), t.Streams, t.ContentType, t.UpstreamPath, t.UsagePath, t.BuiltIn, t.CreatedAt.ToUnixTimeSeconds());
+        return new TaskClassDto(t.Name, doc.RootElement.Clone(), t.Streams, t.ContentType, t.UpstreamPath, t.UsagePath, t.MeteringUnit, t.BuiltIn, t.CreatedAt.ToUnixTimeSeconds());
     }
 
     // ---- hosted runtimes ----
@@ -267,7 +312,19 @@ public static class AdminEndpoints
         {
             return Error(error);
         }
-        var row = new CatalogModelEntity { Id = id, OwnedBy = string.IsNullOrWhiteSpace(body.OwnedBy) ? "lattice" : body.OwnedBy.Trim(), CreatedAt = time.GetUtcNow(), Offers = offers };
+        var prices = Prices.Free;
+        if (IsGiven(body.Prices) && !PricesJson.TryRead(body.Prices!.Value, "prices", out prices, out error))
+        {
+            return Error(error);
+        }
+        var row = new CatalogModelEntity
+        {
+            Id = id,
+            OwnedBy = string.IsNullOrWhiteSpace(body.OwnedBy) ? "lattice" : body.OwnedBy.Trim(),
+            CreatedAt = time.GetUtcNow(),
+            Prices = PricesJson.ToStored(prices),
+            Offers = offers,
+        };
         db.Models.Add(row);
         await db.SaveChangesAsync();
         await catalog.ReloadAsync();
@@ -286,6 +343,14 @@ public static class AdminEndpoints
         if (offers is null)
         {
             return Error(error);
+        }
+        if (IsGiven(body!.Prices))
+        {
+            if (!PricesJson.TryRead(body.Prices!.Value, "prices", out var prices, out error))
+            {
+                return Error(error);
+            }
+            row.Prices = PricesJson.ToStored(prices);
         }
         db.ModelOffers.RemoveRange(row.Offers);
         row.Offers = offers;
@@ -327,6 +392,15 @@ public static class AdminEndpoints
             {
                 return (null, GatewayError.InvalidRequest("'capacity' must be 'hosted' or 'marketplace'.", $"offers[{i}].capacity"));
             }
+            string? prices = null;
+            if (IsGiven(r?.Prices))
+            {
+                if (!PricesJson.TryRead(r!.Prices!.Value, $"offers[{i}].prices", out var read, out var pricesError))
+                {
+                    return (null, pricesError);
+                }
+                prices = PricesJson.ToStored(read);
+            }
             if (r is { Runtime: { Length: > 0 } runtimeId })
             {
                 if (string.IsNullOrWhiteSpace(r.UpstreamModel))
@@ -345,6 +419,7 @@ public static class AdminEndpoints
                     Priority = r.Priority ?? i,
                     TimeoutSeconds = r.TimeoutSeconds,
                     Capacity = capacity,
+                    Prices = prices,
                 });
                 continue;
             }
@@ -376,24 +451,20 @@ public static class AdminEndpoints
                 Priority = r.Priority ?? i,
                 TimeoutSeconds = r.TimeoutSeconds,
                 Capacity = capacity,
+                Prices = prices,
             });
         }
         return (offers, default);
     }
 
     private static ModelDto ToDto(CatalogModelEntity m) => new(
-        m.Id, m.OwnedBy, m.CreatedAt.ToUnixTimeSeconds(),
-        m.Offers.OrderBy(o => o.Priority).Select(o => new OfferDto(o.Id, o.Task, o.Kind, o.RuntimeId is null ? o.BaseUrl : null, o.RuntimeId, o.CredentialName, o.UpstreamModel, o.Priority, o.TimeoutSeconds, o.Capacity)).ToArray());
+        m.Id, m.OwnedBy, m.CreatedAt.ToUnixTimeSeconds(), StoredPrices(m.Prices),
+        m.Offers.OrderBy(o => o.Priority).Select(o => new OfferDto(o.Id, o.Task, o.Kind, o.RuntimeId is null ? o.BaseUrl : null, o.RuntimeId, o.CredentialName, o.UpstreamModel, o.Priority, o.TimeoutSeconds, o.Capacity, StoredPrices(o.Prices))).ToArray());
 
     // ---- results ----
 
-    internal static IResult Error(GatewayError error) => new ErrorResult(error);
+    internal static IResult Error(GatewayError error) => OpenAiErrors.Result(error);
 
     internal static IResult Json<T>(T value, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type, int status = StatusCodes.Status200OK) =>
         TypedResults.Json(value, type, statusCode: status);
-
-    private sealed class ErrorResult(GatewayError error) : IResult
-    {
-        public Task ExecuteAsync(HttpContext httpContext) => OpenAiErrors.WriteAsync(httpContext, error);
-    }
 }

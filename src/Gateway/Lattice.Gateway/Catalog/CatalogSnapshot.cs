@@ -1,4 +1,5 @@
 using System.Collections.Frozen;
+using Lattice.Gateway.Metering;
 
 namespace Lattice.Gateway.Catalog;
 
@@ -21,6 +22,9 @@ public sealed record TaskClass(
     DateTimeOffset CreatedAt)
 {
     public string ContentType => ContentKind == TaskContentKind.Json ? "application/json" : "multipart/form-data";
+
+    /// <summary>What requests of this task are metered in: one of <see cref="MeteringUnits"/>.</summary>
+    public string MeteringUnit { get; init; } = MeteringUnits.Tokens;
 }
 
 /// <summary>One way to serve a model: an OpenAI-compatible upstream, or a hosted runtime (<see cref="RuntimeId"/>).</summary>
@@ -36,6 +40,9 @@ public sealed record UpstreamOffer(
     bool Marketplace = false)
 {
     public bool ServesTask(string task) => Task is null || Task == task;
+
+    /// <summary>The effective price of a request this offer serves: the offer's own prices if it has any, else its model's.</summary>
+    public Prices Prices { get; init; } = Prices.Free;
 }
 
 /// <summary>A catalog model and its offers, in the order the router tries them.</summary>
@@ -44,8 +51,13 @@ public sealed record CatalogModel(string Id, string OwnedBy, DateTimeOffset Crea
     /// <summary>True when some offer is marketplace capacity (which private-only requests never reach).</summary>
     public bool HasMarketplaceOffers { get; } = Array.Exists(Offers, o => o.Marketplace);
 
+    /// <summary>The model's own prices (<see cref="Prices.Free"/> when it has none). What a request costs is its offer's <see cref="UpstreamOffer.Prices"/>.</summary>
+    public Prices Prices { get; init; } = Prices.Free;
+
     /// <summary>This model without its marketplace offers: what a private-only request may use.</summary>
-    public CatalogModel PrivateOnly() => HasMarketplaceOffers ? new CatalogModel(Id, OwnedBy, CreatedAt, Array.FindAll(Offers, o => !o.Marketplace)) : this;
+    public CatalogModel PrivateOnly() => HasMarketplaceOffers
+        ? new CatalogModel(Id, OwnedBy, CreatedAt, Array.FindAll(Offers, o => !o.Marketplace)) { Prices = Prices }
+        : this;
 
     /// <summary>Offers that can serve <paramref name="task"/>, best first.</summary>
     public bool Serves(string task)

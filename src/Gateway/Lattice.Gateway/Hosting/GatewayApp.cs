@@ -3,6 +3,7 @@ using Lattice.Gateway.Admin;
 using Lattice.Gateway.Auth;
 using Lattice.Gateway.Catalog;
 using Lattice.Gateway.Identity;
+using Lattice.Gateway.Metering;
 using Lattice.Gateway.OpenAi;
 using Lattice.Gateway.Persistence;
 using Lattice.Gateway.Runtimes;
@@ -60,6 +61,7 @@ public static class GatewayApp
         services.AddPersistence();
         services.AddAuth();
         services.AddCatalog();
+        services.AddMetering();
         services.AddTasks();
         // TEMPORARY until the ledger branch's AddMetering lands.
         services.AddSingleton<Metering.UsageLedger>();
@@ -91,6 +93,7 @@ public static class GatewayApp
         app.MapOpenAi();
         app.MapRuntimes();
         app.MapAdmin();
+        app.MapUsage();
         app.MapIdentity();
         app.MapDeviceDone();
         app.MapInvitations();
@@ -137,6 +140,12 @@ public static class GatewayApp
     private static IServiceCollection AddCatalog(this IServiceCollection services)
     {
         services.AddSingleton<CatalogStore>();
+        return services;
+    }
+
+    private static IServiceCollection AddMetering(this IServiceCollection services)
+    {
+        services.AddSingleton<WorkspacePrices>();
         return services;
     }
 

@@ -9,6 +9,14 @@ public static class OpenAiErrors
     // Messages quote parameter names; the relaxed encoder keeps them readable. Bodies are JSON, never HTML.
     private static readonly JsonWriterOptions WriterOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
+    /// <summary><paramref name="error"/> as an endpoint's result.</summary>
+    public static IResult Result(GatewayError error) => new ErrorResult(error);
+
+    private sealed class ErrorResult(GatewayError error) : IResult
+    {
+        public Task ExecuteAsync(HttpContext httpContext) => WriteAsync(httpContext, error);
+    }
+
     public static Task WriteAsync(HttpContext context, GatewayError error)
     {
         var response = context.Response;

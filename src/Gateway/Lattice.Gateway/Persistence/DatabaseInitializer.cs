@@ -16,6 +16,7 @@ public sealed class DatabaseInitializer(
     CatalogStore catalog,
     ApiKeyStore keys,
     Runtimes.RuntimeStore runtimes,
+    Metering.WorkspacePrices workspacePrices,
     Identity.OAuthAppService apps,
     Identity.UserService users,
     Identity.RevocationSet revocations,
@@ -73,6 +74,7 @@ public sealed class DatabaseInitializer(
         await catalog.ReloadAsync(cancellationToken);
         await keys.ReloadAsync(cancellationToken);
         await runtimes.ReloadAsync(cancellationToken);
+        await workspacePrices.ReloadAsync(cancellationToken);
         // Every revocation still in force is known before the first request is served.
         await revocations.CatchUpAsync(db, cancellationToken);
     }
