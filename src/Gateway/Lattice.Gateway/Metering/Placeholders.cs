@@ -46,10 +46,6 @@ namespace Lattice.Gateway.Metering
         public Usage EstimateEmbeddings(ReadOnlySpan<byte> requestJson, string model) => new(Estimated: true);
     }
 
-    public static class CostCalculator
-    {
-        public static long PicoUsd(Prices prices, Usage usage, string meteringUnit) => 0;
-    }
 
     public sealed class LedgerEntry;
 
@@ -61,27 +57,7 @@ namespace Lattice.Gateway.Metering
     }
 }
 
-namespace Lattice.Gateway.Catalog
-{
-    public static class TaskClassMeteringPlaceholder
-    {
-        extension(TaskClass task)
-        {
-            public string MeteringUnit => task.Name == BuiltInTaskClasses.AudioTranscriptions ? MeteringUnits.Seconds : MeteringUnits.Tokens;
-        }
-    }
-}
 
-namespace Lattice.Gateway.Catalog
-{
-    public static class UpstreamOfferPricesPlaceholder
-    {
-        extension(UpstreamOffer offer)
-        {
-            public Metering.Prices Prices => Metering.Prices.Free;
-        }
-    }
-}
 
 namespace Lattice.Gateway.Metering
 {

@@ -14,7 +14,7 @@ namespace Lattice.Gateway.Routing;
 /// exactly that runtime, for callers of its own workspace, and is never rerouted; a catalog model goes to its
 /// offers in priority order — hosted runtimes that are connected and not revoked, and upstreams.
 /// </summary>
-public sealed class Router(RuntimeStore runtimes, RuntimeRegistry registry, RuntimeTarget runtimeTarget, UpstreamTarget upstreamTarget)
+public sealed class Router(RuntimeStore runtimes, RuntimeRegistry registry, RuntimeTarget runtimeTarget, UpstreamTarget upstreamTarget, WorkspacePrices workspacePrices)
 {
     public RoutePlan Plan(CatalogSnapshot catalog, Caller caller, string modelId, string task)
     {
@@ -105,7 +105,8 @@ public sealed class Router(RuntimeStore runtimes, RuntimeRegistry registry, Runt
             return RoutePlan.Fail(new GatewayError(StatusCodes.Status400BadRequest, ErrorTypes.InvalidRequest, ErrorCodes.ModelNotSupported,
                 $"The runtime '{latticeId}' cannot serve the task '{task}'.", "model"));
         }
+        // A personal runtime costs nothing unless its workspace prices its own runtimes.
         return new RoutePlan([new Candidate(ServedByKinds.PersonalRuntime, latticeId, CapacityClasses.Personal, capability.Model,
-            Prices.Free, runtimeTarget, new RuntimeTarget.Link(connection, capability))], default);
+            workspacePrices.For(record.WorkspaceId), runtimeTarget, new RuntimeTarget.Link(connection, capability))], default);
     }
 }
