@@ -174,4 +174,24 @@ public sealed class UpstreamMeteringTests(GatewayFixture gateway)
         Assert.Equal(name, record.Task);
         Assert.Equal(new Lattice.Protocol.Metering.Usage(7, 2, 9), record.Usage);
     }
+
+    [Fact]
+    public async Task A_record_costs_exactly_what_its_prices_say()
+    {
+        var model = "lovelace:priced-" + Guid.NewGuid().ToString("N")[..8];
+        await GatewayFixture.PostAsync(gateway.Admin, "/admin/v1/models", new JsonObject
+        {
+            ["id"] = model,
+            ["owned_by"] = "tests",
+            ["prices"] = new JsonObject { ["input_per_mtok"] = "2.5", ["output_per_mtok"] = "10", ["per_request"] = "0.001" },
+            ["offers"] = new JsonArray(GatewayFixture.Offer(gateway.StandInUrl + "/v1", "standin-chat")),
+        });
+        var (record, _) = await SendAsync(Chat(model));
+        Assert.Equal(new Lattice.Protocol.Metering.Usage(3, 5, 8), record.Usage);
+        // 3 × $2.50/M + 5 × $10/M + $0.001 = $0.0010575, in pico-USD.
+        Assert.Equal(1_057_500_000, record.CostPicoUsd);
+
+        var (failed, _) = await SendAsync(Chat("lovelace:bad-request"));
+        Assert.Equal(0, failed.CostPicoUsd);
+    }
 }
