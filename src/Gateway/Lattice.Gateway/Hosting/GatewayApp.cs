@@ -3,6 +3,7 @@ using Lattice.Gateway.Admin;
 using Lattice.Gateway.Auth;
 using Lattice.Gateway.Catalog;
 using Lattice.Gateway.Identity;
+using Lattice.Gateway.Metering;
 using Lattice.Gateway.OpenAi;
 using Lattice.Gateway.Persistence;
 using Lattice.Gateway.Runtimes;
@@ -58,6 +59,7 @@ public static class GatewayApp
         });
 
         services.AddPersistence();
+        services.AddMetering();
         services.AddAuth();
         services.AddCatalog();
         services.AddTasks();
