@@ -57,6 +57,12 @@ internal sealed class BenchOptions
     /// <summary>Ledger scenario: threads calling Begin and Complete at once.</summary>
     public int LedgerWriters { get; private set; } = 2;
 
+    /// <summary>Ledger crash check, first half: write records into this directory until killed.</summary>
+    public string? LedgerCrashDir { get; private set; }
+
+    /// <summary>Ledger crash check, second half: recover this directory and check what the killed writer reported.</summary>
+    public string? LedgerRecoverDir { get; private set; }
+
     /// <summary>Runtime scenario: idle connected runtimes for the gateway memory measurement (0 skips it).</summary>
     public int IdleRuntimes { get; private set; } = 1000;
 
@@ -99,6 +105,9 @@ internal sealed class BenchOptions
                               commit) into a fresh SQLite database, in process (target ≥ 20,000/s)
           --records N         ledger scenario: records in the measured run (default 200000; --quick: 20000)
           --writers N         ledger scenario: threads calling Begin/Complete (default 2)
+          --ledger-crash DIR  crash check: write records into DIR without end, printing how far they are complete;
+                              kill -9 it, then run --ledger-recover DIR (see bench/Lattice.Bench/README.md)
+          --ledger-recover DIR  crash check: recover DIR and check every record reported complete is there once
           --check             exit 3 when a target is missed
           -h, --help          this text
 
@@ -148,6 +157,8 @@ internal sealed class BenchOptions
                 case "--runtime": o.Runtime = true; break;
                 case "--auth": o.Auth = true; break;
                 case "--ledger": o.Ledger = true; break;
+                case "--ledger-crash": o.LedgerCrashDir = Next(); o.Ledger = true; break;
+                case "--ledger-recover": o.LedgerRecoverDir = Next(); o.Ledger = true; break;
                 case "--records":
                     o.LedgerRecords = int.TryParse(Next(), CultureInfo.InvariantCulture, out var records) && records > 0
                         ? records

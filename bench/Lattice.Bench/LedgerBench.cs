@@ -19,6 +19,14 @@ internal static class LedgerBench
 
     public static async Task<int> RunAsync(BenchOptions options, CancellationToken cancellationToken)
     {
+        if (options.LedgerCrashDir is { } crashDir)
+        {
+            return await WriteUntilKilledAsync(crashDir, cancellationToken);
+        }
+        if (options.LedgerRecoverDir is { } recoverDir)
+        {
+            return await RecoverAndCheckAsync(recoverDir, cancellationToken);
+        }
         var dataDir = Path.Combine(Path.GetTempPath(), "lattice-ledgerbench-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(dataDir);
         var connectionString = $"Data Source={Path.Combine(dataDir, "lattice.db")}";
@@ -78,6 +86,93 @@ internal static class LedgerBench
             {
             }
         }
+    }
+
+    /// <summary>
+    /// Crash check, first half: requests numbered from 0 without end; every 97th stays in flight (begun, never completed).
+    /// After each 1,000 it prints <c>complete N</c>: every request below N that is not in flight has returned from
+    /// Complete. The process is meant to die by <c>kill -9</c>.
+    /// </summary>
+    private static async Task<int> WriteUntilKilledAsync(string dataDir, CancellationToken cancellationToken)
+    {
+        var connectionString = await CreateDatabaseAsync(dataDir, cancellationToken);
+        var metering = new MeteringOptions();
+        var ledger = new UsageLedger(UsageJournal.Open(dataDir, metering.JournalSlots, metering.JournalSlotBytes), connectionString, metering, NullLogger<UsageLedger>.Instance);
+        await ledger.RecoverAsync(cancellationToken);
+        ledger.Start();
+        var created = DateTimeOffset.UtcNow;
+        // Runs on the same directory (a crash, a restart, another crash) use distinct ids, so each run is checked on its own.
+        var run = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(4));
+        Console.WriteLine($"run {run}");
+        var inFlight = new List<LedgerEntry>();
+        for (var i = 0; !cancellationToken.IsCancellationRequested; i++)
+        {
+            if (ledger.Pending > metering.JournalSlots / 2)
+            {
+                await ledger.FlushAsync(cancellationToken);
+            }
+            var id = $"c-{run}-{i:D9}";
+            var entry = ledger.Begin(Record(id, created, UsageStatuses.Interrupted, completionTokens: 0));
+            if (i % 97 == 0)
+            {
+                inFlight.Add(entry);
+            }
+            else
+            {
+                ledger.Complete(entry, Record(id, created, UsageStatuses.Ok, completionTokens: 7));
+            }
+            if ((i + 1) % 1000 == 0)
+            {
+                Console.WriteLine($"complete {i + 1} unjournaled {ledger.Unjournaled} in-flight {inFlight.Count}");
+            }
+        }
+        return 0;
+    }
+
+    /// <summary>Crash check, second half: recovers the killed writer's directory and checks the rows against what it printed.</summary>
+    private static async Task<int> RecoverAndCheckAsync(string dataDir, CancellationToken cancellationToken)
+    {
+        var connectionString = $"Data Source={Path.Combine(dataDir, "lattice.db")}";
+        var output = Console.In.ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var run = output.First(l => l.StartsWith("run ", StringComparison.Ordinal))["run ".Length..].Trim();
+        var reported = int.Parse(output.Last(l => l.StartsWith("complete ", StringComparison.Ordinal)).Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture);
+        var prefix = $"c-{run}-";
+        var metering = new MeteringOptions();
+        await using (var ledger = new UsageLedger(UsageJournal.Open(dataDir, metering.JournalSlots, metering.JournalSlotBytes), connectionString, metering, NullLogger<UsageLedger>.Instance))
+        {
+            var before = Stopwatch.GetTimestamp();
+            await ledger.RecoverAsync(cancellationToken);
+            Console.WriteLine($"recovery took {Stopwatch.GetElapsedTime(before).TotalMilliseconds:F0} ms");
+        }
+        await using var db = new LatticeDbContext(new DbContextOptionsBuilder<LatticeDbContext>().UseSqlite(connectionString).Options);
+        var rows = await db.UsageRecords.AsNoTracking().Where(r => r.RequestId.StartsWith(prefix)).Select(r => new { r.RequestId, r.Status }).ToListAsync(cancellationToken);
+        var byId = rows.ToDictionary(r => int.Parse(r.RequestId[prefix.Length..], System.Globalization.CultureInfo.InvariantCulture), r => r.Status);
+        var missing = 0;
+        var wrong = 0;
+        for (var i = 0; i < reported; i++)
+        {
+            if (!byId.TryGetValue(i, out var status))
+            {
+                missing++;
+            }
+            else if (status != (i % 97 == 0 ? UsageStatuses.Interrupted : UsageStatuses.Ok))
+            {
+                wrong++;
+            }
+        }
+        var interrupted = rows.Count(r => r.Status == UsageStatuses.Interrupted);
+        Console.WriteLine($"writer reported {reported:N0} requests done; table holds {rows.Count:N0} rows ({interrupted:N0} interrupted, {rows.Count - reported:N0} beyond the last report); missing {missing}, wrong status {wrong}");
+        return missing == 0 && wrong == 0 ? 0 : 1;
+    }
+
+    private static async Task<string> CreateDatabaseAsync(string dataDir, CancellationToken cancellationToken)
+    {
+        Directory.CreateDirectory(dataDir);
+        var connectionString = $"Data Source={Path.Combine(dataDir, "lattice.db")}";
+        await using var db = new LatticeDbContext(new DbContextOptionsBuilder<LatticeDbContext>().UseSqlite(connectionString).Options);
+        await db.Database.MigrateAsync(cancellationToken);
+        await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken);
+        return connectionString;
     }
 
     /// <summary>Each writer begins and completes its share of requests; returns the time spent inside Begin and Complete, summed over writers.</summary>
