@@ -48,6 +48,21 @@ internal sealed class BenchOptions
     /// <summary>The authentication scenario: what EndpointAuth costs per request, in process.</summary>
     public bool Auth { get; private set; }
 
+    /// <summary>The usage-ledger scenario: records per second through UsageLedger into SQLite, in process.</summary>
+    public bool Ledger { get; private set; }
+
+    /// <summary>Ledger scenario: records written in the measured run.</summary>
+    public int LedgerRecords { get; private set; } = 200_000;
+
+    /// <summary>Ledger scenario: threads calling Begin and Complete at once.</summary>
+    public int LedgerWriters { get; private set; } = 2;
+
+    /// <summary>Ledger crash check, first half: write records into this directory until killed.</summary>
+    public string? LedgerCrashDir { get; private set; }
+
+    /// <summary>Ledger crash check, second half: recover this directory and check what the killed writer reported.</summary>
+    public string? LedgerRecoverDir { get; private set; }
+
     /// <summary>Runtime scenario: idle connected runtimes for the gateway memory measurement (0 skips it).</summary>
     public int IdleRuntimes { get; private set; } = 1000;
 
@@ -86,6 +101,13 @@ internal sealed class BenchOptions
           --many-chunks N     runtime scenario: chunks per streamed answer for chunks/s (default 1000)
           --auth              the authentication scenario instead: what the gateway's EndpointAuth costs per request
                               in process (developer key; access token seen before; access token at first sight)
+          --ledger            the usage-ledger scenario instead: records/s through UsageLedger (journal + group
+                              commit) into a fresh SQLite database, in process (target ≥ 20,000/s)
+          --records N         ledger scenario: records in the measured run (default 200000; --quick: 20000)
+          --writers N         ledger scenario: threads calling Begin/Complete (default 2)
+          --ledger-crash DIR  crash check: write records into DIR without end, printing how far they are complete;
+                              kill -9 it, then run --ledger-recover DIR (see bench/Lattice.Bench/README.md)
+          --ledger-recover DIR  crash check: recover DIR and check every record reported complete is there once
           --check             exit 3 when a target is missed
           -h, --help          this text
 
@@ -134,6 +156,19 @@ internal sealed class BenchOptions
                 case "--check": o.Check = true; break;
                 case "--runtime": o.Runtime = true; break;
                 case "--auth": o.Auth = true; break;
+                case "--ledger": o.Ledger = true; break;
+                case "--ledger-crash": o.LedgerCrashDir = Next(); o.Ledger = true; break;
+                case "--ledger-recover": o.LedgerRecoverDir = Next(); o.Ledger = true; break;
+                case "--records":
+                    o.LedgerRecords = int.TryParse(Next(), CultureInfo.InvariantCulture, out var records) && records > 0
+                        ? records
+                        : throw new BenchException("Bad --records (a count, e.g. 200000).");
+                    break;
+                case "--writers":
+                    o.LedgerWriters = int.TryParse(Next(), CultureInfo.InvariantCulture, out var writers) && writers > 0
+                        ? writers
+                        : throw new BenchException("Bad --writers (a count, e.g. 2).");
+                    break;
                 case "--idle-runtimes":
                     o.IdleRuntimes = int.TryParse(Next(), CultureInfo.InvariantCulture, out var idle) && idle >= 0
                         ? idle

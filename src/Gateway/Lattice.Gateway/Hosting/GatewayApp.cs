@@ -59,6 +59,7 @@ public static class GatewayApp
         });
 
         services.AddPersistence();
+        services.AddMetering();
         services.AddAuth();
         services.AddCatalog();
         services.AddMetering();

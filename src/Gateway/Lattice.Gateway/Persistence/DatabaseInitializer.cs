@@ -20,6 +20,7 @@ public sealed class DatabaseInitializer(
     Identity.OAuthAppService apps,
     Identity.UserService users,
     Identity.RevocationSet revocations,
+    Metering.UsageLedger ledger,
     TimeProvider time)
 {
     public const string OperatorWorkspaceId = "ws_operator";
@@ -39,6 +40,8 @@ public sealed class DatabaseInitializer(
         {
             await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken);
         }
+        // Usage records a crashed or killed process left in its journal, before this one serves and adds its own.
+        await ledger.RecoverAsync(cancellationToken);
 
         var now = time.GetUtcNow();
         foreach (var builtIn in BuiltInTaskClasses.All(now))

@@ -1,0 +1,472 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
+using System.IO.Hashing;
+using System.IO.MemoryMappedFiles;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Win32.SafeHandles;
+
+namespace Lattice.Gateway.Metering;
+
+/// <summary>A slot's state byte. Written last, so whatever it says was complete when it was written.</summary>
+public enum JournalSlotState : byte
+{
+    Free = 0,
+    /// <summary>Holds the provisional record of a request in flight.</summary>
+    Started = 1,
+    /// <summary>Holds the final record (and, after <see cref="Started"/>, the provisional one before it), not yet committed.</summary>
+    Finished = 2,
+}
+
+/// <summary>A record left in the journal by an earlier process: a request it never committed.</summary>
+/// <param name="Record">The final record, or for a request that never finished its provisional one with status <c>interrupted</c>.</param>
+/// <param name="Finished">Whether <paramref name="Record"/> is the request's final record.</param>
+public readonly record struct JournaledRecord(int Slot, UsageRecord Record, bool Finished);
+
+/// <summary>
+/// The crash-proof half of the usage ledger: <c>&lt;DataDirectory&gt;/usage-journal.bin</c>, a memory-mapped file of fixed-size
+/// slots, one per request between its dispatch and the commit of its record.
+/// </summary>
+/// <remarks>
+/// Why a shared mapping and not an append to a file: a store into a <c>MAP_SHARED</c> page is in the kernel's page cache
+/// the moment it is made, so it survives <c>kill -9</c> of the gateway, and it costs no system call on the request path.
+/// (It does not survive a power cut; neither does a write() without fsync, and an fsync per request is what the group
+/// commit exists to avoid.)
+///
+/// Slot layout, little-endian: <c>[0] state</c>, <c>[4] provisional length</c>, <c>[8] provisional CRC32</c>,
+/// <c>[12] final length</c>, <c>[16] final CRC32</c>, then from byte 24 the provisional JSON followed by the final JSON.
+/// The final record goes after the provisional one rather than over it, so that a kill in the middle of writing it leaves
+/// an intact provisional record (the request then shows as interrupted) instead of a torn one. Payloads and their CRCs
+/// are written before the state byte, which is written with release semantics; a slot whose CRC does not match is
+/// skipped on recovery.
+///
+/// A slot belongs to one request from <see cref="TryBegin"/> until <see cref="Free"/>, so slots need no lock; free slots
+/// are handed out from a concurrent queue. One process owns a journal file (an exclusive lock on it); a second gateway
+/// on the same data directory takes <c>usage-journal-1.bin</c>, and so on, and recovers whatever an earlier owner of that
+/// file left.
+/// </remarks>
+public sealed unsafe partial class UsageJournal : IDisposable
+{
+    public const string FileName = "usage-journal.bin";
+
+    /// <summary>Journal files tried per data directory: one per gateway process sharing it.</summary>
+    public const int MaxFilesPerDirectory = 16;
+
+    private const uint Magic = 0x4A55544C; // "LTUJ"
+    private const int Version = 1;
+    private const int FileHeaderBytes = 4096;
+    private const int SlotHeaderBytes = 24;
+    private const int ProvisionalLengthAt = 4;
+    private const int ProvisionalCrcAt = 8;
+    private const int FinalLengthAt = 12;
+    private const int FinalCrcAt = 16;
+
+    private readonly FileStream _file;
+    private readonly MemoryMappedFile _map;
+    private readonly MemoryMappedViewAccessor _view;
+    private readonly SafeMemoryMappedViewHandle _handle;
+    private readonly byte* _base;
+    private readonly ConcurrentQueue<int> _free = new();
+    private readonly ILogger _logger;
+    private List<int>? _leftOver;
+    private int _disposed;
+
+    /// <summary>Scratch for serialising a record before it is copied into its slot; per thread, never shared between journals' data.</summary>
+    [ThreadStatic] private static ArrayBufferWriter<byte>? t_buffer;
+    [ThreadStatic] private static Utf8JsonWriter? t_writer;
+
+    private UsageJournal(string path, FileStream file, MemoryMappedFile map, MemoryMappedViewAccessor view, int slots, int slotBytes, ILogger logger)
+    {
+        Path = path;
+        _file = file;
+        _map = map;
+        _view = view;
+        _handle = view.SafeMemoryMappedViewHandle;
+        byte* pointer = null;
+        _handle.AcquirePointer(ref pointer);
+        _base = pointer + view.PointerOffset;
+        SlotCount = slots;
+        SlotBytes = slotBytes;
+        _logger = logger;
+    }
+
+    public string Path { get; }
+    public int SlotCount { get; }
+    public int SlotBytes { get; }
+
+    /// <summary>Slots free right now (a snapshot).</summary>
+    public int FreeSlots => _free.Count;
+
+    /// <summary>Largest payload (provisional plus final JSON) a slot holds.</summary>
+    public int PayloadCapacity => SlotBytes - SlotHeaderBytes;
+
+    /// <summary>
+    /// Opens (or creates) the first journal file in <paramref name="directory"/> no other process or host holds. Slots an
+    /// earlier process left in use are set aside for <see cref="TakeLeftOvers"/> and are not handed out until freed.
+    /// </summary>
+    public static UsageJournal Open(string directory, int slots, int slotBytes, ILogger? logger = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(slots, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(slotBytes, SlotHeaderBytes + 64);
+        if (slotBytes % 8 != 0)
+        {
+            throw new ArgumentException("Slot size must be a multiple of 8.", nameof(slotBytes));
+        }
+        logger ??= NullLogger.Instance;
+        Directory.CreateDirectory(directory);
+        for (var n = 0; n < MaxFilesPerDirectory; n++)
+        {
+            var path = System.IO.Path.Combine(directory, n == 0 ? FileName : $"usage-journal-{n}.bin");
+            FileStream file;
+            try
+            {
+                // FileShare.None takes an exclusive lock (flock on Unix): two writers on one journal would hand out the
+                // same slots and recover each other's requests in flight as interrupted.
+                file = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, bufferSize: 1, FileOptions.None);
+            }
+            catch (IOException) when (File.Exists(path))
+            {
+                continue;
+            }
+            try
+            {
+                return OpenLocked(path, file, slots, slotBytes, logger);
+            }
+            catch
+            {
+                file.Dispose();
+                throw;
+            }
+        }
+        throw new IOException($"All {MaxFilesPerDirectory} usage journals in {directory} are held by other gateway processes.");
+    }
+
+    private static UsageJournal OpenLocked(string path, FileStream file, int slots, int slotBytes, ILogger logger)
+    {
+        // An existing journal keeps its own geometry while it holds records, so a change of configuration never loses them;
+        // the configured one applies from the first start that finds it empty.
+        var existing = ReadGeometry(file);
+        if (existing is { } geometry && geometry != (slots, slotBytes))
+        {
+            var old = Map(path, file, geometry.Slots, geometry.SlotBytes, logger, initialize: false);
+            if (old._leftOver!.Count > 0)
+            {
+                Log.KeptGeometry(logger, path, geometry.Slots, geometry.SlotBytes, old._leftOver.Count);
+                return old;
+            }
+            old.ReleaseMapping();
+            existing = null;
+        }
+        if (existing is null)
+        {
+            // A fresh (or reshaped) journal: all zeros is all slots free.
+            file.SetLength(0);
+        }
+        return Map(path, file, slots, slotBytes, logger, initialize: existing is null);
+    }
+
+    private static (int Slots, int SlotBytes)? ReadGeometry(FileStream file)
+    {
+        if (file.Length < FileHeaderBytes)
+        {
+            return null;
+        }
+        Span<byte> header = stackalloc byte[16];
+        RandomAccess.Read(file.SafeFileHandle, header, 0);
+        var slots = BinaryPrimitives.ReadInt32LittleEndian(header[8..]);
+        var slotBytes = BinaryPrimitives.ReadInt32LittleEndian(header[12..]);
+        var valid = BinaryPrimitives.ReadUInt32LittleEndian(header) == Magic
+            && BinaryPrimitives.ReadInt32LittleEndian(header[4..]) == Version
+            && slots > 0 && slotBytes > SlotHeaderBytes && slotBytes % 8 == 0
+            && file.Length >= FileHeaderBytes + (long)slots * slotBytes;
+        return valid ? (slots, slotBytes) : null;
+    }
+
+    private static UsageJournal Map(string path, FileStream file, int slots, int slotBytes, ILogger logger, bool initialize)
+    {
+        var size = FileHeaderBytes + (long)slots * slotBytes;
+        if (file.Length < size)
+        {
+            file.SetLength(size);
+        }
+        var map = MemoryMappedFile.CreateFromFile(file, mapName: null, size, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, leaveOpen: true);
+        MemoryMappedViewAccessor view;
+        try
+        {
+            view = map.CreateViewAccessor(0, size, MemoryMappedFileAccess.ReadWrite);
+        }
+        catch
+        {
+            map.Dispose();
+            throw;
+        }
+        var journal = new UsageJournal(path, file, map, view, slots, slotBytes, logger);
+        if (initialize)
+        {
+            var header = new Span<byte>(journal._base, 16);
+            BinaryPrimitives.WriteUInt32LittleEndian(header, Magic);
+            BinaryPrimitives.WriteInt32LittleEndian(header[4..], Version);
+            BinaryPrimitives.WriteInt32LittleEndian(header[8..], slots);
+            BinaryPrimitives.WriteInt32LittleEndian(header[12..], slotBytes);
+        }
+        var leftOver = new List<int>();
+        for (var i = 0; i < slots; i++)
+        {
+            if (*journal.Slot(i) == (byte)JournalSlotState.Free)
+            {
+                journal._free.Enqueue(i);
+            }
+            else
+            {
+                leftOver.Add(i);
+            }
+        }
+        journal._leftOver = leftOver;
+        return journal;
+    }
+
+    private byte* Slot(int index) => _base + FileHeaderBytes + (long)index * SlotBytes;
+
+    /// <summary>Journals a request's provisional record in a free slot, as <see cref="JournalSlotState.Started"/>.</summary>
+    /// <returns>False when no slot is free or the record does not fit one; the caller goes on without the journal.</returns>
+    public bool TryBegin(UsageRecord provisional, out int slot)
+    {
+        if (!_free.TryDequeue(out slot))
+        {
+            slot = -1;
+            return false;
+        }
+        if (!Write(slot, provisional, final: false))
+        {
+            _free.Enqueue(slot);
+            slot = -1;
+            return false;
+        }
+        return true;
+    }
+
+    /// <summary>Adds the final record to a started slot and marks it <see cref="JournalSlotState.Finished"/>.</summary>
+    /// <returns>False when the final record does not fit beside the provisional one; the slot stays started.</returns>
+    public bool TryFinish(int slot, UsageRecord final) => Write(slot, final, final: true);
+
+    /// <summary>Journals a final record in a free slot at once (a request that ends before dispatch).</summary>
+    public bool TryRecord(UsageRecord final, out int slot)
+    {
+        if (!_free.TryDequeue(out slot))
+        {
+            slot = -1;
+            return false;
+        }
+        // A fresh slot: no provisional record before the final one.
+        if (!Write(slot, final, final: true, fresh: true))
+        {
+            _free.Enqueue(slot);
+            slot = -1;
+            return false;
+        }
+        return true;
+    }
+
+    /// <summary>Frees a slot whose record is committed (or was never needed) and returns it to the pool.</summary>
+    public void Free(int slot)
+    {
+        if (Enter())
+        {
+            try
+            {
+                Volatile.Write(ref *Slot(slot), (byte)JournalSlotState.Free);
+            }
+            finally
+            {
+                _handle.DangerousRelease();
+            }
+            _free.Enqueue(slot);
+        }
+    }
+
+    private bool Write(int slot, UsageRecord record, bool final, bool fresh = false)
+    {
+        var payload = Serialize(record);
+        if (!Enter())
+        {
+            return false;
+        }
+        try
+        {
+            var s = Slot(slot);
+            var offset = final && !fresh ? *(int*)(s + ProvisionalLengthAt) : 0;
+            if ((uint)offset > (uint)PayloadCapacity || payload.Length > PayloadCapacity - offset)
+            {
+                return false;
+            }
+            payload.CopyTo(new Span<byte>(s + SlotHeaderBytes + offset, payload.Length));
+            var crc = Crc32.HashToUInt32(payload);
+            if (final)
+            {
+                if (fresh)
+                {
+                    *(int*)(s + ProvisionalLengthAt) = 0;
+                    *(uint*)(s + ProvisionalCrcAt) = 0;
+                }
+                *(int*)(s + FinalLengthAt) = payload.Length;
+                *(uint*)(s + FinalCrcAt) = crc;
+            }
+            else
+            {
+                *(int*)(s + ProvisionalLengthAt) = payload.Length;
+                *(uint*)(s + ProvisionalCrcAt) = crc;
+                *(int*)(s + FinalLengthAt) = 0;
+                *(uint*)(s + FinalCrcAt) = 0;
+            }
+            // Release semantics: neither the compiler nor the CPU moves the payload and CRC stores after this one, so a
+            // state byte that says started/finished always describes bytes that were fully written.
+            Volatile.Write(ref *s, (byte)(final ? JournalSlotState.Finished : JournalSlotState.Started));
+            return true;
+        }
+        finally
+        {
+            _handle.DangerousRelease();
+        }
+    }
+
+    /// <summary>
+    /// Pins the mapping for one access. The ledger may be disposed while a straggling request still completes; a write
+    /// to an unmapped page would crash the process, so every access holds a reference the unmap waits for.
+    /// </summary>
+    private bool Enter()
+    {
+        var entered = false;
+        try
+        {
+            _handle.DangerousAddRef(ref entered);
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+        return entered;
+    }
+
+    /// <summary>
+    /// The records an earlier process left (every slot in use when this journal was opened), decoded once; corrupt slots
+    /// are logged and freed here. Slots in use by this process are never among them. The caller commits the records and
+    /// then frees their slots.
+    /// </summary>
+    public IReadOnlyList<JournaledRecord> TakeLeftOvers()
+    {
+        var slots = Interlocked.Exchange(ref _leftOver, []) ?? [];
+        var found = new List<JournaledRecord>(slots.Count);
+        foreach (var slot in slots)
+        {
+            if (Read(slot) is { } record)
+            {
+                found.Add(record);
+            }
+            else
+            {
+                Free(slot);
+            }
+        }
+        return found;
+    }
+
+    private JournaledRecord? Read(int slot)
+    {
+        var s = Slot(slot);
+        var state = (JournalSlotState)Volatile.Read(ref *s);
+        var provisionalLength = *(int*)(s + ProvisionalLengthAt);
+        var provisional = provisionalLength > 0 ? Decode(s, 0, provisionalLength, *(uint*)(s + ProvisionalCrcAt)) : null;
+        switch (state)
+        {
+            case JournalSlotState.Finished:
+                if (Decode(s, Math.Max(provisionalLength, 0), *(int*)(s + FinalLengthAt), *(uint*)(s + FinalCrcAt)) is { } final)
+                {
+                    return new JournaledRecord(slot, final, Finished: true);
+                }
+                if (provisional is not null)
+                {
+                    Log.CorruptFinalRecord(_logger, Path, slot);
+                    return new JournaledRecord(slot, AsInterrupted(provisional), Finished: false);
+                }
+                break;
+            case JournalSlotState.Started:
+                if (provisional is not null)
+                {
+                    return new JournaledRecord(slot, AsInterrupted(provisional), Finished: false);
+                }
+                break;
+        }
+        Log.CorruptSlot(_logger, Path, slot, (byte)state);
+        return null;
+    }
+
+    private static UsageRecord AsInterrupted(UsageRecord provisional) =>
+        provisional.Status == UsageStatuses.Interrupted ? provisional : provisional with { Status = UsageStatuses.Interrupted };
+
+    private UsageRecord? Decode(byte* s, int offset, int length, uint crc)
+    {
+        if (length <= 0 || (uint)offset > (uint)PayloadCapacity || length > PayloadCapacity - offset)
+        {
+            return null;
+        }
+        var payload = new ReadOnlySpan<byte>(s + SlotHeaderBytes + offset, length);
+        if (Crc32.HashToUInt32(payload) != crc)
+        {
+            return null;
+        }
+        try
+        {
+            return JsonSerializer.Deserialize(payload, UsageJournalJsonContext.Default.UsageRecord);
+        }
+        catch (JsonException)
+        {
+            // A matching CRC over JSON this version cannot read: a journal written by another version. Skipped like a torn slot.
+            return null;
+        }
+    }
+
+    private static ReadOnlySpan<byte> Serialize(UsageRecord record)
+    {
+        var buffer = t_buffer ??= new ArrayBufferWriter<byte>(1024);
+        buffer.ResetWrittenCount();
+        var writer = t_writer ??= new Utf8JsonWriter(buffer, new JsonWriterOptions { SkipValidation = true });
+        writer.Reset(buffer);
+        JsonSerializer.Serialize(writer, record, UsageJournalJsonContext.Default.UsageRecord);
+        return buffer.WrittenSpan;
+    }
+
+    private void ReleaseMapping()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            _handle.ReleasePointer();
+            // The unmap itself waits (SafeHandle reference count) for any access still in progress.
+            _view.Dispose();
+            _map.Dispose();
+        }
+    }
+
+    public void Dispose()
+    {
+        ReleaseMapping();
+        _file.Dispose();
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 8001, Level = LogLevel.Warning, Message = "Usage journal {Path}: slot {Slot} (state {State}) holds no intact record; skipped")]
+        public static partial void CorruptSlot(ILogger logger, string path, int slot, byte state);
+
+        [LoggerMessage(EventId = 8002, Level = LogLevel.Warning, Message = "Usage journal {Path}: slot {Slot}'s final record is damaged; its provisional record is recovered as interrupted")]
+        public static partial void CorruptFinalRecord(ILogger logger, string path, int slot);
+
+        [LoggerMessage(EventId = 8003, Level = LogLevel.Information, Message = "Usage journal {Path} keeps its geometry ({Slots} x {SlotBytes} bytes) while it holds {Records} records; the configured one applies once it is empty")]
+        public static partial void KeptGeometry(ILogger logger, string path, int slots, int slotBytes, int records);
+    }
+}
+
+/// <summary>The journal's payload format: a <see cref="UsageRecord"/> as snake_case JSON, readable with any tool when debugging.</summary>
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
+[JsonSerializable(typeof(UsageRecord))]
+internal sealed partial class UsageJournalJsonContext : JsonSerializerContext;

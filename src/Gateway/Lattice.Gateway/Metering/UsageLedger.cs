@@ -1,0 +1,484 @@
+using System.Threading.Channels;
+using Microsoft.Data.Sqlite;
+using SQLitePCL;
+
+namespace Lattice.Gateway.Metering;
+
+/// <summary>
+/// Writes one usage record per request id, exactly once, off the request path: the request journals its record in
+/// <see cref="UsageJournal"/> (a store into shared memory, no system call) and queues it; one background loop commits
+/// whatever has queued in one SQLite transaction (group commit), then frees the journal slots.
+/// </summary>
+/// <remarks>
+/// Durability: a record is in the journal from the moment <see cref="Complete"/> or <see cref="Record"/> returns, so a
+/// <c>kill -9</c> loses nothing; the next start commits what the journal holds (<see cref="RecoverAsync"/>), and a request
+/// that was in flight appears once, as <c>interrupted</c> with what was known at dispatch. Exactly once: the table's key
+/// is the request id and every insert is <c>ON CONFLICT DO NOTHING</c>, so committing a record again after a crash
+/// between the commit and the freeing of its slot changes nothing.
+///
+/// Writes go through ADO.NET on a connection of our own rather than EF Core: one prepared statement bound per row is
+/// several times faster than change tracking, and the loop is the ledger's only writer.
+/// </remarks>
+public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
+{
+    private const string InsertSql = """
+        INSERT INTO usage_records (RequestId, CreatedAt, WorkspaceId, KeyId, AppId, UserId, GrantId, Task, Model, ServedBy,
+            ServedById, Capacity, Stream, Status, HttpStatus, PromptTokens, CompletionTokens, TotalTokens, CachedTokens,
+            AudioMilliseconds, Estimated, CostPicoUsd, TimeToFirstByteMicroseconds, DurationMicroseconds)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)
+        ON CONFLICT (RequestId) DO NOTHING
+        """;
+
+    private static readonly TimeSpan FirstRetryDelay = TimeSpan.FromMilliseconds(50);
+    private static readonly TimeSpan MaxRetryDelay = TimeSpan.FromSeconds(2);
+
+    private readonly UsageJournal _journal;
+    private readonly string _connectionString;
+    private readonly MeteringOptions _options;
+    private readonly ILogger _logger;
+    private readonly Channel<Queued> _queue = Channel.CreateUnbounded<Queued>(new UnboundedChannelOptions { SingleReader = true });
+    /// <summary>Cancelled when a stop runs out of time: the loop stops retrying and leaves what it holds in the journal.</summary>
+    private readonly CancellationTokenSource _abandon = new();
+    private readonly Lock _gate = new();
+    private Task? _loop;
+    private long _committed;
+    private int _pending;
+    private long _unjournaled;
+    private int _disposed;
+
+    public UsageLedger(UsageJournal journal, string connectionString, MeteringOptions options, ILogger<UsageLedger> logger)
+    {
+        _journal = journal;
+        _connectionString = connectionString;
+        _options = options;
+        _logger = logger;
+    }
+
+    /// <summary>Records committed to the database since start (a record replayed onto an existing row counts too).</summary>
+    public long Committed => Interlocked.Read(ref _committed);
+
+    /// <summary>Records queued and not yet committed.</summary>
+    public int Pending => Volatile.Read(ref _pending);
+
+    /// <summary>Records that went without a journal slot (none free, or too large for one): lost if the gateway dies before their commit.</summary>
+    public long Unjournaled => Interlocked.Read(ref _unjournaled);
+
+    public UsageJournal Journal => _journal;
+
+    /// <summary>
+    /// Called when a request is dispatched: journals <paramref name="provisional"/> (status <c>interrupted</c>, the usage
+    /// known so far), which is what the ledger records if the gateway dies before <see cref="Complete"/>. Never blocks.
+    /// </summary>
+    public LedgerEntry Begin(UsageRecord provisional)
+    {
+        ArgumentNullException.ThrowIfNull(provisional);
+        if (!_journal.TryBegin(provisional, out var slot))
+        {
+            // The request goes on: its record is still committed normally, only not crash-proof until then.
+            Interlocked.Increment(ref _unjournaled);
+        }
+        return new LedgerEntry(provisional, slot);
+    }
+
+    /// <summary>
+    /// Records a dispatched request's final record: marks its journal slot finished and queues it for the next group
+    /// commit. A second call for the same entry is ignored. Never blocks.
+    /// </summary>
+    public void Complete(LedgerEntry entry, UsageRecord final)
+    {
+        ArgumentNullException.ThrowIfNull(entry);
+        ArgumentNullException.ThrowIfNull(final);
+        if (!string.Equals(entry.RequestId, final.RequestId, StringComparison.Ordinal))
+        {
+            throw new ArgumentException($"The final record is for request {final.RequestId}, the entry for {entry.RequestId}.", nameof(final));
+        }
+        if (!entry.TryMarkCompleted())
+        {
+            return;
+        }
+        if (entry.IsJournaled && !_journal.TryFinish(entry.Slot, final))
+        {
+            // Too large to sit beside the provisional record: the slot keeps that one (a crash records it as interrupted)
+            // and is freed with this record's commit.
+            Interlocked.Increment(ref _unjournaled);
+        }
+        Enqueue(final, entry.Slot);
+    }
+
+    /// <summary>Records a request that ended before dispatch (Begin and Complete in one). Never blocks.</summary>
+    public void Record(UsageRecord final)
+    {
+        ArgumentNullException.ThrowIfNull(final);
+        if (!_journal.TryRecord(final, out var slot))
+        {
+            Interlocked.Increment(ref _unjournaled);
+        }
+        Enqueue(final, slot);
+    }
+
+    /// <summary>Completes when every record queued before the call is committed.</summary>
+    /// <remarks>Needs the commit loop (<see cref="Start"/>); after a stop it completes at once.</remarks>
+    public Task FlushAsync(CancellationToken cancellationToken = default)
+    {
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (!_queue.Writer.TryWrite(new Queued(null, -1, done)))
+        {
+            // Stopped: the loop drained the queue on its way out; what came later was committed at once or is journaled.
+            return Task.CompletedTask;
+        }
+        return done.Task.WaitAsync(cancellationToken);
+    }
+
+    private void Enqueue(UsageRecord record, int slot)
+    {
+        Interlocked.Increment(ref _pending);
+        if (_queue.Writer.TryWrite(new Queued(record, slot, null)))
+        {
+            return;
+        }
+        // The ledger has stopped (a request outlived the graceful stop). A journaled record waits for the next start;
+        // one without a slot is written now, on this thread, rather than lost.
+        Interlocked.Decrement(ref _pending);
+        if (slot < 0)
+        {
+            CommitLate(record);
+        }
+    }
+
+    /// <summary>Starts the group-commit loop (once). The database must be migrated and <see cref="RecoverAsync"/> done.</summary>
+    public void Start()
+    {
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed != 0, this);
+            _loop ??= Task.Run(RunAsync);
+        }
+    }
+
+    /// <summary>
+    /// Stops taking records into the queue and returns once everything queued is committed. If
+    /// <paramref name="cancellationToken"/> fires first (a database that stays locked), the loop gives up and what it held
+    /// stays in the journal for the next start.
+    /// </summary>
+    public async Task StopAsync(CancellationToken cancellationToken = default)
+    {
+        _queue.Writer.TryComplete();
+        Task? loop;
+        lock (_gate)
+        {
+            loop = _loop;
+        }
+        if (loop is null)
+        {
+            return;
+        }
+        using (cancellationToken.Register(static state => ((CancellationTokenSource)state!).Cancel(), _abandon))
+        {
+            await loop.ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Commits what an earlier process left in the journal: finished records as they are, requests that were in flight
+    /// as their provisional record with status <c>interrupted</c>; then frees those slots. Run once at start-up, after the
+    /// migration and before the server serves; records of this process are never touched, so a second call is harmless.
+    /// </summary>
+    public async Task RecoverAsync(CancellationToken cancellationToken)
+    {
+        var found = _journal.TakeLeftOvers();
+        if (found.Count == 0)
+        {
+            return;
+        }
+        await using var connection = new SqliteConnection(_connectionString);
+        await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+        using var insert = new InsertStatement(connection);
+        var interrupted = 0;
+        foreach (var chunk in found.Chunk(_options.MaxBatch))
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            using (var transaction = connection.BeginTransaction())
+            {
+                foreach (var item in chunk)
+                {
+                    insert.Insert(item.Record);
+                }
+                transaction.Commit();
+            }
+            // Only after the commit: a crash before this line replays the same rows, which DO NOTHING ignores.
+            foreach (var item in chunk)
+            {
+                interrupted += item.Finished ? 0 : 1;
+                _journal.Free(item.Slot);
+            }
+        }
+        Log.Recovered(_logger, found.Count, found.Count - interrupted, interrupted, _journal.Path);
+    }
+
+    private async Task RunAsync()
+    {
+        var reader = _queue.Reader;
+        var batch = new List<Queued>(_options.MaxBatch);
+        var flushes = new List<TaskCompletionSource>();
+        SqliteConnection? connection = null;
+        InsertStatement? insert = null;
+        try
+        {
+            while (await reader.WaitToReadAsync().ConfigureAwait(false))
+            {
+                Take(reader, batch, flushes);
+                if (batch.Count > 0 && batch.Count < _options.MaxBatch && flushes.Count == 0 && _options.MaxBatchDelay > TimeSpan.Zero)
+                {
+                    // Linger briefly so that the records of requests ending together share one transaction (and one fsync).
+                    // Real time on purpose: this is a throughput knob, and a test's fake clock must not hold records back
+                    // (tests use FlushAsync, which ends the wait at once).
+                    using var linger = new CancellationTokenSource(_options.MaxBatchDelay);
+                    try
+                    {
+                        while (batch.Count < _options.MaxBatch && flushes.Count == 0 && await reader.WaitToReadAsync(linger.Token).ConfigureAwait(false))
+                        {
+                            Take(reader, batch, flushes);
+                        }
+                    }
+                    catch (OperationCanceledException) when (linger.IsCancellationRequested)
+                    {
+                    }
+                }
+
+                if (batch.Count > 0)
+                {
+                    var committed = false;
+                    for (var delay = FirstRetryDelay; ; delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, MaxRetryDelay.Ticks)))
+                    {
+                        try
+                        {
+                            if (connection is null)
+                            {
+                                connection = new SqliteConnection(_connectionString);
+                                connection.Open();
+                                insert = new InsertStatement(connection);
+                            }
+                            Commit(connection, insert!, batch);
+                            committed = true;
+                            break;
+                        }
+                        catch (Exception ex)
+                        {
+                            // Locked, busy, disk full, a file gone (or a bug): never drop the batch. Its slots stay journaled, and the
+                            // connection is opened afresh in case it is the broken part.
+                            Log.CommitFailed(_logger, batch.Count, delay.TotalMilliseconds, ex);
+                            insert?.Dispose();
+                            connection?.Dispose();
+                            insert = null;
+                            connection = null;
+                        }
+                        try
+                        {
+                            await Task.Delay(delay, _abandon.Token).ConfigureAwait(false);
+                        }
+                        catch (OperationCanceledException)
+                        {
+                            break;
+                        }
+                    }
+                    if (!committed)
+                    {
+                        Abandon(batch, flushes);
+                        return;
+                    }
+                    foreach (var item in batch)
+                    {
+                        if (item.Slot >= 0)
+                        {
+                            _journal.Free(item.Slot);
+                        }
+                    }
+                    Interlocked.Add(ref _committed, batch.Count);
+                    Interlocked.Add(ref _pending, -batch.Count);
+                }
+                foreach (var flush in flushes)
+                {
+                    flush.TrySetResult();
+                }
+                batch.Clear();
+                flushes.Clear();
+            }
+        }
+        finally
+        {
+            insert?.Dispose();
+            connection?.Dispose();
+        }
+    }
+
+    private void Take(ChannelReader<Queued> reader, List<Queued> batch, List<TaskCompletionSource> flushes)
+    {
+        // A flush marker ends the batch, so it completes as soon as the records before it are committed.
+        while (batch.Count < _options.MaxBatch && flushes.Count == 0 && reader.TryRead(out var item))
+        {
+            if (item.Flush is { } flush)
+            {
+                flushes.Add(flush);
+            }
+            else
+            {
+                batch.Add(item);
+            }
+        }
+    }
+
+    /// <summary>A stop ran out of time with the database still failing: what is journaled waits for the next start.</summary>
+    private void Abandon(List<Queued> batch, List<TaskCompletionSource> flushes)
+    {
+        while (_queue.Reader.TryRead(out var item))
+        {
+            if (item.Flush is { } flush)
+            {
+                flushes.Add(flush);
+            }
+            else
+            {
+                batch.Add(item);
+            }
+        }
+        var lost = batch.Count(p => p.Slot < 0);
+        Log.Abandoned(_logger, batch.Count - lost, lost);
+        foreach (var flush in flushes)
+        {
+            flush.TrySetCanceled();
+        }
+    }
+
+    private static void Commit(SqliteConnection connection, InsertStatement insert, List<Queued> batch)
+    {
+        using var transaction = connection.BeginTransaction();
+        foreach (var item in batch)
+        {
+            insert.Insert(item.Record!);
+        }
+        transaction.Commit();
+    }
+
+    private void CommitLate(UsageRecord record)
+    {
+        try
+        {
+            using var connection = new SqliteConnection(_connectionString);
+            connection.Open();
+            using var insert = new InsertStatement(connection);
+            insert.Insert(record);
+            Interlocked.Increment(ref _committed);
+        }
+        catch (Exception ex)
+        {
+            Log.LateRecordLost(_logger, ex);
+        }
+    }
+
+    /// <summary>
+    /// The prepared INSERT, bound and stepped through SQLite's own API. Why not <see cref="SqliteCommand"/>: its
+    /// per-execution work (a data reader per call, every parameter looked up by name, boxed values) cost as much CPU as
+    /// SQLite's insert itself, and the commit loop shares two cores with the requests it records. Transactions still go
+    /// through <see cref="SqliteConnection"/>, whose busy handling waits out another writer's lock.
+    /// </summary>
+    private sealed class InsertStatement : IDisposable
+    {
+        private readonly SqliteConnection _connection;
+        private readonly sqlite3_stmt _statement;
+
+        public InsertStatement(SqliteConnection connection)
+        {
+            _connection = connection;
+            var rc = raw.sqlite3_prepare_v2(connection.Handle, InsertSql, out _statement);
+            SqliteException.ThrowExceptionForRC(rc, connection.Handle);
+        }
+
+        /// <summary>Inserts a record the way EF Core stores <see cref="UsageRecordEntity"/>: Unix milliseconds, booleans as 0/1.</summary>
+        public void Insert(UsageRecord r)
+        {
+            var s = _statement;
+            try
+            {
+                Text(1, r.RequestId);
+                Check(raw.sqlite3_bind_int64(s, 2, r.CreatedAt.ToUnixTimeMilliseconds()));
+                Text(3, r.WorkspaceId);
+                Text(4, r.KeyId);
+                Text(5, r.AppId);
+                Text(6, r.UserId);
+                Text(7, r.GrantId);
+                Text(8, r.Task);
+                Text(9, r.Model);
+                Text(10, r.ServedBy);
+                Text(11, r.ServedById);
+                Text(12, r.Capacity);
+                Check(raw.sqlite3_bind_int64(s, 13, r.Stream ? 1 : 0));
+                Text(14, r.Status);
+                Check(raw.sqlite3_bind_int64(s, 15, r.HttpStatus));
+                Check(raw.sqlite3_bind_int64(s, 16, r.Usage.PromptTokens));
+                Check(raw.sqlite3_bind_int64(s, 17, r.Usage.CompletionTokens));
+                Check(raw.sqlite3_bind_int64(s, 18, r.Usage.TotalTokens));
+                Check(raw.sqlite3_bind_int64(s, 19, r.Usage.CachedTokens));
+                Check(raw.sqlite3_bind_int64(s, 20, r.Usage.AudioMilliseconds));
+                Check(raw.sqlite3_bind_int64(s, 21, r.Usage.Estimated ? 1 : 0));
+                Check(raw.sqlite3_bind_int64(s, 22, r.CostPicoUsd));
+                Check(r.TimeToFirstByteMicroseconds is { } ttfb ? raw.sqlite3_bind_int64(s, 23, ttfb) : raw.sqlite3_bind_null(s, 23));
+                Check(raw.sqlite3_bind_int64(s, 24, r.DurationMicroseconds));
+                var rc = raw.sqlite3_step(s);
+                if (rc != raw.SQLITE_DONE)
+                {
+                    SqliteException.ThrowExceptionForRC(rc, _connection.Handle);
+                }
+            }
+            finally
+            {
+                raw.sqlite3_reset(s);
+            }
+        }
+
+        private void Text(int index, string? value) =>
+            Check(value is null ? raw.sqlite3_bind_null(_statement, index) : raw.sqlite3_bind_text16(_statement, index, value));
+
+        private void Check(int rc)
+        {
+            if (rc != raw.SQLITE_OK)
+            {
+                SqliteException.ThrowExceptionForRC(rc, _connection.Handle);
+            }
+        }
+
+        public void Dispose() => _statement.Dispose();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+        // Normally the hosted service has stopped the loop already; a host disposed without a stop still gets its flush,
+        // bounded so that a dead database cannot hang disposal (what is left stays journaled).
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await StopAsync(timeout.Token).ConfigureAwait(false);
+        _journal.Dispose();
+        _abandon.Dispose();
+    }
+
+    public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
+
+    private readonly record struct Queued(UsageRecord? Record, int Slot, TaskCompletionSource? Flush);
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 8010, Level = LogLevel.Information, Message = "Usage ledger recovered {Records} records from {Path}: {Finished} finished, {Interrupted} interrupted")]
+        public static partial void Recovered(ILogger logger, int records, int finished, int interrupted, string path);
+
+        [LoggerMessage(EventId = 8011, Level = LogLevel.Warning, Message = "Usage ledger could not commit {Records} records; retrying in {DelayMs} ms")]
+        public static partial void CommitFailed(ILogger logger, int records, double delayMs, Exception exception);
+
+        [LoggerMessage(EventId = 8012, Level = LogLevel.Error, Message = "Usage ledger stopped before it could commit: {Journaled} records stay in the journal for the next start, {Lost} without a journal slot are lost")]
+        public static partial void Abandoned(ILogger logger, int journaled, int lost);
+
+        [LoggerMessage(EventId = 8013, Level = LogLevel.Error, Message = "Usage ledger had stopped and could not write a late record without a journal slot; it is lost")]
+        public static partial void LateRecordLost(ILogger logger, Exception exception);
+    }
+}

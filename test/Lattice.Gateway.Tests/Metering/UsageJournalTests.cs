@@ -1,0 +1,193 @@
+using Lattice.Gateway.Metering;
+using Lattice.Gateway.Tests.Infrastructure;
+using Lattice.Protocol.Metering;
+
+namespace Lattice.Gateway.Tests.Metering;
+
+/// <summary>The journal file on its own: what a reopened journal finds, torn and corrupt slots, ownership of the file.</summary>
+public sealed class UsageJournalTests : IDisposable
+{
+    private const int Slots = 16;
+    private const int SlotBytes = 2048;
+    private const int FileHeaderBytes = 4096;
+    private const int SlotHeaderBytes = 24;
+
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "lattice-journal-" + Guid.NewGuid().ToString("N"));
+
+    public void Dispose() => Hosts.DeleteDataDirectory(_dir);
+
+    private UsageJournal Open(LogSink? logs = null) => UsageJournal.Open(_dir, Slots, SlotBytes, logs?.CreateLogger("journal"));
+
+    [Fact]
+    public void Round_trip_finished_started_and_recorded_slots()
+    {
+        var provisional = LedgerHarness.Provisional("req_started");
+        var begun = LedgerHarness.Provisional("req_finished");
+        var final = LedgerHarness.NewRecord("req_finished", promptTokens: 100, completionTokens: 200) with
+        {
+            // Non-ASCII and escapes survive the trip.
+            Model = "lattice:personal:lat_ü\"x",
+            UserId = "usr_1",
+            GrantId = null,
+        };
+        var recorded = LedgerHarness.NewRecord("req_recorded", status: "model_not_found") with { ServedBy = null, Usage = Usage.None };
+        using (var journal = Open())
+        {
+            Assert.True(journal.TryBegin(provisional, out _));
+            Assert.True(journal.TryBegin(begun, out var slot));
+            Assert.True(journal.TryFinish(slot, final));
+            Assert.True(journal.TryRecord(recorded, out _));
+            Assert.Equal(Slots - 3, journal.FreeSlots);
+        }
+
+        using var reopened = Open();
+        var found = reopened.TakeLeftOvers().ToDictionary(r => r.Record.RequestId);
+        Assert.Equal(3, found.Count);
+        Assert.Equal(final, found["req_finished"].Record);
+        Assert.True(found["req_finished"].Finished);
+        Assert.Equal(recorded, found["req_recorded"].Record);
+        Assert.True(found["req_recorded"].Finished);
+        Assert.Equal(provisional, found["req_started"].Record);
+        Assert.False(found["req_started"].Finished);
+        // Left-over slots are not handed out until the ledger has committed and freed them.
+        Assert.Equal(Slots - 3, reopened.FreeSlots);
+        foreach (var record in found.Values)
+        {
+            reopened.Free(record.Slot);
+        }
+        Assert.Equal(Slots, reopened.FreeSlots);
+        Assert.Empty(reopened.TakeLeftOvers());
+    }
+
+    [Fact]
+    public void A_started_request_is_recovered_as_interrupted_whatever_status_it_was_journaled_with()
+    {
+        using (var journal = Open())
+        {
+            Assert.True(journal.TryBegin(LedgerHarness.NewRecord("req_1", UsageStatuses.Ok), out _));
+        }
+        using var reopened = Open();
+        Assert.Equal(UsageStatuses.Interrupted, Assert.Single(reopened.TakeLeftOvers()).Record.Status);
+    }
+
+    [Fact]
+    public void A_slot_with_a_flipped_payload_byte_is_skipped_and_logged()
+    {
+        int corrupt;
+        using (var journal = Open())
+        {
+            Assert.True(journal.TryRecord(LedgerHarness.NewRecord("req_good"), out _));
+            Assert.True(journal.TryRecord(LedgerHarness.NewRecord("req_bad"), out corrupt));
+        }
+        FlipByte(corrupt, SlotHeaderBytes + 20);
+
+        var logs = new LogSink();
+        using var reopened = Open(logs);
+        var found = reopened.TakeLeftOvers();
+        Assert.Equal("req_good", Assert.Single(found).Record.RequestId);
+        Assert.Contains(logs.Entries, e => e.EventId == 8001);
+        // The corrupt slot is freed at once; the good one waits for its commit.
+        Assert.Equal(Slots - 1, reopened.FreeSlots);
+    }
+
+    [Fact]
+    public void A_finished_slot_whose_final_record_is_damaged_falls_back_to_its_provisional_record()
+    {
+        int slot;
+        int provisionalLength;
+        using (var journal = Open())
+        {
+            Assert.True(journal.TryBegin(LedgerHarness.Provisional("req_1"), out slot));
+            Assert.True(journal.TryFinish(slot, LedgerHarness.NewRecord("req_1")));
+        }
+        provisionalLength = BitConverter.ToInt32(ReadSlot(slot), 4);
+        FlipByte(slot, SlotHeaderBytes + provisionalLength + 5);
+
+        var logs = new LogSink();
+        using var reopened = Open(logs);
+        var found = Assert.Single(reopened.TakeLeftOvers());
+        Assert.False(found.Finished);
+        Assert.Equal(LedgerHarness.Provisional("req_1"), found.Record);
+        Assert.Contains(logs.Entries, e => e.EventId == 8002);
+    }
+
+    [Fact]
+    public void A_torn_write_leaves_the_slot_as_it_was()
+    {
+        // A kill while the final record was being copied: payload bytes written, state byte not yet. The slot still says
+        // started and its provisional record is intact.
+        int slot;
+        using (var journal = Open())
+        {
+            Assert.True(journal.TryBegin(LedgerHarness.Provisional("req_1"), out slot));
+        }
+        var bytes = ReadSlot(slot);
+        var provisionalLength = BitConverter.ToInt32(bytes, 4);
+        using (var file = new FileStream(Path.Combine(_dir, UsageJournal.FileName), FileMode.Open, FileAccess.Write))
+        {
+            file.Position = FileHeaderBytes + (long)slot * SlotBytes + SlotHeaderBytes + provisionalLength;
+            file.Write(Enumerable.Repeat((byte)'x', 300).ToArray());
+        }
+        using var reopened = Open();
+        var found = Assert.Single(reopened.TakeLeftOvers());
+        Assert.Equal(UsageStatuses.Interrupted, found.Record.Status);
+    }
+
+    [Fact]
+    public void A_record_too_large_for_a_slot_is_refused_and_the_slot_stays_free()
+    {
+        using var journal = Open();
+        var huge = LedgerHarness.NewRecord("req_1") with { Model = new string('m', SlotBytes) };
+        Assert.False(journal.TryRecord(huge, out var slot));
+        Assert.Equal(-1, slot);
+        Assert.False(journal.TryBegin(huge, out _));
+        Assert.Equal(Slots, journal.FreeSlots);
+    }
+
+    [Fact]
+    public void A_second_owner_in_the_same_directory_gets_its_own_file()
+    {
+        using var first = Open();
+        using var second = Open();
+        Assert.Equal(Path.Combine(_dir, UsageJournal.FileName), first.Path);
+        Assert.Equal(Path.Combine(_dir, "usage-journal-1.bin"), second.Path);
+    }
+
+    [Fact]
+    public void A_journal_holding_records_keeps_its_geometry_until_it_is_empty()
+    {
+        using (var journal = Open())
+        {
+            Assert.True(journal.TryRecord(LedgerHarness.NewRecord("req_1"), out _));
+        }
+        using (var kept = UsageJournal.Open(_dir, Slots * 2, SlotBytes * 2))
+        {
+            Assert.Equal(Slots, kept.SlotCount);
+            var found = Assert.Single(kept.TakeLeftOvers());
+            kept.Free(found.Slot);
+        }
+        using var reshaped = UsageJournal.Open(_dir, Slots * 2, SlotBytes * 2);
+        Assert.Equal(Slots * 2, reshaped.SlotCount);
+        Assert.Equal(SlotBytes * 2, reshaped.SlotBytes);
+        Assert.Equal(Slots * 2, reshaped.FreeSlots);
+    }
+
+    private byte[] ReadSlot(int slot)
+    {
+        using var file = new FileStream(Path.Combine(_dir, UsageJournal.FileName), FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        var bytes = new byte[SlotBytes];
+        file.Position = FileHeaderBytes + (long)slot * SlotBytes;
+        file.ReadExactly(bytes);
+        return bytes;
+    }
+
+    private void FlipByte(int slot, int offsetInSlot)
+    {
+        using var file = new FileStream(Path.Combine(_dir, UsageJournal.FileName), FileMode.Open, FileAccess.ReadWrite);
+        var at = FileHeaderBytes + (long)slot * SlotBytes + offsetInSlot;
+        file.Position = at;
+        var b = file.ReadByte();
+        file.Position = at;
+        file.WriteByte((byte)(b ^ 0x01));
+    }
+}

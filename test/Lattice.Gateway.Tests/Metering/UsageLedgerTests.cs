@@ -1,0 +1,254 @@
+using Lattice.Gateway.Metering;
+using Lattice.Protocol.Metering;
+using Microsoft.Data.Sqlite;
+
+namespace Lattice.Gateway.Tests.Metering;
+
+/// <summary>The ledger against a real SQLite database: exactly once, crash recovery, group commit, a full journal, a locked database.</summary>
+public sealed class UsageLedgerTests : IAsyncLifetime
+{
+    private static readonly TimeSpan Timeout = LedgerHarness.Timeout;
+    private LedgerHarness _harness = null!;
+
+    public async Task InitializeAsync() => _harness = await LedgerHarness.CreateAsync();
+
+    public async Task DisposeAsync() => await _harness.DisposeAsync();
+
+    [Fact]
+    public async Task Flush_makes_every_record_visible_and_empties_the_journal()
+    {
+        var ledger = await _harness.OpenAsync();
+        for (var i = 0; i < 100; i++)
+        {
+            ledger.Record(LedgerHarness.NewRecord($"req_{i:D3}"));
+        }
+        await ledger.FlushAsync().WaitAsync(Timeout);
+
+        Assert.Equal(100, (await _harness.RowsAsync()).Count);
+        Assert.Equal(100, ledger.Committed);
+        Assert.Equal(0, ledger.Pending);
+        Assert.Equal(0, ledger.Unjournaled);
+        Assert.Equal(ledger.Journal.SlotCount, ledger.Journal.FreeSlots);
+    }
+
+    [Fact]
+    public async Task A_committed_row_reads_back_through_ef_core_as_the_same_record()
+    {
+        // The ledger writes with hand-bound ADO.NET; the usage API reads with EF Core. They must agree on every column.
+        var ledger = await _harness.OpenAsync();
+        var full = LedgerHarness.NewRecord("req_full") with { AppId = "app_1", UserId = "usr_1", GrantId = "grant_1", Usage = new Usage(1, 2, 3, 4, 5, Estimated: true) };
+        var sparse = LedgerHarness.NewRecord("req_sparse", status: "model_not_found") with
+        {
+            KeyId = null, ServedBy = null, ServedById = null, Capacity = null, Stream = false, HttpStatus = 404,
+            Usage = Usage.None, CostPicoUsd = 0, TimeToFirstByteMicroseconds = null, DurationMicroseconds = 0,
+        };
+        ledger.Record(full);
+        ledger.Record(sparse);
+        await ledger.FlushAsync().WaitAsync(Timeout);
+
+        Assert.Equal([full, sparse], await _harness.RowsAsync());
+    }
+
+    [Fact]
+    public async Task Complete_twice_writes_one_row_with_the_first_final_record()
+    {
+        var ledger = await _harness.OpenAsync();
+        var entry = ledger.Begin(LedgerHarness.Provisional("req_1"));
+        Assert.True(entry.IsJournaled);
+        var first = LedgerHarness.NewRecord("req_1", promptTokens: 1);
+        ledger.Complete(entry, first);
+        ledger.Complete(entry, LedgerHarness.NewRecord("req_1", promptTokens: 2));
+        await ledger.FlushAsync().WaitAsync(Timeout);
+
+        Assert.Equal(first, Assert.Single(await _harness.RowsAsync()));
+        Assert.Equal(1, ledger.Committed);
+    }
+
+    [Fact]
+    public async Task The_same_request_recorded_again_keeps_its_first_row()
+    {
+        var ledger = await _harness.OpenAsync();
+        var first = LedgerHarness.NewRecord("req_1", promptTokens: 1);
+        ledger.Record(first);
+        await ledger.FlushAsync().WaitAsync(Timeout);
+        ledger.Record(LedgerHarness.NewRecord("req_1", promptTokens: 2));
+        await ledger.FlushAsync().WaitAsync(Timeout);
+
+        Assert.Equal(first, Assert.Single(await _harness.RowsAsync()));
+    }
+
+    [Fact]
+    public void Complete_with_another_requests_record_is_a_bug()
+    {
+        var journal = UsageJournal.Open(_harness.DataDirectory, 16, 2048);
+        using var ledger = new UsageLedger(journal, _harness.ConnectionString, new MeteringOptions(), Microsoft.Extensions.Logging.Abstractions.NullLogger<UsageLedger>.Instance);
+        var entry = ledger.Begin(LedgerHarness.Provisional("req_1"));
+        Assert.Throws<ArgumentException>(() => ledger.Complete(entry, LedgerHarness.NewRecord("req_2")));
+    }
+
+    [Fact]
+    public async Task After_a_crash_finished_records_appear_once_and_requests_in_flight_as_interrupted()
+    {
+        // Nothing committed before the "kill": the loop never ran, as if the process died before its first group commit.
+        var crashed = await _harness.OpenAsync(start: false);
+        var done = new List<UsageRecord>();
+        for (var i = 0; i < 5; i++)
+        {
+            var entry = crashed.Begin(LedgerHarness.Provisional($"req_done_{i}"));
+            var final = LedgerHarness.NewRecord($"req_done_{i}", promptTokens: 100 + i);
+            crashed.Complete(entry, final);
+            done.Add(final);
+        }
+        var rejected = LedgerHarness.NewRecord("req_rejected", status: "invalid_api_key") with { HttpStatus = 401, Usage = Usage.None };
+        crashed.Record(rejected);
+        var inFlight = crashed.Begin(LedgerHarness.Provisional("req_in_flight"));
+        Assert.True(inFlight.IsJournaled);
+        await LedgerHarness.CrashAsync(crashed);
+        Assert.Empty(await _harness.RowsAsync());
+
+        // Keep the journal as the kill left it, to replay a second crash: one after the recovery committed but before it
+        // freed the slots.
+        var killed = File.ReadAllBytes(_harness.JournalPath);
+
+        var restarted = await _harness.OpenAsync();
+        await AssertRecoveredAsync();
+        Assert.Equal(restarted.Journal.SlotCount, restarted.Journal.FreeSlots);
+        await restarted.DisposeAsync();
+
+        File.WriteAllBytes(_harness.JournalPath, killed);
+        var again = await _harness.OpenAsync();
+        await AssertRecoveredAsync();
+        Assert.Contains(_harness.Logs.Entries, e => e.EventId == 8010);
+
+        async Task AssertRecoveredAsync()
+        {
+            var rows = (await _harness.RowsAsync()).ToDictionary(r => r.RequestId);
+            Assert.Equal(7, rows.Count);
+            foreach (var final in done)
+            {
+                Assert.Equal(final, rows[final.RequestId]);
+            }
+            Assert.Equal(rejected, rows["req_rejected"]);
+            Assert.Equal(LedgerHarness.Provisional("req_in_flight"), rows["req_in_flight"]);
+            Assert.Equal(UsageStatuses.Interrupted, rows["req_in_flight"].Status);
+        }
+    }
+
+    [Fact]
+    public async Task Slots_are_reused_after_commit()
+    {
+        var ledger = await _harness.OpenAsync(new MeteringOptions { JournalSlots = 16 });
+        for (var wave = 0; wave < 40; wave++)
+        {
+            for (var i = 0; i < 10; i++)
+            {
+                var id = $"req_{wave:D2}_{i}";
+                var entry = ledger.Begin(LedgerHarness.Provisional(id));
+                Assert.True(entry.IsJournaled);
+                ledger.Complete(entry, LedgerHarness.NewRecord(id));
+            }
+            await ledger.FlushAsync().WaitAsync(Timeout);
+        }
+
+        Assert.Equal(400, (await _harness.RowsAsync()).Count);
+        Assert.Equal(0, ledger.Unjournaled);
+        Assert.Equal(16, ledger.Journal.FreeSlots);
+    }
+
+    [Fact]
+    public async Task A_full_journal_falls_back_without_losing_records()
+    {
+        var ledger = await _harness.OpenAsync(new MeteringOptions { JournalSlots = 16 });
+        var entries = Enumerable.Range(0, 20).Select(i => ledger.Begin(LedgerHarness.Provisional($"req_{i:D2}"))).ToList();
+        Assert.Equal(16, entries.Count(e => e.IsJournaled));
+        Assert.Equal(4, ledger.Unjournaled);
+        ledger.Record(LedgerHarness.NewRecord("req_extra"));
+        Assert.Equal(5, ledger.Unjournaled);
+
+        foreach (var entry in entries)
+        {
+            ledger.Complete(entry, LedgerHarness.NewRecord(entry.RequestId));
+        }
+        await ledger.FlushAsync().WaitAsync(Timeout);
+
+        var rows = await _harness.RowsAsync();
+        Assert.Equal(21, rows.Count);
+        Assert.All(rows, r => Assert.Equal(UsageStatuses.Ok, r.Status));
+        Assert.Equal(16, ledger.Journal.FreeSlots);
+    }
+
+    [Fact]
+    public async Task A_graceful_stop_commits_everything_queued()
+    {
+        // A long linger, so that the stop, not the timer, has to end the batch.
+        var ledger = await _harness.OpenAsync(new MeteringOptions { MaxBatchDelay = TimeSpan.FromMilliseconds(50) });
+        for (var i = 0; i < 1000; i++)
+        {
+            ledger.Record(LedgerHarness.NewRecord($"req_{i:D4}"));
+        }
+        await ledger.StopAsync().WaitAsync(Timeout);
+
+        Assert.Equal(1000, (await _harness.RowsAsync()).Count);
+        Assert.Equal(0, ledger.Pending);
+        Assert.Equal(ledger.Journal.SlotCount, ledger.Journal.FreeSlots);
+
+        // A request that outlives the stop is not lost: journaled, it waits for the next start…
+        ledger.Record(LedgerHarness.NewRecord("req_late"));
+        Assert.Equal(ledger.Journal.SlotCount - 1, ledger.Journal.FreeSlots);
+        await ledger.FlushAsync().WaitAsync(Timeout);
+        await ledger.DisposeAsync();
+        await _harness.OpenAsync();
+        Assert.Equal(1001, (await _harness.RowsAsync()).Count);
+    }
+
+    [Fact]
+    public async Task A_locked_database_is_retried_until_the_records_are_in()
+    {
+        // A short busy timeout so that the lock surfaces as a failed commit quickly, rather than inside SQLite's own wait.
+        var ledger = await _harness.OpenAsync(connectionString: _harness.ConnectionString + ";Default Timeout=1");
+        await using var blocker = new SqliteConnection(_harness.ConnectionString);
+        await blocker.OpenAsync();
+        await using (var begin = blocker.CreateCommand())
+        {
+            begin.CommandText = "BEGIN EXCLUSIVE";
+            await begin.ExecuteNonQueryAsync();
+        }
+
+        ledger.Record(LedgerHarness.NewRecord("req_1"));
+        var flushed = ledger.FlushAsync();
+        await _harness.Logs.WaitForAsync(8011).WaitAsync(Timeout);
+        Assert.False(flushed.IsCompleted);
+        Assert.Equal(1, ledger.Pending);
+        Assert.Equal(ledger.Journal.SlotCount - 1, ledger.Journal.FreeSlots);
+
+        await using (var rollback = blocker.CreateCommand())
+        {
+            rollback.CommandText = "ROLLBACK";
+            await rollback.ExecuteNonQueryAsync();
+        }
+        await flushed.WaitAsync(Timeout);
+        Assert.Equal("req_1", Assert.Single(await _harness.RowsAsync()).RequestId);
+    }
+
+    [Fact]
+    public async Task Concurrent_requests_each_get_exactly_one_row()
+    {
+        var ledger = await _harness.OpenAsync(new MeteringOptions { JournalSlots = 64, MaxBatch = 32 });
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(t => Task.Run(() =>
+        {
+            for (var i = 0; i < 500; i++)
+            {
+                var id = $"req_{t}_{i:D3}";
+                var entry = ledger.Begin(LedgerHarness.Provisional(id));
+                ledger.Complete(entry, LedgerHarness.NewRecord(id));
+                ledger.Complete(entry, LedgerHarness.NewRecord(id, promptTokens: 999));
+            }
+        }))).WaitAsync(Timeout);
+        await ledger.FlushAsync().WaitAsync(Timeout);
+
+        var rows = await _harness.RowsAsync();
+        Assert.Equal(2000, rows.Count);
+        Assert.All(rows, r => Assert.Equal(12, r.Usage.PromptTokens));
+        Assert.Equal(64, ledger.Journal.FreeSlots);
+    }
+}
