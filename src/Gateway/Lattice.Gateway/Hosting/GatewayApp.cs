@@ -59,15 +59,10 @@ public static class GatewayApp
         });
 
         services.AddPersistence();
-        services.AddMetering();
         services.AddAuth();
         services.AddCatalog();
         services.AddMetering();
         services.AddTasks();
-        // TEMPORARY until the ledger branch's AddMetering lands.
-        services.AddSingleton<Metering.UsageLedger>();
-        services.AddSingleton<Metering.TokenEstimator>();
-        services.AddSingleton<Metering.UsageMeter>();
         services.AddUpstreams();
         services.AddRuntimes();
         services.AddIdentityServer();
@@ -141,12 +136,6 @@ public static class GatewayApp
     private static IServiceCollection AddCatalog(this IServiceCollection services)
     {
         services.AddSingleton<CatalogStore>();
-        return services;
-    }
-
-    private static IServiceCollection AddMetering(this IServiceCollection services)
-    {
-        services.AddSingleton<WorkspacePrices>();
         return services;
     }
 

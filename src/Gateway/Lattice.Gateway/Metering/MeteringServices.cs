@@ -22,6 +22,9 @@ public static class MeteringServices
         // Registered after the database initializer (which migrates and runs the ledger's recovery), so the loop starts
         // on a ready database; hosted services stop in reverse order, after the server has drained its requests.
         services.AddHostedService<UsageLedgerService>();
+        services.AddSingleton<WorkspacePrices>();
+        services.AddSingleton<TokenEstimator>();
+        services.AddSingleton<UsageMeter>();
         return services;
     }
 }

@@ -47,25 +47,8 @@ namespace Lattice.Gateway.Metering
     }
 
 
-    public sealed class LedgerEntry;
 
-    public sealed class UsageLedger
-    {
-        public LedgerEntry Begin(UsageRecord provisional) => new();
-        public void Complete(LedgerEntry entry, UsageRecord final) { }
-        public void Record(UsageRecord final) { }
-    }
 }
 
 
 
-namespace Lattice.Gateway.Metering
-{
-    public static class UsageLedgerFlushPlaceholder
-    {
-        extension(UsageLedger ledger)
-        {
-            public Task FlushAsync() => Task.CompletedTask;
-        }
-    }
-}
