@@ -3,6 +3,7 @@ using Lattice.Gateway.Admin;
 using Lattice.Gateway.Auth;
 using Lattice.Gateway.Catalog;
 using Lattice.Gateway.Identity;
+using Lattice.Gateway.Metering;
 using Lattice.Gateway.OpenAi;
 using Lattice.Gateway.Persistence;
 using Lattice.Gateway.Runtimes;
@@ -63,6 +64,7 @@ public static class GatewayApp
         services.AddTasks();
         services.AddUpstreams();
         services.AddRuntimes();
+        services.AddMetering();
         services.AddIdentityServer();
         return services;
     }
