@@ -158,4 +158,17 @@ public sealed class TokenEstimatorTests
         Assert.Equal(9, usage.PromptTokens);
         Assert.Equal(0, usage.CompletionTokens);
     }
+
+    [Fact]
+    public void One_shared_instance_counts_the_same_from_many_threads()
+    {
+        byte[] request = B(Cookbook);
+        var counts = new long[64];
+        Parallel.For(0, counts.Length, new ParallelOptions { MaxDegreeOfParallelism = 8 }, i =>
+            counts[i] = Estimator.EstimateChat(request, default, sse: false, i % 2 == 0 ? "gpt-4o" : "gpt-4").PromptTokens);
+        for (int i = 0; i < counts.Length; i++)
+        {
+            Assert.Equal(i % 2 == 0 ? 124 : 129, counts[i]);
+        }
+    }
 }
