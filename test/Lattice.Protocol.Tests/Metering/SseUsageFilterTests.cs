@@ -182,6 +182,18 @@ public sealed class SseUsageFilterTests
         Assert.Equal(new Usage(2, 0, 2), filter.Usage);
     }
 
+    [Theory]
+    [InlineData("{\"x\":{\"usage\":null},\"usage\":{\"prompt_tokens\":1}}")]
+    [InlineData("{\"note\":\"usage\",\"usage\" : {\"prompt_tokens\":1}}")]
+    [InlineData("{\"kind\":\"usage\",\"x\":{\"usage\":{\"prompt_tokens\":7}},\"usage\":{\"prompt_tokens\":1}}")]
+    public void The_usage_is_found_after_other_mentions_of_its_key(string chunk)
+    {
+        string stream = Event(chunk, "\n");
+        var (output, filter) = Run(stream, strip: false);
+        Assert.Equal(stream, output);
+        Assert.Equal(new Usage(1, 0, 1), filter.Usage);
+    }
+
     [Fact]
     public void In_strip_mode_a_usage_object_on_a_chunk_with_choices_is_cut_but_the_chunk_kept()
     {
@@ -196,6 +208,8 @@ public sealed class SseUsageFilterTests
     [InlineData("{ \"usage\": null, \"a\":1}", "{ \"a\":1}")]
     [InlineData("{\"usage\":null}", "{}")]
     [InlineData("{\"x\":{\"usage\":null},\"usage\":null}", "{\"x\":{\"usage\":null}}")]
+    [InlineData("{\"x\":{\"a\":1,\"usage\":null},\"y\":2}", "{\"x\":{\"a\":1,\"usage\":null},\"y\":2}")]
+    [InlineData("{\"choices\":[],\"x\":{\"a\":1,\"usage\":null}}", "{\"choices\":[],\"x\":{\"a\":1,\"usage\":null}}")]
     public void Strip_mode_cuts_only_the_top_level_member_and_its_comma(string chunk, string expected)
     {
         var (output, _) = Run(Event(chunk, "\n"), strip: true);

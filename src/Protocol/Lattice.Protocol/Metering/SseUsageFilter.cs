@@ -18,7 +18,9 @@ public sealed class SseUsageFilter : IDisposable
 {
     private const int MinimumHeld = 4096;
 
-    private readonly byte[] _key;
+    // The key without its opening quote: searching for a needle that starts and ends with '"' checks a candidate at
+    // nearly every quote of a JSON chunk; 'u'…'"' is rare, and the quote before it is checked by hand.
+    private readonly byte[] _keyTail;
     private readonly string? _usagePath;
     private readonly string _unit;
     private readonly bool _strip;
@@ -47,7 +49,7 @@ public sealed class SseUsageFilter : IDisposable
         _usagePath = string.IsNullOrEmpty(usagePath) ? null : usagePath;
         _unit = unit;
         string last = _usagePath is null ? "usage" : _usagePath[(_usagePath.LastIndexOf('.') + 1)..];
-        _key = Encoding.UTF8.GetBytes("\"" + last + "\"");
+        _keyTail = Encoding.UTF8.GetBytes(last + "\"");
     }
 
     /// <summary>Bytes of an event not yet complete, held until the next <see cref="Push"/> (or <see cref="Flush"/>).</summary>
@@ -125,7 +127,8 @@ public sealed class SseUsageFilter : IDisposable
 
     private void Forward(ReadOnlySpan<byte> sseEvent, IBufferWriter<byte> output)
     {
-        if (sseEvent.IndexOf(_key) < 0)
+        int keyAt = IndexOfKey(sseEvent, 0);
+        if (keyAt < 0)
         {
             // The common case: a content chunk of a client that did not ask for usage. Copied unparsed.
             if (!SawDone && sseEvent.Length < 64 && SseEvents.IsDone(sseEvent))
@@ -137,13 +140,26 @@ public sealed class SseUsageFilter : IDisposable
             return;
         }
 
-        bool hasUsageObject = HasValueAfterKey(sseEvent);
-        if (hasUsageObject && UsageReader.TryReadSseEvent(sseEvent, _usagePath, _unit, out Usage usage))
+        int dataLines = SseEvents.FindData(sseEvent, out int start, out int length);
+        if (_strip && dataLines == 1)
+        {
+            // OpenAI-shaped chunks end with the usage member. When a document ends `,"usage":null}` that member can
+            // only be the top-level one (the last `}` closes the root), so it is cut without parsing the chunk.
+            ReadOnlySpan<byte> json = sseEvent.Slice(start, length);
+            if (json.EndsWith(",\"usage\":null}"u8))
+            {
+                int cut = start + length - 14;
+                Write(sseEvent[..cut], output, sseEvent[(cut + 13)..]);
+                return;
+            }
+        }
+
+        if (HasValueAfterKey(sseEvent, keyAt) && UsageReader.TryReadSseEvent(sseEvent, _usagePath, _unit, out Usage usage))
         {
             Usage = usage;
         }
 
-        if (!_strip || SseEvents.FindData(sseEvent, out int start, out int length) != 1)
+        if (!_strip || dataLines != 1)
         {
             // Without strip mode events pass unchanged. A JSON document split over several data lines is never one
             // the gateway's own include_usage produced from an OpenAI-shaped target, so it too passes unchanged.
@@ -166,20 +182,35 @@ public sealed class SseUsageFilter : IDisposable
         Write(sseEvent[..(start + cutStart)], output, sseEvent[(start + cutEnd)..]);
     }
 
-    /// <summary>Whether some occurrence of the key is followed by an object (or, for a bare count, a number).</summary>
-    private bool HasValueAfterKey(ReadOnlySpan<byte> sseEvent)
+    /// <summary>Where the quoted key starts (its opening quote), from <paramref name="from"/> on; -1 when absent.</summary>
+    private int IndexOfKey(ReadOnlySpan<byte> sseEvent, int from)
     {
-        int from = 0;
-        while (true)
+        while (from < sseEvent.Length)
         {
-            int at = sseEvent[from..].IndexOf(_key);
+            int at = sseEvent[from..].IndexOf(_keyTail);
             if (at < 0)
             {
-                return false;
+                return -1;
             }
 
-            int i = from + at + _key.Length;
-            i = SkipWhitespace(sseEvent, i);
+            int quote = from + at - 1;
+            if (quote >= 0 && sseEvent[quote] == '"')
+            {
+                return quote;
+            }
+
+            from += at + 1;
+        }
+
+        return -1;
+    }
+
+    /// <summary>Whether some occurrence of the key is followed by an object (or, for a bare count, a number).</summary>
+    private bool HasValueAfterKey(ReadOnlySpan<byte> sseEvent, int keyAt)
+    {
+        while (keyAt >= 0)
+        {
+            int i = SkipWhitespace(sseEvent, keyAt + 1 + _keyTail.Length);
             if (i < sseEvent.Length && sseEvent[i] == ':')
             {
                 i = SkipWhitespace(sseEvent, i + 1);
@@ -189,8 +220,10 @@ public sealed class SseUsageFilter : IDisposable
                 }
             }
 
-            from = i;
+            keyAt = IndexOfKey(sseEvent, keyAt + 1 + _keyTail.Length);
         }
+
+        return false;
     }
 
     private static int SkipWhitespace(ReadOnlySpan<byte> s, int i)
