@@ -33,7 +33,8 @@ public sealed class SseUsageFilter : IDisposable
 
     /// <param name="stripInjectedUsage">
     /// The gateway added <c>include_usage</c> the client did not ask for: drop the usage-only chunk and the
-    /// <c>"usage":null</c> member of every other chunk.
+    /// <c>"usage":null</c> member of every other chunk. Only chat completions have include_usage, so this mode looks
+    /// for chat's top-level <c>usage</c> member whatever <paramref name="usagePath"/> says.
     /// </param>
     /// <param name="keepWrittenBytes">
     /// Keep up to this many bytes of the forwarded events in <see cref="Written"/> (0: keep none), so that a stream
