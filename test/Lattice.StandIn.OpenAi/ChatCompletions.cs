@@ -354,7 +354,8 @@ internal static class ChatCompletions
             FinishReason = finish,
             ToolArguments = arguments,
             PromptTokens = request.PromptWords,
-            CompletionTokens = completionTokens,
+            // OpenAI bills every choice it generates: with n choices the completion count is their sum, streamed or not.
+            CompletionTokens = completionTokens * request.N,
         };
     }
 

@@ -82,7 +82,8 @@ public sealed class UpstreamMeteringTests(GatewayFixture gateway)
     {
         var (record, body) = await SendAsync(Chat("lovelace:fail-500-then-ok"));
         Assert.Contains("You said: one two three", body, StringComparison.Ordinal);
-        var offers = (await gateway.Admin.GetFromJsonAsync<JsonObject>("/admin/v1/models/lovelace:fail-500-then-ok"))!["offers"]!.AsArray();
+        var models = (await gateway.Admin.GetFromJsonAsync<JsonObject>("/admin/v1/models"))!["data"]!.AsArray();
+        var offers = models.Single(m => m!["id"]!.GetValue<string>() == "lovelace:fail-500-then-ok")!["offers"]!.AsArray();
         var second = offers.Single(o => o!["upstream_model"]!.GetValue<string>() == "standin-chat")!["id"]!.GetValue<string>();
         Assert.Equal(UsageStatuses.Ok, record.Status);
         Assert.Equal(second, record.ServedById);
@@ -183,7 +184,7 @@ public sealed class UpstreamMeteringTests(GatewayFixture gateway)
         {
             ["id"] = model,
             ["owned_by"] = "tests",
-            ["prices"] = new JsonObject { ["input_per_mtok"] = "2.5", ["output_per_mtok"] = "10", ["per_request"] = "0.001" },
+            ["prices"] = new JsonObject { ["input_per_mtok"] = 2.5m, ["output_per_mtok"] = 10, ["per_request"] = 0.001m },
             ["offers"] = new JsonArray(GatewayFixture.Offer(gateway.StandInUrl + "/v1", "standin-chat")),
         });
         var (record, _) = await SendAsync(Chat(model));

@@ -97,7 +97,8 @@ public sealed partial class Dispatcher(
         var sse = response.ContentType.StartsWith("text/event-stream", StringComparison.OrdinalIgnoreCase);
         sink.Start(response.Status, response.ContentType, sse || response.UsageInjected ? null : response.ContentLength, sse);
         var meterBody = request.Task.MeteringUnit != MeteringUnits.Requests;
-        var filter = sse ? new SseUsageFilter(response.UsageInjected, keepText: meterBody) : null;
+        // A stream keeps what it relayed (up to 1 MiB) only so that a cancelled one can be counted.
+        using var filter = sse ? new SseUsageFilter(response.UsageInjected, meterBody ? KeepStreamBytes : 0, request.Task.UsagePath, request.Task.MeteringUnit) : null;
         using var copy = !sse && meterBody ? new PooledCopy() : null;
         var writer = sink.Writer;
 
@@ -157,7 +158,16 @@ public sealed partial class Dispatcher(
 
         if (!cancelled && broken is null && filter is not null && !filter.SawDone)
         {
-            broken = GatewayError.UpstreamFailed("The stream ended before it was complete.");
+            if (filter.Pending.TrimEnd("\r\n"u8).SequenceEqual("data: [DONE]"u8))
+            {
+                // The last event lacks its blank line; it is still the end of the stream.
+                filter.Flush(writer);
+                await sink.FlushAsync(aborted);
+            }
+            else
+            {
+                broken = GatewayError.UpstreamFailed("The stream ended before it was complete.");
+            }
         }
 
         var ok = response.Status is >= 200 and < 300;
@@ -249,6 +259,8 @@ public sealed partial class Dispatcher(
         HttpStatus = status,
         DurationTicks = time.GetTimestamp() - request.StartTimestamp,
     };
+
+    private const int KeepStreamBytes = 1 << 20;
 
     [LoggerMessage(EventId = 3001, Level = LogLevel.Debug, Message = "Candidate {CandidateId} failed ({Code}); retryable: {Retryable}")]
     private static partial void LogCandidateFailed(ILogger logger, string candidateId, string code, bool retryable);

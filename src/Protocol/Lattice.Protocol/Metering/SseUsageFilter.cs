@@ -1,0 +1,401 @@
+using System.Buffers;
+using System.Text;
+using System.Text.Json;
+
+namespace Lattice.Protocol.Metering;
+
+/// <summary>
+/// Sits between a target's event stream and the client for one response: forwards whole server-sent events, notes
+/// the usage the target reports, and — when the gateway turned on <c>stream_options.include_usage</c> itself — takes
+/// that usage back out so the client gets the bytes it would have got without it.
+/// </summary>
+/// <remarks>
+/// Events are forwarded only once complete (ended by a blank line), so a usage report split across two reads is
+/// still seen whole and an event is never half-edited. An event without the usage key is copied as it is, unparsed;
+/// the common path allocates nothing. Not thread-safe: one instance per response, fed in order.
+/// </remarks>
+public sealed class SseUsageFilter : IDisposable
+{
+    private const int MinimumHeld = 4096;
+
+    // The key without its opening quote: searching for a needle that starts and ends with '"' checks a candidate at
+    // nearly every quote of a JSON chunk; 'u'…'"' is rare, and the quote before it is checked by hand.
+    private readonly byte[] _keyTail;
+    private readonly string? _usagePath;
+    private readonly string _unit;
+    private readonly bool _strip;
+    private readonly int _keepLimit;
+
+    private byte[] _held = [];
+    private int _heldLength;
+    private byte[] _kept = [];
+    private int _keptLength;
+
+    /// <param name="stripInjectedUsage">
+    /// The gateway added <c>include_usage</c> the client did not ask for: drop the usage-only chunk and the
+    /// <c>"usage":null</c> member of every other chunk. Only chat completions have include_usage, so this mode looks
+    /// for chat's top-level <c>usage</c> member whatever <paramref name="usagePath"/> says.
+    /// </param>
+    /// <param name="keepWrittenBytes">
+    /// Keep up to this many bytes of the forwarded events in <see cref="Written"/> (0: keep none), so that a stream
+    /// the client cancels can still be estimated from what it received.
+    /// </param>
+    /// <param name="usagePath">Where the usage sits in an event's JSON (dotted); its last segment is the key looked for.</param>
+    /// <param name="unit">The task's metering unit: <c>tokens</c>, <c>seconds</c> or <c>requests</c>.</param>
+    public SseUsageFilter(bool stripInjectedUsage = false, int keepWrittenBytes = 0, string? usagePath = "usage", string unit = "tokens")
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(keepWrittenBytes);
+        _strip = stripInjectedUsage;
+        _keepLimit = keepWrittenBytes;
+        _usagePath = string.IsNullOrEmpty(usagePath) ? null : usagePath;
+        _unit = unit;
+        string last = _usagePath is null ? "usage" : _usagePath[(_usagePath.LastIndexOf('.') + 1)..];
+        _keyTail = Encoding.UTF8.GetBytes(last + "\"");
+    }
+
+    /// <summary>Bytes of an event not yet complete, held until the next <see cref="Push"/> (or <see cref="Flush"/>).</summary>
+    public ReadOnlySpan<byte> Pending => _held.AsSpan(0, _heldLength);
+
+    /// <summary>The stream's end marker, <c>data: [DONE]</c>, has been forwarded.</summary>
+    public bool SawDone { get; private set; }
+
+    /// <summary>The usage of the last event that carried a usage object; null while none has.</summary>
+    public Usage? Usage { get; private set; }
+
+    /// <summary>The events forwarded so far, up to the byte cap given to the constructor (whole events only).</summary>
+    public ReadOnlySpan<byte> Written => _kept.AsSpan(0, _keptLength);
+
+    /// <summary>An event did not fit under the cap, so <see cref="Written"/> stops short of what was forwarded.</summary>
+    public bool WrittenTruncated { get; private set; }
+
+    /// <summary>Forwards every event that <paramref name="chunk"/> completes to <paramref name="output"/>; holds the rest.</summary>
+    public void Push(ReadOnlySpan<byte> chunk, IBufferWriter<byte> output)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        if (_heldLength > 0)
+        {
+            // Only the bytes that finish the held event join it; events wholly inside the chunk are never copied twice.
+            int end = SseEvents.FindEventEnd(Pending, chunk);
+            if (end < 0)
+            {
+                Hold(chunk);
+                return;
+            }
+
+            Hold(chunk[..end]);
+            chunk = chunk[end..];
+            int length = _heldLength;
+            _heldLength = 0;
+            Forward(_held.AsSpan(0, length), output);
+        }
+
+        while (chunk.Length > 0)
+        {
+            int end = SseEvents.FindEventEnd(default, chunk);
+            if (end < 0)
+            {
+                Hold(chunk);
+                return;
+            }
+
+            Forward(chunk[..end], output);
+            chunk = chunk[end..];
+        }
+    }
+
+    /// <summary>
+    /// At the end of the body: forwards the held bytes of an event the target never finished, unchanged, as a plain
+    /// relay would have.
+    /// </summary>
+    public void Flush(IBufferWriter<byte> output)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        if (_heldLength > 0)
+        {
+            output.Write(Pending);
+            Keep(Pending);
+            _heldLength = 0;
+        }
+    }
+
+    public void Dispose()
+    {
+        Return(ref _held);
+        Return(ref _kept);
+        _heldLength = 0;
+        _keptLength = 0;
+    }
+
+    private void Forward(ReadOnlySpan<byte> sseEvent, IBufferWriter<byte> output)
+    {
+        int keyAt = IndexOfKey(sseEvent, 0);
+        if (keyAt < 0)
+        {
+            // The common case: a content chunk of a client that did not ask for usage. Copied unparsed.
+            if (!SawDone && sseEvent.Length < 64 && SseEvents.IsDone(sseEvent))
+            {
+                SawDone = true;
+            }
+
+            Write(sseEvent, output);
+            return;
+        }
+
+        int dataLines = SseEvents.FindData(sseEvent, out int start, out int length);
+        if (_strip && dataLines == 1)
+        {
+            // OpenAI-shaped chunks end with the usage member. When a document ends `,"usage":null}` that member can
+            // only be the top-level one (the last `}` closes the root), so it is cut without parsing the chunk.
+            ReadOnlySpan<byte> json = sseEvent.Slice(start, length);
+            if (json.EndsWith(",\"usage\":null}"u8))
+            {
+                int cut = start + length - 14;
+                Write(sseEvent[..cut], output, sseEvent[(cut + 13)..]);
+                return;
+            }
+        }
+
+        if (HasValueAfterKey(sseEvent, keyAt) && UsageReader.TryReadSseEvent(sseEvent, _usagePath, _unit, out Usage usage))
+        {
+            Usage = usage;
+        }
+
+        if (!_strip || dataLines != 1)
+        {
+            // Without strip mode events pass unchanged. A JSON document split over several data lines is never one
+            // the gateway's own include_usage produced from an OpenAI-shaped target, so it too passes unchanged.
+            Write(sseEvent, output);
+            return;
+        }
+
+        if (!TryFindTopLevelUsage(sseEvent.Slice(start, length), out int cutStart, out int cutEnd, out bool usageOnly))
+        {
+            Write(sseEvent, output);
+            return;
+        }
+
+        if (usageOnly)
+        {
+            // The chunk that exists only because of include_usage: the client would never have seen it.
+            return;
+        }
+
+        Write(sseEvent[..(start + cutStart)], output, sseEvent[(start + cutEnd)..]);
+    }
+
+    /// <summary>Where the quoted key starts (its opening quote), from <paramref name="from"/> on; -1 when absent.</summary>
+    private int IndexOfKey(ReadOnlySpan<byte> sseEvent, int from)
+    {
+        while (from < sseEvent.Length)
+        {
+            int at = sseEvent[from..].IndexOf(_keyTail);
+            if (at < 0)
+            {
+                return -1;
+            }
+
+            int quote = from + at - 1;
+            if (quote >= 0 && sseEvent[quote] == '"')
+            {
+                return quote;
+            }
+
+            from += at + 1;
+        }
+
+        return -1;
+    }
+
+    /// <summary>Whether some occurrence of the key is followed by an object (or, for a bare count, a number).</summary>
+    private bool HasValueAfterKey(ReadOnlySpan<byte> sseEvent, int keyAt)
+    {
+        while (keyAt >= 0)
+        {
+            int i = SkipWhitespace(sseEvent, keyAt + 1 + _keyTail.Length);
+            if (i < sseEvent.Length && sseEvent[i] == ':')
+            {
+                i = SkipWhitespace(sseEvent, i + 1);
+                if (i < sseEvent.Length && (sseEvent[i] == '{' || sseEvent[i] == '-' || (uint)(sseEvent[i] - '0') <= 9))
+                {
+                    return true;
+                }
+            }
+
+            keyAt = IndexOfKey(sseEvent, keyAt + 1 + _keyTail.Length);
+        }
+
+        return false;
+    }
+
+    private static int SkipWhitespace(ReadOnlySpan<byte> s, int i)
+    {
+        while (i < s.Length && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
+        {
+            i++;
+        }
+
+        return i;
+    }
+
+    /// <summary>
+    /// Finds the top-level <c>usage</c> member of a chunk, with the comma that joins it to its neighbours, so that
+    /// cutting <c>[cutStart, cutEnd)</c> leaves the object the target would have sent without include_usage.
+    /// <paramref name="usageOnly"/>: usage is an object and <c>choices</c> is empty — the usage chunk itself.
+    /// </summary>
+    private static bool TryFindTopLevelUsage(ReadOnlySpan<byte> json, out int cutStart, out int cutEnd, out bool usageOnly)
+    {
+        cutStart = cutEnd = -1;
+        usageOnly = false;
+        bool choicesEmpty = false, usageObject = false;
+        int previousValueEnd = -1;
+        try
+        {
+            var reader = new Utf8JsonReader(json);
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+            {
+                return false;
+            }
+
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                int nameStart = (int)reader.TokenStartIndex;
+                if (reader.ValueTextEquals("usage"u8))
+                {
+                    reader.Read();
+                    usageObject = reader.TokenType == JsonTokenType.StartObject;
+                    reader.Skip();
+                    int valueEnd = (int)reader.BytesConsumed;
+                    if (previousValueEnd >= 0)
+                    {
+                        // `,"usage":…` — the comma after the previous member goes with it.
+                        cutStart = previousValueEnd;
+                        cutEnd = valueEnd;
+                    }
+                    else
+                    {
+                        // First member: `"usage":…,` — the following comma (and the space after it) goes instead.
+                        cutStart = nameStart;
+                        int i = SkipWhitespace(json, valueEnd);
+                        cutEnd = i < json.Length && json[i] == ',' ? SkipWhitespace(json, i + 1) : valueEnd;
+                    }
+
+                    previousValueEnd = valueEnd;
+                    continue;
+                }
+
+                bool choices = reader.ValueTextEquals("choices"u8);
+                reader.Read();
+                if (choices && reader.TokenType == JsonTokenType.StartArray)
+                {
+                    reader.Read();
+                    choicesEmpty = reader.TokenType == JsonTokenType.EndArray;
+                    if (!choicesEmpty)
+                    {
+                        // Finish the array: skip the rest of its elements.
+                        do
+                        {
+                            reader.Skip();
+                        }
+                        while (reader.Read() && reader.TokenType != JsonTokenType.EndArray);
+                    }
+                }
+                else
+                {
+                    reader.Skip();
+                }
+
+                previousValueEnd = (int)reader.BytesConsumed;
+            }
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
+
+        if (cutStart < 0)
+        {
+            return false;
+        }
+
+        usageOnly = usageObject && choicesEmpty;
+        return true;
+    }
+
+    private void Write(ReadOnlySpan<byte> bytes, IBufferWriter<byte> output)
+    {
+        output.Write(bytes);
+        Keep(bytes);
+    }
+
+    private void Write(ReadOnlySpan<byte> head, IBufferWriter<byte> output, ReadOnlySpan<byte> tail)
+    {
+        output.Write(head);
+        output.Write(tail);
+        if (CanKeep(head.Length + tail.Length))
+        {
+            Keep(head);
+            Keep(tail);
+        }
+    }
+
+    private bool CanKeep(int length)
+    {
+        if (_keepLimit == 0 || WrittenTruncated)
+        {
+            return false;
+        }
+
+        if (_keptLength + length > _keepLimit)
+        {
+            // Keep whole events only, so Written always parses as a stream.
+            WrittenTruncated = true;
+            return false;
+        }
+
+        return true;
+    }
+
+    private void Keep(ReadOnlySpan<byte> bytes)
+    {
+        if (!CanKeep(bytes.Length))
+        {
+            return;
+        }
+
+        Ensure(ref _kept, _keptLength, bytes.Length, _keepLimit);
+        bytes.CopyTo(_kept.AsSpan(_keptLength));
+        _keptLength += bytes.Length;
+    }
+
+    private void Hold(ReadOnlySpan<byte> bytes)
+    {
+        Ensure(ref _held, _heldLength, bytes.Length, int.MaxValue);
+        bytes.CopyTo(_held.AsSpan(_heldLength));
+        _heldLength += bytes.Length;
+    }
+
+    private static void Ensure(ref byte[] buffer, int used, int more, int cap)
+    {
+        int needed = used + more;
+        if (needed <= buffer.Length)
+        {
+            return;
+        }
+
+        int size = Math.Min(Math.Max(Math.Max(needed, MinimumHeld), buffer.Length * 2), Math.Max(cap, needed));
+        byte[] grown = ArrayPool<byte>.Shared.Rent(size);
+        buffer.AsSpan(0, used).CopyTo(grown);
+        Return(ref buffer);
+        buffer = grown;
+    }
+
+    private static void Return(ref byte[] buffer)
+    {
+        if (buffer.Length > 0)
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+
+        buffer = [];
+    }
+}
