@@ -96,7 +96,7 @@ public sealed partial class Dispatcher(
     {
         var sse = response.ContentType.StartsWith("text/event-stream", StringComparison.OrdinalIgnoreCase);
         sink.Start(response.Status, response.ContentType, sse || response.UsageInjected ? null : response.ContentLength, sse);
-        var meterBody = request.Task.MeteringUnit != MeteringUnits.Requests;
+        var meterBody = meter.Enabled && request.Task.MeteringUnit != MeteringUnits.Requests;
         // A stream keeps what it relayed (up to 1 MiB) only so that a cancelled one can be counted.
         using var filter = sse ? new SseUsageFilter(response.UsageInjected, meterBody ? KeepStreamBytes : 0, request.Task.UsagePath, request.Task.MeteringUnit) : null;
         using var copy = !sse && meterBody ? new PooledCopy() : null;

@@ -8,6 +8,12 @@ public sealed class MeteringOptions : IValidatableObject
     public const string Section = "Lattice:Metering";
 
     /// <summary>
+    /// Whether requests are metered at all. Off only to measure what metering costs (the benchmark's A/B): no record
+    /// is written, no usage is asked for or read.
+    /// </summary>
+    public bool Enabled { get; set; } = true;
+
+    /// <summary>
     /// Slots in <c>&lt;DataDirectory&gt;/usage-journal.bin</c>: how many requests can be in flight or awaiting their commit
     /// with a crash-proof record. Beyond it records are still committed, only not journaled (counted).
     /// </summary>

@@ -10,14 +10,22 @@ namespace Lattice.Gateway.Metering;
 /// <c>interrupted</c>), and when it ends prices the outcome and hands the record to the ledger. The only writer of
 /// usage records on the request path.
 /// </summary>
-public sealed class UsageMeter(UsageLedger ledger, TokenEstimator estimator, TimeProvider time)
+public sealed class UsageMeter(UsageLedger ledger, TokenEstimator estimator, TimeProvider time, Microsoft.Extensions.Options.IOptions<MeteringOptions> options)
 {
     public TokenEstimator Estimator => estimator;
 
-    public LedgerEntry Begin(TaskRequest request) => ledger.Begin(Provisional(request));
+    /// <summary>Off only for the benchmark's A/B (<see cref="MeteringOptions.Enabled"/>).</summary>
+    public bool Enabled { get; } = options.Value.Enabled;
 
-    public void Finish(LedgerEntry entry, TaskRequest request, DispatchOutcome outcome) =>
-        ledger.Complete(entry, Record(request, outcome));
+    public LedgerEntry? Begin(TaskRequest request) => Enabled ? ledger.Begin(Provisional(request)) : null;
+
+    public void Finish(LedgerEntry? entry, TaskRequest request, DispatchOutcome outcome)
+    {
+        if (entry is not null)
+        {
+            ledger.Complete(entry, Record(request, outcome));
+        }
+    }
 
     /// <summary>The record as known before anything answered: what an interrupted request is recorded as.</summary>
     internal static UsageRecord Provisional(TaskRequest request)

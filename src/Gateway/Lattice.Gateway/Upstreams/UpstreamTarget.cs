@@ -15,8 +15,10 @@ namespace Lattice.Gateway.Upstreams;
 public sealed class UpstreamTarget(
     IHttpClientFactory clients,
     IOptions<GatewayOptions> options,
-    IOptions<UpstreamCredentialsOptions> credentials) : IDispatchTarget
+    IOptions<UpstreamCredentialsOptions> credentials,
+    IOptions<Metering.MeteringOptions> metering) : IDispatchTarget
 {
+    private readonly bool _metered = metering.Value.Enabled;
     public const string ClientName = "upstream";
     private readonly GatewayOptions _options = options.Value;
     private readonly IReadOnlyDictionary<string, string> _credentials = credentials.Value.Credentials;
@@ -33,7 +35,7 @@ public sealed class UpstreamTarget(
         // A stream is metered from the upstream's own usage chunk: when the client did not ask for it, the gateway
         // does (one splice in the client's bytes) and the relay takes the chunk out again.
         JsonSplice? usageSplice = null;
-        if (input.Stream && !input.IncludeUsage && task.ContentKind == TaskContentKind.Json && task.UpstreamPath == "chat/completions"
+        if (_metered && input.Stream && !input.IncludeUsage && task.ContentKind == TaskContentKind.Json && task.UpstreamPath == "chat/completions"
             && IncludeUsagePatch.TryCreate(input.Body.AsSpan(0, input.Length), out var splice))
         {
             usageSplice = splice;
