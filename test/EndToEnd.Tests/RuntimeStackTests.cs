@@ -111,6 +111,62 @@ public sealed class RuntimeStackTests(RuntimeStackFixture stack) : IClassFixture
     }
 
     [Fact]
+    public async Task The_ledger_counts_a_greedy_request_alike_streamed_or_not_on_a_personal_and_a_hosted_runtime()
+    {
+        using var admin = stack.Client(stack.AdminKey);
+        using var created = await admin.PostAsJsonAsync("admin/v1/runtimes", new JsonObject { ["display_name"] = "hosted-metered" });
+        var hosted = JsonNode.Parse(await created.Content.ReadAsStringAsync())!;
+        await using var daemon = await stack.StartDaemonAsync(["relay", "connect", "--gateway", stack.Origin, "--token", hosted["bootstrap_token"]!.GetValue<string>()],
+            Path.Combine(Path.GetTempPath(), "lattice-hosted-" + Guid.NewGuid().ToString("N")));
+        using var model = await admin.PostAsJsonAsync("admin/v1/models", new JsonObject
+        {
+            ["id"] = "lovelace:stories260k-metered",
+            ["offers"] = new JsonArray(new JsonObject { ["runtime"] = hosted["lattice_id"]!.GetValue<string>(), ["upstream_model"] = "stories260K" }),
+        });
+        Assert.Equal(HttpStatusCode.Created, model.StatusCode);
+
+        foreach (var (modelId, servedBy) in new[] { (stack.Model, "personal_runtime"), ("lovelace:stories260k-metered", "hosted_runtime") })
+        {
+            using var http = stack.Client(stack.ApiKey);
+            var ids = new List<string>();
+            foreach (var variant in new[] { "", ",\"stream\":true", ",\"stream\":true,\"stream_options\":{\"include_usage\":true}" })
+            {
+                using var response = await http.PostAsync("v1/chat/completions", new StringContent(
+                    $$"""{"model":"{{modelId}}","messages":[{"role":"user","content":"Once upon a time"}],"temperature":0,"max_tokens":30{{variant}}}""",
+                    Encoding.UTF8, "application/json"));
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+                Assert.Contains(variant.Length == 0 ? "Jack" : "data: [DONE]", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+                ids.Add(response.Headers.GetValues("x-request-id").Single());
+            }
+
+            var records = await UsageRecordsAsync(http, modelId, ids);
+            Assert.All(records, r => Assert.Equal("ok", r["status"]!.GetValue<string>()));
+            Assert.All(records, r => Assert.Equal(servedBy, r["served_by"]!["type"]!.GetValue<string>()));
+            Assert.All(records, r => Assert.False(r["estimated"]!.GetValue<bool>()));
+            var usages = records.Select(r => r["usage"]!.ToJsonString()).Distinct().ToList();
+            Assert.Single(usages);
+            Assert.Equal(30, records[0]["usage"]!["completion_tokens"]!.GetValue<long>());
+            Assert.Equal([false, true, true], records.Select(r => r["stream"]!.GetValue<bool>()));
+        }
+    }
+
+    /// <summary>The usage API's records of <paramref name="ids"/>, in that order, once all are visible.</summary>
+    private static async Task<List<JsonNode>> UsageRecordsAsync(HttpClient http, string model, List<string> ids)
+    {
+        using var timeout = new CancellationTokenSource(Timeout);
+        while (true)
+        {
+            var page = JsonNode.Parse(await http.GetStringAsync($"v1/usage/requests?limit=100&model={Uri.EscapeDataString(model)}", timeout.Token))!;
+            var byId = page["data"]!.AsArray().ToDictionary(r => r!["request_id"]!.GetValue<string>(), r => r!);
+            if (ids.All(byId.ContainsKey))
+            {
+                return ids.Select(id => byId[id]).ToList();
+            }
+            await Task.Delay(50, timeout.Token);
+        }
+    }
+
+    [Fact]
     public async Task A_killed_daemon_ends_the_stream_with_an_error_event_and_a_restarted_one_reconnects()
     {
         var (id, daemon) = await stack.StartTickerAsync();
