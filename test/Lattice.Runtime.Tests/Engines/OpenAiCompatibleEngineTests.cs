@@ -88,4 +88,28 @@ public sealed class OpenAiCompatibleEngineTests : IAsyncLifetime
         Assert.Equal(status, output.Status);
         Assert.Equal(code, JsonNode.Parse(output.Text)!["error"]!["code"]!.GetValue<string>());
     }
+
+    [Theory]
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(true, true)]
+    public async Task The_local_servers_usage_is_reported_streamed_or_not_and_the_client_gets_only_what_it_asked_for(bool stream, bool includeUsage)
+    {
+        var sent = "{\"model\":\"x\",\"messages\":[{\"role\":\"user\",\"content\":\"one two three\"}]"
+            + (stream ? ",\"stream\":true" : "") + (includeUsage ? ",\"stream_options\":{\"include_usage\":true}" : "") + "}";
+        await using var engine = Engine();
+        var output = new RecordingOutput();
+
+        var usage = await engine.ExecuteAsync(new EngineRequest("chat.completions", "standin-chat", Encoding.UTF8.GetBytes(sent), "application/json", stream), output, CancellationToken.None);
+
+        // The stand-in counts words: three in the prompt, five in "You said: one two three".
+        Assert.Equal(new EngineUsage(3, 5), usage);
+        if (stream)
+        {
+            Assert.EndsWith("data: [DONE]\n\n", output.Text, StringComparison.Ordinal);
+            Assert.Equal(includeUsage, output.Text.Contains("\"usage\"", StringComparison.Ordinal));
+            // The local server was asked for the usage chunk either way.
+            Assert.Contains("\"include_usage\":true", Encoding.UTF8.GetString(await LastBodyAsync()), StringComparison.Ordinal);
+        }
+    }
 }

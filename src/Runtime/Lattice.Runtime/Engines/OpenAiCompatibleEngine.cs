@@ -2,12 +2,15 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text.Json;
 using Lattice.Protocol;
+using Lattice.Protocol.Metering;
 
 namespace Lattice.Runtime.Engines;
 
 /// <summary>
 /// Forwards to a local OpenAI-compatible server (Ollama, LM Studio, llama.cpp server, vLLM) by base URL:
-/// the request body goes as is, except that <c>model</c> becomes the local model's name.
+/// the request body goes as is, except that <c>model</c> becomes the local model's name. Usage is the local server's
+/// own: read from a JSON answer, or from a stream's usage chunk, which is asked for when the client did not ask (and
+/// then taken out again, so the client gets the bytes it asked for).
 /// </summary>
 public sealed class OpenAiCompatibleEngine : IEngine
 {
@@ -42,6 +45,7 @@ public sealed class OpenAiCompatibleEngine : IEngine
     public async Task<EngineUsage> ExecuteAsync(EngineRequest request, IEngineOutput output, CancellationToken cancellationToken)
     {
         HttpContent content;
+        var stripUsage = false;
         if (request.ContentType.StartsWith("multipart/", StringComparison.OrdinalIgnoreCase))
         {
             // Multipart is forwarded as is: the local server names models its own way and most ignore the field.
@@ -70,6 +74,11 @@ public sealed class OpenAiCompatibleEngine : IEngine
             body[..token.Start].CopyTo(spliced);
             name.CopyTo(spliced.AsSpan(token.Start));
             body[(token.Start + token.Length)..].CopyTo(spliced.AsSpan(token.Start + name.Length));
+            if (request.Stream && request.Task == "chat.completions" && IncludeUsagePatch.TryCreate(spliced, out var splice))
+            {
+                spliced = splice.ApplyTo(spliced);
+                stripUsage = true;
+            }
             content = new ByteArrayContent(spliced);
             content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
         }
@@ -93,17 +102,55 @@ public sealed class OpenAiCompatibleEngine : IEngine
 
         using (response)
         {
-            await output.StartAsync((int)response.StatusCode, response.Content.Headers.ContentType?.ToString() ?? "application/json", cancellationToken);
+            var contentType = response.Content.Headers.ContentType;
+            await output.StartAsync((int)response.StatusCode, contentType?.ToString() ?? "application/json", cancellationToken);
             await using var body = await response.Content.ReadAsStreamAsync(cancellationToken);
             var buffer = new byte[16 * 1024];
+            var unit = request.Task == "audio.transcriptions" ? "seconds" : "tokens";
+            var ok = response.IsSuccessStatusCode;
             int read;
+            if (contentType?.MediaType == "text/event-stream")
+            {
+                using var filter = new SseUsageFilter(stripUsage, 0, "usage", unit);
+                var events = new System.Buffers.ArrayBufferWriter<byte>(16 * 1024);
+                while ((read = await body.ReadAsync(buffer, cancellationToken)) > 0)
+                {
+                    filter.Push(buffer.AsSpan(0, read), events);
+                    await WriteAsync(output, events, cancellationToken);
+                    if (filter.Usage is { } streamed)
+                    {
+                        output.ReportUsage(ToEngineUsage(streamed));
+                    }
+                }
+                filter.Flush(events);
+                await WriteAsync(output, events, cancellationToken);
+                return ok && filter.Usage is { } usage ? ToEngineUsage(usage) : new EngineUsage();
+            }
+
+            // A JSON answer is forwarded as it arrives and kept, so its usage can be read at the end.
+            using var kept = new MemoryStream();
             while ((read = await body.ReadAsync(buffer, cancellationToken)) > 0)
             {
                 await output.WriteAsync(buffer.AsMemory(0, read).ToArray(), cancellationToken);
+                kept.Write(buffer, 0, read);
             }
+            return ok && UsageReader.TryRead(kept.GetBuffer().AsSpan(0, (int)kept.Length), "usage", unit, out var answered)
+                ? ToEngineUsage(answered)
+                : new EngineUsage();
         }
-        return new EngineUsage();
     }
+
+    private static async ValueTask WriteAsync(IEngineOutput output, System.Buffers.ArrayBufferWriter<byte> events, CancellationToken cancellationToken)
+    {
+        if (events.WrittenCount > 0)
+        {
+            await output.WriteAsync(events.WrittenSpan.ToArray(), cancellationToken);
+            events.ResetWrittenCount();
+        }
+    }
+
+    private static EngineUsage ToEngineUsage(Usage usage) =>
+        new(usage.PromptTokens, usage.CompletionTokens, usage.AudioMilliseconds / 1000.0, usage.CachedTokens, usage.Estimated);
 
     public ValueTask DisposeAsync()
     {
