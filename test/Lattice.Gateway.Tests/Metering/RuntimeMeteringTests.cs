@@ -99,4 +99,37 @@ public sealed class RuntimeMeteringTests(LiveGateway gateway) : IClassFixture<Li
         Assert.Equal(1, record.Usage.PromptTokens);
         Assert.InRange(record.Usage.CompletionTokens, 3, 9_999);
     }
+
+    [Fact]
+    public async Task A_runtime_that_counts_nothing_is_counted_by_the_gateway_and_marked_estimated()
+    {
+        await using var runtime = await TestRuntimes.ConnectAsync(gateway, gateway.KeyA, new SilentEngine());
+        var record = await SendAsync(gateway.KeyA, "lattice:personal:" + runtime.LatticeId);
+        Assert.Equal(UsageStatuses.Ok, record.Status);
+        Assert.True(record.Usage.Estimated);
+        var estimator = (Lattice.Gateway.Metering.TokenEstimator)gateway.Services.GetService(typeof(Lattice.Gateway.Metering.TokenEstimator))!;
+        Assert.Equal(estimator.CountTokens(SilentEngine.Answer, record.Model), record.Usage.CompletionTokens);
+        Assert.True(record.Usage.PromptTokens > 0);
+    }
+
+    /// <summary>Like a runtime forwarding to a local server that reports no usage: answers, and counts nothing.</summary>
+    private sealed class SilentEngine : IEngine
+    {
+        public const string Answer = "Nothing was counted here";
+
+        public string Kind => "silent";
+        public IReadOnlyList<EngineCapability> Capabilities { get; } = [new("chat.completions", "silent", null)];
+        public Task LoadAsync(IProgress<double>? progress, CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public async Task<EngineUsage> ExecuteAsync(EngineRequest request, IEngineOutput output, CancellationToken cancellationToken)
+        {
+            await output.StartAsync(200, "application/json", cancellationToken);
+            await output.WriteAsync(Encoding.UTF8.GetBytes(
+                $$"""{"id":"x","object":"chat.completion","created":1,"model":"silent","choices":[{"index":0,"message":{"role":"assistant","content":"{{Answer}}"},"finish_reason":"stop"}]}"""),
+                cancellationToken);
+            return new EngineUsage();
+        }
+
+        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+    }
 }

@@ -181,8 +181,10 @@ public sealed partial class Dispatcher(
         {
             usage = Usage.None;
         }
-        else if (response.ReportedUsage is { } reported)
+        else if (response.ReportedUsage is { } reported && !(request.Task.MeteringUnit == MeteringUnits.Tokens && reported.TotalTokens == 0 && reported.PromptTokens == 0))
         {
+            // A runtime's own count. An answer in tokens that counted none (a runtime forwarding to a local server that
+            // reports no usage) is no count at all: the gateway counts it below.
             usage = reported;
         }
         else if (filter?.Usage is { } streamed)
