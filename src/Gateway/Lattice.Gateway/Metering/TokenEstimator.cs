@@ -175,7 +175,7 @@ public sealed class TokenEstimator
                     }
                     else if (isToolCalls && reader.TokenType == JsonTokenType.StartArray)
                     {
-                        tokens += ToolCallTokens(tokenizer, ref reader, text, nameToo: true);
+                        tokens += ToolCallTokens(tokenizer, ref reader, text);
                     }
                     else
                     {
@@ -224,8 +224,8 @@ public sealed class TokenEstimator
         return tokens;
     }
 
-    /// <summary>Tool calls' function arguments (and, in a prompt, their names), each counted on its own.</summary>
-    private static long ToolCallTokens(Tokenizer tokenizer, ref Utf8JsonReader reader, CharBuffer text, bool nameToo)
+    /// <summary>A prompt's tool calls: each function's name and arguments, counted on their own.</summary>
+    private static long ToolCallTokens(Tokenizer tokenizer, ref Utf8JsonReader reader, CharBuffer text)
     {
         long tokens = 0;
         while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
@@ -248,7 +248,7 @@ public sealed class TokenEstimator
 
                 while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
                 {
-                    bool counted = reader.ValueTextEquals("arguments"u8) || (nameToo && reader.ValueTextEquals("name"u8));
+                    bool counted = reader.ValueTextEquals("arguments"u8) || reader.ValueTextEquals("name"u8);
                     reader.Read();
                     if (counted && reader.TokenType == JsonTokenType.String)
                     {
@@ -265,64 +265,13 @@ public sealed class TokenEstimator
         return tokens;
     }
 
-    /// <summary>A complete answer: each choice's content, refusal and tool-call arguments.</summary>
+    /// <summary>A complete answer: each choice's content and refusal joined into one text, its tool-call arguments into another.</summary>
     private static long AnswerTokens(Tokenizer tokenizer, ReadOnlySpan<byte> responseJson)
     {
-        long tokens = 0;
-        using var text = new CharBuffer();
-        try
-        {
-            var reader = new Utf8JsonReader(responseJson);
-            if (!SeekTopLevel(ref reader, "choices"u8) || reader.TokenType != JsonTokenType.StartArray)
-            {
-                return 0;
-            }
-
-            while (reader.Read() && reader.TokenType != JsonTokenType.EndArray)
-            {
-                if (reader.TokenType != JsonTokenType.StartObject)
-                {
-                    reader.Skip();
-                    continue;
-                }
-
-                while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
-                {
-                    bool isMessage = reader.ValueTextEquals("message"u8);
-                    reader.Read();
-                    if (!isMessage || reader.TokenType != JsonTokenType.StartObject)
-                    {
-                        reader.Skip();
-                        continue;
-                    }
-
-                    while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
-                    {
-                        bool isText = reader.ValueTextEquals("content"u8) || reader.ValueTextEquals("refusal"u8);
-                        bool isToolCalls = reader.ValueTextEquals("tool_calls"u8);
-                        reader.Read();
-                        if (isText && reader.TokenType == JsonTokenType.String)
-                        {
-                            tokens += Count(tokenizer, ref reader, text);
-                        }
-                        else if (isToolCalls && reader.TokenType == JsonTokenType.StartArray)
-                        {
-                            tokens += ToolCallTokens(tokenizer, ref reader, text, nameToo: false);
-                        }
-                        else
-                        {
-                            reader.Skip();
-                        }
-                    }
-                }
-            }
-        }
-        catch (JsonException)
-        {
-            // Counted what was readable.
-        }
-
-        return tokens;
+        using var content = new CharBuffer();
+        using var arguments = new CharBuffer();
+        AppendChoices(responseJson, "message"u8, content, arguments);
+        return tokenizer.CountTokens(content.Text) + (long)tokenizer.CountTokens(arguments.Text);
     }
 
     /// <summary>
@@ -354,14 +303,18 @@ public sealed class TokenEstimator
             ReadOnlySpan<byte> data = line[(line.Length > 5 && line[5] == ' ' ? 6 : 5)..];
             if (data.Length > 0 && data[0] == '{')
             {
-                AppendDeltas(data, content, arguments);
+                AppendChoices(data, "delta"u8, content, arguments);
             }
         }
 
         return tokenizer.CountTokens(content.Text) + (long)tokenizer.CountTokens(arguments.Text);
     }
 
-    private static void AppendDeltas(ReadOnlySpan<byte> chunk, CharBuffer content, CharBuffer arguments)
+    /// <summary>
+    /// Appends the text of every choice's <paramref name="part"/> (<c>message</c> of an answer, <c>delta</c> of a stream
+    /// chunk): content and refusal to <paramref name="content"/>, tool-call arguments to <paramref name="arguments"/>.
+    /// </summary>
+    private static void AppendChoices(ReadOnlySpan<byte> chunk, ReadOnlySpan<byte> part, CharBuffer content, CharBuffer arguments)
     {
         try
         {
@@ -381,9 +334,9 @@ public sealed class TokenEstimator
 
                 while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
                 {
-                    bool isDelta = reader.ValueTextEquals("delta"u8);
+                    bool isPart = reader.ValueTextEquals(part);
                     reader.Read();
-                    if (!isDelta || reader.TokenType != JsonTokenType.StartObject)
+                    if (!isPart || reader.TokenType != JsonTokenType.StartObject)
                     {
                         reader.Skip();
                         continue;
