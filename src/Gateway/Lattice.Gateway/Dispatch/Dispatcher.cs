@@ -95,7 +95,8 @@ public sealed partial class Dispatcher(
     private async Task<DispatchOutcome> RelayAsync(TaskRequest request, Candidate candidate, TargetResponse response, IResponseSink sink, CancellationToken aborted)
     {
         var sse = response.ContentType.StartsWith("text/event-stream", StringComparison.OrdinalIgnoreCase);
-        sink.Start(response.Status, response.ContentType, sse || response.UsageInjected ? null : response.ContentLength, sse);
+        // Only a stream's bytes are ever changed (the usage the gateway asked for), so a JSON answer keeps its length.
+        sink.Start(response.Status, response.ContentType, sse ? null : response.ContentLength, sse);
         var meterBody = meter.Enabled && request.Task.MeteringUnit != MeteringUnits.Requests;
         // A stream keeps what it relayed (up to 1 MiB) only so that a cancelled one can be counted.
         using var filter = sse ? new SseUsageFilter(response.UsageInjected, meterBody ? KeepStreamBytes : 0, request.Task.UsagePath, request.Task.MeteringUnit) : null;
@@ -104,7 +105,6 @@ public sealed partial class Dispatcher(
 
         long relayed = 0;
         long? firstByte = null;
-        var written = false;
         var unflushed = false;
         GatewayError? broken = null;
         var cancelled = false;
@@ -134,7 +134,6 @@ public sealed partial class Dispatcher(
                 {
                     unflushed = false;
                     firstByte ??= time.GetTimestamp();
-                    written = true;
                     if (!await sink.FlushAsync(aborted))
                     {
                         cancelled = true;
@@ -152,7 +151,6 @@ public sealed partial class Dispatcher(
         {
             // Whatever the target sent before it finished leaves with the end of the response.
             firstByte ??= time.GetTimestamp();
-            written = true;
         }
         cancelled |= aborted.IsCancellationRequested;
 
@@ -175,16 +173,14 @@ public sealed partial class Dispatcher(
         if (cancelled)
         {
             // What was generated up to the cancel: the target's own count when it can give one, else ours.
-            usage = await response.CancelAsync() ?? Estimate(request, filter is not null ? filter.Written : copy is not null ? copy.Span : default, sse);
+            usage = await response.CancelAsync() ?? Estimate(request, Answer(filter, copy), sse);
         }
         else if (!ok || !meterBody)
         {
             usage = Usage.None;
         }
-        else if (response.ReportedUsage is { } reported && !(request.Task.MeteringUnit == MeteringUnits.Tokens && reported.TotalTokens == 0 && reported.PromptTokens == 0))
+        else if (response.ReportedUsage is { } reported)
         {
-            // A runtime's own count. An answer in tokens that counted none (a runtime forwarding to a local server that
-            // reports no usage) is no count at all: the gateway counts it below.
             usage = reported;
         }
         else if (filter?.Usage is { } streamed)
@@ -197,7 +193,7 @@ public sealed partial class Dispatcher(
         }
         else
         {
-            usage = Estimate(request, filter is not null ? filter.Written : copy is not null ? copy.Span : default, sse);
+            usage = Estimate(request, Answer(filter, copy), sse);
         }
 
         var failure = cancelled ? DispatchFailure.ClientCancelled : broken is null ? DispatchFailure.None : DispatchFailure.MidStream;
@@ -208,7 +204,7 @@ public sealed partial class Dispatcher(
             ServedBy = candidate,
             HttpStatus = response.Status,
             AnswerErrorCode = !ok && copy is not null ? ErrorCodeOf(copy.Span) : null,
-            ResponseStarted = written,
+            ResponseStarted = firstByte is not null,
             Sse = sse,
             Usage = usage,
             TimeToFirstByteTicks = firstByte is { } t ? t - request.StartTimestamp : null,
@@ -216,6 +212,10 @@ public sealed partial class Dispatcher(
             BytesRelayed = relayed,
         };
     }
+
+    /// <summary>What the relay kept of the answer: a stream's events, or a JSON body.</summary>
+    private static ReadOnlySpan<byte> Answer(SseUsageFilter? filter, PooledCopy? copy) =>
+        filter is not null ? filter.Written : copy is not null ? copy.Span : default;
 
     private Usage Estimate(TaskRequest request, ReadOnlySpan<byte> answer, bool sse)
     {

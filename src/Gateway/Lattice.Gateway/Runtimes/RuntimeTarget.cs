@@ -130,7 +130,10 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options) : IDispatchT
         internal void Ended(DispatchEvent end)
         {
             _ended = true;
-            if (Frame.ReadJson(end.Payload, ProtocolJsonContext.Default.DispatchEnd) is { } usage)
+            // An end that counts nothing at all (a runtime forwarding to a local server that reports no usage) is no
+            // count: the gateway then counts the answer itself.
+            if (Frame.ReadJson(end.Payload, ProtocolJsonContext.Default.DispatchEnd) is { } usage
+                && (usage.PromptTokens != 0 || usage.CompletionTokens != 0 || usage.AudioSeconds > 0))
             {
                 ReportedUsage = ToUsage(usage);
             }
