@@ -23,7 +23,7 @@ public sealed class UsageMeter(UsageLedger ledger, TokenEstimator estimator, Tim
     {
         if (entry is not null)
         {
-            ledger.Complete(entry, Record(request, outcome));
+            ledger.Complete(entry, Record(entry.Provisional, request, outcome));
         }
     }
 
@@ -47,7 +47,8 @@ public sealed class UsageMeter(UsageLedger ledger, TokenEstimator estimator, Tim
         };
     }
 
-    internal UsageRecord Record(TaskRequest request, DispatchOutcome outcome)
+    /// <summary>The final record: the provisional one (who asked, what for) with how it ended.</summary>
+    internal UsageRecord Record(UsageRecord provisional, TaskRequest request, DispatchOutcome outcome)
     {
         var served = outcome.ServedBy;
         var usage = outcome.Usage;
@@ -62,7 +63,7 @@ public sealed class UsageMeter(UsageLedger ledger, TokenEstimator estimator, Tim
         // generated. A failure that served nothing costs nothing.
         var charged = served is not null && (outcome.Succeeded
             || (outcome.Failure is DispatchFailure.MidStream or DispatchFailure.ClientCancelled && outcome.HttpStatus is >= 200 and < 300));
-        return Provisional(request) with
+        return provisional with
         {
             ServedBy = served?.ServedBy,
             ServedById = served?.Id,
