@@ -50,6 +50,7 @@ public sealed partial class Dispatcher(
         {
             return Finish(request, DispatchFailure.Route, plan.Error, null, plan.Error.Status);
         }
+        sink.Admission(null, admitted: true);
 
         // The failover loop: the next candidate only while nothing has reached the client.
         var failure = DispatchFailure.Unavailable;

@@ -8,6 +8,13 @@ namespace Lattice.Gateway.Dispatch;
 /// </summary>
 public interface IResponseSink
 {
+    /// <summary>
+    /// Called once, before anything else, when admission has decided: <paramref name="limits"/> is what a limited
+    /// caller is told (null when no limit applies to it), <paramref name="admitted"/> whether the request goes on —
+    /// from then it is executing.
+    /// </summary>
+    void Admission(Billing.RateLimitReport? limits, bool admitted);
+
     /// <summary>Sets the status and content type; called once, before the first write.</summary>
     void Start(int status, string contentType, long? contentLength, bool sse);
 

@@ -1,6 +1,7 @@
 using System.Net;
 using Lattice.Gateway.Admin;
 using Lattice.Gateway.Auth;
+using Lattice.Gateway.Billing;
 using Lattice.Gateway.Catalog;
 using Lattice.Gateway.Identity;
 using Lattice.Gateway.Metering;
@@ -62,6 +63,7 @@ public static class GatewayApp
         services.AddAuth();
         services.AddCatalog();
         services.AddMetering();
+        services.AddBilling();
         services.AddTasks();
         services.AddUpstreams();
         services.AddRuntimes();
@@ -83,6 +85,7 @@ public static class GatewayApp
         // (UseWhen sets it on the branch's copy only); without it OpenIddict inspects every API request's URL.
         ((IApplicationBuilder)app).Properties[AuthenticationMiddlewareSetKey] = true;
         app.UseScopeGate();
+        app.UseBilling();
 
         app.MapGet("/healthz", () => TypedResults.Text("ok"));
         app.UseWebSockets();
@@ -90,6 +93,7 @@ public static class GatewayApp
         app.MapRuntimes();
         app.MapAdmin();
         app.MapUsage();
+        app.MapBilling();
         app.MapIdentity();
         app.MapDeviceDone();
         app.MapInvitations();

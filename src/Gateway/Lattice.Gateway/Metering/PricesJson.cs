@@ -82,6 +82,17 @@ public static class PricesJson
     public static string? ToStored(Prices prices) =>
         IsFree(prices) ? null : JsonSerializer.Serialize(prices, PricesJsonContext.Default.Prices);
 
+    /// <summary>
+    /// <see cref="ToStored"/> for prices the catalog holds, serialized once per instance: what a usage record keeps of
+    /// the prices it was charged at, without a serialization per request.
+    /// </summary>
+    public static string? Stored(Prices prices) =>
+        StoredForms.GetValue(prices, static p => new StoredForm(ToStored(p))).Json;
+
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Prices, StoredForm> StoredForms = new();
+
+    private sealed record StoredForm(string? Json);
+
     /// <summary>Reads a column written by <see cref="ToStored"/>; null for a null column, false for text that is not prices.</summary>
     public static bool TryFromStored(string? json, out Prices? prices)
     {

@@ -72,6 +72,7 @@ public sealed class UsageMeter(UsageLedger ledger, TokenEstimator estimator, Tim
             HttpStatus = outcome.HttpStatus,
             Usage = usage,
             CostPicoUsd = charged ? CostCalculator.PicoUsd(served!.Prices, usage, request.Task.MeteringUnit) : 0,
+            Prices = charged ? PricesJson.Stored(served!.Prices) : null,
             TimeToFirstByteMicroseconds = outcome.TimeToFirstByteTicks is { } t ? Microseconds(t) : null,
             DurationMicroseconds = Microseconds(outcome.DurationTicks),
         };

@@ -64,6 +64,8 @@ public sealed record UsageRecord
     public Usage Usage { get; init; }
     /// <summary>Cost in pico-USD (10⁻¹² USD): exact integer arithmetic, summed without drift.</summary>
     public long CostPicoUsd { get; init; }
+    /// <summary>The prices <see cref="CostPicoUsd"/> was computed at, as stored <see cref="Metering.Prices"/> JSON; null when free or nothing was charged.</summary>
+    public string? Prices { get; init; }
     /// <summary>From receiving the request to its first response byte leaving; null when no byte did.</summary>
     public long? TimeToFirstByteMicroseconds { get; init; }
     public long DurationMicroseconds { get; init; }

@@ -29,6 +29,8 @@ public sealed class UsageRecordEntity
     public long AudioMilliseconds { get; set; }
     public bool Estimated { get; set; }
     public long CostPicoUsd { get; set; }
+    /// <summary>The prices the cost was computed at, as <see cref="Metering.Prices"/> JSON; null: free.</summary>
+    public string? Prices { get; set; }
     public long? TimeToFirstByteMicroseconds { get; set; }
     public long DurationMicroseconds { get; set; }
 
@@ -56,6 +58,7 @@ public sealed class UsageRecordEntity
         AudioMilliseconds = r.Usage.AudioMilliseconds,
         Estimated = r.Usage.Estimated,
         CostPicoUsd = r.CostPicoUsd,
+        Prices = r.Prices,
         TimeToFirstByteMicroseconds = r.TimeToFirstByteMicroseconds,
         DurationMicroseconds = r.DurationMicroseconds,
     };
@@ -79,6 +82,7 @@ public sealed class UsageRecordEntity
         HttpStatus = HttpStatus,
         Usage = new Usage(PromptTokens, CompletionTokens, TotalTokens, CachedTokens, AudioMilliseconds, Estimated),
         CostPicoUsd = CostPicoUsd,
+        Prices = Prices,
         TimeToFirstByteMicroseconds = TimeToFirstByteMicroseconds,
         DurationMicroseconds = DurationMicroseconds,
     };

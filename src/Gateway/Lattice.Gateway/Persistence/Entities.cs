@@ -8,6 +8,10 @@ public sealed class WorkspaceEntity
     public DateTimeOffset CreatedAt { get; set; }
     /// <summary>What this workspace charges for its own personal runtimes' requests, as <see cref="Metering.Prices"/> JSON; null: nothing.</summary>
     public string? PersonalRuntimePrices { get; set; }
+    /// <summary>Rate limits on the whole workspace, as <see cref="Billing.Limits"/> JSON; null: none.</summary>
+    public string? Limits { get; set; }
+    /// <summary>The workspace's Stripe customer (<c>cus_…</c>), when its usage is billed through Stripe.</summary>
+    public string? StripeCustomerId { get; set; }
 }
 
 /// <summary>A developer key. Only the SHA-256 of the secret is stored.</summary>
@@ -25,6 +29,8 @@ public sealed class ApiKeyEntity
     public DateTimeOffset CreatedAt { get; set; }
     public DateTimeOffset? ExpiresAt { get; set; }
     public DateTimeOffset? RevokedAt { get; set; }
+    /// <summary>Rate limits on this key, as <see cref="Billing.Limits"/> JSON; null: none.</summary>
+    public string? Limits { get; set; }
 }
 
 /// <summary>A task class: catalog data that makes <c>/v1/tasks/{name}</c> dispatchable.</summary>
@@ -54,6 +60,8 @@ public sealed class CatalogModelEntity
     public DateTimeOffset CreatedAt { get; set; }
     /// <summary>The model's prices as <see cref="Metering.Prices"/> JSON; null: free.</summary>
     public string? Prices { get; set; }
+    /// <summary>The most output tokens one answer can have: what a budget reserves when a request names no <c>max_tokens</c>.</summary>
+    public int? MaxOutputTokens { get; set; }
     public List<ModelOfferEntity> Offers { get; set; } = [];
 }
 
@@ -139,6 +147,8 @@ public sealed class OAuthAppEntity
     public required string WorkspaceId { get; set; }
     public required string Name { get; set; }
     public DateTimeOffset CreatedAt { get; set; }
+    /// <summary>Rate limits that apply to each user of the app separately, as <see cref="Billing.Limits"/> JSON; null: none.</summary>
+    public string? Limits { get; set; }
 }
 
 /// <summary>

@@ -19,6 +19,11 @@ public sealed class LatticeDbContext(DbContextOptions<LatticeDbContext> options)
     public DbSet<RevocationEntity> Revocations => Set<RevocationEntity>();
     public DbSet<InvitationEntity> Invitations => Set<InvitationEntity>();
     public DbSet<Metering.UsageRecordEntity> UsageRecords => Set<Metering.UsageRecordEntity>();
+    public DbSet<Billing.BudgetEntity> Budgets => Set<Billing.BudgetEntity>();
+    public DbSet<Billing.BudgetAlertEntity> BudgetAlerts => Set<Billing.BudgetAlertEntity>();
+    public DbSet<Billing.IdempotencyRecordEntity> IdempotencyKeys => Set<Billing.IdempotencyRecordEntity>();
+    public DbSet<Billing.InvoiceEntity> Invoices => Set<Billing.InvoiceEntity>();
+    public DbSet<Billing.ExportCursorEntity> ExportCursors => Set<Billing.ExportCursorEntity>();
 
     protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
     {
@@ -128,6 +133,12 @@ public sealed class LatticeDbContext(DbContextOptions<LatticeDbContext> options)
         });
 
         modelBuilder.ApplyConfiguration(new Metering.UsageRecordEntityConfiguration());
+        var billing = new Billing.BillingEntityConfiguration();
+        modelBuilder.ApplyConfiguration<Billing.BudgetEntity>(billing);
+        modelBuilder.ApplyConfiguration<Billing.BudgetAlertEntity>(billing);
+        modelBuilder.ApplyConfiguration<Billing.IdempotencyRecordEntity>(billing);
+        modelBuilder.ApplyConfiguration<Billing.InvoiceEntity>(billing);
+        modelBuilder.ApplyConfiguration<Billing.ExportCursorEntity>(billing);
 
         // OpenIddict's applications, authorizations, scopes and tokens, with string keys.
         modelBuilder.UseOpenIddict();
