@@ -11,11 +11,14 @@ internal enum FaultKind
     Drop,
     Drip,
     BadRequest,
+    Held,
 }
 
 /// <summary>Fault simulation selected by the request's "model" field.</summary>
-internal readonly record struct Fault(FaultKind Kind, int DelayMs)
+internal readonly record struct Fault(FaultKind Kind, int DelayMs, string? Gate = null)
 {
+    /// <summary><c>standin-held-&lt;gate&gt;</c>: answers only once <c>POST /_standin/release?gate=&lt;gate&gt;</c> lets it through.</summary>
+    public const string HeldPrefix = "standin-held-";
     public const string Fail500Model = "standin-fail-500";
     public const string Fail503HtmlModel = "standin-fail-503-html";
     public const string SlowPrefix = "standin-slow-";
@@ -42,6 +45,8 @@ internal readonly record struct Fault(FaultKind Kind, int DelayMs)
             DropModel => new Fault(FaultKind.Drop, 0),
             DripModel => new Fault(FaultKind.Drip, 0),
             BadRequestModel => new Fault(FaultKind.BadRequest, 0),
+            _ when model.StartsWith(HeldPrefix, StringComparison.Ordinal) && model.Length > HeldPrefix.Length
+                => new Fault(FaultKind.Held, 0, model[HeldPrefix.Length..]),
             _ when model.StartsWith(SlowPrefix, StringComparison.Ordinal)
                 && int.TryParse(model.AsSpan(SlowPrefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out int ms)
                 => new Fault(FaultKind.Slow, ms),
@@ -83,11 +88,55 @@ internal readonly record struct Fault(FaultKind Kind, int DelayMs)
                 }
 
                 return false;
+            case FaultKind.Held:
+                try
+                {
+                    await Gates.WaitAsync(Gate!, ctx.RequestAborted);
+                }
+                catch (OperationCanceledException)
+                {
+                    return true;
+                }
+
+                return false;
             case FaultKind.Drop when !streaming:
                 ctx.Abort();
                 return true;
             default:
                 return false;
         }
+    }
+}
+
+/// <summary>
+/// Named gates for <c>standin-held-&lt;gate&gt;</c> requests: each waits for one release. Tests see how many are
+/// waiting (<c>GET /_standin/held?gate=</c>) and let them through one by one (<c>POST /_standin/release?gate=&amp;count=</c>).
+/// </summary>
+internal static class Gates
+{
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, Gate> s_gates = new(StringComparer.Ordinal);
+
+    public static async Task WaitAsync(string name, CancellationToken cancellationToken)
+    {
+        var gate = s_gates.GetOrAdd(name, static _ => new Gate());
+        Interlocked.Increment(ref gate.Waiting);
+        try
+        {
+            await gate.Permits.WaitAsync(cancellationToken);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref gate.Waiting);
+        }
+    }
+
+    public static int Waiting(string name) => s_gates.TryGetValue(name, out var gate) ? Volatile.Read(ref gate.Waiting) : 0;
+
+    public static void Release(string name, int count) => s_gates.GetOrAdd(name, static _ => new Gate()).Permits.Release(count);
+
+    private sealed class Gate
+    {
+        public readonly SemaphoreSlim Permits = new(0);
+        public int Waiting;
     }
 }

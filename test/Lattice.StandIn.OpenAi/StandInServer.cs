@@ -113,6 +113,12 @@ public static class StandInServer
 
         app.MapGet("/_standin/health", Introspection.HandleHealth);
         app.MapGet("/_standin/last", Introspection.HandleLast);
+        app.MapGet("/_standin/held", (string gate) => Results.Json(new { gate, waiting = Gates.Waiting(gate) }));
+        app.MapPost("/_standin/release", (string gate, int? count) =>
+        {
+            Gates.Release(gate, Math.Max(1, count ?? 1));
+            return Results.Json(new { gate, released = Math.Max(1, count ?? 1) });
+        });
         app.MapGet("/_standin/stats", (HttpContext ctx) =>
             ctx.Response.WriteAsync("{\"client_aborts\":" + StandInStats.ClientAborts + "}"));
         app.MapPost("/_standin/reset", (HttpContext ctx) =>

@@ -6,9 +6,25 @@ namespace Lattice.Gateway.Admin;
 public sealed record CreateWorkspaceRequest(string? Name);
 public sealed record WorkspaceDto(string Id, string Name, long CreatedAt);
 
-public sealed record CreateKeyRequest(string? Name, string[]? Scopes, long? ExpiresAt);
-public sealed record KeyDto(string Id, string WorkspaceId, string Name, string Prefix, string[] Scopes, long CreatedAt, long? ExpiresAt, long? RevokedAt);
-public sealed record CreatedKeyDto(string Id, string WorkspaceId, string Name, string Prefix, string[] Scopes, long CreatedAt, long? ExpiresAt, string Key);
+public sealed record CreateKeyRequest(string? Name, string[]? Scopes, long? ExpiresAt, JsonElement? Limits = null);
+public sealed record KeyDto(string Id, string WorkspaceId, string Name, string Prefix, string[] Scopes, long CreatedAt, long? ExpiresAt, long? RevokedAt, Billing.Limits? Limits = null);
+public sealed record CreatedKeyDto(string Id, string WorkspaceId, string Name, string Prefix, string[] Scopes, long CreatedAt, long? ExpiresAt, string Key, Billing.Limits? Limits = null);
+
+/// <summary>The rate limits on a workspace, key or app (<paramref name="Scope"/>); null when there are none.</summary>
+public sealed record LimitsDto(string Scope, string Id, Billing.Limits? Limits)
+{
+    public string Object => "limits";
+}
+
+/// <param name="SpentUsd">Spent this period (null for a per-user budget unless a user was asked about).</param>
+/// <param name="UserId">For a per-user app budget: the user whose spend is shown.</param>
+public sealed record BudgetDto(string Id, string WorkspaceId, string Scope, string SubjectId, string AmountUsd, string Period,
+    long PeriodStart, long PeriodEnd, string? SpentUsd, string? ReservedUsd, string? UserId, long CreatedAt)
+{
+    public string Object => "budget";
+}
+
+public sealed record DeletedDto(string Id, string Object, bool Deleted);
 
 public sealed record TaskClassRequest(string? Name, JsonElement? InputSchema, bool? Streams, string? ContentType, string? UpstreamPath, string? UsagePath, string? MeteringUnit = null);
 public sealed record TaskClassDto(string Name, JsonElement InputSchema, bool Streams, string ContentType, string UpstreamPath, string? UsagePath, string MeteringUnit, bool BuiltIn, long CreatedAt);
@@ -16,13 +32,14 @@ public sealed record TaskClassDto(string Name, JsonElement InputSchema, bool Str
 /// <param name="Prices">This offer's own prices (<see cref="Metering.Prices"/> fields), overriding the model's; absent or null: the model's.</param>
 public sealed record OfferRequest(string? Task, string? BaseUrl, string? Runtime, string? Credential, string? UpstreamModel, int? Priority, int? TimeoutSeconds, string? Capacity = null, JsonElement? Prices = null);
 /// <param name="Prices">The model's prices; on PUT, absent or null keeps them and <c>{}</c> makes the model free.</param>
-public sealed record ModelRequest(string? Id, string? OwnedBy, OfferRequest[]? Offers, JsonElement? Prices = null);
+/// <param name="MaxOutputTokens">The most output tokens one answer can have: what budgets reserve for a request without <c>max_tokens</c>; on PUT, absent keeps it.</param>
+public sealed record ModelRequest(string? Id, string? OwnedBy, OfferRequest[]? Offers, JsonElement? Prices = null, int? MaxOutputTokens = null);
 public sealed record OfferDto(string Id, string? Task, string Kind, string? BaseUrl, string? Runtime, string? Credential, string UpstreamModel, int Priority, int? TimeoutSeconds, string Capacity, Metering.Prices? Prices);
 public sealed record WorkspacePricesRequest(JsonElement? Prices);
 public sealed record WorkspacePricesDto(string WorkspaceId, Metering.Prices? Prices);
 public sealed record HostedRuntimeRequest(string? DisplayName);
 public sealed record HostedRuntimeDto(string LatticeId, string DisplayName, string BootstrapToken, long BootstrapExpiresAt);
-public sealed record ModelDto(string Id, string OwnedBy, long CreatedAt, Metering.Prices? Prices, OfferDto[] Offers);
+public sealed record ModelDto(string Id, string OwnedBy, long CreatedAt, Metering.Prices? Prices, OfferDto[] Offers, int? MaxOutputTokens = null);
 
 public sealed record CreateUserRequest(string? Email, string? Name, string? Password);
 public sealed record UserDto(string Id, string Email, string Name, long CreatedAt);
@@ -71,4 +88,8 @@ public sealed record ListDto<T>(IReadOnlyList<T> Data)
 [JsonSerializable(typeof(HostedRuntimeDto))]
 [JsonSerializable(typeof(WorkspacePricesRequest))]
 [JsonSerializable(typeof(WorkspacePricesDto))]
+[JsonSerializable(typeof(LimitsDto))]
+[JsonSerializable(typeof(BudgetDto))]
+[JsonSerializable(typeof(ListDto<BudgetDto>))]
+[JsonSerializable(typeof(DeletedDto))]
 public sealed partial class AdminJsonContext : JsonSerializerContext;

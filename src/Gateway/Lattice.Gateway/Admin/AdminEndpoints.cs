@@ -29,6 +29,7 @@ public static class AdminEndpoints
         workspace.MapGet("/workspaces/{workspaceId}/prices", GetWorkspacePricesAsync);
         workspace.MapPut("/workspaces/{workspaceId}/prices", SetWorkspacePricesAsync);
         IdentityAdminEndpoints.Map(admin, workspace);
+        Billing.BillingAdminEndpoints.Map(admin, workspace);
 
         admin.MapGet("/task-classes", ListTaskClassesAsync);
         admin.MapGet("/task-classes/{name}", GetTaskClassAsync);
@@ -78,7 +79,8 @@ public static class AdminEndpoints
         return Json(new ListDto<WorkspaceDto>(data), AdminJsonContext.Default.ListDtoWorkspaceDto);
     }
 
-    private static async Task<IResult> CreateKeyAsync(HttpContext context, string workspaceId, CreateKeyRequest? body, LatticeDbContext db, ApiKeyStore keys, TimeProvider time)
+    private static async Task<IResult> CreateKeyAsync(HttpContext context, string workspaceId, CreateKeyRequest? body, LatticeDbContext db, ApiKeyStore keys,
+        Billing.BillingPolicies policies, TimeProvider time)
     {
         if (!Manages(context, workspaceId) || await db.Workspaces.FindAsync(workspaceId) is null)
         {
@@ -106,14 +108,24 @@ public static class AdminEndpoints
             }
             expires = DateTimeOffset.FromUnixTimeSeconds(expiresAt);
         }
+        Billing.Limits? limits = null;
+        if (body?.Limits is { } limitsElement && !Billing.LimitsJson.TryRead(limitsElement, "limits", out limits, out var limitsError))
+        {
+            return Error(limitsError);
+        }
         var name = string.IsNullOrWhiteSpace(body?.Name) ? "key" : body.Name.Trim();
         var secret = ApiKeySecrets.NewSecret();
         var entity = DatabaseInitializer.NewKey(workspaceId, name, secret, string.Join(' ', scopes), now, expires);
+        entity.Limits = Billing.LimitsJson.ToStored(limits);
         db.ApiKeys.Add(entity);
         await db.SaveChangesAsync();
         await keys.ReloadAsync();
+        if (limits is not null)
+        {
+            await policies.ReloadAsync();
+        }
         return Json(new CreatedKeyDto(entity.Id, entity.WorkspaceId, entity.Name, entity.Prefix, scopes, now.ToUnixTimeSeconds(),
-            expires?.ToUnixTimeSeconds(), secret), AdminJsonContext.Default.CreatedKeyDto, StatusCodes.Status201Created);
+            expires?.ToUnixTimeSeconds(), secret, limits), AdminJsonContext.Default.CreatedKeyDto, StatusCodes.Status201Created);
     }
 
     private static async Task<IResult> ListKeysAsync(HttpContext context, string workspaceId, LatticeDbContext db)
@@ -143,9 +155,9 @@ public static class AdminEndpoints
         return Json(ToDto(key), AdminJsonContext.Default.KeyDto);
     }
 
-    private static KeyDto ToDto(ApiKeyEntity k) => new(
+    internal static KeyDto ToDto(ApiKeyEntity k) => new(
         k.Id, k.WorkspaceId, k.Name, k.Prefix, k.Scopes.Split(' ', StringSplitOptions.RemoveEmptyEntries),
-        k.CreatedAt.ToUnixTimeSeconds(), k.ExpiresAt?.ToUnixTimeSeconds(), k.RevokedAt?.ToUnixTimeSeconds());
+        k.CreatedAt.ToUnixTimeSeconds(), k.ExpiresAt?.ToUnixTimeSeconds(), k.RevokedAt?.ToUnixTimeSeconds(), Billing.LimitsJson.FromStored(k.Limits));
 
     // ---- workspace prices (what a workspace's own personal runtimes charge) ----
 
@@ -317,12 +329,17 @@ public static class AdminEndpoints
         {
             return Error(error);
         }
+        if (body.MaxOutputTokens is < 1)
+        {
+            return Error(MaxOutputTokensInvalid());
+        }
         var row = new CatalogModelEntity
         {
             Id = id,
             OwnedBy = string.IsNullOrWhiteSpace(body.OwnedBy) ? "lattice" : body.OwnedBy.Trim(),
             CreatedAt = time.GetUtcNow(),
             Prices = PricesJson.ToStored(prices),
+            MaxOutputTokens = body.MaxOutputTokens,
             Offers = offers,
         };
         db.Models.Add(row);
@@ -351,6 +368,14 @@ public static class AdminEndpoints
                 return Error(error);
             }
             row.Prices = PricesJson.ToStored(prices);
+        }
+        if (body.MaxOutputTokens is { } maxOutput)
+        {
+            if (maxOutput < 1)
+            {
+                return Error(MaxOutputTokensInvalid());
+            }
+            row.MaxOutputTokens = maxOutput;
         }
         db.ModelOffers.RemoveRange(row.Offers);
         row.Offers = offers;
@@ -459,7 +484,11 @@ public static class AdminEndpoints
 
     private static ModelDto ToDto(CatalogModelEntity m) => new(
         m.Id, m.OwnedBy, m.CreatedAt.ToUnixTimeSeconds(), StoredPrices(m.Prices),
-        m.Offers.OrderBy(o => o.Priority).Select(o => new OfferDto(o.Id, o.Task, o.Kind, o.RuntimeId is null ? o.BaseUrl : null, o.RuntimeId, o.CredentialName, o.UpstreamModel, o.Priority, o.TimeoutSeconds, o.Capacity, StoredPrices(o.Prices))).ToArray());
+        m.Offers.OrderBy(o => o.Priority).Select(o => new OfferDto(o.Id, o.Task, o.Kind, o.RuntimeId is null ? o.BaseUrl : null, o.RuntimeId, o.CredentialName, o.UpstreamModel, o.Priority, o.TimeoutSeconds, o.Capacity, StoredPrices(o.Prices))).ToArray(),
+        m.MaxOutputTokens);
+
+    private static GatewayError MaxOutputTokensInvalid() =>
+        GatewayError.InvalidRequest("'max_output_tokens' must be a positive whole number.", "max_output_tokens");
 
     // ---- results ----
 

@@ -10,6 +10,11 @@ public static class BillingServices
 {
     public static IServiceCollection AddBilling(this IServiceCollection services)
     {
+        services.AddOptions<BillingOptions>().BindConfiguration(BillingOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddSingleton<BillingPolicies>();
+        services.AddSingleton<IRateLimitCounters, LocalRateLimitCounters>();
+        services.AddSingleton<IBudgetCounters, LocalBudgetCounters>();
+        services.AddSingleton<AdmissionGate>();
         services.AddIdempotency();
         services.AddBudgetAlerts();
         services.AddInvoices();

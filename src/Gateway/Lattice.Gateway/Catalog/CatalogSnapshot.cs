@@ -54,9 +54,12 @@ public sealed record CatalogModel(string Id, string OwnedBy, DateTimeOffset Crea
     /// <summary>The model's own prices (<see cref="Prices.Free"/> when it has none). What a request costs is its offer's <see cref="UpstreamOffer.Prices"/>.</summary>
     public Prices Prices { get; init; } = Prices.Free;
 
+    /// <summary>The most output tokens one answer can have, when the operator set it: what a budget reserves for a request without <c>max_tokens</c>.</summary>
+    public int? MaxOutputTokens { get; init; }
+
     /// <summary>This model without its marketplace offers: what a private-only request may use.</summary>
     public CatalogModel PrivateOnly() => HasMarketplaceOffers
-        ? new CatalogModel(Id, OwnedBy, CreatedAt, Array.FindAll(Offers, o => !o.Marketplace)) { Prices = Prices }
+        ? new CatalogModel(Id, OwnedBy, CreatedAt, Array.FindAll(Offers, o => !o.Marketplace)) { Prices = Prices, MaxOutputTokens = MaxOutputTokens }
         : this;
 
     /// <summary>Offers that can serve <paramref name="task"/>, best first.</summary>

@@ -64,7 +64,7 @@ public sealed partial class CatalogStore(IServiceScopeFactory scopes, ILogger<Ca
                         Prices = offerPrices.GetValueOrDefault(o.Id) ?? prices,
                     })
                     .ToArray();
-                models[row.Id] = new CatalogModel(row.Id, row.OwnedBy, row.CreatedAt, offers) { Prices = prices };
+                models[row.Id] = new CatalogModel(row.Id, row.OwnedBy, row.CreatedAt, offers) { Prices = prices, MaxOutputTokens = row.MaxOutputTokens };
             }
 
             _current = new CatalogSnapshot(tasks.ToFrozenDictionary(StringComparer.Ordinal), models.ToFrozenDictionary(StringComparer.Ordinal));

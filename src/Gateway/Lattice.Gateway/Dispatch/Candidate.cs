@@ -23,6 +23,9 @@ public sealed record Candidate(
 /// <summary>What routing decided: the candidates in order, or why there are none.</summary>
 public readonly record struct RoutePlan(IReadOnlyList<Candidate> Candidates, OpenAi.GatewayError Error)
 {
+    /// <summary>The catalog model's most output tokens per answer, when known.</summary>
+    public int? MaxOutputTokens { get; init; }
+
     public bool Found => Candidates is { Count: > 0 };
 
     public static RoutePlan Fail(OpenAi.GatewayError error) => new([], error);

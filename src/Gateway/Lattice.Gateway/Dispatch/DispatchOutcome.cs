@@ -10,6 +10,8 @@ public enum DispatchFailure : byte
     None = 0,
     /// <summary>Routing found nothing that may serve it (unknown model, runtime not found, offline, no capacity).</summary>
     Route,
+    /// <summary>Admission refused it: a rate limit or a budget (nothing was called).</summary>
+    Refused,
     /// <summary>Every candidate failed before answering (unreachable, refused, 5xx, link lost before the start).</summary>
     Unavailable,
     /// <summary>The target did not start answering in time.</summary>

@@ -1,4 +1,5 @@
 using System.Buffers;
+using Lattice.Gateway.Billing;
 using Lattice.Gateway.Catalog;
 using Lattice.Gateway.Metering;
 using Lattice.Gateway.OpenAi;
@@ -16,6 +17,7 @@ namespace Lattice.Gateway.Dispatch;
 public sealed partial class Dispatcher(
     CatalogStore catalog,
     Router router,
+    AdmissionGate admission,
     UsageMeter meter,
     TimeProvider time,
     ILogger<Dispatcher> logger)
@@ -23,10 +25,30 @@ public sealed partial class Dispatcher(
     public async Task<DispatchOutcome> DispatchAsync(TaskRequest request, IResponseSink sink, CancellationToken aborted)
     {
         var entry = meter.Begin(request);
+        Admission? admitted = null;
         DispatchOutcome outcome;
         try
         {
-            outcome = await RunAsync(request, sink, aborted);
+            var plan = router.Plan(catalog.Current, request.Caller, request.Model, request.Task.Name);
+            if (!plan.Found)
+            {
+                outcome = Finish(request, DispatchFailure.Route, plan.Error, null, plan.Error.Status);
+            }
+            else
+            {
+                // Limits and budgets, before any target is called.
+                var decision = await admission.AdmitAsync(request, plan, aborted);
+                sink.Admission(decision.Report, decision.Admitted);
+                if (decision.Error is { } refused)
+                {
+                    outcome = Finish(request, DispatchFailure.Refused, refused, null, refused.Status);
+                }
+                else
+                {
+                    admitted = decision;
+                    outcome = await RunAsync(request, plan, sink, aborted);
+                }
+            }
         }
         catch (Exception) when (aborted.IsCancellationRequested)
         {
@@ -35,23 +57,18 @@ public sealed partial class Dispatcher(
         catch (Exception)
         {
             // A bug: still recorded once, as what the client will see (the exception handler's 500).
-            meter.Finish(entry, request, Finish(request, DispatchFailure.Unavailable,
-                new GatewayError(StatusCodes.Status500InternalServerError, ErrorTypes.Server, "internal_error", "The gateway failed to handle the request."), null, 500));
+            outcome = Finish(request, DispatchFailure.Unavailable,
+                new GatewayError(StatusCodes.Status500InternalServerError, ErrorTypes.Server, "internal_error", "The gateway failed to handle the request."), null, 500);
+            admitted?.Settle(meter.Finish(entry, request, outcome), 0);
             throw;
         }
-        meter.Finish(entry, request, outcome);
+        var cost = meter.Finish(entry, request, outcome);
+        admitted?.Settle(cost, outcome.Usage.TotalTokens);
         return outcome;
     }
 
-    private async Task<DispatchOutcome> RunAsync(TaskRequest request, IResponseSink sink, CancellationToken aborted)
+    private async Task<DispatchOutcome> RunAsync(TaskRequest request, RoutePlan plan, IResponseSink sink, CancellationToken aborted)
     {
-        var plan = router.Plan(catalog.Current, request.Caller, request.Model, request.Task.Name);
-        if (!plan.Found)
-        {
-            return Finish(request, DispatchFailure.Route, plan.Error, null, plan.Error.Status);
-        }
-        sink.Admission(null, admitted: true);
-
         // The failover loop: the next candidate only while nothing has reached the client.
         var failure = DispatchFailure.Unavailable;
         GatewayError error = default;

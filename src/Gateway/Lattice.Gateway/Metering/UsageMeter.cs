@@ -19,13 +19,24 @@ public sealed class UsageMeter(UsageLedger ledger, TokenEstimator estimator, Tim
 
     public LedgerEntry? Begin(TaskRequest request) => Enabled ? ledger.Begin(Provisional(request)) : null;
 
-    public void Finish(LedgerEntry? entry, TaskRequest request, DispatchOutcome outcome)
+    /// <summary>Records the outcome (when metering is on) and returns what the request costs, in pico-USD.</summary>
+    public long Finish(LedgerEntry? entry, TaskRequest request, DispatchOutcome outcome)
     {
         if (entry is not null)
         {
-            ledger.Complete(entry, Record(entry.Provisional, request, outcome));
+            var record = Record(entry.Provisional, request, outcome);
+            ledger.Complete(entry, record);
+            return record.CostPicoUsd;
         }
+        return Charged(outcome) ? CostCalculator.PicoUsd(outcome.ServedBy!.Prices, outcome.Usage, request.Task.MeteringUnit) : 0;
     }
+
+    /// <summary>
+    /// What was served is charged: a complete answer, a stream that broke part way, a cancelled one for what it
+    /// generated. A failure that served nothing costs nothing.
+    /// </summary>
+    private static bool Charged(DispatchOutcome outcome) => outcome.ServedBy is not null && (outcome.Succeeded
+        || (outcome.Failure is DispatchFailure.MidStream or DispatchFailure.ClientCancelled && outcome.HttpStatus is >= 200 and < 300));
 
     /// <summary>The record as known before anything answered: what an interrupted request is recorded as.</summary>
     internal static UsageRecord Provisional(TaskRequest request)
@@ -59,10 +70,7 @@ public sealed class UsageMeter(UsageLedger ledger, TokenEstimator estimator, Tim
             DispatchFailure.ClientCancelled => UsageStatuses.Cancelled,
             _ => outcome.Error.Code ?? "error",
         };
-        // What was served is charged: a complete answer, a stream that broke part way, a cancelled one for what it
-        // generated. A failure that served nothing costs nothing.
-        var charged = served is not null && (outcome.Succeeded
-            || (outcome.Failure is DispatchFailure.MidStream or DispatchFailure.ClientCancelled && outcome.HttpStatus is >= 200 and < 300));
+        var charged = Charged(outcome);
         return provisional with
         {
             ServedBy = served?.ServedBy,

@@ -21,6 +21,7 @@ public sealed class DatabaseInitializer(
     Identity.UserService users,
     Identity.RevocationSet revocations,
     Metering.UsageLedger ledger,
+    Billing.BillingPolicies billing,
     TimeProvider time)
 {
     public const string OperatorWorkspaceId = "ws_operator";
@@ -78,6 +79,7 @@ public sealed class DatabaseInitializer(
         await keys.ReloadAsync(cancellationToken);
         await runtimes.ReloadAsync(cancellationToken);
         await workspacePrices.ReloadAsync(cancellationToken);
+        await billing.ReloadAsync(cancellationToken);
         // Every revocation still in force is known before the first request is served.
         await revocations.CatchUpAsync(db, cancellationToken);
     }

@@ -73,7 +73,7 @@ public sealed class Router(RuntimeStore runtimes, RuntimeRegistry registry, Runt
             return RoutePlan.Fail(new GatewayError(StatusCodes.Status503ServiceUnavailable, ErrorTypes.Api, ErrorCodes.NoCapacity,
                 "No capacity is connected that can serve this model."));
         }
-        return new RoutePlan(candidates, default);
+        return new RoutePlan(candidates, default) { MaxOutputTokens = model.MaxOutputTokens };
     }
 
     public static GatewayError NoPrivateCapacity(string modelId, Caller caller) => new(

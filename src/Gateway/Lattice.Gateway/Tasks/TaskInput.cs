@@ -12,6 +12,8 @@ public sealed class TaskInput
     public required bool Stream { get; init; }
     /// <summary>The client asked for a stream's usage chunk (<c>stream_options.include_usage: true</c>).</summary>
     public bool IncludeUsage { get; init; }
+    /// <summary>The most output tokens the client allows (<c>max_completion_tokens</c>, else <c>max_tokens</c>); null when it names none.</summary>
+    public long? MaxTokens { get; init; }
     /// <summary>Content-Type to send upstream (multipart keeps its boundary).</summary>
     public required string ContentType { get; init; }
 

@@ -112,11 +112,25 @@ public static class TaskInputReader
                 Model = model,
                 Stream = stream,
                 IncludeUsage = includeUsage,
+                MaxTokens = MaxTokensOf(root),
                 ContentType = "application/json",
                 ModelValueStart = start,
                 ModelValueLength = tokenLength,
             }, default);
         }
+    }
+
+    /// <summary>The output cap a limit or budget can count on: <c>max_completion_tokens</c>, else <c>max_tokens</c>, when a positive integer.</summary>
+    private static long? MaxTokensOf(JsonElement root)
+    {
+        foreach (var name in (ReadOnlySpan<string>)["max_completion_tokens", "max_tokens"])
+        {
+            if (root.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out var n) && n > 0)
+            {
+                return n;
+            }
+        }
+        return null;
     }
 
     private static async ValueTask<(TaskInput? Input, GatewayError Error)> ReadMultipartAsync(

@@ -1,0 +1,367 @@
+using System.Globalization;
+using System.Text.Json;
+using Lattice.Gateway.Admin;
+using Lattice.Gateway.Auth;
+using Lattice.Gateway.Metering;
+using Lattice.Gateway.OpenAi;
+using Lattice.Gateway.Persistence;
+using Lattice.Protocol;
+using Microsoft.EntityFrameworkCore;
+
+namespace Lattice.Gateway.Billing;
+
+/// <summary>
+/// The admin API for rate limits (on workspaces, keys and apps) and budgets. Workspace admins manage their own
+/// workspace's; operators every workspace's. Another workspace's key, app or budget is not found.
+/// </summary>
+public static class BillingAdminEndpoints
+{
+    public static void Map(RouteGroupBuilder admin, RouteGroupBuilder workspace)
+    {
+        _ = admin;
+        workspace.MapGet("/workspaces/{workspaceId}/limits", GetWorkspaceLimitsAsync);
+        workspace.MapPut("/workspaces/{workspaceId}/limits", SetWorkspaceLimitsAsync);
+        workspace.MapGet("/keys/{keyId}/limits", GetKeyLimitsAsync);
+        workspace.MapPut("/keys/{keyId}/limits", SetKeyLimitsAsync);
+        workspace.MapPatch("/keys/{keyId}", UpdateKeyAsync);
+        workspace.MapGet("/apps/{clientId}/limits", GetAppLimitsAsync);
+        workspace.MapPut("/apps/{clientId}/limits", SetAppLimitsAsync);
+
+        workspace.MapPost("/workspaces/{workspaceId}/budgets", CreateBudgetAsync);
+        workspace.MapGet("/workspaces/{workspaceId}/budgets", ListBudgetsAsync);
+        workspace.MapGet("/budgets/{budgetId}", GetBudgetAsync);
+        workspace.MapPatch("/budgets/{budgetId}", UpdateBudgetAsync);
+        workspace.MapDelete("/budgets/{budgetId}", DeleteBudgetAsync);
+    }
+
+    // ---- limits ----
+
+    private static async Task<IResult> GetWorkspaceLimitsAsync(HttpContext context, string workspaceId, LatticeDbContext db) =>
+        AdminEndpoints.Manages(context, workspaceId) && await db.Workspaces.FindAsync(workspaceId) is { } ws
+            ? LimitsResult(BudgetScopes.Workspace, ws.Id, ws.Limits)
+            : AdminEndpoints.Error(AdminEndpoints.WorkspaceNotFound(workspaceId));
+
+    private static async Task<IResult> SetWorkspaceLimitsAsync(HttpContext context, string workspaceId, JsonElement body, LatticeDbContext db, BillingPolicies policies)
+    {
+        if (!AdminEndpoints.Manages(context, workspaceId) || await db.Workspaces.FindAsync(workspaceId) is not { } ws)
+        {
+            return AdminEndpoints.Error(AdminEndpoints.WorkspaceNotFound(workspaceId));
+        }
+        if (!LimitsJson.TryRead(body, "limits", out var limits, out var error))
+        {
+            return AdminEndpoints.Error(error);
+        }
+        ws.Limits = LimitsJson.ToStored(limits);
+        await db.SaveChangesAsync();
+        await policies.ReloadAsync();
+        return LimitsResult(BudgetScopes.Workspace, ws.Id, ws.Limits);
+    }
+
+    private static async Task<IResult> GetKeyLimitsAsync(HttpContext context, string keyId, LatticeDbContext db) =>
+        await FindKeyAsync(context, keyId, db) is { } key ? LimitsResult(BudgetScopes.Key, key.Id, key.Limits) : AdminEndpoints.Error(KeyNotFound(keyId));
+
+    private static async Task<IResult> SetKeyLimitsAsync(HttpContext context, string keyId, JsonElement body, LatticeDbContext db, BillingPolicies policies)
+    {
+        if (await FindKeyAsync(context, keyId, db) is not { } key)
+        {
+            return AdminEndpoints.Error(KeyNotFound(keyId));
+        }
+        if (!LimitsJson.TryRead(body, "limits", out var limits, out var error))
+        {
+            return AdminEndpoints.Error(error);
+        }
+        key.Limits = LimitsJson.ToStored(limits);
+        await db.SaveChangesAsync();
+        await policies.ReloadAsync();
+        return LimitsResult(BudgetScopes.Key, key.Id, key.Limits);
+    }
+
+    /// <summary><c>PATCH /admin/v1/keys/{id}</c>: a new name and/or new limits (<c>null</c> or <c>{}</c> removes them).</summary>
+    private static async Task<IResult> UpdateKeyAsync(HttpContext context, string keyId, JsonElement body, LatticeDbContext db, BillingPolicies policies)
+    {
+        if (await FindKeyAsync(context, keyId, db) is not { } key)
+        {
+            return AdminEndpoints.Error(KeyNotFound(keyId));
+        }
+        if (body.ValueKind != JsonValueKind.Object)
+        {
+            return AdminEndpoints.Error(GatewayError.InvalidRequest("The body must be an object with 'name' and/or 'limits'.", null, ErrorCodes.InvalidType));
+        }
+        foreach (var property in body.EnumerateObject())
+        {
+            switch (property.Name)
+            {
+                case "name":
+                    if (property.Value.ValueKind != JsonValueKind.String || property.Value.GetString()!.Trim() is not { Length: > 0 and <= 200 } name)
+                    {
+                        return AdminEndpoints.Error(GatewayError.InvalidRequest("'name' must be 1 to 200 characters.", "name"));
+                    }
+                    key.Name = name;
+                    break;
+                case "limits":
+                    if (!LimitsJson.TryRead(property.Value, "limits", out var limits, out var error))
+                    {
+                        return AdminEndpoints.Error(error);
+                    }
+                    key.Limits = LimitsJson.ToStored(limits);
+                    break;
+                default:
+                    return AdminEndpoints.Error(GatewayError.InvalidRequest($"Unknown parameter '{property.Name}'; a key's 'name' and 'limits' can change.", property.Name, ErrorCodes.UnknownParameter));
+            }
+        }
+        await db.SaveChangesAsync();
+        await policies.ReloadAsync();
+        return AdminEndpoints.Json(AdminEndpoints.ToDto(key), AdminJsonContext.Default.KeyDto);
+    }
+
+    private static async Task<IResult> GetAppLimitsAsync(HttpContext context, string clientId, LatticeDbContext db) =>
+        await FindAppAsync(context, clientId, db) is { } app ? LimitsResult(BudgetScopes.App, app.ClientId, app.Limits) : AdminEndpoints.Error(AppNotFound(clientId));
+
+    private static async Task<IResult> SetAppLimitsAsync(HttpContext context, string clientId, JsonElement body, LatticeDbContext db, BillingPolicies policies)
+    {
+        if (await FindAppAsync(context, clientId, db) is not { } app)
+        {
+            return AdminEndpoints.Error(AppNotFound(clientId));
+        }
+        if (!LimitsJson.TryRead(body, "limits", out var limits, out var error))
+        {
+            return AdminEndpoints.Error(error);
+        }
+        app.Limits = LimitsJson.ToStored(limits);
+        await db.SaveChangesAsync();
+        await policies.ReloadAsync();
+        return LimitsResult(BudgetScopes.App, app.ClientId, app.Limits);
+    }
+
+    private static IResult LimitsResult(string scope, string id, string? stored) =>
+        AdminEndpoints.Json(new LimitsDto(scope, id, LimitsJson.FromStored(stored)), AdminJsonContext.Default.LimitsDto);
+
+    // ---- budgets ----
+
+    private static async Task<IResult> CreateBudgetAsync(HttpContext context, string workspaceId, JsonElement body, LatticeDbContext db,
+        BillingPolicies policies, IBudgetCounters counters, TimeProvider time)
+    {
+        if (!AdminEndpoints.Manages(context, workspaceId) || await db.Workspaces.FindAsync(workspaceId) is null)
+        {
+            return AdminEndpoints.Error(AdminEndpoints.WorkspaceNotFound(workspaceId));
+        }
+        if (body.ValueKind != JsonValueKind.Object)
+        {
+            return AdminEndpoints.Error(GatewayError.InvalidRequest("The body must be an object with 'scope', 'subject_id' and 'amount_usd'.", null, ErrorCodes.InvalidType));
+        }
+        string? scope = null, subject = null;
+        long? amount = null;
+        foreach (var property in body.EnumerateObject())
+        {
+            switch (property.Name)
+            {
+                case "scope":
+                    scope = property.Value.ValueKind == JsonValueKind.String ? property.Value.GetString() : null;
+                    if (scope is null || Array.IndexOf(BudgetScopes.All, scope) < 0)
+                    {
+                        return AdminEndpoints.Error(GatewayError.InvalidRequest($"'scope' must be one of: {string.Join(", ", BudgetScopes.All)}.", "scope"));
+                    }
+                    break;
+                case "subject_id":
+                    subject = property.Value.ValueKind == JsonValueKind.String ? property.Value.GetString() : property.Value.ValueKind == JsonValueKind.Null ? null : "";
+                    if (subject == "")
+                    {
+                        return AdminEndpoints.Error(GatewayError.InvalidRequest("'subject_id' must be a key id or an app's client id.", "subject_id", ErrorCodes.InvalidType));
+                    }
+                    break;
+                case "amount_usd":
+                    if (!TryReadAmount(property.Value, out var pico, out var amountError))
+                    {
+                        return AdminEndpoints.Error(amountError);
+                    }
+                    amount = pico;
+                    break;
+                case "period":
+                    if (property.Value.ValueKind != JsonValueKind.String || property.Value.GetString() != "month")
+                    {
+                        return AdminEndpoints.Error(GatewayError.InvalidRequest("'period' must be 'month' (a calendar month, UTC).", "period"));
+                    }
+                    break;
+                default:
+                    return AdminEndpoints.Error(GatewayError.InvalidRequest($"Unknown parameter '{property.Name}'.", property.Name, ErrorCodes.UnknownParameter));
+            }
+        }
+        scope ??= BudgetScopes.Workspace;
+        if (amount is null)
+        {
+            return AdminEndpoints.Error(GatewayError.InvalidRequest("'amount_usd' is required.", "amount_usd", ErrorCodes.MissingRequiredParameter));
+        }
+        switch (scope)
+        {
+            case BudgetScopes.Workspace:
+                if (subject is not null && subject != workspaceId)
+                {
+                    return AdminEndpoints.Error(GatewayError.InvalidRequest("A workspace budget's 'subject_id' is the workspace's id, or absent.", "subject_id"));
+                }
+                subject = workspaceId;
+                break;
+            case BudgetScopes.Key:
+                if (subject is null || !await db.ApiKeys.AnyAsync(k => k.Id == subject && k.WorkspaceId == workspaceId))
+                {
+                    return AdminEndpoints.Error(subject is null
+                        ? GatewayError.InvalidRequest("A key budget needs 'subject_id': the key's id.", "subject_id", ErrorCodes.MissingRequiredParameter)
+                        : KeyNotFound(subject));
+                }
+                break;
+            default:
+                if (subject is null || !await db.OAuthApps.AnyAsync(a => a.ClientId == subject && a.WorkspaceId == workspaceId))
+                {
+                    return AdminEndpoints.Error(subject is null
+                        ? GatewayError.InvalidRequest("An app budget needs 'subject_id': the app's client id.", "subject_id", ErrorCodes.MissingRequiredParameter)
+                        : AppNotFound(subject));
+                }
+                break;
+        }
+        if (await db.Budgets.AnyAsync(b => b.WorkspaceId == workspaceId && b.Scope == scope && b.SubjectId == subject))
+        {
+            return AdminEndpoints.Error(new GatewayError(StatusCodes.Status409Conflict, ErrorTypes.InvalidRequest, ErrorCodes.Conflict,
+                $"This {scope} already has a budget; change it with PATCH /admin/v1/budgets/{{id}}.", "subject_id"));
+        }
+        var now = time.GetUtcNow();
+        var budget = new BudgetEntity
+        {
+            Id = ApiKeySecrets.NewId("bud_"),
+            WorkspaceId = workspaceId,
+            Scope = scope,
+            SubjectId = subject!,
+            AmountPicoUsd = amount.Value,
+            CreatedAt = now,
+            UpdatedAt = now,
+        };
+        db.Budgets.Add(budget);
+        await db.SaveChangesAsync();
+        await policies.ReloadAsync();
+        return AdminEndpoints.Json(await ToDtoAsync(budget, null, counters, time), AdminJsonContext.Default.BudgetDto, StatusCodes.Status201Created);
+    }
+
+    private static async Task<IResult> ListBudgetsAsync(HttpContext context, string workspaceId, LatticeDbContext db, IBudgetCounters counters, TimeProvider time)
+    {
+        if (!AdminEndpoints.Manages(context, workspaceId) || await db.Workspaces.FindAsync(workspaceId) is null)
+        {
+            return AdminEndpoints.Error(AdminEndpoints.WorkspaceNotFound(workspaceId));
+        }
+        var rows = await db.Budgets.AsNoTracking().Where(b => b.WorkspaceId == workspaceId).ToListAsync();
+        var data = new List<BudgetDto>(rows.Count);
+        foreach (var row in rows.OrderBy(b => b.CreatedAt))
+        {
+            data.Add(await ToDtoAsync(row, null, counters, time));
+        }
+        return AdminEndpoints.Json(new ListDto<BudgetDto>(data), AdminJsonContext.Default.ListDtoBudgetDto);
+    }
+
+    /// <summary><c>GET /admin/v1/budgets/{id}</c>; for a per-user app budget, <c>?user_id=</c> shows that user's spend.</summary>
+    private static async Task<IResult> GetBudgetAsync(HttpContext context, string budgetId, string? userId, LatticeDbContext db, IBudgetCounters counters, TimeProvider time)
+    {
+        if (await FindBudgetAsync(context, budgetId, db) is not { } budget)
+        {
+            return AdminEndpoints.Error(BudgetNotFound(budgetId));
+        }
+        return AdminEndpoints.Json(await ToDtoAsync(budget, userId, counters, time), AdminJsonContext.Default.BudgetDto);
+    }
+
+    private static async Task<IResult> UpdateBudgetAsync(HttpContext context, string budgetId, JsonElement body, LatticeDbContext db,
+        BillingPolicies policies, IBudgetCounters counters, TimeProvider time)
+    {
+        if (await FindBudgetAsync(context, budgetId, db) is not { } budget)
+        {
+            return AdminEndpoints.Error(BudgetNotFound(budgetId));
+        }
+        if (body.ValueKind != JsonValueKind.Object)
+        {
+            return AdminEndpoints.Error(GatewayError.InvalidRequest("The body must be an object with 'amount_usd'.", null, ErrorCodes.InvalidType));
+        }
+        foreach (var property in body.EnumerateObject())
+        {
+            switch (property.Name)
+            {
+                case "amount_usd":
+                    if (!TryReadAmount(property.Value, out var pico, out var amountError))
+                    {
+                        return AdminEndpoints.Error(amountError);
+                    }
+                    budget.AmountPicoUsd = pico;
+                    break;
+                default:
+                    return AdminEndpoints.Error(GatewayError.InvalidRequest($"Unknown parameter '{property.Name}'; a budget's 'amount_usd' can change.", property.Name, ErrorCodes.UnknownParameter));
+            }
+        }
+        budget.UpdatedAt = time.GetUtcNow();
+        await db.SaveChangesAsync();
+        await policies.ReloadAsync();
+        return AdminEndpoints.Json(await ToDtoAsync(budget, null, counters, time), AdminJsonContext.Default.BudgetDto);
+    }
+
+    private static async Task<IResult> DeleteBudgetAsync(HttpContext context, string budgetId, LatticeDbContext db, BillingPolicies policies)
+    {
+        if (await FindBudgetAsync(context, budgetId, db) is not { } budget)
+        {
+            return AdminEndpoints.Error(BudgetNotFound(budgetId));
+        }
+        db.Budgets.Remove(budget);
+        await db.SaveChangesAsync();
+        await policies.ReloadAsync();
+        return AdminEndpoints.Json(new DeletedDto(budget.Id, "budget", true), AdminJsonContext.Default.DeletedDto);
+    }
+
+    private static async Task<BudgetDto> ToDtoAsync(BudgetEntity b, string? userId, IBudgetCounters counters, TimeProvider time)
+    {
+        var policy = new BudgetPolicy(b.Id, b.WorkspaceId, b.Scope, b.SubjectId, b.AmountPicoUsd);
+        // A per-user budget's spend is each user's own: shown for the user asked about.
+        BudgetStatus? status = b.Scope != BudgetScopes.AppUser || userId is not null
+            ? await counters.StatusAsync(policy, b.Scope == BudgetScopes.AppUser ? userId : null, time.GetUtcNow(), CancellationToken.None)
+            : null;
+        var period = LocalBudgetCounters.PeriodStart(time.GetUtcNow());
+        return new BudgetDto(b.Id, b.WorkspaceId, b.Scope, b.SubjectId, CostCalculator.FormatUsd(b.AmountPicoUsd), b.Period,
+            period.ToUnixTimeSeconds(), period.AddMonths(1).ToUnixTimeSeconds(),
+            status is { } s ? CostCalculator.FormatUsd(s.SpentPicoUsd) : null,
+            status is { } r ? CostCalculator.FormatUsd(r.ReservedPicoUsd) : null,
+            b.Scope == BudgetScopes.AppUser ? userId : null,
+            b.CreatedAt.ToUnixTimeSeconds());
+    }
+
+    /// <summary>USD as a JSON number or decimal string, 0 to 1,000,000,000, to the pico-dollar.</summary>
+    private static bool TryReadAmount(JsonElement value, out long picoUsd, out GatewayError error)
+    {
+        picoUsd = 0;
+        error = GatewayError.InvalidRequest("'amount_usd' must be an amount of USD from 0 to 1000000000 with at most 12 decimals, as a number or a decimal string.", "amount_usd");
+        decimal usd;
+        if (value.ValueKind == JsonValueKind.Number)
+        {
+            if (!value.TryGetDecimal(out usd))
+            {
+                return false;
+            }
+        }
+        else if (value.ValueKind != JsonValueKind.String
+            || !decimal.TryParse(value.GetString(), NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out usd))
+        {
+            return false;
+        }
+        if (usd < 0 || usd > 1_000_000_000m || decimal.Round(usd, 12) != usd)
+        {
+            return false;
+        }
+        picoUsd = (long)(usd * CostCalculator.PicoPerUsd);
+        return true;
+    }
+
+    private static async Task<ApiKeyEntity?> FindKeyAsync(HttpContext context, string keyId, LatticeDbContext db) =>
+        await db.ApiKeys.FindAsync(keyId) is { } key && AdminEndpoints.Manages(context, key.WorkspaceId) ? key : null;
+
+    private static async Task<OAuthAppEntity?> FindAppAsync(HttpContext context, string clientId, LatticeDbContext db) =>
+        await db.OAuthApps.FindAsync(clientId) is { } app && AdminEndpoints.Manages(context, app.WorkspaceId) ? app : null;
+
+    private static async Task<BudgetEntity?> FindBudgetAsync(HttpContext context, string budgetId, LatticeDbContext db) =>
+        await db.Budgets.FindAsync(budgetId) is { } budget && AdminEndpoints.Manages(context, budget.WorkspaceId) ? budget : null;
+
+    private static GatewayError KeyNotFound(string keyId) => GatewayError.NotFound($"The key '{keyId}' does not exist.");
+
+    private static GatewayError AppNotFound(string clientId) => GatewayError.NotFound($"The app '{clientId}' does not exist.");
+
+    private static GatewayError BudgetNotFound(string budgetId) => GatewayError.NotFound($"The budget '{budgetId}' does not exist.");
+}
