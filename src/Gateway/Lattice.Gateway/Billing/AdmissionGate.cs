@@ -96,14 +96,17 @@ public sealed class AdmissionGate(BillingPolicies policies, IRateLimitCounters l
             }
             catch
             {
-                limiter.Release(subjects, tokens, 0);
+                if (subjects.Length > 0)
+                {
+                    limiter.Release(subjects, tokens, 0, executed: false);
+                }
                 throw;
             }
             if (!reservation.Admitted)
             {
                 if (subjects.Length > 0)
                 {
-                    limiter.Release(subjects, tokens, 0);
+                    limiter.Release(subjects, tokens, 0, executed: false);
                 }
                 return Admission.Refused(InsufficientQuota(reservation.RefusedBy!.Value), report is { } r ? r with { RetryAfter = null } : null);
             }

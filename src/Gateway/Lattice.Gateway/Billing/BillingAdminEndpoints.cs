@@ -255,7 +255,7 @@ public static class BillingAdminEndpoints
     }
 
     /// <summary><c>GET /admin/v1/budgets/{id}</c>; for a per-user app budget, <c>?user_id=</c> shows that user's spend.</summary>
-    private static async Task<IResult> GetBudgetAsync(HttpContext context, string budgetId, string? userId, LatticeDbContext db, IBudgetCounters counters, TimeProvider time)
+    private static async Task<IResult> GetBudgetAsync(HttpContext context, string budgetId, [Microsoft.AspNetCore.Mvc.FromQuery(Name = "user_id")] string? userId, LatticeDbContext db, IBudgetCounters counters, TimeProvider time)
     {
         if (await FindBudgetAsync(context, budgetId, db) is not { } budget)
         {

@@ -34,8 +34,11 @@ public interface IRateLimitCounters
     /// </summary>
     ValueTask<RateDecision> TryAcquireAsync(LimitSubject[] subjects, long tokens, CancellationToken cancellationToken);
 
-    /// <summary>Gives the in-flight slot back and settles the tokens taken at admission to <paramref name="actualTokens"/>.</summary>
-    void Release(LimitSubject[] subjects, long reservedTokens, long actualTokens);
+    /// <summary>
+    /// Gives the in-flight slot back and settles the tokens taken at admission to <paramref name="actualTokens"/>; a
+    /// request that never executed (<paramref name="executed"/> false: refused later in admission) gives its request back too.
+    /// </summary>
+    void Release(LimitSubject[] subjects, long reservedTokens, long actualTokens, bool executed = true);
 }
 
 /// <summary>
@@ -122,7 +125,7 @@ public sealed class LocalRateLimitCounters(TimeProvider time) : IRateLimitCounte
         }
     }
 
-    public void Release(LimitSubject[] subjects, long reservedTokens, long actualTokens)
+    public void Release(LimitSubject[] subjects, long reservedTokens, long actualTokens, bool executed = true)
     {
         var now = time.GetTimestamp();
         lock (_gate)
@@ -137,6 +140,10 @@ public sealed class LocalRateLimitCounters(TimeProvider time) : IRateLimitCounte
                 if (subject.Limits.TokensPerMinute is { } tpm)
                 {
                     bucket.Tokens = Math.Min(tpm, bucket.Tokens + reservedTokens - actualTokens);
+                }
+                if (!executed && subject.Limits.RequestsPerMinute is { } rpm)
+                {
+                    bucket.Requests = Math.Min(rpm, bucket.Requests + 1);
                 }
                 bucket.InFlight = Math.Max(0, bucket.InFlight - 1);
             }
