@@ -18,6 +18,8 @@ public sealed class NodeSdkTests(StackFixture stack, Xunit.Abstractions.ITestOut
             ["LATTICE_BASE_URL"] = stack.BaseUrl,
             ["LATTICE_API_KEY"] = stack.ApiKey,
             ["LATTICE_STANDIN_URL"] = stack.StandInUrl,
+            ["LATTICE_ADMIN_KEY"] = stack.AdminKey,
+            ["LATTICE_WORKSPACE_ID"] = stack.WorkspaceId,
         }, TestTimeout);
         Assert.True(run.ExitCode == 0, $"node --test in {NodeProject.ProjectDirectory} {run.Describe()}");
         output.WriteLine(run.Output);
