@@ -29,7 +29,10 @@ internal sealed class BenchOptions
     public List<KeyValuePair<string, string>> StandInEnv { get; } = [];
 
     /// <summary>A second gateway (A/B), measured in the same interleaved rounds; set by --variant-env/--variant-dll/--variant-gc.</summary>
-    public bool HasVariant => VariantDll is not null || VariantEnv.Count > 0 || VariantGc is not null;
+    public bool HasVariant => VariantDll is not null || VariantEnv.Count > 0 || VariantGc is not null || VariantLimits;
+
+    /// <summary>A/B for limits and budgets: the variant's requests come from a key with rate limits and a budget, in a workspace with both.</summary>
+    public bool VariantLimits { get; set; }
     public List<KeyValuePair<string, string>> VariantEnv { get; } = [];
     public string? VariantDll { get; private set; }
     public string? VariantGc { get; private set; }
@@ -85,6 +88,8 @@ internal sealed class BenchOptions
           --gateway-env K=V   extra environment variable for the gateway (repeatable)
           --standin-env K=V   extra environment variable for the stand-in (repeatable)
           --variant-env K=V   A/B: start a second gateway with this extra variable (repeatable) and measure it
+          --variant-limits    A/B: a second gateway whose key and workspace have rate limits (never reached) and
+                              budgets (never exhausted), so every request is admitted through both
                               in the same interleaved rounds
           --variant-dll PATH  A/B: the second gateway runs this build instead
           --variant-gc KIND   A/B: the second gateway's GC (default: as --gateway-gc)
@@ -153,6 +158,7 @@ internal sealed class BenchOptions
                 case "--variant-env": o.VariantEnv.Add(KeyValue(arg, Next())); break;
                 case "--variant-dll": o.VariantDll = Next(); break;
                 case "--variant-gc": o.VariantGc = Gc(Next()); break;
+                case "--variant-limits": o.VariantLimits = true; break;
                 case "--check": o.Check = true; break;
                 case "--runtime": o.Runtime = true; break;
                 case "--auth": o.Auth = true; break;

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using System.Buffers;
 using System.Globalization;
 using System.Net;
@@ -74,6 +75,11 @@ internal static class BenchRun
                 var apiKey = envFile.GetValueOrDefault("LATTICE_API_KEY") ?? throw new BenchException($"No LATTICE_API_KEY in {dataDir}/env.");
                 var adminKey = envFile.GetValueOrDefault("LATTICE_ADMIN_KEY") ?? throw new BenchException($"No LATTICE_ADMIN_KEY in {dataDir}/env.");
                 await RegisterModelAsync(baseUrl, adminKey, new Uri(standInUrl, "/v1"), cancellationToken);
+                if (spec.Name == "variant" && options.VariantLimits)
+                {
+                    var workspaceId = envFile.GetValueOrDefault("LATTICE_WORKSPACE_ID") ?? throw new BenchException($"No LATTICE_WORKSPACE_ID in {dataDir}/env.");
+                    apiKey = await LimitAndBudgetAsync(baseUrl, adminKey, workspaceId, cancellationToken);
+                }
                 Log($"{spec.Name} {baseUrl} (pid {process.Id}) serves {GatewayModel} from the stand-in {standInUrl} (pid {standIn.Id})");
                 sides.Add(new Side(spec.Name, MakeTarget(spec.Name, baseUrl, baseUrl.AbsolutePath.TrimEnd('/') + "/chat/completions", apiKey, GatewayModel)));
             }
@@ -245,7 +251,7 @@ internal static class BenchRun
         using var request = new HttpRequestMessage(HttpMethod.Post, new Uri(baseUrl, "/admin/v1/models"))
         {
             Content = new StringContent(
-                $$"""{"id":"{{GatewayModel}}","offers":[{"base_url":"{{upstreamBase.ToString().TrimEnd('/')}}","credential":"{{CredentialName}}","upstream_model":"{{UpstreamModel}}"}]}""",
+                $$"""{"id":"{{GatewayModel}}","prices":{"input_per_mtok":0.15,"output_per_mtok":0.6},"offers":[{"base_url":"{{upstreamBase.ToString().TrimEnd('/')}}","credential":"{{CredentialName}}","upstream_model":"{{UpstreamModel}}"}]}""",
                 Encoding.UTF8, "application/json"),
         };
         request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", adminKey);
@@ -255,6 +261,32 @@ internal static class BenchRun
             var text = await response.Content.ReadAsStringAsync(cancellationToken);
             throw new BenchException($"Registering {GatewayModel} answered {(int)response.StatusCode}, not 201: {text}");
         }
+    }
+
+    /// <summary>
+    /// Puts limits and budgets in the way of every request without ever refusing one: the workspace gets rate limits
+    /// and a budget, and a new key (returned) gets its own of both.
+    /// </summary>
+    private static async Task<string> LimitAndBudgetAsync(Uri baseUrl, string adminKey, string workspaceId, CancellationToken cancellationToken)
+    {
+        const string limits = """{"requests_per_minute":2000000000,"tokens_per_minute":1000000000000,"max_concurrent":100000}""";
+        using var http = new HttpClient { BaseAddress = baseUrl, Timeout = TimeSpan.FromSeconds(30) };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", adminKey);
+        async Task<JsonNode> SendAsync(HttpMethod method, string path, string body)
+        {
+            using var response = await http.SendAsync(new HttpRequestMessage(method, path) { Content = new StringContent(body, Encoding.UTF8, "application/json") }, cancellationToken);
+            var text = await response.Content.ReadAsStringAsync(cancellationToken);
+            if (!response.IsSuccessStatusCode)
+            {
+                throw new BenchException($"{method} {path} answered {(int)response.StatusCode}: {text}");
+            }
+            return JsonNode.Parse(text)!;
+        }
+        await SendAsync(HttpMethod.Put, $"/admin/v1/workspaces/{workspaceId}/limits", limits);
+        await SendAsync(HttpMethod.Post, $"/admin/v1/workspaces/{workspaceId}/budgets", """{"scope":"workspace","amount_usd":"1000000"}""");
+        var key = await SendAsync(HttpMethod.Post, $"/admin/v1/workspaces/{workspaceId}/keys", $$"""{"name":"bench limited","limits":{{limits}}}""");
+        await SendAsync(HttpMethod.Post, $"/admin/v1/workspaces/{workspaceId}/budgets", $$"""{"scope":"key","subject_id":"{{key["id"]}}","amount_usd":"1000000"}""");
+        return key["key"]!.GetValue<string>();
     }
 
     internal static Dictionary<string, string> ReadEnvFile(string path)
