@@ -13,7 +13,7 @@ namespace Lattice.Gateway.Billing.Alerts;
 /// budget's secret, until the receiver answers 2xx. A failure (any other status, no answer within
 /// <see cref="RequestTimeout"/>, no connection) is tried again after <see cref="RetryDelay"/>; a row still failing
 /// <see cref="GiveUpAfter"/> after it was written is given up (<see cref="BudgetAlertEntity.LastError"/> starts with
-/// <see cref="GaveUp"/>, <see cref="BudgetAlertEntity.NextAttemptAt"/> is <see cref="DateTimeOffset.MaxValue"/>).
+/// <see cref="GaveUp"/>, <see cref="BudgetAlertEntity.NextAttemptAt"/> is <see cref="Never"/>).
 /// </summary>
 /// <remarks>
 /// A row is claimed (its next attempt moved <see cref="Lease"/> ahead) before it is sent, so gateways sharing a
@@ -34,6 +34,9 @@ public sealed partial class BudgetAlertDeliverer(
     public static readonly TimeSpan GiveUpAfter = TimeSpan.FromDays(3);
     public static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(10);
     public static readonly TimeSpan Lease = TimeSpan.FromMinutes(1);
+
+    /// <summary>The next attempt of an alert given up: the latest time the database holds (milliseconds).</summary>
+    public static readonly DateTimeOffset Never = DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.MaxValue.ToUnixTimeMilliseconds());
 
     /// <summary>The longest the loop sleeps without looking: rows written by another gateway, or whose lease lapsed, are picked up by then.</summary>
     public static readonly TimeSpan PollInterval = TimeSpan.FromMinutes(1);
@@ -146,7 +149,7 @@ public sealed partial class BudgetAlertDeliverer(
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<LatticeDbContext>();
         var next = await db.BudgetAlerts.AsNoTracking()
-            .Where(a => a.DeliveredAt == null && a.NextAttemptAt < DateTimeOffset.MaxValue)
+            .Where(a => a.DeliveredAt == null && a.NextAttemptAt < Never)
             .OrderBy(a => a.NextAttemptAt)
             .Select(a => new { a.NextAttemptAt })
             .FirstOrDefaultAsync(cancellationToken).ConfigureAwait(false);
@@ -201,7 +204,7 @@ public sealed partial class BudgetAlertDeliverer(
             var reason = $"{GaveUp} after {attempts} attempts: {error}";
             await db.BudgetAlerts.Where(a => a.Id == alert.Id).ExecuteUpdateAsync(s => s
                 .SetProperty(a => a.Attempts, attempts)
-                .SetProperty(a => a.NextAttemptAt, DateTimeOffset.MaxValue)
+                .SetProperty(a => a.NextAttemptAt, Never)
                 .SetProperty(a => a.LastError, reason), CancellationToken.None).ConfigureAwait(false);
             Log.GaveUp(logger, alert.Id, alert.BudgetId, attempts, error);
         }
