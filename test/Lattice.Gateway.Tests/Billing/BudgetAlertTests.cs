@@ -97,6 +97,30 @@ public sealed class BudgetAlertTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_app_user_budget_alerts_once_per_user()
+    {
+        await using var gateway = await StartGatewayAsync();
+        await SeedAsync(gateway, _receiver.Url, budgetScope: BudgetScopes.AppUser);
+        BudgetAlert ForUser(string user) => Alert(80, 8_000_000_000_000) with { Scope = BudgetScopes.AppUser, SubjectId = "app_1", UserId = user };
+
+        gateway.Sink.Raise(ForUser("user_a"));
+        gateway.Sink.Raise(ForUser("user_a"));
+        gateway.Sink.Raise(ForUser("user_b"));
+
+        var users = new List<string>();
+        for (var i = 0; i < 2; i++)
+        {
+            var request = await _receiver.NextAsync();
+            var data = JsonNode.Parse(request.Body)!["data"]!;
+            Assert.Equal(("app_user", "app_1"), (data["scope"]!.GetValue<string>(), data["subject_id"]!.GetValue<string>()));
+            users.Add(data["user_id"]!.GetValue<string>());
+        }
+        Assert.Equal(["user_a", "user_b"], users.Order());
+        Assert.Equal(["user_a", "user_b"], (await gateway.RowsAsync()).Select(r => r.UserId).Order());
+        Assert.Equal(2, _receiver.Count);
+    }
+
+    [Fact]
     public async Task A_failing_receiver_gets_the_alert_again_after_5_s_then_10_s_and_acknowledges_the_third()
     {
         _receiver.FailFirst(2);
@@ -245,7 +269,7 @@ public sealed class BudgetAlertTests : IAsyncLifetime
 
     private static int ThresholdOf(string body) => JsonNode.Parse(body)!["data"]!["threshold_percent"]!.GetValue<int>();
 
-    private async Task SeedAsync(Gateway gateway, string? alertUrl, string budgetId = BudgetId)
+    private async Task SeedAsync(Gateway gateway, string? alertUrl, string budgetId = BudgetId, string budgetScope = BudgetScopes.Workspace)
     {
         await using var scope = gateway.App.Services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<LatticeDbContext>();
@@ -257,7 +281,7 @@ public sealed class BudgetAlertTests : IAsyncLifetime
         {
             Id = budgetId,
             WorkspaceId = WorkspaceId,
-            Scope = BudgetScopes.Workspace,
+            Scope = budgetScope,
             SubjectId = budgetId == BudgetId ? WorkspaceId : budgetId,
             AmountPicoUsd = TenUsd,
             AlertUrl = alertUrl,
