@@ -10,14 +10,22 @@ namespace Lattice.Gateway.Billing.Stripe;
 /// every record reaches Stripe once.
 /// </summary>
 internal sealed partial class StripeExporter(
-    IServiceScopeFactory scopes, StripeMeterEvents events, TimeProvider time, IOptions<StripeOptions> options, ILogger<StripeExporter> logger) : BackgroundService
+    IServiceScopeFactory scopes, IServiceProvider services, TimeProvider time, IOptions<StripeOptions> options, ILogger<StripeExporter> logger) : BackgroundService
 {
     public const string CursorName = "stripe";
 
     private StripeOptions Options => options.Value;
 
+    /// <summary>The SDK client, built only when Stripe is configured.</summary>
+    private StripeMeterEvents? _events;
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        if (!Options.Enabled)
+        {
+            return;
+        }
+        _events = services.GetRequiredService<StripeMeterEvents>();
         var failures = 0;
         while (!stoppingToken.IsCancellationRequested)
         {
@@ -71,7 +79,7 @@ internal sealed partial class StripeExporter(
     {
         for (var attempt = 1; ; attempt++)
         {
-            var result = await events.SendAsync(record, cancellationToken);
+            var result = await _events!.SendAsync(record, cancellationToken);
             switch (result.Outcome)
             {
                 case MeterEventOutcome.Accepted:

@@ -1,5 +1,4 @@
 using System.Net;
-using Microsoft.Extensions.Options;
 
 namespace Lattice.Gateway.Billing.Stripe;
 
@@ -21,18 +20,7 @@ public static class StripeServices
             })
             .RemoveAllLoggers();
         services.AddSingleton<StripeMeterEvents>();
-        services.AddSingleton<StripeExporter>();
-        services.AddHostedService(sp => sp.GetRequiredService<IOptions<StripeOptions>>().Value.Enabled
-            ? sp.GetRequiredService<StripeExporter>()
-            : (IHostedService)new Idle());
+        services.AddHostedService<StripeExporter>();
         return services;
-    }
-
-    /// <summary>Stands in for the exporter when Stripe is not configured.</summary>
-    private sealed class Idle : IHostedService
-    {
-        public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
 }
