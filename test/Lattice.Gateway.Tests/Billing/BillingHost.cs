@@ -8,6 +8,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -75,6 +76,10 @@ public sealed class BillingHost : IAsyncDisposable
         await _app.ShutDownAsync();
         _app = null;
     }
+
+    /// <summary>The database file, opened without a gateway (e.g. between a stop and a restart).</summary>
+    public LatticeDbContext OpenDatabase() =>
+        new(new DbContextOptionsBuilder<LatticeDbContext>().UseSqlite(new GatewayOptions { DataDirectory = _dataDir }.ResolveConnectionString()).Options);
 
     public HttpClient Client(string? credential)
     {
