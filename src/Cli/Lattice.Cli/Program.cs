@@ -8,6 +8,7 @@ var root = new RootCommand("Lattice: an OpenAI-compatible control plane for AI c
     AppsCommand.Create(),
     MembersCommand.Create(),
     UsageCommand.Create(),
+    InvoicesCommand.Create(),
     LoginCommands.CreateLogin(),
     LoginCommands.CreateLogout(),
     DaemonCommands.CreateRelay(),

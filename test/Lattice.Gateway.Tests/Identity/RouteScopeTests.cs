@@ -104,6 +104,10 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
             new("POST", "/v1/personal-runtimes/{latticeId}/revoke", Guard.Scope, "/v1/personal-runtimes/lat_00000000000000000000/revoke", Manage),
             new("GET", "/v1/usage/requests", Guard.Scope, "/v1/usage/requests", Scopes.UsageRead),
             new("GET", "/v1/usage", Guard.Scope, "/v1/usage?start_time=0&end_time=60", Scopes.UsageRead),
+            // Invoices are the workspace's: an access token, whatever its scopes, is refused (403 naming the scope).
+            new("GET", "/v1/invoices", Guard.Scope, "/v1/invoices", Scopes.UsageRead, TokenMayHold: false),
+            new("GET", "/v1/invoices/{id}", Guard.Scope, "/v1/invoices/in_202601_000000000000", Scopes.UsageRead, TokenMayHold: false),
+            new("GET", "/v1/invoices/{id}/lines.csv", Guard.Scope, "/v1/invoices/in_202601_000000000000/lines.csv", Scopes.UsageRead, TokenMayHold: false),
 
             new("POST", "/admin/v1/workspaces", Guard.Scope, "/admin/v1/workspaces", Admin, TokenMayHold: false),
             new("GET", "/admin/v1/workspaces", Guard.Scope, "/admin/v1/workspaces", Admin, TokenMayHold: false),
@@ -118,6 +122,8 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
             new("POST", "/admin/v1/models", Guard.Scope, "/admin/v1/models", Admin, TokenMayHold: false),
             new("PUT", "/admin/v1/models/{**id}", Guard.Scope, "/admin/v1/models/lovelace:no-such-model", Admin, TokenMayHold: false),
             new("DELETE", "/admin/v1/models/{**id}", Guard.Scope, "/admin/v1/models/lovelace:no-such-model", Admin, TokenMayHold: false),
+            new("GET", "/admin/v1/workspaces/{workspaceId}/billing", Guard.Scope, $"/admin/v1/workspaces/{ws}/billing", Admin, TokenMayHold: false),
+            new("PUT", "/admin/v1/workspaces/{workspaceId}/billing", Guard.Scope, $"/admin/v1/workspaces/{ws}/billing", Admin, TokenMayHold: false),
 
             new("POST", "/admin/v1/workspaces/{workspaceId}/keys", Guard.Scope, $"/admin/v1/workspaces/{ws}/keys", WorkspaceAdmin, Admin, TokenMayHold: false),
             new("GET", "/admin/v1/workspaces/{workspaceId}/keys", Guard.Scope, $"/admin/v1/workspaces/{ws}/keys", WorkspaceAdmin, Admin, TokenMayHold: false),

@@ -57,6 +57,22 @@ internal sealed class AdminApi(Uri origin, string adminKey, string workspace)
 
     public async Task<JsonNode?> SendAsync(HttpMethod method, string path, JsonNode? body, CancellationToken cancellationToken)
     {
+        var text = await SendForTextAsync(method, path, body, cancellationToken);
+        try
+        {
+            // 204 No Content (a delete) is a success with nothing to show.
+            return text is null ? null : string.IsNullOrEmpty(text) ? new JsonObject() : JsonNode.Parse(text);
+        }
+        catch (JsonException ex)
+        {
+            Console.Error.WriteLine($"The gateway at {origin} did not answer JSON: {ex.Message}");
+            return null;
+        }
+    }
+
+    /// <summary>The answer's body as text (a CSV export, say); null after printing why there is none.</summary>
+    public async Task<string?> SendForTextAsync(HttpMethod method, string path, JsonNode? body, CancellationToken cancellationToken)
+    {
         using var http = new HttpClient(new SocketsHttpHandler { UseProxy = false }) { BaseAddress = origin, Timeout = TimeSpan.FromSeconds(30) };
         using var request = new HttpRequestMessage(method, path);
         request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", adminKey);
@@ -68,21 +84,65 @@ internal sealed class AdminApi(Uri origin, string adminKey, string workspace)
         {
             using var response = await http.SendAsync(request, cancellationToken);
             var text = await response.Content.ReadAsStringAsync(cancellationToken);
-            var json = string.IsNullOrEmpty(text) ? null : JsonNode.Parse(text);
             if (!response.IsSuccessStatusCode)
             {
-                var message = json?["error"]?["message"]?.GetValue<string>() ?? text;
-                Console.Error.WriteLine($"The gateway said {(int)response.StatusCode}: {message}");
+                string? message = null;
+                try
+                {
+                    message = JsonNode.Parse(text)?["error"]?["message"]?.GetValue<string>();
+                }
+                catch (JsonException)
+                {
+                }
+                Console.Error.WriteLine($"The gateway said {(int)response.StatusCode}: {message ?? text}");
                 return null;
             }
-            // 204 No Content (a delete) is a success with nothing to show.
-            return json ?? new JsonObject();
+            return text;
         }
-        catch (Exception ex) when (ex is HttpRequestException or JsonException or TaskCanceledException)
+        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException)
         {
             Console.Error.WriteLine($"Could not reach the gateway at {origin}: {ex.Message}");
             return null;
         }
+    }
+}
+
+/// <summary>
+/// Where a developer-key command (<c>lattice usage</c>, <c>lattice invoices</c>) sends its requests: the gateway and
+/// the key from flags, the <c>LATTICE_*</c> environment variables or <c>&lt;data-dir&gt;/env</c>, in that order.
+/// </summary>
+internal sealed class DeveloperOptions
+{
+    private readonly Option<string> _dataDir = new("--data-dir") { Description = "Data directory whose env file names the gateway and key.", DefaultValueFactory = _ => EnvFile.DefaultDataDirectory, Recursive = true };
+    private readonly Option<string?> _baseUrl = new("--base-url") { Description = "Gateway base URL (default: LATTICE_BASE_URL).", Recursive = true };
+    private readonly Option<string?> _apiKey = new("--api-key") { Description = "Developer key with lattice:compute:usage:read (default: LATTICE_API_KEY).", Recursive = true };
+
+    public void AddTo(Command command)
+    {
+        command.Options.Add(_dataDir);
+        command.Options.Add(_baseUrl);
+        command.Options.Add(_apiKey);
+    }
+
+    /// <summary>The API the options point at, with the developer key as the bearer credential; null after saying what is missing.</summary>
+    public AdminApi? Resolve(ParseResult parse)
+    {
+        var env = EnvFile.Read(Path.GetFullPath(parse.GetValue(_dataDir)!));
+        string? Pick(string? explicitValue, string name) =>
+            explicitValue ?? (Environment.GetEnvironmentVariable(name) is { Length: > 0 } v ? v : env.GetValueOrDefault(name));
+        var url = Pick(parse.GetValue(_baseUrl), "LATTICE_BASE_URL");
+        var key = Pick(parse.GetValue(_apiKey), "LATTICE_API_KEY");
+        if (url is null || key is null)
+        {
+            Console.Error.WriteLine("Don't know which gateway to ask: run `lattice up` first, or pass --base-url and --api-key.");
+            return null;
+        }
+        if (!Uri.TryCreate(url, UriKind.Absolute, out var parsed) || parsed.Scheme is not ("http" or "https"))
+        {
+            Console.Error.WriteLine($"'{url}' is not an http(s) URL.");
+            return null;
+        }
+        return new AdminApi(new Uri(parsed.GetLeftPart(UriPartial.Authority)), key, "");
     }
 }
 

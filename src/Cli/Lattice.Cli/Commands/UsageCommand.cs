@@ -10,15 +10,14 @@ internal static class UsageCommand
 {
     public static Command Create()
     {
-        var dataDir = new Option<string>("--data-dir") { Description = "Data directory whose env file names the gateway and key.", DefaultValueFactory = _ => EnvFile.DefaultDataDirectory };
-        var baseUrl = new Option<string?>("--base-url") { Description = "Gateway base URL (default: LATTICE_BASE_URL)." };
-        var apiKey = new Option<string?>("--api-key") { Description = "Developer key with lattice:compute:usage:read (default: LATTICE_API_KEY)." };
+        var developer = new DeveloperOptions();
         var since = new Option<string>("--since") { Description = "How far back: 24h (default), 7d, 90m.", DefaultValueFactory = _ => "24h" };
         var by = new Option<string>("--by") { Description = "One row per model (default), key or day.", DefaultValueFactory = _ => "model" };
         by.AcceptOnlyFromAmong(UsageReport.Model, UsageReport.Key, UsageReport.Day);
         var json = new Option<bool>("--json") { Description = "Print the API's JSON (one page with every bucket) instead of a table." };
 
-        var command = new Command("usage", "Show requests, tokens and cost for the workspace.") { dataDir, baseUrl, apiKey, since, by, json };
+        var command = new Command("usage", "Show requests, tokens and cost for the workspace.") { since, by, json };
+        developer.AddTo(command);
         command.SetAction(async (parse, ct) =>
         {
             if (KeysCommand.ParseLifetime(parse.GetValue(since)!) is not { } window)
@@ -26,23 +25,10 @@ internal static class UsageCommand
                 await Console.Error.WriteLineAsync($"--since '{parse.GetValue(since)}' is not a duration such as 24h, 7d or 90m.");
                 return 2;
             }
-            var env = EnvFile.Read(Path.GetFullPath(parse.GetValue(dataDir)!));
-            string? Pick(string? explicitValue, string name) =>
-                explicitValue ?? (Environment.GetEnvironmentVariable(name) is { Length: > 0 } v ? v : env.GetValueOrDefault(name));
-            var url = Pick(parse.GetValue(baseUrl), "LATTICE_BASE_URL");
-            var key = Pick(parse.GetValue(apiKey), "LATTICE_API_KEY");
-            if (url is null || key is null)
+            if (developer.Resolve(parse) is not { } api)
             {
-                await Console.Error.WriteLineAsync("Don't know which gateway to ask: run `lattice up` first, or pass --base-url and --api-key.");
                 return 2;
             }
-            if (!Uri.TryCreate(url, UriKind.Absolute, out var parsed) || parsed.Scheme is not ("http" or "https"))
-            {
-                await Console.Error.WriteLineAsync($"'{url}' is not an http(s) URL.");
-                return 2;
-            }
-            // The admin API's client sends any bearer credential; here it is the developer key.
-            var api = new AdminApi(new Uri(parsed.GetLeftPart(UriPartial.Authority)), key, "");
 
             var grouping = parse.GetValue(by)!;
             var end = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
