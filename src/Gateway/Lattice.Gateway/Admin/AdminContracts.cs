@@ -18,8 +18,9 @@ public sealed record LimitsDto(string Scope, string Id, Billing.Limits? Limits)
 
 /// <param name="SpentUsd">Spent this period (null for a per-user budget unless a user was asked about).</param>
 /// <param name="UserId">For a per-user app budget: the user whose spend is shown.</param>
+/// <param name="AlertSecret">The alert signing secret: only in the answer that created it (or a new alert URL).</param>
 public sealed record BudgetDto(string Id, string WorkspaceId, string Scope, string SubjectId, string AmountUsd, string Period,
-    long PeriodStart, long PeriodEnd, string? SpentUsd, string? ReservedUsd, string? UserId, long CreatedAt)
+    long PeriodStart, long PeriodEnd, string? SpentUsd, string? ReservedUsd, string? UserId, long CreatedAt, string? AlertUrl, string? AlertSecret = null)
 {
     public string Object => "budget";
 }

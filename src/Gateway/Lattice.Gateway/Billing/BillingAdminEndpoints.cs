@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using Lattice.Gateway.Admin;
 using Lattice.Gateway.Auth;
+using Lattice.Gateway.Billing.Alerts;
 using Lattice.Gateway.Metering;
 using Lattice.Gateway.OpenAi;
 using Lattice.Gateway.Persistence;
@@ -139,7 +140,7 @@ public static class BillingAdminEndpoints
     // ---- budgets ----
 
     private static async Task<IResult> CreateBudgetAsync(HttpContext context, string workspaceId, JsonElement body, LatticeDbContext db,
-        BillingPolicies policies, IBudgetCounters counters, TimeProvider time)
+        BillingPolicies policies, IBudgetCounters counters, BudgetAlertSecrets secrets, TimeProvider time)
     {
         if (!AdminEndpoints.Manages(context, workspaceId) || await db.Workspaces.FindAsync(workspaceId) is null)
         {
@@ -149,7 +150,7 @@ public static class BillingAdminEndpoints
         {
             return AdminEndpoints.Error(GatewayError.InvalidRequest("The body must be an object with 'scope', 'subject_id' and 'amount_usd'.", null, ErrorCodes.InvalidType));
         }
-        string? scope = null, subject = null;
+        string? scope = null, subject = null, alertUrl = null;
         long? amount = null;
         foreach (var property in body.EnumerateObject())
         {
@@ -180,6 +181,12 @@ public static class BillingAdminEndpoints
                     if (property.Value.ValueKind != JsonValueKind.String || property.Value.GetString() != "month")
                     {
                         return AdminEndpoints.Error(GatewayError.InvalidRequest("'period' must be 'month' (a calendar month, UTC).", "period"));
+                    }
+                    break;
+                case "alert_url":
+                    if (!TryReadAlertUrl(property.Value, out alertUrl, out var urlError))
+                    {
+                        return AdminEndpoints.Error(urlError);
                     }
                     break;
                 default:
@@ -233,10 +240,11 @@ public static class BillingAdminEndpoints
             CreatedAt = now,
             UpdatedAt = now,
         };
+        var secret = SetAlertUrl(budget, alertUrl, secrets);
         db.Budgets.Add(budget);
         await db.SaveChangesAsync();
         await policies.ReloadAsync();
-        return AdminEndpoints.Json(await ToDtoAsync(budget, null, counters, time), AdminJsonContext.Default.BudgetDto, StatusCodes.Status201Created);
+        return AdminEndpoints.Json(await ToDtoAsync(budget, null, counters, time) with { AlertSecret = secret }, AdminJsonContext.Default.BudgetDto, StatusCodes.Status201Created);
     }
 
     private static async Task<IResult> ListBudgetsAsync(HttpContext context, string workspaceId, LatticeDbContext db, IBudgetCounters counters, TimeProvider time)
@@ -265,7 +273,7 @@ public static class BillingAdminEndpoints
     }
 
     private static async Task<IResult> UpdateBudgetAsync(HttpContext context, string budgetId, JsonElement body, LatticeDbContext db,
-        BillingPolicies policies, IBudgetCounters counters, TimeProvider time)
+        BillingPolicies policies, IBudgetCounters counters, BudgetAlertSecrets secrets, TimeProvider time)
     {
         if (await FindBudgetAsync(context, budgetId, db) is not { } budget)
         {
@@ -273,8 +281,9 @@ public static class BillingAdminEndpoints
         }
         if (body.ValueKind != JsonValueKind.Object)
         {
-            return AdminEndpoints.Error(GatewayError.InvalidRequest("The body must be an object with 'amount_usd'.", null, ErrorCodes.InvalidType));
+            return AdminEndpoints.Error(GatewayError.InvalidRequest("The body must be an object with 'amount_usd' and/or 'alert_url'.", null, ErrorCodes.InvalidType));
         }
+        string? secret = null;
         foreach (var property in body.EnumerateObject())
         {
             switch (property.Name)
@@ -286,14 +295,24 @@ public static class BillingAdminEndpoints
                     }
                     budget.AmountPicoUsd = pico;
                     break;
+                case "alert_url":
+                    if (!TryReadAlertUrl(property.Value, out var alertUrl, out var urlError))
+                    {
+                        return AdminEndpoints.Error(urlError);
+                    }
+                    if (alertUrl != budget.AlertUrl)
+                    {
+                        secret = SetAlertUrl(budget, alertUrl, secrets);
+                    }
+                    break;
                 default:
-                    return AdminEndpoints.Error(GatewayError.InvalidRequest($"Unknown parameter '{property.Name}'; a budget's 'amount_usd' can change.", property.Name, ErrorCodes.UnknownParameter));
+                    return AdminEndpoints.Error(GatewayError.InvalidRequest($"Unknown parameter '{property.Name}'; a budget's 'amount_usd' and 'alert_url' can change.", property.Name, ErrorCodes.UnknownParameter));
             }
         }
         budget.UpdatedAt = time.GetUtcNow();
         await db.SaveChangesAsync();
         await policies.ReloadAsync();
-        return AdminEndpoints.Json(await ToDtoAsync(budget, null, counters, time), AdminJsonContext.Default.BudgetDto);
+        return AdminEndpoints.Json(await ToDtoAsync(budget, null, counters, time) with { AlertSecret = secret }, AdminJsonContext.Default.BudgetDto);
     }
 
     private static async Task<IResult> DeleteBudgetAsync(HttpContext context, string budgetId, LatticeDbContext db, BillingPolicies policies)
@@ -321,7 +340,38 @@ public static class BillingAdminEndpoints
             status is { } s ? CostCalculator.FormatUsd(s.SpentPicoUsd) : null,
             status is { } r ? CostCalculator.FormatUsd(r.ReservedPicoUsd) : null,
             b.Scope == BudgetScopes.AppUser ? userId : null,
-            b.CreatedAt.ToUnixTimeSeconds());
+            b.CreatedAt.ToUnixTimeSeconds(),
+            b.AlertUrl);
+    }
+
+    /// <summary><c>alert_url</c>: an absolute http(s) URL, or null (no alerts).</summary>
+    private static bool TryReadAlertUrl(JsonElement value, out string? url, out GatewayError error)
+    {
+        url = null;
+        error = default;
+        if (value.ValueKind == JsonValueKind.Null)
+        {
+            return true;
+        }
+        url = value.ValueKind == JsonValueKind.String ? value.GetString() : null;
+        return BudgetAlertSecrets.TryValidateUrl(url, out error);
+    }
+
+    /// <summary>
+    /// Points the budget's alerts at <paramref name="url"/> with a new signing secret, returned to be shown once
+    /// (only its protected form is stored); null removes alerts.
+    /// </summary>
+    private static string? SetAlertUrl(BudgetEntity budget, string? url, BudgetAlertSecrets secrets)
+    {
+        budget.AlertUrl = url;
+        if (url is null)
+        {
+            budget.AlertSecret = null;
+            return null;
+        }
+        var secret = BudgetAlertSecrets.NewSecret();
+        budget.AlertSecret = secrets.Protect(secret);
+        return secret;
     }
 
     /// <summary>USD as a JSON number or decimal string, 0 to 1,000,000,000, to the pico-dollar.</summary>
