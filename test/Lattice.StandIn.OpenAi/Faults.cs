@@ -11,10 +11,11 @@ internal enum FaultKind
     Drop,
     Drip,
     BadRequest,
+    Gate,
 }
 
 /// <summary>Fault simulation selected by the request's "model" field.</summary>
-internal readonly record struct Fault(FaultKind Kind, int DelayMs)
+internal readonly record struct Fault(FaultKind Kind, int DelayMs, string? GateName = null)
 {
     public const string Fail500Model = "standin-fail-500";
     public const string Fail503HtmlModel = "standin-fail-503-html";
@@ -22,6 +23,7 @@ internal readonly record struct Fault(FaultKind Kind, int DelayMs)
     public const string DropModel = "standin-drop";
     public const string DripModel = "standin-drip";
     public const string BadRequestModel = "standin-bad-request";
+    public const string GatePrefix = "standin-gate-";
 
     public const int DripDelayMs = 300;
     public const int DropDelayMs = 100;
@@ -42,6 +44,7 @@ internal readonly record struct Fault(FaultKind Kind, int DelayMs)
             DropModel => new Fault(FaultKind.Drop, 0),
             DripModel => new Fault(FaultKind.Drip, 0),
             BadRequestModel => new Fault(FaultKind.BadRequest, 0),
+            _ when model.StartsWith(GatePrefix, StringComparison.Ordinal) => new Fault(FaultKind.Gate, 0, model[GatePrefix.Length..]),
             _ when model.StartsWith(SlowPrefix, StringComparison.Ordinal)
                 && int.TryParse(model.AsSpan(SlowPrefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out int ms)
                 => new Fault(FaultKind.Slow, ms),
@@ -76,6 +79,17 @@ internal readonly record struct Fault(FaultKind Kind, int DelayMs)
                 try
                 {
                     await Task.Delay(DelayMs, ctx.RequestAborted);
+                }
+                catch (OperationCanceledException)
+                {
+                    return true;
+                }
+
+                return false;
+            case FaultKind.Gate:
+                try
+                {
+                    await StandInGates.Get(GateName!).PassAsync(ctx.RequestAborted);
                 }
                 catch (OperationCanceledException)
                 {
