@@ -149,6 +149,39 @@ public sealed class IdempotencyTests(GatewayFixture gateway) : IClassFixture<Gat
     }
 
     [Fact]
+    public async Task A_stream_the_client_left_is_kept_as_unreplayable()
+    {
+        var key = NewKey();
+        var body = Chat("lovelace:drip", stream: true);
+        using (var client = gateway.DevClient())
+        using (var request = Post(body, key))
+        using (var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead).WaitAsync(Timeout))
+        {
+            // Events reach the client as they are produced, not at the end: the first word arrives while the rest drips.
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+            while (await reader.ReadLineAsync().WaitAsync(Timeout) is { } line && !line.Contains("\"content\":\"You\"", StringComparison.Ordinal))
+            {
+            }
+        }
+
+        // The key is settled once the gateway has seen the client go.
+        using var timeout = new CancellationTokenSource(Timeout);
+        while (await StateAsync(key, timeout.Token) == "running")
+        {
+            await Task.Delay(20, timeout.Token);
+        }
+        Assert.Equal("unreplayable", await StateAsync(key, timeout.Token));
+        AssertError(await SendAsync(body, key), HttpStatusCode.Conflict, "idempotency_key_not_replayable", "did not complete");
+    }
+
+    private async Task<string?> StateAsync(string key, CancellationToken cancellationToken)
+    {
+        await using var scope = gateway.Factory.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<LatticeDbContext>();
+        return await db.IdempotencyKeys.Where(r => r.Key == key).Select(r => r.State).SingleOrDefaultAsync(cancellationToken);
+    }
+
+    [Fact]
     public async Task The_same_key_with_a_different_body_is_refused()
     {
         var (model, gate) = await GatedModelAsync("reused");
@@ -253,6 +286,35 @@ public sealed class IdempotencyTests(GatewayFixture gateway) : IClassFixture<Gat
         await gateway.Factory.Services.GetServices<IHostedService>().OfType<IdempotencyPruner>().Single().PruneAsync(CancellationToken.None);
         await using var scope = gateway.Factory.Services.CreateAsyncScope();
         Assert.False(await scope.ServiceProvider.GetRequiredService<LatticeDbContext>().IdempotencyKeys.AnyAsync(r => r.Key == key));
+    }
+
+    [Fact]
+    public async Task A_claim_whose_lease_lapsed_is_taken_over_and_the_first_holder_can_no_longer_settle_it()
+    {
+        var store = gateway.Factory.Services.GetRequiredService<IIdempotencyStore>();
+        var (caller, key, lease) = ("key_lease_test", NewKey(), TimeSpan.FromMinutes(5));
+
+        var first = await store.TryClaimAsync(caller, key, "hash-1", lease, CancellationToken.None);
+        Assert.NotNull(first.Claim);
+        var blocked = await store.TryClaimAsync(caller, key, "hash-1", lease, CancellationToken.None);
+        Assert.Null(blocked.Claim);
+        Assert.Equal(IdempotencyState.Running, blocked.Existing!.State);
+
+        gateway.Time.Advance(lease);
+        var second = await store.TryClaimAsync(caller, key, "hash-2", lease, CancellationToken.None);
+        Assert.NotNull(second.Claim);
+
+        // The node that held the first claim comes back: its answer and its release both miss.
+        await store.CompleteAsync(first.Claim!, new IdempotentAnswer(200, [], "first"u8.ToArray()), CancellationToken.None);
+        await store.ReleaseAsync(first.Claim!, CancellationToken.None);
+        Assert.Equal(IdempotencyState.Running, (await store.FindAsync(caller, key, CancellationToken.None))!.State);
+
+        await store.CompleteAsync(second.Claim!, new IdempotentAnswer(201, [new("content-type", "text/plain")], "second"u8.ToArray()), CancellationToken.None);
+        var kept = (await store.FindAsync(caller, key, CancellationToken.None))!;
+        Assert.Equal((IdempotencyState.Done, 201, "hash-2"), (kept.State, kept.Status, kept.RequestHash));
+        Assert.Equal("second"u8.ToArray(), kept.Body);
+        Assert.Equal([new("content-type", "text/plain")], kept.Headers);
+        Assert.Null(await store.FindAsync("key_someone_else", key, CancellationToken.None));
     }
 
     [Theory]
