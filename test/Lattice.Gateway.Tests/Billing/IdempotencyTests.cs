@@ -57,10 +57,10 @@ public sealed class IdempotencyTests(GatewayFixture gateway) : IClassFixture<Gat
         public JsonNode Error => JsonNode.Parse(Body)!["error"]!;
     }
 
-    private async Task<Answer> SendAsync(string body, string? key, string? credential = null)
+    private async Task<Answer> SendAsync(string body, string? key, string? credential = null, string path = "/v1/chat/completions")
     {
         using var client = gateway.Client(credential ?? gateway.ApiKey);
-        using var request = Post(body, key);
+        using var request = Post(body, key, path);
         var response = await client.SendAsync(request).WaitAsync(Timeout);
         return new Answer(response.StatusCode, await response.Content.ReadAsByteArrayAsync(), response);
     }
@@ -190,6 +190,19 @@ public sealed class IdempotencyTests(GatewayFixture gateway) : IClassFixture<Gat
 
         var other = await SendAsync(Chat(model, "four five"), key);
         AssertError(other, HttpStatusCode.UnprocessableEntity, "idempotency_key_reused", "different parameters");
+        Assert.Equal(1, gate.Arrivals);
+    }
+
+    [Fact]
+    public async Task The_path_is_part_of_the_request_and_the_groq_shaped_alias_keeps_keys_too()
+    {
+        var (model, gate) = await GatedModelAsync("alias");
+        var key = NewKey();
+        var first = await SendAsync(Chat(model), key, path: "/openai/v1/chat/completions");
+        Assert.Equal(HttpStatusCode.OK, first.Status);
+        Assert.True((await SendAsync(Chat(model), key, path: "/openai/v1/chat/completions")).Replayed);
+
+        AssertError(await SendAsync(Chat(model), key), HttpStatusCode.UnprocessableEntity, "idempotency_key_reused", "different parameters");
         Assert.Equal(1, gate.Arrivals);
     }
 

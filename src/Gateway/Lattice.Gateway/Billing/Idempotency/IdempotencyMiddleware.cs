@@ -11,7 +11,7 @@ using Microsoft.Extensions.Primitives;
 namespace Lattice.Gateway.Billing.Idempotency;
 
 /// <summary>
-/// Stripe's idempotency for every <c>POST</c> under <c>/v1</c> that carries an <c>Idempotency-Key</c>: the first request
+/// Stripe's idempotency for every <c>POST</c> under <c>/v1</c> (and <c>/openai/v1</c>) that carries an <c>Idempotency-Key</c>: the first request
 /// with a key runs and, once dispatch has admitted it, its answer is kept for the caller; the same key and the same
 /// request replay that answer byte for byte without dispatching (so nothing is metered or billed twice).
 /// </summary>
@@ -49,8 +49,7 @@ public sealed partial class IdempotencyMiddleware(
     public Task InvokeAsync(HttpContext context)
     {
         var request = context.Request;
-        if (!HttpMethods.IsPost(request.Method) || !request.Path.StartsWithSegments("/v1", StringComparison.Ordinal)
-            || !request.Headers.TryGetValue(HeaderName, out var key))
+        if (!HttpMethods.IsPost(request.Method) || !IsApiPath(request.Path) || !request.Headers.TryGetValue(HeaderName, out var key))
         {
             return next(context);
         }
@@ -190,6 +189,10 @@ public sealed partial class IdempotencyMiddleware(
         }
         return kept;
     }
+
+    /// <summary>The API under <c>/v1</c>, and its Groq-shaped alias under <c>/openai/v1</c>.</summary>
+    private static bool IsApiPath(PathString path) =>
+        path.StartsWithSegments("/v1", StringComparison.OrdinalIgnoreCase) || path.StartsWithSegments("/openai/v1", StringComparison.OrdinalIgnoreCase);
 
     private static bool IsValidKey(string? key)
     {
