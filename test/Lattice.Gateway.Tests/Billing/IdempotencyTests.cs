@@ -302,6 +302,23 @@ public sealed class IdempotencyTests(GatewayFixture gateway) : IClassFixture<Gat
     }
 
     [Fact]
+    public async Task A_route_that_does_not_dispatch_keeps_its_success()
+    {
+        var key = NewKey();
+        var body = """{"displayName":"idempotent laptop"}""";
+        var first = await SendAsync(body, key, path: "/v1/personal-runtimes");
+        Assert.Equal(HttpStatusCode.Created, first.Status);
+        var again = await SendAsync(body, key, path: "/v1/personal-runtimes");
+        Assert.True(again.Replayed);
+        Assert.Equal(HttpStatusCode.Created, again.Status);
+        Assert.Equal(first.Body, again.Body);
+
+        using var client = gateway.DevClient();
+        var listed = JsonNode.Parse(await client.GetStringAsync("/v1/personal-runtimes"))!["runtimes"]!.AsArray();
+        Assert.Single(listed, r => r!["displayName"]!.GetValue<string>() == "idempotent laptop");
+    }
+
+    [Fact]
     public async Task A_claim_whose_lease_lapsed_is_taken_over_and_the_first_holder_can_no_longer_settle_it()
     {
         var store = gateway.Factory.Services.GetRequiredService<IIdempotencyStore>();

@@ -128,7 +128,10 @@ public sealed partial class IdempotencyMiddleware(
         finally
         {
             context.Features.Set(original);
-            await SettleAsync(context, claim, executing.Executing, finished, tee);
+            // A route that does not dispatch (creating a personal runtime) is never marked executing; its success is
+            // what shows it ran. On a dispatching route a success implies execution anyway.
+            var ran = executing.Executing || context.Response.StatusCode is >= 200 and < 300;
+            await SettleAsync(context, claim, ran, finished, tee);
         }
     }
 
@@ -138,11 +141,11 @@ public sealed partial class IdempotencyMiddleware(
     /// answer that outgrew the limit, or that did not reach its end (the client left, the endpoint threw), is kept as
     /// unreplayable: the work ran and may have been billed, so running it again on a retry would be a second charge.
     /// </remarks>
-    private async Task SettleAsync(HttpContext context, IdempotencyClaim claim, bool executing, bool finished, ResponseTee tee)
+    private async Task SettleAsync(HttpContext context, IdempotencyClaim claim, bool ran, bool finished, ResponseTee tee)
     {
         try
         {
-            if (!executing)
+            if (!ran)
             {
                 await store.ReleaseAsync(claim, CancellationToken.None);
             }
