@@ -11,20 +11,19 @@ internal enum FaultKind
     Drop,
     Drip,
     BadRequest,
-    Held,
+    Gate,
 }
 
 /// <summary>Fault simulation selected by the request's "model" field.</summary>
-internal readonly record struct Fault(FaultKind Kind, int DelayMs, string? Gate = null)
+internal readonly record struct Fault(FaultKind Kind, int DelayMs, string? GateName = null)
 {
-    /// <summary><c>standin-held-&lt;gate&gt;</c>: answers only once <c>POST /_standin/release?gate=&lt;gate&gt;</c> lets it through.</summary>
-    public const string HeldPrefix = "standin-held-";
     public const string Fail500Model = "standin-fail-500";
     public const string Fail503HtmlModel = "standin-fail-503-html";
     public const string SlowPrefix = "standin-slow-";
     public const string DropModel = "standin-drop";
     public const string DripModel = "standin-drip";
     public const string BadRequestModel = "standin-bad-request";
+    public const string GatePrefix = "standin-held-";
 
     public const int DripDelayMs = 300;
     public const int DropDelayMs = 100;
@@ -45,8 +44,7 @@ internal readonly record struct Fault(FaultKind Kind, int DelayMs, string? Gate 
             DropModel => new Fault(FaultKind.Drop, 0),
             DripModel => new Fault(FaultKind.Drip, 0),
             BadRequestModel => new Fault(FaultKind.BadRequest, 0),
-            _ when model.StartsWith(HeldPrefix, StringComparison.Ordinal) && model.Length > HeldPrefix.Length
-                => new Fault(FaultKind.Held, 0, model[HeldPrefix.Length..]),
+            _ when model.StartsWith(GatePrefix, StringComparison.Ordinal) => new Fault(FaultKind.Gate, 0, model[GatePrefix.Length..]),
             _ when model.StartsWith(SlowPrefix, StringComparison.Ordinal)
                 && int.TryParse(model.AsSpan(SlowPrefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out int ms)
                 => new Fault(FaultKind.Slow, ms),
@@ -88,10 +86,10 @@ internal readonly record struct Fault(FaultKind Kind, int DelayMs, string? Gate 
                 }
 
                 return false;
-            case FaultKind.Held:
+            case FaultKind.Gate:
                 try
                 {
-                    await Gates.WaitAsync(Gate!, ctx.RequestAborted);
+                    await StandInGates.Get(GateName!).PassAsync(ctx.RequestAborted);
                 }
                 catch (OperationCanceledException)
                 {
@@ -105,38 +103,5 @@ internal readonly record struct Fault(FaultKind Kind, int DelayMs, string? Gate 
             default:
                 return false;
         }
-    }
-}
-
-/// <summary>
-/// Named gates for <c>standin-held-&lt;gate&gt;</c> requests: each waits for one release. Tests see how many are
-/// waiting (<c>GET /_standin/held?gate=</c>) and let them through one by one (<c>POST /_standin/release?gate=&amp;count=</c>).
-/// </summary>
-internal static class Gates
-{
-    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, Gate> s_gates = new(StringComparer.Ordinal);
-
-    public static async Task WaitAsync(string name, CancellationToken cancellationToken)
-    {
-        var gate = s_gates.GetOrAdd(name, static _ => new Gate());
-        Interlocked.Increment(ref gate.Waiting);
-        try
-        {
-            await gate.Permits.WaitAsync(cancellationToken);
-        }
-        finally
-        {
-            Interlocked.Decrement(ref gate.Waiting);
-        }
-    }
-
-    public static int Waiting(string name) => s_gates.TryGetValue(name, out var gate) ? Volatile.Read(ref gate.Waiting) : 0;
-
-    public static void Release(string name, int count) => s_gates.GetOrAdd(name, static _ => new Gate()).Permits.Release(count);
-
-    private sealed class Gate
-    {
-        public readonly SemaphoreSlim Permits = new(0);
-        public int Waiting;
     }
 }

@@ -113,10 +113,11 @@ public static class StandInServer
 
         app.MapGet("/_standin/health", Introspection.HandleHealth);
         app.MapGet("/_standin/last", Introspection.HandleLast);
-        app.MapGet("/_standin/held", (string gate) => Results.Json(new { gate, waiting = Gates.Waiting(gate) }));
+        app.MapGet("/_standin/held", (string gate) =>
+            Results.Json(new { gate, waiting = StandInGates.Get(gate).Waiting, arrivals = StandInGates.Get(gate).Arrivals }));
         app.MapPost("/_standin/release", (string gate, int? count) =>
         {
-            Gates.Release(gate, Math.Max(1, count ?? 1));
+            StandInGates.Get(gate).Release(Math.Max(1, count ?? 1));
             return Results.Json(new { gate, released = Math.Max(1, count ?? 1) });
         });
         app.MapGet("/_standin/stats", (HttpContext ctx) =>

@@ -12,6 +12,8 @@ public static class ErrorCodes
     public const string PersonalLatticeNotFound = "personal_lattice_not_found";
     public const string RuntimeUnreachable = "runtime_unreachable";
     public const string IdempotencyKeyReused = "idempotency_key_reused";
+    public const string IdempotencyKeyInUse = "idempotency_key_in_use";
+    public const string IdempotencyKeyNotReplayable = "idempotency_key_not_replayable";
     public const string RateLimitExceeded = "rate_limit_exceeded";
     public const string InsufficientQuota = "insufficient_quota";
     public const string NoCapacity = "no_capacity";

@@ -49,4 +49,21 @@ public readonly record struct GatewayError(int Status, string Type, string? Code
     public static GatewayError UpstreamTimedOut() =>
         new(StatusCodes.Status504GatewayTimeout, ErrorTypes.Api, ErrorCodes.UpstreamTimeout,
             "The upstream provider did not answer in time.");
+
+    /// <summary>The <c>Idempotency-Key</c> header is empty, too long, repeated or not printable ASCII.</summary>
+    public static GatewayError InvalidIdempotencyKey(string header, int maxLength) =>
+        new(StatusCodes.Status400BadRequest, ErrorTypes.InvalidRequest, ErrorCodes.InvalidValue,
+            $"The '{header}' header must be one value of 1 to {maxLength} printable ASCII characters.", header);
+
+    public static GatewayError IdempotencyKeyReused() =>
+        new(StatusCodes.Status422UnprocessableEntity, ErrorTypes.InvalidRequest, ErrorCodes.IdempotencyKeyReused,
+            "This idempotency key was already used with different parameters (method, path or body). Send a new key for a different request.");
+
+    public static GatewayError IdempotencyKeyInUse() =>
+        new(StatusCodes.Status409Conflict, ErrorTypes.InvalidRequest, ErrorCodes.IdempotencyKeyInUse,
+            "A request with this idempotency key is still in progress. Retry later, once it has finished, to get its answer.");
+
+    public static GatewayError IdempotencyKeyNotReplayable() =>
+        new(StatusCodes.Status409Conflict, ErrorTypes.InvalidRequest, ErrorCodes.IdempotencyKeyNotReplayable,
+            "The first answer to this idempotency key was too large to keep or did not complete, so it cannot be replayed. Use a new key to run the request again.");
 }

@@ -292,7 +292,7 @@ public static class TaskInputReader
     }
 
     /// <summary>Reads the whole body; the flag is set when it is larger than <paramref name="maxBytes"/>.</summary>
-    private static async ValueTask<(byte[] Body, int Length, bool TooLarge)> ReadBodyAsync(HttpRequest request, long maxBytes, CancellationToken cancellationToken)
+    internal static async ValueTask<(byte[] Body, int Length, bool TooLarge)> ReadBodyAsync(HttpRequest request, long maxBytes, CancellationToken cancellationToken)
     {
         if (request.ContentLength is { } declared)
         {

@@ -1,10 +1,17 @@
+using Microsoft.Extensions.DependencyInjection.Extensions;
+
 namespace Lattice.Gateway.Billing.Idempotency;
 
 public static class IdempotencyServices
 {
-    // PLACEHOLDER (replaced by the idempotency work).
-    public static IServiceCollection AddIdempotency(this IServiceCollection services) => services;
+    public static IServiceCollection AddIdempotency(this IServiceCollection services)
+    {
+        services.AddOptions<IdempotencyOptions>().BindConfiguration(IdempotencyOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        // Another store (a shared cache across nodes) is registered before this one to take its place.
+        services.TryAddSingleton<IIdempotencyStore, SqlIdempotencyStore>();
+        services.AddHostedService<IdempotencyPruner>();
+        return services;
+    }
 
-    // PLACEHOLDER (replaced by the idempotency work).
-    public static IApplicationBuilder UseIdempotency(this IApplicationBuilder app) => app;
+    public static IApplicationBuilder UseIdempotency(this IApplicationBuilder app) => app.UseMiddleware<IdempotencyMiddleware>();
 }
