@@ -38,10 +38,10 @@ public sealed class BudgetAlertTests : IAsyncLifetime
     // Whole seconds, so times read back from the database (milliseconds) compare exactly.
     private readonly DateTimeOffset _start = DateTimeOffset.FromUnixTimeSeconds(DateTimeOffset.UtcNow.ToUnixTimeSeconds());
     private readonly DateTimeOffset _periodStart = new(DateTimeOffset.UtcNow.Year, DateTimeOffset.UtcNow.Month, 1, 0, 0, 0, TimeSpan.Zero);
-    private Receiver _receiver = null!;
+    private AlertReceiver _receiver = null!;
     private readonly string _secret = BudgetAlertSecrets.NewSecret();
 
-    public async Task InitializeAsync() => _receiver = await Receiver.StartAsync();
+    public async Task InitializeAsync() => _receiver = await AlertReceiver.StartAsync();
 
     public async Task DisposeAsync()
     {
@@ -66,7 +66,7 @@ public sealed class BudgetAlertTests : IAsyncLifetime
         gateway.Sink.Raise(Alert(50, 5_000_000_000_000, "bud_silent")); // no alert_url: nobody to tell
         gateway.Sink.Raise(Alert(100, 10_000_000_000_000));
 
-        var received = new List<Receiver.Request>();
+        var received = new List<AlertReceiver.Request>();
         for (var i = 0; i < 3; i++)
         {
             received.Add(await _receiver.NextAsync());
@@ -183,7 +183,7 @@ public sealed class BudgetAlertTests : IAsyncLifetime
     public async Task An_undelivered_alert_is_sent_by_the_next_gateway_and_not_written_again()
     {
         _receiver.FailFirst(1);
-        Receiver.Request first;
+        AlertReceiver.Request first;
         await using (var gateway = await StartGatewayAsync())
         {
             await SeedAsync(gateway, _receiver.Url);
@@ -257,7 +257,7 @@ public sealed class BudgetAlertTests : IAsyncLifetime
     private Task<Gateway> StartGatewayAsync() => Gateway.StartAsync(_dataDir, _start);
 
     /// <summary>Checks the signature header as a receiver would, from the documented scheme alone; returns its timestamp.</summary>
-    private static long AssertSigned(Receiver.Request request, string secret)
+    private static long AssertSigned(AlertReceiver.Request request, string secret)
     {
         var parts = request.Signature.Split(',').Select(p => p.Split('=', 2)).ToDictionary(p => p[0], p => p[1]);
         Assert.Equal(["t", "v1"], parts.Keys);
@@ -348,49 +348,5 @@ public sealed class BudgetAlertTests : IAsyncLifetime
             await App.StopAsync().WaitAsync(Timeout);
             await App.DisposeAsync();
         }
-    }
-
-    /// <summary>An alert receiver on loopback: records each request and answers 500 to the first N, 200 after.</summary>
-    private sealed class Receiver : IAsyncDisposable
-    {
-        public sealed record Request(string Signature, string? ContentType, string Body, int Status);
-
-        private readonly Channel<Request> _requests = Channel.CreateUnbounded<Request>();
-        private WebApplication _app = null!;
-        private int _failFirst;
-        private int _count;
-
-        public string Url { get; private set; } = "";
-        public int Count => Volatile.Read(ref _count);
-
-        public void FailFirst(int n) => Volatile.Write(ref _failFirst, n);
-
-        public static async Task<Receiver> StartAsync()
-        {
-            var receiver = new Receiver();
-            var builder = WebApplication.CreateSlimBuilder();
-            builder.WebHost.UseUrls("http://127.0.0.1:0");
-            builder.Logging.ClearProviders();
-            receiver._app = builder.Build();
-            receiver._app.MapPost("/hooks/budget", receiver.HandleAsync);
-            await receiver._app.StartAsync().WaitAsync(Timeout);
-            var address = receiver._app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-            receiver.Url = address.TrimEnd('/') + "/hooks/budget";
-            return receiver;
-        }
-
-        private async Task HandleAsync(HttpContext context)
-        {
-            using var reader = new StreamReader(context.Request.Body, Encoding.UTF8);
-            var body = await reader.ReadToEndAsync();
-            var n = Interlocked.Increment(ref _count);
-            var status = n <= Volatile.Read(ref _failFirst) ? 500 : 200;
-            _requests.Writer.TryWrite(new Request(context.Request.Headers["Lattice-Signature"].ToString(), context.Request.ContentType, body, status));
-            context.Response.StatusCode = status;
-        }
-
-        public async Task<Request> NextAsync() => await _requests.Reader.ReadAsync().AsTask().WaitAsync(Timeout);
-
-        public async ValueTask DisposeAsync() => await _app.ShutDownAsync();
     }
 }

@@ -90,7 +90,7 @@ public sealed class BudgetTests(GatewayFixture gateway) : IClassFixture<GatewayF
     [Fact]
     public async Task The_worst_case_is_reserved_while_a_request_runs_and_settles_to_its_actual_cost()
     {
-        var gate = new StandInGate(gateway.StandInUrl);
+        var gate = new StandInGate();
         // $1 per million input tokens, $2 per million output tokens.
         var model = await PricedModelAsync(new JsonObject { ["input_per_mtok"] = 1, ["output_per_mtok"] = 2 }, gate.UpstreamModel);
         var (keyId, client) = await KeyAsync();
@@ -238,5 +238,40 @@ public sealed class BudgetTests(GatewayFixture gateway) : IClassFixture<GatewayF
         }
         using var mine = await gateway.Admin.DeleteAsync($"/admin/v1/budgets/{budget["id"]}");
         Assert.Equal($$"""{"id":"{{budget["id"]}}","object":"budget","deleted":true}""", await mine.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task Spend_crossing_50_80_and_100_percent_is_posted_to_the_budgets_alert_url_once_each()
+    {
+        await using var receiver = await AlertReceiver.StartAsync();
+        var model = await PricedModelAsync(new JsonObject { ["per_request"] = 0.25 });
+        var (keyId, client) = await KeyAsync();
+        var budget = await BudgetAsync(new JsonObject { ["scope"] = "key", ["subject_id"] = keyId, ["amount_usd"] = 1, ["alert_url"] = receiver.Url });
+        var secret = budget["alert_secret"]!.GetValue<string>();
+        Assert.StartsWith("whsec_", secret);
+        Assert.Equal(receiver.Url, budget["alert_url"]!.GetValue<string>());
+        // The secret is shown once: reading the budget again does not show it.
+        Assert.Null((await GetBudgetAsync(budget["id"]!.GetValue<string>()))["alert_secret"]);
+
+        for (var i = 0; i < 5; i++)
+        {
+            using var response = await client.PostAsync("/v1/chat/completions", Chat(model));
+            Assert.Equal(i < 4 ? HttpStatusCode.OK : HttpStatusCode.TooManyRequests, response.StatusCode);
+        }
+        var thresholds = new List<int>();
+        for (var i = 0; i < 3; i++)
+        {
+            var alert = await receiver.NextAsync();
+            var data = JsonNode.Parse(alert.Body)!["data"]!;
+            Assert.Equal(budget["id"]!.GetValue<string>(), data["budget_id"]!.GetValue<string>());
+            // Signed with the secret the budget was created with.
+            var parts = alert.Signature.Split(',').Select(p => p.Split('=', 2)).ToDictionary(p => p[0], p => p[1]);
+            var mac = Convert.ToHexStringLower(System.Security.Cryptography.HMACSHA256.HashData(
+                Encoding.UTF8.GetBytes(secret), Encoding.UTF8.GetBytes(parts["t"] + "." + alert.Body)));
+            Assert.Equal(mac, parts["v1"]);
+            thresholds.Add(data["threshold_percent"]!.GetValue<int>());
+        }
+        Assert.Equal([50, 80, 100], thresholds.Order());
+        Assert.Equal(3, receiver.Count);
     }
 }

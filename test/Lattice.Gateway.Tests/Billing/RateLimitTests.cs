@@ -124,7 +124,7 @@ public sealed class RateLimitTests(GatewayFixture gateway) : IClassFixture<Gatew
     public async Task Tokens_per_minute_refuse_when_the_bucket_is_short_and_say_when_it_has_refilled_enough()
     {
         using var client = await KeyWithLimitsAsync(new JsonObject { ["tokens_per_minute"] = 600 });
-        var gate = new StandInGate(gateway.StandInUrl);
+        var gate = new StandInGate();
         await gateway.AddModelAsync("lovelace:held-" + gate.Name, GatewayFixture.Offer(gateway.StandInUrl + "/v1", gate.UpstreamModel));
         var model = "lovelace:held-" + gate.Name;
 
@@ -154,7 +154,7 @@ public sealed class RateLimitTests(GatewayFixture gateway) : IClassFixture<Gatew
     public async Task A_key_may_have_only_so_many_requests_in_flight()
     {
         using var client = await KeyWithLimitsAsync(new JsonObject { ["max_concurrent"] = 1 });
-        var gate = new StandInGate(gateway.StandInUrl);
+        var gate = new StandInGate();
         var model = "lovelace:held-" + gate.Name;
         await gateway.AddModelAsync(model, GatewayFixture.Offer(gateway.StandInUrl + "/v1", gate.UpstreamModel));
 

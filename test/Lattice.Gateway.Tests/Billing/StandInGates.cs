@@ -1,11 +1,17 @@
-using System.Net.Http.Json;
-using System.Text.Json.Nodes;
+using Lattice.StandIn.OpenAi;
 
 namespace Lattice.Gateway.Tests.Billing;
 
-/// <summary>The stand-in's held requests (<c>standin-held-&lt;gate&gt;</c>): wait until some are held, let them go.</summary>
-public sealed class StandInGate(string standInUrl)
+/// <summary>A gate of its own at the in-process stand-in: requests for <see cref="UpstreamModel"/> wait there until let through.</summary>
+public sealed class StandInGate
 {
+    private readonly StandInGates.Gate _gate;
+
+    public StandInGate()
+    {
+        _gate = StandInGates.Get(Name);
+    }
+
     public string Name { get; } = "g" + Guid.NewGuid().ToString("N")[..12];
 
     public string UpstreamModel => "standin-held-" + Name;
@@ -13,23 +19,16 @@ public sealed class StandInGate(string standInUrl)
     /// <summary>Waits until <paramref name="count"/> requests are held at the gate (a counter, not a clock).</summary>
     public async Task WaitHeldAsync(int count)
     {
-        using var http = new HttpClient();
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        while (true)
+        while (_gate.Waiting < count)
         {
-            var state = await http.GetFromJsonAsync<JsonObject>($"{standInUrl}/_standin/held?gate={Name}", timeout.Token);
-            if (state!["waiting"]!.GetValue<int>() >= count)
-            {
-                return;
-            }
             await Task.Delay(10, timeout.Token);
         }
     }
 
-    public async Task ReleaseAsync(int count = 1)
+    public Task ReleaseAsync(int count = 1)
     {
-        using var http = new HttpClient();
-        using var response = await http.PostAsync($"{standInUrl}/_standin/release?gate={Name}&count={count}", null);
-        response.EnsureSuccessStatusCode();
+        _gate.Release(count);
+        return Task.CompletedTask;
     }
 }
