@@ -252,40 +252,28 @@ public sealed class LatticeCliTests(StackFixture stack)
     }
 
     [Theory]
-    [InlineData("budgets", "create", "--amount", "lots")]
-    [InlineData("budgets", "create", "--amount", "5", "--per-user")]
-    [InlineData("budgets", "create")]
-    [InlineData("limits", "set", "--rpm", "fast")]
-    [InlineData("limits", "set")]
-    [InlineData("keys", "create", "--concurrency", "1.5")]
-    public async Task Bad_limits_and_budgets_input_exits_2_before_asking_the_gateway(params string[] args)
+    [InlineData("--amount 'lots' is not an amount of USD", "budgets", "create", "--amount", "lots")]
+    [InlineData("--per-user needs --app", "budgets", "create", "--amount", "5", "--per-user")]
+    [InlineData("Option '--amount' is required.", "budgets", "create")]
+    [InlineData("--rpm 'fast' is not a limit", "limits", "set", "--rpm", "fast")]
+    [InlineData("Nothing to set", "limits", "set")]
+    [InlineData("--concurrency '1.5' is not a limit", "keys", "create", "--concurrency", "1.5")]
+    [InlineData("--expires-in 'soon' is not a lifetime", "keys", "create", "--expires-in", "soon")]
+    public async Task Bad_input_is_refused_with_a_message_and_exit_code_2_before_asking_the_gateway(string says, params string[] args)
     {
         var (exit, output) = await LatticeAsync(args);
         Assert.True(exit == 2, output);
+        Assert.Contains(says, output, StringComparison.Ordinal);
         Assert.DoesNotContain("The gateway said", output, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task Limits_of_a_key_that_does_not_exist_print_the_gateways_message()
+    [Theory]
+    [InlineData("The gateway said 404: The key 'key_missing' does not exist.", "limits", "get", "--key", "key_missing")]
+    [InlineData("not an acceptable redirect URI", "apps", "create", "--name", "bad", "--redirect-uri", "http://example.com/cb", "--scope", "lattice:compute:inference")]
+    public async Task A_refusal_by_the_gateway_prints_its_message_and_exits_1(string says, params string[] args)
     {
-        var (exit, output) = await LatticeAsync("limits", "get", "--key", "key_missing");
+        var (exit, output) = await LatticeAsync(args);
         Assert.Equal(1, exit);
-        Assert.Contains("The gateway said 404: The key 'key_missing' does not exist.", output, StringComparison.Ordinal);
-    }
-
-    [Fact]
-    public async Task A_bad_redirect_uri_is_refused_with_the_gateways_message()
-    {
-        var (exit, output) = await LatticeAsync("apps", "create", "--name", "bad", "--redirect-uri", "http://example.com/cb", "--scope", "lattice:compute:inference");
-        Assert.Equal(1, exit);
-        Assert.Contains("not an acceptable redirect URI", output, StringComparison.Ordinal);
-    }
-
-    [Fact]
-    public async Task A_bad_lifetime_is_refused_with_a_message()
-    {
-        var (exit, output) = await LatticeAsync("keys", "create", "--expires-in", "soon");
-        Assert.Equal(2, exit);
-        Assert.Contains("--expires-in", output, StringComparison.Ordinal);
+        Assert.Contains(says, output, StringComparison.Ordinal);
     }
 }

@@ -18,43 +18,17 @@ internal static class BudgetsCommand
         var budgetId = new Argument<string>("budget-id") { Description = "The id of the budget (bud_…)." };
 
         var list = new Command("list", "List the workspace's budgets with this month's spend.") { json };
-        list.SetAction(async (parse, ct) =>
-        {
-            var target = admin.Resolve(parse);
-            if (target is null)
-            {
-                return 2;
-            }
-            var result = await target.SendAsync(HttpMethod.Get, $"/admin/v1/workspaces/{Uri.EscapeDataString(target.Workspace)}/budgets", null, ct);
-            if (result is null)
-            {
-                return 1;
-            }
-            await Console.Out.WriteAsync(parse.GetValue(json) ? result.ToJsonString() + Environment.NewLine : BudgetReport.Table(result["data"]!.AsArray()));
-            return 0;
-        });
+        list.SetAction((parse, ct) => admin.SendAsync(parse, HttpMethod.Get, t => $"/admin/v1/workspaces/{Uri.EscapeDataString(t.Workspace)}/budgets", null,
+            result => Console.Write(parse.GetValue(json) ? result.ToJsonString() + Environment.NewLine : BudgetReport.Table(result["data"]!.AsArray())), ct));
 
         var user = new Option<string?>("--user") { Description = "For a per-user app budget: show this user's spend (their user id)." };
         var show = new Command("show", "Show one budget with this month's spend.") { budgetId, user, json };
-        show.SetAction(async (parse, ct) =>
+        show.SetAction((parse, ct) =>
         {
-            var target = admin.Resolve(parse, needWorkspace: false);
-            if (target is null)
-            {
-                return 2;
-            }
-            var path = $"/admin/v1/budgets/{Uri.EscapeDataString(parse.GetValue(budgetId)!)}";
-            if (parse.GetValue(user) is { } userId)
-            {
-                path += "?user_id=" + Uri.EscapeDataString(userId);
-            }
-            var result = await target.SendAsync(HttpMethod.Get, path, null, ct);
-            if (result is null)
-            {
-                return 1;
-            }
-            await Console.Out.WriteAsync(parse.GetValue(json) ? result.ToJsonString() + Environment.NewLine : BudgetReport.Detail(result));
-            return 0;
+            var path = $"/admin/v1/budgets/{Uri.EscapeDataString(parse.GetValue(budgetId)!)}"
+                + (parse.GetValue(user) is { } userId ? "?user_id=" + Uri.EscapeDataString(userId) : "");
+            return admin.SendAsync(parse, HttpMethod.Get, _ => path, null,
+                result => Console.Write(parse.GetValue(json) ? result.ToJsonString() + Environment.NewLine : BudgetReport.Detail(result)), ct, needWorkspace: false);
         });
 
         var amount = new Option<string>("--amount") { Description = "USD a calendar month (UTC), such as 25 or 0.50.", Required = true, HelpName = "USD" };
@@ -71,22 +45,14 @@ internal static class BudgetsCommand
                 await Console.Error.WriteLineAsync(error);
                 return 2;
             }
-            var target = admin.Resolve(parse);
-            if (target is null)
+            return await admin.SendAsync(parse, HttpMethod.Post, t => $"/admin/v1/workspaces/{Uri.EscapeDataString(t.Workspace)}/budgets", body, result =>
             {
-                return 2;
-            }
-            var result = await target.SendAsync(HttpMethod.Post, $"/admin/v1/workspaces/{Uri.EscapeDataString(target.Workspace)}/budgets", body, ct);
-            if (result is null)
-            {
-                return 1;
-            }
-            Console.WriteLine($"Created {result["id"]}: {BudgetReport.Summary(result)}.");
-            if (result["alert_secret"] is { } secret)
-            {
-                Console.WriteLine($"Alert signing secret (shown once): {secret}");
-            }
-            return 0;
+                Console.WriteLine($"Created {result["id"]}: {BudgetReport.Summary(result)}.");
+                if (result["alert_secret"] is { } secret)
+                {
+                    Console.WriteLine($"Alert signing secret (shown once): {secret}");
+                }
+            }, ct);
         });
 
         var newAmount = new Option<string>("--amount") { Description = "The new USD a month.", Required = true, HelpName = "USD" };
@@ -98,37 +64,13 @@ internal static class BudgetsCommand
                 await Console.Error.WriteLineAsync(error);
                 return 2;
             }
-            var target = admin.Resolve(parse, needWorkspace: false);
-            if (target is null)
-            {
-                return 2;
-            }
-            var result = await target.SendAsync(HttpMethod.Patch, $"/admin/v1/budgets/{Uri.EscapeDataString(parse.GetValue(budgetId)!)}",
-                new JsonObject { ["amount_usd"] = usd }, ct);
-            if (result is null)
-            {
-                return 1;
-            }
-            Console.WriteLine($"Updated {result["id"]}: {BudgetReport.Summary(result)}.");
-            return 0;
+            return await admin.SendAsync(parse, HttpMethod.Patch, _ => $"/admin/v1/budgets/{Uri.EscapeDataString(parse.GetValue(budgetId)!)}",
+                new JsonObject { ["amount_usd"] = usd }, result => Console.WriteLine($"Updated {result["id"]}: {BudgetReport.Summary(result)}."), ct, needWorkspace: false);
         });
 
         var delete = new Command("delete", "Delete a budget; its subject can spend without this limit at once.") { budgetId };
-        delete.SetAction(async (parse, ct) =>
-        {
-            var target = admin.Resolve(parse, needWorkspace: false);
-            if (target is null)
-            {
-                return 2;
-            }
-            var id = parse.GetValue(budgetId)!;
-            if (await target.SendAsync(HttpMethod.Delete, $"/admin/v1/budgets/{Uri.EscapeDataString(id)}", null, ct) is null)
-            {
-                return 1;
-            }
-            Console.WriteLine($"Deleted {id}.");
-            return 0;
-        });
+        delete.SetAction((parse, ct) => admin.SendAsync(parse, HttpMethod.Delete, _ => $"/admin/v1/budgets/{Uri.EscapeDataString(parse.GetValue(budgetId)!)}", null,
+            _ => Console.WriteLine($"Deleted {parse.GetValue(budgetId)}."), ct, needWorkspace: false));
 
         return admin.Group("budgets", "Monthly spend limits in USD on the workspace, a key, an app or each user of an app.", list, show, create, set, delete);
     }

@@ -21,11 +21,6 @@ internal static class KeysCommand
         }
         create.SetAction(async (parse, ct) =>
         {
-            var target = admin.Resolve(parse);
-            if (target is null)
-            {
-                return 2;
-            }
             long? expiresAt = null;
             if (parse.GetValue(expiresIn) is { } lifetime)
             {
@@ -50,33 +45,20 @@ internal static class KeysCommand
             {
                 body["limits"] = LimitSettings.Merge(null, edits);
             }
-            var result = await target.SendAsync(HttpMethod.Post, $"/admin/v1/workspaces/{target.Workspace}/keys", body, ct);
-            if (result is null)
+            return await admin.SendAsync(parse, HttpMethod.Post, t => $"/admin/v1/workspaces/{t.Workspace}/keys", body, result =>
             {
-                return 1;
-            }
-            Console.WriteLine($"Created {result["id"]} in {result["workspace_id"]}.");
-            Console.WriteLine($"Key (shown once): {result["key"]}");
-            if (result["limits"] is { } set)
-            {
-                Console.WriteLine($"Limits: {LimitSettings.Compact(set)}");
-            }
-            return 0;
+                Console.WriteLine($"Created {result["id"]} in {result["workspace_id"]}.");
+                Console.WriteLine($"Key (shown once): {result["key"]}");
+                if (result["limits"] is { } set)
+                {
+                    Console.WriteLine($"Limits: {LimitSettings.Compact(set)}");
+                }
+            }, ct);
         });
 
         var list = new Command("list", "List the workspace's keys (never their secrets).");
-        list.SetAction(async (parse, ct) =>
+        list.SetAction((parse, ct) => admin.SendAsync(parse, HttpMethod.Get, t => $"/admin/v1/workspaces/{t.Workspace}/keys", null, result =>
         {
-            var target = admin.Resolve(parse);
-            if (target is null)
-            {
-                return 2;
-            }
-            var result = await target.SendAsync(HttpMethod.Get, $"/admin/v1/workspaces/{target.Workspace}/keys", null, ct);
-            if (result is null)
-            {
-                return 1;
-            }
             Console.WriteLine($"{"ID",-26} {"NAME",-16} {"PREFIX",-13} {"EXPIRES",-20} {"STATUS",-8} LIMITS");
             foreach (var key in result["data"]!.AsArray())
             {
@@ -84,26 +66,12 @@ internal static class KeysCommand
                 var expires = key["expires_at"] is { } e ? DateTimeOffset.FromUnixTimeSeconds(e.GetValue<long>()).ToString("u") : "never";
                 Console.WriteLine($"{key["id"],-26} {key["name"],-16} {key["prefix"] + "…",-13} {expires,-20} {status,-8} {LimitSettings.Compact(key["limits"])}");
             }
-            return 0;
-        });
+        }, ct));
 
         var keyId = new Argument<string>("key-id") { Description = "The id of the key (key_…)." };
         var revoke = new Command("revoke", "Revoke a key; the very next request with it fails.") { keyId };
-        revoke.SetAction(async (parse, ct) =>
-        {
-            var target = admin.Resolve(parse, needWorkspace: false);
-            if (target is null)
-            {
-                return 2;
-            }
-            var result = await target.SendAsync(HttpMethod.Post, $"/admin/v1/keys/{Uri.EscapeDataString(parse.GetValue(keyId)!)}/revoke", null, ct);
-            if (result is null)
-            {
-                return 1;
-            }
-            Console.WriteLine($"Revoked {result["id"]}.");
-            return 0;
-        });
+        revoke.SetAction((parse, ct) => admin.SendAsync(parse, HttpMethod.Post, _ => $"/admin/v1/keys/{Uri.EscapeDataString(parse.GetValue(keyId)!)}/revoke", null,
+            result => Console.WriteLine($"Revoked {result["id"]}."), ct, needWorkspace: false));
 
         return admin.Group("keys", "Manage developer keys.", create, list, revoke);
     }
