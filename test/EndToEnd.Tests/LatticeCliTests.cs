@@ -6,7 +6,7 @@ using Lattice.Testing;
 
 namespace Lattice.EndToEnd.Tests;
 
-/// <summary><c>lattice up</c>'s env file and <c>lattice keys</c>, as a user runs them.</summary>
+/// <summary><c>lattice up</c>'s env file, <c>lattice keys</c>, <c>limits</c> and <c>budgets</c>, as a user runs them.</summary>
 [Collection(StackCollection.Name)]
 public sealed class LatticeCliTests(StackFixture stack)
 {
@@ -55,16 +55,23 @@ public sealed class LatticeCliTests(StackFixture stack)
         Assert.Contains("Base URL   " + stack.BaseUrl, stack.Gateway.Output, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task Keys_create_list_revoke_through_the_cli()
+    /// <summary><c>lattice keys create</c> with <paramref name="args"/>: the new key's id and secret, and what it printed.</summary>
+    private async Task<(string Id, string Key, string Output)> CreateKeyAsync(params string[] args)
     {
-        var (exit, output) = await LatticeAsync("keys", "create", "--name", "from-cli", "--expires-in", "30d");
+        var (exit, output) = await LatticeAsync(["keys", "create", .. args]);
         Assert.True(exit == 0, output);
         var key = output.Split('\n').Single(l => l.StartsWith("Key (shown once): ", StringComparison.Ordinal))["Key (shown once): ".Length..].Trim();
         var id = output.Split(' ', '\n').First(w => w.StartsWith("key_", StringComparison.Ordinal));
+        return (id, key, output);
+    }
+
+    [Fact]
+    public async Task Keys_create_list_revoke_through_the_cli()
+    {
+        var (id, key, _) = await CreateKeyAsync("--name", "from-cli", "--expires-in", "30d");
         Assert.Equal(HttpStatusCode.OK, await ChatStatusAsync(key));
 
-        (exit, output) = await LatticeAsync("keys", "list");
+        var (exit, output) = await LatticeAsync("keys", "list");
         Assert.True(exit == 0, output);
         var line = output.Split('\n').Single(l => l.StartsWith(id, StringComparison.Ordinal));
         Assert.Contains("from-cli", line, StringComparison.Ordinal);
@@ -166,18 +173,107 @@ public sealed class LatticeCliTests(StackFixture stack)
     }
 
     [Fact]
-    public async Task A_bad_redirect_uri_is_refused_with_the_gateways_message()
+    public async Task A_key_created_with_one_request_a_minute_gets_429_on_its_second()
     {
-        var (exit, output) = await LatticeAsync("apps", "create", "--name", "bad", "--redirect-uri", "http://example.com/cb", "--scope", "lattice:compute:inference");
-        Assert.Equal(1, exit);
-        Assert.Contains("not an acceptable redirect URI", output, StringComparison.Ordinal);
+        var (id, key, output) = await CreateKeyAsync("--name", "rpm-1", "--rpm", "1", "--tpm", "100000", "--concurrency", "4");
+        Assert.Contains("Limits: rpm=1 tpm=100000 conc=4\n", output, StringComparison.Ordinal);
+
+        Assert.Equal(HttpStatusCode.OK, await ChatStatusAsync(key));
+        Assert.Equal(HttpStatusCode.TooManyRequests, await ChatStatusAsync(key));
+
+        var (exit, list) = await LatticeAsync("keys", "list");
+        Assert.True(exit == 0, list);
+        Assert.EndsWith(" rpm=1 tpm=100000 conc=4", list.Split('\n').Single(l => l.StartsWith(id, StringComparison.Ordinal)), StringComparison.Ordinal);
     }
 
     [Fact]
-    public async Task A_bad_lifetime_is_refused_with_a_message()
+    public async Task Limits_set_merges_with_the_current_ones_get_shows_them_clear_removes_them()
     {
-        var (exit, output) = await LatticeAsync("keys", "create", "--expires-in", "soon");
-        Assert.Equal(2, exit);
-        Assert.Contains("--expires-in", output, StringComparison.Ordinal);
+        var (id, _, _) = await CreateKeyAsync("--name", "limits-cli");
+
+        var (exit, output) = await LatticeAsync("limits", "set", "--key", id, "--concurrency", "2");
+        Assert.True(exit == 0, output);
+        Assert.Equal($"key {id}: conc=2\n", output);
+        (exit, output) = await LatticeAsync("limits", "set", "--key", id, "--rpm", "100", "--tpm", "5000");
+        Assert.Equal($"key {id}: rpm=100 tpm=5000 conc=2\n", output);
+        (exit, output) = await LatticeAsync("limits", "get", "--key", id);
+        Assert.True(exit == 0, output);
+        Assert.Equal($"key {id}: rpm=100 tpm=5000 conc=2\n", output);
+        (exit, output) = await LatticeAsync("limits", "set", "--key", id, "--tpm", "none", "--rpm", "0");
+        Assert.Equal($"key {id}: conc=2\n", output);
+        (exit, output) = await LatticeAsync("limits", "get", "--key", id, "--json");
+        Assert.True(exit == 0, output);
+        Assert.Equal($$"""{"scope":"key","id":"{{id}}","limits":{"requests_per_minute":null,"tokens_per_minute":null,"max_concurrent":2},"object":"limits"}""", output.Trim());
+
+        (exit, output) = await LatticeAsync("limits", "clear", "--key", id);
+        Assert.True(exit == 0, output);
+        Assert.Equal($"key {id}: no limits\n", output);
+
+        (exit, output) = await LatticeAsync("limits", "get");
+        Assert.True(exit == 0, output);
+        Assert.StartsWith($"workspace {stack.WorkspaceId}: ", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Budgets_create_list_set_show_delete_through_the_cli()
+    {
+        var (id, _, _) = await CreateKeyAsync("--name", "budget-cli");
+
+        var (exit, output) = await LatticeAsync("budgets", "create", "--key", id, "--amount", "0.5");
+        Assert.True(exit == 0, output);
+        Assert.Matches($@"^Created bud_\w+: 0\.5 USD a month on key {id}\.\n$", output);
+        var budgetId = output.Split(' ')[1].TrimEnd(':');
+
+        (exit, output) = await LatticeAsync("budgets", "list", "--json");
+        Assert.True(exit == 0, output);
+        var budget = System.Text.Json.Nodes.JsonNode.Parse(output)!["data"]!.AsArray().Single(b => (string?)b!["id"] == budgetId)!;
+        Assert.Equal("key", (string?)budget["scope"]);
+        Assert.Equal(id, (string?)budget["subject_id"]);
+        Assert.Equal("0.5", (string?)budget["amount_usd"]);
+        Assert.Equal("0", (string?)budget["spent_usd"]);
+        Assert.Equal("month", (string?)budget["period"]);
+
+        (exit, output) = await LatticeAsync("budgets", "list");
+        Assert.True(exit == 0, output);
+        Assert.Matches($@"^{budgetId}\s+key\s+{id}\s+0\.5\s+0\s+0\s+0\.0 %$", output.Split('\n').Single(l => l.StartsWith(budgetId, StringComparison.Ordinal)));
+
+        (exit, output) = await LatticeAsync("budgets", "set", budgetId, "--amount", "2");
+        Assert.True(exit == 0, output);
+        Assert.Equal($"Updated {budgetId}: 2 USD a month on key {id}.\n", output);
+        (exit, output) = await LatticeAsync("budgets", "show", budgetId, "--json");
+        Assert.True(exit == 0, output);
+        Assert.Equal("2", (string?)System.Text.Json.Nodes.JsonNode.Parse(output)!["amount_usd"]);
+
+        (exit, output) = await LatticeAsync("budgets", "delete", budgetId);
+        Assert.True(exit == 0, output);
+        (exit, output) = await LatticeAsync("budgets", "show", budgetId);
+        Assert.Equal(1, exit);
+        Assert.Contains($"The gateway said 404: The budget '{budgetId}' does not exist.", output, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("--amount 'lots' is not an amount of USD", "budgets", "create", "--amount", "lots")]
+    [InlineData("--per-user needs --app", "budgets", "create", "--amount", "5", "--per-user")]
+    [InlineData("Option '--amount' is required.", "budgets", "create")]
+    [InlineData("--rpm 'fast' is not a limit", "limits", "set", "--rpm", "fast")]
+    [InlineData("Nothing to set", "limits", "set")]
+    [InlineData("--concurrency '1.5' is not a limit", "keys", "create", "--concurrency", "1.5")]
+    [InlineData("--expires-in 'soon' is not a lifetime", "keys", "create", "--expires-in", "soon")]
+    public async Task Bad_input_is_refused_with_a_message_and_exit_code_2_before_asking_the_gateway(string says, params string[] args)
+    {
+        var (exit, output) = await LatticeAsync(args);
+        Assert.True(exit == 2, output);
+        Assert.Contains(says, output, StringComparison.Ordinal);
+        Assert.DoesNotContain("The gateway said", output, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("The gateway said 404: The key 'key_missing' does not exist.", "limits", "get", "--key", "key_missing")]
+    [InlineData("not an acceptable redirect URI", "apps", "create", "--name", "bad", "--redirect-uri", "http://example.com/cb", "--scope", "lattice:compute:inference")]
+    public async Task A_refusal_by_the_gateway_prints_its_message_and_exits_1(string says, params string[] args)
+    {
+        var (exit, output) = await LatticeAsync(args);
+        Assert.Equal(1, exit);
+        Assert.Contains(says, output, StringComparison.Ordinal);
     }
 }

@@ -9,6 +9,8 @@ var root = new RootCommand("Lattice: an OpenAI-compatible control plane for AI c
     MembersCommand.Create(),
     UsageCommand.Create(),
     InvoicesCommand.Create(),
+    LimitsCommand.Create(),
+    BudgetsCommand.Create(),
     LoginCommands.CreateLogin(),
     LoginCommands.CreateLogout(),
     DaemonCommands.CreateRelay(),
@@ -16,4 +18,7 @@ var root = new RootCommand("Lattice: an OpenAI-compatible control plane for AI c
     DaemonCommands.CreateStatus(),
     DaemonCommands.CreatePing(),
 };
-return await root.Parse(args).InvokeAsync();
+var parse = root.Parse(args);
+var exit = await parse.InvokeAsync();
+// A command line that does not parse is bad input, like a bad value a command checks itself: exit code 2.
+return parse.Errors.Count > 0 ? 2 : exit;

@@ -168,4 +168,24 @@ internal sealed class AdminOptions
     /// <summary>The admin API these options point at, or null after saying what is missing.</summary>
     public AdminApi? Resolve(ParseResult parse, bool needWorkspace = true) =>
         AdminApi.From(parse.GetValue(_dataDir)!, parse.GetValue(_baseUrl), parse.GetValue(_adminKey), parse.GetValue(_workspace), needWorkspace);
+
+    /// <summary>
+    /// What most admin commands do: one request to the admin API these options point at (<paramref name="path"/> of it),
+    /// then <paramref name="print"/> the answer. The exit code: 2 when the gateway is unknown, 1 when it could not be
+    /// reached or refused (its message already printed), 0 otherwise.
+    /// </summary>
+    public async Task<int> SendAsync(ParseResult parse, HttpMethod method, Func<AdminApi, string> path, JsonNode? body, Action<JsonNode> print,
+        CancellationToken cancellationToken, bool needWorkspace = true)
+    {
+        if (Resolve(parse, needWorkspace) is not { } target)
+        {
+            return 2;
+        }
+        if (await target.SendAsync(method, path(target), body, cancellationToken) is not { } result)
+        {
+            return 1;
+        }
+        print(result);
+        return 0;
+    }
 }

@@ -46,42 +46,18 @@ internal static class MembersCommand
         var email = new Argument<string>("email") { Description = "The e-mail address to invite." };
         var role = new Option<string>("--role") { Description = "member (default) or owner.", DefaultValueFactory = _ => "member" };
         var invite = new Command("invite", "Invite someone by e-mail; prints the one-time link to pass on (valid 7 days).") { email, role };
-        invite.SetAction(async (parse, ct) =>
-        {
-            var target = admin.Resolve(parse);
-            if (target is null)
+        invite.SetAction((parse, ct) => admin.SendAsync(parse, HttpMethod.Post, t => $"/admin/v1/workspaces/{t.Workspace}/invitations",
+            new JsonObject { ["email"] = parse.GetValue(email), ["role"] = parse.GetValue(role) }, result =>
             {
-                return 2;
-            }
-            var body = new JsonObject { ["email"] = parse.GetValue(email), ["role"] = parse.GetValue(role) };
-            var result = await target.SendAsync(HttpMethod.Post, $"/admin/v1/workspaces/{target.Workspace}/invitations", body, ct);
-            if (result is null)
-            {
-                return 1;
-            }
-            Console.WriteLine($"Invited {result["email"]} as {result["role"]} ({result["id"]}).");
-            Console.WriteLine($"Send them this link (it works once, until {DateTimeOffset.FromUnixTimeSeconds(result["expires_at"]!.GetValue<long>()):yyyy-MM-dd}):");
-            Console.WriteLine(result["accept_url"]);
-            return 0;
-        });
+                Console.WriteLine($"Invited {result["email"]} as {result["role"]} ({result["id"]}).");
+                Console.WriteLine($"Send them this link (it works once, until {DateTimeOffset.FromUnixTimeSeconds(result["expires_at"]!.GetValue<long>()):yyyy-MM-dd}):");
+                Console.WriteLine(result["accept_url"]);
+            }, ct));
 
         var userId = new Argument<string>("user-id") { Description = "The member's user id (usr_…)." };
         var remove = new Command("remove", "Remove a member; every grant they made in the workspace is revoked at once.") { userId };
-        remove.SetAction(async (parse, ct) =>
-        {
-            var target = admin.Resolve(parse);
-            if (target is null)
-            {
-                return 2;
-            }
-            var id = parse.GetValue(userId)!;
-            if (await target.SendAsync(HttpMethod.Delete, $"/admin/v1/workspaces/{target.Workspace}/members/{Uri.EscapeDataString(id)}", null, ct) is null)
-            {
-                return 1;
-            }
-            Console.WriteLine($"Removed {id}; the grants they made here are revoked.");
-            return 0;
-        });
+        remove.SetAction((parse, ct) => admin.SendAsync(parse, HttpMethod.Delete, t => $"/admin/v1/workspaces/{t.Workspace}/members/{Uri.EscapeDataString(parse.GetValue(userId)!)}", null,
+            _ => Console.WriteLine($"Removed {parse.GetValue(userId)}; the grants they made here are revoked."), ct));
 
         return admin.Group("members", "Manage the workspace's members and invitations.", list, invite, remove);
     }
