@@ -31,26 +31,26 @@ public sealed class BillingPolicies(IServiceScopeFactory scopes)
         {
             return [];
         }
-        Limits? own = null;
-        string? ownKey = null;
+        LimitSubject? own = null;
         if (caller.Kind == CredentialKind.ApiKey)
         {
-            if (s.KeyLimits.TryGetValue(caller.CredentialId, out own))
+            if (s.KeyLimits.TryGetValue(caller.CredentialId, out var key))
             {
-                ownKey = "k:" + caller.CredentialId;
+                own = key;
             }
         }
-        else if (caller.ClientId is { } app && s.AppLimits.TryGetValue(app, out own))
+        else if (caller.ClientId is { } app && s.AppLimits.TryGetValue(app, out var each))
         {
-            ownKey = "a:" + app + ":" + caller.UserId;
+            // An app's limits hold for each of its users: the user's own counters.
+            own = new LimitSubject(each.Key + ":" + caller.UserId, each.Limits);
         }
         var hasWorkspace = s.WorkspaceLimits.TryGetValue(caller.WorkspaceId, out var workspace);
-        return (ownKey, hasWorkspace) switch
+        return (own, hasWorkspace) switch
         {
             (null, false) => [],
-            (null, true) => [new LimitSubject("w:" + caller.WorkspaceId, workspace!)],
-            (_, false) => [new LimitSubject(ownKey, own!)],
-            _ => [new LimitSubject(ownKey, own!), new LimitSubject("w:" + caller.WorkspaceId, workspace!)],
+            (null, true) => [workspace],
+            ({ } o, false) => [o],
+            ({ } o, true) => [o, workspace],
         };
     }
 
@@ -62,30 +62,39 @@ public sealed class BillingPolicies(IServiceScopeFactory scopes)
         {
             return [];
         }
-        var lines = new List<BudgetLine>(2);
-        if (s.Budgets.TryGetValue((BudgetScopes.Workspace, caller.WorkspaceId), out var ws))
-        {
-            lines.Add(new BudgetLine(ws, null));
-        }
+        s.Budgets.TryGetValue((BudgetScopes.Workspace, caller.WorkspaceId), out var ws);
+        BudgetPolicy? key = null, whole = null, each = null;
         if (caller.Kind == CredentialKind.ApiKey)
         {
-            if (s.Budgets.TryGetValue((BudgetScopes.Key, caller.CredentialId), out var key))
-            {
-                lines.Add(new BudgetLine(key, null));
-            }
+            s.Budgets.TryGetValue((BudgetScopes.Key, caller.CredentialId), out key);
         }
         else if (caller.ClientId is { } app)
         {
-            if (s.Budgets.TryGetValue((BudgetScopes.App, app), out var whole))
+            s.Budgets.TryGetValue((BudgetScopes.App, app), out whole);
+            if (caller.UserId is not null)
             {
-                lines.Add(new BudgetLine(whole, null));
-            }
-            if (s.Budgets.TryGetValue((BudgetScopes.AppUser, app), out var each) && caller.UserId is { } user)
-            {
-                lines.Add(new BudgetLine(each, user));
+                s.Budgets.TryGetValue((BudgetScopes.AppUser, app), out each);
             }
         }
-        return lines.Count == 0 ? [] : [.. lines];
+        var count = (ws is null ? 0 : 1) + (key is null ? 0 : 1) + (whole is null ? 0 : 1) + (each is null ? 0 : 1);
+        if (count == 0)
+        {
+            return [];
+        }
+        var lines = new BudgetLine[count];
+        var i = 0;
+        foreach (var budget in (ReadOnlySpan<BudgetPolicy?>)[ws, key, whole])
+        {
+            if (budget is not null)
+            {
+                lines[i++] = new BudgetLine(budget, null);
+            }
+        }
+        if (each is not null)
+        {
+            lines[i] = new BudgetLine(each, caller.UserId);
+        }
+        return lines;
     }
 
     /// <summary>A budget by id, as currently in force.</summary>
@@ -106,9 +115,9 @@ public sealed class BillingPolicies(IServiceScopeFactory scopes)
                 .Select(w => new { w.Id, w.Limits }).ToListAsync(cancellationToken);
             var budgets = await db.Budgets.AsNoTracking().ToListAsync(cancellationToken);
             _current = new Snapshot(
-                Read(keys.Select(k => (k.Id, k.Limits))),
-                Read(apps.Select(a => (a.ClientId, a.Limits))),
-                Read(workspaces.Select(w => (w.Id, w.Limits))),
+                Read("k:", keys.Select(k => (k.Id, k.Limits))),
+                Read("a:", apps.Select(a => (a.ClientId, a.Limits))),
+                Read("w:", workspaces.Select(w => (w.Id, w.Limits))),
                 budgets.ToFrozenDictionary(b => (b.Scope, b.SubjectId), b => new BudgetPolicy(b.Id, b.WorkspaceId, b.Scope, b.SubjectId, b.AmountPicoUsd)));
         }
         finally
@@ -117,31 +126,32 @@ public sealed class BillingPolicies(IServiceScopeFactory scopes)
         }
     }
 
-    private static FrozenDictionary<string, Limits> Read(IEnumerable<(string Id, string? Json)> rows)
+    /// <summary>Each row's limits as the subject its counters are kept under (<paramref name="prefix"/> + id), made once per snapshot.</summary>
+    private static FrozenDictionary<string, LimitSubject> Read(string prefix, IEnumerable<(string Id, string? Json)> rows)
     {
-        var map = new Dictionary<string, Limits>(StringComparer.Ordinal);
+        var map = new Dictionary<string, LimitSubject>(StringComparer.Ordinal);
         foreach (var (id, json) in rows)
         {
             if (LimitsJson.FromStored(json) is { } limits)
             {
-                map[id] = limits;
+                map[id] = new LimitSubject(prefix + id, limits);
             }
         }
         return map.ToFrozenDictionary(StringComparer.Ordinal);
     }
 
     private sealed class Snapshot(
-        FrozenDictionary<string, Limits> keyLimits,
-        FrozenDictionary<string, Limits> appLimits,
-        FrozenDictionary<string, Limits> workspaceLimits,
+        FrozenDictionary<string, LimitSubject> keyLimits,
+        FrozenDictionary<string, LimitSubject> appLimits,
+        FrozenDictionary<string, LimitSubject> workspaceLimits,
         FrozenDictionary<(string Scope, string SubjectId), BudgetPolicy> budgets)
     {
-        public static readonly Snapshot Empty = new(FrozenDictionary<string, Limits>.Empty, FrozenDictionary<string, Limits>.Empty,
-            FrozenDictionary<string, Limits>.Empty, FrozenDictionary<(string, string), BudgetPolicy>.Empty);
+        public static readonly Snapshot Empty = new(FrozenDictionary<string, LimitSubject>.Empty, FrozenDictionary<string, LimitSubject>.Empty,
+            FrozenDictionary<string, LimitSubject>.Empty, FrozenDictionary<(string, string), BudgetPolicy>.Empty);
 
-        public FrozenDictionary<string, Limits> KeyLimits { get; } = keyLimits;
-        public FrozenDictionary<string, Limits> AppLimits { get; } = appLimits;
-        public FrozenDictionary<string, Limits> WorkspaceLimits { get; } = workspaceLimits;
+        public FrozenDictionary<string, LimitSubject> KeyLimits { get; } = keyLimits;
+        public FrozenDictionary<string, LimitSubject> AppLimits { get; } = appLimits;
+        public FrozenDictionary<string, LimitSubject> WorkspaceLimits { get; } = workspaceLimits;
         public FrozenDictionary<(string Scope, string SubjectId), BudgetPolicy> Budgets { get; } = budgets;
         public FrozenDictionary<string, BudgetPolicy> BudgetsById { get; } = budgets.Values.ToFrozenDictionary(b => b.Id, StringComparer.Ordinal);
         public bool IsEmpty { get; } = keyLimits.Count == 0 && appLimits.Count == 0 && workspaceLimits.Count == 0;

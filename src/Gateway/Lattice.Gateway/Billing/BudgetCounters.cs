@@ -50,6 +50,7 @@ public sealed partial class LocalBudgetCounters(
 
     private readonly ConcurrentDictionary<(string BudgetId, DateTimeOffset Period, string User), Counter> _counters = new();
     private readonly Lock _gate = new();
+    private DateTimeOffset _latestPeriod;
 
     public async ValueTask<BudgetReservation> TryReserveAsync(BudgetLine[] lines, long picoUsd, DateTimeOffset at, CancellationToken cancellationToken)
     {
@@ -143,6 +144,18 @@ public sealed partial class LocalBudgetCounters(
 
     private Counter Load(BudgetLine line, DateTimeOffset period)
     {
+        if (period > _latestPeriod)
+        {
+            // A new month: counters of months before the last one are no longer charged to; drop them.
+            _latestPeriod = period;
+            foreach (var key in _counters.Keys)
+            {
+                if (key.Period < period.AddMonths(-1))
+                {
+                    _counters.TryRemove(key, out _);
+                }
+            }
+        }
         var counter = new Counter();
         counter.Loaded = LoadAsync(counter, line, period);
         return counter;
