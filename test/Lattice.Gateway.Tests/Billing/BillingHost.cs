@@ -19,7 +19,7 @@ namespace Lattice.Gateway.Tests.Billing;
 
 /// <summary>
 /// The real gateway on a loopback port with a fake clock and its own data directory, for billing tests that seed the
-/// ledger directly. <see cref="RestartAsync"/> stops it and starts a new one on the same database.
+/// ledger directly. <see cref="RestartAsync"/> stops it and starts a new one on the same database and clock.
 /// </summary>
 public sealed class BillingHost : IAsyncDisposable
 {
@@ -27,21 +27,27 @@ public sealed class BillingHost : IAsyncDisposable
 
     private readonly string _dataDir = Path.Combine(Path.GetTempPath(), "lattice-billing-" + Guid.NewGuid().ToString("N"));
     private readonly Dictionary<string, string?> _settings;
+    private readonly Action<IServiceProvider>? _beforeStart;
     private WebApplication? _app;
 
-    private BillingHost(FakeTimeProvider time, Dictionary<string, string?> settings)
+    private BillingHost(FakeTimeProvider time, Dictionary<string, string?> settings, Action<IServiceProvider>? beforeStart)
     {
         Time = time;
         _settings = settings;
+        _beforeStart = beforeStart;
     }
 
     public FakeTimeProvider Time { get; }
     public string Origin { get; private set; } = "";
     public IServiceProvider Services => _app!.Services;
 
-    public static async Task<BillingHost> StartAsync(DateTimeOffset now, Dictionary<string, string?>? settings = null)
+    /// <summary>
+    /// Starts a node at <paramref name="now"/> on the fake clock. <paramref name="beforeStart"/> runs on each node's
+    /// services (after a restart too) once they are built and before the node starts, e.g. to attach test hooks.
+    /// </summary>
+    public static async Task<BillingHost> StartAsync(DateTimeOffset now, Dictionary<string, string?>? settings = null, Action<IServiceProvider>? beforeStart = null)
     {
-        var host = new BillingHost(new FakeTimeProvider(now), settings ?? []);
+        var host = new BillingHost(new FakeTimeProvider(now), settings ?? [], beforeStart);
         await host.StartNodeAsync();
         return host;
     }
@@ -60,6 +66,7 @@ public sealed class BillingHost : IAsyncDisposable
         builder.Services.RemoveAll<TimeProvider>();
         builder.Services.AddSingleton<TimeProvider>(Time);
         _app = GatewayApp.Build(builder);
+        _beforeStart?.Invoke(_app.Services);
         await _app.StartAsync().WaitAsync(TimeSpan.FromSeconds(60));
         Origin = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First().TrimEnd('/');
     }

@@ -5,20 +5,9 @@ using System.Text.Json.Nodes;
 using System.Threading.Channels;
 using Lattice.Gateway.Billing;
 using Lattice.Gateway.Billing.Alerts;
-using Lattice.Gateway.Hosting;
 using Lattice.Gateway.Persistence;
-using Lattice.Gateway.Tests.Infrastructure;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.AspNetCore.Http;
 using Microsoft.EntityFrameworkCore;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.DependencyInjection.Extensions;
-using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Time.Testing;
 
 namespace Lattice.Gateway.Tests.Billing;
 
@@ -34,20 +23,16 @@ public sealed class BudgetAlertTests : IAsyncLifetime
     private const string BudgetId = "bud_alerts";
     private const long TenUsd = 10_000_000_000_000;
 
-    private readonly string _dataDir = Path.Combine(Path.GetTempPath(), "lattice-alerts-" + Guid.NewGuid().ToString("N"));
     // Whole seconds, so times read back from the database (milliseconds) compare exactly.
     private readonly DateTimeOffset _start = DateTimeOffset.FromUnixTimeSeconds(DateTimeOffset.UtcNow.ToUnixTimeSeconds());
     private readonly DateTimeOffset _periodStart = new(DateTimeOffset.UtcNow.Year, DateTimeOffset.UtcNow.Month, 1, 0, 0, 0, TimeSpan.Zero);
     private AlertReceiver _receiver = null!;
     private readonly string _secret = BudgetAlertSecrets.NewSecret();
+    private readonly Channel<DateTimeOffset?> _parks = Channel.CreateUnbounded<DateTimeOffset?>();
 
     public async Task InitializeAsync() => _receiver = await AlertReceiver.StartAsync();
 
-    public async Task DisposeAsync()
-    {
-        await _receiver.DisposeAsync();
-        Hosts.DeleteDataDirectory(_dataDir);
-    }
+    public async Task DisposeAsync() => await _receiver.DisposeAsync();
 
     private BudgetAlert Alert(int threshold, long spent, string budgetId = BudgetId) => new(
         budgetId, WorkspaceId, BudgetScopes.Workspace, WorkspaceId, null, _periodStart, _periodStart.AddMonths(1),
@@ -56,15 +41,15 @@ public sealed class BudgetAlertTests : IAsyncLifetime
     [Fact]
     public async Task Each_threshold_is_posted_once_signed_with_the_budget_secret()
     {
-        await using var gateway = await Gateway.StartAsync(_dataDir, _start);
+        await using var gateway = await StartGatewayAsync();
         await SeedAsync(gateway, _receiver.Url);
         await SeedAsync(gateway, alertUrl: null, budgetId: "bud_silent");
 
-        gateway.Sink.Raise(Alert(50, 5_000_000_000_001));
-        gateway.Sink.Raise(Alert(80, 8_000_000_000_000));
-        gateway.Sink.Raise(Alert(50, 5_100_000_000_000)); // the same threshold again: not written, not sent
-        gateway.Sink.Raise(Alert(50, 5_000_000_000_000, "bud_silent")); // no alert_url: nobody to tell
-        gateway.Sink.Raise(Alert(100, 10_000_000_000_000));
+        Sink(gateway).Raise(Alert(50, 5_000_000_000_001));
+        Sink(gateway).Raise(Alert(80, 8_000_000_000_000));
+        Sink(gateway).Raise(Alert(50, 5_100_000_000_000)); // the same threshold again: not written, not sent
+        Sink(gateway).Raise(Alert(50, 5_000_000_000_000, "bud_silent")); // no alert_url: nobody to tell
+        Sink(gateway).Raise(Alert(100, 10_000_000_000_000));
 
         var received = new List<AlertReceiver.Request>();
         for (var i = 0; i < 3; i++)
@@ -72,7 +57,7 @@ public sealed class BudgetAlertTests : IAsyncLifetime
             received.Add(await _receiver.NextAsync());
         }
         // The outbox is written in the order alerts are raised, so once the 100 % row exists every earlier raise is settled.
-        var rows = await gateway.RowsAsync();
+        var rows = await RowsAsync(gateway);
         Assert.Equal([50, 80, 100], rows.Select(r => r.Threshold).Order());
         Assert.All(rows, r => Assert.Equal(BudgetId, r.BudgetId));
 
@@ -103,9 +88,9 @@ public sealed class BudgetAlertTests : IAsyncLifetime
         await SeedAsync(gateway, _receiver.Url, budgetScope: BudgetScopes.AppUser);
         BudgetAlert ForUser(string user) => Alert(80, 8_000_000_000_000) with { Scope = BudgetScopes.AppUser, SubjectId = "app_1", UserId = user };
 
-        gateway.Sink.Raise(ForUser("user_a"));
-        gateway.Sink.Raise(ForUser("user_a"));
-        gateway.Sink.Raise(ForUser("user_b"));
+        Sink(gateway).Raise(ForUser("user_a"));
+        Sink(gateway).Raise(ForUser("user_a"));
+        Sink(gateway).Raise(ForUser("user_b"));
 
         var users = new List<string>();
         for (var i = 0; i < 2; i++)
@@ -116,7 +101,7 @@ public sealed class BudgetAlertTests : IAsyncLifetime
             users.Add(data["user_id"]!.GetValue<string>());
         }
         Assert.Equal(["user_a", "user_b"], users.Order());
-        Assert.Equal(["user_a", "user_b"], (await gateway.RowsAsync()).Select(r => r.UserId).Order());
+        Assert.Equal(["user_a", "user_b"], (await RowsAsync(gateway)).Select(r => r.UserId).Order());
         Assert.Equal(2, _receiver.Count);
     }
 
@@ -125,24 +110,19 @@ public sealed class BudgetAlertTests : IAsyncLifetime
     {
         _receiver.FailFirst(2);
         await using var gateway = await StartGatewayAsync();
-        await SeedAsync(gateway, _receiver.Url);
-        gateway.Sink.Raise(Alert(80, 8_000_000_000_000));
-
-        var first = await _receiver.NextAsync();
-        Assert.Equal(500, first.Status);
-        Assert.Equal(_start + TimeSpan.FromSeconds(5), await gateway.ParkedUntilAsync());
-        var row = Assert.Single(await gateway.RowsAsync());
+        var first = await RaiseAndFailFirstAsync(gateway, Alert(80, 8_000_000_000_000));
+        var row = Assert.Single(await RowsAsync(gateway));
         Assert.Equal((1, "HTTP 500", (DateTimeOffset?)null), (row.Attempts, row.LastError, row.DeliveredAt));
 
         gateway.Time.Advance(TimeSpan.FromSeconds(5));
         var second = await _receiver.NextAsync();
         Assert.Equal(500, second.Status);
-        Assert.Equal(_start + TimeSpan.FromSeconds(15), await gateway.ParkedUntilAsync());
+        Assert.Equal(_start + TimeSpan.FromSeconds(15), await ParkedUntilAsync());
 
         gateway.Time.Advance(TimeSpan.FromSeconds(10));
         var third = await _receiver.NextAsync();
         Assert.Equal(200, third.Status);
-        Assert.Null(await gateway.NextParkAsync());
+        Assert.Null(await NextParkAsync());
 
         // Every attempt sends the payload fixed when the alert was raised, signed at the time of that attempt.
         Assert.Equal(first.Body, second.Body);
@@ -150,7 +130,7 @@ public sealed class BudgetAlertTests : IAsyncLifetime
         Assert.Equal(_start.ToUnixTimeSeconds(), AssertSigned(first, _secret));
         Assert.Equal(_start.ToUnixTimeSeconds() + 5, AssertSigned(second, _secret));
         Assert.Equal(_start.ToUnixTimeSeconds() + 15, AssertSigned(third, _secret));
-        row = Assert.Single(await gateway.RowsAsync());
+        row = Assert.Single(await RowsAsync(gateway));
         Assert.Equal((3, (string?)null, (DateTimeOffset?)(_start + TimeSpan.FromSeconds(15))), (row.Attempts, row.LastError, row.DeliveredAt));
         Assert.Equal(3, _receiver.Count);
     }
@@ -160,22 +140,18 @@ public sealed class BudgetAlertTests : IAsyncLifetime
     {
         _receiver.FailFirst(int.MaxValue);
         await using var gateway = await StartGatewayAsync();
-        await SeedAsync(gateway, _receiver.Url);
-        gateway.Sink.Raise(Alert(100, TenUsd));
-
-        Assert.Equal(500, (await _receiver.NextAsync()).Status);
-        Assert.Equal(_start + TimeSpan.FromSeconds(5), await gateway.ParkedUntilAsync());
+        await RaiseAndFailFirstAsync(gateway, Alert(100, TenUsd));
         gateway.Time.Advance(BudgetAlertDeliverer.GiveUpAfter);
         Assert.Equal(500, (await _receiver.NextAsync()).Status);
-        Assert.Null(await gateway.NextParkAsync());
+        Assert.Null(await NextParkAsync());
 
-        var row = Assert.Single(await gateway.RowsAsync());
+        var row = Assert.Single(await RowsAsync(gateway));
         Assert.Equal((2, "gave up after 2 attempts: HTTP 500", BudgetAlertDeliverer.Never, (DateTimeOffset?)null),
             (row.Attempts, row.LastError, row.NextAttemptAt, row.DeliveredAt));
 
         // Nothing more is sent: a later look finds nothing due.
         gateway.Time.Advance(TimeSpan.FromHours(1));
-        Assert.Null(await gateway.NextParkAsync());
+        Assert.Null(await NextParkAsync());
         Assert.Equal(2, _receiver.Count);
     }
 
@@ -183,30 +159,25 @@ public sealed class BudgetAlertTests : IAsyncLifetime
     public async Task An_undelivered_alert_is_sent_by_the_next_gateway_and_not_written_again()
     {
         _receiver.FailFirst(1);
-        AlertReceiver.Request first;
-        await using (var gateway = await StartGatewayAsync())
-        {
-            await SeedAsync(gateway, _receiver.Url);
-            gateway.Sink.Raise(Alert(80, 8_000_000_000_000));
-            first = await _receiver.NextAsync();
-            Assert.Equal(500, first.Status);
-            Assert.Equal(_start + TimeSpan.FromSeconds(5), await gateway.ParkedUntilAsync());
-        }
+        await using var gateway = await StartGatewayAsync();
+        var first = await RaiseAndFailFirstAsync(gateway, Alert(80, 8_000_000_000_000));
 
         // A new process a minute later, on the same data directory: the secret still reads, the row is due.
         var later = _start + TimeSpan.FromMinutes(1);
-        await using var restarted = await Gateway.StartAsync(_dataDir, later);
+        await gateway.StopAsync();
+        gateway.Time.SetUtcNow(later);
+        await gateway.RestartAsync();
         var second = await _receiver.NextAsync();
         Assert.Equal(200, second.Status);
         Assert.Equal(first.Body, second.Body);
         Assert.Equal(later.ToUnixTimeSeconds(), AssertSigned(second, _secret));
 
         // The counters rebuilt after a restart may raise the same threshold again: it was written once, it is sent once.
-        restarted.Sink.Raise(Alert(80, 8_000_000_000_000));
-        restarted.Sink.Raise(Alert(100, TenUsd));
+        Sink(gateway).Raise(Alert(80, 8_000_000_000_000));
+        Sink(gateway).Raise(Alert(100, TenUsd));
         var third = await _receiver.NextAsync();
         Assert.Equal(100, ThresholdOf(third.Body));
-        Assert.Equal([80, 100], (await restarted.RowsAsync()).Select(r => r.Threshold).Order());
+        Assert.Equal([80, 100], (await RowsAsync(gateway)).Select(r => r.Threshold).Order());
         Assert.Equal(3, _receiver.Count);
     }
 
@@ -254,7 +225,46 @@ public sealed class BudgetAlertTests : IAsyncLifetime
         Assert.Equal(TimeSpan.FromHours(1), BudgetAlertDeliverer.RetryDelay(int.MaxValue));
     }
 
-    private Task<Gateway> StartGatewayAsync() => Gateway.StartAsync(_dataDir, _start);
+    /// <summary>The gateway at <see cref="_start"/> on its own fake clock, each node's deliverer reporting its sleeps to <see cref="_parks"/>.</summary>
+    private Task<BillingHost> StartGatewayAsync() => BillingHost.StartAsync(_start, beforeStart: services =>
+        services.GetRequiredService<BudgetAlertDeliverer>().Parked = due => _parks.Writer.TryWrite(due));
+
+    /// <summary>
+    /// Gives the budget the receiver's URL, raises <paramref name="alert"/> and checks that its first post was refused
+    /// (500) and its retry parked 5 s later; returns that first post.
+    /// </summary>
+    private async Task<AlertReceiver.Request> RaiseAndFailFirstAsync(BillingHost gateway, BudgetAlert alert)
+    {
+        await SeedAsync(gateway, _receiver.Url);
+        Sink(gateway).Raise(alert);
+        var first = await _receiver.NextAsync();
+        Assert.Equal(500, first.Status);
+        Assert.Equal(_start + TimeSpan.FromSeconds(5), await ParkedUntilAsync());
+        return first;
+    }
+
+    private static IBudgetAlertSink Sink(BillingHost gateway) => gateway.Services.GetRequiredService<IBudgetAlertSink>();
+
+    /// <summary>The deliverer's next sleep: when it expects the next alert to be due (null: nothing pending).</summary>
+    private async Task<DateTimeOffset?> NextParkAsync() => await _parks.Reader.ReadAsync().AsTask().WaitAsync(Timeout);
+
+    /// <summary>The next sleep with an alert pending, its timer armed: advancing the clock to the returned time wakes it.</summary>
+    private async Task<DateTimeOffset> ParkedUntilAsync()
+    {
+        while (true)
+        {
+            if (await NextParkAsync() is { } due)
+            {
+                return due;
+            }
+        }
+    }
+
+    private static async Task<List<BudgetAlertEntity>> RowsAsync(BillingHost gateway)
+    {
+        await using var scope = gateway.Services.CreateAsyncScope();
+        return await scope.ServiceProvider.GetRequiredService<LatticeDbContext>().BudgetAlerts.AsNoTracking().OrderBy(a => a.Id).ToListAsync();
+    }
 
     /// <summary>Checks the signature header as a receiver would, from the documented scheme alone; returns its timestamp.</summary>
     private static long AssertSigned(AlertReceiver.Request request, string secret)
@@ -269,9 +279,9 @@ public sealed class BudgetAlertTests : IAsyncLifetime
 
     private static int ThresholdOf(string body) => JsonNode.Parse(body)!["data"]!["threshold_percent"]!.GetValue<int>();
 
-    private async Task SeedAsync(Gateway gateway, string? alertUrl, string budgetId = BudgetId, string budgetScope = BudgetScopes.Workspace)
+    private async Task SeedAsync(BillingHost gateway, string? alertUrl, string budgetId = BudgetId, string budgetScope = BudgetScopes.Workspace)
     {
-        await using var scope = gateway.App.Services.CreateAsyncScope();
+        await using var scope = gateway.Services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<LatticeDbContext>();
         if (!await db.Workspaces.AnyAsync(w => w.Id == WorkspaceId))
         {
@@ -285,68 +295,10 @@ public sealed class BudgetAlertTests : IAsyncLifetime
             SubjectId = budgetId == BudgetId ? WorkspaceId : budgetId,
             AmountPicoUsd = TenUsd,
             AlertUrl = alertUrl,
-            AlertSecret = alertUrl is null ? null : gateway.App.Services.GetRequiredService<BudgetAlertSecrets>().Protect(_secret),
+            AlertSecret = alertUrl is null ? null : gateway.Services.GetRequiredService<BudgetAlertSecrets>().Protect(_secret),
             CreatedAt = _start,
             UpdatedAt = _start,
         });
         await db.SaveChangesAsync();
-    }
-
-    /// <summary>The gateway host on its own fake clock, with the deliverer's sleeps observable.</summary>
-    private sealed class Gateway : IAsyncDisposable
-    {
-        private readonly Channel<DateTimeOffset?> _parks = Channel.CreateUnbounded<DateTimeOffset?>();
-
-        private Gateway(WebApplication app, FakeTimeProvider time)
-        {
-            App = app;
-            Time = time;
-        }
-
-        public WebApplication App { get; }
-        public FakeTimeProvider Time { get; }
-        public IBudgetAlertSink Sink => App.Services.GetRequiredService<IBudgetAlertSink>();
-
-        public static async Task<Gateway> StartAsync(string dataDir, DateTimeOffset now)
-        {
-            var builder = GatewayApp.CreateBuilder([]);
-            builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { ["Lattice:DataDirectory"] = dataDir });
-            builder.WebHost.UseUrls("http://127.0.0.1:0");
-            builder.Logging.SetMinimumLevel(LogLevel.Warning);
-            var time = new FakeTimeProvider(now);
-            builder.Services.RemoveAll<TimeProvider>();
-            builder.Services.AddSingleton<TimeProvider>(time);
-            var gateway = new Gateway(GatewayApp.Build(builder), time);
-            gateway.App.Services.GetRequiredService<BudgetAlertDeliverer>().Parked = due => gateway._parks.Writer.TryWrite(due);
-            await gateway.App.StartAsync().WaitAsync(Timeout);
-            return gateway;
-        }
-
-        /// <summary>The deliverer's next sleep: when it expects the next alert to be due (null: nothing pending).</summary>
-        public async Task<DateTimeOffset?> NextParkAsync() => await _parks.Reader.ReadAsync().AsTask().WaitAsync(Timeout);
-
-        /// <summary>The next sleep with an alert pending, its timer armed: advancing the clock to the returned time wakes it.</summary>
-        public async Task<DateTimeOffset> ParkedUntilAsync()
-        {
-            while (true)
-            {
-                if (await NextParkAsync() is { } due)
-                {
-                    return due;
-                }
-            }
-        }
-
-        public async Task<List<BudgetAlertEntity>> RowsAsync()
-        {
-            await using var scope = App.Services.CreateAsyncScope();
-            return await scope.ServiceProvider.GetRequiredService<LatticeDbContext>().BudgetAlerts.AsNoTracking().OrderBy(a => a.Id).ToListAsync();
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            await App.StopAsync().WaitAsync(Timeout);
-            await App.DisposeAsync();
-        }
     }
 }
