@@ -30,7 +30,8 @@ public sealed partial class LatticeLoginTests(StackFixture stack)
         var login = await ProcessHost.StartAsync(ProcessHost.DotnetHost,
             [StackFixture.LatticeDll, "login", "--data-dir", dataDir, .. extra],
             new Dictionary<string, string?> { ["LATTICE_BASE_URL"] = null },
-            line => line.StartsWith("  Code: ", StringComparison.Ordinal), Timeout);
+            // Ready once it has printed everything up to the wait (the code, then the link that carries it).
+            line => line.StartsWith("Waiting for approval", StringComparison.Ordinal), Timeout);
         var line = await login.WaitForOutputAsync(l => l.StartsWith("  Code: ", StringComparison.Ordinal), Timeout);
         return (login, line["  Code: ".Length..].Trim());
     }
