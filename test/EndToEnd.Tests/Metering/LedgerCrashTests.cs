@@ -81,7 +81,9 @@ public sealed class LedgerCrashTests : IAsyncLifetime
         await AddModelAsync(baseUrl, adminKey, "lovelace:drip", "standin-drip");
 
         var started = new ConcurrentDictionary<string, byte>();
-        var completed = new ConcurrentDictionary<string, byte>();
+        // Each finished request with the order in which its client saw it finish.
+        var completed = new ConcurrentDictionary<string, int>();
+        var finishes = 0;
         var enoughDone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         // Set when, after enough requests finished, a slow stream has its headers: the kill then lands mid-stream.
         var streamOpen = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -114,7 +116,7 @@ public sealed class LedgerCrashTests : IAsyncLifetime
                     var body = await response.Content.ReadAsStringAsync(stop.Token);
                     if (response.IsSuccessStatusCode && (drip ? body.Contains("data: [DONE]", StringComparison.Ordinal) : body.Contains("\"usage\"", StringComparison.Ordinal)))
                     {
-                        completed.TryAdd(id, 0);
+                        completed.TryAdd(id, Interlocked.Increment(ref finishes));
                         if (completed.Count >= CompletedBeforeKill)
                         {
                             enoughDone.TrySetResult();
@@ -133,7 +135,7 @@ public sealed class LedgerCrashTests : IAsyncLifetime
         var openStream = await streamOpen.Task.WaitAsync(TimeSpan.FromMinutes(2));
 
         // What the clients saw finish before the kill; anything finishing during it is in flight.
-        var finishedBeforeKill = completed.Keys.ToHashSet(StringComparer.Ordinal);
+        var finishedBeforeKill = completed.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
         Process(gateway).Kill(); // SIGKILL: no shutdown hook runs
         await gateway.WaitForExitAsync(TimeSpan.FromSeconds(60));
         await stop.CancelAsync();
@@ -145,10 +147,21 @@ public sealed class LedgerCrashTests : IAsyncLifetime
         {
             // Recovery runs before the restarted gateway serves, so the ledger is complete once it is up.
             var records = ReadLedger();
-            foreach (var id in finishedBeforeKill)
+            // A client can read the last byte of an answer a moment before the gateway journals how it ended; that
+            // moment ends before the same connection's next request is taken, so of the requests that finished, at
+            // most the last one per connection may still show what was journaled at dispatch. None is ever missing.
+            var last = finishedBeforeKill.Values.DefaultIfEmpty(0).Max();
+            foreach (var (id, order) in finishedBeforeKill)
             {
                 Assert.True(records.TryGetValue(id, out var status), $"finished request {id} has no usage record");
-                Assert.Equal("ok", status);
+                if (order <= last - Connections)
+                {
+                    Assert.Equal("ok", status);
+                }
+                else
+                {
+                    Assert.Contains(status, new[] { "ok", "interrupted" });
+                }
             }
             // Every request the gateway had answered headers for is recorded once: finished, or interrupted.
             var inFlight = started.Keys.Where(id => !completed.ContainsKey(id)).ToList();
