@@ -57,7 +57,8 @@ public static class MessagesRequest
             {
                 return (null, Invalid("top_k: not supported by the chat-completions targets this model is served by.", "top_k"));
             }
-            if (property.Name is not ("model" or "max_tokens" or "messages" or "system" or "stop_sequences" or "temperature" or "top_p" or "metadata" or "stream"))
+            // cache_control (automatic prompt caching) is a hint with no effect on the answer; the chat targets have no such cache.
+            if (property.Name is not ("model" or "max_tokens" or "messages" or "system" or "stop_sequences" or "temperature" or "top_p" or "metadata" or "stream" or "cache_control"))
             {
                 return (null, Invalid($"{property.Name}: unknown field.", property.Name));
             }
