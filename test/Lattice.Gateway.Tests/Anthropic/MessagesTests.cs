@@ -186,6 +186,9 @@ public sealed class MessagesTests(GatewayFixture gateway)
         { """{"model":"lovelace:chat","max_tokens":10,""", 400, "invalid_request_error", "The request body is not valid JSON (line 1, position 40)." },
         { """{"model":"lovelace:nope","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}""", 404, "not_found_error", "The model 'lovelace:nope' does not exist or you do not have access to it." },
         { """{"model":"lovelace:fail-500","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}""", 502, "api_error", "The stand-in failed on purpose." },
+        // A target's own refusal keeps its status and message.
+        { """{"model":"lovelace:bad-request","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}""", 400, "invalid_request_error", "Upstream says the request is bad." },
+        { """{"model":"lovelace:dead","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}""", 502, "api_error", "The upstream provider could not be reached." },
     };
 
     [Theory]
