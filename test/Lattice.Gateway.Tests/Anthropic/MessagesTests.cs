@@ -77,40 +77,25 @@ public sealed class MessagesTests(GatewayFixture gateway)
         Assert.Equal(expected, received);
     }
 
-    [Fact]
-    public async Task The_chat_answer_comes_back_as_a_message_with_the_model_the_client_named()
+    /// <summary>The Message for "hello there": whole, and cut short by <c>max_tokens</c>.</summary>
+    [Theory]
+    [InlineData(100, "You said: hello there", "end_turn", 4)]
+    [InlineData(2, "You said:", "max_tokens", 2)]
+    public async Task The_chat_answer_comes_back_as_a_message_with_the_model_the_client_named(int maxTokens, string text, string stopReason, int outputTokens)
     {
         using var client = AnthropicClient();
         using var response = await client.PostAsync("/v1/messages",
-            Json("""{"model":"lovelace:chat","max_tokens":100,"messages":[{"role":"user","content":"hello there"}]}"""));
+            Json($$"""{"model":"lovelace:chat","max_tokens":{{maxTokens}},"messages":[{"role":"user","content":"hello there"}]}"""));
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal("application/json", response.Content.Headers.ContentType!.MediaType);
         Assert.Equal(RequestId(response), response.Headers.GetValues("x-request-id").Single());
         Assert.Equal(
-            $$$"""{"id":"{{{MessageId(response)}}}","type":"message","role":"assistant","model":"lovelace:chat","content":[{"type":"text","text":"You said: hello there"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":2,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":4}}""",
+            $$$"""{"id":"{{{MessageId(response)}}}","type":"message","role":"assistant","model":"lovelace:chat","content":[{"type":"text","text":"{{{text}}}"}],"stop_reason":"{{{stopReason}}}","stop_sequence":null,"usage":{"input_tokens":2,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":{{{outputTokens}}}}}""",
             await response.Content.ReadAsStringAsync());
 
         // The dispatch metered it as the OpenAI surface would.
-        var record = await Ledger.RecordAsync(gateway.Factory.Services, RequestId(response));
-        Assert.Equal("chat.completions", record.Task);
-        Assert.Equal("lovelace:chat", record.Model);
-        Assert.Equal(200, record.HttpStatus);
-        Assert.Equal(2, record.Usage.PromptTokens);
-        Assert.Equal(4, record.Usage.CompletionTokens);
-    }
-
-    [Fact]
-    public async Task An_answer_cut_by_max_tokens_stops_with_max_tokens()
-    {
-        using var client = AnthropicClient();
-        using var response = await client.PostAsync("/v1/messages",
-            Json("""{"model":"lovelace:chat","max_tokens":2,"messages":[{"role":"user","content":"hello there"}]}"""));
-
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Equal(
-            $$$"""{"id":"{{{MessageId(response)}}}","type":"message","role":"assistant","model":"lovelace:chat","content":[{"type":"text","text":"You said:"}],"stop_reason":"max_tokens","stop_sequence":null,"usage":{"input_tokens":2,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":2}}""",
-            await response.Content.ReadAsStringAsync());
+        await AssertMeteredAsync(response, stream: false, outputTokens);
     }
 
     [Fact]
@@ -139,10 +124,19 @@ public sealed class MessagesTests(GatewayFixture gateway)
         Assert.Equal(expected, Events(await response.Content.ReadAsStringAsync()));
 
         // Streamed and not, the ledger holds the same counts.
+        await AssertMeteredAsync(response, stream: true, 4);
+    }
+
+    /// <summary>The ledger's record of "hello there" on lovelace:chat: 2 prompt tokens and the completion's.</summary>
+    private async Task AssertMeteredAsync(HttpResponseMessage response, bool stream, int completionTokens)
+    {
         var record = await Ledger.RecordAsync(gateway.Factory.Services, RequestId(response));
-        Assert.True(record.Stream);
+        Assert.Equal("chat.completions", record.Task);
+        Assert.Equal("lovelace:chat", record.Model);
+        Assert.Equal(200, record.HttpStatus);
+        Assert.Equal(stream, record.Stream);
         Assert.Equal(2, record.Usage.PromptTokens);
-        Assert.Equal(4, record.Usage.CompletionTokens);
+        Assert.Equal(completionTokens, record.Usage.CompletionTokens);
     }
 
     [Fact]

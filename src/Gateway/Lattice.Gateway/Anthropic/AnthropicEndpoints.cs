@@ -53,17 +53,7 @@ public static class AnthropicEndpoints
             return;
         }
 
-        var request = new TaskRequest
-        {
-            Task = task,
-            Model = input.Model,
-            Caller = caller,
-            Input = input,
-            RequestId = context.TraceIdentifier,
-            IdempotencyKey = context.Request.Headers["Idempotency-Key"] is { Count: > 0 } key ? key.ToString() : null,
-            ReceivedAt = time.GetUtcNow(),
-            StartTimestamp = receivedAt,
-        };
+        var request = TaskRequest.FromHttp(context, task, caller, input, time, receivedAt);
         var sink = new MessagesSink(context, translated, time);
         var outcome = await dispatcher.DispatchAsync(request, sink, context.RequestAborted);
         await sink.CompleteAsync(outcome);
