@@ -182,6 +182,7 @@ public sealed class MessagesTests(GatewayFixture gateway)
         { """{"model":"lovelace:fail-500","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}""", 502, "api_error", "The stand-in failed on purpose." },
         // A target's own refusal keeps its status and message.
         { """{"model":"lovelace:bad-request","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}""", 400, "invalid_request_error", "Upstream says the request is bad." },
+        { """{"model":"lovelace:bad-request","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"hi"}]}""", 400, "invalid_request_error", "Upstream says the request is bad." },
         { """{"model":"lovelace:dead","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}""", 502, "api_error", "The upstream provider could not be reached." },
     };
 
@@ -200,6 +201,19 @@ public sealed class MessagesTests(GatewayFixture gateway)
     }
 
     [Fact]
+    public async Task A_body_over_the_limit_is_request_too_large()
+    {
+        var padding = new string('a', (int)GatewayFixture.MaxBodyBytes);
+        using var client = AnthropicClient();
+        using var response = await client.PostAsync("/v1/messages",
+            Json($$"""{"model":"lovelace:chat","max_tokens":10,"messages":[{"role":"user","content":"{{padding}}"}]}"""));
+
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
+        var error = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+        Assert.Equal("request_too_large", error["error"]!["type"]!.GetValue<string>());
+    }
+
+    [Fact]
     public async Task A_bad_key_is_an_authentication_error_whichever_header_carries_it()
     {
         using var byApiKey = AnthropicClient("sk_not_a_real_key");
@@ -215,6 +229,17 @@ public sealed class MessagesTests(GatewayFixture gateway)
         byBearer.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", gateway.ApiKey);
         using var second = await byBearer.PostAsync("/v1/messages", Json("""{"model":"lovelace:chat","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"""));
         Assert.Equal(HttpStatusCode.OK, second.StatusCode);
+    }
+
+    [Fact]
+    public async Task Streaming_needs_only_the_inference_scope()
+    {
+        var key = await gateway.CreateKeyAsync(new JsonObject { ["name"] = "inference only", ["scopes"] = new JsonArray("lattice:compute:inference") });
+        using var client = AnthropicClient(key);
+        using var response = await client.PostAsync("/v1/messages", Json("""{"model":"lovelace:chat","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"hi"}]}"""));
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.EndsWith("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
     }
 
     [Fact]
