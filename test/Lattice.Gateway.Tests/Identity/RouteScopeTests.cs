@@ -155,6 +155,8 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
             new("GET", "/admin/v1/workspaces/{workspaceId}/grants", Guard.Scope, $"/admin/v1/workspaces/{ws}/grants", WorkspaceAdmin, Admin, TokenMayHold: false),
             new("POST", "/admin/v1/grants/{grantId}/revoke", Guard.Scope, "/admin/v1/grants/00000000-0000-0000-0000-000000000000/revoke", WorkspaceAdmin, Admin, TokenMayHold: false),
         };
+        // Anthropic's surface: the same credentials and scope, its own envelope (see Code).
+        rules.Add(new("POST", "/v1/messages", Guard.Scope, "/v1/messages", Inference));
         foreach (var prefix in new[] { "/v1", "/openai/v1" })
         {
             rules.Add(new("POST", prefix + "/chat/completions", Guard.Scope, prefix + "/chat/completions", Inference));
@@ -400,9 +402,21 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
         // Pages are HTML and OAuth protocol errors have a string "error": neither is the OpenAI envelope.
         try
         {
-            return JsonNode.Parse(body) is JsonObject { } root && root["error"] is JsonObject error && error["code"] is JsonValue code
-                ? code.ToString()
-                : null;
+            if (JsonNode.Parse(body) is not JsonObject { } root || root["error"] is not JsonObject error)
+            {
+                return null;
+            }
+            // Anthropic's envelope has no code: its type for the 401 and 403 stands for OpenAI's code.
+            if (root["type"] is JsonValue type && type.ToString() == "error")
+            {
+                return error["type"]?.ToString() switch
+                {
+                    "authentication_error" => "invalid_api_key",
+                    "permission_error" => "insufficient_scopes",
+                    var other => other,
+                };
+            }
+            return error["code"] is JsonValue code ? code.ToString() : null;
         }
         catch (System.Text.Json.JsonException)
         {

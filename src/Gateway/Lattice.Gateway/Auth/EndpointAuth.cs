@@ -14,12 +14,17 @@ public static class EndpointAuth
         RequireAsync(context, context.RequestServices.GetRequiredService<Authenticator>(), scope, alternative);
 
     /// <inheritdoc cref="RequireAsync(HttpContext, string, string?)"/>
-    public static async ValueTask<Caller?> RequireAsync(HttpContext context, Authenticator authenticator, string scope, string? alternative = null)
+    public static ValueTask<Caller?> RequireAsync(HttpContext context, Authenticator authenticator, string scope, string? alternative = null) =>
+        RequireAsync(context, authenticator, OpenAiErrors.WriteAsync, scope, alternative);
+
+    /// <summary>As <see cref="RequireAsync(HttpContext, string, string?)"/>, writing errors in a surface's own envelope.</summary>
+    public static async ValueTask<Caller?> RequireAsync(HttpContext context, Authenticator authenticator,
+        Func<HttpContext, GatewayError, Task> writeError, string scope, string? alternative = null)
     {
         var limiter = context.RequestServices.GetRequiredService<FailedAuthLimiter>();
         if (!limiter.IsAllowed(context))
         {
-            await OpenAiErrors.WriteAsync(context, ErrorFor(AuthFailure.TooManyFailures));
+            await writeError(context, ErrorFor(AuthFailure.TooManyFailures));
             return null;
         }
         var failure = authenticator.TryAuthenticate(context.Request, out var caller);
@@ -29,14 +34,14 @@ public static class EndpointAuth
             {
                 failure = AuthFailure.TooManyFailures;
             }
-            await OpenAiErrors.WriteAsync(context, ErrorFor(failure));
+            await writeError(context, ErrorFor(failure));
             return null;
         }
         if (caller!.HasScope(scope) || (alternative is not null && caller.HasScope(alternative)))
         {
             return caller;
         }
-        await OpenAiErrors.WriteAsync(context, GatewayError.MissingScope(scope));
+        await writeError(context, GatewayError.MissingScope(scope));
         return null;
     }
 

@@ -27,4 +27,17 @@ public sealed class TaskRequest
     public required DateTimeOffset ReceivedAt { get; init; }
     /// <summary><see cref="TimeProvider.GetTimestamp"/> at receipt, for time to first byte and duration.</summary>
     public required long StartTimestamp { get; init; }
+
+    /// <summary>The request an HTTP surface dispatches: its request id and <c>Idempotency-Key</c>, received now.</summary>
+    public static TaskRequest FromHttp(HttpContext context, TaskClass task, Caller caller, TaskInput input, TimeProvider time, long startTimestamp) => new()
+    {
+        Task = task,
+        Model = input.Model,
+        Caller = caller,
+        Input = input,
+        RequestId = context.TraceIdentifier,
+        IdempotencyKey = context.Request.Headers["Idempotency-Key"] is { Count: > 0 } key ? key.ToString() : null,
+        ReceivedAt = time.GetUtcNow(),
+        StartTimestamp = startTimestamp,
+    };
 }

@@ -1,5 +1,6 @@
 using System.Net;
 using Lattice.Gateway.Admin;
+using Lattice.Gateway.Anthropic;
 using Lattice.Gateway.Auth;
 using Lattice.Gateway.Billing;
 using Lattice.Gateway.Catalog;
@@ -90,6 +91,7 @@ public static class GatewayApp
         app.MapGet("/healthz", () => TypedResults.Text("ok"));
         app.UseWebSockets();
         app.MapOpenAi();
+        app.MapAnthropic();
         app.MapRuntimes();
         app.MapAdmin();
         app.MapUsage();

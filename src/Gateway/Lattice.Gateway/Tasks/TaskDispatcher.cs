@@ -47,17 +47,7 @@ public sealed class TaskDispatcher(
             return;
         }
 
-        var request = new TaskRequest
-        {
-            Task = task,
-            Model = input.Model,
-            Caller = caller,
-            Input = input,
-            RequestId = context.TraceIdentifier,
-            IdempotencyKey = context.Request.Headers["Idempotency-Key"] is { Count: > 0 } key ? key.ToString() : null,
-            ReceivedAt = time.GetUtcNow(),
-            StartTimestamp = receivedAt,
-        };
+        var request = TaskRequest.FromHttp(context, task, caller, input, time, receivedAt);
         var outcome = await dispatcher.DispatchAsync(request, new HttpResponseSink(context.Response), context.RequestAborted);
         await OpenAiErrors.RenderAsync(context, outcome);
     }

@@ -1,0 +1,61 @@
+using Lattice.Gateway.Auth;
+using Lattice.Gateway.Catalog;
+using Lattice.Gateway.Dispatch;
+using Lattice.Gateway.Hosting;
+using Lattice.Gateway.OpenAi;
+using Lattice.Gateway.Tasks;
+using Microsoft.Extensions.Options;
+
+namespace Lattice.Gateway.Anthropic;
+
+/// <summary>
+/// Anthropic's Messages API (<c>POST /v1/messages</c>) as a thin surface: the request is translated to the chat task,
+/// dispatched through the one <see cref="Dispatcher"/>, and the answer and errors are rendered in Anthropic's shapes.
+/// </summary>
+public static class AnthropicEndpoints
+{
+    public static IEndpointRouteBuilder MapAnthropic(this IEndpointRouteBuilder routes)
+    {
+        routes.MapPost("/v1/messages", CreateMessageAsync);
+        return routes;
+    }
+
+    private static async Task CreateMessageAsync(HttpContext context, Authenticator authenticator, CatalogStore catalog,
+        Dispatcher dispatcher, TimeProvider time, IOptions<GatewayOptions> options)
+    {
+        var receivedAt = time.GetTimestamp();
+        context.Response.Headers["request-id"] = context.TraceIdentifier;
+        // Streaming over SSE needs no more than inference on this surface (the streaming scope is for realtime links).
+        if (await EndpointAuth.RequireAsync(context, authenticator, AnthropicErrors.WriteAsync, Scopes.Inference) is not { } caller)
+        {
+            return;
+        }
+
+        var maxBytes = options.Value.MaxRequestBodyBytes;
+        var (body, length, tooLarge) = await TaskInputReader.ReadBodyAsync(context.Request, maxBytes, context.RequestAborted);
+        if (tooLarge)
+        {
+            await AnthropicErrors.WriteAsync(context, GatewayError.TooLarge(maxBytes));
+            return;
+        }
+        var (translated, translateError) = MessagesRequest.Translate(body.AsSpan(0, length));
+        if (translated is null)
+        {
+            await AnthropicErrors.WriteAsync(context, translateError);
+            return;
+        }
+
+        var task = catalog.Current.Tasks[BuiltInTaskClasses.ChatCompletions];
+        var (input, inputError) = TaskInputReader.ReadJson(task, translated.ChatBody, translated.ChatBody.Length);
+        if (input is null)
+        {
+            await AnthropicErrors.WriteAsync(context, inputError);
+            return;
+        }
+
+        var request = TaskRequest.FromHttp(context, task, caller, input, time, receivedAt);
+        var sink = new MessagesSink(context, translated, time);
+        var outcome = await dispatcher.DispatchAsync(request, sink, context.RequestAborted);
+        await sink.CompleteAsync(outcome);
+    }
+}

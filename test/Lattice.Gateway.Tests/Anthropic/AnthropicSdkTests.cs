@@ -1,0 +1,118 @@
+using System.Text;
+using System.Text.Json.Nodes;
+using Anthropic;
+using Anthropic.Core;
+using Anthropic.Exceptions;
+using Anthropic.Models.Messages;
+using Lattice.Gateway.Tests.Infrastructure;
+
+namespace Lattice.Gateway.Tests.Anthropic;
+
+/// <summary>The official NuGet <c>Anthropic</c> client, unmodified, against the in-process gateway.</summary>
+[Collection(GatewayCollection.Name)]
+public sealed class AnthropicSdkTests(GatewayFixture gateway)
+{
+    /// <summary>The SDK pointed at the test server: its base URL and an HttpClient that reaches it; no retries.</summary>
+    internal static AnthropicClient Sdk(GatewayFixture gateway, string key) => new(new ClientOptions
+    {
+        ApiKey = key,
+        BaseUrl = gateway.Factory.Server.BaseAddress.ToString().TrimEnd('/'),
+        HttpClient = gateway.Factory.CreateClient(),
+        MaxRetries = 0,
+    });
+
+    private static MessageCreateParams Hello(string model = "lovelace:chat") => new()
+    {
+        Model = model,
+        MaxTokens = 100,
+        Messages = [new UserMessageParam("hello there")],
+    };
+
+    [Fact]
+    public async Task The_sdk_creates_a_message()
+    {
+        var client = Sdk(gateway, gateway.ApiKey);
+        var message = await client.Messages.Create(Hello());
+
+        Assert.StartsWith("msg_", message.ID, StringComparison.Ordinal);
+        Assert.Equal("lovelace:chat", message.Model.Raw());
+        Assert.True(message.Content.Single().TryPickText(out var text));
+        Assert.Equal("You said: hello there", text.Text);
+        Assert.Equal(StopReason.EndTurn, message.StopReason!.Value());
+        Assert.Equal(2, message.Usage.InputTokens);
+        Assert.Equal(4, message.Usage.OutputTokens);
+    }
+
+    [Fact]
+    public async Task The_sdk_streams_a_message()
+    {
+        var client = Sdk(gateway, gateway.ApiKey);
+        var text = new StringBuilder();
+        var kinds = new List<string>();
+        StopReason? stop = null;
+        long? outputTokens = null;
+        await foreach (var ev in client.Messages.CreateStreaming(Hello()))
+        {
+            if (ev.TryPickStart(out _))
+            {
+                kinds.Add("message_start");
+            }
+            else if (ev.TryPickContentBlockStart(out _))
+            {
+                kinds.Add("content_block_start");
+            }
+            else if (ev.TryPickContentBlockDelta(out var delta))
+            {
+                kinds.Add("content_block_delta");
+                Assert.True(delta.Delta.TryPickText(out var piece));
+                text.Append(piece.Text);
+            }
+            else if (ev.TryPickContentBlockStop(out _))
+            {
+                kinds.Add("content_block_stop");
+            }
+            else if (ev.TryPickDelta(out var messageDelta))
+            {
+                kinds.Add("message_delta");
+                stop = messageDelta.Delta.StopReason?.Value();
+                outputTokens = messageDelta.Usage.OutputTokens;
+            }
+            else if (ev.TryPickStop(out _))
+            {
+                kinds.Add("message_stop");
+            }
+        }
+
+        Assert.Equal("You said: hello there", text.ToString());
+        Assert.Equal(
+            ["message_start", "content_block_start", "content_block_delta", "content_block_delta", "content_block_delta", "content_block_delta",
+             "content_block_stop", "message_delta", "message_stop"],
+            kinds);
+        Assert.Equal(StopReason.EndTurn, stop);
+        Assert.Equal(4, outputTokens);
+    }
+
+    [Fact]
+    public async Task A_bad_key_is_the_sdks_unauthorized_exception()
+    {
+        var client = Sdk(gateway, "sk_not_a_real_key");
+        var error = await Assert.ThrowsAsync<AnthropicUnauthorizedException>(() => client.Messages.Create(Hello()));
+        Assert.False(string.IsNullOrEmpty(error.RequestID));
+    }
+
+    [Fact]
+    public async Task An_unknown_model_is_the_sdks_not_found_exception()
+    {
+        var client = Sdk(gateway, gateway.ApiKey);
+        await Assert.ThrowsAsync<AnthropicNotFoundException>(() => client.Messages.Create(Hello("lovelace:nope")));
+    }
+
+    [Fact]
+    public async Task A_request_the_gateway_cannot_translate_yet_is_the_sdks_bad_request_exception()
+    {
+        var client = Sdk(gateway, gateway.ApiKey);
+        // More stop sequences than the chat targets take.
+        var request = Hello() with { StopSequences = ["a", "b", "c", "d", "e"] };
+        await Assert.ThrowsAsync<AnthropicBadRequestException>(() => client.Messages.Create(request));
+    }
+}
