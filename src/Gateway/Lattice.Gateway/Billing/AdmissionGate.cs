@@ -38,7 +38,8 @@ public sealed class Admission
     /// </summary>
     public void Settle(long actualPicoUsd, long actualTokens)
     {
-        if (Interlocked.Exchange(ref _settled, 1) != 0)
+        // Most callers hold nothing (Unlimited is shared): no write to a shared line for them.
+        if ((_subjects.Length == 0 && _reservation is null) || Interlocked.Exchange(ref _settled, 1) != 0)
         {
             return;
         }
