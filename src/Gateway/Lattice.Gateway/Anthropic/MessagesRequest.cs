@@ -5,15 +5,23 @@ using Lattice.Gateway.OpenAi;
 namespace Lattice.Gateway.Anthropic;
 
 /// <summary>
-/// An Anthropic Messages request translated to a chat-completions body. What the chat task cannot carry yet (tools,
-/// images, <c>top_k</c>, …) is refused with a 400 naming the field, never dropped.
+/// An Anthropic Messages request translated to a chat-completions body. What the chat task cannot carry yet (images,
+/// <c>top_k</c>, server tools, …) is refused with a 400 naming the field, never dropped.
 /// </summary>
+/// <remarks>
+/// Tools: <c>tools</c> become function tools (<c>input_schema</c> → <c>parameters</c>); <c>tool_choice</c> <c>auto</c> /
+/// <c>any</c> / <c>tool</c> / <c>none</c> become <c>"auto"</c> / <c>"required"</c> / a named function / <c>"none"</c>, and
+/// <c>disable_parallel_tool_use</c> becomes <c>parallel_tool_calls: false</c>. An assistant turn's <c>tool_use</c> blocks
+/// become its <c>tool_calls</c> (the input as a JSON string); a user turn's <c>tool_result</c> blocks become <c>tool</c>
+/// messages right after it, and the turn's text a user message after those. The chat <c>tool</c> message has no error
+/// flag, so an <c>is_error</c> result's content is prefixed with <c>"Error: "</c>.
+/// </remarks>
 public static class MessagesRequest
 {
     /// <summary>Fields the gateway does not translate yet: a request using one is refused, naming it.</summary>
     private static readonly HashSet<string> NotYet = new(StringComparer.Ordinal)
     {
-        "tools", "tool_choice", "thinking", "mcp_servers", "container", "context_management", "service_tier", "output_format",
+        "thinking", "mcp_servers", "container", "context_management", "service_tier", "output_format",
     };
 
     /// <summary>The translated request: the chat body, and what the answer must echo.</summary>
@@ -58,7 +66,7 @@ public static class MessagesRequest
                 return (null, Invalid("top_k: not supported by the chat-completions targets this model is served by.", "top_k"));
             }
             // cache_control (automatic prompt caching) is a hint with no effect on the answer; the chat targets have no such cache.
-            if (property.Name is not ("model" or "max_tokens" or "messages" or "system" or "stop_sequences" or "temperature" or "top_p" or "metadata" or "stream" or "cache_control"))
+            if (property.Name is not ("model" or "max_tokens" or "messages" or "system" or "stop_sequences" or "temperature" or "top_p" or "metadata" or "stream" or "cache_control" or "tools" or "tool_choice"))
             {
                 return (null, Invalid($"{property.Name}: unknown field.", property.Name));
             }
@@ -128,13 +136,10 @@ public static class MessagesRequest
                 {
                     return (null, Invalid($"{path}.content: is required.", $"{path}.content"));
                 }
-                writer.WriteStartObject();
-                writer.WriteString("role", roleName);
-                if (WriteContent(writer, content, $"{path}.content") is { } contentError)
+                if (WriteMessage(writer, roleName, content, $"{path}.content") is { } contentError)
                 {
                     return (null, contentError);
                 }
-                writer.WriteEndObject();
             }
             writer.WriteEndArray();
             writer.WriteNumber("max_tokens", maxTokensValue);
@@ -194,6 +199,10 @@ public static class MessagesRequest
                     }
                 }
             }
+            if (WriteTools(writer, root) is { } toolsError)
+            {
+                return (null, toolsError);
+            }
             if (stream)
             {
                 writer.WriteBoolean("stream", true);
@@ -210,8 +219,8 @@ public static class MessagesRequest
     private const int MaxStopSequences = 4;
 
     /// <summary>
-    /// A <c>content</c> (or <c>system</c>) value: a string as it is; text blocks as a string when there is one, else as
-    /// text parts. Any other block is refused, naming it.
+    /// A <c>content</c> (or <c>system</c>) value of text only: a string as it is; text blocks as a string when there is
+    /// one, else as text parts. Any other block is refused, naming it.
     /// </summary>
     private static GatewayError? WriteContent(Utf8JsonWriter writer, JsonElement content, string path)
     {
@@ -220,6 +229,105 @@ public static class MessagesRequest
             writer.WriteString("content", content.GetString());
             return null;
         }
+        if (CheckBlocks(content, path) is { } error)
+        {
+            return error;
+        }
+        var texts = new List<string>(content.GetArrayLength());
+        var j = 0;
+        foreach (var block in content.EnumerateArray())
+        {
+            var blockPath = $"{path}.{j++}";
+            if (ReadText(block, blockPath, texts) is { } textError)
+            {
+                return textError;
+            }
+        }
+        WriteTexts(writer, texts);
+        return null;
+    }
+
+    /// <summary>
+    /// One conversation turn. Text only is one message as <see cref="WriteContent"/> writes it; an assistant turn's
+    /// <c>tool_use</c> blocks become its <c>tool_calls</c>; a user turn's <c>tool_result</c> blocks become <c>tool</c>
+    /// messages, written first, and its text a user message after them.
+    /// </summary>
+    private static GatewayError? WriteMessage(Utf8JsonWriter writer, string role, JsonElement content, string path)
+    {
+        if (content.ValueKind == JsonValueKind.String)
+        {
+            writer.WriteStartObject();
+            writer.WriteString("role", role);
+            writer.WriteString("content", content.GetString());
+            writer.WriteEndObject();
+            return null;
+        }
+        if (CheckBlocks(content, path) is { } error)
+        {
+            return error;
+        }
+        var texts = new List<string>(content.GetArrayLength());
+        var toolBlocks = new List<(JsonElement Block, string Path)>();
+        var toolType = role == "assistant" ? "tool_use"u8 : "tool_result"u8;
+        var j = 0;
+        foreach (var block in content.EnumerateArray())
+        {
+            var blockPath = $"{path}.{j++}";
+            if (block.TryGetProperty("type", out var type) && type.ValueEquals(toolType))
+            {
+                toolBlocks.Add((block, blockPath));
+            }
+            else if (ReadText(block, blockPath, texts) is { } textError)
+            {
+                return textError;
+            }
+        }
+        if (role == "assistant")
+        {
+            writer.WriteStartObject();
+            writer.WriteString("role", role);
+            if (texts.Count == 0)
+            {
+                writer.WriteNull("content");
+            }
+            else
+            {
+                WriteTexts(writer, texts);
+            }
+            if (toolBlocks.Count > 0)
+            {
+                writer.WriteStartArray("tool_calls");
+                foreach (var (block, blockPath) in toolBlocks)
+                {
+                    if (WriteToolCall(writer, block, blockPath) is { } toolError)
+                    {
+                        return toolError;
+                    }
+                }
+                writer.WriteEndArray();
+            }
+            writer.WriteEndObject();
+            return null;
+        }
+        foreach (var (block, blockPath) in toolBlocks)
+        {
+            if (WriteToolResult(writer, block, blockPath) is { } toolError)
+            {
+                return toolError;
+            }
+        }
+        if (texts.Count > 0)
+        {
+            writer.WriteStartObject();
+            writer.WriteString("role", role);
+            WriteTexts(writer, texts);
+            writer.WriteEndObject();
+        }
+        return null;
+    }
+
+    private static GatewayError? CheckBlocks(JsonElement content, string path)
+    {
         if (content.ValueKind != JsonValueKind.Array)
         {
             return Invalid($"{path}: must be a string or an array of content blocks.", path);
@@ -228,7 +336,6 @@ public static class MessagesRequest
         {
             return Invalid($"{path}: must not be empty.", path);
         }
-        var texts = new List<string>(content.GetArrayLength());
         var j = 0;
         foreach (var block in content.EnumerateArray())
         {
@@ -237,29 +344,42 @@ public static class MessagesRequest
             {
                 return Invalid($"{blockPath}: a content block must be an object with a 'type'.", blockPath);
             }
-            if (!type.ValueEquals("text"u8))
-            {
-                return Invalid($"{blockPath}: content blocks of type '{type.GetString()}' are not supported yet by this gateway's Messages API.", $"{blockPath}.type");
-            }
-            foreach (var property in block.EnumerateObject())
-            {
-                // cache_control is a caching hint with no effect on the answer; the chat targets have no such cache.
-                if (property.Name is "type" or "text" or "cache_control" || (property.Name == "citations" && property.Value.ValueKind == JsonValueKind.Null))
-                {
-                    continue;
-                }
-                return Invalid($"{blockPath}.{property.Name}: not supported yet by this gateway's Messages API.", $"{blockPath}.{property.Name}");
-            }
-            if (!block.TryGetProperty("text", out var text) || text.ValueKind != JsonValueKind.String)
-            {
-                return Invalid($"{blockPath}.text: a string is required.", $"{blockPath}.text");
-            }
-            texts.Add(text.GetString()!);
         }
+        return null;
+    }
+
+    /// <summary>A <c>text</c> block's text, added to <paramref name="texts"/>; any other block is refused, naming it.</summary>
+    private static GatewayError? ReadText(JsonElement block, string blockPath, List<string> texts)
+    {
+        var type = block.GetProperty("type");
+        if (!type.ValueEquals("text"u8))
+        {
+            return Invalid($"{blockPath}: content blocks of type '{type.GetString()}' are not supported yet by this gateway's Messages API.", $"{blockPath}.type");
+        }
+        foreach (var property in block.EnumerateObject())
+        {
+            // cache_control is a caching hint with no effect on the answer; the chat targets have no such cache.
+            if (property.Name is "type" or "text" or "cache_control" || (property.Name == "citations" && property.Value.ValueKind == JsonValueKind.Null))
+            {
+                continue;
+            }
+            return Invalid($"{blockPath}.{property.Name}: not supported yet by this gateway's Messages API.", $"{blockPath}.{property.Name}");
+        }
+        if (!block.TryGetProperty("text", out var text) || text.ValueKind != JsonValueKind.String)
+        {
+            return Invalid($"{blockPath}.text: a string is required.", $"{blockPath}.text");
+        }
+        texts.Add(text.GetString()!);
+        return null;
+    }
+
+    /// <summary><c>content</c>: one text as a string, several as text parts.</summary>
+    private static void WriteTexts(Utf8JsonWriter writer, List<string> texts)
+    {
         if (texts.Count == 1)
         {
             writer.WriteString("content", texts[0]);
-            return null;
+            return;
         }
         writer.WriteStartArray("content");
         foreach (var text in texts)
@@ -270,7 +390,250 @@ public static class MessagesRequest
             writer.WriteEndObject();
         }
         writer.WriteEndArray();
+    }
+
+    /// <summary>A <c>tool_use</c> block as a chat tool call: its id, name, and input as a JSON string.</summary>
+    private static GatewayError? WriteToolCall(Utf8JsonWriter writer, JsonElement block, string path)
+    {
+        foreach (var property in block.EnumerateObject())
+        {
+            if (property.Name is not ("type" or "id" or "name" or "input" or "cache_control"))
+            {
+                return Invalid($"{path}.{property.Name}: unknown field.", $"{path}.{property.Name}");
+            }
+        }
+        if (RequiredString(block, "id", path, out var id) is { } idError)
+        {
+            return idError;
+        }
+        if (RequiredString(block, "name", path, out var name) is { } nameError)
+        {
+            return nameError;
+        }
+        if (!block.TryGetProperty("input", out var input) || input.ValueKind != JsonValueKind.Object)
+        {
+            return Invalid($"{path}.input: an object is required.", $"{path}.input");
+        }
+        writer.WriteStartObject();
+        writer.WriteString("id", id);
+        writer.WriteString("type", "function");
+        writer.WriteStartObject("function");
+        writer.WriteString("name", name);
+        writer.WriteString("arguments", Compact(input));
+        writer.WriteEndObject();
+        writer.WriteEndObject();
         return null;
+    }
+
+    /// <summary>
+    /// A <c>tool_result</c> block as a <c>tool</c> message: its content (a string, or text blocks joined by newlines),
+    /// prefixed with <c>"Error: "</c> when <c>is_error</c> is true — the chat tool message has no error flag.
+    /// </summary>
+    private static GatewayError? WriteToolResult(Utf8JsonWriter writer, JsonElement block, string path)
+    {
+        foreach (var property in block.EnumerateObject())
+        {
+            if (property.Name is not ("type" or "tool_use_id" or "content" or "is_error" or "cache_control"))
+            {
+                return Invalid($"{path}.{property.Name}: unknown field.", $"{path}.{property.Name}");
+            }
+        }
+        if (RequiredString(block, "tool_use_id", path, out var toolUseId) is { } idError)
+        {
+            return idError;
+        }
+        var isError = false;
+        if (block.TryGetProperty("is_error", out var isErrorElement) && isErrorElement.ValueKind != JsonValueKind.Null)
+        {
+            if (isErrorElement.ValueKind is not (JsonValueKind.True or JsonValueKind.False))
+            {
+                return Invalid($"{path}.is_error: must be a boolean.", $"{path}.is_error");
+            }
+            isError = isErrorElement.ValueKind == JsonValueKind.True;
+        }
+        var text = "";
+        if (block.TryGetProperty("content", out var content) && content.ValueKind != JsonValueKind.Null)
+        {
+            if (content.ValueKind == JsonValueKind.String)
+            {
+                text = content.GetString()!;
+            }
+            else if (content.ValueKind == JsonValueKind.Array)
+            {
+                var texts = new List<string>(content.GetArrayLength());
+                var j = 0;
+                foreach (var inner in content.EnumerateArray())
+                {
+                    var innerPath = $"{path}.content.{j++}";
+                    if (inner.ValueKind != JsonValueKind.Object || !inner.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
+                    {
+                        return Invalid($"{innerPath}: a content block must be an object with a 'type'.", innerPath);
+                    }
+                    if (ReadText(inner, innerPath, texts) is { } textError)
+                    {
+                        return textError;
+                    }
+                }
+                text = string.Join('\n', texts);
+            }
+            else
+            {
+                return Invalid($"{path}.content: must be a string or an array of content blocks.", $"{path}.content");
+            }
+        }
+        writer.WriteStartObject();
+        writer.WriteString("role", "tool");
+        writer.WriteString("tool_call_id", toolUseId);
+        writer.WriteString("content", isError ? "Error: " + text : text);
+        writer.WriteEndObject();
+        return null;
+    }
+
+    /// <summary><c>tools</c> as function tools, <c>tool_choice</c> as the chat's, and parallel calls turned off if asked.</summary>
+    private static GatewayError? WriteTools(Utf8JsonWriter writer, JsonElement root)
+    {
+        if (root.TryGetProperty("tools", out var tools) && tools.ValueKind != JsonValueKind.Null)
+        {
+            if (tools.ValueKind != JsonValueKind.Array)
+            {
+                return Invalid("tools: must be an array.", "tools");
+            }
+            if (tools.GetArrayLength() > 0)
+            {
+                writer.WriteStartArray("tools");
+                var i = 0;
+                foreach (var tool in tools.EnumerateArray())
+                {
+                    if (WriteTool(writer, tool, $"tools.{i++}") is { } error)
+                    {
+                        return error;
+                    }
+                }
+                writer.WriteEndArray();
+            }
+        }
+        if (!root.TryGetProperty("tool_choice", out var choice) || choice.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+        if (choice.ValueKind != JsonValueKind.Object || !choice.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
+        {
+            return Invalid("tool_choice: must be an object with a 'type'.", "tool_choice");
+        }
+        var disableParallel = false;
+        foreach (var property in choice.EnumerateObject())
+        {
+            if (property.Name == "disable_parallel_tool_use" && property.Value.ValueKind is JsonValueKind.True or JsonValueKind.False or JsonValueKind.Null)
+            {
+                disableParallel = property.Value.ValueKind == JsonValueKind.True;
+            }
+            else if (property.Name == "disable_parallel_tool_use")
+            {
+                return Invalid("tool_choice.disable_parallel_tool_use: must be a boolean.", "tool_choice.disable_parallel_tool_use");
+            }
+            else if (property.Name is not ("type" or "name"))
+            {
+                return Invalid($"tool_choice.{property.Name}: unknown field.", $"tool_choice.{property.Name}");
+            }
+        }
+        switch (type.GetString())
+        {
+            case "auto":
+                writer.WriteString("tool_choice", "auto");
+                break;
+            case "any":
+                writer.WriteString("tool_choice", "required");
+                break;
+            case "none":
+                writer.WriteString("tool_choice", "none");
+                break;
+            case "tool":
+                if (RequiredString(choice, "name", "tool_choice", out var name) is { } nameError)
+                {
+                    return nameError;
+                }
+                writer.WriteStartObject("tool_choice");
+                writer.WriteString("type", "function");
+                writer.WriteStartObject("function");
+                writer.WriteString("name", name);
+                writer.WriteEndObject();
+                writer.WriteEndObject();
+                break;
+            default:
+                return Invalid("tool_choice.type: must be 'auto', 'any', 'tool' or 'none'.", "tool_choice.type");
+        }
+        if (disableParallel)
+        {
+            writer.WriteBoolean("parallel_tool_calls", false);
+        }
+        return null;
+    }
+
+    /// <summary>A client tool (<c>name</c>, <c>description</c>, <c>input_schema</c>) as a chat function tool.</summary>
+    private static GatewayError? WriteTool(Utf8JsonWriter writer, JsonElement tool, string path)
+    {
+        if (tool.ValueKind != JsonValueKind.Object)
+        {
+            return Invalid($"{path}: must be an object.", path);
+        }
+        foreach (var property in tool.EnumerateObject())
+        {
+            if (property.Name == "type" && !(property.Value.ValueKind == JsonValueKind.Null || property.Value.ValueEquals("custom"u8)))
+            {
+                return Invalid($"{path}.type: Anthropic server tools ('{property.Value}') are not supported by the chat-completions targets this model is served by.", $"{path}.type");
+            }
+            if (property.Name is not ("type" or "name" or "description" or "input_schema" or "cache_control"))
+            {
+                return Invalid($"{path}.{property.Name}: not supported yet by this gateway's Messages API.", $"{path}.{property.Name}");
+            }
+        }
+        if (RequiredString(tool, "name", path, out var name) is { } nameError)
+        {
+            return nameError;
+        }
+        if (!tool.TryGetProperty("input_schema", out var schema) || schema.ValueKind != JsonValueKind.Object)
+        {
+            return Invalid($"{path}.input_schema: an object is required.", $"{path}.input_schema");
+        }
+        writer.WriteStartObject();
+        writer.WriteString("type", "function");
+        writer.WriteStartObject("function");
+        writer.WriteString("name", name);
+        if (tool.TryGetProperty("description", out var description) && description.ValueKind != JsonValueKind.Null)
+        {
+            if (description.ValueKind != JsonValueKind.String)
+            {
+                return Invalid($"{path}.description: must be a string.", $"{path}.description");
+            }
+            writer.WriteString("description", description.GetString());
+        }
+        writer.WritePropertyName("parameters");
+        schema.WriteTo(writer);
+        writer.WriteEndObject();
+        writer.WriteEndObject();
+        return null;
+    }
+
+    private static GatewayError? RequiredString(JsonElement element, string name, string path, out string value)
+    {
+        if (element.TryGetProperty(name, out var property) && property.ValueKind == JsonValueKind.String && property.GetString() is { Length: > 0 } text)
+        {
+            value = text;
+            return null;
+        }
+        value = "";
+        return Invalid($"{path}.{name}: a non-empty string is required.", $"{path}.{name}");
+    }
+
+    /// <summary>A JSON value as compact JSON text.</summary>
+    private static string Compact(JsonElement value)
+    {
+        var buffer = new ArrayBufferWriter<byte>(256);
+        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        {
+            value.WriteTo(writer);
+        }
+        return System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
     }
 
     private static GatewayError Invalid(string message, string? param = null) => GatewayError.InvalidRequest(message, param);

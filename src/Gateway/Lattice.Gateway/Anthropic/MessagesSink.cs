@@ -26,6 +26,8 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
     /// <summary>The upstream's stream carried an error; it was told to the client and the rest is ignored.</summary>
     private bool _failed;
     private readonly StringBuilder _text = new();
+    /// <summary>The answer's tool calls, by the chat's tool call index.</summary>
+    private readonly SortedList<int, ToolCall> _tools = [];
     private string? _finishReason;
     private string? _matchedStop;
 
@@ -119,12 +121,17 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
         {
             StartStream();
             _events.Text(response.BodyWriter, _text.ToString());
+            foreach (var tool in _tools.Values)
+            {
+                _events.ToolStart(response.BodyWriter, tool.Id, tool.Name);
+                _events.ToolInput(response.BodyWriter, tool.Input.ToString());
+            }
             _events.End(response.BodyWriter, StopReason(), _matchedStop, outcome.Usage);
             await FlushQuietlyAsync();
             return;
         }
         var body = new ArrayBufferWriter<byte>(512 + _text.Length * 2);
-        _events.WriteMessage(body, _text.ToString(), StopReason(), _matchedStop, outcome.Usage);
+        _events.WriteMessage(body, _text.ToString(), _tools.Values, StopReason(), _matchedStop, outcome.Usage);
         response.StatusCode = StatusCodes.Status200OK;
         response.ContentType = "application/json";
         response.ContentLength = body.WrittenCount;
@@ -238,6 +245,11 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
                 _text.Append(text);
             }
         }
+        if (choice.TryGetProperty(contentProperty, out var message) && message.ValueKind == JsonValueKind.Object
+            && message.TryGetProperty("tool_calls", out var calls) && calls.ValueKind == JsonValueKind.Array)
+        {
+            ReadToolCalls(calls, output);
+        }
         if (choice.TryGetProperty("finish_reason", out var finish) && finish.ValueKind == JsonValueKind.String)
         {
             _finishReason = finish.GetString();
@@ -250,13 +262,80 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
         }
     }
 
+    /// <summary>
+    /// Tool calls of a message, or fragments of them in a chunk: a call with an <c>id</c> starts a <c>tool_use</c> block,
+    /// its <c>arguments</c> are the input (streamed as <c>input_json_delta</c>s).
+    /// </summary>
+    private void ReadToolCalls(JsonElement calls, IBufferWriter<byte>? output)
+    {
+        var position = 0;
+        foreach (var call in calls.EnumerateArray())
+        {
+            var index = call.TryGetProperty("index", out var indexElement) && indexElement.TryGetInt32(out var i) ? i : position;
+            position++;
+            call.TryGetProperty("function", out var function);
+            var hasFunction = function.ValueKind == JsonValueKind.Object;
+            if (!_tools.TryGetValue(index, out var tool))
+            {
+                if (!call.TryGetProperty("id", out var id) || id.ValueKind != JsonValueKind.String
+                    || !hasFunction || !function.TryGetProperty("name", out var name) || name.ValueKind != JsonValueKind.String)
+                {
+                    continue;
+                }
+                tool = new ToolCall(ToolCall.IdFor(id.GetString()!), name.GetString()!);
+                _tools.Add(index, tool);
+                if (output is not null)
+                {
+                    _events.ToolStart(output, tool.Id, tool.Name);
+                }
+            }
+            if (hasFunction && function.TryGetProperty("arguments", out var arguments) && arguments.ValueKind == JsonValueKind.String
+                && arguments.GetString() is { Length: > 0 } fragment)
+            {
+                if (output is not null)
+                {
+                    _events.ToolInput(output, fragment);
+                }
+                else
+                {
+                    tool.Input.Append(fragment);
+                }
+            }
+        }
+    }
+
+    /// <summary>Every tool call's input is a JSON object (or nothing, an empty input).</summary>
+    private bool ToolInputsAreJson()
+    {
+        foreach (var tool in _tools.Values)
+        {
+            if (tool.Input.Length == 0)
+            {
+                continue;
+            }
+            try
+            {
+                using var input = JsonDocument.Parse(tool.Input.ToString());
+                if (input.RootElement.ValueKind != JsonValueKind.Object)
+                {
+                    return false;
+                }
+            }
+            catch (JsonException)
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
     /// <summary>A whole answer kept until the end: a chat completion, or a stream that the client did not ask for.</summary>
     private bool ReadWhole()
     {
         if (_receivedSse)
         {
             ReadEvents(null);
-            return _sawDone && !_failed;
+            return _sawDone && !_failed && ToolInputsAreJson();
         }
         try
         {
@@ -267,7 +346,7 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
                 return false;
             }
             ReadChoice(completion.RootElement, "message", null);
-            return true;
+            return ToolInputsAreJson();
         }
         catch (JsonException)
         {
@@ -281,6 +360,7 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
         _ when _matchedStop is not null => "stop_sequence",
         "length" => "max_tokens",
         "content_filter" => "refusal",
+        "tool_calls" or "function_call" => "tool_use",
         _ => "end_turn",
     };
 
