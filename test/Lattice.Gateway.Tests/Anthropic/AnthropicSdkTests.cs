@@ -115,4 +115,59 @@ public sealed class AnthropicSdkTests(GatewayFixture gateway)
         var request = Hello() with { StopSequences = ["a", "b", "c", "d", "e"] };
         await Assert.ThrowsAsync<AnthropicBadRequestException>(() => client.Messages.Create(request));
     }
+
+    [Fact]
+    public async Task The_sdk_does_a_tool_round_trip()
+    {
+        var client = Sdk(gateway, gateway.ApiKey);
+        var weather = new Tool
+        {
+            Name = "get_weather",
+            Description = "Current weather",
+            InputSchema = new InputSchema
+            {
+                Properties = new Dictionary<string, System.Text.Json.JsonElement>
+                {
+                    ["city"] = System.Text.Json.JsonSerializer.SerializeToElement(new { type = "string" }),
+                },
+                Required = ["city"],
+            },
+        };
+        MessageParam question = new UserMessageParam("weather in Paris");
+        var first = await client.Messages.Create(new MessageCreateParams
+        {
+            Model = "lovelace:chat",
+            MaxTokens = 100,
+            Messages = [question],
+            Tools = [weather],
+            ToolChoice = new ToolChoiceAny(),
+        });
+
+        Assert.Equal(StopReason.ToolUse, first.StopReason!.Value());
+        Assert.True(first.Content.Single().TryPickToolUse(out var use));
+        Assert.Equal("toolu_standin_1", use.ID);
+        Assert.Equal("get_weather", use.Name);
+        Assert.Equal("weather in Paris", use.Input["echo"].GetString());
+
+        var second = await client.Messages.Create(new MessageCreateParams
+        {
+            Model = "lovelace:chat",
+            MaxTokens = 100,
+            Messages =
+            [
+                question,
+                new AssistantMessageParam { Content = new List<ContentBlockParam> { new ToolUseBlockParam { ID = use.ID, Name = use.Name, Input = use.Input } } },
+                new UserMessageParam { Content = new List<ContentBlockParam> { new ToolResultBlockParam { ToolUseID = use.ID, Content = "18C and sunny" } } },
+            ],
+            Tools = [weather],
+            ToolChoice = new ToolChoiceAuto(),
+        });
+
+        Assert.Equal(StopReason.EndTurn, second.StopReason!.Value());
+        Assert.True(second.Content.Single().TryPickText(out var text));
+        Assert.Equal("You said: weather in Paris", text.Text);
+        var last = await gateway.LastUpstreamRequestAsync("/v1/chat/completions");
+        var received = JsonNode.Parse(Convert.FromBase64String(last["body_base64"]!.GetValue<string>()))!;
+        Assert.Equal("""{"role":"tool","tool_call_id":"toolu_standin_1","content":"18C and sunny"}""", received["messages"]![2]!.ToJsonString());
+    }
 }
