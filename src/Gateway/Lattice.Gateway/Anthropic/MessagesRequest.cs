@@ -273,9 +273,14 @@ public static class MessagesRequest
         foreach (var block in content.EnumerateArray())
         {
             var blockPath = $"{path}.{j++}";
-            if (block.TryGetProperty("type", out var type) && type.ValueEquals(toolType))
+            var type = block.GetProperty("type");
+            if (type.ValueEquals(toolType))
             {
                 toolBlocks.Add((block, blockPath));
+            }
+            else if (type.ValueEquals("tool_use"u8) || type.ValueEquals("tool_result"u8))
+            {
+                return Invalid($"{blockPath}: '{type.GetString()}' blocks belong in {(role == "assistant" ? "a user" : "an assistant")} turn.", $"{blockPath}.type");
             }
             else if (ReadText(block, blockPath, texts) is { } textError)
             {
