@@ -109,7 +109,7 @@ internal static class ChatCompletions
 
         try
         {
-            await StreamCompletion(ctx, request, reply, fault.Kind);
+            await StreamCompletion(ctx, request, reply, fault);
         }
         catch (Exception ex) when (ex is OperationCanceledException or IOException && ctx.RequestAborted.IsCancellationRequested)
         {
@@ -491,8 +491,13 @@ internal static class ChatCompletions
         return pieces;
     }
 
-    private static async Task StreamCompletion(HttpContext ctx, ChatRequest request, Reply reply, FaultKind fault)
+    /// <summary>When a dropping stream breaks: once its gate lets it, else after <see cref="Fault.DropDelayMs"/>.</summary>
+    private static Task DropPointAsync(Fault drop, CancellationToken ct) =>
+        drop.GateName is { } gate ? StandInGates.Get(gate).PassAsync(ct) : Task.Delay(Fault.DropDelayMs, ct);
+
+    private static async Task StreamCompletion(HttpContext ctx, ChatRequest request, Reply reply, Fault drop)
     {
+        var fault = drop.Kind;
         CancellationToken ct = ctx.RequestAborted;
         var response = ctx.Response;
         response.StatusCode = StatusCodes.Status200OK;
@@ -571,7 +576,7 @@ internal static class ChatCompletions
 
             if (fault == FaultKind.Drop)
             {
-                await Task.Delay(Fault.DropDelayMs, ct);
+                await DropPointAsync(drop, ct);
                 ctx.Abort();
                 return;
             }
@@ -580,7 +585,7 @@ internal static class ChatCompletions
         if (fault == FaultKind.Drop)
         {
             // Nothing to stream after the role chunk: drop anyway.
-            await Task.Delay(Fault.DropDelayMs, ct);
+            await DropPointAsync(drop, ct);
             ctx.Abort();
             return;
         }

@@ -20,6 +20,7 @@ internal readonly record struct Fault(FaultKind Kind, int DelayMs, string? GateN
     public const string Fail500Model = "standin-fail-500";
     public const string Fail503HtmlModel = "standin-fail-503-html";
     public const string SlowPrefix = "standin-slow-";
+    /// <summary><c>standin-drop</c> drops the stream 100 ms after its first chunk; <c>standin-drop-&lt;gate&gt;</c> once gate <c>&lt;gate&gt;</c> lets it (see <see cref="StandInGates"/>).</summary>
     public const string DropModel = "standin-drop";
     public const string DripModel = "standin-drip";
     public const string BadRequestModel = "standin-bad-request";
@@ -42,6 +43,7 @@ internal readonly record struct Fault(FaultKind Kind, int DelayMs, string? GateN
             Fail500Model => new Fault(FaultKind.Fail500, 0),
             Fail503HtmlModel => new Fault(FaultKind.Fail503Html, 0),
             DropModel => new Fault(FaultKind.Drop, 0),
+            _ when model.StartsWith(DropModel + "-", StringComparison.Ordinal) => new Fault(FaultKind.Drop, 0, model[(DropModel.Length + 1)..]),
             DripModel => new Fault(FaultKind.Drip, 0),
             BadRequestModel => new Fault(FaultKind.BadRequest, 0),
             _ when model.StartsWith(GatePrefix, StringComparison.Ordinal) => new Fault(FaultKind.Gate, 0, model[GatePrefix.Length..]),
