@@ -142,12 +142,16 @@ public sealed class MessagesTests(GatewayFixture gateway)
     [Fact]
     public async Task A_stream_that_breaks_ends_with_an_error_event()
     {
+        var (model, gate) = await MidStreamBreak.ModelAsync(gateway);
         using var client = AnthropicClient();
-        using var response = await client.PostAsync("/v1/messages",
-            Json("""{"model":"lovelace:drop","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"hello there"}]}"""));
+        var (response, body) = await MidStreamBreak.ReadAsync(client, new HttpRequestMessage(HttpMethod.Post, "/v1/messages")
+        {
+            Content = Json($$"""{"model":"{{model}}","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"hello there"}]}"""),
+        }, gate, "text_delta");
+        using var _ = response;
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        var events = Events(await response.Content.ReadAsStringAsync());
+        var events = Events(body);
         Assert.StartsWith("event: message_start|", events[0], StringComparison.Ordinal);
         Assert.Equal(
             $$$"""event: error|data: {"type":"error","error":{"type":"api_error","message":"The upstream provider failed in the middle of the response."},"request_id":"{{{RequestId(response)}}}"}""",

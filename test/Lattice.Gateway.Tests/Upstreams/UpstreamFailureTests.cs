@@ -94,29 +94,13 @@ public sealed class UpstreamFailureTests(GatewayFixture gateway)
     [Fact]
     public async Task A_stream_that_breaks_midway_ends_with_an_error_event()
     {
-        // The stand-in breaks the stream only once the client has seen its first words through the gateway, so
-        // the break is always mid-stream, however loaded the machine.
-        var gate = "drop" + Guid.NewGuid().ToString("N")[..12];
-        var model = "lovelace:drop-" + gate;
-        await gateway.AddModelAsync(model, GatewayFixture.Offer(gateway.StandInUrl + "/v1", "standin-drop-" + gate));
+        var (model, gate) = await MidStreamBreak.ModelAsync(gateway);
         using var client = gateway.DevClient();
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Chat(model, stream: true) };
-        using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead).WaitAsync(TimeSpan.FromSeconds(20));
+        var (response, body) = await MidStreamBreak.ReadAsync(client,
+            new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Chat(model, stream: true) }, gate, "\"content\":\"You\"");
+        using var _ = response;
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
-        var text = new StringBuilder();
-        while (await reader.ReadLineAsync() is { } line)
-        {
-            text.Append(line).Append('\n');
-            if (line.Contains("\"content\":\"You\"", StringComparison.Ordinal))
-            {
-                break;
-            }
-        }
-        Lattice.StandIn.OpenAi.StandInGates.Get(gate).Open();
-        text.Append(await reader.ReadToEndAsync());
-
-        var events = Sse.DataEvents(text.ToString());
+        var events = Sse.DataEvents(body);
         Assert.DoesNotContain("[DONE]", events);
         Assert.Contains("\"content\":\"You\"", events[1], StringComparison.Ordinal);
         using var last = JsonDocument.Parse(events[^1]);
