@@ -205,20 +205,7 @@ public sealed class TokenEstimator
                 reader.Skip();
                 continue;
             }
-
-            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
-            {
-                bool isText = reader.ValueTextEquals("text"u8) || reader.ValueTextEquals("refusal"u8);
-                reader.Read();
-                if (isText && reader.TokenType == JsonTokenType.String)
-                {
-                    tokens += Count(tokenizer, ref reader, text);
-                }
-                else
-                {
-                    reader.Skip();
-                }
-            }
+            tokens += StringMemberTokens(tokenizer, ref reader, text, "text"u8, "refusal"u8);
         }
 
         return tokens;
@@ -240,25 +227,38 @@ public sealed class TokenEstimator
             {
                 bool isFunction = reader.ValueTextEquals("function"u8);
                 reader.Read();
-                if (!isFunction || reader.TokenType != JsonTokenType.StartObject)
+                if (isFunction && reader.TokenType == JsonTokenType.StartObject)
+                {
+                    tokens += StringMemberTokens(tokenizer, ref reader, text, "arguments"u8, "name"u8);
+                }
+                else
                 {
                     reader.Skip();
-                    continue;
                 }
+            }
+        }
 
-                while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
-                {
-                    bool counted = reader.ValueTextEquals("arguments"u8) || reader.ValueTextEquals("name"u8);
-                    reader.Read();
-                    if (counted && reader.TokenType == JsonTokenType.String)
-                    {
-                        tokens += Count(tokenizer, ref reader, text);
-                    }
-                    else
-                    {
-                        reader.Skip();
-                    }
-                }
+        return tokens;
+    }
+
+    /// <summary>
+    /// With the reader on an object's start: the tokens of its string members named <paramref name="first"/> or
+    /// <paramref name="second"/>, each counted on its own; everything else is skipped. Leaves the reader on the object's end.
+    /// </summary>
+    private static long StringMemberTokens(Tokenizer tokenizer, ref Utf8JsonReader reader, CharBuffer text, ReadOnlySpan<byte> first, ReadOnlySpan<byte> second)
+    {
+        long tokens = 0;
+        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+        {
+            bool counted = reader.ValueTextEquals(first) || reader.ValueTextEquals(second);
+            reader.Read();
+            if (counted && reader.TokenType == JsonTokenType.String)
+            {
+                tokens += Count(tokenizer, ref reader, text);
+            }
+            else
+            {
+                reader.Skip();
             }
         }
 
