@@ -197,7 +197,7 @@ public sealed class UsageApiTests(UsageApiTests.World world) : IClassFixture<Usa
         var a = Server.A;
         var expected = JsonNode.Parse($$"""
             {"object":"usage.request","request_id":"req_a04","created_at":{{Unix(TimeSpan.FromMinutes(130))}},"workspace_id":"{{a.WorkspaceId}}",
-             "key_id":null,"app_id":"{{a.ClientId}}","user_id":"{{a.UserId}}","task":"chat.completions","model":"lovelace:chat",
+             "key_id":null,"app_id":"{{a.ClientId}}","user_id":"{{a.UserId}}","task":"chat.completions","surface":"openai","model":"lovelace:chat",
              "served_by":{"type":"upstream","id":"off_1"},"capacity":"hosted","stream":true,"status":"upstream_error","http_status":502,
              "usage":{"prompt_tokens":1000,"completion_tokens":200,"total_tokens":1200,"cached_tokens":0,"audio_seconds":0},
              "estimated":true,"cost_usd":"3","time_to_first_byte_ms":null,"duration_ms":1234}

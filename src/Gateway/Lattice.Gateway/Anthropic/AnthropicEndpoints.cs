@@ -53,7 +53,7 @@ public static class AnthropicEndpoints
             return;
         }
 
-        var request = TaskRequest.FromHttp(context, task, caller, input, time, receivedAt);
+        var request = TaskRequest.FromHttp(context, task, caller, input, time, receivedAt, Metering.Surfaces.Anthropic);
         var sink = new MessagesSink(context, translated, time);
         var outcome = await dispatcher.DispatchAsync(request, sink, context.RequestAborted);
         await sink.CompleteAsync(outcome);

@@ -41,6 +41,11 @@ public abstract class TargetResponse : IAsyncDisposable
     public string ContentType { get; protected init; } = "application/json";
     /// <summary>The body's length when the target declared it.</summary>
     public long? ContentLength { get; protected init; }
+    /// <summary>
+    /// The answer is in the API of the request's surface (<see cref="TaskRequest.Native"/> was sent), not in the
+    /// task's OpenAI format: the surface's sink passes it through instead of translating it.
+    /// </summary>
+    public bool Native { get; protected init; }
     /// <summary>The gateway asked the target for a stream usage chunk the client did not; the relay removes it.</summary>
     public bool UsageInjected { get; protected init; }
 

@@ -14,6 +14,15 @@ public sealed class TaskRequest
     /// <summary>The model exactly as requested.</summary>
     public required string Model { get; init; }
     public required Caller Caller { get; init; }
+    /// <summary>The API the request came through (<see cref="Metering.Surfaces"/>): the usage record names it, and a
+    /// target that speaks that API natively is sent <see cref="Native"/> instead of <see cref="Input"/>.</summary>
+    public string Surface { get; init; } = Metering.Surfaces.OpenAi;
+    /// <summary>
+    /// The client's own bytes when the surface translated them into <see cref="Input"/> (the chat task): a target that
+    /// speaks the surface's API (an Anthropic upstream for <c>/v1/messages</c>, a Responses-serving upstream for
+    /// <c>/v1/responses</c>) gets these, with only the model replaced. Null on the OpenAI surface.
+    /// </summary>
+    public TaskInput? Native { get; init; }
     /// <summary>The validated body (bytes, and where <c>model</c> sits in them).</summary>
     public required TaskInput Input { get; init; }
     public bool Stream => Input.Stream;
@@ -29,9 +38,12 @@ public sealed class TaskRequest
     public required long StartTimestamp { get; init; }
 
     /// <summary>The request an HTTP surface dispatches: its request id and <c>Idempotency-Key</c>, received now.</summary>
-    public static TaskRequest FromHttp(HttpContext context, TaskClass task, Caller caller, TaskInput input, TimeProvider time, long startTimestamp) => new()
+    public static TaskRequest FromHttp(HttpContext context, TaskClass task, Caller caller, TaskInput input, TimeProvider time, long startTimestamp,
+        string surface = Metering.Surfaces.OpenAi, TaskInput? native = null) => new()
     {
         Task = task,
+        Surface = surface,
+        Native = native,
         Model = input.Model,
         Caller = caller,
         Input = input,

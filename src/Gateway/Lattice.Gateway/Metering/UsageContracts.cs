@@ -11,6 +11,7 @@ public sealed record UsageRequestDto(
     string? AppId,
     string? UserId,
     string Task,
+    string Surface,
     string Model,
     ServedByDto? ServedBy,
     string? Capacity,

@@ -55,6 +55,7 @@ public static class UsageEndpoints
             || !TryReadFilter(query, "model", out var model, out error)
             || !TryReadFilter(query, "key_id", out var keyId, out error)
             || !TryReadFilter(query, "status", out var status, out error)
+            || !TryReadFilter(query, "surface", out var surface, out error)
             || !TryReadFilter(query, "after", out var after, out error))
         {
             return OpenAiErrors.Result(error);
@@ -72,6 +73,10 @@ public static class UsageEndpoints
         if (status is not null)
         {
             records = records.Where(r => r.Status == status);
+        }
+        if (surface is not null)
+        {
+            records = records.Where(r => r.Surface == surface);
         }
         if (after is not null)
         {
@@ -103,6 +108,7 @@ public static class UsageEndpoints
         r.AppId,
         r.UserId,
         r.Task,
+        r.Surface,
         r.Model,
         r.ServedBy is null ? null : new ServedByDto(r.ServedBy, r.ServedById),
         r.Capacity,

@@ -24,8 +24,8 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
     private const string InsertSql = """
         INSERT INTO usage_records (RequestId, CreatedAt, WorkspaceId, KeyId, AppId, UserId, GrantId, Task, Model, ServedBy,
             ServedById, Capacity, Stream, Status, HttpStatus, PromptTokens, CompletionTokens, TotalTokens, CachedTokens,
-            AudioMilliseconds, Estimated, CostPicoUsd, TimeToFirstByteMicroseconds, DurationMicroseconds, Prices)
-        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)
+            AudioMilliseconds, Estimated, CostPicoUsd, TimeToFirstByteMicroseconds, DurationMicroseconds, Prices, Surface)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)
         ON CONFLICT (RequestId) DO NOTHING
         """;
 
@@ -439,6 +439,7 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
                 Check(r.TimeToFirstByteMicroseconds is { } ttfb ? raw.sqlite3_bind_int64(s, 23, ttfb) : raw.sqlite3_bind_null(s, 23));
                 Check(raw.sqlite3_bind_int64(s, 24, r.DurationMicroseconds));
                 Text(25, r.Prices);
+                Text(26, r.Surface);
                 var rc = raw.sqlite3_step(s);
                 if (rc != raw.SQLITE_DONE)
                 {

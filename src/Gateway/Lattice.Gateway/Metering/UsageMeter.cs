@@ -52,6 +52,7 @@ public sealed class UsageMeter(UsageLedger ledger, TokenEstimator estimator, Tim
             UserId = caller.UserId,
             GrantId = caller.Kind == CredentialKind.AccessToken ? caller.CredentialId : null,
             Task = request.Task.Name,
+            Surface = request.Surface,
             Model = request.Model,
             Stream = request.Stream,
             Status = UsageStatuses.Interrupted,

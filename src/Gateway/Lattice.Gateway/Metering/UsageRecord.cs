@@ -10,6 +10,17 @@ public static class ServedByKinds
     public const string PersonalRuntime = "personal_runtime";
 }
 
+/// <summary>The APIs a request can come through, as the usage record names them.</summary>
+public static class Surfaces
+{
+    /// <summary>OpenAI's API: chat completions, embeddings, audio and the rest of the task routes.</summary>
+    public const string OpenAi = "openai";
+    /// <summary>Anthropic's Messages API.</summary>
+    public const string Anthropic = "anthropic";
+    /// <summary>OpenAI's Responses API.</summary>
+    public const string Responses = "responses";
+}
+
 /// <summary>Capacity classes a record is billed under.</summary>
 public static class CapacityClasses
 {
@@ -48,6 +59,8 @@ public sealed record UsageRecord
     /// <summary>The grant (authorization id) an access token was issued under.</summary>
     public string? GrantId { get; init; }
     public required string Task { get; init; }
+    /// <summary>The API the request came through (<see cref="Surfaces"/>).</summary>
+    public string Surface { get; init; } = Surfaces.OpenAi;
     /// <summary>The model exactly as the client requested it.</summary>
     public required string Model { get; init; }
     /// <summary><see cref="ServedByKinds"/>; null when nothing served (the request failed before a target answered).</summary>

@@ -15,6 +15,8 @@ public sealed class UsageRecordEntity
     public string? UserId { get; set; }
     public string? GrantId { get; set; }
     public required string Task { get; set; }
+    /// <summary>The API the request came through: <see cref="Surfaces"/>.</summary>
+    public string Surface { get; set; } = Surfaces.OpenAi;
     public required string Model { get; set; }
     public string? ServedBy { get; set; }
     public string? ServedById { get; set; }
@@ -44,6 +46,7 @@ public sealed class UsageRecordEntity
         UserId = r.UserId,
         GrantId = r.GrantId,
         Task = r.Task,
+        Surface = r.Surface,
         Model = r.Model,
         ServedBy = r.ServedBy,
         ServedById = r.ServedById,
@@ -73,6 +76,7 @@ public sealed class UsageRecordEntity
         UserId = UserId,
         GrantId = GrantId,
         Task = Task,
+        Surface = Surface,
         Model = Model,
         ServedBy = ServedBy,
         ServedById = ServedById,

@@ -72,7 +72,7 @@ public sealed class ModelOfferEntity
     public required string ModelId { get; set; }
     /// <summary>The task this offer serves; null serves every task of the model.</summary>
     public string? Task { get; set; }
-    /// <summary><c>upstream</c> (an OpenAI-compatible HTTP endpoint) or <c>runtime</c> (a hosted runtime daemon).</summary>
+    /// <summary><c>upstream</c> (an OpenAI-compatible HTTP endpoint), <c>anthropic</c> (Anthropic's Messages API) or <c>runtime</c> (a hosted runtime daemon).</summary>
     public required string Kind { get; set; }
     /// <summary>For upstream offers: the endpoint's base URL; empty for runtime offers.</summary>
     public required string BaseUrl { get; set; }
@@ -87,6 +87,8 @@ public sealed class ModelOfferEntity
     public string Capacity { get; set; } = "hosted";
     /// <summary>This offer's prices as <see cref="Metering.Prices"/> JSON, overriding the model's; null: the model's.</summary>
     public string? Prices { get; set; }
+    /// <summary>An OpenAI upstream that serves the Responses API itself: Responses requests pass through untranslated.</summary>
+    public bool ServesResponses { get; set; }
 }
 
 /// <summary>A runtime daemon's record: a user's personal runtime, or operator-hosted capacity.</summary>

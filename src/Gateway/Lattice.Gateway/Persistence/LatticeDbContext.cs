@@ -24,6 +24,7 @@ public sealed class LatticeDbContext(DbContextOptions<LatticeDbContext> options)
     public DbSet<Billing.IdempotencyRecordEntity> IdempotencyKeys => Set<Billing.IdempotencyRecordEntity>();
     public DbSet<Billing.InvoiceEntity> Invoices => Set<Billing.InvoiceEntity>();
     public DbSet<Billing.ExportCursorEntity> ExportCursors => Set<Billing.ExportCursorEntity>();
+    public DbSet<Responses.StoredResponseEntity> StoredResponses => Set<Responses.StoredResponseEntity>();
 
     protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
     {
@@ -139,6 +140,7 @@ public sealed class LatticeDbContext(DbContextOptions<LatticeDbContext> options)
         modelBuilder.ApplyConfiguration<Billing.IdempotencyRecordEntity>(billing);
         modelBuilder.ApplyConfiguration<Billing.InvoiceEntity>(billing);
         modelBuilder.ApplyConfiguration<Billing.ExportCursorEntity>(billing);
+        modelBuilder.ApplyConfiguration(new Responses.StoredResponseEntityConfiguration());
 
         // OpenIddict's applications, authorizations, scopes and tokens, with string keys.
         modelBuilder.UseOpenIddict();

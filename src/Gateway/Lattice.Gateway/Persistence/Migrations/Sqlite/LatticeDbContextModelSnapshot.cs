@@ -277,6 +277,10 @@ namespace Lattice.Gateway.Persistence.Migrations.Sqlite
                     b.Property<bool>("Stream")
                         .HasColumnType("INTEGER");
 
+                    b.Property<string>("Surface")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
                     b.Property<string>("Task")
                         .IsRequired()
                         .HasColumnType("TEXT");
@@ -460,6 +464,9 @@ namespace Lattice.Gateway.Persistence.Migrations.Sqlite
 
                     b.Property<string>("RuntimeId")
                         .HasColumnType("TEXT");
+
+                    b.Property<bool>("ServesResponses")
+                        .HasColumnType("INTEGER");
 
                     b.Property<string>("Task")
                         .HasColumnType("TEXT");
@@ -747,6 +754,54 @@ namespace Lattice.Gateway.Persistence.Migrations.Sqlite
                     b.HasIndex("UserId");
 
                     b.ToTable("workspace_members", (string)null);
+                });
+
+            modelBuilder.Entity("Lattice.Gateway.Responses.StoredResponseEntity", b =>
+                {
+                    b.Property<string>("Id")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("AppId")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Body")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("CreatedAt")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("ExpiresAt")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Input")
+                        .IsRequired()
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("KeyId")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Model")
+                        .IsRequired()
+                        .HasMaxLength(300)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("UserId")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("WorkspaceId")
+                        .IsRequired()
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("ExpiresAt");
+
+                    b.HasIndex("WorkspaceId", "CreatedAt");
+
+                    b.ToTable("responses", (string)null);
                 });
 
             modelBuilder.Entity("OpenIddict.EntityFrameworkCore.Models.OpenIddictEntityFrameworkCoreApplication", b =>
