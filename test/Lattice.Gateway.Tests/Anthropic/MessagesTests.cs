@@ -132,6 +132,7 @@ public sealed class MessagesTests(GatewayFixture gateway)
     {
         var record = await Ledger.RecordAsync(gateway.Factory.Services, RequestId(response));
         Assert.Equal("chat.completions", record.Task);
+        Assert.Equal("anthropic", record.Surface);
         Assert.Equal("lovelace:chat", record.Model);
         Assert.Equal(200, record.HttpStatus);
         Assert.Equal(stream, record.Stream);

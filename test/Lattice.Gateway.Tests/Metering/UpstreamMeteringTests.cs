@@ -36,6 +36,7 @@ public sealed class UpstreamMeteringTests(GatewayFixture gateway)
         Assert.Equal(UsageStatuses.Ok, record.Status);
         Assert.Equal(200, record.HttpStatus);
         Assert.Equal("chat.completions", record.Task);
+        Assert.Equal(Surfaces.OpenAi, record.Surface);
         Assert.Equal("lovelace:chat", record.Model);
         Assert.Equal(gateway.WorkspaceId, record.WorkspaceId);
         Assert.StartsWith("key_", record.KeyId);
