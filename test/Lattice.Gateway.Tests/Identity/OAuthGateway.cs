@@ -44,9 +44,10 @@ public sealed partial class OAuthGateway : IAsyncLifetime
     public OAuthGateway() => _settings = [];
 
     /// <summary>A gateway with extra configuration, for tests that need their own instance.</summary>
-    public static OAuthGateway With(Dictionary<string, string?> settings, LogLevel minimumLogLevel = LogLevel.Warning)
+    public static OAuthGateway With(Dictionary<string, string?> settings, LogLevel minimumLogLevel = LogLevel.Warning,
+        Action<IServiceCollection>? configureServices = null)
     {
-        var gateway = new OAuthGateway { MinimumLogLevel = minimumLogLevel };
+        var gateway = new OAuthGateway { MinimumLogLevel = minimumLogLevel, ConfigureServices = configureServices };
         foreach (var (k, v) in settings)
         {
             gateway._settings[k] = v;

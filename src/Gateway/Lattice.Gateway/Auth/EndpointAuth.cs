@@ -7,7 +7,7 @@ namespace Lattice.Gateway.Auth;
 public static class EndpointAuth
 {
     /// <summary>
-    /// The caller, or null after a 401/403/429 was written. <paramref name="scope"/> or, when given,
+    /// The caller, or null after a 401/403 was written (429 when the source is over its failed-authentication limit). <paramref name="scope"/> or, when given,
     /// <paramref name="alternative"/> suffices; the error names <paramref name="scope"/>.
     /// </summary>
     public static ValueTask<Caller?> RequireAsync(HttpContext context, string scope, string? alternative = null) =>
@@ -21,16 +21,11 @@ public static class EndpointAuth
     public static async ValueTask<Caller?> RequireAsync(HttpContext context, Authenticator authenticator,
         Func<HttpContext, GatewayError, Task> writeError, string scope, string? alternative = null)
     {
-        var limiter = context.RequestServices.GetRequiredService<FailedAuthLimiter>();
-        if (!limiter.IsAllowed(context))
-        {
-            await writeError(context, ErrorFor(AuthFailure.TooManyFailures));
-            return null;
-        }
+        // The credential first: a valid one is never refused because others failed from the same address.
         var failure = authenticator.TryAuthenticate(context.Request, out var caller);
         if (failure != AuthFailure.None)
         {
-            if (!limiter.RecordFailure(context))
+            if (!context.RequestServices.GetRequiredService<FailedAuthLimiter>().RecordFailure(context))
             {
                 failure = AuthFailure.TooManyFailures;
             }

@@ -1,69 +1,173 @@
 using System.Collections.Concurrent;
 using System.Net;
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using Lattice.Gateway.Hosting;
 using Microsoft.Extensions.Options;
 
 namespace Lattice.Gateway.Auth;
 
 /// <summary>
-/// Counts failed authentication attempts (bad keys, bad tokens, bad passwords) per source address in fixed
-/// one-minute windows; past the limit, further attempts from that address fail with 429 until the window ends,
-/// even with a valid credential — so guessing is slow.
+/// Slows guessing: counts failed authentication attempts (bad keys, tokens, bootstrap tokens, invitations, passwords)
+/// per source in fixed one-minute windows, and past the limit answers further <em>failing</em> attempts from that source
+/// with 429 instead of 401. A credential that is valid is never refused because others failed from the same address
+/// (a proxy, an office behind NAT): callers check the credential first and consult the limiter only when it failed.
 /// </summary>
+/// <remarks>
+/// <para>A source is the client's address as the connection reports it (the forwarded one only from configured trusted
+/// proxies, <see cref="GatewayOptions.TrustedProxies"/>): an IPv4 address, or an IPv6 address's /64 — one subscriber's
+/// whole allocation counts as one.</para>
+/// <para>The table holds only the current window's failing sources, so ending a window frees it whole (no scan), and it
+/// is bounded: past <see cref="MaxSources"/> sources a new one is counted with its neighbours (IPv4 /24, IPv6 /48), and
+/// past twice that, all new ones share one counter — a flood of addresses costs memory for at most that many.</para>
+/// <para>Passwords are also limited per account (<see cref="AccountBackoff"/>): after
+/// <see cref="FreeAccountFailures"/> consecutive failures an account's next attempt must wait, doubling up to
+/// <see cref="MaxAccountBackoff"/>, so guessing one person's password from many addresses is slow too.</para>
+/// </remarks>
 public sealed class FailedAuthLimiter(IOptions<GatewayOptions> options, TimeProvider time)
 {
+    public const int MaxSources = 100_000;
+    public const int FreeAccountFailures = 5;
+    public static readonly TimeSpan MaxAccountBackoff = TimeSpan.FromMinutes(15);
     private static readonly TimeSpan Window = TimeSpan.FromMinutes(1);
+    private static readonly IPAddress Overflow = IPAddress.IPv6None;
+
     private readonly int _limit = options.Value.FailedAuthPerMinute;
-    private readonly ConcurrentDictionary<IPAddress, Counter> _counters = new();
+    private Generation _current = new(time.GetUtcNow().UtcTicks);
+    private readonly ConcurrentDictionary<string, AccountFailures> _accounts = new(StringComparer.OrdinalIgnoreCase);
 
-    /// <summary>True while the address has failures left in its window.</summary>
-    public bool IsAllowed(HttpContext context)
-    {
-        if (_limit <= 0 || context.Connection.RemoteIpAddress is not { } address)
-        {
-            return true;
-        }
-        return !_counters.TryGetValue(address, out var counter) || counter.Count(time.GetUtcNow()) < _limit;
-    }
+    /// <summary>Sources with failures in the current window (for tests and metrics).</summary>
+    public int TrackedSources => Current(time.GetUtcNow().UtcTicks).Sources;
 
-    /// <summary>Records a failure; false when the address is now over its limit.</summary>
+    /// <summary>
+    /// Records a failed attempt from the request's source; false when the source is now over its limit, so the
+    /// caller answers 429 rather than 401.
+    /// </summary>
     public bool RecordFailure(HttpContext context)
     {
         if (_limit <= 0 || context.Connection.RemoteIpAddress is not { } address)
         {
             return true;
         }
-        var now = time.GetUtcNow();
-        if (_counters.Count > 100_000)
+        return Current(time.GetUtcNow().UtcTicks).Increment(SourceOf(address)) <= _limit;
+    }
+
+    /// <summary>The source an address is counted as: IPv4 as it is (also when mapped into IPv6), IPv6 by its /64.</summary>
+    public static IPAddress SourceOf(IPAddress address)
+    {
+        if (address.IsIPv4MappedToIPv6)
         {
-            foreach (var (key, value) in _counters)
+            return address.MapToIPv4();
+        }
+        return address.AddressFamily == AddressFamily.InterNetworkV6 ? Prefix(address, 64) : address;
+    }
+
+    /// <summary>How long the account must wait before its next password attempt; zero when it may try now.</summary>
+    public TimeSpan AccountBackoff(string account)
+    {
+        if (_limit <= 0 || !_accounts.TryGetValue(account, out var failures))
+        {
+            return TimeSpan.Zero;
+        }
+        var wait = failures.NotBeforeTicks - time.GetUtcNow().UtcTicks;
+        return wait > 0 ? TimeSpan.FromTicks(wait) : TimeSpan.Zero;
+    }
+
+    /// <summary>Records a wrong password for the account, starting or lengthening its backoff.</summary>
+    public void RecordAccountFailure(string account)
+    {
+        if (_limit <= 0)
+        {
+            return;
+        }
+        var now = time.GetUtcNow().UtcTicks;
+        if (_accounts.Count >= MaxSources)
+        {
+            // Accounts whose backoff ended long ago are forgotten first; a scan only when the table is full.
+            foreach (var (key, value) in _accounts)
             {
-                if (value.Count(now) == 0)
+                if (now - value.NotBeforeTicks > MaxAccountBackoff.Ticks)
                 {
-                    _counters.TryRemove(key, out _);
+                    _accounts.TryRemove(key, out _);
                 }
             }
         }
-        return _counters.GetOrAdd(address, static _ => new Counter()).Increment(now) <= _limit;
+        _accounts.GetOrAdd(account, static _ => new AccountFailures()).Fail(now);
     }
 
-    private sealed class Counter
+    /// <summary>The right password: the account's count starts again.</summary>
+    public void RecordAccountSuccess(string account) => _accounts.TryRemove(account, out _);
+
+    private Generation Current(long now)
     {
-        private long _windowStart;
-        private int _count;
+        var current = Volatile.Read(ref _current);
+        while (now - current.StartTicks >= Window.Ticks)
+        {
+            // The window is over: a fresh table replaces the old one whole.
+            var fresh = new Generation(now);
+            var seen = Interlocked.CompareExchange(ref _current, fresh, current);
+            current = seen == current ? fresh : seen;
+        }
+        return current;
+    }
 
-        public int Count(DateTimeOffset now) => now.UtcTicks - Interlocked.Read(ref _windowStart) >= Window.Ticks ? 0 : Volatile.Read(ref _count);
+    private static IPAddress Prefix(IPAddress address, int bits)
+    {
+        var bytes = address.GetAddressBytes();
+        for (var i = 0; i < bytes.Length; i++)
+        {
+            var keep = Math.Clamp(bits - i * 8, 0, 8);
+            bytes[i] &= (byte)(0xFF00 >> keep);
+        }
+        return new IPAddress(bytes);
+    }
 
-        public int Increment(DateTimeOffset now)
+    /// <summary>One window's failures by source.</summary>
+    private sealed class Generation(long startTicks)
+    {
+        private readonly ConcurrentDictionary<IPAddress, StrongBox<int>> _counts = new();
+        private int _sources;
+
+        public long StartTicks { get; } = startTicks;
+        public int Sources => Volatile.Read(ref _sources);
+
+        public int Increment(IPAddress source)
+        {
+            if (!_counts.TryGetValue(source, out var count))
+            {
+                var key = Volatile.Read(ref _sources) switch
+                {
+                    < MaxSources => source,
+                    < 2 * MaxSources => Prefix(source, source.AddressFamily == AddressFamily.InterNetworkV6 ? 48 : 24),
+                    _ => Overflow,
+                };
+                count = _counts.GetOrAdd(key, static (_, generation) =>
+                {
+                    Interlocked.Increment(ref generation._sources);
+                    return new StrongBox<int>();
+                }, this);
+            }
+            return Interlocked.Increment(ref count.Value);
+        }
+    }
+
+    private sealed class AccountFailures
+    {
+        private int _failures;
+
+        public long NotBeforeTicks { get; private set; }
+
+        public void Fail(long now)
         {
             lock (this)
             {
-                if (now.UtcTicks - _windowStart >= Window.Ticks)
+                var failures = ++_failures;
+                if (failures >= FreeAccountFailures)
                 {
-                    _windowStart = now.UtcTicks;
-                    _count = 0;
+                    // 1 s after the fifth failure, then doubling: 2 s, 4 s, … up to the maximum.
+                    var seconds = Math.Min(1L << Math.Min(failures - FreeAccountFailures, 20), (long)MaxAccountBackoff.TotalSeconds);
+                    NotBeforeTicks = now + TimeSpan.FromSeconds(seconds).Ticks;
                 }
-                return ++_count;
             }
         }
     }

@@ -13,6 +13,7 @@ using Lattice.Gateway.Tasks;
 using Lattice.Gateway.Upstreams;
 using Lattice.Protocol;
 using Microsoft.AspNetCore.Diagnostics;
+using Microsoft.AspNetCore.HttpOverrides;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Http.Resilience;
 using Microsoft.Extensions.Options;
@@ -72,9 +73,44 @@ public static class GatewayApp
         return services;
     }
 
+    /// <summary>
+    /// The forwarded client address and scheme, believed only from <see cref="GatewayOptions.TrustedProxies"/> (none by
+    /// default, not even loopback): everything that counts per client — the failed-authentication limiter first — then
+    /// sees the real client behind a proxy, and nobody else can choose the address they are counted as.
+    /// </summary>
+    private static void UseTrustedProxies(WebApplication app)
+    {
+        var proxies = app.Services.GetRequiredService<IOptions<GatewayOptions>>().Value.TrustedProxies;
+        if (proxies.Length == 0)
+        {
+            return;
+        }
+        var forwarded = new ForwardedHeadersOptions { ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto };
+        forwarded.KnownProxies.Clear();
+        forwarded.KnownIPNetworks.Clear();
+        foreach (var proxy in proxies)
+        {
+            if (System.Net.IPNetwork.TryParse(proxy, out var network))
+            {
+                forwarded.KnownIPNetworks.Add(network);
+            }
+            else if (System.Net.IPAddress.TryParse(proxy, out var address))
+            {
+                forwarded.KnownProxies.Add(address);
+            }
+            else
+            {
+                throw new OptionsValidationException(GatewayOptions.Section, typeof(GatewayOptions),
+                    [$"Lattice:TrustedProxies: '{proxy}' is neither an IP address nor a network such as 10.0.0.0/8."]);
+            }
+        }
+        app.UseForwardedHeaders(forwarded);
+    }
+
     public static WebApplication Build(WebApplicationBuilder builder)
     {
         var app = builder.Build();
+        UseTrustedProxies(app);
         app.UseMiddleware<RequestIdMiddleware>();
         app.UseExceptionHandler(new ExceptionHandlerOptions { ExceptionHandler = WriteUnhandledAsync, StatusCodeSelector = StatusFor });
         app.UseStatusCodePages(new StatusCodePagesOptions { HandleAsync = WriteStatusAsync });

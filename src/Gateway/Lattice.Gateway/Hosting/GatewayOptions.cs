@@ -30,6 +30,13 @@ public sealed class GatewayOptions
     [Range(0, int.MaxValue)]
     public int FailedAuthPerMinute { get; set; } = 120;
 
+    /// <summary>
+    /// Reverse proxies (addresses, or networks as <c>10.0.0.0/8</c>) whose <c>X-Forwarded-For</c> and
+    /// <c>X-Forwarded-Proto</c> the gateway believes. Empty (the default): the headers are ignored and the client is the
+    /// socket's address, so no client can pose as another by sending them.
+    /// </summary>
+    public string[] TrustedProxies { get; set; } = [];
+
     /// <summary>How long an OAuth access token lives.</summary>
     public TimeSpan AccessTokenLifetime { get; set; } = TimeSpan.FromHours(1);
 

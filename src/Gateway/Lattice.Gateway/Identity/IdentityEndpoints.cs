@@ -53,16 +53,24 @@ public static class IdentityEndpoints
         var form = await context.Request.ReadFormAsync();
         var returnUrl = SafeReturnUrl(form["returnUrl"]);
         var email = form["email"].ToString();
-        if (!limiter.IsAllowed(context))
+        // Guessing one account's password is slow from any number of addresses; a right password from an address
+        // others failed from still works.
+        var account = email.Trim();
+        if (limiter.AccountBackoff(account) is { Ticks: > 0 } wait)
         {
-            return Pages.SignIn(context, returnUrl, email, "Too many failed attempts. Try again in a minute.", StatusCodes.Status429TooManyRequests);
+            var seconds = (long)Math.Ceiling(wait.TotalSeconds);
+            return Pages.SignIn(context, returnUrl, email,
+                $"Too many failed attempts for this account. Try again in {seconds} second{(seconds == 1 ? "" : "s")}.", StatusCodes.Status429TooManyRequests);
         }
         var user = await users.VerifyAsync(email, form["password"].ToString());
         if (user is null)
         {
-            limiter.RecordFailure(context);
-            return Pages.SignIn(context, returnUrl, email, "That e-mail and password don't match.", StatusCodes.Status401Unauthorized);
+            limiter.RecordAccountFailure(account);
+            return limiter.RecordFailure(context)
+                ? Pages.SignIn(context, returnUrl, email, "That e-mail and password don't match.", StatusCodes.Status401Unauthorized)
+                : Pages.SignIn(context, returnUrl, email, "Too many failed attempts. Try again in a minute.", StatusCodes.Status429TooManyRequests);
         }
+        limiter.RecordAccountSuccess(account);
         await StartSessionAsync(context, user);
         return Results.Redirect(returnUrl);
     }

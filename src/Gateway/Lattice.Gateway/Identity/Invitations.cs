@@ -52,15 +52,12 @@ public static class Invitations
 
     private static async Task<IResult> ShowAsync(HttpContext context, string token, LatticeDbContext db, UserService users, FailedAuthLimiter limiter, TimeProvider time)
     {
-        if (!limiter.IsAllowed(context))
-        {
-            return Pages.Message("Invitation", "Too many failed attempts. Try again in a minute.", StatusCodes.Status429TooManyRequests);
-        }
         var invitation = await FindLiveAsync(db, token, time.GetUtcNow());
         if (invitation is null)
         {
-            limiter.RecordFailure(context);
-            return Pages.Message("Invitation", Gone, StatusCodes.Status410Gone);
+            return limiter.RecordFailure(context)
+                ? Pages.Message("Invitation", Gone, StatusCodes.Status410Gone)
+                : Pages.Message("Invitation", "Too many failed attempts. Try again in a minute.", StatusCodes.Status429TooManyRequests);
         }
         var workspace = (await db.Workspaces.FindAsync(invitation.WorkspaceId))!;
         var title = $"Join {workspace.Name}";

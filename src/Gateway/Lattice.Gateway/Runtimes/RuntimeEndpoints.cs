@@ -166,10 +166,6 @@ public static partial class RuntimeEndpoints
 
     private static async Task PairAsync(HttpContext context, LatticeDbContext db, RuntimeStore store, TimeProvider time)
     {
-        if (!await AllowedAsync(context))
-        {
-            return;
-        }
         var body = await ReadJsonAsync(context, RuntimeJsonContext.Default.PairRequest);
         if (body is null)
         {
@@ -219,17 +215,21 @@ public static partial class RuntimeEndpoints
 
     private static async Task<RuntimeEntity?> FindByCredentialAsync(HttpContext context, LatticeDbContext db)
     {
-        if (!await AllowedAsync(context))
-        {
-            return null;
-        }
         var authorization = context.Request.Headers.Authorization.ToString();
         if (!authorization.StartsWith("Bearer " + RuntimeLink.CredentialPrefix, StringComparison.Ordinal))
         {
             await RefuseAsync(context, "A runtime credential (Bearer lrt_…) is required.");
             return null;
         }
-        var hash = ApiKeySecrets.Hash(authorization["Bearer ".Length..].Trim());
+        // A credential longer than any the gateway issues is simply not one (and is never hashed).
+        var presented = authorization.AsSpan("Bearer ".Length).Trim();
+        Span<char> hex = stackalloc char[64];
+        if (presented.Length > MaxCredentialLength || !ApiKeySecrets.HashInto(presented, hex))
+        {
+            await RefuseAsync(context, "The runtime credential is invalid or revoked.");
+            return null;
+        }
+        var hash = new string(hex);
         var row = await db.Runtimes.FirstOrDefaultAsync(r => r.CredentialHash == hash);
         if (row is null || row.RevokedAt is not null)
         {
@@ -239,23 +239,17 @@ public static partial class RuntimeEndpoints
         return row;
     }
 
-    /// <summary>False (after writing 429) when the address is over its failed-authentication limit.</summary>
-    private static async Task<bool> AllowedAsync(HttpContext context)
-    {
-        if (context.RequestServices.GetRequiredService<FailedAuthLimiter>().IsAllowed(context))
-        {
-            return true;
-        }
-        await OpenAiErrors.WriteAsync(context, EndpointAuth.ErrorFor(AuthFailure.TooManyFailures));
-        return false;
-    }
+    /// <summary>Longer than any runtime credential the gateway issues.</summary>
+    private const int MaxCredentialLength = 200;
 
-    /// <summary>A 401 for a bad bootstrap token or runtime credential, counted like every failed authentication.</summary>
-    private static Task RefuseAsync(HttpContext context, string message)
-    {
-        context.RequestServices.GetRequiredService<FailedAuthLimiter>().RecordFailure(context);
-        return OpenAiErrors.WriteAsync(context, GatewayError.Unauthenticated(message));
-    }
+    /// <summary>
+    /// A 401 for a bad bootstrap token or runtime credential, counted like every failed authentication (429 once the
+    /// source is over its limit).
+    /// </summary>
+    private static Task RefuseAsync(HttpContext context, string message) =>
+        OpenAiErrors.WriteAsync(context, context.RequestServices.GetRequiredService<FailedAuthLimiter>().RecordFailure(context)
+            ? GatewayError.Unauthenticated(message)
+            : EndpointAuth.ErrorFor(AuthFailure.TooManyFailures));
 
     // ---- the link ----
 
