@@ -21,6 +21,8 @@ public sealed class ChatCompletionsTests(GatewayFixture gateway)
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.True(response.Headers.Contains("x-request-id"));
+        // A relayed answer is never sniffed by a browser as another type.
+        Assert.Equal("nosniff", Assert.Single(response.Headers.GetValues("X-Content-Type-Options")));
         OpenApiContract.AssertValid("CreateChatCompletionResponse", text);
         using var doc = JsonDocument.Parse(text);
         Assert.Equal("You said: hello there", doc.RootElement.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString());
