@@ -30,6 +30,8 @@ internal sealed class BenchOptions
 
     /// <summary>A second gateway (A/B), measured in the same interleaved rounds; set by --variant-env/--variant-dll/--variant-gc.</summary>
     public bool HasVariant => VariantDll is not null || VariantEnv.Count > 0 || VariantGc is not null || VariantLimits;
+    /// <summary>The variant is the gateway's Anthropic surface (<c>/v1/messages</c>), not a second gateway process.</summary>
+    public bool VariantAnthropic { get; set; }
 
     /// <summary>A/B for limits and budgets: the variant's requests come from a key with rate limits and a budget, in a workspace with both.</summary>
     public bool VariantLimits { get; set; }
@@ -91,6 +93,8 @@ internal sealed class BenchOptions
           --variant-limits    A/B: a second gateway whose key and workspace have rate limits (never reached) and
                               budgets (never exhausted), so every request is admitted through both
                               in the same interleaved rounds
+          --variant-anthropic A/B: the variant is the same gateway's Anthropic surface (POST /v1/messages with the
+                              same chat), to measure what the translation adds over the OpenAI surface
           --variant-dll PATH  A/B: the second gateway runs this build instead
           --variant-gc KIND   A/B: the second gateway's GC (default: as --gateway-gc)
           --gateway-dll PATH  gateway entry (default <repo>/src/Cli/Lattice.Cli/bin/Release/net10.0/lattice.dll)
@@ -159,6 +163,7 @@ internal sealed class BenchOptions
                 case "--variant-dll": o.VariantDll = Next(); break;
                 case "--variant-gc": o.VariantGc = Gc(Next()); break;
                 case "--variant-limits": o.VariantLimits = true; break;
+                case "--variant-anthropic": o.VariantAnthropic = true; break;
                 case "--check": o.Check = true; break;
                 case "--runtime": o.Runtime = true; break;
                 case "--auth": o.Auth = true; break;

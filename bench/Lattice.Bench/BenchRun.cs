@@ -82,6 +82,11 @@ internal static class BenchRun
                 }
                 Log($"{spec.Name} {baseUrl} (pid {process.Id}) serves {GatewayModel} from the stand-in {standInUrl} (pid {standIn.Id})");
                 sides.Add(new Side(spec.Name, MakeTarget(spec.Name, baseUrl, baseUrl.AbsolutePath.TrimEnd('/') + "/chat/completions", apiKey, GatewayModel)));
+                if (options.VariantAnthropic)
+                {
+                    // The same gateway process, asked the same chat through the Anthropic surface.
+                    sides.Add(new Side("variant", MakeMessagesTarget("variant", baseUrl, baseUrl.AbsolutePath.TrimEnd('/') + "/messages", apiKey, GatewayModel)));
+                }
             }
 
             foreach (var side in sides)
@@ -112,7 +117,7 @@ internal static class BenchRun
             {
                 foreach (var conns in options.Connections)
                 {
-                    var scenario = new ScenarioResult(mode, conns, sides.Select(s => s.Name));
+                    var scenario = new ScenarioResult(mode, conns, sides.Select(s => s.Name), options.VariantAnthropic);
                     for (var r = 0; r < rounds; r++)
                     {
                         for (var attempt = 0; ; attempt++)
@@ -232,13 +237,25 @@ internal static class BenchRun
             RawHttpConnection.EncodePost(authority, path, bearer, streaming));
     }
 
+    /// <summary>The same chat as an Anthropic Messages request (served through the chat translation).</summary>
+    internal static Target MakeMessagesTarget(string name, Uri server, string path, string bearer, string model)
+    {
+        var host = server.Host == "localhost" ? IPAddress.Loopback : IPAddress.Parse(server.Host);
+        var authority = $"{server.Host}:{server.Port.ToString(CultureInfo.InvariantCulture)}";
+        var nonStreaming = $$"""{"model":"{{model}}","max_tokens":64,"messages":[{"role":"user","content":"hello"}]}""";
+        var streaming = $$"""{"model":"{{model}}","max_tokens":64,"messages":[{"role":"user","content":"hello"}],"stream":true}""";
+        return new Target(name, new IPEndPoint(host, server.Port),
+            RawHttpConnection.EncodePost(authority, path, bearer, nonStreaming),
+            RawHttpConnection.EncodePost(authority, path, bearer, streaming), anthropic: true);
+    }
+
     /// <summary>One request per target and mode before anything else, failing with the response when it is wrong.</summary>
     internal static void SanityCheck(Target target, ChatMode mode)
     {
         using var connection = new RawHttpConnection(target.EndPoint);
         var body = new ArrayBufferWriter<byte>();
         var status = connection.Exchange(target.Request(mode), body);
-        var problem = status != 200 ? $"HTTP {status}: {Verify.Preview(body.WrittenSpan)}" : Verify.Body(mode, body.WrittenSpan);
+        var problem = status != 200 ? $"HTTP {status}: {Verify.Preview(body.WrittenSpan)}" : Verify.Body(mode, body.WrittenSpan, target.Anthropic);
         if (problem is not null)
         {
             throw new BenchException($"The {target.Name} {Report.ModeName(mode)} check request failed: {problem}");
@@ -344,8 +361,10 @@ internal static class BenchRun
 }
 
 /// <summary>One mode at one concurrency: every side's totals.</summary>
-internal sealed class ScenarioResult(ChatMode mode, int connections, IEnumerable<string> sides)
+internal sealed class ScenarioResult(ChatMode mode, int connections, IEnumerable<string> sides, bool anthropic = false)
 {
+    /// <summary>The variant is the Anthropic surface of the same gateway.</summary>
+    public bool Anthropic { get; } = anthropic;
     public ChatMode Mode { get; } = mode;
     public int Connections { get; } = connections;
     public Dictionary<string, TargetTotals> Sides { get; } = sides.ToDictionary(s => s, _ => new TargetTotals());

@@ -5,12 +5,17 @@ using System.Net;
 
 namespace Lattice.Bench;
 
-/// <summary>Somewhere to send chat completions: the stand-in directly, or the gateway in front of it.</summary>
-internal sealed class Target(string name, IPEndPoint endPoint, byte[] nonStreaming, byte[] streaming)
+/// <summary>
+/// Somewhere to send chat completions: the stand-in directly, or the gateway in front of it — through the OpenAI
+/// surface, or (<paramref name="anthropic"/>) the same chat as an Anthropic Messages request.
+/// </summary>
+internal sealed class Target(string name, IPEndPoint endPoint, byte[] nonStreaming, byte[] streaming, bool anthropic = false)
 {
     private readonly List<RawHttpConnection> _pool = [];
 
     public string Name { get; } = name;
+    /// <summary>Requests go to <c>/v1/messages</c> in Anthropic's shape, and answers are checked in it.</summary>
+    public bool Anthropic { get; } = anthropic;
     public IPEndPoint EndPoint { get; } = endPoint;
 
     /// <summary>Every response received from this target, warm-up included.</summary>
@@ -154,7 +159,7 @@ internal static class Load
         var threads = new Thread[connections];
         for (var i = 0; i < connections; i++)
         {
-            var worker = workers[i] = new Worker(conns[i], request, mode, gate, target.Name, cancellationToken);
+            var worker = workers[i] = new Worker(conns[i], request, mode, gate, target.Name, cancellationToken, target.Anthropic);
             threads[i] = new Thread(worker.Run) { IsBackground = true, Name = $"load-{target.Name}-{i}" };
             threads[i].Start();
         }
@@ -183,8 +188,9 @@ internal static class Load
         return new RoundResult(requests, errors, (end - start) / (double)Stopwatch.Frequency);
     }
 
-    private sealed class Worker(RawHttpConnection connection, byte[] request, ChatMode mode, ManualResetEventSlim gate, string target, CancellationToken cancellationToken)
+    private sealed class Worker(RawHttpConnection connection, byte[] request, ChatMode mode, ManualResetEventSlim gate, string target, CancellationToken cancellationToken, bool anthropic = false)
     {
+        private readonly bool _anthropic = anthropic;
         private readonly ArrayBufferWriter<byte> _body = new(4096);
         private int _sequence;
 
@@ -234,7 +240,7 @@ internal static class Load
                     Fail($"{target}: HTTP {status}");
                     continue;
                 }
-                if (sample && Verify.Body(mode, _body.WrittenSpan) is { } problem)
+                if (sample && Verify.Body(mode, _body.WrittenSpan, _anthropic) is { } problem)
                 {
                     Fail($"{target}: {problem}");
                     continue;

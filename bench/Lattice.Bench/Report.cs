@@ -8,6 +8,8 @@ namespace Lattice.Bench;
 internal static class Report
 {
     public const double AddedP50TargetMs = 0.3;
+    /// <summary>What the Anthropic surface may add at p50 over the OpenAI surface, both over an OpenAI upstream.</summary>
+    public const double AnthropicSurfaceP50TargetMs = 0.030;
     public const double AddedP99TargetMs = 1.0;
     public const double ThroughputTarget = 5000;
     public const int TargetConcurrency = 32;
@@ -27,6 +29,12 @@ internal static class Report
                 var p99 = s.GatewayP[1] - s.DirectP[1];
                 yield return new($"added p50, 1 connection, {mode}", $"≤ {AddedP50TargetMs:0.0} ms", Ms(p50), p50 <= AddedP50TargetMs);
                 yield return new($"added p99, 1 connection, {mode}", $"≤ {AddedP99TargetMs:0.0} ms", Ms(p99), p99 <= AddedP99TargetMs);
+            }
+            if (s.Connections == 1 && s.Variant is not null && s.Anthropic)
+            {
+                var extra = s.P("variant")[0] - s.GatewayP[0];
+                yield return new($"Anthropic surface over OpenAI surface, p50, 1 connection, {mode}", $"≤ +{AnthropicSurfaceP50TargetMs * 1000:0} µs",
+                    string.Create(CultureInfo.InvariantCulture, $"{extra * 1000:+0;-0;0} µs"), extra <= AnthropicSurfaceP50TargetMs);
             }
             if (s.Connections == TargetConcurrency)
             {
@@ -86,12 +94,21 @@ internal static class Report
             }
         }
 
-        if (options.HasVariant)
+        if (options.VariantAnthropic)
+        {
+            Line();
+            Line("A/B: **variant** = the same gateway asked the same chat through its Anthropic surface (`POST /v1/messages`, " +
+                "translated to the chat task and back), measured in the same interleaved rounds:");
+        }
+        else if (options.HasVariant)
         {
             Line();
             Line("A/B: **variant** = " + (options.VariantDll is { } dll ? $"`{dll}`" : "the same build") +
                 (options.VariantGc is { } gc ? $", {GcDescription(gc)}" : "") +
                 string.Concat(options.VariantEnv.Select(kv => $", `{kv.Key}={kv.Value}`")) + ", measured in the same interleaved rounds:");
+        }
+        if (options.HasVariant || options.VariantAnthropic)
+        {
             Line();
             Line("| Mode | Conns | Gateway p50 | Variant p50 | Gateway p99 | Variant p99 | Gateway req/s | Variant req/s |");
             Line("|---|--:|--:|--:|--:|--:|--:|--:|");
