@@ -235,6 +235,18 @@ public sealed class AudioDecoderTests
         DecodeFails(File.ReadAllBytes(FixturePath("hello-2s.mp3")), AudioDecodeError.TooLong, maxSeconds: 1);
     }
 
+    [Fact]
+    public void Decoding_work_is_bounded_by_samples_not_only_by_duration()
+    {
+        // 1 s limit: 384,000 samples. 192 kHz × 8 channels is 1,536,000 samples a second, so half a second is too much…
+        var failure = DecodeFails(Wav(192_000, 8, SampleFormat.Int16, 0.5, Sine(440)), AudioDecodeError.TooLong, maxSeconds: 1);
+        Assert.Equal("The audio file is too long: it holds more than 384,000 samples (sample rate × channels × seconds; "
+            + "192,000 Hz × 8 channels may last at most 0.25 s).", failure.Message);
+        // …while a 48 kHz 8-channel file may use the whole duration limit, and 0.2 s of the dense one fits.
+        Assert.Equal(0.9, DecodeOk(Wav(48_000, 8, SampleFormat.Int16, 0.9, Sine(440)), maxSeconds: 1).DurationSeconds, 3);
+        Assert.Equal(0.2, DecodeOk(Wav(192_000, 8, SampleFormat.Int16, 0.2, Sine(440)), maxSeconds: 1).DurationSeconds, 3);
+    }
+
     private static byte[] G711Wav(ushort tag, byte[] samples)
     {
         var file = Wav(16000, 1, SampleFormat.UInt8, 0.25, (_, _) => 0);

@@ -4,8 +4,18 @@ namespace Lattice.Runtime.Engines.Audio;
 /// Where decoders put their samples: interleaved float frames at the source rate in, 16 kHz mono out. Channels are
 /// averaged, then resampled as the audio arrives, so memory stays proportional to the 16 kHz output.
 /// </summary>
+/// <remarks>
+/// Decoding work grows with the samples decoded — sample rate × channels × seconds — not with the duration alone, so
+/// besides the duration limit a file may decode at most <see cref="SampleBudgetPerSecond"/> × the limit in seconds:
+/// a 48 kHz 8-channel file may be as long as the limit, a 768 kHz 32-channel one a 64th of it.
+/// </remarks>
 internal sealed class AudioSink(double maxSeconds)
 {
+    /// <summary>Decoded samples (all channels) allowed per second of the duration limit: 48 kHz × 8 channels.</summary>
+    public const long SampleBudgetPerSecond = 48_000 * 8;
+
+    private readonly long _maxSamples = (long)Math.Ceiling(maxSeconds * SampleBudgetPerSecond);
+    private long _samples;
     private readonly SampleBuffer _output = new();
     private float[] _mono = new float[4096];
     private Resampler? _resampler;
@@ -56,6 +66,13 @@ internal sealed class AudioSink(double maxSeconds)
         if (_frames > _maxFrames)
         {
             throw new InvalidAudioException(AudioDecodeError.TooLong, $"the audio is longer than the limit of {maxSeconds:0.#} seconds");
+        }
+        _samples += (long)frames * _channels;
+        if (_samples > _maxSamples)
+        {
+            throw new InvalidAudioException(AudioDecodeError.TooLong, string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"it holds more than {_maxSamples:N0} samples (sample rate × channels × seconds; {SampleRate:N0} Hz × {_channels} channels " +
+                $"may last at most {_maxSamples / ((double)SampleRate * _channels):0.###} s)"));
         }
 
         ReadOnlySpan<float> mono;
