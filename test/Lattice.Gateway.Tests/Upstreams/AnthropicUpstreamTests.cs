@@ -1,6 +1,7 @@
 using System.ClientModel;
 using System.ClientModel.Primitives;
 using System.Net;
+using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -388,6 +389,24 @@ public sealed class AnthropicUpstreamTests(GatewayFixture gateway)
         Assert.Equal(
             """{"error":{"message":"Overloaded","type":"overloaded_error","param":null,"code":null}}""",
             await completions.Content.ReadAsStringAsync());
+    }
+
+    // ---- admin ----
+
+    [Fact]
+    public async Task An_offer_says_its_kind_and_an_unknown_kind_is_refused_naming_it()
+    {
+        using var listed = await gateway.Admin.GetAsync("/admin/v1/models");
+        var models = JsonNode.Parse(await listed.Content.ReadAsStringAsync())!["data"]!.AsArray();
+        Assert.Equal("anthropic", models.Single(m => m!["id"]!.GetValue<string>() == Model)!["offers"]![0]!["kind"]!.GetValue<string>());
+        Assert.Equal("upstream", models.Single(m => m!["id"]!.GetValue<string>() == "lovelace:chat")!["offers"]![0]!["kind"]!.GetValue<string>());
+
+        var offer = GatewayFixture.Offer(gateway.StandInUrl, "x");
+        offer["kind"] = "gemini";
+        using var refused = await gateway.Admin.PostAsJsonAsync("/admin/v1/models", new JsonObject { ["id"] = "lovelace:kind-test", ["offers"] = new JsonArray(offer) });
+        var error = JsonNode.Parse(await refused.Content.ReadAsStringAsync())!["error"]!;
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Equal("offers[0].kind", error["param"]!.GetValue<string>());
     }
 
     // ---- metering ----
