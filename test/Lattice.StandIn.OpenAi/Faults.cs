@@ -12,6 +12,7 @@ internal enum FaultKind
     Drip,
     BadRequest,
     Gate,
+    Overloaded,
 }
 
 /// <summary>Fault simulation selected by the request's "model" field.</summary>
@@ -25,6 +26,8 @@ internal readonly record struct Fault(FaultKind Kind, int DelayMs, string? GateN
     public const string DripModel = "standin-drip";
     public const string BadRequestModel = "standin-bad-request";
     public const string GatePrefix = "standin-held-";
+    /// <summary>529, Anthropic's "overloaded" status (on the chat route too, in OpenAI's envelope).</summary>
+    public const string OverloadedModel = "standin-overloaded-529";
 
     public const int DripDelayMs = 300;
     public const int DropDelayMs = 100;
@@ -46,6 +49,7 @@ internal readonly record struct Fault(FaultKind Kind, int DelayMs, string? GateN
             _ when model.StartsWith(DropModel + "-", StringComparison.Ordinal) => new Fault(FaultKind.Drop, 0, model[(DropModel.Length + 1)..]),
             DripModel => new Fault(FaultKind.Drip, 0),
             BadRequestModel => new Fault(FaultKind.BadRequest, 0),
+            OverloadedModel => new Fault(FaultKind.Overloaded, 0),
             _ when model.StartsWith(GatePrefix, StringComparison.Ordinal) => new Fault(FaultKind.Gate, 0, model[GatePrefix.Length..]),
             _ when model.StartsWith(SlowPrefix, StringComparison.Ordinal)
                 && int.TryParse(model.AsSpan(SlowPrefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out int ms)
@@ -57,15 +61,28 @@ internal readonly record struct Fault(FaultKind Kind, int DelayMs, string? GateN
     /// <summary>
     /// Applies the faults that happen before any response is written. Returns true when the request has been
     /// fully handled (error written, connection aborted, or client went away while waiting).
-    /// Streaming-only faults (drop while streaming, drip) are left to the caller.
+    /// Streaming-only faults (drop while streaming, drip) are left to the caller. Errors are in Anthropic's envelope
+    /// when <paramref name="anthropic"/> (the Messages route), else OpenAI's.
     /// </summary>
-    public async ValueTask<bool> ApplyBeforeResponseAsync(HttpContext ctx, bool streaming)
+    public async ValueTask<bool> ApplyBeforeResponseAsync(HttpContext ctx, bool streaming, bool anthropic = false)
     {
         switch (Kind)
         {
+            case FaultKind.Fail500 when anthropic:
+                await Messages.Error(ctx, StatusCodes.Status500InternalServerError, "api_error", "The stand-in failed on purpose.");
+                return true;
             case FaultKind.Fail500:
                 await JsonOut.Error(ctx, StatusCodes.Status500InternalServerError,
                     "The stand-in failed on purpose.", "server_error", null, "standin_failure");
+                return true;
+            case FaultKind.Overloaded when anthropic:
+                await Messages.Error(ctx, 529, "overloaded_error", "Overloaded");
+                return true;
+            case FaultKind.Overloaded:
+                await JsonOut.Error(ctx, 529, "The stand-in is overloaded on purpose.", "server_error", null, "overloaded");
+                return true;
+            case FaultKind.BadRequest when anthropic:
+                await Messages.Error(ctx, StatusCodes.Status400BadRequest, "invalid_request_error", "Upstream says the request is bad.");
                 return true;
             case FaultKind.Fail503Html:
                 ctx.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;

@@ -80,7 +80,16 @@ public static class StandInServer
             RecordedRequest? record = recorder.Enabled ? recorder.Record(ctx.Request, body) : null;
             ctx.Features.Set(new BufferedRequest(body, record));
 
-            if (expectedAuthorization is not null)
+            if (ctx.Request.Path.StartsWithSegments("/v1/messages", StringComparison.Ordinal))
+            {
+                // Anthropic's API: its own key header and version header, and its own error envelope.
+                if (Messages.CheckHeaders(ctx, options.ApiKey) is { } refused)
+                {
+                    await refused;
+                    return;
+                }
+            }
+            else if (expectedAuthorization is not null)
             {
                 var auth = ctx.Request.Headers.Authorization;
                 if (auth.Count != 1 || !string.Equals(auth[0], expectedAuthorization, StringComparison.Ordinal))
@@ -95,6 +104,7 @@ public static class StandInServer
         });
 
         app.MapPost("/v1/chat/completions", ChatCompletions.Handle);
+        app.MapPost("/v1/messages", Messages.Handle);
         app.MapPost("/v1/embeddings", StandInEmbeddings.Handle);
         app.MapPost("/v1/audio/transcriptions", Transcriptions.Handle);
         app.MapGet("/v1/models", Models.HandleList);

@@ -74,6 +74,21 @@ public sealed class GatewayFixture : IAsyncLifetime
         await AddModelAsync("lovelace:wrong-credential", new JsonObject { ["base_url"] = upstream, ["upstream_model"] = "standin-chat" });
         await AddModelAsync("lovelace:embed", Offer(upstream, "standin-embed", task: "embeddings"));
         await AddModelAsync("lovelace:whisper", Offer(upstream, "standin-whisper", task: "audio.transcriptions"));
+        // Anthropic upstreams: the stand-in's /v1/messages, reached at its root as Anthropic's base URL is.
+        await AddModelAsync(ClaudeModel, AnthropicOffer(StandInUrl, "claude-standin"));
+        await AddModelAsync(ClaudeFailoverModel, AnthropicOffer(StandInUrl, "standin-overloaded-529", priority: 0), AnthropicOffer(StandInUrl, "claude-standin", priority: 1));
+        await AddModelAsync(ClaudeOverloadedModel, AnthropicOffer(StandInUrl, "standin-overloaded-529"));
+    }
+
+    public const string ClaudeModel = "lovelace:claude-echo";
+    public const string ClaudeFailoverModel = "lovelace:claude-failover";
+    public const string ClaudeOverloadedModel = "lovelace:claude-overloaded";
+
+    public static JsonObject AnthropicOffer(string baseUrl, string upstreamModel, int? priority = null)
+    {
+        var offer = Offer(baseUrl, upstreamModel, priority);
+        offer["kind"] = "anthropic";
+        return offer;
     }
 
     public static JsonObject Offer(string baseUrl, string upstreamModel, int? priority = null, string? task = null, int? timeoutSeconds = null) => new()

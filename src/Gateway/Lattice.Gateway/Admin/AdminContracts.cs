@@ -31,7 +31,9 @@ public sealed record TaskClassRequest(string? Name, JsonElement? InputSchema, bo
 public sealed record TaskClassDto(string Name, JsonElement InputSchema, bool Streams, string ContentType, string UpstreamPath, string? UsagePath, string MeteringUnit, bool BuiltIn, long CreatedAt);
 
 /// <param name="Prices">This offer's own prices (<see cref="Metering.Prices"/> fields), overriding the model's; absent or null: the model's.</param>
-public sealed record OfferRequest(string? Task, string? BaseUrl, string? Runtime, string? Credential, string? UpstreamModel, int? Priority, int? TimeoutSeconds, string? Capacity = null, JsonElement? Prices = null);
+/// <param name="Kind">Which API the upstream at <c>base_url</c> speaks: <c>upstream</c> (OpenAI's, the default) or <c>anthropic</c> (Anthropic's Messages API).</param>
+public sealed record OfferRequest(string? Task, string? BaseUrl, string? Runtime, string? Credential, string? UpstreamModel, int? Priority, int? TimeoutSeconds, string? Capacity = null, JsonElement? Prices = null,
+    string? Kind = null);
 /// <param name="Prices">The model's prices; on PUT, absent or null keeps them and <c>{}</c> makes the model free.</param>
 /// <param name="MaxOutputTokens">The most output tokens one answer can have: what budgets reserve for a request without <c>max_tokens</c>; on PUT, absent keeps it.</param>
 public sealed record ModelRequest(string? Id, string? OwnedBy, OfferRequest[]? Offers, JsonElement? Prices = null, int? MaxOutputTokens = null);

@@ -437,7 +437,7 @@ public static class AdminEndpoints
                     Id = ApiKeySecrets.NewId("off_"),
                     ModelId = modelId,
                     Task = string.IsNullOrWhiteSpace(r.Task) ? null : r.Task.Trim(),
-                    Kind = "runtime",
+                    Kind = OfferKinds.Runtime,
                     BaseUrl = "",
                     RuntimeId = runtimeId,
                     UpstreamModel = r.UpstreamModel.Trim(),
@@ -464,12 +464,17 @@ public static class AdminEndpoints
             {
                 return (null, GatewayError.InvalidRequest("'timeout_seconds' must be between 1 and 3600.", $"offers[{i}].timeout_seconds"));
             }
+            var kind = r.Kind ?? OfferKinds.Upstream;
+            if (kind is not (OfferKinds.Upstream or OfferKinds.Anthropic))
+            {
+                return (null, GatewayError.InvalidRequest("'kind' must be 'upstream' (an OpenAI-compatible API) or 'anthropic' (Anthropic's Messages API).", $"offers[{i}].kind"));
+            }
             offers.Add(new ModelOfferEntity
             {
                 Id = ApiKeySecrets.NewId("off_"),
                 ModelId = modelId,
                 Task = string.IsNullOrWhiteSpace(r.Task) ? null : r.Task.Trim(),
-                Kind = "upstream",
+                Kind = kind,
                 BaseUrl = baseUrl.ToString(),
                 CredentialName = r.Credential,
                 UpstreamModel = r.UpstreamModel.Trim(),

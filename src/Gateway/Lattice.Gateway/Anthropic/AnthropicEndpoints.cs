@@ -4,6 +4,7 @@ using Lattice.Gateway.Dispatch;
 using Lattice.Gateway.Hosting;
 using Lattice.Gateway.OpenAi;
 using Lattice.Gateway.Tasks;
+using Lattice.Protocol;
 using Microsoft.Extensions.Options;
 
 namespace Lattice.Gateway.Anthropic;
@@ -53,7 +54,20 @@ public static class AnthropicEndpoints
             return;
         }
 
-        var request = TaskRequest.FromHttp(context, task, caller, input, time, receivedAt, Metering.Surfaces.Anthropic);
+        // An Anthropic upstream is sent the client's own bytes, only the model replaced: where its value sits is all it needs.
+        var (modelStart, modelLength) = JsonFields.FindTopLevelString(body.AsSpan(0, length), "model"u8);
+        var native = new TaskInput
+        {
+            Body = body,
+            Length = length,
+            Model = input.Model,
+            Stream = translated.Stream,
+            MaxTokens = input.MaxTokens,
+            ContentType = "application/json",
+            ModelValueStart = modelStart,
+            ModelValueLength = modelLength,
+        };
+        var request = TaskRequest.FromHttp(context, task, caller, input, time, receivedAt, Metering.Surfaces.Anthropic, native);
         var sink = new MessagesSink(context, translated, time);
         var outcome = await dispatcher.DispatchAsync(request, sink, context.RequestAborted);
         await sink.CompleteAsync(outcome);

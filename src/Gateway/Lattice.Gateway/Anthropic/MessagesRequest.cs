@@ -543,14 +543,8 @@ public static class MessagesRequest
         }
         switch (type.GetString())
         {
-            case "auto":
-                writer.WriteString("tool_choice", "auto");
-                break;
-            case "any":
-                writer.WriteString("tool_choice", "required");
-                break;
-            case "none":
-                writer.WriteString("tool_choice", "none");
+            case var plain when MessagesMapping.ChatToolChoice(plain) is { } chatChoice:
+                writer.WriteString("tool_choice", chatChoice);
                 break;
             case "tool":
                 if (RequiredString(choice, "name", "tool_choice", out var name) is { } nameError)

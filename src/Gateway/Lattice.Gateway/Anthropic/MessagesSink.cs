@@ -17,6 +17,8 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
 {
     private readonly ArrayBufferWriter<byte> _received = new(4096);
     private readonly MessageEvents _events = new(MessageId(context.TraceIdentifier), request.Model);
+    /// <summary>Set when the answer is already a Message (an Anthropic upstream's): the relay writes straight to the client.</summary>
+    private HttpResponseSink? _passThrough;
     private int _status;
     private bool _receivedSse;
     /// <summary>Translating a stream to the client as it arrives.</summary>
@@ -43,8 +45,16 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
         }
     }
 
-    public void Start(int status, string contentType, long? contentLength, bool sse)
+    public void Start(int status, string contentType, long? contentLength, bool sse, bool native)
     {
+        if (native)
+        {
+            // An Anthropic upstream answered in this surface's own format: its bytes go to the client as they are.
+            _passThrough = new HttpResponseSink(context.Response);
+            _passThrough.Start(status, contentType, contentLength, sse, native);
+            _receivedSse = sse;
+            return;
+        }
         _status = status;
         _receivedSse = sse;
         _live = sse && request.Stream && status is >= 200 and < 300;
@@ -54,10 +64,14 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
         }
     }
 
-    public IBufferWriter<byte> Writer => _received;
+    public IBufferWriter<byte> Writer => _passThrough?.Writer ?? _received;
 
     public async ValueTask<bool> FlushAsync(CancellationToken cancellationToken)
     {
+        if (_passThrough is not null)
+        {
+            return await _passThrough.FlushAsync(cancellationToken);
+        }
         if (!_live)
         {
             return !cancellationToken.IsCancellationRequested;
@@ -72,6 +86,11 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
     {
         if (outcome.Failure == DispatchFailure.ClientCancelled)
         {
+            return;
+        }
+        if (_passThrough is not null)
+        {
+            await CompletePassThroughAsync(outcome);
             return;
         }
         if (_live)
@@ -136,6 +155,26 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
         response.ContentType = "application/json";
         response.ContentLength = body.WrittenCount;
         await response.Body.WriteAsync(body.WrittenMemory, context.RequestAborted);
+    }
+
+    /// <summary>
+    /// A passed-through answer is complete as relayed, unless it broke: a stream then ends with Anthropic's error event,
+    /// a JSON body that was cut is cut for the client too.
+    /// </summary>
+    private async Task CompletePassThroughAsync(DispatchOutcome outcome)
+    {
+        if (outcome.Failure == DispatchFailure.None)
+        {
+            return;
+        }
+        if (!_receivedSse)
+        {
+            context.Abort();
+            return;
+        }
+        var error = outcome.Error.Status == 0 ? OpenAi.GatewayError.UpstreamFailed("The stream ended before it was complete.") : outcome.Error;
+        AnthropicErrors.WriteEvent(context.Response.BodyWriter, error.Status, error.Message, context.TraceIdentifier);
+        await FlushQuietlyAsync();
     }
 
     private void StartStream()
@@ -355,14 +394,7 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
     }
 
     /// <summary>Anthropic's <c>stop_reason</c> for the chat finish reason.</summary>
-    private string StopReason() => _finishReason switch
-    {
-        _ when _matchedStop is not null => "stop_sequence",
-        "length" => "max_tokens",
-        "content_filter" => "refusal",
-        "tool_calls" or "function_call" => "tool_use",
-        _ => "end_turn",
-    };
+    private string StopReason() => _matchedStop is not null ? "stop_sequence" : MessagesMapping.StopReasonFor(_finishReason);
 
     /// <summary>The Message id: <c>msg_</c> and the request id's own part, so one finds the other.</summary>
     private static string MessageId(string requestId) =>

@@ -27,7 +27,18 @@ public sealed record TaskClass(
     public string MeteringUnit { get; init; } = MeteringUnits.Tokens;
 }
 
-/// <summary>One way to serve a model: an OpenAI-compatible upstream, or a hosted runtime (<see cref="RuntimeId"/>).</summary>
+/// <summary>What an offer is (<c>ModelOfferEntity.Kind</c>).</summary>
+public static class OfferKinds
+{
+    /// <summary>An OpenAI-compatible HTTP endpoint.</summary>
+    public const string Upstream = "upstream";
+    /// <summary>Anthropic's Messages API.</summary>
+    public const string Anthropic = "anthropic";
+    /// <summary>A hosted runtime daemon.</summary>
+    public const string Runtime = "runtime";
+}
+
+/// <summary>One way to serve a model: an OpenAI-compatible or Anthropic upstream, or a hosted runtime (<see cref="RuntimeId"/>).</summary>
 public sealed record UpstreamOffer(
     string Id,
     string? Task,
@@ -43,6 +54,9 @@ public sealed record UpstreamOffer(
 
     /// <summary>The effective price of a request this offer serves: the offer's own prices if it has any, else its model's.</summary>
     public Prices Prices { get; init; } = Prices.Free;
+
+    /// <summary><see cref="OfferKinds"/>: which API the upstream speaks.</summary>
+    public string Kind { get; init; } = OfferKinds.Upstream;
 }
 
 /// <summary>A catalog model and its offers, in the order the router tries them.</summary>

@@ -113,11 +113,15 @@ public sealed partial class Dispatcher(
     private async Task<DispatchOutcome> RelayAsync(TaskRequest request, Candidate candidate, TargetResponse response, IResponseSink sink, CancellationToken aborted)
     {
         var sse = response.ContentType.StartsWith("text/event-stream", StringComparison.OrdinalIgnoreCase);
+        // An answer in the surface's own API is read by that API's rules: where its usage is, how its stream ends.
+        var native = response.Native ? NativeReader(request.Surface) : null;
         // Only a stream's bytes are ever changed (the usage the gateway asked for), so a JSON answer keeps its length.
-        sink.Start(response.Status, response.ContentType, sse ? null : response.ContentLength, sse);
+        sink.Start(response.Status, response.ContentType, sse ? null : response.ContentLength, sse, response.Native);
         var meterBody = meter.Enabled && request.Task.MeteringUnit != MeteringUnits.Requests;
         // A stream keeps what it relayed (up to 1 MiB) only so that a cancelled one can be counted.
-        using var filter = sse ? new SseUsageFilter(response.UsageInjected, meterBody ? KeepStreamBytes : 0, request.Task.UsagePath, request.Task.MeteringUnit) : null;
+        using var filter = sse
+            ? new SseUsageFilter(response.UsageInjected, meterBody ? KeepStreamBytes : 0, native is null ? request.Task.UsagePath : null, request.Task.MeteringUnit, native)
+            : null;
         using var copy = !sse && meterBody ? new PooledCopy() : null;
         var writer = sink.Writer;
 
@@ -172,11 +176,12 @@ public sealed partial class Dispatcher(
         }
         cancelled |= aborted.IsCancellationRequested;
 
-        if (!cancelled && broken is null && filter is not null && !filter.SawDone)
+        if (!cancelled && broken is null && filter is not null && !(native?.Ended ?? filter.SawDone))
         {
-            if (filter.Pending.TrimEnd("\r\n"u8).SequenceEqual("data: [DONE]"u8))
+            // The last event may lack its blank line; it is still the end of the stream.
+            native?.Observe(filter.Pending);
+            if (native?.Ended ?? filter.Pending.TrimEnd("\r\n"u8).SequenceEqual("data: [DONE]"u8))
             {
-                // The last event lacks its blank line; it is still the end of the stream.
                 filter.Flush(writer);
                 await sink.FlushAsync(aborted);
             }
@@ -191,7 +196,7 @@ public sealed partial class Dispatcher(
         if (cancelled)
         {
             // What was generated up to the cancel: the target's own count when it can give one, else ours.
-            usage = await response.CancelAsync() ?? Estimate(request, Answer(filter, copy), sse);
+            usage = await response.CancelAsync() ?? native?.StreamUsage ?? Estimate(request, Answer(filter, copy), sse);
         }
         else if (!ok || !meterBody)
         {
@@ -200,6 +205,10 @@ public sealed partial class Dispatcher(
         else if (response.ReportedUsage is { } reported)
         {
             usage = reported;
+        }
+        else if (native is not null && (sse ? native.StreamUsage : copy is not null && native.TryReadUsage(copy.Span, out var whole) ? whole : null) is { } nativeUsage)
+        {
+            usage = nativeUsage;
         }
         else if (filter?.Usage is { } streamed)
         {
@@ -230,6 +239,13 @@ public sealed partial class Dispatcher(
             BytesRelayed = relayed,
         };
     }
+
+    /// <summary>The reader for an answer in a surface's own API (<see cref="TargetResponse.Native"/>): one line per surface.</summary>
+    private static INativeAnswerReader? NativeReader(string surface) => surface switch
+    {
+        Surfaces.Anthropic => new Anthropic.MessagesAnswerReader(),
+        _ => null,
+    };
 
     /// <summary>What the relay kept of the answer: a stream's events, or a JSON body.</summary>
     private static ReadOnlySpan<byte> Answer(SseUsageFilter? filter, PooledCopy? copy) =>

@@ -18,7 +18,7 @@ public sealed class HttpResponseSink(HttpResponse response) : IResponseSink
         }
     }
 
-    public void Start(int status, string contentType, long? contentLength, bool sse)
+    public void Start(int status, string contentType, long? contentLength, bool sse, bool native)
     {
         response.StatusCode = status;
         response.ContentType = contentType;

@@ -16,7 +16,8 @@ public interface IResponseSink
     void Admission(Billing.RateLimitReport? limits, bool admitted);
 
     /// <summary>Sets the status and content type; called once, before the first write.</summary>
-    void Start(int status, string contentType, long? contentLength, bool sse);
+    /// <param name="native">The answer is already in the surface's own API (<see cref="TargetResponse.Native"/>): pass it through.</param>
+    void Start(int status, string contentType, long? contentLength, bool sse, bool native);
 
     /// <summary>The answer's bytes go here; they leave at the next flush.</summary>
     IBufferWriter<byte> Writer { get; }

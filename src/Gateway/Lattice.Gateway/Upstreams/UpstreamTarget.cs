@@ -11,12 +11,19 @@ using Polly.Timeout;
 
 namespace Lattice.Gateway.Upstreams;
 
-/// <summary>Sends a request to an OpenAI-compatible upstream offer and reads its answer as it arrives.</summary>
+/// <summary>
+/// Sends a request to an upstream offer — an OpenAI-compatible API, or Anthropic's Messages API
+/// (<see cref="AnthropicUpstream"/>) — and reads its answer as it arrives. One HTTP client, timeout, circuit breaker
+/// and error mapping for both.
+/// </summary>
 public sealed class UpstreamTarget(
     IHttpClientFactory clients,
     IOptions<GatewayOptions> options,
     IOptions<UpstreamCredentialsOptions> credentials,
-    IOptions<Metering.MeteringOptions> metering) : IDispatchTarget
+    IOptions<Metering.MeteringOptions> metering,
+    CatalogStore catalog,
+    IOptions<Billing.BillingOptions> billing,
+    TimeProvider time) : IDispatchTarget
 {
     private readonly bool _metered = metering.Value.Enabled;
     public const string ClientName = "upstream";
@@ -26,36 +33,32 @@ public sealed class UpstreamTarget(
     public async ValueTask<TargetOpening> OpenAsync(TaskRequest request, Candidate candidate, CancellationToken cancellationToken)
     {
         var offer = (UpstreamOffer)candidate.State!;
-        var task = request.Task;
-        var input = request.Input;
+        var secret = offer.CredentialName is { } credentialName && _credentials.TryGetValue(credentialName, out var s) ? s : null;
+        AnthropicUpstream.Call? anthropic = null;
+        HttpRequestMessage message;
+        var usageInjected = false;
+        if (offer.Kind == OfferKinds.Anthropic)
+        {
+            var defaultMaxTokens = catalog.Current.Models.TryGetValue(request.Model, out var model) && model.MaxOutputTokens is { } most
+                ? most
+                : billing.Value.DefaultMaxOutputTokens;
+            var (call, error) = AnthropicUpstream.Prepare(request, offer, secret, defaultMaxTokens, _metered);
+            if (call is null)
+            {
+                // Another offer of the model may carry what this one cannot; if none does, the client is told why.
+                return TargetOpening.Failed(DispatchFailure.Route, error, retryable: true);
+            }
+            anthropic = call;
+            message = call.Message;
+        }
+        else
+        {
+            (message, usageInjected) = OpenAiMessage(request, offer, secret);
+        }
+
         // The timeout covers the whole attempt, from sending to the last byte of the answer.
         var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         cts.CancelAfter(offer.Timeout ?? _options.UpstreamTimeout);
-
-        // A stream is metered from the upstream's own usage chunk: when the client did not ask for it, the gateway
-        // does (one splice in the client's bytes) and the relay takes the chunk out again.
-        JsonSplice? usageSplice = null;
-        if (_metered && input.Stream && !input.IncludeUsage && task.ContentKind == TaskContentKind.Json && task.UpstreamPath == "chat/completions"
-            && IncludeUsagePatch.TryCreate(input.Body.AsSpan(0, input.Length), out var splice))
-        {
-            usageSplice = splice;
-        }
-
-        using var message = new HttpRequestMessage(HttpMethod.Post, new Uri(offer.BaseUrl!, task.UpstreamPath))
-        {
-            Content = task.ContentKind == TaskContentKind.Json
-                ? new SplicedJsonContent(input, offer.UpstreamModel, usageSplice)
-                : MultipartBody.Build(input, offer.UpstreamModel),
-        };
-        if (offer.CredentialName is { } credentialName && _credentials.TryGetValue(credentialName, out var secret))
-        {
-            message.Headers.TryAddWithoutValidation("Authorization", "Bearer " + secret);
-        }
-        if (input.Stream)
-        {
-            message.Headers.TryAddWithoutValidation("Accept", "text/event-stream");
-        }
-
         HttpResponseMessage response;
         try
         {
@@ -71,12 +74,21 @@ public sealed class UpstreamTarget(
             cts.Dispose();
             return TargetOpening.Failed(DispatchFailure.Unavailable, GatewayError.UpstreamFailed("The upstream provider could not be reached."), retryable: true);
         }
+        finally
+        {
+            message.Dispose();
+        }
 
         var status = (int)response.StatusCode;
         if (status >= 500 || status is 401 or 403 || status < 200 || (status >= 300 && status < 400))
         {
-            // The upstream's own complaint is relayed if it is an OpenAI envelope; its credential problems are ours, not the client's.
+            // The upstream's own complaint is relayed if it is an error envelope (Anthropic's, for an Anthropic client,
+            // turned into OpenAI's for a chat one); its credential problems are ours, not the client's.
             var envelope = status >= 500 ? await ReadEnvelopeAsync(response, cts.Token) : null;
+            if (envelope is not null && anthropic is { Native: false })
+            {
+                envelope = Anthropic.MessagesToChat.ErrorEnvelope(envelope, status);
+            }
             response.Dispose();
             cts.Dispose();
             return TargetOpening.Failed(DispatchFailure.Unavailable,
@@ -94,7 +106,41 @@ public sealed class UpstreamTarget(
             cts.Dispose();
             return TargetOpening.Failed(DispatchFailure.Unavailable, GatewayError.UpstreamFailed("The upstream provider could not be reached."), retryable: true);
         }
-        return TargetOpening.Opened(new UpstreamResponse(response, body, cts, usageSplice is not null));
+        var answer = new UpstreamResponse(response, body, cts, usageInjected, anthropic is { Native: true });
+        return anthropic is { Native: false } translated
+            ? await AnthropicUpstream.TranslateAsync(answer, translated, time.GetUtcNow().ToUnixTimeSeconds())
+            : TargetOpening.Opened(answer);
+    }
+
+    /// <summary>The request to an OpenAI-compatible upstream: the client's bytes, only the model replaced.</summary>
+    private (HttpRequestMessage Message, bool UsageInjected) OpenAiMessage(TaskRequest request, UpstreamOffer offer, string? secret)
+    {
+        var task = request.Task;
+        var input = request.Input;
+        // A stream is metered from the upstream's own usage chunk: when the client did not ask for it, the gateway
+        // does (one splice in the client's bytes) and the relay takes the chunk out again.
+        JsonSplice? usageSplice = null;
+        if (_metered && input.Stream && !input.IncludeUsage && task.ContentKind == TaskContentKind.Json && task.UpstreamPath == "chat/completions"
+            && IncludeUsagePatch.TryCreate(input.Body.AsSpan(0, input.Length), out var splice))
+        {
+            usageSplice = splice;
+        }
+
+        var message = new HttpRequestMessage(HttpMethod.Post, new Uri(offer.BaseUrl!, task.UpstreamPath))
+        {
+            Content = task.ContentKind == TaskContentKind.Json
+                ? new SplicedJsonContent(input, offer.UpstreamModel, usageSplice)
+                : MultipartBody.Build(input, offer.UpstreamModel),
+        };
+        if (secret is not null)
+        {
+            message.Headers.TryAddWithoutValidation("Authorization", "Bearer " + secret);
+        }
+        if (input.Stream)
+        {
+            message.Headers.TryAddWithoutValidation("Accept", "text/event-stream");
+        }
+        return (message, usageSplice is not null);
     }
 
     private static async Task<byte[]?> ReadEnvelopeAsync(HttpResponseMessage response, CancellationToken cancellationToken)
@@ -124,15 +170,16 @@ public sealed class UpstreamTarget(
     }
 
     /// <summary>An upstream's HTTP answer, read in pieces into one pooled buffer.</summary>
-    private sealed class UpstreamResponse : TargetResponse
+    internal sealed class UpstreamResponse : TargetResponse
     {
         private readonly HttpResponseMessage _response;
         private readonly Stream _body;
         private readonly CancellationTokenSource _cts;
         private byte[]? _buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
 
-        public UpstreamResponse(HttpResponseMessage response, Stream body, CancellationTokenSource cts, bool usageInjected)
+        public UpstreamResponse(HttpResponseMessage response, Stream body, CancellationTokenSource cts, bool usageInjected, bool native)
         {
+            Native = native;
             _response = response;
             _body = body;
             _cts = cts;

@@ -25,6 +25,7 @@ public sealed class SseUsageFilter : IDisposable
     private readonly string _unit;
     private readonly bool _strip;
     private readonly int _keepLimit;
+    private readonly ISseEventObserver? _observer;
 
     private byte[] _held = [];
     private int _heldLength;
@@ -42,8 +43,10 @@ public sealed class SseUsageFilter : IDisposable
     /// </param>
     /// <param name="usagePath">Where the usage sits in an event's JSON (dotted); its last segment is the key looked for.</param>
     /// <param name="unit">The task's metering unit: <c>tokens</c>, <c>seconds</c> or <c>requests</c>.</param>
-    public SseUsageFilter(bool stripInjectedUsage = false, int keepWrittenBytes = 0, string? usagePath = "usage", string unit = "tokens")
+    /// <param name="observer">Also shown every whole event forwarded (an answer in another API's stream format, whose usage and end this filter does not know).</param>
+    public SseUsageFilter(bool stripInjectedUsage = false, int keepWrittenBytes = 0, string? usagePath = "usage", string unit = "tokens", ISseEventObserver? observer = null)
     {
+        _observer = observer;
         ArgumentOutOfRangeException.ThrowIfNegative(keepWrittenBytes);
         _strip = stripInjectedUsage;
         _keepLimit = keepWrittenBytes;
@@ -128,6 +131,7 @@ public sealed class SseUsageFilter : IDisposable
 
     private void Forward(ReadOnlySpan<byte> sseEvent, IBufferWriter<byte> output)
     {
+        _observer?.Observe(sseEvent);
         int keyAt = IndexOfKey(sseEvent, 0);
         if (keyAt < 0)
         {
@@ -398,4 +402,10 @@ public sealed class SseUsageFilter : IDisposable
 
         buffer = [];
     }
+}
+
+/// <summary>Sees each whole server-sent event a <see cref="SseUsageFilter"/> forwards (its field lines and blank line).</summary>
+public interface ISseEventObserver
+{
+    void Observe(ReadOnlySpan<byte> sseEvent);
 }
