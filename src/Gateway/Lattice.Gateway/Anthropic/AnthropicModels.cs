@@ -46,35 +46,11 @@ public static class AnthropicModels
         // Newest first, as Anthropic lists its models; the id breaks ties so pages are stable.
         var models = VisibleModels.List(caller, catalog.Current, runtimes)
             .OrderByDescending(m => m.CreatedAt).ThenBy(m => m.Id, StringComparer.Ordinal).ToList();
-        int start, end;
-        bool hasMore;
-        if (beforeId is not null)
+        var (start, end, hasMore, error) = Page(models, limit, afterId, beforeId);
+        if (error is { } refused)
         {
-            var at = models.FindIndex(m => m.Id == beforeId);
-            if (at < 0)
-            {
-                await AnthropicErrors.WriteAsync(context, GatewayError.InvalidRequest($"before_id: no model '{beforeId}' is listed.", "before_id"));
-                return;
-            }
-            end = at;
-            start = Math.Max(0, end - limit);
-            hasMore = start > 0;
-        }
-        else
-        {
-            start = 0;
-            if (afterId is not null)
-            {
-                var at = models.FindIndex(m => m.Id == afterId);
-                if (at < 0)
-                {
-                    await AnthropicErrors.WriteAsync(context, GatewayError.InvalidRequest($"after_id: no model '{afterId}' is listed.", "after_id"));
-                    return;
-                }
-                start = at + 1;
-            }
-            end = Math.Min(models.Count, start + limit);
-            hasMore = end < models.Count;
+            await AnthropicErrors.WriteAsync(context, refused);
+            return;
         }
 
         await OpenAiEndpoints.WriteJsonAsync(context, writer =>
@@ -107,6 +83,49 @@ public static class AnthropicModels
             return;
         }
         await OpenAiEndpoints.WriteJsonAsync(context, writer => WriteModel(writer, model));
+    }
+
+    /// <summary>
+    /// The page of <paramref name="models"/> a request asks for, as Anthropic pages: the first <paramref name="limit"/>
+    /// items after <paramref name="afterId"/> (or from the start), or the last <paramref name="limit"/> items before
+    /// <paramref name="beforeId"/>; <c>has_more</c> says whether more lie further in that direction.
+    /// </summary>
+    internal static (int Start, int End, bool HasMore, GatewayError? Error) Page(IReadOnlyList<ListedModel> models, int limit, string? afterId, string? beforeId)
+    {
+        if (beforeId is not null)
+        {
+            var at = IndexOf(models, beforeId);
+            if (at < 0)
+            {
+                return (0, 0, false, GatewayError.InvalidRequest($"before_id: no model '{beforeId}' is listed.", "before_id"));
+            }
+            var from = Math.Max(0, at - limit);
+            return (from, at, from > 0, null);
+        }
+        var start = 0;
+        if (afterId is not null)
+        {
+            var at = IndexOf(models, afterId);
+            if (at < 0)
+            {
+                return (0, 0, false, GatewayError.InvalidRequest($"after_id: no model '{afterId}' is listed.", "after_id"));
+            }
+            start = at + 1;
+        }
+        var end = Math.Min(models.Count, start + limit);
+        return (start, end, end < models.Count, null);
+    }
+
+    private static int IndexOf(IReadOnlyList<ListedModel> models, string id)
+    {
+        for (var i = 0; i < models.Count; i++)
+        {
+            if (models[i].Id == id)
+            {
+                return i;
+            }
+        }
+        return -1;
     }
 
     /// <summary>One model. The catalog has no display names, so the id is the name shown.</summary>
