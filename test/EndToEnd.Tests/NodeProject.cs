@@ -35,10 +35,10 @@ internal static class NodeProject
     public static async Task<RunResult> TestAsync(IEnumerable<string> files, IDictionary<string, string?> env, TimeSpan timeout)
     {
         env["NO_COLOR"] = "1";
-        // The SDK reads these; a developer's own settings must not leak into the run.
+        // The SDKs read these; a developer's own settings must not leak into the run.
         foreach (var name in Environment.GetEnvironmentVariables().Keys.OfType<string>())
         {
-            if (name.StartsWith("OPENAI_", StringComparison.OrdinalIgnoreCase))
+            if (name.StartsWith("OPENAI_", StringComparison.OrdinalIgnoreCase) || name.StartsWith("ANTHROPIC_", StringComparison.OrdinalIgnoreCase))
             {
                 env[name] = null;
             }

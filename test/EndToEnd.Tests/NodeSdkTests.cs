@@ -2,7 +2,7 @@ namespace Lattice.EndToEnd.Tests;
 
 /// <summary>
 /// Runs the tests in <c>test/EndToEnd.Node</c> (<c>node --test</c>), which drive the gateway with the unmodified
-/// official <c>openai</c> npm package, after installing the project's packages (<see cref="NodeProject"/>).
+/// official <c>openai</c> and <c>@anthropic-ai/sdk</c> npm packages, after installing the project's packages (<see cref="NodeProject"/>).
 /// </summary>
 [Collection(StackCollection.Name)]
 public sealed class NodeSdkTests(StackFixture stack, Xunit.Abstractions.ITestOutputHelper output)

@@ -170,4 +170,87 @@ public sealed class AnthropicSdkTests(GatewayFixture gateway)
         var received = JsonNode.Parse(Convert.FromBase64String(last["body_base64"]!.GetValue<string>()))!;
         Assert.Equal("""{"role":"tool","tool_call_id":"toolu_standin_1","content":"18C and sunny"}""", received["messages"]![2]!.ToJsonString());
     }
+
+    [Fact]
+    public async Task The_sdk_sends_images_base64_and_by_url()
+    {
+        var client = Sdk(gateway, gateway.ApiKey);
+        var message = await client.Messages.Create(new MessageCreateParams
+        {
+            Model = "lovelace:chat",
+            MaxTokens = 100,
+            Messages =
+            [
+                new UserMessageParam
+                {
+                    Content = new List<ContentBlockParam>
+                    {
+                        new TextBlockParam("compare these"),
+                        new ImageBlockParam(new Base64ImageSource { Data = "iVBORw0KGgo=", MediaType = MediaType.ImagePng }),
+                        new ImageBlockParam(new UrlImageSource("https://example.com/cat.jpg")),
+                    },
+                },
+            ],
+        });
+
+        Assert.True(message.Content.Single().TryPickText(out var text));
+        Assert.Equal("You said: compare these", text.Text);
+        var last = await gateway.LastUpstreamRequestAsync("/v1/chat/completions");
+        var received = JsonNode.Parse(Convert.FromBase64String(last["body_base64"]!.GetValue<string>()))!;
+        Assert.Equal(
+            """[{"type":"text","text":"compare these"},{"type":"image_url","image_url":{"url":"data:image/png;base64,iVBORw0KGgo="}},{"type":"image_url","image_url":{"url":"https://example.com/cat.jpg"}}]""",
+            received["messages"]![0]!["content"]!.ToJsonString());
+    }
+
+    [Fact]
+    public async Task The_sdk_counts_tokens()
+    {
+        var client = Sdk(gateway, gateway.ApiKey);
+        var count = await client.Messages.CountTokens(new MessageCountTokensParams
+        {
+            Model = "lovelace:chat",
+            System = "be brief",
+            Messages = [new UserMessageParam("hello there")],
+        });
+        // 3 + "system" 1 + "be brief" 2, 3 + "user" 1 + "hello there" 2, and the reply's 3 (o200k_base).
+        Assert.Equal(15, count.InputTokens);
+    }
+
+    [Fact]
+    public async Task Counting_tokens_for_an_unknown_model_is_the_sdks_not_found_exception()
+    {
+        var client = Sdk(gateway, gateway.ApiKey);
+        await Assert.ThrowsAsync<AnthropicNotFoundException>(() => client.Messages.CountTokens(new MessageCountTokensParams
+        {
+            Model = "lovelace:nope",
+            Messages = [new UserMessageParam("hello there")],
+        }));
+    }
+
+    [Fact]
+    public async Task The_sdk_lists_and_retrieves_models()
+    {
+        var client = Sdk(gateway, gateway.ApiKey);
+        var ids = new List<string>();
+        var page = await client.Models.List(new global::Anthropic.Models.Models.ModelListParams { Limit = 2 });
+        while (true)
+        {
+            Assert.True(page.Items.Count <= 2);
+            ids.AddRange(page.Items.Select(m => m.ID));
+            if (!page.HasNext())
+            {
+                break;
+            }
+            page = await page.Next();
+        }
+        Assert.Contains("lovelace:chat", ids);
+        Assert.Equal(ids.Count, ids.Distinct().Count());
+
+        var model = await client.Models.Retrieve("lovelace:chat");
+        Assert.Equal("lovelace:chat", model.ID);
+        Assert.Equal("lovelace:chat", model.DisplayName);
+        Assert.NotEqual(default, model.CreatedAt);
+
+        await Assert.ThrowsAsync<AnthropicNotFoundException>(() => client.Models.Retrieve("lovelace:nope"));
+    }
 }

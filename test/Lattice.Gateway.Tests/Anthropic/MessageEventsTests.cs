@@ -57,3 +57,23 @@ public sealed class MessageEventsTests
             Encoding.UTF8.GetString(output.WrittenSpan));
     }
 }
+
+/// <summary>Anthropic's error type for each status, as its docs list them.</summary>
+public sealed class AnthropicErrorTypeTests
+{
+    [Theory]
+    [InlineData(400, "invalid_request_error")]
+    [InlineData(401, "authentication_error")]
+    [InlineData(403, "permission_error")]
+    [InlineData(404, "not_found_error")]
+    [InlineData(409, "invalid_request_error")]
+    [InlineData(413, "request_too_large")]
+    [InlineData(422, "invalid_request_error")]
+    [InlineData(429, "rate_limit_error")]
+    [InlineData(500, "api_error")]
+    [InlineData(502, "api_error")]
+    [InlineData(504, "api_error")]
+    [InlineData(503, "overloaded_error")]
+    [InlineData(529, "overloaded_error")]
+    public void A_status_has_anthropics_error_type(int status, string type) => Assert.Equal(type, AnthropicErrors.TypeFor(status));
+}

@@ -56,6 +56,11 @@ public sealed class MessagesTests(GatewayFixture gateway)
             """{"model":"lovelace:chat","max_tokens":64,"messages":[{"role":"user","content":"go"}],"stop_sequences":["END","\n\nHuman:"],"temperature":0.5,"top_p":0.9,"metadata":{"user_id":"user-42"}}""",
             """{"model":"standin-chat","messages":[{"role":"user","content":"go"}],"max_tokens":64,"stop":["END","\n\nHuman:"],"temperature":0.5,"top_p":0.9,"user":"user-42"}"""
         },
+        // Images, base64 and by URL, become image_url parts beside the text.
+        {
+            """{"model":"lovelace:chat","max_tokens":20,"messages":[{"role":"user","content":[{"type":"text","text":"compare"},{"type":"image","source":{"type":"base64","media_type":"image/gif","data":"R0lGODlh"}},{"type":"image","source":{"type":"url","url":"https://example.com/b.jpg"}}]}]}""",
+            """{"model":"standin-chat","messages":[{"role":"user","content":[{"type":"text","text":"compare"},{"type":"image_url","image_url":{"url":"data:image/gif;base64,R0lGODlh"}},{"type":"image_url","image_url":{"url":"https://example.com/b.jpg"}}]}],"max_tokens":20}"""
+        },
         // A stream asks the chat target for its usage chunk.
         {
             """{"model":"lovelace:chat","max_tokens":64,"stream":true,"messages":[{"role":"user","content":"go"}],"metadata":{"user_id":null}}""",
@@ -179,8 +184,9 @@ public sealed class MessagesTests(GatewayFixture gateway)
         { """{"model":"lovelace:chat","max_tokens":10,"messages":[{"role":"user","content":"hi"}],"tool_choice":{"type":"some"}}""", 400, "invalid_request_error", "tool_choice.type: must be 'auto', 'any', 'tool' or 'none'." },
         { """{"model":"lovelace:chat","max_tokens":10,"messages":[{"role":"user","content":"hi"}],"tool_choice":{"type":"tool"}}""", 400, "invalid_request_error", "tool_choice.name: a non-empty string is required." },
         { """{"model":"lovelace:chat","max_tokens":10,"messages":[{"role":"assistant","content":[{"type":"tool_use","id":"toolu_1","name":"f","input":"x"}]}]}""", 400, "invalid_request_error", "messages.0.content.0.input: an object is required." },
-        { """{"model":"lovelace:chat","max_tokens":10,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":[{"type":"image","source":{"type":"url","url":"https://example.com/a.png"}}]}]}]}""", 400, "invalid_request_error", "messages.0.content.0.content.0: content blocks of type 'image' are not supported yet by this gateway's Messages API." },
-        { """{"model":"lovelace:chat","max_tokens":10,"messages":[{"role":"user","content":[{"type":"image","source":{"type":"url","url":"https://example.com/a.png"}}]}]}""", 400, "invalid_request_error", "messages.0.content.0: content blocks of type 'image' are not supported yet by this gateway's Messages API." },
+        { """{"model":"lovelace:chat","max_tokens":10,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":[{"type":"image","source":{"type":"url","url":"https://example.com/a.png"}}]}]}]}""", 400, "invalid_request_error", "messages.0.content.0.content.0: images in a tool_result are not supported: the chat-completions tool message this model is served by carries text only." },
+        { """{"model":"lovelace:chat","max_tokens":10,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"url","url":"https://example.com/a.pdf"}}]}]}""", 400, "invalid_request_error", "messages.0.content.0: 'document' blocks (PDFs and text documents) are not supported by the chat-completions targets this model is served by." },
+        { """{"model":"lovelace:chat","max_tokens":10,"messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64","media_type":"image/tiff","data":"SUkq"}}]}]}""", 400, "invalid_request_error", "messages.0.content.0.source.media_type: must be one of 'image/jpeg', 'image/png', 'image/gif', 'image/webp'." },
         { """{"model":"lovelace:chat","max_tokens":10,"messages":[{"role":"assistant","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"42"}]}]}""", 400, "invalid_request_error", "messages.0.content.0: 'tool_result' blocks belong in a user turn." },
         { """{"model":"lovelace:chat","max_tokens":10,"messages":[{"role":"user","content":[{"type":"tool_use","id":"toolu_1","name":"f","input":{}}]}]}""", 400, "invalid_request_error", "messages.0.content.0: 'tool_use' blocks belong in an assistant turn." },
         { """{"model":"lovelace:chat","max_tokens":10,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","is_error":"yes"}]}]}""", 400, "invalid_request_error", "messages.0.content.0.is_error: must be a boolean." },

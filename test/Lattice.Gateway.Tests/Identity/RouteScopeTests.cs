@@ -157,6 +157,7 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
         };
         // Anthropic's surface: the same credentials and scope, its own envelope (see Code).
         rules.Add(new("POST", "/v1/messages", Guard.Scope, "/v1/messages", Inference));
+        rules.Add(new("POST", "/v1/messages/count_tokens", Guard.Scope, "/v1/messages/count_tokens", Inference));
         foreach (var prefix in new[] { "/v1", "/openai/v1" })
         {
             rules.Add(new("POST", prefix + "/chat/completions", Guard.Scope, prefix + "/chat/completions", Inference));

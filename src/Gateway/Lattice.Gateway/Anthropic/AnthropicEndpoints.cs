@@ -18,6 +18,7 @@ public static class AnthropicEndpoints
     public static IEndpointRouteBuilder MapAnthropic(this IEndpointRouteBuilder routes)
     {
         routes.MapPost("/v1/messages", CreateMessageAsync);
+        routes.MapPost("/v1/messages/count_tokens", CountTokens.HandleAsync);
         return routes;
     }
 

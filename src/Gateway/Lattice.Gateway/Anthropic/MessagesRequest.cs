@@ -5,8 +5,8 @@ using Lattice.Gateway.OpenAi;
 namespace Lattice.Gateway.Anthropic;
 
 /// <summary>
-/// An Anthropic Messages request translated to a chat-completions body. What the chat task cannot carry yet (images,
-/// <c>top_k</c>, server tools, …) is refused with a 400 naming the field, never dropped.
+/// An Anthropic Messages request translated to a chat-completions body. What the chat task cannot carry (documents,
+/// images in tool results, <c>top_k</c>, server tools, …) is refused with a 400 naming the field, never dropped.
 /// </summary>
 /// <remarks>
 /// Tools: <c>tools</c> become function tools (<c>input_schema</c> → <c>parameters</c>); <c>tool_choice</c> <c>auto</c> /
@@ -15,6 +15,9 @@ namespace Lattice.Gateway.Anthropic;
 /// become its <c>tool_calls</c> (the input as a JSON string); a user turn's <c>tool_result</c> blocks become <c>tool</c>
 /// messages right after it, and the turn's text a user message after those. The chat <c>tool</c> message has no error
 /// flag, so an <c>is_error</c> result's content is prefixed with <c>"Error: "</c>.
+/// Images: a user turn's <c>image</c> blocks become <c>image_url</c> parts — a <c>base64</c> source as a
+/// <c>data:</c> URL, a <c>url</c> source as its URL. The chat <c>tool</c> message carries text only, so an image in a
+/// <c>tool_result</c> is refused.
 /// </remarks>
 public static class MessagesRequest
 {
@@ -27,7 +30,14 @@ public static class MessagesRequest
     /// <summary>The translated request: the chat body, and what the answer must echo.</summary>
     public sealed record Translated(byte[] ChatBody, string Model, bool Stream, IReadOnlyList<string> StopSequences);
 
-    public static (Translated? Request, GatewayError Error) Translate(ReadOnlySpan<byte> body)
+    /// <summary>The fields a <c>count_tokens</c> body may have: Anthropic's list, less what is refused for messages too.</summary>
+    private static bool CountsField(string name) => name is "model" or "messages" or "system" or "tools" or "tool_choice" or "cache_control";
+
+    /// <summary>
+    /// Translates a <c>POST /v1/messages</c> body, or with <paramref name="forCounting"/> a <c>count_tokens</c> body: the
+    /// same conversation without <c>max_tokens</c> and the sampling fields (which Anthropic's counting does not take).
+    /// </summary>
+    public static (Translated? Request, GatewayError Error) Translate(ReadOnlySpan<byte> body, bool forCounting = false)
     {
         if (body.IsEmpty)
         {
@@ -45,11 +55,11 @@ public static class MessagesRequest
         }
         using (document)
         {
-            return Translate(document.RootElement);
+            return Translate(document.RootElement, forCounting);
         }
     }
 
-    private static (Translated?, GatewayError) Translate(JsonElement root)
+    private static (Translated?, GatewayError) Translate(JsonElement root, bool forCounting)
     {
         if (root.ValueKind != JsonValueKind.Object)
         {
@@ -57,6 +67,10 @@ public static class MessagesRequest
         }
         foreach (var property in root.EnumerateObject())
         {
+            if (forCounting && !CountsField(property.Name) && !NotYet.Contains(property.Name))
+            {
+                return (null, Invalid($"{property.Name}: unknown field (counting tokens takes model, messages, system, tools and tool_choice).", property.Name));
+            }
             if (NotYet.Contains(property.Name))
             {
                 return (null, Invalid($"{property.Name}: not supported yet by this gateway's Messages API.", property.Name));
@@ -76,8 +90,9 @@ public static class MessagesRequest
         {
             return (null, Invalid("model: a non-empty string is required.", "model"));
         }
-        if (!root.TryGetProperty("max_tokens", out var maxTokens) || maxTokens.ValueKind != JsonValueKind.Number
-            || !maxTokens.TryGetInt64(out var maxTokensValue) || maxTokensValue < 1)
+        long maxTokensValue = 0;
+        if (!forCounting && (!root.TryGetProperty("max_tokens", out var maxTokens) || maxTokens.ValueKind != JsonValueKind.Number
+            || !maxTokens.TryGetInt64(out maxTokensValue) || maxTokensValue < 1))
         {
             return (null, Invalid("max_tokens: an integer of at least 1 is required.", "max_tokens"));
         }
@@ -142,7 +157,10 @@ public static class MessagesRequest
                 }
             }
             writer.WriteEndArray();
-            writer.WriteNumber("max_tokens", maxTokensValue);
+            if (!forCounting)
+            {
+                writer.WriteNumber("max_tokens", maxTokensValue);
+            }
 
             if (root.TryGetProperty("stop_sequences", out var stopSequences) && stopSequences.ValueKind != JsonValueKind.Null)
             {
@@ -233,7 +251,7 @@ public static class MessagesRequest
         {
             return error;
         }
-        var texts = new List<string>(content.GetArrayLength());
+        var texts = new List<Part>(content.GetArrayLength());
         var j = 0;
         foreach (var block in content.EnumerateArray())
         {
@@ -243,7 +261,7 @@ public static class MessagesRequest
                 return textError;
             }
         }
-        WriteTexts(writer, texts);
+        WriteParts(writer, texts);
         return null;
     }
 
@@ -266,7 +284,7 @@ public static class MessagesRequest
         {
             return error;
         }
-        var texts = new List<string>(content.GetArrayLength());
+        var parts = new List<Part>(content.GetArrayLength());
         var toolBlocks = new List<(JsonElement Block, string Path)>();
         var toolType = role == "assistant" ? "tool_use"u8 : "tool_result"u8;
         var j = 0;
@@ -282,7 +300,14 @@ public static class MessagesRequest
             {
                 return Invalid($"{blockPath}: '{type.GetString()}' blocks belong in {(role == "assistant" ? "a user" : "an assistant")} turn.", $"{blockPath}.type");
             }
-            else if (ReadText(block, blockPath, texts) is { } textError)
+            else if (role == "user" && type.ValueEquals("image"u8))
+            {
+                if (ReadImage(block, blockPath, parts) is { } imageError)
+                {
+                    return imageError;
+                }
+            }
+            else if (ReadText(block, blockPath, parts) is { } textError)
             {
                 return textError;
             }
@@ -291,13 +316,13 @@ public static class MessagesRequest
         {
             writer.WriteStartObject();
             writer.WriteString("role", role);
-            if (texts.Count == 0)
+            if (parts.Count == 0)
             {
                 writer.WriteNull("content");
             }
             else
             {
-                WriteTexts(writer, texts);
+                WriteParts(writer, parts);
             }
             if (toolBlocks.Count > 0)
             {
@@ -321,11 +346,11 @@ public static class MessagesRequest
                 return toolError;
             }
         }
-        if (texts.Count > 0)
+        if (parts.Count > 0)
         {
             writer.WriteStartObject();
             writer.WriteString("role", role);
-            WriteTexts(writer, texts);
+            WriteParts(writer, parts);
             writer.WriteEndObject();
         }
         return null;
@@ -353,10 +378,18 @@ public static class MessagesRequest
         return null;
     }
 
-    /// <summary>A <c>text</c> block's text, added to <paramref name="texts"/>; any other block is refused, naming it.</summary>
-    private static GatewayError? ReadText(JsonElement block, string blockPath, List<string> texts)
+    /// <summary>A <c>text</c> block's text, added to <paramref name="parts"/>; any other block is refused, naming it.</summary>
+    private static GatewayError? ReadText(JsonElement block, string blockPath, List<Part> parts)
     {
         var type = block.GetProperty("type");
+        if (type.ValueEquals("document"u8))
+        {
+            return Invalid($"{blockPath}: 'document' blocks (PDFs and text documents) are not supported by the chat-completions targets this model is served by.", $"{blockPath}.type");
+        }
+        if (type.ValueEquals("image"u8))
+        {
+            return Invalid($"{blockPath}: 'image' blocks are only supported in a user turn's content; the chat-completions targets this model is served by take no images here.", $"{blockPath}.type");
+        }
         if (!type.ValueEquals("text"u8))
         {
             return Invalid($"{blockPath}: content blocks of type '{type.GetString()}' are not supported yet by this gateway's Messages API.", $"{blockPath}.type");
@@ -374,24 +407,102 @@ public static class MessagesRequest
         {
             return Invalid($"{blockPath}.text: a string is required.", $"{blockPath}.text");
         }
-        texts.Add(text.GetString()!);
+        parts.Add(new Part(text.GetString()!, null));
         return null;
     }
 
-    /// <summary><c>content</c>: one text as a string, several as text parts.</summary>
-    private static void WriteTexts(Utf8JsonWriter writer, List<string> texts)
+    /// <summary>The media types Anthropic accepts in an image block.</summary>
+    private static readonly string[] ImageMediaTypes = ["image/jpeg", "image/png", "image/gif", "image/webp"];
+
+    /// <summary>
+    /// An <c>image</c> block as an <c>image_url</c> part: a <c>base64</c> source (one of Anthropic's media types, valid
+    /// base64) as a <c>data:</c> URL, a <c>url</c> source (absolute http or https) as it is. A <c>file</c> source
+    /// (Anthropic's Files API) has nothing to point at here, so it is refused.
+    /// </summary>
+    private static GatewayError? ReadImage(JsonElement block, string path, List<Part> parts)
     {
-        if (texts.Count == 1)
+        foreach (var property in block.EnumerateObject())
         {
-            writer.WriteString("content", texts[0]);
+            if (property.Name is not ("type" or "source" or "cache_control"))
+            {
+                return Invalid($"{path}.{property.Name}: unknown field.", $"{path}.{property.Name}");
+            }
+        }
+        var sourcePath = path + ".source";
+        if (!block.TryGetProperty("source", out var source) || source.ValueKind != JsonValueKind.Object
+            || !source.TryGetProperty("type", out var sourceType) || sourceType.ValueKind != JsonValueKind.String)
+        {
+            return Invalid($"{sourcePath}: an object with a 'type' ('base64' or 'url') is required.", sourcePath);
+        }
+        if (sourceType.ValueEquals("base64"u8))
+        {
+            foreach (var property in source.EnumerateObject())
+            {
+                if (property.Name is not ("type" or "media_type" or "data"))
+                {
+                    return Invalid($"{sourcePath}.{property.Name}: unknown field.", $"{sourcePath}.{property.Name}");
+                }
+            }
+            if (!source.TryGetProperty("media_type", out var mediaType) || mediaType.ValueKind != JsonValueKind.String
+                || Array.IndexOf(ImageMediaTypes, mediaType.GetString()) < 0)
+            {
+                return Invalid($"{sourcePath}.media_type: must be one of {string.Join(", ", ImageMediaTypes.Select(m => $"'{m}'"))}.", $"{sourcePath}.media_type");
+            }
+            if (!source.TryGetProperty("data", out var data) || data.ValueKind != JsonValueKind.String
+                || data.GetString() is not { Length: > 0 } base64 || !System.Buffers.Text.Base64.IsValid(base64))
+            {
+                return Invalid($"{sourcePath}.data: a non-empty base64 string is required.", $"{sourcePath}.data");
+            }
+            parts.Add(new Part(null, $"data:{mediaType.GetString()};base64,{base64}"));
+            return null;
+        }
+        if (sourceType.ValueEquals("url"u8))
+        {
+            foreach (var property in source.EnumerateObject())
+            {
+                if (property.Name is not ("type" or "url"))
+                {
+                    return Invalid($"{sourcePath}.{property.Name}: unknown field.", $"{sourcePath}.{property.Name}");
+                }
+            }
+            if (!source.TryGetProperty("url", out var url) || url.ValueKind != JsonValueKind.String
+                || !Uri.TryCreate(url.GetString(), UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https"))
+            {
+                return Invalid($"{sourcePath}.url: an absolute http or https URL is required.", $"{sourcePath}.url");
+            }
+            parts.Add(new Part(null, url.GetString()));
+            return null;
+        }
+        return Invalid($"{sourcePath}.type: must be 'base64' or 'url' (image sources of type '{sourceType.GetString()}' are not supported by this gateway).", $"{sourcePath}.type");
+    }
+
+    /// <summary>A piece of a chat message's content: a text, or an image's URL.</summary>
+    private readonly record struct Part(string? Text, string? ImageUrl);
+
+    /// <summary><c>content</c>: one text as a string, anything else as parts (<c>text</c> and <c>image_url</c>).</summary>
+    private static void WriteParts(Utf8JsonWriter writer, List<Part> parts)
+    {
+        if (parts is [{ Text: { } only }])
+        {
+            writer.WriteString("content", only);
             return;
         }
         writer.WriteStartArray("content");
-        foreach (var text in texts)
+        foreach (var part in parts)
         {
             writer.WriteStartObject();
-            writer.WriteString("type", "text");
-            writer.WriteString("text", text);
+            if (part.Text is { } text)
+            {
+                writer.WriteString("type", "text");
+                writer.WriteString("text", text);
+            }
+            else
+            {
+                writer.WriteString("type", "image_url");
+                writer.WriteStartObject("image_url");
+                writer.WriteString("url", part.ImageUrl);
+                writer.WriteEndObject();
+            }
             writer.WriteEndObject();
         }
         writer.WriteEndArray();
@@ -465,7 +576,7 @@ public static class MessagesRequest
             }
             else if (content.ValueKind == JsonValueKind.Array)
             {
-                var texts = new List<string>(content.GetArrayLength());
+                var texts = new List<Part>(content.GetArrayLength());
                 var j = 0;
                 foreach (var inner in content.EnumerateArray())
                 {
@@ -474,12 +585,16 @@ public static class MessagesRequest
                     {
                         return Invalid($"{innerPath}: a content block must be an object with a 'type'.", innerPath);
                     }
+                    if (type.ValueEquals("image"u8))
+                    {
+                        return Invalid($"{innerPath}: images in a tool_result are not supported: the chat-completions tool message this model is served by carries text only.", $"{innerPath}.type");
+                    }
                     if (ReadText(inner, innerPath, texts) is { } textError)
                     {
                         return textError;
                     }
                 }
-                text = string.Join('\n', texts);
+                text = string.Join('\n', texts.Select(t => t.Text));
             }
             else
             {

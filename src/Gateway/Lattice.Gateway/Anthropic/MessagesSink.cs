@@ -32,6 +32,7 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
     private readonly SortedList<int, ToolCall> _tools = [];
     private string? _finishReason;
     private string? _matchedStop;
+    private bool _refused;
 
     public void Admission(RateLimitReport? limits, bool admitted)
     {
@@ -271,18 +272,12 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
             return;
         }
         var choice = choices[0];
-        if (choice.TryGetProperty(contentProperty, out var delta) && delta.ValueKind == JsonValueKind.Object
-            && delta.TryGetProperty("content", out var content) && content.ValueKind == JsonValueKind.String
-            && content.GetString() is { Length: > 0 } text)
+        if (choice.TryGetProperty(contentProperty, out var delta) && delta.ValueKind == JsonValueKind.Object)
         {
-            if (output is not null)
-            {
-                _events.Text(output, text);
-            }
-            else
-            {
-                _text.Append(text);
-            }
+            ReadText(delta, "content", output);
+            // A chat refusal (OpenAI's message.refusal) is what the model said instead of an answer: Anthropic clients
+            // get it as the text, with stop_reason "refusal".
+            _refused |= ReadText(delta, "refusal", output);
         }
         if (choice.TryGetProperty(contentProperty, out var message) && message.ValueKind == JsonValueKind.Object
             && message.TryGetProperty("tool_calls", out var calls) && calls.ValueKind == JsonValueKind.Array)
@@ -299,6 +294,25 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
         {
             _matchedStop = matched;
         }
+    }
+
+    /// <summary>The text in <paramref name="message"/>'s <paramref name="property"/>, if any: told, or kept for a whole answer.</summary>
+    private bool ReadText(JsonElement message, string property, IBufferWriter<byte>? output)
+    {
+        if (!message.TryGetProperty(property, out var content) || content.ValueKind != JsonValueKind.String
+            || content.GetString() is not { Length: > 0 } text)
+        {
+            return false;
+        }
+        if (output is not null)
+        {
+            _events.Text(output, text);
+        }
+        else
+        {
+            _text.Append(text);
+        }
+        return true;
     }
 
     /// <summary>
@@ -394,7 +408,8 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
     }
 
     /// <summary>Anthropic's <c>stop_reason</c> for the chat finish reason.</summary>
-    private string StopReason() => _matchedStop is not null ? "stop_sequence" : MessagesMapping.StopReasonFor(_finishReason);
+    private string StopReason() =>
+        _matchedStop is not null ? "stop_sequence" : _refused ? "refusal" : MessagesMapping.StopReasonFor(_finishReason);
 
     /// <summary>The Message id: <c>msg_</c> and the request id's own part, so one finds the other.</summary>
     private static string MessageId(string requestId) =>

@@ -1,4 +1,3 @@
-using Lattice.Protocol;
 using System.Text.Json;
 using Lattice.Gateway.Auth;
 using Lattice.Gateway.Catalog;
@@ -25,14 +24,19 @@ public static class OpenAiEndpoints
         return routes;
     }
 
+    /// <summary>The model list; a request carrying <c>anthropic-version</c> gets Anthropic's shape and envelope instead.</summary>
     private static async Task ListModelsAsync(HttpContext context, Authenticator authenticator, CatalogStore catalog, Runtimes.RuntimeStore runtimes)
     {
+        if (Anthropic.AnthropicModels.Wants(context.Request))
+        {
+            await Anthropic.AnthropicModels.ListAsync(context, authenticator, catalog, runtimes);
+            return;
+        }
         if (await EndpointAuth.RequireAsync(context, authenticator, Scopes.CatalogRead, Scopes.Inference) is not { } caller)
         {
             return;
         }
-        var models = catalog.Current.Models.Values.OrderBy(m => m.Id, StringComparer.Ordinal);
-        var personal = runtimes.UsableBy(caller).ToList();
+        var models = VisibleModels.List(caller, catalog.Current, runtimes);
         await WriteJsonAsync(context, writer =>
         {
             writer.WriteStartObject();
@@ -42,10 +46,6 @@ public static class OpenAiEndpoints
             {
                 WriteModel(writer, model);
             }
-            foreach (var runtime in personal)
-            {
-                WriteRuntimeModel(writer, runtime);
-            }
             writer.WriteEndArray();
             writer.WriteEndObject();
         });
@@ -53,26 +53,17 @@ public static class OpenAiEndpoints
 
     private static async Task GetModelAsync(HttpContext context, string id, Authenticator authenticator, CatalogStore catalog, Runtimes.RuntimeStore runtimes)
     {
+        if (Anthropic.AnthropicModels.Wants(context.Request))
+        {
+            await Anthropic.AnthropicModels.GetAsync(context, id, authenticator, catalog, runtimes);
+            return;
+        }
         if (await EndpointAuth.RequireAsync(context, authenticator, Scopes.CatalogRead, Scopes.Inference) is not { } caller)
         {
             return;
         }
         var modelId = Uri.UnescapeDataString(id);
-        var parsed = ModelId.Parse(modelId);
-        if (parsed.Kind == ModelIdKind.PersonalRuntime)
-        {
-            // Another workspace's (or another user's) runtime is indistinguishable from one that does not exist.
-            if (runtimes.Find(parsed.Name) is { Revoked: false } runtime && runtime.VisibleTo(caller) && !runtime.Hosted)
-            {
-                await WriteJsonAsync(context, writer => WriteRuntimeModel(writer, runtime));
-            }
-            else
-            {
-                await OpenAiErrors.WriteAsync(context, GatewayError.ModelNotFound(modelId));
-            }
-            return;
-        }
-        if (!catalog.Current.Models.TryGetValue(modelId, out var model))
+        if (VisibleModels.Find(modelId, caller, catalog.Current, runtimes) is not { } model)
         {
             await OpenAiErrors.WriteAsync(context, GatewayError.ModelNotFound(modelId));
             return;
@@ -80,23 +71,13 @@ public static class OpenAiEndpoints
         await WriteJsonAsync(context, writer => WriteModel(writer, model));
     }
 
-    private static void WriteModel(Utf8JsonWriter writer, CatalogModel model)
+    private static void WriteModel(Utf8JsonWriter writer, ListedModel model)
     {
         writer.WriteStartObject();
         writer.WriteString("id", model.Id);
         writer.WriteString("object", "model");
         writer.WriteNumber("created", model.CreatedAt.ToUnixTimeSeconds());
         writer.WriteString("owned_by", model.OwnedBy);
-        writer.WriteEndObject();
-    }
-
-    private static void WriteRuntimeModel(Utf8JsonWriter writer, Runtimes.RuntimeRecord runtime)
-    {
-        writer.WriteStartObject();
-        writer.WriteString("id", ModelId.PersonalPrefix + runtime.LatticeId);
-        writer.WriteString("object", "model");
-        writer.WriteNumber("created", runtime.CreatedAt.ToUnixTimeSeconds());
-        writer.WriteString("owned_by", runtime.WorkspaceId);
         writer.WriteEndObject();
     }
 
