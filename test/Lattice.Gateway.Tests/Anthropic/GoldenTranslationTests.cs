@@ -90,7 +90,7 @@ public sealed class GoldenTranslationTests
         context.Response.Body = body;
         var sink = new MessagesSink(context, request, new FakeTimeProvider());
         var sse = golden["chat_sse"] is JsonArray;
-        sink.Start(StatusCodes.Status200OK, sse ? "text/event-stream" : "application/json", null, sse);
+        sink.Start(StatusCodes.Status200OK, sse ? "text/event-stream" : "application/json", null, sse, native: false);
         if (golden["chat_sse"] is JsonArray chunks)
         {
             foreach (var chunk in chunks)
