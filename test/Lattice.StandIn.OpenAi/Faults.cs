@@ -6,6 +6,7 @@ internal enum FaultKind
 {
     None,
     Fail500,
+    Fail500Endless,
     Fail503Html,
     Slow,
     Drop,
@@ -19,6 +20,8 @@ internal enum FaultKind
 internal readonly record struct Fault(FaultKind Kind, int DelayMs, string? GateName = null)
 {
     public const string Fail500Model = "standin-fail-500";
+    /// <summary>A 500 whose JSON error body never ends (until the client goes away).</summary>
+    public const string Fail500EndlessModel = "standin-fail-500-endless";
     public const string Fail503HtmlModel = "standin-fail-503-html";
     public const string SlowPrefix = "standin-slow-";
     /// <summary><c>standin-drop</c> drops the stream 100 ms after its first chunk; <c>standin-drop-&lt;gate&gt;</c> once gate <c>&lt;gate&gt;</c> lets it (see <see cref="StandInGates"/>).</summary>
@@ -44,6 +47,7 @@ internal readonly record struct Fault(FaultKind Kind, int DelayMs, string? GateN
         return model switch
         {
             Fail500Model => new Fault(FaultKind.Fail500, 0),
+            Fail500EndlessModel => new Fault(FaultKind.Fail500Endless, 0),
             Fail503HtmlModel => new Fault(FaultKind.Fail503Html, 0),
             DropModel => new Fault(FaultKind.Drop, 0),
             _ when model.StartsWith(DropModel + "-", StringComparison.Ordinal) => new Fault(FaultKind.Drop, 0, model[(DropModel.Length + 1)..]),
@@ -74,6 +78,23 @@ internal readonly record struct Fault(FaultKind Kind, int DelayMs, string? GateN
             case FaultKind.Fail500:
                 await JsonOut.Error(ctx, StatusCodes.Status500InternalServerError,
                     "The stand-in failed on purpose.", "server_error", null, "standin_failure");
+                return true;
+            case FaultKind.Fail500Endless:
+                ctx.Response.StatusCode = StatusCodes.Status500InternalServerError;
+                ctx.Response.ContentType = "application/json";
+                try
+                {
+                    await ctx.Response.Body.WriteAsync("{\"error\":{\"type\":\"server_error\",\"message\":\""u8.ToArray(), ctx.RequestAborted);
+                    var filler = new byte[16 * 1024];
+                    filler.AsSpan().Fill((byte)'x');
+                    while (!ctx.RequestAborted.IsCancellationRequested)
+                    {
+                        await ctx.Response.Body.WriteAsync(filler, ctx.RequestAborted);
+                    }
+                }
+                catch (Exception ex) when (ex is OperationCanceledException or IOException)
+                {
+                }
                 return true;
             case FaultKind.Overloaded when anthropic:
                 await Messages.Error(ctx, 529, "overloaded_error", "Overloaded");

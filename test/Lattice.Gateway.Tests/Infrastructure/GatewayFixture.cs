@@ -64,6 +64,7 @@ public sealed class GatewayFixture : IAsyncLifetime
         await AddModelAsync("lovelace:chat", Offer(upstream, "standin-chat"));
         await AddModelAsync("lovelace:failover", Offer(deadUpstream, "standin-chat", priority: 0), Offer(upstream, "standin-chat", priority: 1));
         await AddModelAsync("lovelace:fail-500", Offer(upstream, "standin-fail-500"));
+        await AddModelAsync("lovelace:fail-500-endless", Offer(upstream, "standin-fail-500-endless"));
         await AddModelAsync("lovelace:fail-500-then-ok", Offer(upstream, "standin-fail-500", priority: 0), Offer(upstream, "standin-chat", priority: 1));
         await AddModelAsync("lovelace:html-503", Offer(upstream, "standin-fail-503-html"));
         await AddModelAsync("lovelace:dead", Offer(deadUpstream, "standin-chat"));

@@ -48,6 +48,17 @@ public sealed class UpstreamFailureTests(GatewayFixture gateway)
     }
 
     [Fact]
+    public async Task An_upstream_5xx_whose_body_never_ends_is_read_only_up_to_the_cap()
+    {
+        // The stand-in's error body goes on for ever: the gateway reads 64 KiB of it, gives up on relaying it, and
+        // answers with its own error instead of waiting for the end (or buffering all of it).
+        var (status, error, _) = await SendAsync("lovelace:fail-500-endless");
+        Assert.Equal(HttpStatusCode.BadGateway, status);
+        Assert.Equal("upstream_error", error.GetProperty("code").GetString());
+        Assert.Equal("The upstream provider answered with status 500.", error.GetProperty("message").GetString());
+    }
+
+    [Fact]
     public async Task An_upstream_5xx_without_an_envelope_is_502_upstream_error()
     {
         var (status, error, _) = await SendAsync("lovelace:html-503");

@@ -143,6 +143,9 @@ public sealed class UpstreamTarget(
         return (message, usageSplice is not null);
     }
 
+    /// <summary>The largest error envelope relayed from a failing upstream; a bigger answer is not read past this.</summary>
+    internal const int MaxEnvelopeBytes = 64 * 1024;
+
     private static async Task<byte[]?> ReadEnvelopeAsync(HttpResponseMessage response, CancellationToken cancellationToken)
     {
         try
@@ -151,11 +154,26 @@ public sealed class UpstreamTarget(
             {
                 return null;
             }
-            var bytes = await response.Content.ReadAsByteArrayAsync(cancellationToken);
-            if (bytes.Length > 64 * 1024)
+            // Read with a cap, never the whole of whatever a failing upstream sends (nor what it declares).
+            if (response.Content.Headers.ContentLength > MaxEnvelopeBytes)
             {
                 return null;
             }
+            var buffer = new byte[MaxEnvelopeBytes + 1];
+            var length = 0;
+            await using (var stream = await response.Content.ReadAsStreamAsync(cancellationToken))
+            {
+                int read;
+                while (length < buffer.Length && (read = await stream.ReadAsync(buffer.AsMemory(length), cancellationToken)) > 0)
+                {
+                    length += read;
+                }
+            }
+            if (length > MaxEnvelopeBytes)
+            {
+                return null;
+            }
+            var bytes = buffer[..length];
             using var doc = JsonDocument.Parse(bytes);
             return doc.RootElement.ValueKind == JsonValueKind.Object
                 && doc.RootElement.TryGetProperty("error", out var e) && e.ValueKind == JsonValueKind.Object
