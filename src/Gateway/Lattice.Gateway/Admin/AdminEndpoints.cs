@@ -5,6 +5,7 @@ using Lattice.Gateway.Hosting;
 using Lattice.Gateway.Metering;
 using Lattice.Gateway.OpenAi;
 using Lattice.Gateway.Persistence;
+using Lattice.Gateway.Upstreams;
 using Lattice.Protocol;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
@@ -456,9 +457,20 @@ public static class AdminEndpoints
             {
                 return (null, GatewayError.InvalidRequest("'upstream_model' is required.", $"offers[{i}].upstream_model"));
             }
+            if (!credentials.AllowLinkLocalUpstreams && UpstreamAddressPolicy.IsLinkLocalOrMetadata(baseUrl))
+            {
+                return (null, GatewayError.InvalidRequest(
+                    $"'base_url' points at a link-local or cloud metadata address ({baseUrl.IdnHost}); set Lattice:AllowLinkLocalUpstreams to allow it.", $"offers[{i}].base_url"));
+            }
             if (r.Credential is not null && !credentials.Credentials.ContainsKey(r.Credential))
             {
                 return (null, GatewayError.InvalidRequest($"No credential named '{r.Credential}' is configured (Lattice:Credentials:{r.Credential}).", $"offers[{i}].credential"));
+            }
+            if (r.Credential is not null && !UpstreamAddressPolicy.MaySend(credentials, r.Credential, baseUrl))
+            {
+                return (null, GatewayError.InvalidRequest(
+                    $"The credential '{r.Credential}' is bound to {string.Join(", ", credentials.CredentialHosts[r.Credential])} (Lattice:CredentialHosts:{r.Credential}), not {baseUrl.Authority}.",
+                    $"offers[{i}].credential"));
             }
             if (r.TimeoutSeconds is <= 0 or > 3600)
             {

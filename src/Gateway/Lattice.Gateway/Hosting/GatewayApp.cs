@@ -186,8 +186,10 @@ public static class GatewayApp
         services.AddSingleton<UpstreamTarget>();
         services.AddHttpClient(UpstreamTarget.ClientName)
             .ConfigureHttpClient(c => c.Timeout = Timeout.InfiniteTimeSpan)
-            .ConfigurePrimaryHttpMessageHandler(() => new SocketsHttpHandler
+            .ConfigurePrimaryHttpMessageHandler(sp => new SocketsHttpHandler
             {
+                // Never to a link-local (metadata) address, however the host name resolves.
+                ConnectCallback = UpstreamAddressPolicy.Connect(sp.GetRequiredService<IOptions<UpstreamCredentialsOptions>>().Value.AllowLinkLocalUpstreams),
                 UseProxy = false,
                 UseCookies = false,
                 AllowAutoRedirect = false,

@@ -48,4 +48,14 @@ public sealed class GatewayOptions
 public sealed class UpstreamCredentialsOptions
 {
     public Dictionary<string, string> Credentials { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// Hosts each credential may be sent to (<c>Lattice:CredentialHosts:&lt;name&gt;:0</c> = <c>api.openai.com</c>, a host
+    /// or host:port). A credential with hosts is refused for offers elsewhere and never sent elsewhere; one without any
+    /// may go to every offer that names it.
+    /// </summary>
+    public Dictionary<string, string[]> CredentialHosts { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>Allow offers on link-local addresses (where cloud metadata services answer); off by default.</summary>
+    public bool AllowLinkLocalUpstreams { get; set; }
 }

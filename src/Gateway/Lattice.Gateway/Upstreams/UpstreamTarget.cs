@@ -29,11 +29,18 @@ public sealed class UpstreamTarget(
     public const string ClientName = "upstream";
     private readonly GatewayOptions _options = options.Value;
     private readonly IReadOnlyDictionary<string, string> _credentials = credentials.Value.Credentials;
+    private readonly UpstreamCredentialsOptions _credentialOptions = credentials.Value;
 
     public async ValueTask<TargetOpening> OpenAsync(TaskRequest request, Candidate candidate, CancellationToken cancellationToken)
     {
         var offer = (UpstreamOffer)candidate.State!;
         var secret = offer.CredentialName is { } credentialName && _credentials.TryGetValue(credentialName, out var s) ? s : null;
+        if (secret is not null && !UpstreamAddressPolicy.MaySend(_credentialOptions, offer.CredentialName!, offer.BaseUrl!))
+        {
+            // An offer row edited behind the admin API's back: the secret stays home.
+            return TargetOpening.Failed(DispatchFailure.Unavailable,
+                GatewayError.UpstreamFailed("The offer's credential is not allowed to be sent to its host."), retryable: true);
+        }
         AnthropicUpstream.Call? anthropic = null;
         HttpRequestMessage message;
         var usageInjected = false;
