@@ -113,11 +113,16 @@ public sealed partial class Dispatcher(
     private async Task<DispatchOutcome> RelayAsync(TaskRequest request, Candidate candidate, TargetResponse response, IResponseSink sink, CancellationToken aborted)
     {
         var sse = response.ContentType.StartsWith("text/event-stream", StringComparison.OrdinalIgnoreCase);
-        // Only a stream's bytes are ever changed (the usage the gateway asked for), so a JSON answer keeps its length.
-        sink.Start(response.Status, response.ContentType, sse ? null : response.ContentLength, sse);
+        var json = !sse && response.ContentType.StartsWith("application/json", StringComparison.OrdinalIgnoreCase);
+        // The answer names the model the client asked for, never the upstream's or engine's name: the value of each
+        // `model` member is replaced in every event of a stream and in a JSON answer as its bytes pass. That changes
+        // the length, so only other answers (text, subtitles) keep the target's Content-Length.
+        var model = sse || json ? ModelFieldRewriter.Quote(request.Model) : null;
+        var rewriter = json ? new ModelFieldRewriter(model!) : null;
+        sink.Start(response.Status, response.ContentType, model is null ? response.ContentLength : null, sse);
         var meterBody = meter.Enabled && request.Task.MeteringUnit != MeteringUnits.Requests;
         // A stream keeps what it relayed (up to 1 MiB) only so that a cancelled one can be counted.
-        using var filter = sse ? new SseUsageFilter(response.UsageInjected, meterBody ? KeepStreamBytes : 0, request.Task.UsagePath, request.Task.MeteringUnit) : null;
+        using var filter = sse ? new SseUsageFilter(response.UsageInjected, meterBody ? KeepStreamBytes : 0, request.Task.UsagePath, request.Task.MeteringUnit, model) : null;
         using var copy = !sse && meterBody ? new PooledCopy() : null;
         var writer = sink.Writer;
 
@@ -144,7 +149,14 @@ public sealed partial class Dispatcher(
                 }
                 else
                 {
-                    writer.Write(data);
+                    if (rewriter is not null)
+                    {
+                        rewriter.Write(data, writer);
+                    }
+                    else
+                    {
+                        writer.Write(data);
+                    }
                     copy?.Append(data);
                 }
                 unflushed = true;
