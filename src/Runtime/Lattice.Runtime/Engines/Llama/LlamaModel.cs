@@ -114,6 +114,9 @@ internal sealed class LlamaModel : IDisposable
         return tokens;
     }
 
+    /// <summary>How many tokens <paramref name="text"/> takes on its own (no BOS, special tokens as text).</summary>
+    public int CountTokens(string text) => Weights.Tokenize(text, false, false, Encoding.UTF8).Length;
+
     /// <summary>A new context (KV cache) for one request, of at most <paramref name="size"/> tokens.</summary>
     public LLamaContext CreateContext(int size)
     {
