@@ -112,7 +112,7 @@ public sealed class LlamaEngine : IEngine
                     _logger.LogInformation(
                         "Loaded llama model {Model} in {Elapsed} ms: context {ContextSize} tokens, {Threads} threads, {Template} chat template, sha256 {Sha256}",
                         model.Name, (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds, model.ContextSize, model.Threads,
-                        model.TemplateIsFallback ? "ChatML (fallback)" : "the model's", model.Sha256);
+                        model.PlainCompletion ? "no (plain completion)" : model.TemplateIsFallback ? "ChatML (fallback)" : "the model's", model.Sha256);
                 }
             }
             catch
@@ -169,7 +169,7 @@ public sealed class LlamaEngine : IEngine
         {
             chat = ChatRequest.Parse(request.Body, request.Stream);
             CheckLogitBias(chat, model);
-            prompt = model.ApplyTemplate(chat.Messages);
+            prompt = model.BuildPrompt(chat.Messages);
             promptTokens = model.TokenizePrompt(prompt);
         }
         catch (ChatRequestException e)
