@@ -20,7 +20,7 @@ describe('chat completions', () => {
     });
 
     assert.equal(completion.object, 'chat.completion');
-    assert.equal(completion.model, 'standin-chat', 'the gateway relays the upstream body, so model is the upstream name');
+    assert.equal(completion.model, 'lovelace:chat', 'the answer names the model the client asked for, not the upstream name');
     assert.equal(completion.choices.length, 1);
     const [choice] = completion.choices;
     assert.equal(choice.index, 0);
@@ -57,7 +57,7 @@ describe('chat completions', () => {
     assert.ok(chunks.length >= 3, `expected a role chunk, content chunks and a finish chunk, got ${safeJson(chunks)}`);
     for (const chunk of chunks) {
       assert.equal(chunk.object, 'chat.completion.chunk');
-      assert.equal(chunk.model, 'standin-chat');
+      assert.equal(chunk.model, 'lovelace:chat');
       assert.ok(!('usage' in chunk), `no chunk may carry usage without include_usage, got ${safeJson(chunk)}`);
       assert.equal(chunk.choices.length, 1, `every chunk has one choice, got ${safeJson(chunk)}`);
     }

@@ -32,7 +32,7 @@ describe('embeddings', () => {
     const response = await client().embeddings.create({ model: 'lovelace:embed', input: 'The quick brown fox' });
 
     assert.equal(response.object, 'list');
-    assert.equal(response.model, 'standin-embed');
+    assert.equal(response.model, 'lovelace:embed');
     assert.equal(response.data.length, 1);
     assert.equal(response.data[0].object, 'embedding');
     assert.equal(response.data[0].index, 0);

@@ -35,7 +35,7 @@ const USAGE = 'lattice:compute:usage:read';
 const DESCRIPTIONS = {
   [INFERENCE]: 'Run models on your compute and list your runtimes',
   [CATALOG]: 'See which models you can use',
-  [STREAMING]: 'Stream answers as they are generated',
+  [STREAMING]: 'Open realtime connections',
   [USAGE]: 'Read your usage',
   offline_access: 'Stay connected when you are not using it (refresh tokens)',
 };
@@ -391,6 +391,13 @@ describe('sign in with Lattice in Chromium', () => {
     const device = client({ apiKey: tokens.access_token });
     const models = await device.models.list();
     assert.ok(models.data.some((m) => m.id === 'lovelace:chat'), safeJson(models.data));
+    // Streaming over SSE needs only the inference scope (the streaming scope, unchecked above, is for realtime links).
+    const stream = await device.chat.completions.create({ model: 'lovelace:chat', messages: [{ role: 'user', content: 'hi' }], stream: true });
+    let streamed = '';
+    for await (const chunk of stream) {
+      streamed += chunk.choices[0]?.delta?.content ?? '';
+    }
+    assert.equal(streamed, 'You said: hi');
 
     // The approval is the user's grant like any other: listed with what was granted, and revoking it cuts the device off.
     const grants = await admin('GET', `/admin/v1/workspaces/${workspaceId}/grants`);

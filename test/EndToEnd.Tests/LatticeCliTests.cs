@@ -55,6 +55,30 @@ public sealed class LatticeCliTests(StackFixture stack)
         Assert.Contains("Base URL   " + stack.BaseUrl, stack.Gateway.Output, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Ups_printed_example_is_answered_with_a_story()
+    {
+        // The example up prints is a story opening for this machine's bundled story model.
+        Assert.Contains("\"content\":\"Once upon a time\"", stack.Gateway.Output, StringComparison.Ordinal);
+        var model = File.ReadAllLines(Path.Combine(stack.DataDirectory, "env"))
+            .Single(l => l.StartsWith("LATTICE_RUNTIME_MODEL=", StringComparison.Ordinal))["LATTICE_RUNTIME_MODEL=".Length..];
+
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(60) };
+        using var request = new HttpRequestMessage(HttpMethod.Post, stack.BaseUrl + "/chat/completions")
+        {
+            Content = new StringContent($$"""{"model":"{{model}}","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":40,"temperature":0}""", Encoding.UTF8, "application/json"),
+        };
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", stack.ApiKey);
+        using var response = await http.SendAsync(request);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.OK, text);
+        var answer = System.Text.Json.Nodes.JsonNode.Parse(text)!;
+        Assert.Equal(model, answer["model"]!.GetValue<string>());
+        // Served as the completion model it is (no chat template): the story llama2.c itself writes from that opening.
+        Assert.StartsWith(", there was a little girl named Lily. She loved to play outside in the park.",
+            answer["choices"]![0]!["message"]!["content"]!.GetValue<string>(), StringComparison.Ordinal);
+    }
+
     /// <summary><c>lattice keys create</c> with <paramref name="args"/>: the new key's id and secret, and what it printed.</summary>
     private async Task<(string Id, string Key, string Output)> CreateKeyAsync(params string[] args)
     {

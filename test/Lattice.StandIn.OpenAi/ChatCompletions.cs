@@ -385,7 +385,7 @@ internal static class ChatCompletions
         w.WriteString(s_id, reply.Id);
         w.WriteString(s_object, s_completionObject);
         w.WriteNumber(s_created, reply.Created);
-        w.WriteString(s_model, request.Model);
+        w.WriteString(s_model, Models.Answered(request.Model));
         w.WriteStartArray(s_choices);
         for (int i = 0; i < request.N; i++)
         {
@@ -434,7 +434,7 @@ internal static class ChatCompletions
         w.WriteString(s_id, reply.Id);
         w.WriteString(s_object, s_chunkObject);
         w.WriteNumber(s_created, reply.Created);
-        w.WriteString(s_model, request.Model);
+        w.WriteString(s_model, Models.Answered(request.Model));
         w.WriteString(s_systemFingerprint, s_fingerprintValue);
         w.WriteStartArray(s_choices);
         return w;

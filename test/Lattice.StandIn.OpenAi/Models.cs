@@ -11,6 +11,13 @@ internal static class Models
     /// <summary>The models the stand-in lists. Any model name is accepted by the other endpoints.</summary>
     public static readonly string[] Ids = ["standin-chat", "standin-embed", "standin-transcribe"];
 
+    /// <summary>An alias answered with its dated snapshot's name, as OpenAI answers <c>gpt-4o-mini</c> with <c>gpt-4o-mini-2024-07-18</c>.</summary>
+    public const string DatedAlias = "standin-dated";
+    public const string DatedSnapshot = "standin-dated-2024-07-18";
+
+    /// <summary>The model name an answer carries for a request that named <paramref name="requested"/>.</summary>
+    public static string Answered(string requested) => requested == DatedAlias ? DatedSnapshot : requested;
+
     private static void WriteModel(Utf8JsonWriter w, string id)
     {
         w.WriteStartObject();

@@ -287,7 +287,7 @@ public static class StandInEmbeddings
         }
 
         w.WriteEndArray();
-        w.WriteString("model", request.Model);
+        w.WriteString("model", Models.Answered(request.Model));
         w.WriteStartObject("usage");
         w.WriteNumber("prompt_tokens", request.Tokens);
         w.WriteNumber("total_tokens", request.Tokens);

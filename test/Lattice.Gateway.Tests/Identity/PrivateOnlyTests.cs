@@ -68,6 +68,7 @@ public sealed class PrivateOnlyTests(OAuthGateway gateway) : IClassFixture<OAuth
             Assert.True(status == HttpStatusCode.ServiceUnavailable, $"{path}: {(int)status} {body}");
             var error = Credentials.Error(body);
             Assert.Equal("no_capacity", error["code"]!.GetValue<string>());
+            Assert.Equal("server_error", error["type"]!.GetValue<string>());
             Assert.Contains(because, error["message"]!.GetValue<string>(), StringComparison.Ordinal);
         }
     }

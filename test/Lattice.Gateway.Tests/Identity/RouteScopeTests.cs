@@ -347,7 +347,7 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
     }
 
     [Fact]
-    public async Task Streaming_needs_the_streaming_scope()
+    public async Task Streaming_over_SSE_needs_only_the_inference_scope()
     {
         var body = new JsonObject
         {
@@ -355,20 +355,23 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
             ["stream"] = true,
             ["messages"] = new JsonArray(new JsonObject { ["role"] = "user", ["content"] = "hi" }),
         };
-        var key = await Credentials.KeyAsync(Server, Server.A.WorkspaceId, Scopes.Known.Except([Scopes.Streaming]));
-        var token = await fixture.TokenAsync(OAuthGateway.AllLatticeScopes.Except([Scopes.Streaming]));
+        var key = await Credentials.KeyAsync(Server, Server.A.WorkspaceId, [Scopes.Inference]);
+        var token = await fixture.TokenAsync([Scopes.Inference]);
         foreach (var credential in new[] { key, token })
         {
             using var client = Server.Client(credential);
             var (status, text) = await Credentials.SendAsync(client, "POST", "v1/chat/completions", body);
-            Assert.Equal(HttpStatusCode.Forbidden, status);
-            Assert.Equal("insufficient_scopes", Code(text));
-            Assert.Contains(Scopes.Streaming, Credentials.Error(text)["message"]!.GetValue<string>(), StringComparison.Ordinal);
+            Assert.True(status == HttpStatusCode.OK, text);
+            Assert.StartsWith("data: {", text, StringComparison.Ordinal);
+            Assert.EndsWith("data: [DONE]\n\n", text, StringComparison.Ordinal);
         }
 
-        using var allowed = Server.Client(await fixture.TokenAsync([Scopes.Inference, Scopes.Streaming]));
-        var (ok, stream) = await Credentials.SendAsync(allowed, "POST", "v1/chat/completions", body);
-        Assert.True(ok == HttpStatusCode.OK, stream);
+        // Streaming is no way around the inference scope.
+        using var without = Server.Client(await fixture.TokenAsync([Scopes.CatalogRead, Scopes.Streaming]));
+        var (refused, error) = await Credentials.SendAsync(without, "POST", "v1/chat/completions", body);
+        Assert.Equal(HttpStatusCode.Forbidden, refused);
+        Assert.Equal("insufficient_scopes", Code(error));
+        Assert.Contains(Scopes.Inference, Credentials.Error(error)["message"]!.GetValue<string>(), StringComparison.Ordinal);
     }
 
     private static async Task ExpectMissingScopeAsync(HttpClient client, Rule rule, List<string> failures, string credential)

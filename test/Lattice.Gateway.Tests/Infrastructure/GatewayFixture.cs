@@ -62,6 +62,8 @@ public sealed class GatewayFixture : IAsyncLifetime
         var upstream = StandInUrl + "/v1";
         var deadUpstream = $"http://127.0.0.1:{Lattice.Testing.ProcessHost.FreeTcpPort()}/v1";
         await AddModelAsync("lovelace:chat", Offer(upstream, "standin-chat"));
+        // The stand-in answers this one with its dated snapshot's name (standin-dated-2024-07-18), as OpenAI does.
+        await AddModelAsync("lovelace:dated", Offer(upstream, "standin-dated"));
         await AddModelAsync("lovelace:failover", Offer(deadUpstream, "standin-chat", priority: 0), Offer(upstream, "standin-chat", priority: 1));
         await AddModelAsync("lovelace:fail-500", Offer(upstream, "standin-fail-500"));
         await AddModelAsync("lovelace:fail-500-endless", Offer(upstream, "standin-fail-500-endless"));

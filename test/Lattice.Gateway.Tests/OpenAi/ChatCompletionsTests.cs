@@ -100,6 +100,41 @@ public sealed class ChatCompletionsTests(GatewayFixture gateway)
     }
 
     [Fact]
+    public async Task A_json_answer_names_the_model_the_client_asked_for_not_the_upstreams_snapshot()
+    {
+        using var client = gateway.DevClient();
+        using var response = await client.PostAsync("/v1/chat/completions", Json(
+            """{"model":"lovelace:dated","messages":[{"role":"user","content":"say \"model\":\"x\""}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"tool_choice":"required"}"""));
+        var bytes = await response.Content.ReadAsByteArrayAsync();
+        var text = Encoding.UTF8.GetString(bytes);
+        Assert.True(response.StatusCode == HttpStatusCode.OK, text);
+        // The length changed on the way, so the upstream's Content-Length must not have been passed on.
+        Assert.True(response.Content.Headers.ContentLength is null || response.Content.Headers.ContentLength == bytes.Length, $"{response.Content.Headers.ContentLength} for {bytes.Length} bytes");
+        OpenApiContract.AssertValid("CreateChatCompletionResponse", text);
+        var answer = JsonNode.Parse(text)!;
+        Assert.Equal("lovelace:dated", answer["model"]!.GetValue<string>());
+        Assert.DoesNotContain("standin-dated", text, StringComparison.Ordinal);
+        // The tool call's arguments hold the client's text, escaped key and all, untouched.
+        Assert.Equal("""{"echo":"say \"model\":\"x\""}""", answer["choices"]![0]!["message"]!["tool_calls"]![0]!["function"]!["arguments"]!.GetValue<string>());
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Every_chunk_of_a_stream_names_the_model_the_client_asked_for(bool includeUsage)
+    {
+        var events = await StreamAsync($$$"""{"model":"lovelace:dated","messages":[{"role":"user","content":"hello there"}],"stream":true,"stream_options":{"include_usage":{{{(includeUsage ? "true" : "false")}}}}}""");
+        Assert.Equal("[DONE]", events[^1]);
+        Assert.True(events.Count > 4, string.Join('\n', events));
+        foreach (var e in events.Take(events.Count - 1))
+        {
+            OpenApiContract.AssertValidStreamChunk(e);
+            Assert.Equal("lovelace:dated", JsonNode.Parse(e)!["model"]!.GetValue<string>());
+        }
+        Assert.Equal(includeUsage, JsonNode.Parse(events[^2])!["usage"] is not null);
+    }
+
+    [Fact]
     public async Task Groq_paths_are_the_same_surface()
     {
         using var client = gateway.DevClient();

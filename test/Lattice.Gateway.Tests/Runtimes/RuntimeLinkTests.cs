@@ -70,13 +70,19 @@ public sealed class RuntimeLinkTests : IClassFixture<LiveGateway>
 
         using var plain = await http.PostAsync("v1/chat/completions", Chat(model));
         Assert.Equal(HttpStatusCode.OK, plain.StatusCode);
-        Assert.Equal("Hello from the fixed engine.", JsonNode.Parse(await plain.Content.ReadAsStringAsync())!["choices"]![0]!["message"]!["content"]!.GetValue<string>());
+        var answer = JsonNode.Parse(await plain.Content.ReadAsStringAsync())!;
+        Assert.Equal("Hello from the fixed engine.", answer["choices"]![0]!["message"]!["content"]!.GetValue<string>());
+        // The engine calls itself "fixed"; the client is told the id it asked for.
+        Assert.Equal(model, answer["model"]!.GetValue<string>());
 
         using var streamed = await http.PostAsync("v1/chat/completions", Chat(model, stream: true));
         Assert.Equal("text/event-stream", streamed.Content.Headers.ContentType?.MediaType);
         var text = await streamed.Content.ReadAsStringAsync();
         Assert.Equal(3, text.Split("\"content\":\"tick \"").Length - 1);
         Assert.EndsWith("data: [DONE]\n\n", text, StringComparison.Ordinal);
+        var chunks = Infrastructure.Sse.DataEvents(text).SkipLast(1).ToList();
+        Assert.Equal(4, chunks.Count);
+        Assert.All(chunks, c => Assert.Equal(model, JsonNode.Parse(c)!["model"]!.GetValue<string>()));
     }
 
     [Fact]
@@ -207,12 +213,23 @@ public sealed class RuntimeLinkTests : IClassFixture<LiveGateway>
         using (var before = await http.PostAsync("v1/chat/completions", Chat("lovelace:fixed-" + id)))
         {
             Assert.Equal(HttpStatusCode.ServiceUnavailable, before.StatusCode);
-            Assert.Contains("no_capacity", await before.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+            // The same status and type as every other no_capacity (GatewayError.NoCapacity).
+            var error = JsonNode.Parse(await before.Content.ReadAsStringAsync())!["error"]!;
+            Assert.Equal("no_capacity", error["code"]!.GetValue<string>());
+            Assert.Equal("server_error", error["type"]!.GetValue<string>());
         }
 
         await using var runtime = await StartAsync(credentials, new FixedEngine());
         using var response = await http.PostAsync("v1/chat/completions", Chat("lovelace:fixed-" + id));
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Contains("Hello from the fixed engine.", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.Contains("Hello from the fixed engine.", text, StringComparison.Ordinal);
+        Assert.Equal("lovelace:fixed-" + id, JsonNode.Parse(text)!["model"]!.GetValue<string>());
+
+        using var streamed = await http.PostAsync("v1/chat/completions", Chat("lovelace:fixed-" + id, stream: true));
+        var chunks = Infrastructure.Sse.DataEvents(await streamed.Content.ReadAsStringAsync()).ToList();
+        Assert.Equal("[DONE]", chunks[^1]);
+        Assert.Equal(10, chunks.Count);
+        Assert.All(chunks.SkipLast(1), c => Assert.Equal("lovelace:fixed-" + id, JsonNode.Parse(c)!["model"]!.GetValue<string>()));
     }
 }

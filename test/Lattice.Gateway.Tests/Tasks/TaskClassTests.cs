@@ -30,7 +30,11 @@ public sealed class TaskClassTests(GatewayFixture gateway)
         using var doc = JsonDocument.Parse(text);
         Assert.Equal("standin.echo", doc.RootElement.GetProperty("object").GetString());
         Assert.Equal("/v1/custom/reverse", doc.RootElement.GetProperty("path").GetString());
-        Assert.Equal("""{"model":"standin-reverser","text":"abc","extra":{"kept":true}}""", doc.RootElement.GetProperty("body").GetRawText());
+        // The upstream got the client's bytes with its own model name; its answer (an echo, the body one object
+        // down) names the model the client asked for, as every answer does.
+        var last = await gateway.LastUpstreamRequestAsync("/v1/custom/reverse");
+        Assert.Equal("""{"model":"standin-reverser","text":"abc","extra":{"kept":true}}""", Encoding.UTF8.GetString(Convert.FromBase64String(last["body_base64"]!.GetValue<string>())));
+        Assert.Equal("""{"model":"lovelace:reverser-NAME","text":"abc","extra":{"kept":true}}""".Replace("NAME", name, StringComparison.Ordinal), doc.RootElement.GetProperty("body").GetRawText());
 
         using var bad = await client.PostAsync($"/v1/tasks/{name}", new StringContent($$"""{"model":"lovelace:reverser-{{name}}","text":"far too long for it"}""", Encoding.UTF8, "application/json"));
         Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);

@@ -10,7 +10,7 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace Lattice.Gateway.Tests.Upstreams;
 
-/// <summary>The relay guards the wire format: the client gets exactly the upstream's bytes, however they were split.</summary>
+/// <summary>The relay guards the wire format: the client gets exactly the upstream's bytes (with the model it asked for), however they were split.</summary>
 [Collection(GatewayCollection.Name)]
 public sealed class PassThroughTests(GatewayFixture gateway) : IAsyncLifetime
 {
@@ -52,7 +52,9 @@ public sealed class PassThroughTests(GatewayFixture gateway) : IAsyncLifetime
             $$"""{"model":"lovelace:fixed-{{GetHashCode()}}","messages":[{"role":"user","content":"x"}],"stream":true}""", Encoding.UTF8, "application/json"));
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var bytes = await response.Content.ReadAsByteArrayAsync();
-        Assert.Equal(Encoding.UTF8.GetBytes(string.Concat(Pieces)), bytes);
+        // Byte for byte, but for the model: the client is told the id it asked for.
+        var expected = string.Concat(Pieces).Replace("\"model\":\"m\"", $"\"model\":\"lovelace:fixed-{GetHashCode()}\"", StringComparison.Ordinal);
+        Assert.Equal(Encoding.UTF8.GetString(Encoding.UTF8.GetBytes(expected)), Encoding.UTF8.GetString(bytes));
     }
 
     [Fact]

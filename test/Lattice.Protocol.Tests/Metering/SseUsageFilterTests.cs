@@ -144,6 +144,28 @@ public sealed class SseUsageFilterTests
         Assert.Equal(Reported, filter.Usage);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Every_event_names_the_model_the_client_asked_for_at_any_split(bool strip)
+    {
+        string stream = OpenAiStream(includeUsage: true) + "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-x\",\"content\":[]}}\n\n";
+        string expected = (strip ? OpenAiStream(includeUsage: false) : OpenAiStream(includeUsage: true))
+            .Replace("\"model\":\"gpt-4o-mini-2024-07-18\"", "\"model\":\"lovelace:chat\"", StringComparison.Ordinal)
+            + "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"lovelace:chat\",\"content\":[]}}\n\n";
+        byte[] bytes = Encoding.UTF8.GetBytes(stream);
+        for (int cut = 0; cut <= bytes.Length; cut++)
+        {
+            var output = new ArrayBufferWriter<byte>();
+            using var filter = new SseUsageFilter(strip, keepWrittenBytes: 1 << 20, model: ModelFieldRewriter.Quote("lovelace:chat"));
+            filter.Push(bytes.AsSpan(0, cut), output);
+            filter.Push(bytes.AsSpan(cut), output);
+            Assert.Equal(expected, Encoding.UTF8.GetString(output.WrittenSpan));
+            Assert.Equal(Reported, filter.Usage);
+            Assert.True(filter.SawDone);
+        }
+    }
+
     [Fact]
     public void A_partial_event_is_held_until_its_blank_line_arrives()
     {

@@ -21,6 +21,7 @@ public sealed class DaemonConfigTests
               name = "stories"
               path = "/m/stories.gguf"
               context_size = 256
+              plain_completion = true
 
             [[engines]]
             kind = "openai-compatible"
@@ -36,7 +37,8 @@ public sealed class DaemonConfigTests
         Assert.Equal("/tmp/lattice-x", config.DataDirectory);
         Assert.Equal("http://127.0.0.1:8080", config.GatewayUrl);
         Assert.Equal(2, config.Engines.Count);
-        Assert.Equal(new ModelConfig("stories", "/m/stories.gguf", null, 256), config.Engines[0].Models[0]);
+        Assert.Equal(new ModelConfig("stories", "/m/stories.gguf", null, 256, PlainCompletion: true), config.Engines[0].Models[0]);
+        Assert.False(config.Engines[1].Models[0].PlainCompletion);
         Assert.Equal("embeddings", config.Engines[1].Models[1].Task);
     }
 

@@ -115,12 +115,17 @@ public sealed partial class Dispatcher(
         var sse = response.ContentType.StartsWith("text/event-stream", StringComparison.OrdinalIgnoreCase);
         // An answer in the surface's own API is read by that API's rules: where its usage is, how its stream ends.
         var native = response.Native ? NativeReader(request.Surface) : null;
-        // Only a stream's bytes are ever changed (the usage the gateway asked for), so a JSON answer keeps its length.
-        sink.Start(response.Status, response.ContentType, sse ? null : response.ContentLength, sse, response.Native);
+        var json = !sse && response.ContentType.StartsWith("application/json", StringComparison.OrdinalIgnoreCase);
+        // The answer names the model the client asked for, never the upstream's or engine's name: the value of each
+        // `model` member is replaced in every event of a stream and in a JSON answer as its bytes pass. That changes
+        // the length, so only other answers (text, subtitles) keep the target's Content-Length.
+        var model = sse || json ? ModelFieldRewriter.Quote(request.Model) : null;
+        var rewriter = json ? new ModelFieldRewriter(model!) : null;
+        sink.Start(response.Status, response.ContentType, model is null ? response.ContentLength : null, sse, response.Native);
         var meterBody = meter.Enabled && request.Task.MeteringUnit != MeteringUnits.Requests;
         // A stream keeps what it relayed (up to 1 MiB) only so that a cancelled one can be counted.
         using var filter = sse
-            ? new SseUsageFilter(response.UsageInjected, meterBody ? KeepStreamBytes : 0, native is null ? request.Task.UsagePath : null, request.Task.MeteringUnit, native)
+            ? new SseUsageFilter(response.UsageInjected, meterBody ? KeepStreamBytes : 0, native is null ? request.Task.UsagePath : null, request.Task.MeteringUnit, native, model)
             : null;
         using var copy = !sse && meterBody ? new PooledCopy() : null;
         var writer = sink.Writer;
@@ -148,7 +153,14 @@ public sealed partial class Dispatcher(
                 }
                 else
                 {
-                    writer.Write(data);
+                    if (rewriter is not null)
+                    {
+                        rewriter.Write(data, writer);
+                    }
+                    else
+                    {
+                        writer.Write(data);
+                    }
                     copy?.Append(data);
                 }
                 unflushed = true;

@@ -20,8 +20,11 @@ public sealed class GatewayOptions
     /// <summary>How long one upstream attempt may take, from sending to the last byte, unless its offer says otherwise.</summary>
     public TimeSpan UpstreamTimeout { get; set; } = TimeSpan.FromMinutes(5);
 
-    /// <summary>How long a runtime may take to finish a dispatch.</summary>
-    public TimeSpan RuntimeTimeout { get; set; } = TimeSpan.FromMinutes(10);
+    /// <summary>
+    /// How long a runtime may go without progress on a dispatch (no frame of it arriving) before it times out; an
+    /// answer that keeps producing is never cut.
+    /// </summary>
+    public TimeSpan RuntimeTimeout { get; set; } = TimeSpan.FromMinutes(5);
 
     /// <summary>An operator key for the admin API, configured out of band. Stored hashed at start-up; optional.</summary>
     public string? AdminKey { get; set; }

@@ -11,7 +11,7 @@ internal static class Pages
     public static readonly IReadOnlyDictionary<string, string> ScopeDescriptions = new Dictionary<string, string>
     {
         [Auth.Scopes.Inference] = "Run models on your compute and list your runtimes",
-        [Auth.Scopes.Streaming] = "Stream answers as they are generated",
+        [Auth.Scopes.Streaming] = "Open realtime connections",
         [Auth.Scopes.CatalogRead] = "See which models you can use",
         [Auth.Scopes.PersonalRuntimeManage] = "Create, pair and revoke your personal runtimes",
         [Auth.Scopes.UsageRead] = "Read your usage",

@@ -43,6 +43,10 @@ public readonly record struct GatewayError(int Status, string Type, string? Code
     public static GatewayError NotFound(string message) =>
         new(StatusCodes.Status404NotFound, ErrorTypes.InvalidRequest, ErrorCodes.NotFound, message);
 
+    /// <summary>No capacity can serve the model now: every path to <c>no_capacity</c> gives this one status and type.</summary>
+    public static GatewayError NoCapacity(string message) =>
+        new(StatusCodes.Status503ServiceUnavailable, ErrorTypes.Server, ErrorCodes.NoCapacity, message, "model");
+
     public static GatewayError UpstreamFailed(string message) =>
         new(StatusCodes.Status502BadGateway, ErrorTypes.Api, ErrorCodes.UpstreamError, message);
 

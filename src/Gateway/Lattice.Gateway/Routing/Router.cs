@@ -70,17 +70,14 @@ public sealed class Router(RuntimeStore runtimes, RuntimeRegistry registry, Runt
         }
         if (candidates.Count == 0)
         {
-            return RoutePlan.Fail(new GatewayError(StatusCodes.Status503ServiceUnavailable, ErrorTypes.Api, ErrorCodes.NoCapacity,
-                "No capacity is connected that can serve this model."));
+            return RoutePlan.Fail(GatewayError.NoCapacity("No capacity is connected that can serve this model."));
         }
         return new RoutePlan(candidates, default) { MaxOutputTokens = model.MaxOutputTokens };
     }
 
-    public static GatewayError NoPrivateCapacity(string modelId, Caller caller) => new(
-        StatusCodes.Status503ServiceUnavailable, ErrorTypes.Server, ErrorCodes.NoCapacity,
+    public static GatewayError NoPrivateCapacity(string modelId, Caller caller) => GatewayError.NoCapacity(
         $"No private capacity can serve '{modelId}', and this request may not use marketplace capacity " +
-        (caller.HasScope(Scopes.WorkspaceOnly) ? $"(the credential carries {Scopes.WorkspaceOnly})." : $"(the credential lacks {Scopes.Marketplace})."),
-        "model");
+        (caller.HasScope(Scopes.WorkspaceOnly) ? $"(the credential carries {Scopes.WorkspaceOnly})." : $"(the credential lacks {Scopes.Marketplace})."));
 
     private RoutePlan PlanPersonal(Caller caller, string latticeId, string task)
     {

@@ -22,16 +22,22 @@ public readonly record struct DispatchEvent(FrameType Type, ReadOnlyMemory<byte>
 }
 
 /// <summary>One request in flight over a runtime link: its events arrive in order on <see cref="Events"/>.</summary>
-public sealed class RuntimeDispatch(uint id, RuntimeConnection connection)
+public sealed class RuntimeDispatch(uint id, RuntimeConnection connection, long startedAt)
 {
     private readonly Channel<DispatchEvent> _events = Channel.CreateUnbounded<DispatchEvent>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+    private long _lastFrameAt = startedAt;
 
     public uint Id { get; } = id;
     public RuntimeConnection Connection { get; } = connection;
     public ChannelReader<DispatchEvent> Events => _events.Reader;
 
-    internal void Post(DispatchEvent e)
+    /// <summary>When (a <see cref="TimeProvider"/> timestamp) the last frame of this dispatch arrived, else when it was sent.</summary>
+    public long LastFrameAt => Volatile.Read(ref _lastFrameAt);
+
+    internal void Post(DispatchEvent e, long receivedAt)
     {
+        // Progress is noted on arrival, not when the relay gets to it: a slow client does not make the runtime idle.
+        Volatile.Write(ref _lastFrameAt, receivedAt);
         if (!_events.Writer.TryWrite(e))
         {
             e.Release();
@@ -136,7 +142,7 @@ public sealed partial class RuntimeConnection
             }
         }
         var id = Interlocked.Increment(ref _nextId);
-        var dispatch = new RuntimeDispatch(id, this);
+        var dispatch = new RuntimeDispatch(id, this, _time.GetTimestamp());
         bool tracked;
         lock (_gate)
         {
@@ -317,10 +323,11 @@ public sealed partial class RuntimeConnection
                 }
                 while (!result.EndOfMessage);
 
-                Interlocked.Exchange(ref _lastHeard, _time.GetTimestamp());
+                var heard = _time.GetTimestamp();
+                Interlocked.Exchange(ref _lastHeard, heard);
                 if (Frame.TryRead(buffer.AsMemory(0, length), out var type, out var id, out var payload))
                 {
-                    Dispatch(type, id, payload);
+                    Dispatch(type, id, payload, heard);
                 }
             }
             finally
@@ -330,7 +337,7 @@ public sealed partial class RuntimeConnection
         }
     }
 
-    private void Dispatch(FrameType type, uint id, ReadOnlyMemory<byte> payload)
+    private void Dispatch(FrameType type, uint id, ReadOnlyMemory<byte> payload, long receivedAt)
     {
         switch (type)
         {
@@ -351,7 +358,7 @@ public sealed partial class RuntimeConnection
                 // The receive buffer is reused, so the payload is copied once, into a pooled array the reader returns.
                 var copy = ArrayPool<byte>.Shared.Rent(Math.Max(payload.Length, 1));
                 payload.Span.CopyTo(copy);
-                dispatch.Post(new DispatchEvent(type, copy.AsMemory(0, payload.Length), copy));
+                dispatch.Post(new DispatchEvent(type, copy.AsMemory(0, payload.Length), copy), receivedAt);
                 break;
         }
     }

@@ -9,11 +9,12 @@ using Microsoft.Extensions.Options;
 namespace Lattice.Gateway.Runtimes;
 
 /// <summary>Runs a request on a runtime's link: one dispatch frame out, response frames back as the answer.</summary>
-public sealed class RuntimeTarget(IOptions<GatewayOptions> options) : IDispatchTarget
+public sealed class RuntimeTarget(IOptions<GatewayOptions> options, TimeProvider time) : IDispatchTarget
 {
     /// <summary>How long a cancelled dispatch waits for the runtime's count of what it generated.</summary>
     private static readonly TimeSpan CancelReportWait = TimeSpan.FromSeconds(5);
 
+    // Without progress: a dispatch times out only when none of its frames has arrived for this long.
     private readonly TimeSpan _timeout = options.Value.RuntimeTimeout;
 
     /// <summary>The link and the runtime's model routing chose (a <see cref="Candidate.State"/>).</summary>
@@ -29,7 +30,7 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options) : IDispatchT
 
     internal static GatewayError TimedOut() =>
         new(StatusCodes.Status504GatewayTimeout, ErrorTypes.Api, ErrorCodes.PersonalLatticeExecutionTimeout,
-            "The runtime did not finish in time.");
+            "The runtime made no progress in time.");
 
     private static GatewayError RuntimeFailed(DispatchError? error) =>
         new(StatusCodes.Status502BadGateway, ErrorTypes.Api, error?.Code ?? ErrorCodes.UpstreamError,
@@ -38,24 +39,24 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options) : IDispatchT
     public async ValueTask<TargetOpening> OpenAsync(TaskRequest request, Candidate candidate, CancellationToken cancellationToken)
     {
         var (connection, capability) = (Link)candidate.State!;
-        var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        cts.CancelAfter(_timeout);
+        var deadline = new IdleDeadline(time, _timeout, cancellationToken);
         var input = request.Input;
         RuntimeDispatch dispatch;
         try
         {
             dispatch = await connection.StartDispatchAsync(
                 new DispatchHeader(request.Task.Name, capability.Model, input.ContentType, input.Stream),
-                input.Body.AsMemory(0, input.Length), cts.Token);
+                input.Body.AsMemory(0, input.Length), deadline.Token);
+            deadline.Watch(dispatch);
         }
         catch (RuntimeLinkLostException)
         {
-            cts.Dispose();
+            deadline.Dispose();
             return TargetOpening.Failed(DispatchFailure.Unavailable, Unreachable(connection.LatticeId), retryable: true);
         }
         catch (OperationCanceledException)
         {
-            cts.Dispose();
+            deadline.Dispose();
             return TargetOpening.Failed(DispatchFailure.Timeout, TimedOut(), retryable: false);
         }
 
@@ -65,26 +66,26 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options) : IDispatchT
         {
             while (true)
             {
-                var e = await dispatch.Events.ReadAsync(cts.Token);
+                var e = await dispatch.Events.ReadAsync(deadline.Token);
                 switch (e.Type)
                 {
                     case FrameType.ResponseStart:
                         var start = Frame.ReadJson(e.Payload, ProtocolJsonContext.Default.ResponseStart);
                         e.Release();
-                        return TargetOpening.Opened(new RuntimeResponse(connection, dispatch, cts,
+                        return TargetOpening.Opened(new RuntimeResponse(connection, dispatch, deadline,
                             start?.Status is >= 200 and < 600 ? start.Status : StatusCodes.Status502BadGateway,
                             start?.ContentType ?? "application/json", first: null));
                     case FrameType.Data:
-                        return TargetOpening.Opened(new RuntimeResponse(connection, dispatch, cts, StatusCodes.Status200OK, "application/json", first: e));
+                        return TargetOpening.Opened(new RuntimeResponse(connection, dispatch, deadline, StatusCodes.Status200OK, "application/json", first: e));
                     case FrameType.End:
-                        var response = new RuntimeResponse(connection, dispatch, cts, StatusCodes.Status200OK, "application/json", first: null);
+                        var response = new RuntimeResponse(connection, dispatch, deadline, StatusCodes.Status200OK, "application/json", first: null);
                         response.Ended(e);
                         return TargetOpening.Opened(response);
                     case FrameType.Error:
                         var error = Frame.ReadJson(e.Payload, ProtocolJsonContext.Default.DispatchError);
                         e.Release();
                         connection.Complete(dispatch.Id);
-                        cts.Dispose();
+                        deadline.Dispose();
                         return TargetOpening.Failed(DispatchFailure.Unavailable, RuntimeFailed(error), retryable: true);
                     default:
                         e.Release();
@@ -100,7 +101,7 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options) : IDispatchT
                 connection.Cancel(dispatch);
             }
             connection.Complete(dispatch.Id);
-            cts.Dispose();
+            deadline.Dispose();
             return timedOut
                 ? TargetOpening.Failed(DispatchFailure.Timeout, TimedOut(), retryable: false)
                 : TargetOpening.Failed(DispatchFailure.Unavailable, LinkLost(), retryable: true);
@@ -112,16 +113,16 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options) : IDispatchT
     {
         private readonly RuntimeConnection _connection;
         private readonly RuntimeDispatch _dispatch;
-        private readonly CancellationTokenSource _cts;
+        private readonly IdleDeadline _deadline;
         private DispatchEvent? _pending;
         private DispatchEvent? _held;
         private bool _ended;
 
-        public RuntimeResponse(RuntimeConnection connection, RuntimeDispatch dispatch, CancellationTokenSource cts, int status, string contentType, DispatchEvent? first)
+        public RuntimeResponse(RuntimeConnection connection, RuntimeDispatch dispatch, IdleDeadline deadline, int status, string contentType, DispatchEvent? first)
         {
             _connection = connection;
             _dispatch = dispatch;
-            _cts = cts;
+            _deadline = deadline;
             _pending = first;
             Status = status;
             ContentType = contentType;
@@ -166,7 +167,7 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options) : IDispatchT
                     }
                     else if (!events.TryRead(out e))
                     {
-                        if (!await events.WaitToReadAsync(_cts.Token))
+                        if (!await events.WaitToReadAsync(_deadline.Token))
                         {
                             return TargetRead.Broken(LinkLost());
                         }
@@ -250,7 +251,7 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options) : IDispatchT
                 _connection.Cancel(_dispatch);
             }
             _connection.Complete(_dispatch.Id);
-            _cts.Dispose();
+            _deadline.Dispose();
             return ValueTask.CompletedTask;
         }
     }

@@ -41,12 +41,7 @@ public sealed class TaskDispatcher(
             await OpenAiErrors.WriteAsync(context, inputError);
             return;
         }
-        if (input.Stream && !caller.HasScope(Scopes.Streaming))
-        {
-            await OpenAiErrors.WriteAsync(context, GatewayError.MissingScope(Scopes.Streaming));
-            return;
-        }
-
+        // Streaming over SSE needs no more than inference (the streaming scope is for realtime links).
         var request = TaskRequest.FromHttp(context, task, caller, input, time, receivedAt);
         var outcome = await dispatcher.DispatchAsync(request, new HttpResponseSink(context.Response), context.RequestAborted);
         await OpenAiErrors.RenderAsync(context, outcome);

@@ -7,7 +7,8 @@ namespace Lattice.Protocol.Metering;
 /// <summary>
 /// Sits between a target's event stream and the client for one response: forwards whole server-sent events, notes
 /// the usage the target reports, and — when the gateway turned on <c>stream_options.include_usage</c> itself — takes
-/// that usage back out so the client gets the bytes it would have got without it.
+/// that usage back out so the client gets the bytes it would have got without it. Given the model id the client asked
+/// for, it also puts that id in place of the target's own in every event (<see cref="ModelFieldRewriter"/>).
 /// </summary>
 /// <remarks>
 /// Events are forwarded only once complete (ended by a blank line), so a usage report split across two reads is
@@ -26,6 +27,9 @@ public sealed class SseUsageFilter : IDisposable
     private readonly bool _strip;
     private readonly int _keepLimit;
     private readonly ISseEventObserver? _observer;
+    private readonly ModelFieldRewriter? _model;
+    // The event being forwarded names a model, so its bytes go through the rewriter.
+    private bool _rewriting;
 
     private byte[] _held = [];
     private int _heldLength;
@@ -44,9 +48,15 @@ public sealed class SseUsageFilter : IDisposable
     /// <param name="usagePath">Where the usage sits in an event's JSON (dotted); its last segment is the key looked for.</param>
     /// <param name="unit">The task's metering unit: <c>tokens</c>, <c>seconds</c> or <c>requests</c>.</param>
     /// <param name="observer">Also shown every whole event forwarded (an answer in another API's stream format, whose usage and end this filter does not know).</param>
-    public SseUsageFilter(bool stripInjectedUsage = false, int keepWrittenBytes = 0, string? usagePath = "usage", string unit = "tokens", ISseEventObserver? observer = null)
+    /// <param name="model">
+    /// The model id the client asked for, as a JSON string token (<see cref="ModelFieldRewriter.Quote"/>): it replaces
+    /// the value of every event's <c>model</c> member at depth 1 or 2. Null: events keep the target's model name.
+    /// </param>
+    public SseUsageFilter(bool stripInjectedUsage = false, int keepWrittenBytes = 0, string? usagePath = "usage", string unit = "tokens",
+        ISseEventObserver? observer = null, byte[]? model = null)
     {
         _observer = observer;
+        _model = model is null ? null : new ModelFieldRewriter(model);
         ArgumentOutOfRangeException.ThrowIfNegative(keepWrittenBytes);
         _strip = stripInjectedUsage;
         _keepLimit = keepWrittenBytes;
@@ -65,7 +75,10 @@ public sealed class SseUsageFilter : IDisposable
     /// <summary>The usage of the last event that carried a usage object; null while none has.</summary>
     public Usage? Usage { get; private set; }
 
-    /// <summary>The events forwarded so far, up to the byte cap given to the constructor (whole events only).</summary>
+    /// <summary>
+    /// The events forwarded so far, up to the byte cap given to the constructor (whole events only), as the target
+    /// sent them apart from the usage taken out (the model name is not put in: it counts for nothing).
+    /// </summary>
     public ReadOnlySpan<byte> Written => _kept.AsSpan(0, _keptLength);
 
     /// <summary>An event did not fit under the cap, so <see cref="Written"/> stops short of what was forwarded.</summary>
@@ -115,8 +128,8 @@ public sealed class SseUsageFilter : IDisposable
         ArgumentNullException.ThrowIfNull(output);
         if (_heldLength > 0)
         {
-            output.Write(Pending);
-            Keep(Pending);
+            Begin(Pending);
+            Write(Pending, output);
             _heldLength = 0;
         }
     }
@@ -132,6 +145,7 @@ public sealed class SseUsageFilter : IDisposable
     private void Forward(ReadOnlySpan<byte> sseEvent, IBufferWriter<byte> output)
     {
         _observer?.Observe(sseEvent);
+        Begin(sseEvent);
         int keyAt = IndexOfKey(sseEvent, 0);
         if (keyAt < 0)
         {
@@ -325,16 +339,39 @@ public sealed class SseUsageFilter : IDisposable
         return true;
     }
 
+    /// <summary>Starts an event: only one that names a model (a vectorized search) is scanned by the rewriter.</summary>
+    private void Begin(ReadOnlySpan<byte> sseEvent)
+    {
+        _rewriting = _model is not null && sseEvent.IndexOf("model\""u8) >= 0;
+        if (_rewriting)
+        {
+            _model!.Reset();
+        }
+    }
+
+    private void Emit(ReadOnlySpan<byte> bytes, IBufferWriter<byte> output)
+    {
+        if (_rewriting)
+        {
+            _model!.Write(bytes, output);
+        }
+        else
+        {
+            output.Write(bytes);
+        }
+    }
+
+    // What is kept (for estimating a cancelled stream) is the target's bytes: the model's name counts for nothing.
     private void Write(ReadOnlySpan<byte> bytes, IBufferWriter<byte> output)
     {
-        output.Write(bytes);
+        Emit(bytes, output);
         Keep(bytes);
     }
 
     private void Write(ReadOnlySpan<byte> head, IBufferWriter<byte> output, ReadOnlySpan<byte> tail)
     {
-        output.Write(head);
-        output.Write(tail);
+        Emit(head, output);
+        Emit(tail, output);
         if (CanKeep(head.Length + tail.Length))
         {
             Keep(head);

@@ -12,7 +12,8 @@ namespace Lattice.Runtime.Config;
 /// <param name="Chunks">Fixed engine only: content chunks per streamed answer (0 = default).</param>
 /// <param name="ChunkDelayMs">Fixed engine only: pause after each chunk, to stand in for a slow model.</param>
 /// <param name="IgnorePrompt">Whisper only: ignore the request's prompt (for models a prompt derails).</param>
-public sealed record ModelConfig(string Name, string? Path, string? Task, int ContextSize, int Chunks = 0, int ChunkDelayMs = 0, bool IgnorePrompt = false);
+/// <param name="PlainCompletion">Llama only: a completion model, prompted with the messages' text and no chat template.</param>
+public sealed record ModelConfig(string Name, string? Path, string? Task, int ContextSize, int Chunks = 0, int ChunkDelayMs = 0, bool IgnorePrompt = false, bool PlainCompletion = false);
 
 /// <summary>One <c>[[engines]]</c> entry.</summary>
 public sealed record EngineConfig(string Kind, IReadOnlyList<ModelConfig> Models, string? BaseUrl, string? ApiKeyEnv, int Line);
@@ -121,7 +122,7 @@ public sealed record DaemonConfig(int Concurrency, string DataDirectory, string?
                     foreach (TomlTable model in modelArray)
                     {
                         var modelSection = $"{section}.models[{m}]";
-                        reader.CheckKeys(model, modelSection, ["name", "path", "task", "context_size", "chunks", "chunk_delay_ms", "ignore_prompt"]);
+                        reader.CheckKeys(model, modelSection, ["name", "path", "task", "context_size", "chunks", "chunk_delay_ms", "ignore_prompt", "plain_completion"]);
                         var name = reader.String(model, modelSection, "name") ?? throw reader.Error(modelSection, "name", "is required");
                         var path = reader.String(model, modelSection, "path");
                         if (kind is "llama" or "whisper" && path is null)
@@ -132,7 +133,8 @@ public sealed record DaemonConfig(int Concurrency, string DataDirectory, string?
                             (int)(reader.Integer(model, modelSection, "context_size", min: 0, max: 1 << 20) ?? 0),
                             (int)(reader.Integer(model, modelSection, "chunks", min: 0, max: 100_000) ?? 0),
                             (int)(reader.Integer(model, modelSection, "chunk_delay_ms", min: 0, max: 60_000) ?? 0),
-                            reader.Boolean(model, modelSection, "ignore_prompt") ?? false));
+                            reader.Boolean(model, modelSection, "ignore_prompt") ?? false,
+                            reader.Boolean(model, modelSection, "plain_completion") ?? false));
                         m++;
                     }
                 }

@@ -17,6 +17,7 @@ public static class EngineFactory
                 Name = m.Name,
                 Path = m.Path!,
                 ContextSize = m.ContextSize > 0 ? m.ContextSize : null,
+                PlainCompletion = m.PlainCompletion,
             }).ToList(),
         }),
         "onnx-embeddings" => new OnnxEmbeddingsEngine(new OnnxEmbeddingsOptions

@@ -44,7 +44,7 @@ public sealed class LlamaEngineLifecycleTests
     }
 
     [Fact]
-    public async Task ModelWithoutTemplate_UsesChatMlAndTheDefaultContextOf2048()
+    public async Task ModelWithoutTemplate_IsPromptedWithThePlainTextAndTheDefaultContextOf2048()
     {
         await using var engine = new LlamaEngine(new LlamaEngineOptions
         {
@@ -62,8 +62,9 @@ public sealed class LlamaEngineLifecycleTests
 
         using (var weights = LLamaWeights.LoadFromFile(new ModelParams(RandomModelPath) { GpuLayerCount = 0 }))
         {
-            var chatMl = $"<|im_start|>user\n{Text}<|im_end|>\n<|im_start|>assistant\n";
-            Assert.Equal(weights.Tokenize(chatMl, add_bos: true, special: true, Encoding.UTF8).Length, usage.PromptTokens);
+            // No template in its metadata: a completion model, prompted with the message's text alone.
+            Assert.Equal(weights.Tokenize(Text, add_bos: true, special: false, Encoding.UTF8).Length, usage.PromptTokens);
+            Assert.NotEqual(weights.Tokenize($"<|im_start|>user\n{Text}<|im_end|>\n<|im_start|>assistant\n", add_bos: true, special: true, Encoding.UTF8).Length, usage.PromptTokens);
         }
 
         // The model was trained with 4096 tokens of context; the default is the smaller 2048.

@@ -323,6 +323,89 @@ public sealed class LlamaEngineTests(LlamaEngineFixture fixture) : IClassFixture
         Assert.Equal(JsonValueKind.Object, parsed.RootElement.ValueKind);
     }
 
+    public enum Structured { JsonObject, JsonSchema, ForcedTool }
+
+    public static TheoryData<Structured, int, bool> CutShort()
+    {
+        var data = new TheoryData<Structured, int, bool>();
+        foreach (var mode in Enum.GetValues<Structured>())
+        {
+            foreach (var maxTokens in (int[])[3, 12, 20, 40])
+            {
+                data.Add(mode, maxTokens, false);
+            }
+            data.Add(mode, 20, true);
+        }
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(CutShort))]
+    public async Task Structured_output_cut_short_by_max_tokens_still_parses(Structured mode, int maxTokens, bool stream)
+    {
+        // A sampled (not greedy) run, so the model does not settle on a short answer: the budget is what ends it.
+        var body = LlamaEngineFixture.UserRequest("Once upon a time there was a girl who liked to tell long stories", maxTokens, temperature: 1);
+        body["seed"] = 1;
+        body["stream"] = stream;
+        switch (mode)
+        {
+            case Structured.JsonObject:
+                body["response_format"] = new JsonObject { ["type"] = "json_object" };
+                break;
+            case Structured.JsonSchema:
+                body["response_format"] = new JsonObject
+                {
+                    ["type"] = "json_schema",
+                    ["json_schema"] = new JsonObject { ["name"] = "story", ["schema"] = JsonNode.Parse(
+                        """{"type":"object","properties":{"title":{"type":"string"},"lines":{"type":"array","items":{"type":"string"}},"pet":{"type":"object","properties":{"kind":{"type":"string"},"legs":{"type":"integer"}}}},"required":["title","lines","pet"]}""") },
+                };
+                break;
+            default:
+                body["tools"] = new JsonArray(WeatherTool.DeepClone());
+                body["tool_choice"] = new JsonObject { ["type"] = "function", ["function"] = new JsonObject { ["name"] = "get_weather" } };
+                break;
+        }
+        var (output, usage) = await fixture.RunAsync(body);
+        Assert.Equal(200, output.Status);
+
+        string json;
+        string? finish;
+        if (mode == Structured.ForcedTool)
+        {
+            if (stream)
+            {
+                var chunks = LlamaEngineFixture.Events(output)[..^1].Select(LlamaEngineFixture.Json).Select(c => c.GetProperty("choices")[0]).ToList();
+                json = string.Concat(chunks.Select(c => c.GetProperty("delta").TryGetProperty("tool_calls", out var calls)
+                    && calls[0].GetProperty("function").TryGetProperty("arguments", out var piece) ? piece.GetString() : ""));
+                finish = chunks[^1].GetProperty("finish_reason").GetString();
+            }
+            else
+            {
+                OpenApiContract.AssertValid("CreateChatCompletionResponse", output.Text);
+                var choice = LlamaEngineFixture.Json(output.Text).GetProperty("choices")[0];
+                json = choice.GetProperty("message").GetProperty("tool_calls")[0].GetProperty("function").GetProperty("arguments").GetString()!;
+                finish = choice.GetProperty("finish_reason").GetString();
+            }
+        }
+        else
+        {
+            (json, finish) = ReadContent(output, stream);
+        }
+
+        try
+        {
+            using var parsed = JsonDocument.Parse(json);
+            Assert.Equal(JsonValueKind.Object, parsed.RootElement.ValueKind);
+        }
+        catch (JsonException e)
+        {
+            Assert.Fail($"max_tokens {maxTokens}, finish {finish}: '{json}' does not parse: {e.Message}");
+        }
+        // Closing forced by the budget is a length finish; the answer never takes more than the budget.
+        Assert.True(finish == "length", $"finish_reason {finish} for '{json}'");
+        Assert.InRange(usage.CompletionTokens, 1, Math.Max(maxTokens, 2));
+    }
+
     public static TheoryData<string> Schemas() =>
     [
         """

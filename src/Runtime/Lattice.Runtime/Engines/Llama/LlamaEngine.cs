@@ -112,7 +112,7 @@ public sealed class LlamaEngine : IEngine
                     _logger.LogInformation(
                         "Loaded llama model {Model} in {Elapsed} ms: context {ContextSize} tokens, {Threads} threads, {Template} chat template, sha256 {Sha256}",
                         model.Name, (long)Stopwatch.GetElapsedTime(started).TotalMilliseconds, model.ContextSize, model.Threads,
-                        model.TemplateIsFallback ? "ChatML (fallback)" : "the model's", model.Sha256);
+                        model.PlainCompletion ? "no (plain completion)" : model.TemplateIsFallback ? "ChatML (fallback)" : "the model's", model.Sha256);
                 }
             }
             catch
@@ -169,7 +169,7 @@ public sealed class LlamaEngine : IEngine
         {
             chat = ChatRequest.Parse(request.Body, request.Stream);
             CheckLogitBias(chat, model);
-            prompt = model.ApplyTemplate(chat.Messages);
+            prompt = model.BuildPrompt(chat.Messages);
             promptTokens = model.TokenizePrompt(prompt);
         }
         catch (ChatRequestException e)
@@ -361,6 +361,11 @@ public sealed class LlamaEngine : IEngine
         var text = new StringBuilder();
         var generated = 0;
         FinishReason finish;
+        // Structured output (JSON mode, a forced tool call) must parse even when the budget cuts it short: the JSON
+        // written so far is followed, and a token that would leave too few tokens to close it is not kept — the
+        // closing text is written in its place.
+        JsonCloser? closer = chat.Grammar is null ? null : new JsonCloser();
+        string? closing = null;
 
         while (true)
         {
@@ -371,11 +376,26 @@ public sealed class LlamaEngine : IEngine
                 finish = FinishReason.Stop;
                 break;
             }
+            decoder.Add(next);
+            var sampled = decoder.Read();
+            if (closer is { } before)
+            {
+                var after = before;
+                after.Feed(sampled);
+                // The tokens that may still follow this one, by max_tokens and by the context.
+                var left = Math.Min(maxTokens - (generated + 1), limit - (position + 1));
+                if (!after.Complete && after.Suffix() is { } suffix && suffix.Length > left && ClosingTokens(model, suffix) > left)
+                {
+                    closing = before.Suffix();
+                    finish = FinishReason.Length;
+                    break;
+                }
+                closer = after;
+            }
             generated++;
             // Counted when sampled, before its text is written: a cancel during the write still meters it.
             counter.AddCompletionToken();
-            decoder.Add(next);
-            var piece = stops.Push(decoder.Read());
+            var piece = stops.Push(sampled);
             if (piece.Length > 0)
             {
                 text.Append(piece);
@@ -404,6 +424,15 @@ public sealed class LlamaEngine : IEngine
         if (!stops.Stopped)
         {
             var rest = stops.Flush();
+            if (closing is not null)
+            {
+                rest += closing;
+                for (var i = ClosingTokens(model, closing); i > 0; i--)
+                {
+                    generated++;
+                    counter.AddCompletionToken();
+                }
+            }
             if (rest.Length > 0)
             {
                 text.Append(rest);
@@ -431,6 +460,13 @@ public sealed class LlamaEngine : IEngine
                 return new ChoiceResult(index, output, null, finish, generated);
         }
     }
+
+    /// <summary>
+    /// Tokens the closing text takes (an upper bound): never more than its length, since it is ASCII and every byte
+    /// has a token, nor more than it takes tokenized on its own.
+    /// </summary>
+    private static int ClosingTokens(LlamaModel model, string closing) =>
+        closing.Length <= 1 ? closing.Length : Math.Min(closing.Length, model.CountTokens(closing));
 
     private static DefaultSamplingPipeline CreateSampler(ChatRequest chat, uint seed) => new()
     {

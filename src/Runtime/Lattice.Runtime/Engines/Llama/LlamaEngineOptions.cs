@@ -30,4 +30,11 @@ public sealed class LlamaModelOptions
 
     /// <summary>CPU threads per request. When null: <c>min(4, Environment.ProcessorCount)</c>.</summary>
     public int? Threads { get; init; }
+
+    /// <summary>
+    /// Serve the model as a plain completion model: the prompt is the messages' contents one after the other, with no
+    /// chat template (for models never trained on one, such as stories260K). Models whose metadata has no chat
+    /// template are served this way anyway.
+    /// </summary>
+    public bool PlainCompletion { get; init; }
 }

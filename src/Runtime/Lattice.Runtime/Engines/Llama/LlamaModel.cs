@@ -15,7 +15,7 @@ internal sealed class LlamaModel : IDisposable
 
     private const int MaxBatchSize = 512;
 
-    private LlamaModel(LlamaModelOptions options, LLamaWeights weights, string sha256, int contextSize, int threads, string template, bool templateIsFallback)
+    private LlamaModel(LlamaModelOptions options, LLamaWeights weights, string sha256, int contextSize, int threads, string? template, bool templateIsFallback)
     {
         Name = options.Name;
         Path = options.Path;
@@ -38,10 +38,16 @@ internal sealed class LlamaModel : IDisposable
 
     public int Threads { get; }
 
-    /// <summary>The model's <c>tokenizer.chat_template</c>, or <see cref="ChatMlTemplate"/>.</summary>
-    public string Template { get; }
+    /// <summary>
+    /// The model's <c>tokenizer.chat_template</c>, or <see cref="ChatMlTemplate"/> when llama.cpp cannot apply it;
+    /// null for a plain completion model (no template in its metadata, or configured as one).
+    /// </summary>
+    public string? Template { get; }
 
     public bool TemplateIsFallback { get; }
+
+    /// <summary>Served the way it was trained, as plain text continuation: the prompt is the messages' text, no template.</summary>
+    public bool PlainCompletion => Template is null;
 
     public string Fingerprint { get; }
 
@@ -60,7 +66,7 @@ internal sealed class LlamaModel : IDisposable
             var contextSize = options.ContextSize
                 ?? (trained > 0 ? Math.Min(LlamaModelOptions.DefaultContextSize, trained) : LlamaModelOptions.DefaultContextSize);
 
-            var (template, fallback) = ChooseTemplate(weights);
+            var (template, fallback) = options.PlainCompletion ? (null, false) : ChooseTemplate(weights);
             progress.Report(1);
             return new LlamaModel(options, weights, sha256, contextSize, threads, template, fallback);
         }
@@ -71,13 +77,17 @@ internal sealed class LlamaModel : IDisposable
         }
     }
 
-    /// <summary>The model's own chat template when llama.cpp can apply it; ChatML otherwise.</summary>
-    private static (string Template, bool Fallback) ChooseTemplate(LLamaWeights weights)
+    /// <summary>
+    /// The model's own chat template when llama.cpp can apply it; ChatML when it has one llama.cpp cannot apply; none
+    /// (plain completion) when its metadata has no template: such a model was never trained on chat turns, and
+    /// wrapping its prompt in one makes it write gibberish.
+    /// </summary>
+    private static (string? Template, bool Fallback) ChooseTemplate(LLamaWeights weights)
     {
         var own = weights.NativeHandle.GetTemplate(name: null, strict: false);
         if (string.IsNullOrWhiteSpace(own))
         {
-            return (ChatMlTemplate, true);
+            return (null, false);
         }
         try
         {
@@ -92,9 +102,21 @@ internal sealed class LlamaModel : IDisposable
         }
     }
 
-    /// <summary>The prompt text: <paramref name="messages"/> rendered with the model's template, ending with the assistant's turn.</summary>
-    public string ApplyTemplate(IReadOnlyList<ChatMessage> messages)
+    /// <summary>
+    /// The prompt text: <paramref name="messages"/> rendered with the model's template, ending with the assistant's
+    /// turn; for a plain completion model, the messages' contents one after the other, so the answer continues them.
+    /// </summary>
+    public string BuildPrompt(IReadOnlyList<ChatMessage> messages)
     {
+        if (Template is null)
+        {
+            var plain = new StringBuilder();
+            foreach (var message in messages)
+            {
+                plain.Append(message.Content);
+            }
+            return plain.Replace("\0", "").ToString();
+        }
         var template = new LLamaTemplate(Template) { AddAssistant = true };
         foreach (var message in messages)
         {
@@ -103,16 +125,22 @@ internal sealed class LlamaModel : IDisposable
         return Encoding.UTF8.GetString(template.Apply());
     }
 
-    /// <summary>Tokenizes a templated prompt (special tokens parsed, BOS added when the model wants one, never twice).</summary>
+    /// <summary>
+    /// Tokenizes a prompt, BOS added when the model wants one (never twice). A template's special tokens are parsed;
+    /// a plain prompt is only the client's text, so nothing in it is read as a special token.
+    /// </summary>
     public LLamaToken[] TokenizePrompt(string prompt)
     {
-        var tokens = Weights.Tokenize(prompt, Vocab.ShouldAddBOS, special: true, Encoding.UTF8);
+        var tokens = Weights.Tokenize(prompt, Vocab.ShouldAddBOS, special: Template is not null, Encoding.UTF8);
         if (tokens.Length >= 2 && Vocab.BOS is { } bos && tokens[0] == bos && tokens[1] == bos)
         {
             tokens = tokens[1..];
         }
         return tokens;
     }
+
+    /// <summary>How many tokens <paramref name="text"/> takes on its own (no BOS, special tokens as text).</summary>
+    public int CountTokens(string text) => Weights.Tokenize(text, false, false, Encoding.UTF8).Length;
 
     /// <summary>A new context (KV cache) for one request, of at most <paramref name="size"/> tokens.</summary>
     public LLamaContext CreateContext(int size)
