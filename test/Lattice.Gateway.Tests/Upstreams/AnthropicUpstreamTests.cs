@@ -100,9 +100,9 @@ public sealed class AnthropicUpstreamTests(GatewayFixture gateway)
         var (client, recorder) = AnthropicSdk();
         var message = await client.Messages.Create(new MessageCreateParams { Model = Model, MaxTokens = 100, Messages = [new UserMessageParam("hello there")] });
 
-        // The stand-in's own Message, not one the gateway wrote: its id and its upstream model name.
+        // The stand-in's own Message, not one the gateway wrote (its id), naming the model the client asked for.
         Assert.StartsWith("msg_standin_", message.ID, StringComparison.Ordinal);
-        Assert.Equal(UpstreamModel, message.Model.Raw());
+        Assert.Equal(Model, message.Model.Raw());
         Assert.True(message.Content.Single().TryPickText(out var text));
         Assert.Equal("You said: hello there", text.Text);
         Assert.Equal(StopReason.EndTurn, message.StopReason!.Value());
@@ -259,7 +259,7 @@ public sealed class AnthropicUpstreamTests(GatewayFixture gateway)
         var id = JsonNode.Parse(events[0])!["id"]!.GetValue<string>();
         var created = JsonNode.Parse(events[0])!["created"]!.GetValue<long>();
         string Chunk(string delta, string? finish) =>
-            $$"""{"id":"{{id}}","object":"chat.completion.chunk","created":{{created}},"model":"{{UpstreamModel}}","choices":[{"index":0,"delta":{{delta}},"logprobs":null,"finish_reason":{{(finish is null ? "null" : $"\"{finish}\"")}}}]}""";
+            $$"""{"id":"{{id}}","object":"chat.completion.chunk","created":{{created}},"model":"{{Model}}","choices":[{"index":0,"delta":{{delta}},"logprobs":null,"finish_reason":{{(finish is null ? "null" : $"\"{finish}\"")}}}]}""";
         Assert.Equal(
             [
                 Chunk("""{"role":"assistant","content":"","refusal":null}""", null),
