@@ -5,7 +5,7 @@ namespace Lattice.Gateway.Hosting;
 /// <c>X-Content-Type-Options: nosniff</c>, so a browser never reads a relayed answer as anything but its declared type;
 /// and, when the gateway's public URL is https, <c>Strict-Transport-Security</c>, so a browser that has been there once
 /// never again sends the session cookie over plain HTTP. (ASP.NET Core's <c>UseHsts</c> writes it only for requests that
-/// arrived over TLS, which behind a TLS-terminating proxy none do.)
+/// arrived over TLS, which behind a TLS-terminating proxy none do.) Such requests are then handled as https.
 /// </summary>
 /// <remarks>
 /// Ids are a random per-process prefix plus a counter: unique across processes, and no random-number
@@ -36,6 +36,10 @@ internal sealed class RequestIdMiddleware(RequestDelegate next, Microsoft.Extens
         if (_hsts)
         {
             headers.StrictTransportSecurity = HstsValue;
+            // Browsers reach the gateway over https (TLS ends at a proxy in front of it): the request is treated as the
+            // https request it was, so cookies are Secure and antiforgery, which refuses Secure cookies on plain
+            // requests, works without trusting a forwarded scheme header.
+            context.Request.Scheme = Uri.UriSchemeHttps;
         }
         return next(context);
     }
