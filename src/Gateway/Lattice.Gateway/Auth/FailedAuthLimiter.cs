@@ -15,9 +15,8 @@ namespace Lattice.Gateway.Auth;
 /// <para>A source is the client's address as the connection reports it (the forwarded one only from configured trusted
 /// proxies, <see cref="GatewayOptions.TrustedProxies"/>): an IPv4 address, or an IPv6 address's /64 — one subscriber's
 /// whole allocation counts as one.</para>
-/// <para>The table holds only the current window's failing sources, so ending a window frees it whole (no scan), and it
-/// is bounded: past <see cref="MaxSources"/> sources a new one is counted with its neighbours (IPv4 /24, IPv6 /48), and
-/// past twice that, all new ones share one counter — a flood of addresses costs memory for at most that many.</para>
+/// <para>Counting is <see cref="SourceWindow"/>'s: it holds only the current window's failing sources, so ending a
+/// window frees it whole, and it is bounded however many addresses fail.</para>
 /// <para>Passwords are also limited per account (<see cref="AccountBackoff"/>): after
 /// <see cref="FreeAccountFailures"/> consecutive failures an account's next attempt must wait, doubling up to
 /// <see cref="MaxAccountBackoff"/>, so guessing one person's password from many addresses is slow too.</para>
