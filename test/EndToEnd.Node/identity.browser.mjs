@@ -411,3 +411,74 @@ describe('sign in with Lattice in Chromium', () => {
     assert.equal(err.code, 'revoked_grant', describeError(err));
   });
 });
+
+// ---- Return URLs (issue 11 §5): the sign-in page never sends the browser off-site. ----
+// A block of its own, with its own browser: whatever the return URL says, once signed in Chromium is on the gateway.
+describe('sign-in return URLs stay on the gateway in Chromium', () => {
+  // As typed into a link or a crafted form: a tab Chromium drops ("/\t/evil.example" becomes "//evil.example"), a
+  // backslash it reads as '/', a protocol-relative URL, and an absolute one.
+  const HOSTILE = ['/\t/evil.example', '/\\evil.example', '//evil.example', '/\r\n/evil.example', 'https://evil.example/'];
+  let returnBrowser;
+
+  before(async () => {
+    assert.ok(adminKey && workspaceId, 'LATTICE_ADMIN_KEY and LATTICE_WORKSPACE_ID must be set (run through BrowserSignInTests)');
+    returnBrowser = await chromium.launch({
+      executablePath: chromiumPath,
+      headless: true,
+      timeout: 60_000,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+        '--disable-component-update', '--disable-sync'],
+    });
+  });
+
+  after(async () => {
+    await returnBrowser?.close();
+  });
+
+  async function freshPage() {
+    const context = await returnBrowser.newContext();
+    const page = await context.newPage();
+    page.setDefaultTimeout(20_000);
+    page.setDefaultNavigationTimeout(20_000);
+    return { context, page };
+  }
+
+  async function expectOnGateway(page, returnUrl) {
+    const at = new URL(page.url());
+    assert.equal(at.origin, origin, `return URL ${JSON.stringify(returnUrl)} left the gateway for ${page.url()}`);
+    assert.equal(at.pathname, '/account/login', `return URL ${JSON.stringify(returnUrl)} ended at ${page.url()}`);
+  }
+
+  test('a hostile returnUrl in the link falls back to the sign-in page', opts, async () => {
+    const user = await newUser('return-link');
+    for (const returnUrl of HOSTILE) {
+      const { context, page } = await freshPage();
+      try {
+        await page.goto(`${origin}/account/login?returnUrl=${encodeURIComponent(returnUrl)}`);
+        assert.equal(await page.inputValue('input[name=returnUrl]'), '/account/login', `the form carries no ${JSON.stringify(returnUrl)}`);
+        await submitSignIn(page, user.email, PASSWORD);
+        await expectOnGateway(page, returnUrl);
+        assert.ok((await context.cookies()).some((c) => c.name === 'lattice_session'), 'signed in');
+      } finally {
+        await context.close();
+      }
+    }
+  });
+
+  test('a hostile returnUrl posted through the real form falls back to the sign-in page', opts, async () => {
+    const user = await newUser('return-form');
+    for (const returnUrl of HOSTILE) {
+      const { context, page } = await freshPage();
+      try {
+        await page.goto(`${origin}/account/login`);
+        // A crafted page would post this; here the real form is made to carry it.
+        await page.locator('input[name=returnUrl]').evaluate((input, value) => { input.value = value; }, returnUrl);
+        await submitSignIn(page, user.email, PASSWORD);
+        await expectOnGateway(page, returnUrl);
+        assert.ok((await context.cookies()).some((c) => c.name === 'lattice_session'), 'signed in');
+      } finally {
+        await context.close();
+      }
+    }
+  });
+});

@@ -64,7 +64,7 @@ public sealed class OAuthFlowTests(OAuthGateway gateway) : IClassFixture<OAuthGa
         var users = JsonNode.Parse(text)!["data"]!.AsArray();
         var a = Assert.Single(users, u => u!["id"]!.GetValue<string>() == gateway.A.UserId)!;
         Assert.Equal(gateway.A.Email, a["email"]!.GetValue<string>());
-        Assert.Equal(["created_at", "email", "id", "name"], a.AsObject().Select(p => p.Key).Order());
+        Assert.Equal(["created_at", "email", "email_verified", "id", "name"], a.AsObject().Select(p => p.Key).Order());
         Assert.DoesNotContain("password", text, StringComparison.OrdinalIgnoreCase);
     }
 }

@@ -84,6 +84,9 @@ public sealed partial class OAuthGateway : IAsyncLifetime
         }
         _effective = settings;
         (_app, Origin) = await StartNodeAsync();
+        // Every node of a deployment shares one public URL (the issuer of its tokens): nodes started later are told the
+        // first node's own address, which is what it derived for itself.
+        _effective.TryAdd("Lattice:PublicUrl", Origin);
         Admin = Client(AdminKey);
 
         await PostAsync(Admin, "admin/v1/models", new JsonObject

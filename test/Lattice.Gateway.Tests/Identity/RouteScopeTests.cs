@@ -113,6 +113,8 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
             new("GET", "/admin/v1/workspaces", Guard.Scope, "/admin/v1/workspaces", Admin, TokenMayHold: false),
             new("POST", "/admin/v1/users", Guard.Scope, "/admin/v1/users", Admin, TokenMayHold: false),
             new("GET", "/admin/v1/users", Guard.Scope, "/admin/v1/users", Admin, TokenMayHold: false),
+            // Only the operator vouches for an address: no token, and no workspace admin, verifies one.
+            new("POST", "/admin/v1/users/{userId}/verify-email", Guard.Scope, "/admin/v1/users/usr_unknown/verify-email", Admin, TokenMayHold: false),
             new("GET", "/admin/v1/task-classes", Guard.Scope, "/admin/v1/task-classes", Admin, TokenMayHold: false),
             new("GET", "/admin/v1/task-classes/{name}", Guard.Scope, "/admin/v1/task-classes/chat.completions", Admin, TokenMayHold: false),
             new("POST", "/admin/v1/task-classes", Guard.Scope, "/admin/v1/task-classes", Admin, TokenMayHold: false),

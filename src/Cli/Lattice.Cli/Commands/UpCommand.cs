@@ -59,10 +59,18 @@ internal static class UpCommand
         }
 
         var builder = GatewayApp.CreateBuilder([]);
-        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        var settings = new Dictionary<string, string?>
         {
             [$"{GatewayOptions.Section}:{nameof(GatewayOptions.DataDirectory)}"] = dataDirectory,
-        });
+        };
+        // The issuer and invitation links name the address the gateway listens on, unless the environment names
+        // another (Lattice__PublicUrl); with --port 0 the gateway derives it from the port it was given.
+        var publicUrlKey = $"{GatewayOptions.Section}:{nameof(GatewayOptions.PublicUrl)}";
+        if (port != 0 && string.IsNullOrEmpty(builder.Configuration[publicUrlKey]))
+        {
+            settings[publicUrlKey] = $"http://127.0.0.1:{port}";
+        }
+        builder.Configuration.AddInMemoryCollection(settings);
         builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         var app = GatewayApp.Build(builder);
@@ -129,6 +137,7 @@ internal static class UpCommand
         Console.WriteLine("  Lattice is running.");
         Console.WriteLine();
         Console.WriteLine($"  Base URL   {baseUrl}");
+        Console.WriteLine($"  Public URL {app.Services.GetRequiredService<PublicUrl>().Value.AbsoluteUri.TrimEnd('/')}");
         Console.WriteLine($"  API key    {apiKey}{(created is null ? "" : "   (new: shown here and kept in the env file)")}");
         Console.WriteLine($"  Data       {dataDirectory}");
         Console.WriteLine($"  Env file   {EnvFile.PathIn(dataDirectory)}   (set -a; . {EnvFile.PathIn(dataDirectory)}; set +a)");

@@ -44,8 +44,8 @@ public sealed record HostedRuntimeRequest(string? DisplayName);
 public sealed record HostedRuntimeDto(string LatticeId, string DisplayName, string BootstrapToken, long BootstrapExpiresAt);
 public sealed record ModelDto(string Id, string OwnedBy, long CreatedAt, Metering.Prices? Prices, OfferDto[] Offers, int? MaxOutputTokens = null);
 
-public sealed record CreateUserRequest(string? Email, string? Name, string? Password);
-public sealed record UserDto(string Id, string Email, string Name, long CreatedAt);
+public sealed record CreateUserRequest(string? Email, string? Name, string? Password, bool? EmailVerified);
+public sealed record UserDto(string Id, string Email, string Name, bool EmailVerified, long CreatedAt);
 public sealed record AddMemberRequest(string? UserId, string? Role);
 public sealed record MemberDto(string WorkspaceId, string UserId, string Email, string Role, long CreatedAt);
 public sealed record CreateAppRequest(string? Name, string[]? RedirectUris, string[]? Scopes, bool? Confidential, bool? DeviceFlow);

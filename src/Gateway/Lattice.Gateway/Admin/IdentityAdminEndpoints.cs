@@ -1,3 +1,4 @@
+using Lattice.Gateway.Hosting;
 using Lattice.Gateway.Identity;
 using Lattice.Gateway.OpenAi;
 using Lattice.Gateway.Persistence;
@@ -14,6 +15,8 @@ internal static class IdentityAdminEndpoints
     {
         admin.MapPost("/users", CreateUserAsync);
         admin.MapGet("/users", ListUsersAsync);
+        // Only the operator vouches for an address; there is no route by which a user marks their own.
+        admin.MapPost("/users/{userId}/verify-email", VerifyEmailAsync);
         workspace.MapGet("/workspaces/{workspaceId}/members", ListMembersAsync);
         // Adding someone to a workspace is the operator's call until invitations exist: a workspace admin could
         // otherwise pull in (and learn the e-mail of) any user whose id they know.
@@ -51,14 +54,24 @@ internal static class IdentityAdminEndpoints
             return Error(new GatewayError(StatusCodes.Status409Conflict, ErrorTypes.InvalidRequest, ErrorCodes.Conflict, "A user with this e-mail already exists.", "email"));
         }
         var name = string.IsNullOrWhiteSpace(body.Name) ? normalized : body.Name.Trim();
-        var user = await users.CreateAsync(normalized, name, body.Password);
-        return AdminEndpoints.Json(new UserDto(user.Id, user.Email, user.DisplayName, user.CreatedAt.ToUnixTimeSeconds()), AdminJsonContext.Default.UserDto, StatusCodes.Status201Created);
+        var user = await users.CreateAsync(normalized, name, body.Password, body.EmailVerified ?? false);
+        return AdminEndpoints.Json(ToDto(user), AdminJsonContext.Default.UserDto, StatusCodes.Status201Created);
     }
+
+    private static async Task<IResult> VerifyEmailAsync(string userId, UserService users)
+    {
+        var user = await users.VerifyEmailAsync(userId);
+        return user is null
+            ? Error(GatewayError.NotFound($"The user '{userId}' does not exist."))
+            : AdminEndpoints.Json(ToDto(user), AdminJsonContext.Default.UserDto);
+    }
+
+    private static UserDto ToDto(UserEntity u) => new(u.Id, u.Email, u.DisplayName, u.EmailVerified, u.CreatedAt.ToUnixTimeSeconds());
 
     private static async Task<IResult> ListUsersAsync(LatticeDbContext db)
     {
         var rows = await db.Users.AsNoTracking().ToListAsync();
-        var data = rows.OrderBy(u => u.CreatedAt).Select(u => new UserDto(u.Id, u.Email, u.DisplayName, u.CreatedAt.ToUnixTimeSeconds())).ToList();
+        var data = rows.OrderBy(u => u.CreatedAt).Select(ToDto).ToList();
         return AdminEndpoints.Json(new ListDto<UserDto>(data), AdminJsonContext.Default.ListDtoUserDto);
     }
 
@@ -111,7 +124,7 @@ internal static class IdentityAdminEndpoints
 
     // ---- invitations ----
 
-    private static async Task<IResult> InviteAsync(HttpContext context, string workspaceId, CreateInvitationRequest? body, LatticeDbContext db, TimeProvider time)
+    private static async Task<IResult> InviteAsync(HttpContext context, string workspaceId, CreateInvitationRequest? body, LatticeDbContext db, TimeProvider time, PublicUrl publicUrl)
     {
         if (!Manages(context, workspaceId) || await db.Workspaces.FindAsync(workspaceId) is null)
         {
@@ -130,7 +143,9 @@ internal static class IdentityAdminEndpoints
         var (invitation, token) = Invitations.Create(workspaceId, email, role, time.GetUtcNow());
         db.Invitations.Add(invitation);
         await db.SaveChangesAsync();
-        var url = $"{context.Request.Scheme}://{context.Request.Host}{context.Request.PathBase}{Invitations.PagePath}/{token}";
+        // From the configured public URL, never the Host header: a caller choosing the host would choose where the
+        // link the invitee receives points (and where its token would be sent).
+        var url = publicUrl.Combine(Invitations.PagePath + "/" + token);
         return AdminEndpoints.Json(ToDto(invitation) with { AcceptUrl = url }, AdminJsonContext.Default.InvitationDto, StatusCodes.Status201Created);
     }
 

@@ -1,7 +1,5 @@
 using System.Collections.Concurrent;
 using System.Net;
-using System.Net.Sockets;
-using System.Runtime.CompilerServices;
 using Lattice.Gateway.Hosting;
 using Microsoft.Extensions.Options;
 
@@ -17,27 +15,24 @@ namespace Lattice.Gateway.Auth;
 /// <para>A source is the client's address as the connection reports it (the forwarded one only from configured trusted
 /// proxies, <see cref="GatewayOptions.TrustedProxies"/>): an IPv4 address, or an IPv6 address's /64 — one subscriber's
 /// whole allocation counts as one.</para>
-/// <para>The table holds only the current window's failing sources, so ending a window frees it whole (no scan), and it
-/// is bounded: past <see cref="MaxSources"/> sources a new one is counted with its neighbours (IPv4 /24, IPv6 /48), and
-/// past twice that, all new ones share one counter — a flood of addresses costs memory for at most that many.</para>
+/// <para>Counting is <see cref="SourceWindow"/>'s: it holds only the current window's failing sources, so ending a
+/// window frees it whole, and it is bounded however many addresses fail.</para>
 /// <para>Passwords are also limited per account (<see cref="AccountBackoff"/>): after
 /// <see cref="FreeAccountFailures"/> consecutive failures an account's next attempt must wait, doubling up to
 /// <see cref="MaxAccountBackoff"/>, so guessing one person's password from many addresses is slow too.</para>
 /// </remarks>
 public sealed class FailedAuthLimiter(IOptions<GatewayOptions> options, TimeProvider time)
 {
-    public const int MaxSources = 100_000;
+    public const int MaxSources = SourceWindow.MaxSources;
     public const int FreeAccountFailures = 5;
     public static readonly TimeSpan MaxAccountBackoff = TimeSpan.FromMinutes(15);
-    private static readonly TimeSpan Window = TimeSpan.FromMinutes(1);
-    private static readonly IPAddress Overflow = IPAddress.IPv6None;
 
     private readonly int _limit = options.Value.FailedAuthPerMinute;
-    private Generation _current = new(time.GetUtcNow().UtcTicks);
+    private readonly SourceWindow _failures = new(time);
     private readonly ConcurrentDictionary<string, AccountFailures> _accounts = new(StringComparer.OrdinalIgnoreCase);
 
     /// <summary>Sources with failures in the current window (for tests and metrics).</summary>
-    public int TrackedSources => Current(time.GetUtcNow().UtcTicks).Sources;
+    public int TrackedSources => _failures.TrackedSources;
 
     /// <summary>
     /// Records a failed attempt from the request's source; false when the source is now over its limit, so the
@@ -49,18 +44,11 @@ public sealed class FailedAuthLimiter(IOptions<GatewayOptions> options, TimeProv
         {
             return true;
         }
-        return Current(time.GetUtcNow().UtcTicks).Increment(SourceOf(address)) <= _limit;
+        return _failures.Increment(address) <= _limit;
     }
 
     /// <summary>The source an address is counted as: IPv4 as it is (also when mapped into IPv6), IPv6 by its /64.</summary>
-    public static IPAddress SourceOf(IPAddress address)
-    {
-        if (address.IsIPv4MappedToIPv6)
-        {
-            return address.MapToIPv4();
-        }
-        return address.AddressFamily == AddressFamily.InterNetworkV6 ? Prefix(address, 64) : address;
-    }
+    public static IPAddress SourceOf(IPAddress address) => SourceWindow.SourceOf(address);
 
     /// <summary>How long the account must wait before its next password attempt; zero when it may try now.</summary>
     public TimeSpan AccountBackoff(string account)
@@ -97,59 +85,6 @@ public sealed class FailedAuthLimiter(IOptions<GatewayOptions> options, TimeProv
 
     /// <summary>The right password: the account's count starts again.</summary>
     public void RecordAccountSuccess(string account) => _accounts.TryRemove(account, out _);
-
-    private Generation Current(long now)
-    {
-        var current = Volatile.Read(ref _current);
-        while (now - current.StartTicks >= Window.Ticks)
-        {
-            // The window is over: a fresh table replaces the old one whole.
-            var fresh = new Generation(now);
-            var seen = Interlocked.CompareExchange(ref _current, fresh, current);
-            current = seen == current ? fresh : seen;
-        }
-        return current;
-    }
-
-    private static IPAddress Prefix(IPAddress address, int bits)
-    {
-        var bytes = address.GetAddressBytes();
-        for (var i = 0; i < bytes.Length; i++)
-        {
-            var keep = Math.Clamp(bits - i * 8, 0, 8);
-            bytes[i] &= (byte)(0xFF00 >> keep);
-        }
-        return new IPAddress(bytes);
-    }
-
-    /// <summary>One window's failures by source.</summary>
-    private sealed class Generation(long startTicks)
-    {
-        private readonly ConcurrentDictionary<IPAddress, StrongBox<int>> _counts = new();
-        private int _sources;
-
-        public long StartTicks { get; } = startTicks;
-        public int Sources => Volatile.Read(ref _sources);
-
-        public int Increment(IPAddress source)
-        {
-            if (!_counts.TryGetValue(source, out var count))
-            {
-                var key = Volatile.Read(ref _sources) switch
-                {
-                    < MaxSources => source,
-                    < 2 * MaxSources => Prefix(source, source.AddressFamily == AddressFamily.InterNetworkV6 ? 48 : 24),
-                    _ => Overflow,
-                };
-                count = _counts.GetOrAdd(key, static (_, generation) =>
-                {
-                    Interlocked.Increment(ref generation._sources);
-                    return new StrongBox<int>();
-                }, this);
-            }
-            return Interlocked.Increment(ref count.Value);
-        }
-    }
 
     private sealed class AccountFailures
     {

@@ -51,7 +51,10 @@ public static class GatewayApp
 
     public static IServiceCollection AddGateway(this IServiceCollection services, IConfiguration configuration)
     {
-        services.AddOptions<GatewayOptions>().Bind(configuration.GetSection(GatewayOptions.Section)).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<GatewayOptions>().Bind(configuration.GetSection(GatewayOptions.Section)).ValidateDataAnnotations()
+            .Validate(o => o.PublicUrl is null || o.ParsePublicUrl() is not null,
+                "Lattice:PublicUrl must be an absolute http or https URL without query, fragment or user info, such as https://lattice.example.com.")
+            .ValidateOnStart();
         services.AddOptions<UpstreamCredentialsOptions>().Bind(configuration.GetSection(GatewayOptions.Section));
         services.TryAddSingletonTimeProvider();
         services.AddProblemDetails();
@@ -172,6 +175,7 @@ public static class GatewayApp
         services.AddSingleton<ApiKeyStore>();
         services.AddSingleton<Authenticator>();
         services.AddSingleton<FailedAuthLimiter>();
+        services.AddSingleton<PublicUrl>();
         return services;
     }
 

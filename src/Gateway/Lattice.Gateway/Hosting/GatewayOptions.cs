@@ -40,8 +40,29 @@ public sealed class GatewayOptions
     /// </summary>
     public string[] TrustedProxies { get; set; } = [];
 
+    /// <summary>
+    /// The address people and clients reach the gateway at (<c>https://lattice.example.com</c>), with an optional path
+    /// prefix: the OAuth issuer, the discovery document's endpoints and invitation links are built from it, never from a
+    /// request's <c>Host</c> header. When it is https, cookies are <c>Secure</c> and responses carry HSTS. Unset: the
+    /// server's own first http listening address.
+    /// </summary>
+    public string? PublicUrl { get; set; }
+
+    /// <summary>Device authorization requests (<c>/connect/device</c>) allowed per source address per minute; 0 turns the limit off.</summary>
+    [Range(0, int.MaxValue)]
+    public int DeviceAuthorizationsPerMinute { get; set; } = 10;
+
     /// <summary>How long an OAuth access token lives.</summary>
     public TimeSpan AccessTokenLifetime { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary><see cref="PublicUrl"/> as an absolute http(s) URI ending in '/', or null when unset or not such a URI.</summary>
+    public Uri? ParsePublicUrl() =>
+        Uri.TryCreate(PublicUrl, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https" && uri.Query.Length == 0 && uri.Fragment.Length == 0 && uri.UserInfo.Length == 0
+            ? new Uri(uri.GetLeftPart(UriPartial.Path).TrimEnd('/') + "/")
+            : null;
+
+    /// <summary>Whether the gateway is reached over https (its <see cref="PublicUrl"/> says so).</summary>
+    public bool IsPublicHttps => ParsePublicUrl()?.Scheme == "https";
 
     public string ResolveConnectionString() =>
         ConnectionString ?? $"Data Source={Path.Combine(DataDirectory, "lattice.db")}";

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using Lattice.Gateway.Auth;
+using Lattice.Gateway.Hosting;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
 
@@ -7,7 +8,7 @@ namespace Lattice.Gateway.Identity;
 
 /// <summary>
 /// Checks OAuth access tokens without a database round trip: the RS256 signature against the server's own key,
-/// audience, type and lifetime once per token, then per request only a cache lookup, the expiry and the in-memory
+/// issuer, audience, type and lifetime once per token, then per request only a cache lookup, the expiry and the in-memory
 /// <see cref="RevocationSet"/>.
 /// </summary>
 public sealed class AccessTokenValidator
@@ -17,29 +18,31 @@ public sealed class AccessTokenValidator
     private const int MaxCached = 50_000;
 
     private readonly JsonWebTokenHandler _handler = new() { MapInboundClaims = false };
-    private readonly TokenValidationParameters _parameters;
+    private readonly Lazy<TokenValidationParameters> _parameters;
     private readonly RevocationSet _revoked;
     private readonly TimeProvider _time;
     private readonly ConcurrentDictionary<string, Entry> _cache = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, Entry>.AlternateLookup<ReadOnlySpan<char>> _lookup;
 
-    public AccessTokenValidator(SigningKeys keys, RevocationSet revoked, TimeProvider time)
+    public AccessTokenValidator(SigningKeys keys, RevocationSet revoked, TimeProvider time, PublicUrl publicUrl)
     {
         _revoked = revoked;
         _time = time;
         _lookup = _cache.GetAlternateLookup<ReadOnlySpan<char>>();
-        _parameters = new TokenValidationParameters
+        // Built on first use: with no configured public URL the issuer is the listening address, known once the server is.
+        _parameters = new(() => new TokenValidationParameters
         {
             IssuerSigningKey = keys.Signing,
             ValidateIssuerSigningKey = true,
-            // Only this server holds the signing key; the issuer varies with the host name clients use.
-            ValidateIssuer = false,
+            // The issuer OpenIddict signs in is the public URL, whatever Host the token was asked for with.
+            ValidateIssuer = true,
+            ValidIssuer = publicUrl.Issuer,
             ValidAudience = Audience,
             ValidTypes = ["at+jwt"],
             ValidAlgorithms = [SecurityAlgorithms.RsaSha256],
             ClockSkew = TimeSpan.FromSeconds(5),
             RequireExpirationTime = true,
-        };
+        });
     }
 
     public static bool LooksLikeJwt(ReadOnlySpan<char> credential) =>
@@ -72,7 +75,7 @@ public sealed class AccessTokenValidator
     private Entry? ValidateSignature(string token)
     {
         // With a local key and no configuration manager the handler completes synchronously.
-        var result = _handler.ValidateTokenAsync(token, _parameters).GetAwaiter().GetResult();
+        var result = _handler.ValidateTokenAsync(token, _parameters.Value).GetAwaiter().GetResult();
         if (!result.IsValid || result.SecurityToken is not JsonWebToken jwt)
         {
             return null;

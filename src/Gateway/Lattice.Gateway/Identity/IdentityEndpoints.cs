@@ -103,9 +103,31 @@ public static class IdentityEndpoints
         return Pages.Message("Signed out", "You are signed out of Lattice.");
     }
 
-    /// <summary>Only local paths, so the sign-in page can't be used to send people elsewhere.</summary>
-    private static string SafeReturnUrl(string? returnUrl) =>
-        !string.IsNullOrEmpty(returnUrl) && returnUrl.StartsWith('/') && !returnUrl.StartsWith("//") && !returnUrl.StartsWith("/\\") ? returnUrl : "/account/login";
+    /// <summary>Where the sign-in page sends people when the return URL they brought is refused.</summary>
+    public const string DefaultReturnUrl = LoginPath;
+
+    /// <summary>
+    /// The return URL when it is a plain local path (<c>/connect/authorize?…</c>), else <see cref="DefaultReturnUrl"/>: the
+    /// sign-in page must not send people off-site. Refused are a second '/' or a '\' at the start (browsers read
+    /// <c>//evil.example</c> and <c>/\evil.example</c> as another host), a '\' anywhere (read as '/'), and control
+    /// characters, whitespace and non-ASCII anywhere: browsers drop tab, CR and LF from URLs, so <c>/\t/evil.example</c>
+    /// arrives as <c>//evil.example</c>. A local path needs none of these; its own query is percent-encoded.
+    /// </summary>
+    public static string SafeReturnUrl(string? returnUrl)
+    {
+        if (string.IsNullOrEmpty(returnUrl) || returnUrl.Length > 4096 || returnUrl[0] != '/' || (returnUrl.Length > 1 && returnUrl[1] is '/' or '\\'))
+        {
+            return DefaultReturnUrl;
+        }
+        foreach (var c in returnUrl)
+        {
+            if (c is <= ' ' or >= '\u007f' or '\\')
+            {
+                return DefaultReturnUrl;
+            }
+        }
+        return returnUrl;
+    }
 
     private static string CurrentUrl(HttpContext context, IEnumerable<KeyValuePair<string, Microsoft.Extensions.Primitives.StringValues>> parameters) =>
         context.Request.PathBase + context.Request.Path + QueryString.Create(parameters);
@@ -245,6 +267,7 @@ public static class IdentityEndpoints
         var identity = new ClaimsIdentity(TokenValidationParameters.DefaultAuthenticationType, Claims.Name, Claims.Role);
         identity.SetClaim(Claims.Subject, user.Id)
             .SetClaim(Claims.Email, user.Email)
+            .SetClaim(Claims.EmailVerified, user.EmailVerified)
             .SetClaim(Claims.Name, user.DisplayName)
             .SetClaim(AccessTokenValidator.WorkspaceClaim, workspaceId);
         identity.SetScopes(scopes);
@@ -261,8 +284,8 @@ public static class IdentityEndpoints
     private static IEnumerable<string> Destinations(Claim claim) => claim.Type switch
     {
         Claims.Name when claim.Subject!.HasScope(OpenIddictConstants.Scopes.Profile) => [OpenIddictConstants.Destinations.AccessToken, OpenIddictConstants.Destinations.IdentityToken],
-        Claims.Email when claim.Subject!.HasScope(OpenIddictConstants.Scopes.Email) => [OpenIddictConstants.Destinations.AccessToken, OpenIddictConstants.Destinations.IdentityToken],
-        Claims.Name or Claims.Email or GrantClaim => [],
+        Claims.Email or Claims.EmailVerified when claim.Subject!.HasScope(OpenIddictConstants.Scopes.Email) => [OpenIddictConstants.Destinations.AccessToken, OpenIddictConstants.Destinations.IdentityToken],
+        Claims.Name or Claims.Email or Claims.EmailVerified or GrantClaim => [],
         Claims.Subject => [OpenIddictConstants.Destinations.AccessToken, OpenIddictConstants.Destinations.IdentityToken],
         _ => [OpenIddictConstants.Destinations.AccessToken],
     };

@@ -1,5 +1,7 @@
 using Lattice.Gateway.Hosting;
 using Lattice.Gateway.Persistence;
+using Microsoft.AspNetCore;
+using Microsoft.AspNetCore.Antiforgery;
 using Microsoft.AspNetCore.Authentication.Cookies;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.AspNetCore.DataProtection.KeyManagement;
@@ -7,6 +9,7 @@ using Microsoft.AspNetCore.DataProtection.Repositories;
 using Microsoft.Extensions.Options;
 using OpenIddict.Abstractions;
 using OpenIddict.Server;
+using OpenIddict.Server.AspNetCore;
 using static OpenIddict.Abstractions.OpenIddictConstants;
 using static OpenIddict.Server.OpenIddictServerEvents;
 
@@ -41,6 +44,7 @@ public static class IdentityServices
         services.AddScoped<GrantService>();
         services.AddScoped<UserService>();
         services.AddScoped<OAuthAppService>();
+        services.AddSingleton<DeviceAuthorizationLimiter>();
         // The session and antiforgery cookies are protected with ASP.NET Core's data-protection keys. They live with the
         // rest of the gateway's state, so sign-ins survive restarts and every node on the same data directory accepts them.
         services.AddDataProtection().SetApplicationName("lattice");
@@ -50,6 +54,22 @@ public static class IdentityServices
         {
             o.Cookie.Name = "lattice_af";
             o.FormFieldName = "__af";
+        });
+        // Behind a proxy that terminates TLS the gateway sees plain HTTP, so "secure when the request was" is not enough:
+        // the public URL says whether browsers reach it over https.
+        services.AddOptions<AntiforgeryOptions>().Configure<IOptions<GatewayOptions>>((o, gateway) =>
+        {
+            if (gateway.Value.IsPublicHttps)
+            {
+                o.Cookie.SecurePolicy = CookieSecurePolicy.Always;
+            }
+        });
+        services.AddOptions<CookieAuthenticationOptions>(IdentityEndpoints.CookieScheme).Configure<IOptions<GatewayOptions>>((o, gateway) =>
+        {
+            if (gateway.Value.IsPublicHttps)
+            {
+                o.Cookie.SecurePolicy = CookieSecurePolicy.Always;
+            }
         });
 
         services.AddAuthentication()
@@ -95,6 +115,13 @@ public static class IdentityServices
                     options.CodeChallengeMethods.Remove(CodeChallengeMethods.Plain);
                 });
 
+                // Every URL OpenIddict writes (issuer, discovery endpoints, verification_uri) starts from the public URL,
+                // never from the Host header the caller sent.
+                o.AddEventHandler<ProcessRequestContext>(h => h.UseSingletonHandler<UsePublicUrl>()
+                    .SetOrder(OpenIddictServerAspNetCoreHandlers.ResolveRequestUri.Descriptor.Order + 1)
+                    .SetType(OpenIddictServerHandlerType.Custom));
+                DeviceAuthorizationLimiter.Register(o);
+
                 o.AddEventHandler<HandleRevocationRequestContext>(h => h.UseScopedHandler<LogRevocation>()
                     .SetOrder(OpenIddictServerHandlers.Revocation.RevokeToken.Descriptor.Order + 500)
                     .SetType(OpenIddictServerHandlerType.Custom));
@@ -110,11 +137,33 @@ public static class IdentityServices
         services.AddOptions<OpenIddictServerOptions>().Configure<IOptions<GatewayOptions>, SigningKeys>((options, gateway, keys) =>
         {
             options.AccessTokenLifetime = gateway.Value.AccessTokenLifetime;
+            // Configured: the issuer is fixed. Unset: UsePublicUrl gives each request the server's own address.
+            options.Issuer = gateway.Value.ParsePublicUrl();
             options.SigningCredentials.Add(new Microsoft.IdentityModel.Tokens.SigningCredentials(keys.Signing, Microsoft.IdentityModel.Tokens.SecurityAlgorithms.RsaSha256));
             options.EncryptionCredentials.Add(new Microsoft.IdentityModel.Tokens.EncryptingCredentials(keys.Encryption,
                 Microsoft.IdentityModel.Tokens.SecurityAlgorithms.RsaOAEP, Microsoft.IdentityModel.Tokens.SecurityAlgorithms.Aes256CbcHmacSha512));
         });
         return services;
+    }
+
+    /// <summary>
+    /// Replaces the base and request URIs OpenIddict took from the request (scheme, <c>Host</c> header, path base) with
+    /// the gateway's public URL, before it matches endpoints: the issuer it signs into tokens and checks, the discovery
+    /// document's endpoints and the device flow's <c>verification_uri</c> are then the public URL's whatever
+    /// <c>Host</c> a caller sends.
+    /// </summary>
+    private sealed class UsePublicUrl(PublicUrl publicUrl) : IOpenIddictServerHandler<ProcessRequestContext>
+    {
+        public ValueTask HandleAsync(ProcessRequestContext context)
+        {
+            if (context.Transaction.GetHttpRequest() is { } request)
+            {
+                var baseUri = publicUrl.Value;
+                context.BaseUri = baseUri;
+                context.RequestUri = new Uri(baseUri, request.Path.ToUriComponent().TrimStart('/') + request.QueryString.ToUriComponent());
+            }
+            return default;
+        }
     }
 
     /// <summary>

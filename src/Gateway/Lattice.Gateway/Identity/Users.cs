@@ -15,7 +15,8 @@ public sealed class UserService(LatticeDbContext db, GrantService grants, TimePr
 
     public static string NormalizeEmail(string email) => email.Trim().ToLowerInvariant();
 
-    public async Task<UserEntity> CreateAsync(string email, string displayName, string password, CancellationToken cancellationToken = default)
+    /// <param name="emailVerified">Whether the address is known to be the person's: only an operator can say so.</param>
+    public async Task<UserEntity> CreateAsync(string email, string displayName, string password, bool emailVerified, CancellationToken cancellationToken = default)
     {
         var user = new UserEntity
         {
@@ -23,6 +24,7 @@ public sealed class UserService(LatticeDbContext db, GrantService grants, TimePr
             Email = NormalizeEmail(email),
             DisplayName = displayName,
             PasswordHash = "",
+            EmailVerified = emailVerified,
             CreatedAt = time.GetUtcNow(),
         };
         user.PasswordHash = Hasher.HashPassword(user, password);
@@ -48,6 +50,18 @@ public sealed class UserService(LatticeDbContext db, GrantService grants, TimePr
             await db.SaveChangesAsync(cancellationToken);
         }
         return result == PasswordVerificationResult.Failed ? null : user;
+    }
+
+    /// <summary>Marks the user's address verified (an operator's act); null when there is no such user.</summary>
+    public async Task<UserEntity?> VerifyEmailAsync(string userId, CancellationToken cancellationToken = default)
+    {
+        var user = await db.Users.FirstOrDefaultAsync(u => u.Id == userId, cancellationToken);
+        if (user is { EmailVerified: false })
+        {
+            user.EmailVerified = true;
+            await db.SaveChangesAsync(cancellationToken);
+        }
+        return user;
     }
 
     public Task<UserEntity?> FindAsync(string userId, CancellationToken cancellationToken = default) =>

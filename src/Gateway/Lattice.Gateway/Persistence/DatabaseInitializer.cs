@@ -103,7 +103,7 @@ public sealed class DatabaseInitializer(
         await keys.ReloadAsync(cancellationToken);
 
         var password = ApiKeySecrets.NewSecret("")[..20];
-        var user = await users.CreateAsync(DevUserEmail, "Dev User", password, cancellationToken);
+        var user = await users.CreateAsync(DevUserEmail, "Dev User", password, emailVerified: false, cancellationToken);
         await users.AddMemberAsync(workspace.Id, user.Id, "owner", cancellationToken);
         return new DevBootstrap(workspace.Id, devKey, adminKey, user.Id, user.Email, password);
     }

@@ -126,6 +126,11 @@ public sealed class UserEntity
     public required string Email { get; set; }
     public required string DisplayName { get; set; }
     public required string PasswordHash { get; set; }
+    /// <summary>
+    /// Whether the address is known to be the person's: false for an account made from an invitation link (whoever
+    /// held the link chose the password) until an operator verifies it. Tokens carry it as <c>email_verified</c>.
+    /// </summary>
+    public bool EmailVerified { get; set; }
     public DateTimeOffset CreatedAt { get; set; }
 }
 
