@@ -114,7 +114,7 @@ public sealed partial class Dispatcher(
     {
         var sse = response.ContentType.StartsWith("text/event-stream", StringComparison.OrdinalIgnoreCase);
         // Only a stream's bytes are ever changed (the usage the gateway asked for), so a JSON answer keeps its length.
-        sink.Start(response.Status, response.ContentType, sse ? null : response.ContentLength, sse);
+        sink.Start(response.Status, response.ContentType, sse ? null : response.ContentLength, sse, response.Native);
         var meterBody = meter.Enabled && request.Task.MeteringUnit != MeteringUnits.Requests;
         // A stream keeps what it relayed (up to 1 MiB) only so that a cancelled one can be counted.
         using var filter = sse ? new SseUsageFilter(response.UsageInjected, meterBody ? KeepStreamBytes : 0, request.Task.UsagePath, request.Task.MeteringUnit) : null;

@@ -18,6 +18,12 @@ public interface IResponseSink
     /// <summary>Sets the status and content type; called once, before the first write.</summary>
     void Start(int status, string contentType, long? contentLength, bool sse);
 
+    /// <summary>
+    /// As <see cref="Start(int, string, long?, bool)"/>; <paramref name="native"/>: the answer is already in the surface's
+    /// own API (<see cref="TargetResponse.Native"/>), so a translating sink passes it through unchanged.
+    /// </summary>
+    void Start(int status, string contentType, long? contentLength, bool sse, bool native) => Start(status, contentType, contentLength, sse);
+
     /// <summary>The answer's bytes go here; they leave at the next flush.</summary>
     IBufferWriter<byte> Writer { get; }
 
