@@ -43,6 +43,9 @@ public sealed record UpstreamOffer(
 
     /// <summary>The effective price of a request this offer serves: the offer's own prices if it has any, else its model's.</summary>
     public Prices Prices { get; init; } = Prices.Free;
+
+    /// <summary>An OpenAI upstream that serves <c>/v1/responses</c> itself: Responses requests reach it as the client sent them.</summary>
+    public bool ServesResponses { get; init; }
 }
 
 /// <summary>A catalog model and its offers, in the order the router tries them.</summary>

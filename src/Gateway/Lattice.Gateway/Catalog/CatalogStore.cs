@@ -62,6 +62,7 @@ public sealed partial class CatalogStore(IServiceScopeFactory scopes, ILogger<Ca
                         o.Capacity == "marketplace")
                     {
                         Prices = offerPrices.GetValueOrDefault(o.Id) ?? prices,
+                        ServesResponses = o.ServesResponses,
                     })
                     .ToArray();
                 models[row.Id] = new CatalogModel(row.Id, row.OwnedBy, row.CreatedAt, offers) { Prices = prices, MaxOutputTokens = row.MaxOutputTokens };

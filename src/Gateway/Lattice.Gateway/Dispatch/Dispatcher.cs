@@ -117,7 +117,13 @@ public sealed partial class Dispatcher(
         sink.Start(response.Status, response.ContentType, sse ? null : response.ContentLength, sse, response.Native);
         var meterBody = meter.Enabled && request.Task.MeteringUnit != MeteringUnits.Requests;
         // A stream keeps what it relayed (up to 1 MiB) only so that a cancelled one can be counted.
-        using var filter = sse ? new SseUsageFilter(response.UsageInjected, meterBody ? KeepStreamBytes : 0, request.Task.UsagePath, request.Task.MeteringUnit) : null;
+        // An answer in the surface's own API (a native stream) ends, and reports its usage, in that API's way.
+        var (usagePath, isEnd) = response.Native ? request.Surface switch
+        {
+            Surfaces.Responses => (Responses.ResponsesStream.UsagePath, Responses.ResponsesStream.IsEnd),
+            _ => (request.Task.UsagePath, (SseUsageFilter.EndTest?)null),
+        } : (request.Task.UsagePath, null);
+        using var filter = sse ? new SseUsageFilter(response.UsageInjected, meterBody ? KeepStreamBytes : 0, usagePath, request.Task.MeteringUnit) { IsEnd = isEnd } : null;
         using var copy = !sse && meterBody ? new PooledCopy() : null;
         var writer = sink.Writer;
 
@@ -174,7 +180,7 @@ public sealed partial class Dispatcher(
 
         if (!cancelled && broken is null && filter is not null && !filter.SawDone)
         {
-            if (filter.Pending.TrimEnd("\r\n"u8).SequenceEqual("data: [DONE]"u8))
+            if (filter.IsEnd is { } ends ? ends(filter.Pending) : filter.Pending.TrimEnd("\r\n"u8).SequenceEqual("data: [DONE]"u8))
             {
                 // The last event lacks its blank line; it is still the end of the stream.
                 filter.Flush(writer);

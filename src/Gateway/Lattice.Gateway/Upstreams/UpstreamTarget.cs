@@ -27,7 +27,13 @@ public sealed class UpstreamTarget(
     {
         var offer = (UpstreamOffer)candidate.State!;
         var task = request.Task;
-        var input = request.Input;
+        // A request from a surface this upstream serves itself goes as the client wrote it, to that API's path.
+        var nativePath = request.Native is null ? null : request.Surface switch
+        {
+            Metering.Surfaces.Responses when offer.ServesResponses => "responses",
+            _ => null,
+        };
+        var input = nativePath is null ? request.Input : request.Native!;
         // The timeout covers the whole attempt, from sending to the last byte of the answer.
         var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         cts.CancelAfter(offer.Timeout ?? _options.UpstreamTimeout);
@@ -35,13 +41,13 @@ public sealed class UpstreamTarget(
         // A stream is metered from the upstream's own usage chunk: when the client did not ask for it, the gateway
         // does (one splice in the client's bytes) and the relay takes the chunk out again.
         JsonSplice? usageSplice = null;
-        if (_metered && input.Stream && !input.IncludeUsage && task.ContentKind == TaskContentKind.Json && task.UpstreamPath == "chat/completions"
+        if (_metered && nativePath is null && input.Stream && !input.IncludeUsage && task.ContentKind == TaskContentKind.Json && task.UpstreamPath == "chat/completions"
             && IncludeUsagePatch.TryCreate(input.Body.AsSpan(0, input.Length), out var splice))
         {
             usageSplice = splice;
         }
 
-        using var message = new HttpRequestMessage(HttpMethod.Post, new Uri(offer.BaseUrl!, task.UpstreamPath))
+        using var message = new HttpRequestMessage(HttpMethod.Post, new Uri(offer.BaseUrl!, nativePath ?? task.UpstreamPath))
         {
             Content = task.ContentKind == TaskContentKind.Json
                 ? new SplicedJsonContent(input, offer.UpstreamModel, usageSplice)
@@ -94,7 +100,7 @@ public sealed class UpstreamTarget(
             cts.Dispose();
             return TargetOpening.Failed(DispatchFailure.Unavailable, GatewayError.UpstreamFailed("The upstream provider could not be reached."), retryable: true);
         }
-        return TargetOpening.Opened(new UpstreamResponse(response, body, cts, usageSplice is not null));
+        return TargetOpening.Opened(new UpstreamResponse(response, body, cts, usageSplice is not null, nativePath is not null));
     }
 
     private static async Task<byte[]?> ReadEnvelopeAsync(HttpResponseMessage response, CancellationToken cancellationToken)
@@ -131,7 +137,7 @@ public sealed class UpstreamTarget(
         private readonly CancellationTokenSource _cts;
         private byte[]? _buffer = ArrayPool<byte>.Shared.Rent(16 * 1024);
 
-        public UpstreamResponse(HttpResponseMessage response, Stream body, CancellationTokenSource cts, bool usageInjected)
+        public UpstreamResponse(HttpResponseMessage response, Stream body, CancellationTokenSource cts, bool usageInjected, bool native)
         {
             _response = response;
             _body = body;
@@ -141,6 +147,7 @@ public sealed class UpstreamTarget(
             ContentType = headers.ContentType?.ToString() ?? "application/json";
             ContentLength = headers.ContentLength;
             UsageInjected = usageInjected;
+            Native = native;
         }
 
         public override async ValueTask<TargetRead> ReadAsync()

@@ -16,6 +16,9 @@ namespace Lattice.Protocol.Metering;
 /// </remarks>
 public sealed class SseUsageFilter : IDisposable
 {
+    /// <summary>Whether one whole server-sent event ends its stream.</summary>
+    public delegate bool EndTest(ReadOnlySpan<byte> sseEvent);
+
     private const int MinimumHeld = 4096;
 
     // The key without its opening quote: searching for a needle that starts and ends with '"' checks a candidate at
@@ -56,8 +59,13 @@ public sealed class SseUsageFilter : IDisposable
     /// <summary>Bytes of an event not yet complete, held until the next <see cref="Push"/> (or <see cref="Flush"/>).</summary>
     public ReadOnlySpan<byte> Pending => _held.AsSpan(0, _heldLength);
 
-    /// <summary>The stream's end marker, <c>data: [DONE]</c>, has been forwarded.</summary>
+    /// <summary>The stream's end marker, <c>data: [DONE]</c> (or what <see cref="IsEnd"/> names), has been forwarded.</summary>
     public bool SawDone { get; private set; }
+
+    /// <summary>
+    /// For a stream in another API than OpenAI's chat (one that does not end with <c>[DONE]</c>): the event that ends it.
+    /// </summary>
+    public EndTest? IsEnd { get; init; }
 
     /// <summary>The usage of the last event that carried a usage object; null while none has.</summary>
     public Usage? Usage { get; private set; }
@@ -128,11 +136,16 @@ public sealed class SseUsageFilter : IDisposable
 
     private void Forward(ReadOnlySpan<byte> sseEvent, IBufferWriter<byte> output)
     {
+        if (IsEnd is { } isEnd && !SawDone && isEnd(sseEvent))
+        {
+            SawDone = true;
+        }
+
         int keyAt = IndexOfKey(sseEvent, 0);
         if (keyAt < 0)
         {
             // The common case: a content chunk of a client that did not ask for usage. Copied unparsed.
-            if (!SawDone && sseEvent.Length < 64 && SseEvents.IsDone(sseEvent))
+            if (!SawDone && IsEnd is null && sseEvent.Length < 64 && SseEvents.IsDone(sseEvent))
             {
                 SawDone = true;
             }
