@@ -144,6 +144,7 @@ public sealed class ResponseOutput(string id, long createdAt, ResponsesRequest.T
     /// <summary>The closing event: <c>response.completed</c>, or <c>response.incomplete</c> with the reason.</summary>
     public void End(IBufferWriter<byte> output, string? incompleteReason, Usage usage, long completedAt)
     {
+        EnsureOutput();
         CloseOpen();
         using var w = Begin(output, incompleteReason is null ? "response.completed" : "response.incomplete");
         w.WritePropertyName("response");
@@ -163,6 +164,7 @@ public sealed class ResponseOutput(string id, long createdAt, ResponsesRequest.T
     /// <summary>The whole Response object.</summary>
     public byte[] Render(string? incompleteReason, Usage usage, long completedAt)
     {
+        EnsureOutput();
         CloseOpen();
         var buffer = new ArrayBufferWriter<byte>(1024);
         using (var w = new Utf8JsonWriter(buffer, WriterOptions))
@@ -181,6 +183,15 @@ public sealed class ResponseOutput(string id, long createdAt, ResponsesRequest.T
             WriteItems(w);
         }
         return buffer.WrittenSpan.ToArray();
+    }
+
+    /// <summary>An answer with nothing in it is still one message, of empty text, as clients read <c>output[0]</c>.</summary>
+    private void EnsureOutput()
+    {
+        if (_items.Count == 0)
+        {
+            Append("", refusal: false);
+        }
     }
 
     private void Append(string text, bool refusal)
@@ -215,7 +226,7 @@ public sealed class ResponseOutput(string id, long createdAt, ResponsesRequest.T
             }
         }
         part.Text.Append(text);
-        if (_live is { } output)
+        if (_live is { } output && text.Length > 0)
         {
             using var w = Begin(output, refusal ? "response.refusal.delta" : "response.output_text.delta");
             WritePartPosition(w, item, _items.Count - 1, item.Parts.Count - 1);
