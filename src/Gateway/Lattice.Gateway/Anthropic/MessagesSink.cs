@@ -13,18 +13,16 @@ namespace Lattice.Gateway.Anthropic;
 /// dispatch is over and then rendered whole — a Message, a stream of one delta, or Anthropic's error envelope.
 /// The usage the client is told is the one the dispatch metered.
 /// </summary>
-public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated request, TimeProvider time) : IResponseSink
+public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated request, TimeProvider time) : IResponseSink, OpenAi.IChatAnswerHandler
 {
-    private readonly ArrayBufferWriter<byte> _received = new(4096);
+    private readonly OpenAi.ChatAnswerReader _reader = new();
     private readonly MessageEvents _events = new(MessageId(context.TraceIdentifier), request.Model);
     private int _status;
     private bool _receivedSse;
     /// <summary>Translating a stream to the client as it arrives.</summary>
     private bool _live;
-    private int _consumed;
-    private bool _sawDone;
-    /// <summary>The upstream's stream carried an error; it was told to the client and the rest is ignored.</summary>
-    private bool _failed;
+    /// <summary>Where the answer's parts are written as they are read; null while a whole answer is kept.</summary>
+    private IBufferWriter<byte>? _output;
     private readonly StringBuilder _text = new();
     /// <summary>The answer's tool calls, by the chat's tool call index.</summary>
     private readonly SortedList<int, ToolCall> _tools = [];
@@ -54,7 +52,7 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
         }
     }
 
-    public IBufferWriter<byte> Writer => _received;
+    public IBufferWriter<byte> Writer => _reader.Writer;
 
     public async ValueTask<bool> FlushAsync(CancellationToken cancellationToken)
     {
@@ -78,11 +76,11 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
         {
             var output = context.Response.BodyWriter;
             ReadEvents(output);
-            if (_failed)
+            if (_reader.SawError)
             {
                 // Already ended with the upstream's error event.
             }
-            else if (outcome.Failure == DispatchFailure.None && _sawDone)
+            else if (outcome.Failure == DispatchFailure.None && _reader.SawDone)
             {
                 _events.End(output, StopReason(), _matchedStop, outcome.Usage);
             }
@@ -108,7 +106,7 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
         if (_status is < 200 or >= 300)
         {
             await AnthropicErrors.WriteAsync(context, _status,
-                AnthropicErrors.MessageOf(_received.WrittenSpan) ?? $"The model's provider answered with status {_status}.");
+                AnthropicErrors.MessageOf(_reader.Received) ?? $"The model's provider answered with status {_status}.");
             return;
         }
         if (!ReadWhole())
@@ -163,144 +161,66 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
     /// <remarks>With no <paramref name="output"/> the text is kept for a whole answer.</remarks>
     private void ReadEvents(IBufferWriter<byte>? output)
     {
-        while (true)
+        _output = output;
+        _reader.ReadEvents(this);
+    }
+
+    void OpenAi.IChatAnswerHandler.Text(string text)
+    {
+        if (_output is not null)
         {
-            var rest = _received.WrittenSpan[_consumed..];
-            var newline = rest.IndexOf((byte)'\n');
-            if (newline < 0)
-            {
-                break;
-            }
-            _consumed += newline + 1;
-            if (!_failed)
-            {
-                ReadLine(rest[..newline].TrimEnd((byte)'\r'), output);
-            }
+            _events.Text(_output, text);
         }
-        if (_consumed > 0 && _consumed == _received.WrittenCount)
+        else
         {
-            _received.ResetWrittenCount();
-            _consumed = 0;
+            _text.Append(text);
         }
     }
 
-    /// <summary>One line of the chat stream: a <c>data:</c> chunk becomes text deltas; comments and blank lines pass.</summary>
-    private void ReadLine(ReadOnlySpan<byte> line, IBufferWriter<byte>? output)
+    // The Messages API has no refusal block; a chat refusal is not part of the Message.
+    void OpenAi.IChatAnswerHandler.Refusal(string text)
     {
-        if (!line.StartsWith("data:"u8))
+    }
+
+    /// <summary>A tool call starts a <c>tool_use</c> block; its arguments are the input (streamed as <c>input_json_delta</c>s).</summary>
+    void OpenAi.IChatAnswerHandler.ToolCallStarted(int index, string id, string name)
+    {
+        var tool = new ToolCall(ToolCall.IdFor(id), name);
+        _tools.Add(index, tool);
+        if (_output is not null)
         {
-            return;
-        }
-        var data = line[5..].TrimStart((byte)' ');
-        if (data.SequenceEqual("[DONE]"u8))
-        {
-            _sawDone = true;
-            return;
-        }
-        try
-        {
-            var reader = new Utf8JsonReader(data);
-            using var chunk = JsonDocument.ParseValue(ref reader);
-            var root = chunk.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
-            {
-                return;
-            }
-            if (root.TryGetProperty("error", out var error) && error.ValueKind != JsonValueKind.Null)
-            {
-                _failed = true;
-                if (output is not null)
-                {
-                    AnthropicErrors.WriteEvent(output, StatusCodes.Status502BadGateway,
-                        AnthropicErrors.MessageOf(error) ?? "The model's provider failed in the middle of the answer.", context.TraceIdentifier);
-                }
-                return;
-            }
-            ReadChoice(root, "delta", output);
-        }
-        catch (JsonException)
-        {
-            // Not a chunk this surface understands; the dispatch's own checks decide whether the stream was whole.
+            _events.ToolStart(_output, tool.Id, tool.Name);
         }
     }
 
-    /// <summary>The first choice of a chunk (<c>delta</c>) or completion (<c>message</c>): its text, finish reason, stop.</summary>
-    private void ReadChoice(JsonElement root, string contentProperty, IBufferWriter<byte>? output)
+    void OpenAi.IChatAnswerHandler.ToolCallArguments(int index, string fragment)
     {
-        if (!root.TryGetProperty("choices", out var choices) || choices.ValueKind != JsonValueKind.Array || choices.GetArrayLength() == 0)
+        if (_output is not null)
         {
-            return;
+            _events.ToolInput(_output, fragment);
         }
-        var choice = choices[0];
-        if (choice.TryGetProperty(contentProperty, out var delta) && delta.ValueKind == JsonValueKind.Object
-            && delta.TryGetProperty("content", out var content) && content.ValueKind == JsonValueKind.String
-            && content.GetString() is { Length: > 0 } text)
+        else
         {
-            if (output is not null)
-            {
-                _events.Text(output, text);
-            }
-            else
-            {
-                _text.Append(text);
-            }
+            _tools[index].Input.Append(fragment);
         }
-        if (choice.TryGetProperty(contentProperty, out var message) && message.ValueKind == JsonValueKind.Object
-            && message.TryGetProperty("tool_calls", out var calls) && calls.ValueKind == JsonValueKind.Array)
-        {
-            ReadToolCalls(calls, output);
-        }
-        if (choice.TryGetProperty("finish_reason", out var finish) && finish.ValueKind == JsonValueKind.String)
-        {
-            _finishReason = finish.GetString();
-        }
+    }
+
+    void OpenAi.IChatAnswerHandler.Finished(string reason, string? stopReason)
+    {
+        _finishReason = reason;
         // Engines that say which stop sequence ended the answer (vLLM's choice-level stop_reason) let us say so too.
-        if (choice.TryGetProperty("stop_reason", out var stop) && stop.ValueKind == JsonValueKind.String
-            && stop.GetString() is { } matched && request.StopSequences.Contains(matched))
+        if (stopReason is not null && request.StopSequences.Contains(stopReason))
         {
-            _matchedStop = matched;
+            _matchedStop = stopReason;
         }
     }
 
-    /// <summary>
-    /// Tool calls of a message, or fragments of them in a chunk: a call with an <c>id</c> starts a <c>tool_use</c> block,
-    /// its <c>arguments</c> are the input (streamed as <c>input_json_delta</c>s).
-    /// </summary>
-    private void ReadToolCalls(JsonElement calls, IBufferWriter<byte>? output)
+    void OpenAi.IChatAnswerHandler.Failed(JsonElement error)
     {
-        var position = 0;
-        foreach (var call in calls.EnumerateArray())
+        if (_output is not null)
         {
-            var index = call.TryGetProperty("index", out var indexElement) && indexElement.TryGetInt32(out var i) ? i : position;
-            position++;
-            call.TryGetProperty("function", out var function);
-            var hasFunction = function.ValueKind == JsonValueKind.Object;
-            if (!_tools.TryGetValue(index, out var tool))
-            {
-                if (!call.TryGetProperty("id", out var id) || id.ValueKind != JsonValueKind.String
-                    || !hasFunction || !function.TryGetProperty("name", out var name) || name.ValueKind != JsonValueKind.String)
-                {
-                    continue;
-                }
-                tool = new ToolCall(ToolCall.IdFor(id.GetString()!), name.GetString()!);
-                _tools.Add(index, tool);
-                if (output is not null)
-                {
-                    _events.ToolStart(output, tool.Id, tool.Name);
-                }
-            }
-            if (hasFunction && function.TryGetProperty("arguments", out var arguments) && arguments.ValueKind == JsonValueKind.String
-                && arguments.GetString() is { Length: > 0 } fragment)
-            {
-                if (output is not null)
-                {
-                    _events.ToolInput(output, fragment);
-                }
-                else
-                {
-                    tool.Input.Append(fragment);
-                }
-            }
+            AnthropicErrors.WriteEvent(_output, StatusCodes.Status502BadGateway,
+                AnthropicErrors.MessageOf(error) ?? "The model's provider failed in the middle of the answer.", context.TraceIdentifier);
         }
     }
 
@@ -332,26 +252,13 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
     /// <summary>A whole answer kept until the end: a chat completion, or a stream that the client did not ask for.</summary>
     private bool ReadWhole()
     {
+        _output = null;
         if (_receivedSse)
         {
-            ReadEvents(null);
-            return _sawDone && !_failed && ToolInputsAreJson();
+            _reader.ReadEvents(this);
+            return _reader.SawDone && !_reader.SawError && ToolInputsAreJson();
         }
-        try
-        {
-            var reader = new Utf8JsonReader(_received.WrittenSpan);
-            using var completion = JsonDocument.ParseValue(ref reader);
-            if (completion.RootElement.ValueKind != JsonValueKind.Object)
-            {
-                return false;
-            }
-            ReadChoice(completion.RootElement, "message", null);
-            return ToolInputsAreJson();
-        }
-        catch (JsonException)
-        {
-            return false;
-        }
+        return _reader.ReadCompletion(this) && ToolInputsAreJson();
     }
 
     /// <summary>Anthropic's <c>stop_reason</c> for the chat finish reason.</summary>
