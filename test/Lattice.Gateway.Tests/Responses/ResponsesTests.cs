@@ -298,6 +298,28 @@ public sealed class ResponsesTests(GatewayFixture gateway)
         Assert.Equal(4, streamedRecord.Usage.CompletionTokens);
     }
 
+    [Fact]
+    public async Task The_admin_api_shows_serves_responses_and_refuses_it_on_a_runtime_offer()
+    {
+        await gateway.AddModelAsync("lovelace:serves-responses-admin", new JsonObject
+        {
+            ["base_url"] = gateway.StandInUrl + "/v1",
+            ["upstream_model"] = "standin-chat",
+            ["serves_responses"] = true,
+        });
+        using var got = await gateway.Admin.GetAsync("/admin/v1/models");
+        Assert.Equal(HttpStatusCode.OK, got.StatusCode);
+        var models = JsonNode.Parse(await got.Content.ReadAsStringAsync())!["data"]!.AsArray();
+        var offer = models.Single(m => m!["id"]!.GetValue<string>() == "lovelace:serves-responses-admin")!["offers"]![0]!;
+        Assert.False(models.Single(m => m!["id"]!.GetValue<string>() == "lovelace:chat")!["offers"]![0]!["serves_responses"]!.GetValue<bool>());
+        Assert.True(offer["serves_responses"]!.GetValue<bool>());
+
+        using var refused = await gateway.Admin.PostAsync("/admin/v1/models", Json(
+            """{"id":"lovelace:runtime-responses","offers":[{"runtime":"rt_00000000000000000000","upstream_model":"m","serves_responses":true}]}"""));
+        Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+        Assert.Equal("offers[0].serves_responses", JsonNode.Parse(await refused.Content.ReadAsStringAsync())!["error"]!["param"]!.GetValue<string>());
+    }
+
     /// <summary>A key of a second workspace.</summary>
     private async Task<string> StrangerKeyAsync()
     {
