@@ -229,6 +229,8 @@ public sealed class ResponsesTests(GatewayFixture gateway)
         { """{"model":"lovelace:chat","input":"hi","reasoning":{"effort":"high"}}""", 400, "reasoning", "reasoning: not supported by the chat-completions targets this model is served by." },
         { """{"model":"lovelace:chat","input":"hi","background":true}""", 400, "background", "background: not supported by the chat-completions targets this model is served by." },
         { """{"model":"lovelace:chat","input":"hi","include":["file_search_call.results"]}""", 400, "include", "include: not supported by the chat-completions targets this model is served by." },
+        { """{"model":"lovelace:chat","input":"hi","service_tier":"flex"}""", 400, "service_tier", "service_tier: not supported by the chat-completions targets this model is served by." },
+        { """{"model":"lovelace:chat","input":"hi","truncation":"auto"}""", 400, "truncation", "truncation: only 'disabled' is supported by the chat-completions targets this model is served by." },
         { """{"model":"lovelace:chat","input":"hi","frequency_penalty":1}""", 400, "frequency_penalty", "frequency_penalty: unknown parameter." },
         { """{"model":"lovelace:chat","input":[{"type":"reasoning","summary":[]}]}""", 400, "input[0].type", "input[0].type: items of type 'reasoning' are not supported by the chat-completions targets this model is served by." },
         { """{"model":"lovelace:chat","input":[{"role":"user","content":[{"type":"input_file","file_id":"file_1"}]}]}""", 400, "input[0].content[0].type", "input[0].content[0].type: content parts of type 'input_file' are not supported by the chat-completions targets this model is served by." },

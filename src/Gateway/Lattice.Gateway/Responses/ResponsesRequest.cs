@@ -90,7 +90,8 @@ public static class ResponsesRequest
         {
             if (Refused.Contains(property.Name))
             {
-                if (IsUnset(property.Value))
+                // service_tier auto / default ask for nothing in particular, which is what a chat target gives.
+                if (IsUnset(property.Value) || (property.Name == "service_tier" && property.Value.ValueKind == JsonValueKind.String && property.Value.GetString() is "auto" or "default"))
                 {
                     continue;
                 }
