@@ -11,7 +11,7 @@ namespace Lattice.Gateway.Responses;
 /// only from their own workspace, deleted on request or once <see cref="ResponsesOptions.RetentionDays"/> have passed
 /// (an expired one is already treated as absent).
 /// </summary>
-public sealed class ResponseStore(IServiceScopeFactory scopes, IOptions<ResponsesOptions> options, TimeProvider time)
+public sealed partial class ResponseStore(IServiceScopeFactory scopes, IOptions<ResponsesOptions> options, TimeProvider time, ILogger<ResponseStore> logger)
 {
     public async Task SaveAsync(Caller caller, string id, string model, byte[] inputItems, byte[] body, CancellationToken cancellationToken)
     {
@@ -31,9 +31,20 @@ public sealed class ResponseStore(IServiceScopeFactory scopes, IOptions<Response
             Input = System.Text.Encoding.UTF8.GetString(inputItems),
             Body = System.Text.Encoding.UTF8.GetString(body),
         });
-        // The client's request is over by the time this could be cancelled; the row is saved regardless.
-        await db.SaveChangesAsync(CancellationToken.None);
+        try
+        {
+            // The client's answer is about to leave whatever happens here, so the row is saved regardless of a cancel.
+            await db.SaveChangesAsync(CancellationToken.None);
+        }
+        catch (Exception ex) when (ex is DbUpdateException or System.Data.Common.DbException)
+        {
+            // The answer still reaches the client; only continuing or reading it later will find nothing.
+            LogSaveFailed(logger, id, ex.GetType().Name);
+        }
     }
+
+    [LoggerMessage(EventId = 9501, Level = LogLevel.Warning, Message = "Keeping response {ResponseId} failed ({Error}); it cannot be continued or read later")]
+    private static partial void LogSaveFailed(ILogger logger, string responseId, string error);
 
     /// <summary>The response <paramref name="id"/> of <paramref name="workspaceId"/>, unless it expired.</summary>
     public async Task<StoredResponseEntity?> FindAsync(string workspaceId, string id, CancellationToken cancellationToken)
