@@ -106,6 +106,7 @@ public static class StandInServer
         app.MapPost("/v1/chat/completions", ChatCompletions.Handle);
         app.MapPost("/v1/messages", Messages.Handle);
         app.MapPost("/v1/embeddings", StandInEmbeddings.Handle);
+        app.MapPost("/v1/responses", Responses.Handle);
         app.MapPost("/v1/audio/transcriptions", Transcriptions.Handle);
         app.MapGet("/v1/models", Models.HandleList);
         app.MapGet("/v1/models/{id}", Models.HandleGet);

@@ -160,6 +160,11 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
         // Anthropic's surface: the same credentials and scope, its own envelope (see Code).
         rules.Add(new("POST", "/v1/messages", Guard.Scope, "/v1/messages", Inference));
         rules.Add(new("POST", "/v1/messages/count_tokens", Guard.Scope, "/v1/messages/count_tokens", Inference));
+        // OpenAI's Responses API: inference; a kept response is found only in its own workspace (404 elsewhere).
+        rules.Add(new("POST", "/v1/responses", Guard.Scope, "/v1/responses", Inference));
+        rules.Add(new("GET", "/v1/responses/{id}", Guard.Scope, "/v1/responses/resp_00000000000000000000", Inference));
+        rules.Add(new("DELETE", "/v1/responses/{id}", Guard.Scope, "/v1/responses/resp_00000000000000000000", Inference));
+        rules.Add(new("GET", "/v1/responses/{id}/input_items", Guard.Scope, "/v1/responses/resp_00000000000000000000/input_items", Inference));
         foreach (var prefix in new[] { "/v1", "/openai/v1" })
         {
             rules.Add(new("POST", prefix + "/chat/completions", Guard.Scope, prefix + "/chat/completions", Inference));

@@ -32,12 +32,13 @@ public sealed record TaskClassDto(string Name, JsonElement InputSchema, bool Str
 
 /// <param name="Prices">This offer's own prices (<see cref="Metering.Prices"/> fields), overriding the model's; absent or null: the model's.</param>
 /// <param name="Kind">Which API the upstream at <c>base_url</c> speaks: <c>upstream</c> (OpenAI's, the default) or <c>anthropic</c> (Anthropic's Messages API).</param>
+/// <param name="ServesResponses">An OpenAI upstream that serves <c>/v1/responses</c> itself: Responses requests pass through untranslated.</param>
 public sealed record OfferRequest(string? Task, string? BaseUrl, string? Runtime, string? Credential, string? UpstreamModel, int? Priority, int? TimeoutSeconds, string? Capacity = null, JsonElement? Prices = null,
-    string? Kind = null);
+    string? Kind = null, bool? ServesResponses = null);
 /// <param name="Prices">The model's prices; on PUT, absent or null keeps them and <c>{}</c> makes the model free.</param>
 /// <param name="MaxOutputTokens">The most output tokens one answer can have: what budgets reserve for a request without <c>max_tokens</c>; on PUT, absent keeps it.</param>
 public sealed record ModelRequest(string? Id, string? OwnedBy, OfferRequest[]? Offers, JsonElement? Prices = null, int? MaxOutputTokens = null);
-public sealed record OfferDto(string Id, string? Task, string Kind, string? BaseUrl, string? Runtime, string? Credential, string UpstreamModel, int Priority, int? TimeoutSeconds, string Capacity, Metering.Prices? Prices);
+public sealed record OfferDto(string Id, string? Task, string Kind, string? BaseUrl, string? Runtime, string? Credential, string UpstreamModel, int Priority, int? TimeoutSeconds, string Capacity, Metering.Prices? Prices, bool ServesResponses = false);
 public sealed record WorkspacePricesRequest(JsonElement? Prices);
 public sealed record WorkspacePricesDto(string WorkspaceId, Metering.Prices? Prices);
 public sealed record HostedRuntimeRequest(string? DisplayName);

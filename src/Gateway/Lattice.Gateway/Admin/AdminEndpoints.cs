@@ -433,6 +433,10 @@ public static class AdminEndpoints
                 {
                     return (null, GatewayError.InvalidRequest("'upstream_model' names the runtime's model and is required.", $"offers[{i}].upstream_model"));
                 }
+                if (r.ServesResponses == true)
+                {
+                    return (null, GatewayError.InvalidRequest("'serves_responses' is for upstream offers; a runtime is served the chat task.", $"offers[{i}].serves_responses"));
+                }
                 offers.Add(new ModelOfferEntity
                 {
                     Id = ApiKeySecrets.NewId("off_"),
@@ -494,6 +498,7 @@ public static class AdminEndpoints
                 TimeoutSeconds = r.TimeoutSeconds,
                 Capacity = capacity,
                 Prices = prices,
+                ServesResponses = r.ServesResponses ?? false,
             });
         }
         return (offers, default);
@@ -501,7 +506,7 @@ public static class AdminEndpoints
 
     private static ModelDto ToDto(CatalogModelEntity m) => new(
         m.Id, m.OwnedBy, m.CreatedAt.ToUnixTimeSeconds(), StoredPrices(m.Prices),
-        m.Offers.OrderBy(o => o.Priority).Select(o => new OfferDto(o.Id, o.Task, o.Kind, o.RuntimeId is null ? o.BaseUrl : null, o.RuntimeId, o.CredentialName, o.UpstreamModel, o.Priority, o.TimeoutSeconds, o.Capacity, StoredPrices(o.Prices))).ToArray(),
+        m.Offers.OrderBy(o => o.Priority).Select(o => new OfferDto(o.Id, o.Task, o.Kind, o.RuntimeId is null ? o.BaseUrl : null, o.RuntimeId, o.CredentialName, o.UpstreamModel, o.Priority, o.TimeoutSeconds, o.Capacity, StoredPrices(o.Prices), o.ServesResponses)).ToArray(),
         m.MaxOutputTokens);
 
     private static GatewayError MaxOutputTokensInvalid() =>

@@ -13,9 +13,9 @@ namespace Lattice.Gateway.Anthropic;
 /// dispatch is over and then rendered whole — a Message, a stream of one delta, or Anthropic's error envelope.
 /// The usage the client is told is the one the dispatch metered.
 /// </summary>
-public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated request, TimeProvider time) : IResponseSink
+public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated request, TimeProvider time) : IResponseSink, OpenAi.IChatAnswerHandler
 {
-    private readonly ArrayBufferWriter<byte> _received = new(4096);
+    private readonly OpenAi.ChatAnswerReader _reader = new();
     private readonly MessageEvents _events = new(MessageId(context.TraceIdentifier), request.Model);
     /// <summary>Set when the answer is already a Message (an Anthropic upstream's): the relay writes straight to the client.</summary>
     private HttpResponseSink? _passThrough;
@@ -23,15 +23,14 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
     private bool _receivedSse;
     /// <summary>Translating a stream to the client as it arrives.</summary>
     private bool _live;
-    private int _consumed;
-    private bool _sawDone;
-    /// <summary>The upstream's stream carried an error; it was told to the client and the rest is ignored.</summary>
-    private bool _failed;
+    /// <summary>Where the answer's parts are written as they are read; null while a whole answer is kept.</summary>
+    private IBufferWriter<byte>? _output;
     private readonly StringBuilder _text = new();
     /// <summary>The answer's tool calls, by the chat's tool call index.</summary>
     private readonly SortedList<int, ToolCall> _tools = [];
     private string? _finishReason;
     private string? _matchedStop;
+    /// <summary>The model refused (the chat message's <c>refusal</c>): told as the text, with stop_reason <c>refusal</c>.</summary>
     private bool _refused;
 
     public void Admission(RateLimitReport? limits, bool admitted)
@@ -65,7 +64,7 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
         }
     }
 
-    public IBufferWriter<byte> Writer => _passThrough?.Writer ?? _received;
+    public IBufferWriter<byte> Writer => _passThrough?.Writer ?? _reader.Writer;
 
     public async ValueTask<bool> FlushAsync(CancellationToken cancellationToken)
     {
@@ -98,11 +97,11 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
         {
             var output = context.Response.BodyWriter;
             ReadEvents(output);
-            if (_failed)
+            if (_reader.SawError)
             {
                 // Already ended with the upstream's error event.
             }
-            else if (outcome.Failure == DispatchFailure.None && _sawDone)
+            else if (outcome.Failure == DispatchFailure.None && _reader.SawDone)
             {
                 _events.End(output, StopReason(), _matchedStop, outcome.Usage);
             }
@@ -128,7 +127,7 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
         if (_status is < 200 or >= 300)
         {
             await AnthropicErrors.WriteAsync(context, _status,
-                AnthropicErrors.MessageOf(_received.WrittenSpan) ?? $"The model's provider answered with status {_status}.");
+                AnthropicErrors.MessageOf(_reader.Received) ?? $"The model's provider answered with status {_status}.");
             return;
         }
         if (!ReadWhole())
@@ -203,157 +202,71 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
     /// <remarks>With no <paramref name="output"/> the text is kept for a whole answer.</remarks>
     private void ReadEvents(IBufferWriter<byte>? output)
     {
-        while (true)
-        {
-            var rest = _received.WrittenSpan[_consumed..];
-            var newline = rest.IndexOf((byte)'\n');
-            if (newline < 0)
-            {
-                break;
-            }
-            _consumed += newline + 1;
-            if (!_failed)
-            {
-                ReadLine(rest[..newline].TrimEnd((byte)'\r'), output);
-            }
-        }
-        if (_consumed > 0 && _consumed == _received.WrittenCount)
-        {
-            _received.ResetWrittenCount();
-            _consumed = 0;
-        }
+        _output = output;
+        _reader.ReadEvents(this);
     }
 
-    /// <summary>One line of the chat stream: a <c>data:</c> chunk becomes text deltas; comments and blank lines pass.</summary>
-    private void ReadLine(ReadOnlySpan<byte> line, IBufferWriter<byte>? output)
-    {
-        if (!line.StartsWith("data:"u8))
-        {
-            return;
-        }
-        var data = line[5..].TrimStart((byte)' ');
-        if (data.SequenceEqual("[DONE]"u8))
-        {
-            _sawDone = true;
-            return;
-        }
-        try
-        {
-            var reader = new Utf8JsonReader(data);
-            using var chunk = JsonDocument.ParseValue(ref reader);
-            var root = chunk.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
-            {
-                return;
-            }
-            if (root.TryGetProperty("error", out var error) && error.ValueKind != JsonValueKind.Null)
-            {
-                _failed = true;
-                if (output is not null)
-                {
-                    AnthropicErrors.WriteEvent(output, StatusCodes.Status502BadGateway,
-                        AnthropicErrors.MessageOf(error) ?? "The model's provider failed in the middle of the answer.", context.TraceIdentifier);
-                }
-                return;
-            }
-            ReadChoice(root, "delta", output);
-        }
-        catch (JsonException)
-        {
-            // Not a chunk this surface understands; the dispatch's own checks decide whether the stream was whole.
-        }
-    }
+    void OpenAi.IChatAnswerHandler.Text(string text) => WriteText(text);
 
-    /// <summary>The first choice of a chunk (<c>delta</c>) or completion (<c>message</c>): its text, finish reason, stop.</summary>
-    private void ReadChoice(JsonElement root, string contentProperty, IBufferWriter<byte>? output)
+    private void WriteText(string text)
     {
-        if (!root.TryGetProperty("choices", out var choices) || choices.ValueKind != JsonValueKind.Array || choices.GetArrayLength() == 0)
+        if (_output is not null)
         {
-            return;
-        }
-        var choice = choices[0];
-        if (choice.TryGetProperty(contentProperty, out var delta) && delta.ValueKind == JsonValueKind.Object)
-        {
-            ReadText(delta, "content", output);
-            // A chat refusal (OpenAI's message.refusal) is what the model said instead of an answer: Anthropic clients
-            // get it as the text, with stop_reason "refusal".
-            _refused |= ReadText(delta, "refusal", output);
-        }
-        if (choice.TryGetProperty(contentProperty, out var message) && message.ValueKind == JsonValueKind.Object
-            && message.TryGetProperty("tool_calls", out var calls) && calls.ValueKind == JsonValueKind.Array)
-        {
-            ReadToolCalls(calls, output);
-        }
-        if (choice.TryGetProperty("finish_reason", out var finish) && finish.ValueKind == JsonValueKind.String)
-        {
-            _finishReason = finish.GetString();
-        }
-        // Engines that say which stop sequence ended the answer (vLLM's choice-level stop_reason) let us say so too.
-        if (choice.TryGetProperty("stop_reason", out var stop) && stop.ValueKind == JsonValueKind.String
-            && stop.GetString() is { } matched && request.StopSequences.Contains(matched))
-        {
-            _matchedStop = matched;
-        }
-    }
-
-    /// <summary>The text in <paramref name="message"/>'s <paramref name="property"/>, if any: told, or kept for a whole answer.</summary>
-    private bool ReadText(JsonElement message, string property, IBufferWriter<byte>? output)
-    {
-        if (!message.TryGetProperty(property, out var content) || content.ValueKind != JsonValueKind.String
-            || content.GetString() is not { Length: > 0 } text)
-        {
-            return false;
-        }
-        if (output is not null)
-        {
-            _events.Text(output, text);
+            _events.Text(_output, text);
         }
         else
         {
             _text.Append(text);
         }
-        return true;
     }
 
-    /// <summary>
-    /// Tool calls of a message, or fragments of them in a chunk: a call with an <c>id</c> starts a <c>tool_use</c> block,
-    /// its <c>arguments</c> are the input (streamed as <c>input_json_delta</c>s).
-    /// </summary>
-    private void ReadToolCalls(JsonElement calls, IBufferWriter<byte>? output)
+    // The Messages API has no refusal block: what the model said instead of an answer is told as the text, and the
+    // Message stops with stop_reason "refusal".
+    void OpenAi.IChatAnswerHandler.Refusal(string text)
     {
-        var position = 0;
-        foreach (var call in calls.EnumerateArray())
+        _refused = true;
+        WriteText(text);
+    }
+
+    /// <summary>A tool call starts a <c>tool_use</c> block; its arguments are the input (streamed as <c>input_json_delta</c>s).</summary>
+    void OpenAi.IChatAnswerHandler.ToolCallStarted(int index, string id, string name)
+    {
+        var tool = new ToolCall(ToolCall.IdFor(id), name);
+        _tools.Add(index, tool);
+        if (_output is not null)
         {
-            var index = call.TryGetProperty("index", out var indexElement) && indexElement.TryGetInt32(out var i) ? i : position;
-            position++;
-            call.TryGetProperty("function", out var function);
-            var hasFunction = function.ValueKind == JsonValueKind.Object;
-            if (!_tools.TryGetValue(index, out var tool))
-            {
-                if (!call.TryGetProperty("id", out var id) || id.ValueKind != JsonValueKind.String
-                    || !hasFunction || !function.TryGetProperty("name", out var name) || name.ValueKind != JsonValueKind.String)
-                {
-                    continue;
-                }
-                tool = new ToolCall(ToolCall.IdFor(id.GetString()!), name.GetString()!);
-                _tools.Add(index, tool);
-                if (output is not null)
-                {
-                    _events.ToolStart(output, tool.Id, tool.Name);
-                }
-            }
-            if (hasFunction && function.TryGetProperty("arguments", out var arguments) && arguments.ValueKind == JsonValueKind.String
-                && arguments.GetString() is { Length: > 0 } fragment)
-            {
-                if (output is not null)
-                {
-                    _events.ToolInput(output, fragment);
-                }
-                else
-                {
-                    tool.Input.Append(fragment);
-                }
-            }
+            _events.ToolStart(_output, tool.Id, tool.Name);
+        }
+    }
+
+    void OpenAi.IChatAnswerHandler.ToolCallArguments(int index, string fragment)
+    {
+        if (_output is not null)
+        {
+            _events.ToolInput(_output, fragment);
+        }
+        else
+        {
+            _tools[index].Input.Append(fragment);
+        }
+    }
+
+    void OpenAi.IChatAnswerHandler.Finished(string reason, string? stopReason)
+    {
+        _finishReason = reason;
+        // Engines that say which stop sequence ended the answer (vLLM's choice-level stop_reason) let us say so too.
+        if (stopReason is not null && request.StopSequences.Contains(stopReason))
+        {
+            _matchedStop = stopReason;
+        }
+    }
+
+    void OpenAi.IChatAnswerHandler.Failed(JsonElement error)
+    {
+        if (_output is not null)
+        {
+            AnthropicErrors.WriteEvent(_output, StatusCodes.Status502BadGateway,
+                AnthropicErrors.MessageOf(error) ?? "The model's provider failed in the middle of the answer.", context.TraceIdentifier);
         }
     }
 
@@ -385,26 +298,13 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
     /// <summary>A whole answer kept until the end: a chat completion, or a stream that the client did not ask for.</summary>
     private bool ReadWhole()
     {
+        _output = null;
         if (_receivedSse)
         {
-            ReadEvents(null);
-            return _sawDone && !_failed && ToolInputsAreJson();
+            _reader.ReadEvents(this);
+            return _reader.SawDone && !_reader.SawError && ToolInputsAreJson();
         }
-        try
-        {
-            var reader = new Utf8JsonReader(_received.WrittenSpan);
-            using var completion = JsonDocument.ParseValue(ref reader);
-            if (completion.RootElement.ValueKind != JsonValueKind.Object)
-            {
-                return false;
-            }
-            ReadChoice(completion.RootElement, "message", null);
-            return ToolInputsAreJson();
-        }
-        catch (JsonException)
-        {
-            return false;
-        }
+        return _reader.ReadCompletion(this) && ToolInputsAreJson();
     }
 
     /// <summary>Anthropic's <c>stop_reason</c> for the chat finish reason.</summary>

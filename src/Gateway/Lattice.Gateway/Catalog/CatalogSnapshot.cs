@@ -57,6 +57,8 @@ public sealed record UpstreamOffer(
 
     /// <summary><see cref="OfferKinds"/>: which API the upstream speaks.</summary>
     public string Kind { get; init; } = OfferKinds.Upstream;
+    /// <summary>An OpenAI upstream that serves <c>/v1/responses</c> itself: Responses requests reach it as the client sent them.</summary>
+    public bool ServesResponses { get; init; }
 }
 
 /// <summary>A catalog model and its offers, in the order the router tries them.</summary>

@@ -63,6 +63,7 @@ public sealed partial class CatalogStore(IServiceScopeFactory scopes, ILogger<Ca
                     {
                         Prices = offerPrices.GetValueOrDefault(o.Id) ?? prices,
                         Kind = o.Kind,
+                        ServesResponses = o.ServesResponses,
                     })
                     .ToArray();
                 models[row.Id] = new CatalogModel(row.Id, row.OwnedBy, row.CreatedAt, offers) { Prices = prices, MaxOutputTokens = row.MaxOutputTokens };

@@ -256,6 +256,7 @@ public sealed partial class Dispatcher(
     private static INativeAnswerReader? NativeReader(string surface) => surface switch
     {
         Surfaces.Anthropic => new Anthropic.MessagesAnswerReader(),
+        Surfaces.Responses => new Responses.ResponsesStream(),
         _ => null,
     };
 

@@ -8,6 +8,7 @@ using Lattice.Gateway.Identity;
 using Lattice.Gateway.Metering;
 using Lattice.Gateway.OpenAi;
 using Lattice.Gateway.Persistence;
+using Lattice.Gateway.Responses;
 using Lattice.Gateway.Runtimes;
 using Lattice.Gateway.Tasks;
 using Lattice.Gateway.Upstreams;
@@ -73,6 +74,7 @@ public static class GatewayApp
         services.AddUpstreams();
         services.AddRuntimes();
         services.AddIdentityServer();
+        services.AddResponses();
         return services;
     }
 
@@ -131,6 +133,7 @@ public static class GatewayApp
         app.UseWebSockets();
         app.MapOpenAi();
         app.MapAnthropic();
+        app.MapResponses();
         app.MapRuntimes();
         app.MapAdmin();
         app.MapUsage();

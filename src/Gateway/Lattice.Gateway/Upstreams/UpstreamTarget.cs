@@ -44,6 +44,7 @@ public sealed class UpstreamTarget(
         AnthropicUpstream.Call? anthropic = null;
         HttpRequestMessage message;
         var usageInjected = false;
+        var native = false;
         if (offer.Kind == OfferKinds.Anthropic)
         {
             var defaultMaxTokens = catalog.Current.Models.TryGetValue(request.Model, out var model) && model.MaxOutputTokens is { } most
@@ -60,7 +61,7 @@ public sealed class UpstreamTarget(
         }
         else
         {
-            (message, usageInjected) = OpenAiMessage(request, offer, secret);
+            (message, usageInjected, native) = OpenAiMessage(request, offer, secret);
         }
 
         // The timeout covers the whole attempt, from sending to the last byte of the answer.
@@ -113,27 +114,36 @@ public sealed class UpstreamTarget(
             cts.Dispose();
             return TargetOpening.Failed(DispatchFailure.Unavailable, GatewayError.UpstreamFailed("The upstream provider could not be reached."), retryable: true);
         }
-        var answer = new UpstreamResponse(response, body, cts, usageInjected, anthropic is { Native: true });
+        var answer = new UpstreamResponse(response, body, cts, usageInjected, native || anthropic is { Native: true });
         return anthropic is { Native: false } translated
             ? await AnthropicUpstream.TranslateAsync(answer, translated, time.GetUtcNow().ToUnixTimeSeconds())
             : TargetOpening.Opened(answer);
     }
 
     /// <summary>The request to an OpenAI-compatible upstream: the client's bytes, only the model replaced.</summary>
-    private (HttpRequestMessage Message, bool UsageInjected) OpenAiMessage(TaskRequest request, UpstreamOffer offer, string? secret)
+    /// <summary>
+    /// The request to an OpenAI-compatible upstream: the client's bytes with the model replaced — the surface's own
+    /// (<see cref="TaskRequest.Native"/>) to that API's path when the offer serves the surface itself, else the task's.
+    /// </summary>
+    private (HttpRequestMessage Message, bool UsageInjected, bool Native) OpenAiMessage(TaskRequest request, UpstreamOffer offer, string? secret)
     {
         var task = request.Task;
-        var input = request.Input;
+        var nativePath = request.Native is null ? null : request.Surface switch
+        {
+            Metering.Surfaces.Responses when offer.ServesResponses => "responses",
+            _ => null,
+        };
+        var input = nativePath is null ? request.Input : request.Native!;
         // A stream is metered from the upstream's own usage chunk: when the client did not ask for it, the gateway
         // does (one splice in the client's bytes) and the relay takes the chunk out again.
         JsonSplice? usageSplice = null;
-        if (_metered && input.Stream && !input.IncludeUsage && task.ContentKind == TaskContentKind.Json && task.UpstreamPath == "chat/completions"
+        if (_metered && nativePath is null && input.Stream && !input.IncludeUsage && task.ContentKind == TaskContentKind.Json && task.UpstreamPath == "chat/completions"
             && IncludeUsagePatch.TryCreate(input.Body.AsSpan(0, input.Length), out var splice))
         {
             usageSplice = splice;
         }
 
-        var message = new HttpRequestMessage(HttpMethod.Post, new Uri(offer.BaseUrl!, task.UpstreamPath))
+        var message = new HttpRequestMessage(HttpMethod.Post, new Uri(offer.BaseUrl!, nativePath ?? task.UpstreamPath))
         {
             Content = task.ContentKind == TaskContentKind.Json
                 ? new SplicedJsonContent(input, offer.UpstreamModel, usageSplice)
@@ -147,7 +157,7 @@ public sealed class UpstreamTarget(
         {
             message.Headers.TryAddWithoutValidation("Accept", "text/event-stream");
         }
-        return (message, usageSplice is not null);
+        return (message, usageSplice is not null, nativePath is not null);
     }
 
     /// <summary>The largest error envelope relayed from a failing upstream; a bigger answer is not read past this.</summary>
@@ -213,6 +223,7 @@ public sealed class UpstreamTarget(
             ContentType = headers.ContentType?.ToString() ?? "application/json";
             ContentLength = headers.ContentLength;
             UsageInjected = usageInjected;
+            Native = native;
         }
 
         public override async ValueTask<TargetRead> ReadAsync()
