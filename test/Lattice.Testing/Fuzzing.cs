@@ -131,9 +131,25 @@ public static class Fuzzing
         return [.. bytes];
     }
 
-    /// <summary>A short description of an input for a failure message: its length and its first bytes in hex.</summary>
-    public static string Describe(byte[] bytes) =>
-        $"{bytes.Length} bytes: {Convert.ToHexString(bytes.AsSpan(0, Math.Min(bytes.Length, 96)))}{(bytes.Length > 96 ? "…" : "")}";
+    /// <summary>Environment variable naming a directory where <see cref="Describe"/> saves each failing input whole.</summary>
+    public const string SaveVariable = "LATTICE_FUZZ_SAVE";
+
+    /// <summary>
+    /// A short description of a failing input for the message: its length and first bytes in hex. With
+    /// <see cref="SaveVariable"/> set, the input is also saved there (named by its hash), ready for the corpus.
+    /// </summary>
+    public static string Describe(byte[] bytes)
+    {
+        var saved = "";
+        if (Environment.GetEnvironmentVariable(SaveVariable) is { Length: > 0 } directory)
+        {
+            Directory.CreateDirectory(directory);
+            var path = Path.Combine(directory, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes))[..16] + ".bin");
+            File.WriteAllBytes(path, bytes);
+            saved = $" (saved as {path})";
+        }
+        return $"{bytes.Length} bytes{saved}: {Convert.ToHexString(bytes.AsSpan(0, Math.Min(bytes.Length, 96)))}{(bytes.Length > 96 ? "…" : "")}";
+    }
 }
 
 /// <summary>One file of a fuzz corpus.</summary>
