@@ -165,7 +165,7 @@ public static class Frame
         return true;
     }
 
-    /// <summary>Splits a dispatch payload into its header and body; false when malformed.</summary>
+    /// <summary>Splits a dispatch payload into its header and body; false when malformed or a header field is missing.</summary>
     public static bool TryReadDispatch(ReadOnlyMemory<byte> payload, out DispatchHeader? header, out ReadOnlyMemory<byte> body)
     {
         header = null;
@@ -187,8 +187,14 @@ public static class Frame
         {
             return false;
         }
+        // Missing or null names deserialize to null; the daemon would look them up, so such a header is malformed.
+        if (header is not { Task: not null, Model: not null, ContentType: not null })
+        {
+            header = null;
+            return false;
+        }
         body = payload[(2 + length)..];
-        return header is not null;
+        return true;
     }
 
     public static T? ReadJson<T>(ReadOnlyMemory<byte> payload, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> typeInfo)

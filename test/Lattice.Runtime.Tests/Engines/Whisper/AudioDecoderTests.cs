@@ -266,4 +266,24 @@ public sealed class AudioDecoderTests
         }
         return dot / Math.Sqrt(a * b);
     }
+
+    // Found by AudioDecoderFuzzTests: a file starting "OggS" whose first page has a version byte other than 0 made the
+    // format sniffer throw outside the decoder's error handling, so Decode threw instead of returning a result.
+    [Fact]
+    public void An_ogg_file_with_a_damaged_first_page_is_corrupt()
+    {
+        var result = DecodeFails([.. "OggS"u8, 1, .. new byte[23]], AudioDecodeError.Corrupt);
+        Assert.Equal("The audio file could not be decoded: it does not start with an Ogg page.", result.Message);
+    }
+
+    // Found by AudioDecoderFuzzTests: a damaged MP3 (a mutation of hello-2s.mp3) made NLayer produce samples of
+    // magnitude 2 and more, which went on to the resampler and the model; the sink clips every decoder's output.
+    [Fact]
+    public void A_damaged_mp3_decodes_to_samples_within_full_scale()
+    {
+        var audio = DecodeOk(File.ReadAllBytes(Path.Combine(Lattice.Testing.RepoPaths.RepoRoot, "test", "Lattice.Runtime.Tests", "Fuzz", "Corpus", "audio", "mp3-past-full-scale.mp3")));
+        Assert.Equal("mp3", audio.Format);
+        Assert.All(audio.Samples, s => Assert.InRange(s, -1f, 1f));
+        Assert.Contains(audio.Samples, s => Math.Abs(s) == 1f);
+    }
 }

@@ -60,7 +60,16 @@ internal static class AudioDecoder
 
     public static AudioDecodeResult Decode(ReadOnlyMemory<byte> data, double maxSeconds, CancellationToken cancellationToken)
     {
-        var kind = Detect(data.Span);
+        string? kind;
+        try
+        {
+            kind = Detect(data.Span);
+        }
+        catch (InvalidAudioException e)
+        {
+            // Telling Ogg codecs apart reads the first page, which may be damaged.
+            return AudioDecodeResult.Failed(e.Error, $"The audio file could not be decoded: {e.Message}.");
+        }
         if (kind is null)
         {
             return AudioDecodeResult.Failed(
@@ -129,6 +138,7 @@ internal static class AudioDecoder
     }
 
     /// <summary>The format of <paramref name="data"/> from its first bytes, or null when unknown.</summary>
+    /// <exception cref="InvalidAudioException">The file starts like Ogg but its first page is damaged.</exception>
     public static string? Detect(ReadOnlySpan<byte> data)
     {
         if (data.Length >= 12 && (data[..4].SequenceEqual("RIFF"u8) || data[..4].SequenceEqual("RF64"u8)) && data.Slice(8, 4).SequenceEqual("WAVE"u8))

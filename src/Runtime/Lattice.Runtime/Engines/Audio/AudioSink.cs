@@ -50,7 +50,7 @@ internal sealed class AudioSink(double maxSeconds)
         _resampler = sampleRate == AudioDecoder.TargetSampleRate ? null : new Resampler(sampleRate, AudioDecoder.TargetSampleRate);
     }
 
-    /// <summary>Adds whole interleaved frames (samples in [-1, 1]).</summary>
+    /// <summary>Adds whole interleaved frames; samples past [-1, 1] are clipped and NaN or infinite ones silenced.</summary>
     public void Write(ReadOnlySpan<float> interleaved)
     {
         if (SampleRate == 0)
@@ -75,30 +75,24 @@ internal sealed class AudioSink(double maxSeconds)
                 $"may last at most {_maxSamples / ((double)SampleRate * _channels):0.###} s)"));
         }
 
-        ReadOnlySpan<float> mono;
-        if (_channels == 1)
+        // Mixed down and clipped in one pass: the managed MP3 and Vorbis decoders turn a damaged file into samples far
+        // past full scale (or NaN), which would otherwise reach the resampler and the model.
+        if (_mono.Length < frames)
         {
-            mono = interleaved[..frames];
+            _mono = new float[frames];
         }
-        else
+        var scale = 1f / _channels;
+        for (var f = 0; f < frames; f++)
         {
-            if (_mono.Length < frames)
+            var frame = interleaved.Slice(f * _channels, _channels);
+            var sum = 0f;
+            foreach (var sample in frame)
             {
-                _mono = new float[frames];
+                sum += float.IsFinite(sample) ? Math.Clamp(sample, -1f, 1f) : 0f;
             }
-            var scale = 1f / _channels;
-            for (var f = 0; f < frames; f++)
-            {
-                var frame = interleaved.Slice(f * _channels, _channels);
-                var sum = 0f;
-                foreach (var sample in frame)
-                {
-                    sum += sample;
-                }
-                _mono[f] = sum * scale;
-            }
-            mono = _mono.AsSpan(0, frames);
+            _mono[f] = sum * scale;
         }
+        ReadOnlySpan<float> mono = _mono.AsSpan(0, frames);
 
         if (_resampler is null)
         {
