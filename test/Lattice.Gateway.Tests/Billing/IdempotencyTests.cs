@@ -10,6 +10,8 @@ using Lattice.StandIn.OpenAi;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using Lattice.Gateway.Hosting;
 
 namespace Lattice.Gateway.Tests.Billing;
 
@@ -228,6 +230,48 @@ public sealed class IdempotencyTests(GatewayFixture gateway) : IClassFixture<Gat
         Assert.True(replay.Replayed);
         Assert.Equal(done.Body, replay.Body);
         Assert.Equal(1, gate.Arrivals);
+    }
+
+    [Fact]
+    public async Task A_request_still_running_past_its_first_lease_keeps_its_key()
+    {
+        // The lease covers the longest wait between two signs of life; a request that runs longer (a stream that keeps
+        // producing) renews it every half lease, so a retry is still told "in progress" and never runs a second time.
+        var gatewayOptions = gateway.Factory.Services.GetRequiredService<IOptions<GatewayOptions>>().Value;
+        var lease = (gatewayOptions.UpstreamTimeout > gatewayOptions.RuntimeTimeout ? gatewayOptions.UpstreamTimeout : gatewayOptions.RuntimeTimeout)
+            + gateway.Factory.Services.GetRequiredService<IOptions<IdempotencyOptions>>().Value.LeaseMargin;
+        var (model, gate) = await GatedModelAsync("lease", open: false);
+        var key = NewKey();
+        var body = Chat(model);
+        var first = SendAsync(body, key);
+        await gate.Arrived.WaitAsync(Timeout);
+        var claimedUntil = await LockedUntilAsync(key);
+
+        // Three half-leases pass while it runs: each time the lease is renewed from the moment of renewal.
+        for (var i = 1; i <= 3; i++)
+        {
+            gateway.Time.Advance(lease / 2);
+            var expected = claimedUntil + lease / 2 * i;
+            using var renewed = new CancellationTokenSource(Timeout);
+            while (await LockedUntilAsync(key) < expected)
+            {
+                await Task.Delay(10, renewed.Token);
+            }
+        }
+        // Past the first lease by now: without renewal a retry would take the key over and run again.
+        AssertError(await SendAsync(body, key), HttpStatusCode.Conflict, "idempotency_key_in_use", "still in progress");
+
+        gate.Open();
+        Assert.Equal(HttpStatusCode.OK, (await first).Status);
+        Assert.True((await SendAsync(body, key)).Replayed);
+        Assert.Equal(1, gate.Arrivals);
+    }
+
+    private async Task<DateTimeOffset> LockedUntilAsync(string key)
+    {
+        await using var scope = gateway.Factory.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<LatticeDbContext>();
+        return (await db.IdempotencyKeys.AsNoTracking().SingleAsync(r => r.Key == key)).LockedUntil;
     }
 
     [Fact]

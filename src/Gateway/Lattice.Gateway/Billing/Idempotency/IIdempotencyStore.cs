@@ -40,6 +40,12 @@ public interface IIdempotencyStore
     /// <summary>Keeps <paramref name="answer"/> for replay, or, when it is null, marks the key unreplayable. Does nothing if the claim was lost.</summary>
     ValueTask CompleteAsync(IdempotencyClaim claim, IdempotentAnswer? answer, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Extends a running claim's lease to <paramref name="lease"/> from now, so a request that is still making progress
+    /// (a long stream) keeps its key; false when the claim was lost or has ended.
+    /// </summary>
+    ValueTask<bool> RenewAsync(IdempotencyClaim claim, TimeSpan lease, CancellationToken cancellationToken);
+
     /// <summary>Forgets the claim (the request never began executing), so a retry runs afresh.</summary>
     ValueTask ReleaseAsync(IdempotencyClaim claim, CancellationToken cancellationToken);
 

@@ -26,6 +26,7 @@ public sealed partial class IdempotencyMiddleware(
     IIdempotencyStore store,
     IOptions<IdempotencyOptions> options,
     IOptions<GatewayOptions> gateway,
+    TimeProvider time,
     ILogger<IdempotencyMiddleware> logger)
 {
     public const string HeaderName = "Idempotency-Key";
@@ -42,7 +43,11 @@ public sealed partial class IdempotencyMiddleware(
     private readonly int _maxStoredBytes = options.Value.MaxStoredBodyBytes;
     private readonly long _maxBodyBytes = gateway.Value.MaxRequestBodyBytes;
 
-    /// <summary>A claim outlives the longest request it can cover, so a live request's key is never taken over.</summary>
+    /// <summary>
+    /// A claim outlives the longest wait between two signs of life of a request (the upstream's whole-attempt timeout, a
+    /// runtime's idle timeout), and is renewed every half lease while the request runs — a stream that keeps producing
+    /// for an hour keeps its key — so a live request's key is never taken over; a node that died lets go within a lease.
+    /// </summary>
     private readonly TimeSpan _lease = (gateway.Value.UpstreamTimeout > gateway.Value.RuntimeTimeout ? gateway.Value.UpstreamTimeout : gateway.Value.RuntimeTimeout)
         + options.Value.LeaseMargin;
 
@@ -118,6 +123,8 @@ public sealed partial class IdempotencyMiddleware(
         var teed = new StreamResponseBodyFeature(tee, original);
         context.Features.Set<IHttpResponseBodyFeature>(teed);
         var finished = false;
+        using var running = new CancellationTokenSource();
+        var renewing = RenewWhileRunningAsync(claim, running.Token);
         try
         {
             await next(context);
@@ -127,11 +134,34 @@ public sealed partial class IdempotencyMiddleware(
         }
         finally
         {
+            running.Cancel();
+            await renewing;
             context.Features.Set(original);
             // A route that does not dispatch (creating a personal runtime) is never marked executing; its success is
             // what shows it ran. On a dispatching route a success implies execution anyway.
             var ran = executing.Executing || context.Response.StatusCode is >= 200 and < 300;
             await SettleAsync(context, claim, ran, finished, tee);
+        }
+    }
+
+    /// <summary>Renews the claim every half lease until the request ends (or the claim is lost).</summary>
+    private async Task RenewWhileRunningAsync(IdempotencyClaim claim, CancellationToken running)
+    {
+        try
+        {
+            do
+            {
+                await Task.Delay(_lease / 2, time, running);
+            }
+            while (await store.RenewAsync(claim, _lease, running));
+        }
+        catch (OperationCanceledException) when (running.IsCancellationRequested)
+        {
+        }
+        catch (Exception e)
+        {
+            // A store that cannot be written leaves the lease as it was; the request itself goes on.
+            Log.RenewFailed(logger, e.GetType().Name, e.Message);
         }
     }
 
@@ -226,5 +256,8 @@ public sealed partial class IdempotencyMiddleware(
     {
         [LoggerMessage(EventId = 9303, Level = LogLevel.Warning, Message = "Keeping an idempotent request's outcome failed ({Kind}): {Error}")]
         public static partial void SettleFailed(ILogger logger, string kind, string error);
+
+        [LoggerMessage(EventId = 9306, Level = LogLevel.Warning, Message = "Renewing an idempotent request's lease failed ({Kind}): {Error}")]
+        public static partial void RenewFailed(ILogger logger, string kind, string error);
     }
 }

@@ -68,6 +68,14 @@ public sealed class SqlIdempotencyStore(IServiceScopeFactory scopes, IOptions<Id
             .SetProperty(r => r.Body, body), cancellationToken);
     }
 
+    public async ValueTask<bool> RenewAsync(IdempotencyClaim claim, TimeSpan lease, CancellationToken cancellationToken)
+    {
+        var until = time.GetUtcNow() + lease;
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<LatticeDbContext>();
+        return await Held(db, claim).ExecuteUpdateAsync(set => set.SetProperty(r => r.LockedUntil, until), cancellationToken) == 1;
+    }
+
     public async ValueTask ReleaseAsync(IdempotencyClaim claim, CancellationToken cancellationToken)
     {
         await using var scope = scopes.CreateAsyncScope();
