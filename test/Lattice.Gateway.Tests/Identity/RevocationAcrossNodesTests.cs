@@ -28,14 +28,14 @@ public sealed class RevocationAcrossNodesTests(OAuthGateway gateway) : IClassFix
     /// before the revocation was committed; the second began after it. Counting reads rather than timing them keeps
     /// the test exact on a loaded machine; the second-long bound follows from the read interval (asserted below).
     /// </summary>
-    private static async Task TwoReadsLaterAsync(WebApplication node)
+    internal static async Task TwoReadsLaterAsync(WebApplication node)
     {
         var poller = node.Services.GetRequiredService<RevocationPoller>();
         var target = poller.CompletedReads + 2;
         var deadline = Stopwatch.StartNew();
         while (poller.CompletedReads < target)
         {
-            Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(30), "node 2 stopped reading the revocation log");
+            Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(30), "the node stopped reading the revocation log");
             await Task.Delay(10);
         }
     }
@@ -78,6 +78,58 @@ public sealed class RevocationAcrossNodesTests(OAuthGateway gateway) : IClassFix
         {
             await node2.ShutDownAsync();
         }
+    }
+
+    [Fact]
+    public async Task A_reused_refresh_token_revokes_the_grant_and_every_access_token_it_minted_on_every_node()
+    {
+        var (node2, origin2) = await gateway.StartNodeAsync();
+        try
+        {
+            var a = gateway.A;
+            Dictionary<string, string> Refresh(string token) => new()
+            {
+                ["grant_type"] = "refresh_token", ["refresh_token"] = token, ["client_id"] = a.ClientId, ["client_secret"] = a.ClientSecret,
+            };
+            var first = await CodeFlow.RunAsync(gateway, a, a.ClientId, a.ClientSecret, ["lattice:compute:inference", "offline_access"]);
+            var spent = first["refresh_token"]!.GetValue<string>();
+            var second = await CodeFlow.TokenAsync(gateway, Refresh(spent));
+            string[] minted = [first["access_token"]!.GetValue<string>(), second["access_token"]!.GetValue<string>()];
+            foreach (var access in minted)
+            {
+                using var onNode2 = gateway.Client(access, origin2);
+                Assert.Equal(HttpStatusCode.OK, await ModelsAsync(onNode2));
+            }
+
+            // Someone else presents the spent refresh token: the grant goes, with every access token minted from it.
+            var reused = await CodeFlow.TokenAsync(gateway, Refresh(spent), HttpStatusCode.BadRequest);
+            Assert.Equal("invalid_grant", reused["error"]!.GetValue<string>());
+            foreach (var access in minted)
+            {
+                using var onNode1 = gateway.Client(access);
+                await AssertRevokedGrantAsync(onNode1);
+            }
+            await TwoReadsLaterAsync(node2);
+            foreach (var access in minted)
+            {
+                using var onNode2 = gateway.Client(access, origin2);
+                await AssertRevokedGrantAsync(onNode2);
+            }
+            // The rotated refresh token, the legitimate client's, is gone with the grant.
+            var rotated = await CodeFlow.TokenAsync(gateway, Refresh(second["refresh_token"]!.GetValue<string>()), HttpStatusCode.BadRequest);
+            Assert.Equal("invalid_grant", rotated["error"]!.GetValue<string>());
+        }
+        finally
+        {
+            await node2.ShutDownAsync();
+        }
+    }
+
+    private static async Task AssertRevokedGrantAsync(HttpClient client)
+    {
+        using var response = await client.GetAsync("v1/models");
+        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        Assert.Equal("revoked_grant", JsonNode.Parse(await response.Content.ReadAsStringAsync())!["error"]!["code"]!.GetValue<string>());
     }
 
     [Fact]

@@ -120,6 +120,7 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
             new("POST", "/admin/v1/task-classes", Guard.Scope, "/admin/v1/task-classes", Admin, TokenMayHold: false),
             new("DELETE", "/admin/v1/task-classes/{name}", Guard.Scope, "/admin/v1/task-classes/no.such.task", Admin, TokenMayHold: false),
             new("POST", "/admin/v1/runtimes", Guard.Scope, "/admin/v1/runtimes", Admin, TokenMayHold: false),
+            new("POST", "/admin/v1/runtimes/{latticeId}/revoke", Guard.Scope, "/admin/v1/runtimes/lat_00000000000000000000/revoke", Admin, TokenMayHold: false),
             new("GET", "/admin/v1/models", Guard.Scope, "/admin/v1/models", Admin, TokenMayHold: false),
             new("POST", "/admin/v1/models", Guard.Scope, "/admin/v1/models", Admin, TokenMayHold: false),
             new("PUT", "/admin/v1/models/{**id}", Guard.Scope, "/admin/v1/models/lovelace:no-such-model", Admin, TokenMayHold: false),

@@ -55,9 +55,9 @@ internal static class MembersCommand
             }, ct));
 
         var userId = new Argument<string>("user-id") { Description = "The member's user id (usr_…)." };
-        var remove = new Command("remove", "Remove a member; every grant they made in the workspace is revoked at once.") { userId };
+        var remove = new Command("remove", "Remove a member; every grant they made in the workspace, and every personal runtime they own there, is revoked at once.") { userId };
         remove.SetAction((parse, ct) => admin.SendAsync(parse, HttpMethod.Delete, t => $"/admin/v1/workspaces/{t.Workspace}/members/{Uri.EscapeDataString(parse.GetValue(userId)!)}", null,
-            _ => Console.WriteLine($"Removed {parse.GetValue(userId)}; the grants they made here are revoked."), ct));
+            _ => Console.WriteLine($"Removed {parse.GetValue(userId)}; the grants they made here and their personal runtimes are revoked."), ct));
 
         return admin.Group("members", "Manage the workspace's members and invitations.", list, invite, remove);
     }

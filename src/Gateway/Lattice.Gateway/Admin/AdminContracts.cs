@@ -43,6 +43,8 @@ public sealed record WorkspacePricesRequest(JsonElement? Prices);
 public sealed record WorkspacePricesDto(string WorkspaceId, Metering.Prices? Prices);
 public sealed record HostedRuntimeRequest(string? DisplayName);
 public sealed record HostedRuntimeDto(string LatticeId, string DisplayName, string BootstrapToken, long BootstrapExpiresAt);
+/// <param name="OwnerUserId">The user whose personal runtime it is; null for a workspace's shared runtime or a hosted one.</param>
+public sealed record AdminRuntimeDto(string LatticeId, string WorkspaceId, string DisplayName, bool Hosted, string? OwnerUserId, string Status, long? RevokedAt);
 public sealed record ModelDto(string Id, string OwnedBy, long CreatedAt, Metering.Prices? Prices, OfferDto[] Offers, int? MaxOutputTokens = null);
 
 public sealed record CreateUserRequest(string? Email, string? Name, string? Password, bool? EmailVerified);
@@ -90,6 +92,7 @@ public sealed record ListDto<T>(IReadOnlyList<T> Data)
 [JsonSerializable(typeof(ListDto<ModelDto>))]
 [JsonSerializable(typeof(HostedRuntimeRequest))]
 [JsonSerializable(typeof(HostedRuntimeDto))]
+[JsonSerializable(typeof(AdminRuntimeDto))]
 [JsonSerializable(typeof(WorkspacePricesRequest))]
 [JsonSerializable(typeof(WorkspacePricesDto))]
 [JsonSerializable(typeof(LimitsDto))]

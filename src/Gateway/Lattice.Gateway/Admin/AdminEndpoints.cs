@@ -38,6 +38,7 @@ public static class AdminEndpoints
         admin.MapDelete("/task-classes/{name}", DeleteTaskClassAsync);
 
         admin.MapPost("/runtimes", CreateHostedRuntimeAsync);
+        admin.MapPost("/runtimes/{latticeId}/revoke", RevokeRuntimeAsync);
 
         admin.MapGet("/models", ListModelsAsync);
         admin.MapPost("/models", CreateModelAsync);
@@ -299,6 +300,20 @@ public static class AdminEndpoints
         }
         return Json(new HostedRuntimeDto(entity!.LatticeId, entity.DisplayName, token!, entity.BootstrapExpiresAt!.Value.ToUnixTimeSeconds()),
             AdminJsonContext.Default.HostedRuntimeDto, StatusCodes.Status201Created);
+    }
+
+    /// <summary>An operator revokes any runtime, hosted or personal, of any workspace: the same revocation as the owner's.</summary>
+    private static async Task<IResult> RevokeRuntimeAsync(string latticeId, LatticeDbContext db, Runtimes.RuntimeRegistry registry, Runtimes.RuntimeRevoker revoker)
+    {
+        var row = await db.Runtimes.FirstOrDefaultAsync(r => r.LatticeId == latticeId);
+        if (row is null)
+        {
+            return Error(GatewayError.NotFound($"The runtime '{latticeId}' does not exist."));
+        }
+        await revoker.RevokeAsync(row);
+        var status = Runtimes.RuntimeEndpoints.ToDto(row, registry).Status;
+        return Json(new AdminRuntimeDto(row.LatticeId, row.WorkspaceId, row.DisplayName, row.Hosted, row.OwnerUserId, status, row.RevokedAt?.ToUnixTimeSeconds()),
+            AdminJsonContext.Default.AdminRuntimeDto);
     }
 
     // ---- models ----

@@ -56,6 +56,7 @@ public static class GatewayApp
             .Validate(o => o.PublicUrl is null || o.ParsePublicUrl() is not null,
                 "Lattice:PublicUrl must be an absolute http or https URL without query, fragment or user info, such as https://lattice.example.com.")
             .ValidateOnStart();
+        services.AddSingleton<IValidateOptions<GatewayOptions>, Auth.AdminKeyPolicy.Validation>();
         services.AddOptions<UpstreamCredentialsOptions>().Bind(configuration.GetSection(GatewayOptions.Section));
         services.TryAddSingletonTimeProvider();
         services.AddProblemDetails();

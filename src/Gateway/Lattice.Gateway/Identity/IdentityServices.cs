@@ -122,6 +122,12 @@ public static class IdentityServices
                     .SetType(OpenIddictServerHandlerType.Custom));
                 DeviceAuthorizationLimiter.Register(o);
 
+                // Runs just before OpenIddict's own check of the token's entry, which refuses a spent refresh token and
+                // revokes the chain in the database — not the access tokens (JWTs) the gateway checks in memory.
+                o.AddEventHandler<ValidateTokenContext>(h => h.UseScopedHandler<RevokeGrantOnRefreshTokenReuse>()
+                    .SetOrder(OpenIddictServerHandlers.Protection.ValidateTokenEntry.Descriptor.Order - 1)
+                    .SetType(OpenIddictServerHandlerType.Custom));
+
                 o.AddEventHandler<HandleRevocationRequestContext>(h => h.UseScopedHandler<LogRevocation>()
                     .SetOrder(OpenIddictServerHandlers.Revocation.RevokeToken.Descriptor.Order + 500)
                     .SetType(OpenIddictServerHandlerType.Custom));
@@ -163,6 +169,44 @@ public static class IdentityServices
                 context.RequestUri = new Uri(baseUri, request.Path.ToUriComponent().TrimStart('/') + request.QueryString.ToUriComponent());
             }
             return default;
+        }
+    }
+
+    /// <summary>
+    /// A refresh token presented again after it was spent means two parties hold it: the grant is revoked (the database
+    /// record, OpenIddict's authorization and tokens, and the revocation log), so every access token minted from it is
+    /// refused at once on this node and within a second on every other. OpenIddict then refuses the request itself.
+    /// </summary>
+    private sealed class RevokeGrantOnRefreshTokenReuse(IOpenIddictTokenManager tokens, GrantService grants, TimeProvider time) : IOpenIddictServerHandler<ValidateTokenContext>
+    {
+        public async ValueTask HandleAsync(ValidateTokenContext context)
+        {
+            if (context.IsRejected || context.TokenId is not { Length: > 0 } tokenId || context.AuthorizationId is not { Length: > 0 } grantId ||
+                context.Principal is null || !context.Principal.HasTokenType(TokenTypeIdentifiers.RefreshToken))
+            {
+                return;
+            }
+            if (await tokens.FindByIdAsync(tokenId) is not { } token || !await tokens.HasStatusAsync(token, Statuses.Redeemed))
+            {
+                return;
+            }
+            // Within the reuse leeway OpenIddict accepts it again (the same test as its own); the gateway sets none.
+            if (context.Options.RefreshTokenReuseLeeway is { } leeway &&
+                (await tokens.GetRedemptionDateAsync(token) is not { } redeemed || time.GetUtcNow() < redeemed + leeway))
+            {
+                return;
+            }
+            if (await grants.FindAsync(grantId) is { } grant)
+            {
+                if (grant.RevokedAt is null)
+                {
+                    await grants.RevokeAsync(grant);
+                }
+            }
+            else
+            {
+                await grants.LogAsync(RevocationSet.GrantKind, grantId);
+            }
         }
     }
 

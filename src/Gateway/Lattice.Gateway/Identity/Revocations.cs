@@ -23,6 +23,9 @@ public sealed class RevocationSet(IOptions<GatewayOptions> options, TimeProvider
     public const string TokenKind = "token";
     public const string KeyKind = "key";
 
+    /// <summary>A runtime (its lattice id): every node reloads its runtime records and cuts the runtime's link.</summary>
+    public const string RuntimeKind = "runtime";
+
     private const int Batch = 10_000;
 
     // Compiled once: every node runs this four times a second, and building the LINQ query each time cost more CPU
@@ -59,10 +62,11 @@ public sealed class RevocationSet(IOptions<GatewayOptions> options, TimeProvider
         }
     }
 
-    /// <summary>Reads every log entry newer than the last seen; true when a developer key was revoked elsewhere.</summary>
-    public async Task<bool> CatchUpAsync(LatticeDbContext db, CancellationToken cancellationToken)
+    /// <summary>Reads every log entry newer than the last seen: whether a developer key was revoked, and which runtimes were.</summary>
+    public async Task<CaughtUp> CatchUpAsync(LatticeDbContext db, CancellationToken cancellationToken)
     {
         var keys = false;
+        List<string>? runtimes = null;
         while (true)
         {
             var last = Interlocked.Read(ref _lastSeq);
@@ -71,13 +75,17 @@ public sealed class RevocationSet(IOptions<GatewayOptions> options, TimeProvider
             {
                 Apply(row.Kind, row.SubjectId, row.RevokedAt);
                 keys |= row.Kind == KeyKind;
+                if (row.Kind == RuntimeKind)
+                {
+                    (runtimes ??= []).Add(row.SubjectId);
+                }
                 last = row.Seq;
                 count++;
             }
             Interlocked.Exchange(ref _lastSeq, last);
             if (count < Batch)
             {
-                return keys;
+                return new CaughtUp(keys, runtimes ?? (IReadOnlyList<string>)[]);
             }
         }
     }
@@ -101,8 +109,24 @@ public sealed class RevocationSet(IOptions<GatewayOptions> options, TimeProvider
     }
 }
 
-/// <summary>Keeps this node's <see cref="RevocationSet"/> current with revocations made on any node, and prunes it.</summary>
-public sealed class RevocationPoller(IServiceScopeFactory scopes, RevocationSet set, ApiKeyStore keys, TimeProvider time, ILogger<RevocationPoller> logger) : BackgroundService
+/// <summary>What one read of the revocation log found besides grants and tokens.</summary>
+/// <param name="Keys">A developer key was revoked: the key snapshot needs reloading.</param>
+/// <param name="Runtimes">Runtimes revoked (lattice ids): their records need reloading and their links cutting.</param>
+public readonly record struct CaughtUp(bool Keys, IReadOnlyList<string> Runtimes);
+
+/// <summary>
+/// Keeps this node current with revocations made on any node, and prunes the log: grants and tokens in its
+/// <see cref="RevocationSet"/>, developer keys in the key snapshot, runtimes in the runtime snapshot — and a revoked
+/// runtime's link to this node is cut.
+/// </summary>
+public sealed class RevocationPoller(
+    IServiceScopeFactory scopes,
+    RevocationSet set,
+    ApiKeyStore keys,
+    Runtimes.RuntimeStore runtimes,
+    Runtimes.RuntimeRegistry links,
+    TimeProvider time,
+    ILogger<RevocationPoller> logger) : BackgroundService
 {
     public static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(250);
     public static readonly TimeSpan PruneInterval = TimeSpan.FromMinutes(10);
@@ -122,9 +146,20 @@ public sealed class RevocationPoller(IServiceScopeFactory scopes, RevocationSet 
             {
                 await using var scope = scopes.CreateAsyncScope();
                 var db = scope.ServiceProvider.GetRequiredService<LatticeDbContext>();
-                if (await set.CatchUpAsync(db, stoppingToken))
+                var caughtUp = await set.CatchUpAsync(db, stoppingToken);
+                if (caughtUp.Keys)
                 {
                     await keys.ReloadAsync(stoppingToken);
+                }
+                if (caughtUp.Runtimes.Count > 0)
+                {
+                    // The snapshot first: a link that registers after the cut finds the record revoked (see the link's
+                    // check after its hello).
+                    await runtimes.ReloadAsync(stoppingToken);
+                    foreach (var latticeId in caughtUp.Runtimes)
+                    {
+                        links.Disconnect(latticeId);
+                    }
                 }
                 Interlocked.Increment(ref _completed);
                 if (time.GetUtcNow() >= nextPrune)

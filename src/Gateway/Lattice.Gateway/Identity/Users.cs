@@ -6,7 +6,7 @@ using Microsoft.EntityFrameworkCore;
 namespace Lattice.Gateway.Identity;
 
 /// <summary>Users, passwords and workspace membership.</summary>
-public sealed class UserService(LatticeDbContext db, GrantService grants, TimeProvider time)
+public sealed class UserService(LatticeDbContext db, GrantService grants, Runtimes.RuntimeRevoker runtimes, TimeProvider time)
 {
     private static readonly PasswordHasher<UserEntity> Hasher = new();
 
@@ -89,7 +89,10 @@ public sealed class UserService(LatticeDbContext db, GrantService grants, TimePr
         }
     }
 
-    /// <summary>Removes the membership and revokes every grant the user made in that workspace, effective at once.</summary>
+    /// <summary>
+    /// Removes the membership and revokes every grant the user made in that workspace and every personal runtime they
+    /// own there (their links are cut), effective at once.
+    /// </summary>
     public async Task<bool> RemoveMemberAsync(string workspaceId, string userId, CancellationToken cancellationToken = default)
     {
         var member = await db.WorkspaceMembers.FirstOrDefaultAsync(m => m.WorkspaceId == workspaceId && m.UserId == userId, cancellationToken);
@@ -100,6 +103,7 @@ public sealed class UserService(LatticeDbContext db, GrantService grants, TimePr
         db.WorkspaceMembers.Remove(member);
         await db.SaveChangesAsync(cancellationToken);
         await grants.RevokeWhereAsync(g => g.WorkspaceId == workspaceId && g.UserId == userId, cancellationToken);
+        await runtimes.RevokeWhereAsync(r => r.WorkspaceId == workspaceId && r.OwnerUserId == userId, cancellationToken);
         return true;
     }
 }

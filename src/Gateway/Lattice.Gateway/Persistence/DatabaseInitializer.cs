@@ -63,15 +63,7 @@ public sealed class DatabaseInitializer(
             }
         }
 
-        if (options.Value.AdminKey is { Length: > 0 } adminKey)
-        {
-            await EnsureOperatorWorkspaceAsync(now, cancellationToken);
-            var hash = ApiKeySecrets.Hash(adminKey);
-            if (!await db.ApiKeys.AnyAsync(k => k.Hash == hash, cancellationToken))
-            {
-                db.ApiKeys.Add(NewKey(OperatorWorkspaceId, "configured admin key", adminKey, Scopes.Admin, now, null));
-            }
-        }
+        await SeedConfiguredAdminKeyAsync(now, cancellationToken);
 
         await db.SaveChangesAsync(cancellationToken);
         await EnsureCliAppAsync(now, cancellationToken);
@@ -82,6 +74,42 @@ public sealed class DatabaseInitializer(
         await billing.ReloadAsync(cancellationToken);
         // Every revocation still in force is known before the first request is served.
         await revocations.CatchUpAsync(db, cancellationToken);
+    }
+
+    /// <summary>The name the configured admin key's record carries (there is at most one in force).</summary>
+    public const string ConfiguredAdminKeyName = "configured admin key";
+
+    /// <summary>
+    /// Stores the configured admin key (hashed) and retires every other key stored from configuration: after the
+    /// setting changes — or is removed — the old key stops working on every node (through the revocation log).
+    /// </summary>
+    private async Task SeedConfiguredAdminKeyAsync(DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        string? hash = null;
+        if (options.Value.AdminKey is { Length: > 0 } adminKey)
+        {
+            await EnsureOperatorWorkspaceAsync(now, cancellationToken);
+            hash = ApiKeySecrets.Hash(adminKey);
+            var existing = await db.ApiKeys.FirstOrDefaultAsync(k => k.Hash == hash, cancellationToken);
+            if (existing is null)
+            {
+                db.ApiKeys.Add(NewKey(OperatorWorkspaceId, ConfiguredAdminKeyName, adminKey, Scopes.Admin, now, null));
+            }
+            else if (existing.RevokedAt is not null)
+            {
+                // A retired (or deliberately revoked) key stays dead; bringing it back would undo the revocation.
+                throw new OptionsValidationException(GatewayOptions.Section, typeof(GatewayOptions),
+                    ["Lattice:AdminKey is a key that has been revoked or retired; configure a new one."]);
+            }
+        }
+        var retired = await db.ApiKeys
+            .Where(k => k.WorkspaceId == OperatorWorkspaceId && k.Name == ConfiguredAdminKeyName && k.RevokedAt == null && k.Hash != hash)
+            .ToListAsync(cancellationToken);
+        foreach (var key in retired)
+        {
+            key.RevokedAt = now;
+            db.Revocations.Add(new RevocationEntity { Kind = Identity.RevocationSet.KeyKind, SubjectId = key.Id, RevokedAt = now });
+        }
     }
 
     /// <summary>On a database with no developer workspace yet, creates one with a developer key and an admin key.</summary>

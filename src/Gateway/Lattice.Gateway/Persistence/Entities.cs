@@ -183,7 +183,7 @@ public sealed class OAuthGrantEntity
 public sealed class RevocationEntity
 {
     public long Seq { get; set; }
-    /// <summary><c>grant</c> (an authorization id) or <c>token</c> (a token id).</summary>
+    /// <summary><c>grant</c> (an authorization id), <c>token</c> (a token id), <c>key</c> (a developer key id) or <c>runtime</c> (a lattice id).</summary>
     public required string Kind { get; set; }
     public required string SubjectId { get; set; }
     public DateTimeOffset RevokedAt { get; set; }

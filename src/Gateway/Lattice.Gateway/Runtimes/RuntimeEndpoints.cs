@@ -18,6 +18,7 @@ public static partial class RuntimeEndpoints
         services.AddSingleton<RuntimeRegistry>();
         services.AddSingleton<RuntimeStore>();
         services.AddSingleton<RuntimeTarget>();
+        services.AddScoped<RuntimeRevoker>();
         return services;
     }
 
@@ -118,7 +119,7 @@ public static partial class RuntimeEndpoints
         await WriteAsync(context, ToDto(row, registry), RuntimeJsonContext.Default.RuntimeDto);
     }
 
-    private static async Task RevokeAsync(HttpContext context, string latticeId, LatticeDbContext db, RuntimeRegistry registry, RuntimeStore store, TimeProvider time)
+    private static async Task RevokeAsync(HttpContext context, string latticeId, LatticeDbContext db, RuntimeRegistry registry, RuntimeRevoker revoker)
     {
         if (await EndpointAuth.RequireAsync(context, Scopes.PersonalRuntimeManage) is not { } caller)
         {
@@ -130,20 +131,8 @@ public static partial class RuntimeEndpoints
             await OpenAiErrors.WriteAsync(context, NotFound(latticeId));
             return;
         }
-        await RevokeRecordAsync(db, registry, store, time, row);
+        await revoker.RevokeAsync(row);
         await WriteAsync(context, ToDto(row, registry), RuntimeJsonContext.Default.RuntimeDto);
-    }
-
-    public static async Task RevokeRecordAsync(LatticeDbContext db, RuntimeRegistry registry, RuntimeStore store, TimeProvider time, RuntimeEntity row)
-    {
-        var now = time.GetUtcNow();
-        row.RevokedAt ??= now;
-        row.UpdatedAt = now;
-        row.BootstrapTokenHash = null;
-        await db.SaveChangesAsync();
-        await store.ReloadAsync();
-        // Cut the link now: in-flight dispatches fail, and the daemon's reconnect is refused.
-        registry.Disconnect(row.LatticeId);
     }
 
     public static GatewayError NotFound(string latticeId) =>
@@ -289,6 +278,16 @@ public static partial class RuntimeEndpoints
         registry.Add(connection);
         try
         {
+            // The credential was checked before the hello, which may take seconds to come: check it again now that the
+            // link is registered. A revocation committed before this read is seen here; one committed after it cuts the
+            // registered link (on this node at once, on others from the revocation log).
+            if (!await StillLiveAsync(scopes, latticeId))
+            {
+                LogRevokedDuringHello(logger, latticeId);
+                registry.Remove(connection);
+                await CloseAsync(socket, System.Net.WebSockets.WebSocketCloseStatus.PolicyViolation, "runtime credential revoked");
+                return;
+            }
             await socket.SendAsync(Frame.Json(FrameType.Welcome, 0, new WelcomeMessage(latticeId, (int)RuntimeConnection.PingEvery.TotalSeconds),
                 ProtocolJsonContext.Default.WelcomeMessage), System.Net.WebSockets.WebSocketMessageType.Binary, true, lifetime.ApplicationStopping);
 
@@ -302,6 +301,13 @@ public static partial class RuntimeEndpoints
             connection.Abort();
             await TouchAsync(scopes, latticeId, time);
         }
+    }
+
+    private static async Task<bool> StillLiveAsync(IServiceScopeFactory scopes, string latticeId)
+    {
+        await using var scope = scopes.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<LatticeDbContext>();
+        return await db.Runtimes.AsNoTracking().AnyAsync(r => r.LatticeId == latticeId && r.RevokedAt == null);
     }
 
     private static async Task TouchAsync(IServiceScopeFactory scopes, string latticeId, TimeProvider time)
@@ -376,11 +382,13 @@ public static partial class RuntimeEndpoints
 
     private static async Task CloseAsync(System.Net.WebSockets.WebSocket socket, System.Net.WebSockets.WebSocketCloseStatus status, string reason)
     {
+        // A peer that never answers the close does not hold the request open.
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
         try
         {
-            await socket.CloseAsync(status, reason, CancellationToken.None);
+            await socket.CloseAsync(status, reason, timeout.Token);
         }
-        catch (Exception ex) when (ex is System.Net.WebSockets.WebSocketException or IOException)
+        catch (Exception ex) when (ex is System.Net.WebSockets.WebSocketException or IOException or OperationCanceledException)
         {
         }
     }
@@ -414,4 +422,7 @@ public static partial class RuntimeEndpoints
 
     [LoggerMessage(EventId = 4003, Level = LogLevel.Information, Message = "Runtime {LatticeId} connected with {Capabilities} capabilities")]
     private static partial void LogConnected(ILogger logger, string latticeId, int capabilities);
+
+    [LoggerMessage(EventId = 4004, Level = LogLevel.Information, Message = "Runtime {LatticeId} was revoked before its hello arrived; the link is closed")]
+    private static partial void LogRevokedDuringHello(ILogger logger, string latticeId);
 }
