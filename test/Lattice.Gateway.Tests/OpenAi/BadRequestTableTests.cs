@@ -29,6 +29,10 @@ public sealed class BadRequestTableTests(GatewayFixture gateway)
         { "json string body", "POST", Chat, Auth.Dev, Json, "\"hi\"", 400, "invalid_type", null },
         { "json null body", "POST", Chat, Auth.Dev, Json, "null", 400, "invalid_type", null },
         { "not utf8", "POST", Chat, Auth.Dev, Json, "{\"model\":\"\udc00\"}", 400, "invalid_json", null },
+        // Found by the fuzzer: an escaped lone surrogate threw inside the schema check (a 500).
+        { "escaped lone high surrogate", "POST", Chat, Auth.Dev, Json, """{"model":"lovelace:chat","messages":[{"role":"\ud800"}]}""", 400, "invalid_json", null },
+        { "escaped lone low surrogate", "POST", Chat, Auth.Dev, Json, """{"model":"lovelace:chat","messages":[{"role":"user","content":"a\uDC00b"}]}""", 400, "invalid_json", null },
+        { "escaped high surrogate then text", "POST", Chat, Auth.Dev, Json, """{"model":"lovelace:chat","messages":[{"role":"user","content":"\ud83dx"}]}""", 400, "invalid_json", null },
         { "missing model", "POST", Chat, Auth.Dev, Json, $$$"""{"messages":[{{{Ok}}}]}""", 400, "missing_required_parameter", "model" },
         { "missing messages", "POST", Chat, Auth.Dev, Json, """{"model":"lovelace:chat"}""", 400, "missing_required_parameter", "messages" },
         { "model is number", "POST", Chat, Auth.Dev, Json, $$$"""{"model":5,"messages":[{{{Ok}}}]}""", 400, "invalid_type", "model" },

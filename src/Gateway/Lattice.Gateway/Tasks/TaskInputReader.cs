@@ -58,10 +58,15 @@ public static class TaskInputReader
             return (null, GatewayError.InvalidJson("The body is empty."));
         }
 
-        // Invalid UTF-8 inside a string would only surface when a value is read; refuse it up front.
+        // Invalid UTF-8 inside a string would only surface when a value is read; refuse it up front. So would an escaped
+        // UTF-16 surrogate without its partner ("\ud800"), which no string can hold.
         if (!System.Text.Unicode.Utf8.IsValid(body.AsSpan(0, length)))
         {
             return (null, GatewayError.InvalidJson("The body is not valid UTF-8."));
+        }
+        if (HasUnpairedSurrogateEscape(body.AsSpan(0, length)))
+        {
+            return (null, GatewayError.InvalidJson("A string holds an escaped UTF-16 surrogate (\\uD800–\\uDFFF) without its pair."));
         }
 
         JsonDocument document;
@@ -332,5 +337,68 @@ public static class TaskInputReader
             }
         }
         return (buffer, total, false);
+    }
+
+    /// <summary>
+    /// Whether a <c>\uXXXX</c> escape names a high surrogate not followed by an escaped low one, or a low one on its own.
+    /// Only bodies with a backslash followed by <c>u</c> are scanned past one vectorized search.
+    /// </summary>
+    internal static bool HasUnpairedSurrogateEscape(ReadOnlySpan<byte> json)
+    {
+        var at = json.IndexOf("\\u"u8);
+        while (at >= 0)
+        {
+            // A run of backslashes: only an odd count starts an escape.
+            var slashes = 0;
+            for (var i = at; i >= 0 && json[i] == '\\'; i--)
+            {
+                slashes++;
+            }
+            var next = at + 2;
+            if (slashes % 2 == 1 && TryHex4(json, at + 2, out var unit))
+            {
+                next = at + 6;
+                if (unit is >= 0xDC00 and <= 0xDFFF)
+                {
+                    return true;
+                }
+                if (unit is >= 0xD800 and <= 0xDBFF)
+                {
+                    if (!(json.Length >= at + 12 && json[at + 6] == '\\' && json[at + 7] == 'u'
+                        && TryHex4(json, at + 8, out var low) && low is >= 0xDC00 and <= 0xDFFF))
+                    {
+                        return true;
+                    }
+                    next = at + 12;
+                }
+            }
+            if (next >= json.Length)
+            {
+                return false;
+            }
+            var rest = json[next..].IndexOf("\\u"u8);
+            at = rest < 0 ? -1 : next + rest;
+        }
+        return false;
+    }
+
+    private static bool TryHex4(ReadOnlySpan<byte> json, int from, out int value)
+    {
+        value = 0;
+        if (from + 4 > json.Length)
+        {
+            return false;
+        }
+        for (var i = from; i < from + 4; i++)
+        {
+            var c = json[i];
+            var digit = c is >= (byte)'0' and <= (byte)'9' ? c - '0' : (c | 0x20) is >= 'a' and <= 'f' ? (c | 0x20) - 'a' + 10 : -1;
+            if (digit < 0)
+            {
+                return false;
+            }
+            value = value * 16 + digit;
+        }
+        return true;
     }
 }
