@@ -26,6 +26,7 @@ public sealed partial class IdempotencyMiddleware(
     IIdempotencyStore store,
     IOptions<IdempotencyOptions> options,
     IOptions<GatewayOptions> gateway,
+    RequestBodies bodies,
     ILogger<IdempotencyMiddleware> logger)
 {
     public const string HeaderName = "Idempotency-Key";
@@ -71,10 +72,11 @@ public sealed partial class IdempotencyMiddleware(
         }
         var key = keyValues[0]!;
 
-        var (body, length, tooLarge) = await TaskInputReader.ReadBodyAsync(request, _maxBodyBytes, context.RequestAborted);
-        if (tooLarge)
+        // The gateway's ceiling here (the task is not known yet); the endpoint then holds the body to its task's limit.
+        var (body, length, readError) = await bodies.ReadAsync(context, caller!, _maxBodyBytes);
+        if (readError is { } error)
         {
-            await OpenAiErrors.WriteAsync(context, GatewayError.TooLarge(_maxBodyBytes));
+            await OpenAiErrors.WriteAsync(context, error);
             return;
         }
         request.Body = new MemoryStream(body, 0, length, writable: false);
