@@ -27,6 +27,7 @@ public static class ErrorCodes
     public const string UnknownParameter = "unknown_parameter";
     public const string MissingRequiredParameter = "missing_required_parameter";
     public const string RequestTooLarge = "request_too_large";
+    public const string RequestTimeout = "request_timeout";
     public const string UnsupportedMediaType = "unsupported_media_type";
     public const string MethodNotAllowed = "method_not_allowed";
     public const string ModelNotSupported = "model_not_supported";

@@ -22,6 +22,13 @@ public sealed class TaskInputFuzzTests
     private const string Project = "Lattice.Gateway.Tests";
     private const string Boundary = "lattice-fuzz";
     private const long MaxBytes = 1024 * 1024;
+    private static readonly RequestBodies Bodies = new(Microsoft.Extensions.Options.Options.Create(new Lattice.Gateway.Hosting.GatewayOptions
+    {
+        MaxMultipartBodyBytes = MaxBytes,
+        MaxConcurrentUploadsPerCaller = int.MaxValue,
+    }));
+    private static readonly Lattice.Gateway.Auth.Caller FuzzCaller =
+        new(Lattice.Gateway.Auth.CredentialKind.ApiKey, "ws_fuzz", "key_fuzz", [Lattice.Gateway.Auth.Scopes.Inference]);
 
     private static readonly EvaluationOptions Flag = new() { OutputFormat = OutputFormat.Flag };
 
@@ -117,7 +124,7 @@ public sealed class TaskInputFuzzTests
             context.Request.ContentLength = body.Length;
         }
         // Nothing here waits on I/O: both streams complete synchronously.
-        return TaskInputReader.ReadAsync(context, Transcriptions, MaxBytes).AsTask().GetAwaiter().GetResult();
+        return TaskInputReader.ReadAsync(context, Bodies, FuzzCaller, Transcriptions).AsTask().GetAwaiter().GetResult();
     }
 
     private static void CheckJson(byte[] body, TaskClass task)

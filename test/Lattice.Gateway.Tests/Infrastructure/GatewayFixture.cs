@@ -23,6 +23,9 @@ public sealed class GatewayFixture : IAsyncLifetime
     public const string AdminKey = "sk_admin_functional_tests_0123456789";
     public const string UpstreamKey = "upstream-secret-key";
     public const long MaxBodyBytes = 1024 * 1024;
+    /// <summary>A task class (created by the tests that use it) with its own body limit below the gateway's.</summary>
+    public const string SmallBodyTask = "tests.small-body";
+    public const int SmallBodyTaskLimit = 2048;
 
     private readonly string _dataDir = Path.Combine(Path.GetTempPath(), "lattice-tests-" + Guid.NewGuid().ToString("N"));
     private WebApplication? _standIn;
@@ -47,6 +50,7 @@ public sealed class GatewayFixture : IAsyncLifetime
             web.UseSetting("Lattice:AdminKey", AdminKey);
             web.UseSetting("Lattice:Credentials:standin", UpstreamKey);
             web.UseSetting("Lattice:MaxRequestBodyBytes", MaxBodyBytes.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            web.UseSetting($"Lattice:BodyLimits:{SmallBodyTask}", SmallBodyTaskLimit.ToString(System.Globalization.CultureInfo.InvariantCulture));
             web.ConfigureServices(services =>
             {
                 services.RemoveAll<TimeProvider>();

@@ -1,11 +1,9 @@
 using Lattice.Gateway.Auth;
 using Lattice.Gateway.Catalog;
 using Lattice.Gateway.Dispatch;
-using Lattice.Gateway.Hosting;
 using Lattice.Gateway.OpenAi;
 using Lattice.Gateway.Tasks;
 using Lattice.Protocol;
-using Microsoft.Extensions.Options;
 
 namespace Lattice.Gateway.Anthropic;
 
@@ -23,7 +21,7 @@ public static class AnthropicEndpoints
     }
 
     private static async Task CreateMessageAsync(HttpContext context, Authenticator authenticator, CatalogStore catalog,
-        Dispatcher dispatcher, TimeProvider time, IOptions<GatewayOptions> options)
+        Dispatcher dispatcher, TimeProvider time, RequestBodies bodies)
     {
         var receivedAt = time.GetTimestamp();
         context.Response.Headers["request-id"] = context.TraceIdentifier;
@@ -33,11 +31,11 @@ public static class AnthropicEndpoints
             return;
         }
 
-        var maxBytes = options.Value.MaxRequestBodyBytes;
-        var (body, length, tooLarge) = await TaskInputReader.ReadBodyAsync(context.Request, maxBytes, context.RequestAborted);
-        if (tooLarge)
+        var chat = catalog.Current.Tasks[BuiltInTaskClasses.ChatCompletions];
+        var (body, length, readError) = await bodies.ReadAsync(context, caller, bodies.LimitFor(chat), chat.Name);
+        if (readError is { } error)
         {
-            await AnthropicErrors.WriteAsync(context, GatewayError.TooLarge(maxBytes));
+            await AnthropicErrors.WriteAsync(context, error);
             return;
         }
         var (translated, translateError) = MessagesRequest.Translate(body.AsSpan(0, length));
@@ -47,7 +45,7 @@ public static class AnthropicEndpoints
             return;
         }
 
-        var task = catalog.Current.Tasks[BuiltInTaskClasses.ChatCompletions];
+        var task = chat;
         var (input, inputError) = TaskInputReader.ReadJson(task, translated.ChatBody, translated.ChatBody.Length);
         if (input is null)
         {

@@ -1,10 +1,8 @@
 using Lattice.Gateway.Auth;
 using Lattice.Gateway.Catalog;
-using Lattice.Gateway.Hosting;
 using Lattice.Gateway.Metering;
 using Lattice.Gateway.Routing;
 using Lattice.Gateway.Tasks;
-using Microsoft.Extensions.Options;
 
 namespace Lattice.Gateway.Anthropic;
 
@@ -16,7 +14,7 @@ namespace Lattice.Gateway.Anthropic;
 public static class CountTokens
 {
     public static async Task HandleAsync(HttpContext context, Authenticator authenticator, CatalogStore catalog, Router router,
-        TokenEstimator estimator, IOptions<GatewayOptions> options)
+        TokenEstimator estimator, RequestBodies bodies)
     {
         context.Response.Headers["request-id"] = context.TraceIdentifier;
         if (await EndpointAuth.RequireAsync(context, authenticator, AnthropicErrors.WriteAsync, Scopes.Inference) is not { } caller)
@@ -24,11 +22,11 @@ public static class CountTokens
             return;
         }
 
-        var maxBytes = options.Value.MaxRequestBodyBytes;
-        var (body, length, tooLarge) = await TaskInputReader.ReadBodyAsync(context.Request, maxBytes, context.RequestAborted);
-        if (tooLarge)
+        var chat = catalog.Current.Tasks[BuiltInTaskClasses.ChatCompletions];
+        var (body, length, readError) = await bodies.ReadAsync(context, caller, bodies.LimitFor(chat), chat.Name);
+        if (readError is { } error)
         {
-            await AnthropicErrors.WriteAsync(context, OpenAi.GatewayError.TooLarge(maxBytes));
+            await AnthropicErrors.WriteAsync(context, error);
             return;
         }
         var (translated, translateError) = MessagesRequest.Translate(body.AsSpan(0, length), forCounting: true);
@@ -38,7 +36,7 @@ public static class CountTokens
             return;
         }
         var snapshot = catalog.Current;
-        var task = snapshot.Tasks[BuiltInTaskClasses.ChatCompletions];
+        var task = chat;
         var (input, inputError) = TaskInputReader.ReadJson(task, translated.ChatBody, translated.ChatBody.Length);
         if (input is null)
         {

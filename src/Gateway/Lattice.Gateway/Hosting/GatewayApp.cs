@@ -15,6 +15,8 @@ using Lattice.Gateway.Upstreams;
 using Lattice.Protocol;
 using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.HttpOverrides;
+using KestrelServerOptions = Microsoft.AspNetCore.Server.Kestrel.Core.KestrelServerOptions;
+using MinDataRate = Microsoft.AspNetCore.Server.Kestrel.Core.MinDataRate;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Http.Resilience;
 using Microsoft.Extensions.Options;
@@ -55,9 +57,17 @@ public static class GatewayApp
         services.AddOptions<GatewayOptions>().Bind(configuration.GetSection(GatewayOptions.Section)).ValidateDataAnnotations()
             .Validate(o => o.PublicUrl is null || o.ParsePublicUrl() is not null,
                 "Lattice:PublicUrl must be an absolute http or https URL without query, fragment or user info, such as https://lattice.example.com.")
+            .Validate(o => o.BodyLimits.Values.All(v => v >= 1), "Lattice:BodyLimits: every task's limit must be a positive number of bytes.")
+            .Validate(o => o.MinRequestBodyGracePeriod >= TimeSpan.FromSeconds(1), "Lattice:MinRequestBodyGracePeriod must be at least 1 second (00:00:01).")
             .ValidateOnStart();
         services.AddSingleton<IValidateOptions<GatewayOptions>, Auth.AdminKeyPolicy.Validation>();
         services.AddOptions<UpstreamCredentialsOptions>().Bind(configuration.GetSection(GatewayOptions.Section));
+        // Kestrel's own limits from the validated options: a slow-loris upload is cut by its minimum data rate.
+        services.AddOptions<KestrelServerOptions>().Configure<IOptions<GatewayOptions>>((kestrel, gateway) =>
+        {
+            var rate = gateway.Value.MinRequestBodyBytesPerSecond;
+            kestrel.Limits.MinRequestBodyDataRate = rate > 0 ? new MinDataRate(rate, gateway.Value.MinRequestBodyGracePeriod) : null;
+        });
         services.TryAddSingletonTimeProvider();
         services.AddProblemDetails();
         services.ConfigureHttpJsonOptions(o =>
@@ -236,11 +246,9 @@ public static class GatewayApp
         var exception = context.Features.Get<IExceptionHandlerFeature>()?.Error;
         var error = exception switch
         {
-            BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } =>
-                GatewayError.TooLarge(context.RequestServices.GetRequiredService<IOptions<GatewayOptions>>().Value.MaxRequestBodyBytes),
             BadHttpRequestException { InnerException: System.Text.Json.JsonException } bad =>
                 new GatewayError(bad.StatusCode, ErrorTypes.InvalidRequest, ErrorCodes.InvalidJson, "The request body is not the JSON this endpoint expects: " + bad.InnerException!.Message),
-            BadHttpRequestException bad => new GatewayError(bad.StatusCode, ErrorTypes.InvalidRequest, ErrorCodes.InvalidValue, "The request could not be read: " + bad.Message),
+            BadHttpRequestException bad => GatewayError.BodyUnreadable(bad, context.RequestServices.GetRequiredService<IOptions<GatewayOptions>>().Value.MaxRequestBodyBytes),
             _ => new GatewayError(StatusCodes.Status500InternalServerError, ErrorTypes.Server, "internal_error", "The gateway failed to handle the request."),
         };
         return OpenAiErrors.WriteAsync(context, error);

@@ -17,6 +17,31 @@ public sealed class GatewayOptions
     [Range(1024, 1L << 31)]
     public long MaxRequestBodyBytes { get; set; } = 32L * 1024 * 1024;
 
+    /// <summary>Largest body of a JSON task (chat, embeddings…) unless <see cref="BodyLimits"/> names the task: 4 MiB.</summary>
+    [Range(1, 1L << 31)]
+    public long MaxJsonBodyBytes { get; set; } = 4L * 1024 * 1024;
+
+    /// <summary>Largest body of a multipart task (audio) unless <see cref="BodyLimits"/> names the task: 25 MiB, a 25 MB file and its form fields.</summary>
+    [Range(1, 1L << 31)]
+    public long MaxMultipartBodyBytes { get; set; } = 25L * 1024 * 1024;
+
+    /// <summary>Largest body per task class (<c>Lattice:BodyLimits:audio.transcriptions</c> = bytes); each is capped by <see cref="MaxRequestBodyBytes"/>.</summary>
+    public Dictionary<string, long> BodyLimits { get; set; } = new(StringComparer.Ordinal);
+
+    /// <summary>Request bodies one credential may be sending at the same time; the next gets 429 before its body is read. 0 turns the limit off.</summary>
+    [Range(0, int.MaxValue)]
+    public int MaxConcurrentUploadsPerCaller { get; set; } = 8;
+
+    /// <summary>
+    /// The slowest a request body may arrive, in bytes per second, once <see cref="MinRequestBodyGracePeriod"/> has passed
+    /// (Kestrel's <c>MinRequestBodyDataRate</c>); a slower upload is cut with 408. 0 turns the check off.
+    /// </summary>
+    [Range(0, double.MaxValue)]
+    public double MinRequestBodyBytesPerSecond { get; set; } = 240;
+
+    /// <summary>How long a request body may arrive slower than <see cref="MinRequestBodyBytesPerSecond"/> before it is cut (at least 1 s, Kestrel's heartbeat).</summary>
+    public TimeSpan MinRequestBodyGracePeriod { get; set; } = TimeSpan.FromSeconds(5);
+
     /// <summary>How long one upstream attempt may take, from sending to the last byte, unless its offer says otherwise.</summary>
     public TimeSpan UpstreamTimeout { get; set; } = TimeSpan.FromMinutes(5);
 

@@ -13,9 +13,28 @@ public readonly record struct GatewayError(int Status, string Type, string? Code
             "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. "
             + "The OpenAI API expects a JSON payload, but what was sent was not valid JSON.) " + detail);
 
-    public static GatewayError TooLarge(long limit) =>
-        new(StatusCodes.Status413PayloadTooLarge, ErrorTypes.InvalidRequest, ErrorCodes.RequestTooLarge,
-            $"The request body is larger than the limit of {limit} bytes.");
+    /// <summary>The body is over <paramref name="limit"/>: the gateway's, or <paramref name="task"/>'s when named.</summary>
+    public static GatewayError TooLarge(long limit, string? task = null) =>
+        new(StatusCodes.Status413PayloadTooLarge, ErrorTypes.InvalidRequest, ErrorCodes.RequestTooLarge, task is null
+            ? $"The request body is larger than the limit of {limit} bytes."
+            : $"The request body is larger than the limit of {limit} bytes for the task '{task}'.");
+
+    /// <summary>The caller already has <paramref name="limit"/> request bodies being received; refused before reading this one.</summary>
+    public static GatewayError TooManyUploads(int limit) =>
+        new(StatusCodes.Status429TooManyRequests, ErrorTypes.RateLimit, ErrorCodes.RateLimitExceeded,
+            $"Too many uploads at once: this credential already has {limit} request bodies being received. Retry when one has finished.");
+
+    /// <summary>
+    /// What Kestrel refused while a body was read (<see cref="BadHttpRequestException"/>), in the gateway's terms:
+    /// a body arriving slower than the minimum data rate (408), one over the server's size limit (413), bad framing (400).
+    /// </summary>
+    public static GatewayError BodyUnreadable(BadHttpRequestException exception, long maxBytes) => exception.StatusCode switch
+    {
+        StatusCodes.Status408RequestTimeout => new(StatusCodes.Status408RequestTimeout, ErrorTypes.InvalidRequest, ErrorCodes.RequestTimeout,
+            "The request body arrived too slowly (below the minimum data rate) and was cut off."),
+        StatusCodes.Status413PayloadTooLarge => TooLarge(maxBytes),
+        _ => new(exception.StatusCode, ErrorTypes.InvalidRequest, ErrorCodes.InvalidValue, "The request could not be read: " + exception.Message),
+    };
 
     public static GatewayError UnsupportedMediaType(string expected) =>
         new(StatusCodes.Status415UnsupportedMediaType, ErrorTypes.InvalidRequest, ErrorCodes.UnsupportedMediaType,

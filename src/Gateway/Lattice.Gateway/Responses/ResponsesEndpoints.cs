@@ -37,18 +37,19 @@ public static class ResponsesEndpoints
     }
 
     private static async Task CreateAsync(HttpContext context, Authenticator authenticator, CatalogStore catalog,
-        Dispatcher dispatcher, ResponseStore store, TimeProvider time, IOptions<GatewayOptions> options)
+        Dispatcher dispatcher, ResponseStore store, TimeProvider time, RequestBodies bodies)
     {
         var receivedAt = time.GetTimestamp();
         if (await EndpointAuth.RequireAsync(context, authenticator, Scopes.Inference) is not { } caller)
         {
             return;
         }
-        var maxBytes = options.Value.MaxRequestBodyBytes;
-        var (body, length, tooLarge) = await TaskInputReader.ReadBodyAsync(context.Request, maxBytes, context.RequestAborted);
-        if (tooLarge)
+        // The chat task's body limit, and the caller's share of uploads in flight.
+        var chat = catalog.Current.Tasks[BuiltInTaskClasses.ChatCompletions];
+        var (body, length, readError) = await bodies.ReadAsync(context, caller, bodies.LimitFor(chat), chat.Name);
+        if (readError is { } error)
         {
-            await OpenAiErrors.WriteAsync(context, GatewayError.TooLarge(maxBytes));
+            await OpenAiErrors.WriteAsync(context, error);
             return;
         }
         var (document, previousId, parseError) = ResponsesRequest.Parse(body.AsSpan(0, length));

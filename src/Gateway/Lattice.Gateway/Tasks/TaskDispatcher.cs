@@ -1,9 +1,7 @@
 using Lattice.Gateway.Auth;
 using Lattice.Gateway.Catalog;
 using Lattice.Gateway.Dispatch;
-using Lattice.Gateway.Hosting;
 using Lattice.Gateway.OpenAi;
-using Microsoft.Extensions.Options;
 
 namespace Lattice.Gateway.Tasks;
 
@@ -16,10 +14,9 @@ public sealed class TaskDispatcher(
     Authenticator authenticator,
     CatalogStore catalog,
     Dispatcher dispatcher,
-    TimeProvider time,
-    IOptions<GatewayOptions> options)
+    RequestBodies bodies,
+    TimeProvider time)
 {
-    private readonly long _maxBodyBytes = options.Value.MaxRequestBodyBytes;
 
     public async Task DispatchAsync(HttpContext context, string taskName)
     {
@@ -35,7 +32,7 @@ public sealed class TaskDispatcher(
             return;
         }
 
-        var (input, inputError) = await TaskInputReader.ReadAsync(context, task, _maxBodyBytes);
+        var (input, inputError) = await TaskInputReader.ReadAsync(context, bodies, caller, task);
         if (input is null)
         {
             await OpenAiErrors.WriteAsync(context, inputError);

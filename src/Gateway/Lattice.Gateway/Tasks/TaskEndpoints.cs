@@ -13,6 +13,7 @@ public static class TaskEndpoints
     public static IServiceCollection AddTasks(this IServiceCollection services)
     {
         services.AddSingleton<TaskDispatcher>();
+        services.AddSingleton<RequestBodies>();
         services.AddSingleton<Dispatch.Dispatcher>();
         services.AddSingleton<Routing.Router>();
         return services;

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Text;
 using System.Text.Json;
+using Lattice.Gateway.Auth;
 using Lattice.Gateway.Catalog;
 using Lattice.Gateway.OpenAi;
 using Lattice.Protocol;
@@ -12,8 +13,9 @@ namespace Lattice.Gateway.Tasks;
 /// <summary>Reads a request body, validates it against its task class's schema and finds <c>model</c> and <c>stream</c>.</summary>
 public static class TaskInputReader
 {
-    public static async ValueTask<(TaskInput? Input, GatewayError Error)> ReadAsync(HttpContext context, TaskClass task, long maxBytes)
+    public static async ValueTask<(TaskInput? Input, GatewayError Error)> ReadAsync(HttpContext context, RequestBodies bodies, Caller caller, TaskClass task)
     {
+        var maxBytes = bodies.LimitFor(task);
         var request = context.Request;
         var mediaType = request.ContentType;
         if (task.ContentKind == TaskContentKind.Multipart)
@@ -28,10 +30,10 @@ public static class TaskInputReader
             {
                 return (null, GatewayError.InvalidRequest("The multipart/form-data Content-Type has no valid boundary.", null, ErrorCodes.InvalidValue));
             }
-            var (body, length, tooLarge) = await ReadBodyAsync(request, maxBytes, context.RequestAborted);
-            if (tooLarge)
+            var (body, length, readError) = await bodies.ReadAsync(context, caller, maxBytes, task.Name);
+            if (readError is { } error)
             {
-                return (null, GatewayError.TooLarge(maxBytes));
+                return (null, error);
             }
             return await ReadMultipartAsync(task, body, length, boundary, mediaType);
         }
@@ -42,10 +44,10 @@ public static class TaskInputReader
             return (null, GatewayError.UnsupportedMediaType("application/json"));
         }
         {
-            var (body, length, tooLarge) = await ReadBodyAsync(request, maxBytes, context.RequestAborted);
-            if (tooLarge)
+            var (body, length, readError) = await bodies.ReadAsync(context, caller, maxBytes, task.Name);
+            if (readError is { } error)
             {
-                return (null, GatewayError.TooLarge(maxBytes));
+                return (null, error);
             }
             return ReadJson(task, body, length);
         }
@@ -296,47 +298,92 @@ public static class TaskInputReader
         }
     }
 
-    /// <summary>Reads the whole body; the flag is set when it is larger than <paramref name="maxBytes"/>.</summary>
+    /// <summary>
+    /// A declared length up to this is trusted for one exact allocation read in place (a chat request: one array, one or
+    /// two reads, no copy); a client that declares it and sends less costs at most this much.
+    /// </summary>
+    internal const int TrustedDeclaredLength = 64 * 1024;
+
+    private const int FirstSegmentBytes = 16 * 1024;
+    private const int LargestSegmentBytes = 1024 * 1024;
+
+    /// <summary>
+    /// Reads the whole body; the flag is set when it is larger than <paramref name="maxBytes"/>. Memory follows the bytes
+    /// that arrived, never the declared <c>Content-Length</c> (beyond <see cref="TrustedDeclaredLength"/>): a larger or
+    /// undeclared body is read into pooled segments that grow as it arrives, and copied once into an array of its real
+    /// length at the end. The task input must be one array — it is spliced and sent upstream, framed to a runtime and
+    /// parsed as multipart, all after this returns — and it cannot be pooled, because nothing marks the moment the last
+    /// of those is done with it; a pooled array returned early would carry one request's bytes into another's.
+    /// </summary>
     internal static async ValueTask<(byte[] Body, int Length, bool TooLarge)> ReadBodyAsync(HttpRequest request, long maxBytes, CancellationToken cancellationToken)
     {
-        if (request.ContentLength is { } declared)
+        var declared = request.ContentLength;
+        if (declared > maxBytes)
         {
-            if (declared > maxBytes)
+            return ([], 0, true);
+        }
+        if (declared is { } small && small <= TrustedDeclaredLength)
+        {
+            if (small == 0)
             {
-                return ([], 0, true);
+                return ([], 0, false);
             }
-            var exact = declared == 0 ? [] : new byte[declared];
-            if (declared > 0)
-            {
-                await request.Body.ReadExactlyAsync(exact, cancellationToken);
-            }
+            var exact = new byte[small];
+            await request.Body.ReadExactlyAsync(exact, cancellationToken);
             return (exact, exact.Length, false);
         }
 
-        var buffer = new byte[16 * 1024];
-        var total = 0;
-        while (true)
+        var pool = ArrayPool<byte>.Shared;
+        var full = new List<byte[]>();
+        var current = pool.Rent(FirstSegmentBytes);
+        var filled = 0;
+        long total = 0;
+        try
         {
-            if (total == buffer.Length)
+            while (true)
             {
-                if (buffer.Length > maxBytes)
+                if (filled == current.Length)
+                {
+                    full.Add(current);
+                    var next = Math.Min(current.Length * 2, LargestSegmentBytes);
+                    current = pool.Rent(next);
+                    filled = 0;
+                }
+                var read = await request.Body.ReadAsync(current.AsMemory(filled), cancellationToken);
+                if (read == 0)
+                {
+                    break;
+                }
+                filled += read;
+                total += read;
+                if (total > maxBytes)
                 {
                     return ([], 0, true);
                 }
-                Array.Resize(ref buffer, (int)Math.Min((long)buffer.Length * 2, maxBytes + 1));
             }
-            var read = await request.Body.ReadAsync(buffer.AsMemory(total), cancellationToken);
-            if (read == 0)
+
+            if (total == 0)
             {
-                break;
+                return ([], 0, false);
             }
-            total += read;
-            if (total > maxBytes)
+            var body = GC.AllocateUninitializedArray<byte>((int)total);
+            var offset = 0;
+            foreach (var segment in full)
             {
-                return ([], 0, true);
+                segment.CopyTo(body, offset);
+                offset += segment.Length;
             }
+            current.AsSpan(0, filled).CopyTo(body.AsSpan(offset));
+            return (body, body.Length, false);
         }
-        return (buffer, total, false);
+        finally
+        {
+            foreach (var segment in full)
+            {
+                pool.Return(segment);
+            }
+            pool.Return(current);
+        }
     }
 
     /// <summary>

@@ -27,6 +27,7 @@ public sealed partial class IdempotencyMiddleware(
     IOptions<IdempotencyOptions> options,
     IOptions<GatewayOptions> gateway,
     TimeProvider time,
+    RequestBodies bodies,
     ILogger<IdempotencyMiddleware> logger)
 {
     public const string HeaderName = "Idempotency-Key";
@@ -76,10 +77,11 @@ public sealed partial class IdempotencyMiddleware(
         }
         var key = keyValues[0]!;
 
-        var (body, length, tooLarge) = await TaskInputReader.ReadBodyAsync(request, _maxBodyBytes, context.RequestAborted);
-        if (tooLarge)
+        // The gateway's ceiling here (the task is not known yet); the endpoint then holds the body to its task's limit.
+        var (body, length, readError) = await bodies.ReadAsync(context, caller!, _maxBodyBytes);
+        if (readError is { } error)
         {
-            await OpenAiErrors.WriteAsync(context, GatewayError.TooLarge(_maxBodyBytes));
+            await OpenAiErrors.WriteAsync(context, error);
             return;
         }
         request.Body = new MemoryStream(body, 0, length, writable: false);
