@@ -82,6 +82,10 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
     }
 
     /// <summary>Ends the answer once the dispatch is over: the stream's closing events, or the whole answer.</summary>
+    /// <remarks>
+    /// The closing events are written, not flushed: the server's end of the response sends them together with the
+    /// stream's last chunk in one write, one send fewer per stream than flushing them here.
+    /// </remarks>
     public async Task CompleteAsync(DispatchOutcome outcome)
     {
         if (outcome.Failure == DispatchFailure.ClientCancelled)
@@ -110,7 +114,6 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
                 var error = outcome.Error.Status == 0 ? OpenAi.GatewayError.UpstreamFailed("The stream ended before it was complete.") : outcome.Error;
                 AnthropicErrors.WriteEvent(output, error.Status, error.Message, context.TraceIdentifier);
             }
-            await FlushQuietlyAsync();
             return;
         }
         if (outcome.ServedBy is null || outcome.Failure is not (DispatchFailure.None or DispatchFailure.MidStream))
@@ -146,7 +149,6 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
                 _events.ToolInput(response.BodyWriter, tool.Input.ToString());
             }
             _events.End(response.BodyWriter, StopReason(), _matchedStop, outcome.Usage);
-            await FlushQuietlyAsync();
             return;
         }
         var body = new ArrayBufferWriter<byte>(512 + _text.Length * 2);
@@ -174,7 +176,6 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
         }
         var error = outcome.Error.Status == 0 ? OpenAi.GatewayError.UpstreamFailed("The stream ended before it was complete.") : outcome.Error;
         AnthropicErrors.WriteEvent(context.Response.BodyWriter, error.Status, error.Message, context.TraceIdentifier);
-        await FlushQuietlyAsync();
     }
 
     private void StartStream()
@@ -186,17 +187,6 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
         _events.Start(response.BodyWriter);
     }
 
-    private async Task FlushQuietlyAsync()
-    {
-        try
-        {
-            await context.Response.BodyWriter.FlushAsync(context.RequestAborted);
-        }
-        catch (Exception ex) when (ex is OperationCanceledException or IOException)
-        {
-            // The client left.
-        }
-    }
 
     /// <summary>Translates the complete lines received so far; a partial line waits for the rest.</summary>
     /// <remarks>With no <paramref name="output"/> the text is kept for a whole answer.</remarks>

@@ -119,8 +119,10 @@ public sealed partial class Dispatcher(
         // The answer names the model the client asked for, never the upstream's or engine's name: the value of each
         // `model` member is replaced in every event of a stream and in a JSON answer as its bytes pass. That changes
         // the length, so only other answers (text, subtitles) keep the target's Content-Length.
-        var model = sse || json ? ModelFieldRewriter.Quote(request.Model) : null;
-        var rewriter = json ? new ModelFieldRewriter(model!) : null;
+        // A chat answer that the surface's sink translates gets the model from the sink itself: nothing to rewrite.
+        var translated = request.Native is not null && !response.Native;
+        var model = (sse || json) && !translated ? ModelFieldRewriter.Quote(request.Model) : null;
+        var rewriter = json && model is not null ? new ModelFieldRewriter(model) : null;
         sink.Start(response.Status, response.ContentType, model is null ? response.ContentLength : null, sse, response.Native);
         var meterBody = meter.Enabled && request.Task.MeteringUnit != MeteringUnits.Requests;
         // A stream keeps what it relayed (up to 1 MiB) only so that a cancelled one can be counted.

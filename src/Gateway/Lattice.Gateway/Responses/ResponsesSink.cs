@@ -84,6 +84,10 @@ public sealed class ResponsesSink(HttpContext context, ResponsesRequest.Translat
     }
 
     /// <summary>Ends the answer once the dispatch is over: the stream's closing events, or the whole answer.</summary>
+    /// <remarks>
+    /// The closing events are written, not flushed: the server's end of the response sends them together with the
+    /// stream's last chunk in one write, one send fewer per stream than flushing them here.
+    /// </remarks>
     public async Task CompleteAsync(DispatchOutcome outcome)
     {
         if (outcome.Failure == DispatchFailure.ClientCancelled)
@@ -113,7 +117,6 @@ public sealed class ResponsesSink(HttpContext context, ResponsesRequest.Translat
             {
                 _output.Fail(output, outcome.Error.Status == 0 ? "The stream ended before it was complete." : outcome.Error.Message);
             }
-            await FlushQuietlyAsync();
             return;
         }
         if (outcome.ServedBy is null || outcome.Failure is not (DispatchFailure.None or DispatchFailure.MidStream))
@@ -141,8 +144,7 @@ public sealed class ResponsesSink(HttpContext context, ResponsesRequest.Translat
                 {
                     _output.Fail(output, "The model's answer could not be read.");
                 }
-                await FlushQuietlyAsync();
-                return;
+                    return;
             }
             await OpenAiErrors.WriteAsync(context, GatewayError.UpstreamFailed("The model's answer could not be read."));
             return;
@@ -151,7 +153,6 @@ public sealed class ResponsesSink(HttpContext context, ResponsesRequest.Translat
         if (request.Stream)
         {
             _output.End(output, IncompleteReason(), outcome.Usage, time.GetUtcNow().ToUnixTimeSeconds());
-            await FlushQuietlyAsync();
             return;
         }
         var body = _output.Render(IncompleteReason(), outcome.Usage, time.GetUtcNow().ToUnixTimeSeconds());
@@ -202,17 +203,6 @@ public sealed class ResponsesSink(HttpContext context, ResponsesRequest.Translat
         _output.Live = response.BodyWriter;
     }
 
-    private async Task FlushQuietlyAsync()
-    {
-        try
-        {
-            await context.Response.BodyWriter.FlushAsync(context.RequestAborted);
-        }
-        catch (Exception ex) when (ex is OperationCanceledException or IOException)
-        {
-            // The client left.
-        }
-    }
 
     /// <summary>A whole answer kept until the end: a chat completion, or a stream that the client did not ask for.</summary>
     private bool ReadWhole()
