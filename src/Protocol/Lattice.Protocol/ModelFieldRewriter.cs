@@ -55,6 +55,9 @@ public sealed class ModelFieldRewriter
         _value = value;
     }
 
+    /// <summary>The replacement value: the JSON string token, quotes included.</summary>
+    public ReadOnlySpan<byte> Replacement => _value;
+
     /// <summary>A model id as a JSON string token (quotes included), escaped as JSON requires.</summary>
     public static byte[] Quote(string model)
     {

@@ -166,6 +166,29 @@ public sealed class SseUsageFilterTests
         }
     }
 
+    [Theory]
+    // OpenAI-shaped chunks: the value is spliced after two searches.
+    [InlineData("""data: {"id":"c1","created":1,"model":"gpt-x","choices":[{"delta":{"content":"hi"}}]}""",
+                """data: {"id":"c1","created":1,"model":"lovelace:chat","choices":[{"delta":{"content":"hi"}}]}""")]
+    [InlineData("""data: {"id":"c1","model":"gpt-x","choices":[{"delta":{"content":"say \"model\":\"y\""}}]}""",
+                """data: {"id":"c1","model":"lovelace:chat","choices":[{"delta":{"content":"say \"model\":\"y\""}}]}""")]
+    // A text ending in "model" after the member, a nested prefix, spaces, an escape in the prefix: the scanner decides.
+    [InlineData("""data: {"model":"gpt-x","choices":[{"delta":{"content":"a model"}}]}""",
+                """data: {"model":"lovelace:chat","choices":[{"delta":{"content":"a model"}}]}""")]
+    [InlineData("""data: {"meta":{"model":"inner"},"model":"gpt-x"}""",
+                """data: {"meta":{"model":"lovelace:chat"},"model":"lovelace:chat"}""")]
+    [InlineData("""data: {"id":"x\"y","model" : "gpt-x"}""",
+                """data: {"id":"x\"y","model" : "lovelace:chat"}""")]
+    [InlineData("""data: {"a":[{"b":{"c":{"model":"deep"}}}],"model":null}""",
+                """data: {"a":[{"b":{"c":{"model":"deep"}}}],"model":null}""")]
+    public void The_model_member_is_replaced_by_splice_or_by_the_scanner_alike(string sent, string expected)
+    {
+        var output = new ArrayBufferWriter<byte>();
+        using var filter = new SseUsageFilter(model: ModelFieldRewriter.Quote("lovelace:chat"));
+        filter.Push(Encoding.UTF8.GetBytes(sent + "\n\n"), output);
+        Assert.Equal(expected + "\n\n", Encoding.UTF8.GetString(output.WrittenSpan));
+    }
+
     [Fact]
     public void A_partial_event_is_held_until_its_blank_line_arrives()
     {

@@ -133,6 +133,7 @@ public sealed partial class Dispatcher(
         var writer = sink.Writer;
 
         long relayed = 0;
+        long held = 0;
         long? firstByte = null;
         var unflushed = false;
         GatewayError? broken = null;
@@ -166,9 +167,14 @@ public sealed partial class Dispatcher(
                     copy?.Append(data);
                 }
                 unflushed = true;
-                if (!read.MoreReady)
+                held += data.Length;
+                // A stream leaves as it arrives. A whole answer (JSON, text) is no use to a client in pieces: it is held
+                // (up to HoldWholeAnswerBytes) and leaves with the end of the response, in one write with its last
+                // chunk, rather than a send of its own and another for the end.
+                if (!read.MoreReady && (sse || held > HoldWholeAnswerBytes))
                 {
                     unflushed = false;
+                    held = 0;
                     firstByte ??= time.GetTimestamp();
                     if (!await sink.FlushAsync(aborted))
                     {
@@ -312,6 +318,9 @@ public sealed partial class Dispatcher(
     };
 
     private const int KeepStreamBytes = 1 << 20;
+
+    /// <summary>How much of a whole (non-stream) answer the relay holds before it sends what it has.</summary>
+    private const int HoldWholeAnswerBytes = 64 * 1024;
 
     [LoggerMessage(EventId = 3001, Level = LogLevel.Debug, Message = "Candidate {CandidateId} failed ({Code}); retryable: {Retryable}")]
     private static partial void LogCandidateFailed(ILogger logger, string candidateId, string code, bool retryable);

@@ -30,6 +30,9 @@ public sealed class SseUsageFilter : IDisposable
     private readonly ModelFieldRewriter? _model;
     // The event being forwarded names a model, so its bytes go through the rewriter.
     private bool _rewriting;
+    // The event's model value (its string token, quotes included) found by the fast path: [_valueStart, _valueEnd).
+    private int _valueStart = -1;
+    private int _valueEnd;
 
     private byte[] _held = [];
     private int _heldLength;
@@ -168,7 +171,7 @@ public sealed class SseUsageFilter : IDisposable
             if (json.EndsWith(",\"usage\":null}"u8))
             {
                 int cut = start + length - 14;
-                Write(sseEvent[..cut], output, sseEvent[(cut + 13)..]);
+                Write(sseEvent, cut, cut + 13, output);
                 return;
             }
         }
@@ -198,7 +201,7 @@ public sealed class SseUsageFilter : IDisposable
             return;
         }
 
-        Write(sseEvent[..(start + cutStart)], output, sseEvent[(start + cutEnd)..]);
+        Write(sseEvent, start + cutStart, start + cutEnd, output);
     }
 
     /// <summary>Where the quoted key starts (its opening quote), from <paramref name="from"/> on; -1 when absent.</summary>
@@ -339,19 +342,69 @@ public sealed class SseUsageFilter : IDisposable
         return true;
     }
 
-    /// <summary>Starts an event: only one that names a model (a vectorized search) is scanned by the rewriter.</summary>
+    /// <summary>
+    /// Starts an event: only one that names a model (a vectorized search) is rewritten. An OpenAI-shaped chunk — a
+    /// one-object prefix of plain members before <c>"model":"…"</c> and no other mention of a model — has its value
+    /// found by two searches and spliced; anything else goes through the rewriter's scanner.
+    /// </summary>
     private void Begin(ReadOnlySpan<byte> sseEvent)
     {
-        _rewriting = _model is not null && sseEvent.IndexOf("model\""u8) >= 0;
-        if (_rewriting)
+        _valueStart = -1;
+        _rewriting = false;
+        if (_model is null || sseEvent.IndexOf("model\""u8) < 0)
         {
-            _model!.Reset();
+            return;
         }
+        if (FindPlainModelValue(sseEvent, out _valueStart, out _valueEnd))
+        {
+            return;
+        }
+        _valueStart = -1;
+        _rewriting = true;
+        _model.Reset();
     }
 
-    private void Emit(ReadOnlySpan<byte> bytes, IBufferWriter<byte> output)
+    /// <summary>Where the value of the top-level <c>model</c> member is, when the event is simple enough to tell by searching.</summary>
+    private static bool FindPlainModelValue(ReadOnlySpan<byte> sseEvent, out int start, out int end)
     {
-        if (_rewriting)
+        start = end = -1;
+        var at = sseEvent.IndexOf("\"model\":\""u8);
+        if (at < 0)
+        {
+            return false;
+        }
+        // Before the key: the root's '{' and members without nesting or escapes, so quotes pair up and this is a key.
+        var prefix = sseEvent[..at];
+        if (prefix.IndexOfAny((byte)'\\', (byte)'[', (byte)'}') >= 0 || prefix.Count((byte)'{') != 1 || prefix.Count((byte)'"') % 2 != 0)
+        {
+            return false;
+        }
+        var open = at + 8;
+        var close = sseEvent[(open + 1)..].IndexOfAny((byte)'"', (byte)'\\');
+        if (close < 0 || sseEvent[open + 1 + close] != '"')
+        {
+            return false;
+        }
+        end = open + close + 2;
+        if (sseEvent[end..].IndexOf("model\""u8) >= 0)
+        {
+            // Another mention of a model (nested, or in a text): the scanner decides.
+            return false;
+        }
+        start = open;
+        return true;
+    }
+
+    /// <summary>Writes the event's bytes from <paramref name="offset"/> on, with the model replaced.</summary>
+    private void Emit(ReadOnlySpan<byte> bytes, int offset, IBufferWriter<byte> output)
+    {
+        if (_valueStart >= 0 && _valueStart >= offset && _valueEnd <= offset + bytes.Length)
+        {
+            output.Write(bytes[..(_valueStart - offset)]);
+            output.Write(_model!.Replacement);
+            output.Write(bytes[(_valueEnd - offset)..]);
+        }
+        else if (_rewriting)
         {
             _model!.Write(bytes, output);
         }
@@ -362,16 +415,19 @@ public sealed class SseUsageFilter : IDisposable
     }
 
     // What is kept (for estimating a cancelled stream) is the target's bytes: the model's name counts for nothing.
-    private void Write(ReadOnlySpan<byte> bytes, IBufferWriter<byte> output)
+    private void Write(ReadOnlySpan<byte> sseEvent, IBufferWriter<byte> output)
     {
-        Emit(bytes, output);
-        Keep(bytes);
+        Emit(sseEvent, 0, output);
+        Keep(sseEvent);
     }
 
-    private void Write(ReadOnlySpan<byte> head, IBufferWriter<byte> output, ReadOnlySpan<byte> tail)
+    /// <summary>The event without its bytes [<paramref name="cutStart"/>, <paramref name="cutEnd"/>).</summary>
+    private void Write(ReadOnlySpan<byte> sseEvent, int cutStart, int cutEnd, IBufferWriter<byte> output)
     {
-        Emit(head, output);
-        Emit(tail, output);
+        var head = sseEvent[..cutStart];
+        var tail = sseEvent[cutEnd..];
+        Emit(head, 0, output);
+        Emit(tail, cutEnd, output);
         if (CanKeep(head.Length + tail.Length))
         {
             Keep(head);
