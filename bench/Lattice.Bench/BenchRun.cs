@@ -225,28 +225,22 @@ internal static class BenchRun
     /// <summary>A path the load goes to: the stand-in itself, or a gateway process in front of it.</summary>
     private sealed record Side(string Name, Target Target);
 
-    internal static Target MakeTarget(string name, Uri server, string path, string bearer, string model)
-    {
-        var host = server.Host == "localhost" ? IPAddress.Loopback : IPAddress.Parse(server.Host);
-        var endPoint = new IPEndPoint(host, server.Port);
-        var authority = $"{server.Host}:{server.Port.ToString(CultureInfo.InvariantCulture)}";
-        var nonStreaming = $$"""{"model":"{{model}}","messages":[{"role":"user","content":"hello"}]}""";
-        var streaming = $$"""{"model":"{{model}}","messages":[{"role":"user","content":"hello"}],"stream":true}""";
-        return new Target(name, endPoint,
-            RawHttpConnection.EncodePost(authority, path, bearer, nonStreaming),
-            RawHttpConnection.EncodePost(authority, path, bearer, streaming));
-    }
+    internal static Target MakeTarget(string name, Uri server, string path, string bearer, string model) =>
+        Make(name, server, path, bearer, $$"""{"model":"{{model}}","messages":[{"role":"user","content":"hello"}]}""", anthropic: false);
 
     /// <summary>The same chat as an Anthropic Messages request (served through the chat translation).</summary>
-    internal static Target MakeMessagesTarget(string name, Uri server, string path, string bearer, string model)
+    internal static Target MakeMessagesTarget(string name, Uri server, string path, string bearer, string model) =>
+        Make(name, server, path, bearer, $$"""{"model":"{{model}}","max_tokens":64,"messages":[{"role":"user","content":"hello"}]}""", anthropic: true);
+
+    /// <summary>A target sent <paramref name="body"/> (a JSON object), and the same with <c>"stream":true</c> added.</summary>
+    private static Target Make(string name, Uri server, string path, string bearer, string body, bool anthropic)
     {
         var host = server.Host == "localhost" ? IPAddress.Loopback : IPAddress.Parse(server.Host);
         var authority = $"{server.Host}:{server.Port.ToString(CultureInfo.InvariantCulture)}";
-        var nonStreaming = $$"""{"model":"{{model}}","max_tokens":64,"messages":[{"role":"user","content":"hello"}]}""";
-        var streaming = $$"""{"model":"{{model}}","max_tokens":64,"messages":[{"role":"user","content":"hello"}],"stream":true}""";
+        var streaming = body[..^1] + ""","stream":true}""";
         return new Target(name, new IPEndPoint(host, server.Port),
-            RawHttpConnection.EncodePost(authority, path, bearer, nonStreaming),
-            RawHttpConnection.EncodePost(authority, path, bearer, streaming), anthropic: true);
+            RawHttpConnection.EncodePost(authority, path, bearer, body),
+            RawHttpConnection.EncodePost(authority, path, bearer, streaming), anthropic);
     }
 
     /// <summary>One request per target and mode before anything else, failing with the response when it is wrong.</summary>

@@ -17,55 +17,33 @@ internal static class Verify
         {
             return FixedBody(mode, body);
         }
-        if (anthropic)
-        {
-            return MessagesBody(mode, body);
-        }
-        if (mode == ChatMode.NonStreaming)
-        {
-            return body.IndexOf("\"content\":\"You said: hello\""u8) >= 0 ? null : "body lacks \"You said: hello\": " + Preview(body);
-        }
-
-        // SSE: the reply arrives one word per chunk ("You", " said:", " hello"); join every delta's content.
-        var text = new StringBuilder();
-        var rest = body;
-        int at;
-        while ((at = rest.IndexOf("\"content\":\""u8)) >= 0)
-        {
-            rest = rest[(at + 11)..];
-            var end = rest.IndexOf((byte)'"');
-            if (end < 0)
-            {
-                return "unterminated content string: " + Preview(body);
-            }
-            text.Append(Encoding.UTF8.GetString(rest[..end]));
-            rest = rest[end..];
-        }
-        if (text.ToString() != Expected)
-        {
-            return $"streamed content is \"{text}\", not \"{Expected}\"";
-        }
-        return body.TrimEnd("\r\n"u8).EndsWith("data: [DONE]"u8) ? null : "stream does not end with data: [DONE]: " + Preview(body);
+        return anthropic
+            // Anthropic: a Message with the text, or text_delta events joined and a stream ending with message_stop.
+            ? Check(mode, body, "\"text\":\"You said: hello\""u8, "\"text_delta\",\"text\":\""u8, "data: {\"type\":\"message_stop\"}"u8)
+            // OpenAI: the reply arrives one word per chunk ("You", " said:", " hello"); every delta's content joined.
+            : Check(mode, body, "\"content\":\"You said: hello\""u8, "\"content\":\""u8, "data: [DONE]"u8);
     }
 
-    /// <summary>An Anthropic Message with the text, or its SSE stream: text_delta events joined, ending with message_stop.</summary>
-    private static string? MessagesBody(ChatMode mode, ReadOnlySpan<byte> body)
+    /// <summary>
+    /// A whole answer must hold <paramref name="whole"/>; a stream's strings after each <paramref name="piece"/> must join
+    /// to <see cref="Expected"/>, and it must end with <paramref name="last"/>.
+    /// </summary>
+    private static string? Check(ChatMode mode, ReadOnlySpan<byte> body, ReadOnlySpan<byte> whole, ReadOnlySpan<byte> piece, ReadOnlySpan<byte> last)
     {
         if (mode == ChatMode.NonStreaming)
         {
-            return body.IndexOf("\"text\":\"You said: hello\""u8) >= 0 ? null : "message lacks \"You said: hello\": " + Preview(body);
+            return body.IndexOf(whole) >= 0 ? null : $"body lacks \"{Expected}\": " + Preview(body);
         }
         var text = new StringBuilder();
         var rest = body;
         int at;
-        ReadOnlySpan<byte> delta = "\"text_delta\",\"text\":\""u8;
-        while ((at = rest.IndexOf(delta)) >= 0)
+        while ((at = rest.IndexOf(piece)) >= 0)
         {
-            rest = rest[(at + delta.Length)..];
+            rest = rest[(at + piece.Length)..];
             var end = rest.IndexOf((byte)'"');
             if (end < 0)
             {
-                return "unterminated text string: " + Preview(body);
+                return "unterminated string: " + Preview(body);
             }
             text.Append(Encoding.UTF8.GetString(rest[..end]));
             rest = rest[end..];
@@ -74,7 +52,7 @@ internal static class Verify
         {
             return $"streamed text is \"{text}\", not \"{Expected}\"";
         }
-        return body.TrimEnd("\r\n"u8).EndsWith("data: {\"type\":\"message_stop\"}"u8) ? null : "stream does not end with message_stop: " + Preview(body);
+        return body.TrimEnd("\r\n"u8).EndsWith(last) ? null : $"stream does not end with {Encoding.UTF8.GetString(last)}: " + Preview(body);
     }
 
     /// <summary>The fixed engine answers "Hello from the fixed engine.", or streams "tick " chunks ending with [DONE].</summary>

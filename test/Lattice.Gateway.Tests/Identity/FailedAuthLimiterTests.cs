@@ -23,7 +23,7 @@ public sealed class FailedAuthLimiterTests
     [InlineData("2001:db8:aa:bb::", "2001:db8:aa:bb::")]
     [InlineData("::1", "::")]
     public void An_address_is_counted_as_its_IPv4_address_or_its_IPv6_64(string address, string source) =>
-        Assert.Equal(IPAddress.Parse(source), FailedAuthLimiter.SourceOf(IPAddress.Parse(address)));
+        Assert.Equal(IPAddress.Parse(source), SourceWindow.SourceOf(IPAddress.Parse(address)));
 
     [Fact]
     public void The_limit_holds_for_one_window_and_the_next_starts_empty()
@@ -97,5 +97,33 @@ public sealed class FailedAuthLimiterTests
 
         limiter.RecordAccountSuccess("ada@example.com");
         Assert.Equal(TimeSpan.Zero, limiter.AccountBackoff("ada@example.com"));
+    }
+
+    [Fact]
+    public void The_account_table_is_bounded_and_forgets_backoffs_long_over()
+    {
+        var limiter = Limiter();
+        for (var i = 0; i < FailedAuthLimiter.MaxSources; i++)
+        {
+            for (var j = 0; j < FailedAuthLimiter.FreeAccountFailures; j++)
+            {
+                limiter.RecordAccountFailure($"user{i}@example.com");
+            }
+        }
+        Assert.Equal(TimeSpan.FromSeconds(1), limiter.AccountBackoff("user0@example.com"));
+        // Full of accounts in backoff: a new one is left to the per-source limit.
+        for (var i = 0; i < FailedAuthLimiter.FreeAccountFailures; i++)
+        {
+            limiter.RecordAccountFailure("late@example.com");
+        }
+        Assert.Equal(TimeSpan.Zero, limiter.AccountBackoff("late@example.com"));
+
+        // Once their backoffs are long over, the full table is swept and the new account is counted again.
+        _clock.Advance(FailedAuthLimiter.MaxAccountBackoff + TimeSpan.FromMinutes(1));
+        for (var i = 0; i < FailedAuthLimiter.FreeAccountFailures; i++)
+        {
+            limiter.RecordAccountFailure("late@example.com");
+        }
+        Assert.Equal(TimeSpan.FromSeconds(1), limiter.AccountBackoff("late@example.com"));
     }
 }

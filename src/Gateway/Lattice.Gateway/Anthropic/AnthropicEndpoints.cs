@@ -53,19 +53,8 @@ public static class AnthropicEndpoints
             return;
         }
 
-        // An Anthropic upstream is sent the client's own bytes, only the model replaced: where its value sits is all it needs.
-        var (modelStart, modelLength) = JsonFields.FindTopLevelString(body.AsSpan(0, length), "model"u8);
-        var native = new TaskInput
-        {
-            Body = body,
-            Length = length,
-            Model = input.Model,
-            Stream = translated.Stream,
-            MaxTokens = input.MaxTokens,
-            ContentType = "application/json",
-            ModelValueStart = modelStart,
-            ModelValueLength = modelLength,
-        };
+        // An Anthropic upstream is sent the client's own bytes, only the model replaced.
+        var native = TaskInput.ClientBytes(body, length, input);
         var request = TaskRequest.FromHttp(context, task, caller, input, time, receivedAt, Metering.Surfaces.Anthropic, native);
         var sink = new MessagesSink(context, translated, time);
         var outcome = await dispatcher.DispatchAsync(request, sink, context.RequestAborted);

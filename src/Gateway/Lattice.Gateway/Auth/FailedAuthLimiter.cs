@@ -30,6 +30,9 @@ public sealed class FailedAuthLimiter(IOptions<GatewayOptions> options, TimeProv
     private readonly int _limit = options.Value.FailedAuthPerMinute;
     private readonly SourceWindow _failures = new(time);
     private readonly ConcurrentDictionary<string, AccountFailures> _accounts = new(StringComparer.OrdinalIgnoreCase);
+    // Accounts in the table (ConcurrentDictionary.Count takes every lock), and when it was last swept.
+    private int _accountCount;
+    private long _lastSweepTicks;
 
     /// <summary>Sources with failures in the current window (for tests and metrics).</summary>
     public int TrackedSources => _failures.TrackedSources;
@@ -46,9 +49,6 @@ public sealed class FailedAuthLimiter(IOptions<GatewayOptions> options, TimeProv
         }
         return _failures.Increment(address) <= _limit;
     }
-
-    /// <summary>The source an address is counted as: IPv4 as it is (also when mapped into IPv6), IPv6 by its /64.</summary>
-    public static IPAddress SourceOf(IPAddress address) => SourceWindow.SourceOf(address);
 
     /// <summary>How long the account must wait before its next password attempt; zero when it may try now.</summary>
     public TimeSpan AccountBackoff(string account)
@@ -69,22 +69,48 @@ public sealed class FailedAuthLimiter(IOptions<GatewayOptions> options, TimeProv
             return;
         }
         var now = time.GetUtcNow().UtcTicks;
-        if (_accounts.Count >= MaxSources)
+        if (!_accounts.TryGetValue(account, out var failures))
         {
-            // Accounts whose backoff ended long ago are forgotten first; a scan only when the table is full.
-            foreach (var (key, value) in _accounts)
+            // Bounded: a full table forgets accounts whose backoff ended long ago, swept at most once a window; while
+            // it stays full, a new account is left to the per-source limit.
+            if (Volatile.Read(ref _accountCount) >= MaxSources && !Sweep(now))
             {
-                if (now - value.NotBeforeTicks > MaxAccountBackoff.Ticks)
-                {
-                    _accounts.TryRemove(key, out _);
-                }
+                return;
             }
+            failures = _accounts.GetOrAdd(account, static (_, limiter) =>
+            {
+                Interlocked.Increment(ref limiter._accountCount);
+                return new AccountFailures();
+            }, this);
         }
-        _accounts.GetOrAdd(account, static _ => new AccountFailures()).Fail(now);
+        failures.Fail(now);
     }
 
     /// <summary>The right password: the account's count starts again.</summary>
-    public void RecordAccountSuccess(string account) => _accounts.TryRemove(account, out _);
+    public void RecordAccountSuccess(string account)
+    {
+        if (_accounts.TryRemove(account, out _))
+        {
+            Interlocked.Decrement(ref _accountCount);
+        }
+    }
+
+    /// <summary>Forgets accounts whose backoff ended more than the longest backoff ago; true when there is room now.</summary>
+    private bool Sweep(long now)
+    {
+        var last = Volatile.Read(ref _lastSweepTicks);
+        if (now - last >= SourceWindow.Window.Ticks && Interlocked.CompareExchange(ref _lastSweepTicks, now, last) == last)
+        {
+            foreach (var (key, value) in _accounts)
+            {
+                if (now - value.NotBeforeTicks > MaxAccountBackoff.Ticks && _accounts.TryRemove(key, out _))
+                {
+                    Interlocked.Decrement(ref _accountCount);
+                }
+            }
+        }
+        return Volatile.Read(ref _accountCount) < MaxSources;
+    }
 
     private sealed class AccountFailures
     {

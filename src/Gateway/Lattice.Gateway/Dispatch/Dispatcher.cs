@@ -133,9 +133,9 @@ public sealed partial class Dispatcher(
         var writer = sink.Writer;
 
         long relayed = 0;
+        // Bytes written to the sink since its last flush.
         long held = 0;
         long? firstByte = null;
-        var unflushed = false;
         GatewayError? broken = null;
         var cancelled = false;
         try
@@ -166,14 +166,12 @@ public sealed partial class Dispatcher(
                     }
                     copy?.Append(data);
                 }
-                unflushed = true;
                 held += data.Length;
                 // A stream leaves as it arrives. A whole answer (JSON, text) is no use to a client in pieces: it is held
                 // (up to HoldWholeAnswerBytes) and leaves with the end of the response, in one write with its last
                 // chunk, rather than a send of its own and another for the end.
                 if (!read.MoreReady && (sse || held > HoldWholeAnswerBytes))
                 {
-                    unflushed = false;
                     held = 0;
                     firstByte ??= time.GetTimestamp();
                     if (!await sink.FlushAsync(aborted))
@@ -189,7 +187,7 @@ public sealed partial class Dispatcher(
             cancelled = aborted.IsCancellationRequested;
             broken ??= GatewayError.UpstreamFailed("The answer failed in the middle.");
         }
-        if (unflushed)
+        if (held > 0)
         {
             // Whatever the target sent before it finished leaves with the end of the response.
             firstByte ??= time.GetTimestamp();

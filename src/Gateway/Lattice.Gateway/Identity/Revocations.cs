@@ -132,9 +132,25 @@ public sealed class RevocationPoller(
     public static readonly TimeSpan PruneInterval = TimeSpan.FromMinutes(10);
 
     private long _completed;
+    private TaskCompletionSource _read = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>How many times this node has read the log to the end since it started.</summary>
     public long CompletedReads => Interlocked.Read(ref _completed);
+
+    /// <summary>Completes once <see cref="CompletedReads"/> has reached <paramref name="count"/>.</summary>
+    public async Task ReadsAsync(long count, CancellationToken cancellationToken = default)
+    {
+        while (true)
+        {
+            // The signal is taken before the count is read, so a read that ends in between still wakes this wait.
+            var read = Volatile.Read(ref _read);
+            if (CompletedReads >= count)
+            {
+                return;
+            }
+            await read.Task.WaitAsync(cancellationToken);
+        }
+    }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -162,6 +178,7 @@ public sealed class RevocationPoller(
                     }
                 }
                 Interlocked.Increment(ref _completed);
+                Interlocked.Exchange(ref _read, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
                 if (time.GetUtcNow() >= nextPrune)
                 {
                     nextPrune = time.GetUtcNow() + PruneInterval;

@@ -94,22 +94,7 @@ public static class ResponsesEndpoints
 
         // An upstream that serves Responses itself gets the client's own bytes — unless they name a conversation only
         // this gateway knows.
-        TaskInput? native = null;
-        if (previousId is null)
-        {
-            var (start, tokenLength) = JsonFields.FindTopLevelString(body.AsSpan(0, length), "model"u8);
-            native = new TaskInput
-            {
-                Body = body,
-                Length = length,
-                Model = translated.Model,
-                Stream = translated.Stream,
-                MaxTokens = input.MaxTokens,
-                ContentType = "application/json",
-                ModelValueStart = start,
-                ModelValueLength = tokenLength,
-            };
-        }
+        var native = previousId is null ? TaskInput.ClientBytes(body, length, input) : null;
 
         var request = TaskRequest.FromHttp(context, task, caller, input, time, receivedAt, Metering.Surfaces.Responses, native);
         Func<ResponseOutput, byte[], CancellationToken, Task>? save = null;

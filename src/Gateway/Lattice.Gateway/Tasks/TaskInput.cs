@@ -24,6 +24,26 @@ public sealed class TaskInput
     /// <summary>For multipart: the parts, so the model part can be rewritten and the rest sent as they came.</summary>
     public IReadOnlyList<MultipartPart>? Parts { get; init; }
     public string? Boundary { get; init; }
+
+    /// <summary>
+    /// A translating surface's request as the client sent it (JSON <paramref name="body"/>), beside its translation
+    /// <paramref name="translated"/>: what a target that speaks the surface's own API is sent, only the model replaced.
+    /// </summary>
+    public static TaskInput ClientBytes(byte[] body, int length, TaskInput translated)
+    {
+        var (modelStart, modelLength) = Protocol.JsonFields.FindTopLevelString(body.AsSpan(0, length), "model"u8);
+        return new TaskInput
+        {
+            Body = body,
+            Length = length,
+            Model = translated.Model,
+            Stream = translated.Stream,
+            MaxTokens = translated.MaxTokens,
+            ContentType = "application/json",
+            ModelValueStart = modelStart,
+            ModelValueLength = modelLength,
+        };
+    }
 }
 
 /// <summary>One multipart section, headers as received.</summary>

@@ -432,20 +432,12 @@ public static class TaskInputReader
     private static bool TryHex4(ReadOnlySpan<byte> json, int from, out int value)
     {
         value = 0;
-        if (from + 4 > json.Length)
+        if (from + 4 > json.Length
+            || !ushort.TryParse(json.Slice(from, 4), System.Globalization.NumberStyles.AllowHexSpecifier, System.Globalization.CultureInfo.InvariantCulture, out var unit))
         {
             return false;
         }
-        for (var i = from; i < from + 4; i++)
-        {
-            var c = json[i];
-            var digit = c is >= (byte)'0' and <= (byte)'9' ? c - '0' : (c | 0x20) is >= 'a' and <= 'f' ? (c | 0x20) - 'a' + 10 : -1;
-            if (digit < 0)
-            {
-                return false;
-            }
-            value = value * 16 + digit;
-        }
+        value = unit;
         return true;
     }
 }
