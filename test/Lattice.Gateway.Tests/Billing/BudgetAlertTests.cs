@@ -117,12 +117,12 @@ public sealed class BudgetAlertTests : IAsyncLifetime
         gateway.Time.Advance(TimeSpan.FromSeconds(5));
         var second = await _receiver.NextAsync();
         Assert.Equal(500, second.Status);
-        Assert.Equal(_start + TimeSpan.FromSeconds(15), await ParkedUntilAsync());
+        await ParkedAtAsync(_start + TimeSpan.FromSeconds(15));
 
         gateway.Time.Advance(TimeSpan.FromSeconds(10));
         var third = await _receiver.NextAsync();
         Assert.Equal(200, third.Status);
-        Assert.Null(await NextParkAsync());
+        await ParkedAtAsync(null);
 
         // Every attempt sends the payload fixed when the alert was raised, signed at the time of that attempt.
         Assert.Equal(first.Body, second.Body);
@@ -143,7 +143,7 @@ public sealed class BudgetAlertTests : IAsyncLifetime
         await RaiseAndFailFirstAsync(gateway, Alert(100, TenUsd));
         gateway.Time.Advance(BudgetAlertDeliverer.GiveUpAfter);
         Assert.Equal(500, (await _receiver.NextAsync()).Status);
-        Assert.Null(await NextParkAsync());
+        await ParkedAtAsync(null);
 
         var row = Assert.Single(await RowsAsync(gateway));
         Assert.Equal((2, "gave up after 2 attempts: HTTP 500", BudgetAlertDeliverer.Never, (DateTimeOffset?)null),
@@ -151,7 +151,7 @@ public sealed class BudgetAlertTests : IAsyncLifetime
 
         // Nothing more is sent: a later look finds nothing due.
         gateway.Time.Advance(TimeSpan.FromHours(1));
-        Assert.Null(await NextParkAsync());
+        await ParkedAtAsync(null);
         Assert.Equal(2, _receiver.Count);
     }
 
@@ -239,24 +239,37 @@ public sealed class BudgetAlertTests : IAsyncLifetime
         Sink(gateway).Raise(alert);
         var first = await _receiver.NextAsync();
         Assert.Equal(500, first.Status);
-        Assert.Equal(_start + TimeSpan.FromSeconds(5), await ParkedUntilAsync());
+        await ParkedAtAsync(_start + TimeSpan.FromSeconds(5));
         return first;
     }
 
     private static IBudgetAlertSink Sink(BillingHost gateway) => gateway.Services.GetRequiredService<IBudgetAlertSink>();
 
-    /// <summary>The deliverer's next sleep: when it expects the next alert to be due (null: nothing pending).</summary>
-    private async Task<DateTimeOffset?> NextParkAsync() => await _parks.Reader.ReadAsync().AsTask().WaitAsync(Timeout);
-
-    /// <summary>The next sleep with an alert pending, its timer armed: advancing the clock to the returned time wakes it.</summary>
-    private async Task<DateTimeOffset> ParkedUntilAsync()
+    /// <summary>
+    /// Waits for the deliverer to go to sleep expecting <paramref name="due"/> as the next alert's time (null: nothing
+    /// pending). A sleep cut short by a wake-up from the outbox parks again with the same time, so earlier sleeps are
+    /// passed over; a deliverer that never parks at <paramref name="due"/> fails the test with every sleep it took.
+    /// </summary>
+    private async Task ParkedAtAsync(DateTimeOffset? due)
     {
-        while (true)
+        var seen = new List<DateTimeOffset?>();
+        using var deadline = new CancellationTokenSource(Timeout);
+        try
         {
-            if (await NextParkAsync() is { } due)
+            while (true)
             {
-                return due;
+                var parked = await _parks.Reader.ReadAsync(deadline.Token);
+                if (parked == due)
+                {
+                    return;
+                }
+                seen.Add(parked);
             }
+        }
+        catch (OperationCanceledException) when (deadline.IsCancellationRequested)
+        {
+            Assert.Fail($"the deliverer never parked until {due?.ToString("O") ?? "nothing pending"}; it parked until: " +
+                string.Join(", ", seen.Select(d => d?.ToString("O") ?? "nothing pending")));
         }
     }
 
