@@ -30,7 +30,7 @@ internal readonly record struct Fault(FaultKind Kind, int DelayMs, string? GateN
     public const string SlowPrefix = "standin-slow-";
     /// <summary><c>standin-drop</c> drops the stream 100 ms after its first chunk; <c>standin-drop-&lt;gate&gt;</c> once gate <c>&lt;gate&gt;</c> lets it (see <see cref="StandInGates"/>).</summary>
     public const string DropModel = "standin-drop";
-    /// <summary><c>standin-reset</c>: as <c>standin-drop</c>, but the connection is reset (RST), as a crashed or cut-off upstream's is.</summary>
+    /// <summary><c>standin-reset</c> (and <c>standin-reset-&lt;gate&gt;</c>): as <c>standin-drop</c>, but the connection is reset (RST), as a crashed or cut-off upstream's is.</summary>
     public const string ResetModel = "standin-reset";
     public const string DripModel = "standin-drip";
     public const string BadRequestModel = "standin-bad-request";
@@ -74,6 +74,7 @@ internal readonly record struct Fault(FaultKind Kind, int DelayMs, string? GateN
             Fail503HtmlModel => new Fault(FaultKind.Fail503Html, 0),
             DropModel => new Fault(FaultKind.Drop, 0),
             ResetModel => new Fault(FaultKind.Reset, 0),
+            _ when model.StartsWith(ResetModel + "-", StringComparison.Ordinal) => new Fault(FaultKind.Reset, 0, model[(ResetModel.Length + 1)..]),
             _ when model.StartsWith(DropModel + "-", StringComparison.Ordinal) => new Fault(FaultKind.Drop, 0, model[(DropModel.Length + 1)..]),
             DripModel => new Fault(FaultKind.Drip, 0),
             BadRequestModel => new Fault(FaultKind.BadRequest, 0),
