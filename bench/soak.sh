@@ -14,6 +14,10 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 mode="${1:-all}"
 [ $# -gt 0 ] && shift
+case "$mode" in
+  soak|faults|all) ;;
+  *) echo "usage: bench/soak.sh [soak|faults|all] [harness options]" >&2; exit 2 ;;
+esac
 out="${OUT:-/tmp/lattice-soak-$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$out"
 
@@ -34,7 +38,6 @@ case "$mode" in
   soak) run soak --soak "$@" ;;
   faults) run faults --faults "$@" ;;
   all) run soak --soak "$@"; run faults --faults ;;
-  *) echo "usage: bench/soak.sh [soak|faults|all] [harness options]" >&2; exit 2 ;;
 esac
 echo "reports in $out" >&2
 exit "$status"
