@@ -68,6 +68,15 @@ internal sealed class BenchOptions
     /// <summary>Ledger crash check, second half: recover this directory and check what the killed writer reported.</summary>
     public string? LedgerRecoverDir { get; private set; }
 
+    /// <summary>The soak: mixed load on both paths for <see cref="Duration"/> (default 30 min), VmRSS and GC heap sampled every 10 s.</summary>
+    public bool Soak { get; private set; }
+
+    /// <summary>The fault suite: faults injected one after another under mixed load, each for <see cref="Duration"/> (default 10 s).</summary>
+    public bool Faults { get; private set; }
+
+    /// <summary>Soak: samples before this are not fitted (default a sixth of the duration, at most 5 min).</summary>
+    public TimeSpan SoakWarmup { get; private set; }
+
     /// <summary>Runtime scenario: idle connected runtimes for the gateway memory measurement (0 skips it).</summary>
     public int IdleRuntimes { get; private set; } = 1000;
 
@@ -79,7 +88,7 @@ internal sealed class BenchOptions
 
         Usage: dotnet run -c Release --project bench/Lattice.Bench -- [options]
 
-          --duration T        measured time per target per scenario (default 10s; e.g. 10, 10s, 500ms)
+          --duration T        measured time per target per scenario (default 10s; e.g. 10, 10s, 500ms, 2m)
           --round T           length of one interleaved direct/gateway round (default 1s)
           --warmup T          warm-up per target and mode (default 10s)
           --quick             short smoke run (duration 1s, round 250ms, warm-up 1s)
@@ -117,6 +126,17 @@ internal sealed class BenchOptions
           --ledger-crash DIR  crash check: write records into DIR without end, printing how far they are complete;
                               kill -9 it, then run --ledger-recover DIR (see bench/Lattice.Bench/README.md)
           --ledger-recover DIR  crash check: recover DIR and check every record reported complete is there once
+          --soak              the soak instead: chat, streamed chat, embeddings and transcription over the upstream
+                              path (stand-in) and the runtime path (a daemon with the real engines on the bundled
+                              models), --connections' highest count (default 32), for --duration (default 30m);
+                              the gateway's VmRSS and GC heap sampled every 10 s; PASS when after --warmup (default
+                              duration/6, at most 5m) both slopes are <= 1 MB per 10 min, no request failed and the
+                              usage ledger holds one record per request id (exit 0 PASS, 1 FAIL)
+          --faults            the fault suite instead: under mixed load, the upstream resets streams mid-way, the
+                              daemon gets SIGKILL mid-request, another connection holds SQLite's write lock, and the
+                              data directory's disk (a tmpfs; root only) fills up, each for --duration (default 10s);
+                              PASS when every request ended with its answer or a clear error, none hung, none got a
+                              500, each fault was hit, and the ledger check holds (see docs/reliability.md)
           --check             exit 3 when a target is missed
           -h, --help          this text
 
@@ -166,6 +186,8 @@ internal sealed class BenchOptions
                 case "--variant-anthropic": o.VariantAnthropic = true; break;
                 case "--check": o.Check = true; break;
                 case "--runtime": o.Runtime = true; break;
+                case "--soak": o.Soak = true; break;
+                case "--faults": o.Faults = true; break;
                 case "--auth": o.Auth = true; break;
                 case "--ledger": o.Ledger = true; break;
                 case "--ledger-crash": o.LedgerCrashDir = Next(); o.Ledger = true; break;
@@ -212,9 +234,14 @@ internal sealed class BenchOptions
             o.Round = TimeSpan.FromMilliseconds(250);
             o.Warmup = TimeSpan.FromSeconds(1);
         }
-        o.Duration = duration ?? o.Duration;
+        if (o.Soak && o.Faults)
+        {
+            throw new BenchException("--soak and --faults are separate runs; pick one.");
+        }
+        o.Duration = duration ?? (o.Soak ? TimeSpan.FromMinutes(30) : o.Duration);
         o.Round = round ?? o.Round;
         o.Warmup = warmup ?? o.Warmup;
+        o.SoakWarmup = warmup ?? TimeSpan.FromTicks(Math.Min(o.Duration.Ticks / 6, TimeSpan.FromMinutes(5).Ticks));
         if (o.Round > o.Duration)
         {
             o.Round = o.Duration;
@@ -249,6 +276,10 @@ internal sealed class BenchOptions
         if (t.EndsWith("ms", StringComparison.OrdinalIgnoreCase))
         {
             return TimeSpan.FromMilliseconds(Number(t[..^2]));
+        }
+        if (t.EndsWith('m'))
+        {
+            return TimeSpan.FromMinutes(Number(t[..^1]));
         }
         if (t.EndsWith('s'))
         {

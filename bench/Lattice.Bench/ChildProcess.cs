@@ -116,13 +116,30 @@ internal sealed class ChildProcess : IDisposable
 
     public bool HasExited => _process.HasExited;
 
+    /// <summary>SIGKILL to this process alone (Process.Kill on Unix), as a crash or the OOM killer would end it.</summary>
+    public void SigKill()
+    {
+        _process.Kill(entireProcessTree: false);
+        _process.WaitForExit(10_000);
+    }
+
     public string RecentOutput() => string.Join('\n', _recent);
+
+    /// <summary>When set, every line the process writes is also appended here (the soak and fault modes keep them).</summary>
+    public string? LogFile { get; set; }
 
     private void OnLine(string? line, bool stdout)
     {
         if (line is null)
         {
             return;
+        }
+        if (LogFile is { } log)
+        {
+            lock (_recent)
+            {
+                File.AppendAllText(log, $"{DateTime.Now:HH:mm:ss.fff} {(stdout ? "|" : "!")} {line}\n");
+            }
         }
         _recent.Enqueue((stdout ? "  | " : "  ! ") + line);
         while (_recent.Count > 40 && _recent.TryDequeue(out _))

@@ -48,7 +48,8 @@ void Stop(PosixSignalContext context)
 
 try
 {
-    return options.Ledger ? await LedgerBench.RunAsync(options, cts.Token)
+    return options.Soak || options.Faults ? await SoakBench.RunAsync(options, cts.Token)
+        : options.Ledger ? await LedgerBench.RunAsync(options, cts.Token)
         : options.Auth ? await AuthBench.RunAsync(options, cts.Token)
         : options.Runtime ? await RuntimeBench.RunAsync(options, cts.Token)
         : await BenchRun.RunAsync(options, cts.Token);

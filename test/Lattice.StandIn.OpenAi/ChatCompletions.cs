@@ -574,19 +574,19 @@ internal static class ChatCompletions
 
             await pipe.FlushAsync(ct);
 
-            if (fault == FaultKind.Drop)
+            if (drop.Breaks)
             {
                 await DropPointAsync(drop, ct);
-                ctx.Abort();
+                drop.Break(ctx);
                 return;
             }
         }
 
-        if (fault == FaultKind.Drop)
+        if (drop.Breaks)
         {
             // Nothing to stream after the role chunk: drop anyway.
             await DropPointAsync(drop, ct);
-            ctx.Abort();
+            drop.Break(ctx);
             return;
         }
 

@@ -1,4 +1,6 @@
 using System.Globalization;
+using System.Net.Sockets;
+using Microsoft.AspNetCore.Connections.Features;
 
 namespace Lattice.StandIn.OpenAi;
 
@@ -10,6 +12,8 @@ internal enum FaultKind
     Fail503Html,
     Slow,
     Drop,
+    /// <summary>As <see cref="Drop"/>, but the connection is reset (TCP RST) instead of closed.</summary>
+    Reset,
     Drip,
     BadRequest,
     Gate,
@@ -26,6 +30,8 @@ internal readonly record struct Fault(FaultKind Kind, int DelayMs, string? GateN
     public const string SlowPrefix = "standin-slow-";
     /// <summary><c>standin-drop</c> drops the stream 100 ms after its first chunk; <c>standin-drop-&lt;gate&gt;</c> once gate <c>&lt;gate&gt;</c> lets it (see <see cref="StandInGates"/>).</summary>
     public const string DropModel = "standin-drop";
+    /// <summary><c>standin-reset</c> (and <c>standin-reset-&lt;gate&gt;</c>): as <c>standin-drop</c>, but the connection is reset (RST), as a crashed or cut-off upstream's is.</summary>
+    public const string ResetModel = "standin-reset";
     public const string DripModel = "standin-drip";
     public const string BadRequestModel = "standin-bad-request";
     public const string GatePrefix = "standin-held-";
@@ -36,6 +42,23 @@ internal readonly record struct Fault(FaultKind Kind, int DelayMs, string? GateN
     public const int DropDelayMs = 100;
 
     private static readonly byte[] s_html = "<html>down</html>"u8.ToArray();
+
+    /// <summary>Drops or resets the stream mid-way (<see cref="FaultKind.Drop"/> or <see cref="FaultKind.Reset"/>).</summary>
+    public bool Breaks => Kind is FaultKind.Drop or FaultKind.Reset;
+
+    /// <summary>
+    /// Ends the connection without finishing the response: closed (FIN) for a drop; for a reset, linger 0 first, so the
+    /// kernel sends RST and the peer reads "connection reset by peer".
+    /// </summary>
+    public void Break(HttpContext ctx)
+    {
+        if (Kind == FaultKind.Reset && ctx.Features.Get<IConnectionSocketFeature>()?.Socket is { } socket)
+        {
+            socket.LingerState = new LingerOption(true, 0);
+            socket.Close(0);
+        }
+        ctx.Abort();
+    }
 
     public static Fault From(string? model)
     {
@@ -50,6 +73,8 @@ internal readonly record struct Fault(FaultKind Kind, int DelayMs, string? GateN
             Fail500EndlessModel => new Fault(FaultKind.Fail500Endless, 0),
             Fail503HtmlModel => new Fault(FaultKind.Fail503Html, 0),
             DropModel => new Fault(FaultKind.Drop, 0),
+            ResetModel => new Fault(FaultKind.Reset, 0),
+            _ when model.StartsWith(ResetModel + "-", StringComparison.Ordinal) => new Fault(FaultKind.Reset, 0, model[(ResetModel.Length + 1)..]),
             _ when model.StartsWith(DropModel + "-", StringComparison.Ordinal) => new Fault(FaultKind.Drop, 0, model[(DropModel.Length + 1)..]),
             DripModel => new Fault(FaultKind.Drip, 0),
             BadRequestModel => new Fault(FaultKind.BadRequest, 0),
@@ -137,8 +162,8 @@ internal readonly record struct Fault(FaultKind Kind, int DelayMs, string? GateN
                 }
 
                 return false;
-            case FaultKind.Drop when !streaming:
-                ctx.Abort();
+            case FaultKind.Drop or FaultKind.Reset when !streaming:
+                Break(ctx);
                 return true;
             default:
                 return false;

@@ -428,10 +428,10 @@ internal static class Messages
             w.WriteEndObject();
             WriteEvent(pipe, "content_block_delta", w);
             await pipe.FlushAsync(ct);
-            if (fault.Kind == FaultKind.Drop)
+            if (fault.Breaks)
             {
                 await (fault.GateName is { } gate ? StandInGates.Get(gate).PassAsync(ct) : Task.Delay(Fault.DropDelayMs, ct));
-                ctx.Abort();
+                fault.Break(ctx);
                 return;
             }
         }

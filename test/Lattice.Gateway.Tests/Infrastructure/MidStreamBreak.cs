@@ -9,12 +9,15 @@ namespace Lattice.Gateway.Tests.Infrastructure;
 /// </summary>
 public static class MidStreamBreak
 {
-    /// <summary>A model of its own whose stand-in stream breaks when <see cref="ReadAsync"/> opens its gate.</summary>
-    public static async Task<(string Model, string Gate)> ModelAsync(GatewayFixture gateway)
+    /// <summary>
+    /// A model of its own whose stand-in stream breaks when <see cref="ReadAsync"/> opens its gate: the connection is
+    /// closed, or with <paramref name="reset"/> reset (TCP RST).
+    /// </summary>
+    public static async Task<(string Model, string Gate)> ModelAsync(GatewayFixture gateway, bool reset = false)
     {
         var gate = "drop" + Guid.NewGuid().ToString("N")[..12];
         var model = "lovelace:drop-" + gate;
-        await gateway.AddModelAsync(model, GatewayFixture.Offer(gateway.StandInUrl + "/v1", "standin-drop-" + gate));
+        await gateway.AddModelAsync(model, GatewayFixture.Offer(gateway.StandInUrl + "/v1", (reset ? "standin-reset-" : "standin-drop-") + gate));
         return (model, gate);
     }
 

@@ -102,10 +102,13 @@ public sealed class UpstreamFailureTests(GatewayFixture gateway)
         Assert.True(started.Elapsed < TimeSpan.FromSeconds(30), started.Elapsed.ToString());
     }
 
-    [Fact]
-    public async Task A_stream_that_breaks_midway_ends_with_an_error_event()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_stream_that_breaks_midway_ends_with_an_error_event(bool reset)
     {
-        var (model, gate) = await MidStreamBreak.ModelAsync(gateway);
+        // Closed (FIN: the chunked body just stops) or reset (RST: the read fails with "connection reset by peer").
+        var (model, gate) = await MidStreamBreak.ModelAsync(gateway, reset);
         using var client = gateway.DevClient();
         var (response, body) = await MidStreamBreak.ReadAsync(client,
             new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Chat(model, stream: true) }, gate, "\"content\":\"You\"");
@@ -117,5 +120,9 @@ public sealed class UpstreamFailureTests(GatewayFixture gateway)
         using var last = JsonDocument.Parse(events[^1]);
         Assert.Equal("upstream_error", last.RootElement.GetProperty("error").GetProperty("code").GetString());
         OpenApiContract.AssertValid("ErrorResponse", events[^1]);
+        // One usage record, with the error and the status the client got.
+        var record = await Metering.Ledger.RecordAsync(gateway.Factory.Services, response.Headers.GetValues("x-request-id").Single());
+        Assert.Equal("upstream_error", record.Status);
+        Assert.Equal(200, record.HttpStatus);
     }
 }

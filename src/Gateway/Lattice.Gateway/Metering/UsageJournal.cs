@@ -167,6 +167,49 @@ public sealed unsafe partial class UsageJournal : IDisposable
         return Map(path, file, slots, slotBytes, logger, initialize: existing is null);
     }
 
+    /// <summary>
+    /// Gives every page of the file its disk blocks now. <see cref="FileStream.SetLength"/> leaves holes, and a page of a
+    /// shared mapping over a hole gets its block only when a request first writes a slot there: on a full disk that store
+    /// is a SIGBUS and the whole gateway dies. Allocated here, a full disk is an <see cref="IOException"/> at start-up
+    /// instead, and later stores into the mapping never need a block. Runs of zeros (a hole reads as zeros) are written back
+    /// as read, so no record is changed; bytes holding data already have their blocks. (On a copy-on-write
+    /// file system every store needs a new block whatever is done here; see docs/reliability.md.)
+    /// </summary>
+    private static void Allocate(FileStream file, long size)
+    {
+        // 512 bytes: the smallest block a file system has (ext4 on a small volume uses 1 KiB blocks, so a 4 KiB page can
+        // hold data in one block and holes in the others). Runs of zero pieces are written back in one call.
+        const int Piece = 512;
+        const int Chunk = 64 * 1024;
+        var buffer = ArrayPool<byte>.Shared.Rent(Chunk);
+        try
+        {
+            for (long at = 0; at < size; at += Chunk)
+            {
+                var chunk = buffer.AsSpan(0, (int)Math.Min(Chunk, size - at));
+                RandomAccess.Read(file.SafeFileHandle, chunk, at);
+                var run = -1;
+                for (var piece = 0; piece <= chunk.Length; piece += Piece)
+                {
+                    var zero = piece < chunk.Length && !chunk[piece..Math.Min(piece + Piece, chunk.Length)].ContainsAnyExcept((byte)0);
+                    if (zero && run < 0)
+                    {
+                        run = piece;
+                    }
+                    else if (!zero && run >= 0)
+                    {
+                        RandomAccess.Write(file.SafeFileHandle, chunk[run..Math.Min(piece, chunk.Length)], at + run);
+                        run = -1;
+                    }
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
     private static (int Slots, int SlotBytes)? ReadGeometry(FileStream file)
     {
         if (file.Length < FileHeaderBytes)
@@ -191,6 +234,7 @@ public sealed unsafe partial class UsageJournal : IDisposable
         {
             file.SetLength(size);
         }
+        Allocate(file, size);
         var map = MemoryMappedFile.CreateFromFile(file, mapName: null, size, MemoryMappedFileAccess.ReadWrite, HandleInheritability.None, leaveOpen: true);
         MemoryMappedViewAccessor view;
         try
