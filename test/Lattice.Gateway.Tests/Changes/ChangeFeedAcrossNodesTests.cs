@@ -287,4 +287,60 @@ public sealed class ChangeFeedAcrossNodesTests(OAuthGateway gateway) : IClassFix
         Assert.Equal(ChangeKinds.Model, row.Kind);
         Assert.Null(row.WorkspaceId);
     }
+
+    private Task<JsonObject> CreateModelAsync(string model) => OAuthGateway.PostAsync(gateway.Admin, "admin/v1/models", new JsonObject
+    {
+        ["id"] = model,
+        ["offers"] = new JsonArray(new JsonObject { ["base_url"] = gateway.StandInUrl + "/v1", ["upstream_model"] = "standin-chat", ["credential"] = "standin" }),
+    });
+
+    [Fact]
+    public async Task A_node_whose_unread_changes_were_pruned_reloads_everything()
+    {
+        var (node2, origin2) = await gateway.StartNodeAsync();
+        try
+        {
+            await node2.Services.GetRequiredService<ChangeFeedPoller>().StopAsync(CancellationToken.None);
+            var lost = "lovelace:lost-" + Guid.NewGuid().ToString("N")[..8];
+            var later = "lovelace:later-" + Guid.NewGuid().ToString("N")[..8];
+            await CreateModelAsync(lost);
+            await using (var scope = gateway.Services.CreateAsyncScope())
+            {
+                // As if node 2 had been cut off for longer than the retention: every row it had not read is gone.
+                await scope.ServiceProvider.GetRequiredService<LatticeDbContext>().Changes.ExecuteDeleteAsync();
+            }
+            await CreateModelAsync(later);
+
+            await using (var scope = node2.Services.CreateAsyncScope())
+            {
+                await node2.Services.GetRequiredService<ChangeFeed>().CatchUpAsync(scope.ServiceProvider.GetRequiredService<LatticeDbContext>(), CancellationToken.None);
+            }
+
+            using var onNode2 = gateway.Client(gateway.A.Key, origin2);
+            Assert.Equal((HttpStatusCode.OK, null), await GetAsync(onNode2, $"v1/models/{lost}"));
+            Assert.Equal((HttpStatusCode.OK, null), await GetAsync(onNode2, $"v1/models/{later}"));
+        }
+        finally
+        {
+            await node2.ShutDownAsync();
+        }
+    }
+
+    [Fact]
+    public async Task Change_rows_older_than_the_retention_are_pruned()
+    {
+        var feed = gateway.Services.GetRequiredService<ChangeFeed>();
+        await using var scope = gateway.Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<LatticeDbContext>();
+        var old = DateTimeOffset.UtcNow - ChangeFeed.Retention - TimeSpan.FromMinutes(1);
+        var tag = Guid.NewGuid().ToString("N");
+        db.Changes.Add(new ChangeEntity { Kind = ChangeKinds.Model, EntityId = "old-" + tag, At = old });
+        db.Changes.Add(new ChangeEntity { Kind = ChangeKinds.Model, EntityId = "new-" + tag, At = DateTimeOffset.UtcNow });
+        await db.SaveChangesAsync();
+
+        Assert.True(await feed.PruneAsync(db, CancellationToken.None) >= 1);
+
+        Assert.False(await db.Changes.AnyAsync(c => c.EntityId == "old-" + tag));
+        Assert.True(await db.Changes.AnyAsync(c => c.EntityId == "new-" + tag));
+    }
 }
