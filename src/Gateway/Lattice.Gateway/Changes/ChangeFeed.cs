@@ -56,14 +56,21 @@ public sealed partial class ChangeFeed(IServiceProvider services, IServiceScopeF
         {
             return;
         }
-        // Committed: the write stands even if applying it here fails (the poller applies it then).
-        await ApplyAsync(changes, CancellationToken.None);
-        foreach (var change in changes)
+        try
         {
-            if (change.Id > Cursor)
+            await ApplyAsync(changes, CancellationToken.None);
+            foreach (var change in changes)
             {
-                _appliedHere.TryAdd(change.Id, 0);
+                if (change.Id > Cursor)
+                {
+                    _appliedHere.TryAdd(change.Id, 0);
+                }
             }
+        }
+        catch (Exception e)
+        {
+            // Committed: the write stands, and this node's poller applies it within an interval instead.
+            LogApplyFailed(logger, e.Message);
         }
         await signal.PublishAsync(CancellationToken.None);
     }
@@ -185,6 +192,9 @@ public sealed partial class ChangeFeed(IServiceProvider services, IServiceScopeF
         }
         return _handlers = handlers;
     }
+
+    [LoggerMessage(EventId = 9403, Level = LogLevel.Warning, Message = "Applying this node's own committed changes failed; the poller applies them: {Error}")]
+    private static partial void LogApplyFailed(ILogger logger, string error);
 
     [LoggerMessage(EventId = 9401, Level = LogLevel.Warning, Message = "Change rows after {Cursor} were pruned before this node read them; reloading every store")]
     private static partial void LogFellBehind(ILogger logger, long cursor);
