@@ -343,4 +343,64 @@ public sealed class ChangeFeedAcrossNodesTests(OAuthGateway gateway) : IClassFix
         Assert.False(await db.Changes.AnyAsync(c => c.EntityId == "old-" + tag));
         Assert.True(await db.Changes.AnyAsync(c => c.EntityId == "new-" + tag));
     }
+
+    [Fact]
+    public async Task A_change_that_commits_after_a_later_numbered_one_is_still_applied()
+    {
+        var (node2, origin2) = await gateway.StartNodeAsync();
+        try
+        {
+            await node2.Services.GetRequiredService<ChangeFeedPoller>().StopAsync(CancellationToken.None);
+            var feed2 = node2.Services.GetRequiredService<ChangeFeed>();
+            async Task CatchUpAsync()
+            {
+                await using var scope = node2.Services.CreateAsyncScope();
+                await feed2.CatchUpAsync(scope.ServiceProvider.GetRequiredService<LatticeDbContext>(), CancellationToken.None);
+            }
+            await CatchUpAsync();
+            var cursor = feed2.Cursor;
+            var now = DateTimeOffset.UtcNow;
+
+            // As on PostgreSQL with two writers: the row numbered second commits first.
+            await using (var scope = gateway.Services.CreateAsyncScope())
+            {
+                var db = scope.ServiceProvider.GetRequiredService<LatticeDbContext>();
+                db.Changes.Add(new ChangeEntity { Id = cursor + 2, Kind = ChangeKinds.TaskClass, EntityId = "no-such-task", At = now });
+                await db.SaveChangesAsync();
+            }
+            await CatchUpAsync();
+            Assert.Equal(cursor, feed2.Cursor);
+
+            var model = "lovelace:late-" + Guid.NewGuid().ToString("N")[..8];
+            await using (var scope = gateway.Services.CreateAsyncScope())
+            {
+                var db = scope.ServiceProvider.GetRequiredService<LatticeDbContext>();
+                db.Models.Add(new CatalogModelEntity
+                {
+                    Id = model,
+                    OwnedBy = "lattice",
+                    CreatedAt = now,
+                    Offers =
+                    [
+                        new ModelOfferEntity
+                        {
+                            Id = "off_late" + Guid.NewGuid().ToString("N")[..8], ModelId = model, Kind = "upstream",
+                            BaseUrl = gateway.StandInUrl + "/v1/", UpstreamModel = "standin-chat", CredentialName = "standin", Capacity = "hosted",
+                        },
+                    ],
+                });
+                db.Changes.Add(new ChangeEntity { Id = cursor + 1, Kind = ChangeKinds.Model, EntityId = model, At = now });
+                await db.SaveChangesAsync();
+            }
+            await CatchUpAsync();
+
+            Assert.Equal(cursor + 2, feed2.Cursor);
+            using var onNode2 = gateway.Client(gateway.A.Key, origin2);
+            Assert.Equal((HttpStatusCode.OK, null), await GetAsync(onNode2, $"v1/models/{model}"));
+        }
+        finally
+        {
+            await node2.ShutDownAsync();
+        }
+    }
 }

@@ -16,6 +16,9 @@ public sealed partial class ChangeFeed(IServiceProvider services, IServiceScopeF
     /// <summary>How long change rows are kept. A node that fell further behind (its database reads failed for that long) reloads everything.</summary>
     public static readonly TimeSpan Retention = TimeSpan.FromHours(1);
 
+    /// <summary>How long the cursor waits below a missing id for its row to commit (see <see cref="CatchUpAsync"/>).</summary>
+    public static readonly TimeSpan GapGrace = TimeSpan.FromSeconds(5);
+
     private const int Batch = 1_000;
 
     private static readonly Func<LatticeDbContext, long, IAsyncEnumerable<ChangeEntity>> NewerThan = EF.CompileAsyncQuery(
@@ -25,6 +28,11 @@ public sealed partial class ChangeFeed(IServiceProvider services, IServiceScopeF
     private long _cursor;
     // Changes this node wrote and applied at once: the poller passes over them rather than applying them twice.
     private readonly ConcurrentDictionary<long, byte> _appliedHere = new();
+    // The poller's alone (under _catchUpGate): ids past the cursor already applied, and missing ids below them with
+    // when each was first noticed missing.
+    private readonly SemaphoreSlim _catchUpGate = new(1, 1);
+    private readonly HashSet<long> _readAhead = [];
+    private readonly Dictionary<long, DateTimeOffset> _gaps = [];
 
     /// <summary>The id of the last change row this node has read from the table.</summary>
     public long Cursor => Interlocked.Read(ref _cursor);
@@ -119,44 +127,100 @@ public sealed partial class ChangeFeed(IServiceProvider services, IServiceScopeF
         }
     }
 
-    /// <summary>Reads and applies every change after <see cref="Cursor"/>; returns how many were read.</summary>
+    /// <summary>
+    /// Reads and applies every change after <see cref="Cursor"/>; returns how many were read. One caller at a time
+    /// (the poller; tests with the poller stopped).
+    /// </summary>
+    /// <remarks>
+    /// Ids are handed out when a row is inserted but become visible when its transaction commits, which on a database
+    /// with concurrent writers (PostgreSQL) is not always in id order: a missing id below one already read may be a
+    /// transaction still committing, or one that rolled back. The cursor therefore stops below such a gap for up to
+    /// <see cref="GapGrace"/> — rows past it are applied meanwhile, once each — and moves on when the row appears or
+    /// the grace ends. (SQLite has one writer at a time and leaves no gaps.)
+    /// </remarks>
     public async Task<int> CatchUpAsync(LatticeDbContext db, CancellationToken cancellationToken)
     {
-        var total = 0;
-        while (true)
+        await _catchUpGate.WaitAsync(cancellationToken);
+        try
         {
-            var last = Cursor;
-            var read = new List<ChangeEntity>();
-            await foreach (var row in NewerThan(db, last).WithCancellation(cancellationToken))
+            var total = 0;
+            while (true)
             {
-                read.Add(row);
-            }
-            if (read.Count == 0)
-            {
-                return total;
-            }
-            if (read[0].Id > last + 1 && await db.Changes.MinAsync(c => c.Id, cancellationToken) > last + 1)
-            {
-                // Rows this node never read were pruned (it could not reach the database for longer than the
-                // retention): what they said is lost, so everything is read again.
-                LogFellBehind(logger, last);
-                await ReloadAllAsync(cancellationToken);
-            }
-            else
-            {
-                var fresh = read.Where(c => !_appliedHere.TryRemove(c.Id, out _)).ToList();
-                if (fresh.Count > 0)
+                var last = Cursor;
+                var read = new List<ChangeEntity>();
+                await foreach (var row in NewerThan(db, last).WithCancellation(cancellationToken))
                 {
-                    await ApplyAsync(fresh, cancellationToken);
+                    read.Add(row);
+                }
+                if (read.Count == 0)
+                {
+                    return total;
+                }
+                total += read.Count;
+                if (read[0].Id > last + 1 && _readAhead.Count == 0 && _gaps.Count == 0
+                    && await db.Changes.MinAsync(c => c.Id, cancellationToken) > last + 1)
+                {
+                    // Rows this node never read were pruned (it could not reach the database for longer than the
+                    // retention): what they said is lost, so everything is read again.
+                    LogFellBehind(logger, last);
+                    await ReloadAllAsync(cancellationToken);
+                    Interlocked.Exchange(ref _cursor, read[^1].Id);
+                }
+                else
+                {
+                    var fresh = new List<ChangeEntity>(read.Count);
+                    foreach (var row in read)
+                    {
+                        if (_readAhead.Add(row.Id) && !_appliedHere.TryRemove(row.Id, out _))
+                        {
+                            fresh.Add(row);
+                        }
+                    }
+                    if (fresh.Count > 0)
+                    {
+                        await ApplyAsync(fresh, cancellationToken);
+                    }
+                    Interlocked.Exchange(ref _cursor, Advance(last, read[^1].Id));
+                }
+                if (read.Count < Batch || Cursor == last)
+                {
+                    // Done, or held at a gap with a full batch past it: the next poll reads on.
+                    return total;
                 }
             }
-            Interlocked.Exchange(ref _cursor, read[^1].Id);
-            total += read.Count;
-            if (read.Count < Batch)
-            {
-                return total;
-            }
         }
+        finally
+        {
+            _catchUpGate.Release();
+        }
+    }
+
+    /// <summary>Moves the cursor up from <paramref name="cursor"/> over ids read and gaps whose grace has ended.</summary>
+    private long Advance(long cursor, long newest)
+    {
+        var now = time.GetUtcNow();
+        while (cursor < newest)
+        {
+            var next = cursor + 1;
+            if (_readAhead.Remove(next))
+            {
+                _gaps.Remove(next);
+                cursor = next;
+                continue;
+            }
+            if (!_gaps.TryGetValue(next, out var noticed))
+            {
+                _gaps[next] = noticed = now;
+            }
+            if (now - noticed < GapGrace)
+            {
+                break;
+            }
+            // Rolled back, most likely (or committing for longer than any store's write takes): passed over.
+            _gaps.Remove(next);
+            cursor = next;
+        }
+        return cursor;
     }
 
     /// <summary>Deletes change rows older than <see cref="Retention"/>; returns how many went.</summary>
@@ -193,9 +257,9 @@ public sealed partial class ChangeFeed(IServiceProvider services, IServiceScopeF
         return _handlers = handlers;
     }
 
-    [LoggerMessage(EventId = 9403, Level = LogLevel.Warning, Message = "Applying this node's own committed changes failed; the poller applies them: {Error}")]
+    [LoggerMessage(EventId = 9603, Level = LogLevel.Warning, Message = "Applying this node's own committed changes failed; the poller applies them: {Error}")]
     private static partial void LogApplyFailed(ILogger logger, string error);
 
-    [LoggerMessage(EventId = 9401, Level = LogLevel.Warning, Message = "Change rows after {Cursor} were pruned before this node read them; reloading every store")]
+    [LoggerMessage(EventId = 9601, Level = LogLevel.Warning, Message = "Change rows after {Cursor} were pruned before this node read them; reloading every store")]
     private static partial void LogFellBehind(ILogger logger, long cursor);
 }

@@ -96,6 +96,6 @@ public sealed partial class ChangeFeedPoller(
         return !stoppingToken.IsCancellationRequested;
     }
 
-    [LoggerMessage(EventId = 9402, Level = LogLevel.Warning, Message = "Reading the revocation log and change feed failed: {Error}")]
+    [LoggerMessage(EventId = 9602, Level = LogLevel.Warning, Message = "Reading the revocation log and change feed failed: {Error}")]
     private static partial void LogReadFailed(ILogger logger, string error);
 }
