@@ -178,7 +178,7 @@ public static class GatewayApp
     private static IServiceCollection AddPersistence(this IServiceCollection services)
     {
         // Pooled: a context (its options, services and connection object) is reused rather than built per scope, which
-        // matters for the revocation log read four times a second on every node.
+        // matters for the revocation log and change feed read four times a second on every node.
         services.AddDbContextPool<LatticeDbContext>((sp, db) =>
             db.UseSqlite(sp.GetRequiredService<IOptions<GatewayOptions>>().Value.ResolveConnectionString()));
         services.AddScoped<DatabaseInitializer>();

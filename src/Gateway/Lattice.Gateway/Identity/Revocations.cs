@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using Lattice.Gateway.Auth;
 using Lattice.Gateway.Hosting;
 using Lattice.Gateway.Persistence;
 using Microsoft.EntityFrameworkCore;

@@ -280,7 +280,7 @@ public static partial class RuntimeEndpoints
         {
             // The credential was checked before the hello, which may take seconds to come: check it again now that the
             // link is registered. A revocation committed before this read is seen here; one committed after it cuts the
-            // registered link (on this node at once, on others from the revocation log).
+            // registered link (on this node at once, on others from the change feed).
             if (!await StillLiveAsync(scopes, latticeId))
             {
                 LogRevokedDuringHello(logger, latticeId);
