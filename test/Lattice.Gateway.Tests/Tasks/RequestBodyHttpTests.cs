@@ -51,7 +51,7 @@ public sealed class RequestBodyHttpTests(GatewayFixture gateway)
     public async Task Uploads_past_the_per_caller_limit_get_429_before_their_bodies_are_read_until_one_finishes()
     {
         var key = await gateway.CreateKeyAsync();
-        var credentialId = CredentialOf(key);
+        var credentialId = await CredentialOfAsync(key);
         var bodies = gateway.Factory.Services.GetRequiredService<RequestBodies>();
         // The test server's own client: the factory's default one buffers request bodies (to follow redirects), so no body could be held open.
         using var client = gateway.Factory.Server.CreateClient();
@@ -124,11 +124,12 @@ public sealed class RequestBodyHttpTests(GatewayFixture gateway)
         }
     }
 
-    private string CredentialOf(string key)
+    private async Task<string> CredentialOfAsync(string key)
     {
         var context = new DefaultHttpContext();
         context.Request.Headers.Authorization = "Bearer " + key;
-        Assert.Equal(AuthFailure.None, gateway.Factory.Services.GetRequiredService<Authenticator>().TryAuthenticate(context.Request, out var caller));
+        var (failure, caller) = await gateway.Factory.Services.GetRequiredService<Authenticator>().AuthenticateAsync(context.Request);
+        Assert.Equal(AuthFailure.None, failure);
         return caller!.CredentialId;
     }
 

@@ -213,7 +213,7 @@ internal static class UpCommand
                 return moved;
             }
         }
-        var (entity, token, error) = await RuntimeEndpoints.CreateRecordAsync(db, app.Services.GetRequiredService<RuntimeStore>(),
+        var (entity, token, error) = await RuntimeEndpoints.CreateRecordAsync(app.Services.GetRequiredService<RuntimeStore>(),
             app.Services.GetRequiredService<TimeProvider>(), workspaceId, new CreateRuntimeRequest(Environment.MachineName + " (lattice up)", "local-model"), hosted: false);
         if (entity is null)
         {

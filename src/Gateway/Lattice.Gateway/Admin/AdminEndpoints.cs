@@ -82,7 +82,7 @@ public static class AdminEndpoints
     }
 
     private static async Task<IResult> CreateKeyAsync(HttpContext context, string workspaceId, CreateKeyRequest? body, LatticeDbContext db, ApiKeyStore keys,
-        Billing.BillingPolicies policies, TimeProvider time)
+        TimeProvider time)
     {
         if (!Manages(context, workspaceId) || await db.Workspaces.FindAsync(workspaceId) is null)
         {
@@ -119,13 +119,7 @@ public static class AdminEndpoints
         var secret = ApiKeySecrets.NewSecret();
         var entity = DatabaseInitializer.NewKey(workspaceId, name, secret, string.Join(' ', scopes), now, expires);
         entity.Limits = Billing.LimitsJson.ToStored(limits);
-        db.ApiKeys.Add(entity);
-        await db.SaveChangesAsync();
-        await keys.ReloadAsync();
-        if (limits is not null)
-        {
-            await policies.ReloadAsync();
-        }
+        await keys.CreateAsync(entity);
         return Json(new CreatedKeyDto(entity.Id, entity.WorkspaceId, entity.Name, entity.Prefix, scopes, now.ToUnixTimeSeconds(),
             expires?.ToUnixTimeSeconds(), secret, limits), AdminJsonContext.Default.CreatedKeyDto, StatusCodes.Status201Created);
     }
@@ -140,21 +134,17 @@ public static class AdminEndpoints
         return Json(new ListDto<KeyDto>(rows.OrderBy(k => k.CreatedAt).Select(ToDto).ToList()), AdminJsonContext.Default.ListDtoKeyDto);
     }
 
-    private static async Task<IResult> RevokeKeyAsync(HttpContext context, string keyId, LatticeDbContext db, ApiKeyStore keys, TimeProvider time)
+    private static async Task<IResult> RevokeKeyAsync(HttpContext context, string keyId, LatticeDbContext db, ApiKeyStore keys)
     {
-        var key = await db.ApiKeys.FindAsync(keyId);
+        var key = await db.ApiKeys.AsNoTracking().FirstOrDefaultAsync(k => k.Id == keyId);
         if (key is null || !Manages(context, key.WorkspaceId))
         {
             return Error(GatewayError.NotFound($"The key '{keyId}' does not exist."));
         }
-        var now = time.GetUtcNow();
-        key.RevokedAt ??= now;
-        // Other gateway nodes pick this up from the revocation log within a second.
-        db.Revocations.Add(new RevocationEntity { Kind = Identity.RevocationSet.KeyKind, SubjectId = key.Id, RevokedAt = now });
-        await db.SaveChangesAsync();
-        // The new snapshot is in place before the response, so the very next request with this key fails.
-        await keys.ReloadAsync();
-        return Json(ToDto(key), AdminJsonContext.Default.KeyDto);
+        // In force on this node before the response, so the very next request with this key fails; on the others
+        // within a second, through the change feed.
+        var revoked = await keys.RevokeAsync(keyId);
+        return Json(ToDto(revoked ?? key), AdminJsonContext.Default.KeyDto);
     }
 
     internal static KeyDto ToDto(ApiKeyEntity k) => new(
@@ -174,7 +164,7 @@ public static class AdminEndpoints
 
     private static async Task<IResult> SetWorkspacePricesAsync(HttpContext context, string workspaceId, WorkspacePricesRequest? body, LatticeDbContext db, WorkspacePrices store)
     {
-        if (!Manages(context, workspaceId) || await db.Workspaces.FindAsync(workspaceId) is not { } ws)
+        if (!Manages(context, workspaceId) || await db.Workspaces.AsNoTracking().FirstOrDefaultAsync(w => w.Id == workspaceId) is null)
         {
             return Error(WorkspaceNotFound(workspaceId));
         }
@@ -186,10 +176,10 @@ public static class AdminEndpoints
         {
             return Error(error);
         }
-        ws.PersonalRuntimePrices = PricesJson.ToStored(prices);
-        await db.SaveChangesAsync();
-        await store.ReloadAsync();
-        return Json(new WorkspacePricesDto(ws.Id, StoredPrices(ws.PersonalRuntimePrices)), AdminJsonContext.Default.WorkspacePricesDto);
+        var ws = await store.SetAsync(workspaceId, PricesJson.ToStored(prices));
+        return ws is null
+            ? Error(WorkspaceNotFound(workspaceId))
+            : Json(new WorkspacePricesDto(ws.Id, StoredPrices(ws.PersonalRuntimePrices)), AdminJsonContext.Default.WorkspacePricesDto);
     }
 
     /// <summary>Prices as the admin API shows them: null when nothing is priced.</summary>
@@ -259,15 +249,13 @@ public static class AdminEndpoints
             BuiltIn = false,
             CreatedAt = time.GetUtcNow(),
         };
-        db.TaskClasses.Add(row);
-        await db.SaveChangesAsync();
-        await catalog.ReloadAsync();
+        await catalog.AddTaskClassAsync(row);
         return Json(ToDto(row), AdminJsonContext.Default.TaskClassDto, StatusCodes.Status201Created);
     }
 
     private static async Task<IResult> DeleteTaskClassAsync(string name, LatticeDbContext db, CatalogStore catalog)
     {
-        var row = await db.TaskClasses.FindAsync(name);
+        var row = await db.TaskClasses.AsNoTracking().FirstOrDefaultAsync(t => t.Name == name);
         if (row is null)
         {
             return Error(GatewayError.TaskNotFound(name));
@@ -276,10 +264,7 @@ public static class AdminEndpoints
         {
             return Error(GatewayError.InvalidRequest($"The built-in task class '{name}' cannot be deleted.", "name"));
         }
-        db.TaskClasses.Remove(row);
-        await db.SaveChangesAsync();
-        await catalog.ReloadAsync();
-        return TypedResults.NoContent();
+        return await catalog.DeleteTaskClassAsync(name) ? TypedResults.NoContent() : Error(GatewayError.TaskNotFound(name));
     }
 
     private static TaskClassDto ToDto(TaskClassEntity t)
@@ -290,9 +275,9 @@ public static class AdminEndpoints
 
     // ---- hosted runtimes ----
 
-    private static async Task<IResult> CreateHostedRuntimeAsync(HostedRuntimeRequest? body, LatticeDbContext db, Runtimes.RuntimeStore store, TimeProvider time)
+    private static async Task<IResult> CreateHostedRuntimeAsync(HostedRuntimeRequest? body, Runtimes.RuntimeStore store, TimeProvider time)
     {
-        var (entity, token, error) = await Runtimes.RuntimeEndpoints.CreateRecordAsync(db, store, time, DatabaseInitializer.OperatorWorkspaceId,
+        var (entity, token, error) = await Runtimes.RuntimeEndpoints.CreateRecordAsync(store, time, DatabaseInitializer.OperatorWorkspaceId,
             new Runtimes.CreateRuntimeRequest(body?.DisplayName, "local-model"), hosted: true);
         if (error is { } e)
         {
@@ -358,17 +343,14 @@ public static class AdminEndpoints
             MaxOutputTokens = body.MaxOutputTokens,
             Offers = offers,
         };
-        db.Models.Add(row);
-        await db.SaveChangesAsync();
-        await catalog.ReloadAsync();
+        await catalog.AddModelAsync(row);
         return Json(ToDto(row), AdminJsonContext.Default.ModelDto, StatusCodes.Status201Created);
     }
 
     private static async Task<IResult> ReplaceModelAsync(string id, ModelRequest? body, LatticeDbContext db, CatalogStore catalog, IOptions<UpstreamCredentialsOptions> credentials)
     {
         id = Uri.UnescapeDataString(id);
-        var row = await db.Models.Include(m => m.Offers).FirstOrDefaultAsync(m => m.Id == id);
-        if (row is null)
+        if (!await db.Models.AnyAsync(m => m.Id == id))
         {
             return Error(GatewayError.ModelNotFound(id));
         }
@@ -377,45 +359,44 @@ public static class AdminEndpoints
         {
             return Error(error);
         }
-        if (IsGiven(body!.Prices))
+        string? prices = null;
+        var pricesGiven = IsGiven(body!.Prices);
+        if (pricesGiven)
         {
-            if (!PricesJson.TryRead(body.Prices!.Value, "prices", out var prices, out error))
+            if (!PricesJson.TryRead(body.Prices!.Value, "prices", out var read, out error))
             {
                 return Error(error);
             }
-            row.Prices = PricesJson.ToStored(prices);
+            prices = PricesJson.ToStored(read);
         }
-        if (body.MaxOutputTokens is { } maxOutput)
+        if (body.MaxOutputTokens is < 1)
         {
-            if (maxOutput < 1)
+            return Error(MaxOutputTokensInvalid());
+        }
+        var maxOutput = body.MaxOutputTokens;
+        var ownedBy = string.IsNullOrWhiteSpace(body.OwnedBy) ? null : body.OwnedBy.Trim();
+        var row = await catalog.ReplaceModelAsync(id, offers, m =>
+        {
+            if (pricesGiven)
             {
-                return Error(MaxOutputTokensInvalid());
+                m.Prices = prices;
             }
-            row.MaxOutputTokens = maxOutput;
-        }
-        db.ModelOffers.RemoveRange(row.Offers);
-        row.Offers = offers;
-        if (!string.IsNullOrWhiteSpace(body?.OwnedBy))
-        {
-            row.OwnedBy = body.OwnedBy.Trim();
-        }
-        await db.SaveChangesAsync();
-        await catalog.ReloadAsync();
-        return Json(ToDto(row), AdminJsonContext.Default.ModelDto);
+            if (maxOutput is { } max)
+            {
+                m.MaxOutputTokens = max;
+            }
+            if (ownedBy is not null)
+            {
+                m.OwnedBy = ownedBy;
+            }
+        });
+        return row is null ? Error(GatewayError.ModelNotFound(id)) : Json(ToDto(row), AdminJsonContext.Default.ModelDto);
     }
 
-    private static async Task<IResult> DeleteModelAsync(string id, LatticeDbContext db, CatalogStore catalog)
+    private static async Task<IResult> DeleteModelAsync(string id, CatalogStore catalog)
     {
         id = Uri.UnescapeDataString(id);
-        var row = await db.Models.FindAsync(id);
-        if (row is null)
-        {
-            return Error(GatewayError.ModelNotFound(id));
-        }
-        db.Models.Remove(row);
-        await db.SaveChangesAsync();
-        await catalog.ReloadAsync();
-        return TypedResults.NoContent();
+        return await catalog.DeleteModelAsync(id) ? TypedResults.NoContent() : Error(GatewayError.ModelNotFound(id));
     }
 
     private static (List<ModelOfferEntity>? Offers, GatewayError Error) BuildOffers(string modelId, OfferRequest[]? requests, UpstreamCredentialsOptions credentials)

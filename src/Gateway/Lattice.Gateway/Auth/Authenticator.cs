@@ -38,16 +38,53 @@ public enum AuthFailure
     TooManyFailures,
 }
 
+/// <summary>What authentication found: no failure and the caller, or the failure.</summary>
+public readonly record struct AuthResult(AuthFailure Failure, Caller? Caller);
+
 /// <summary>
 /// Reads the credential from <c>Authorization: Bearer</c> or <c>x-api-key</c> and checks it: developer keys against
-/// the in-memory key snapshot, access tokens (<c>eyJ…</c>) by signature and the in-memory revocation set.
+/// the in-memory key snapshot (and, for a key the snapshot lacks, the database — see <see cref="ApiKeyStore.FindMissAsync"/>),
+/// access tokens (<c>eyJ…</c>) by signature and the in-memory revocation set.
 /// </summary>
 public sealed class Authenticator(ApiKeyStore keys, AccessTokenValidator tokens, TimeProvider time)
 {
-    public AuthFailure TryAuthenticate(HttpRequest request, out Caller? caller)
+    /// <summary>Completes synchronously unless a developer key is missing from this node's snapshot.</summary>
+    public ValueTask<AuthResult> AuthenticateAsync(HttpRequest request)
     {
-        caller = null;
-        ReadOnlySpan<char> secret;
+        var failure = ReadSecret(request, out var secret);
+        if (failure != AuthFailure.None)
+        {
+            return new(new AuthResult(failure, null));
+        }
+        if (AccessTokenValidator.LooksLikeJwt(secret))
+        {
+            failure = tokens.Validate(secret, out var caller);
+            return new(new AuthResult(failure, caller));
+        }
+
+        Span<char> hash = stackalloc char[64];
+        if (!ApiKeySecrets.HashInto(secret, hash))
+        {
+            return new(new AuthResult(AuthFailure.Unknown, null));
+        }
+        if (keys.FindByHash(hash) is { } record)
+        {
+            return new(Check(record));
+        }
+        return MissAsync(new string(hash));
+    }
+
+    private async ValueTask<AuthResult> MissAsync(string hash) =>
+        await keys.FindMissAsync(hash) is { } record ? Check(record) : new AuthResult(AuthFailure.Unknown, null);
+
+    private AuthResult Check(ApiKeyRecord record) =>
+        record.ExpiresAt is { } expires && expires <= time.GetUtcNow()
+            ? new AuthResult(AuthFailure.Expired, null)
+            : new AuthResult(AuthFailure.None, record.Caller);
+
+    private static AuthFailure ReadSecret(HttpRequest request, out ReadOnlySpan<char> secret)
+    {
+        secret = default;
         var authorization = request.Headers.Authorization;
         if (!StringValues.IsNullOrEmpty(authorization))
         {
@@ -66,29 +103,7 @@ public sealed class Authenticator(ApiKeyStore keys, AccessTokenValidator tokens,
         {
             return AuthFailure.Missing;
         }
-
-        if (secret.IsEmpty)
-        {
-            return AuthFailure.Missing;
-        }
-
-        if (AccessTokenValidator.LooksLikeJwt(secret))
-        {
-            return tokens.Validate(secret, out caller);
-        }
-
-        var record = keys.Find(secret);
-        if (record is null)
-        {
-            return AuthFailure.Unknown;
-        }
-        if (record.ExpiresAt is { } expires && expires <= time.GetUtcNow())
-        {
-            return AuthFailure.Expired;
-        }
-
-        caller = record.Caller;
-        return AuthFailure.None;
+        return secret.IsEmpty ? AuthFailure.Missing : AuthFailure.None;
     }
 
     public static string Describe(AuthFailure failure) => failure switch

@@ -22,7 +22,7 @@ public static class EndpointAuth
         Func<HttpContext, GatewayError, Task> writeError, string scope, string? alternative = null)
     {
         // The credential first: a valid one is never refused because others failed from the same address.
-        var failure = authenticator.TryAuthenticate(context.Request, out var caller);
+        var (failure, caller) = await authenticator.AuthenticateAsync(context.Request);
         if (failure != AuthFailure.None)
         {
             if (!context.RequestServices.GetRequiredService<FailedAuthLimiter>().RecordFailure(context))

@@ -44,7 +44,7 @@ public static class BillingAdminEndpoints
 
     private static async Task<IResult> SetWorkspaceLimitsAsync(HttpContext context, string workspaceId, JsonElement body, LatticeDbContext db, BillingPolicies policies)
     {
-        if (!AdminEndpoints.Manages(context, workspaceId) || await db.Workspaces.FindAsync(workspaceId) is not { } ws)
+        if (!AdminEndpoints.Manages(context, workspaceId) || !await db.Workspaces.AnyAsync(w => w.Id == workspaceId))
         {
             return AdminEndpoints.Error(AdminEndpoints.WorkspaceNotFound(workspaceId));
         }
@@ -52,18 +52,17 @@ public static class BillingAdminEndpoints
         {
             return AdminEndpoints.Error(error);
         }
-        ws.Limits = LimitsJson.ToStored(limits);
-        await db.SaveChangesAsync();
-        await policies.ReloadAsync();
-        return LimitsResult(BudgetScopes.Workspace, ws.Id, ws.Limits);
+        return await policies.SetWorkspaceLimitsAsync(workspaceId, LimitsJson.ToStored(limits)) is { } ws
+            ? LimitsResult(BudgetScopes.Workspace, ws.Id, ws.Limits)
+            : AdminEndpoints.Error(AdminEndpoints.WorkspaceNotFound(workspaceId));
     }
 
     private static async Task<IResult> GetKeyLimitsAsync(HttpContext context, string keyId, LatticeDbContext db) =>
         await FindKeyAsync(context, keyId, db) is { } key ? LimitsResult(BudgetScopes.Key, key.Id, key.Limits) : AdminEndpoints.Error(KeyNotFound(keyId));
 
-    private static async Task<IResult> SetKeyLimitsAsync(HttpContext context, string keyId, JsonElement body, LatticeDbContext db, BillingPolicies policies)
+    private static async Task<IResult> SetKeyLimitsAsync(HttpContext context, string keyId, JsonElement body, LatticeDbContext db, ApiKeyStore keys)
     {
-        if (await FindKeyAsync(context, keyId, db) is not { } key)
+        if (await FindKeyAsync(context, keyId, db) is null)
         {
             return AdminEndpoints.Error(KeyNotFound(keyId));
         }
@@ -71,16 +70,16 @@ public static class BillingAdminEndpoints
         {
             return AdminEndpoints.Error(error);
         }
-        key.Limits = LimitsJson.ToStored(limits);
-        await db.SaveChangesAsync();
-        await policies.ReloadAsync();
-        return LimitsResult(BudgetScopes.Key, key.Id, key.Limits);
+        var stored = LimitsJson.ToStored(limits);
+        return await keys.UpdateAsync(keyId, k => k.Limits = stored) is { } key
+            ? LimitsResult(BudgetScopes.Key, key.Id, key.Limits)
+            : AdminEndpoints.Error(KeyNotFound(keyId));
     }
 
     /// <summary><c>PATCH /admin/v1/keys/{id}</c>: a new name and/or new limits (<c>null</c> or <c>{}</c> removes them).</summary>
-    private static async Task<IResult> UpdateKeyAsync(HttpContext context, string keyId, JsonElement body, LatticeDbContext db, BillingPolicies policies)
+    private static async Task<IResult> UpdateKeyAsync(HttpContext context, string keyId, JsonElement body, LatticeDbContext db, ApiKeyStore keys)
     {
-        if (await FindKeyAsync(context, keyId, db) is not { } key)
+        if (await FindKeyAsync(context, keyId, db) is null)
         {
             return AdminEndpoints.Error(KeyNotFound(keyId));
         }
@@ -88,6 +87,8 @@ public static class BillingAdminEndpoints
         {
             return AdminEndpoints.Error(GatewayError.InvalidRequest("The body must be an object with 'name' and/or 'limits'.", null, ErrorCodes.InvalidType));
         }
+        string? newName = null, newLimits = null;
+        var limitsGiven = false;
         foreach (var property in body.EnumerateObject())
         {
             switch (property.Name)
@@ -97,22 +98,29 @@ public static class BillingAdminEndpoints
                     {
                         return AdminEndpoints.Error(GatewayError.InvalidRequest("'name' must be 1 to 200 characters.", "name"));
                     }
-                    key.Name = name;
+                    newName = name;
                     break;
                 case "limits":
                     if (!LimitsJson.TryRead(property.Value, "limits", out var limits, out var error))
                     {
                         return AdminEndpoints.Error(error);
                     }
-                    key.Limits = LimitsJson.ToStored(limits);
+                    newLimits = LimitsJson.ToStored(limits);
+                    limitsGiven = true;
                     break;
                 default:
                     return AdminEndpoints.Error(GatewayError.InvalidRequest($"Unknown parameter '{property.Name}'; a key's 'name' and 'limits' can change.", property.Name, ErrorCodes.UnknownParameter));
             }
         }
-        await db.SaveChangesAsync();
-        await policies.ReloadAsync();
-        return AdminEndpoints.Json(AdminEndpoints.ToDto(key), AdminJsonContext.Default.KeyDto);
+        var key = await keys.UpdateAsync(keyId, k =>
+        {
+            k.Name = newName ?? k.Name;
+            if (limitsGiven)
+            {
+                k.Limits = newLimits;
+            }
+        });
+        return key is null ? AdminEndpoints.Error(KeyNotFound(keyId)) : AdminEndpoints.Json(AdminEndpoints.ToDto(key), AdminJsonContext.Default.KeyDto);
     }
 
     private static async Task<IResult> GetAppLimitsAsync(HttpContext context, string clientId, LatticeDbContext db) =>
@@ -120,7 +128,7 @@ public static class BillingAdminEndpoints
 
     private static async Task<IResult> SetAppLimitsAsync(HttpContext context, string clientId, JsonElement body, LatticeDbContext db, BillingPolicies policies)
     {
-        if (await FindAppAsync(context, clientId, db) is not { } app)
+        if (await FindAppAsync(context, clientId, db) is null)
         {
             return AdminEndpoints.Error(AppNotFound(clientId));
         }
@@ -128,10 +136,9 @@ public static class BillingAdminEndpoints
         {
             return AdminEndpoints.Error(error);
         }
-        app.Limits = LimitsJson.ToStored(limits);
-        await db.SaveChangesAsync();
-        await policies.ReloadAsync();
-        return LimitsResult(BudgetScopes.App, app.ClientId, app.Limits);
+        return await policies.SetAppLimitsAsync(clientId, LimitsJson.ToStored(limits)) is { } app
+            ? LimitsResult(BudgetScopes.App, app.ClientId, app.Limits)
+            : AdminEndpoints.Error(AppNotFound(clientId));
     }
 
     private static IResult LimitsResult(string scope, string id, string? stored) =>
@@ -241,9 +248,7 @@ public static class BillingAdminEndpoints
             UpdatedAt = now,
         };
         var secret = SetAlertUrl(budget, alertUrl, secrets);
-        db.Budgets.Add(budget);
-        await db.SaveChangesAsync();
-        await policies.ReloadAsync();
+        await policies.AddBudgetAsync(budget);
         return AdminEndpoints.Json(await ToDtoAsync(budget, null, counters, time) with { AlertSecret = secret }, AdminJsonContext.Default.BudgetDto, StatusCodes.Status201Created);
     }
 
@@ -275,7 +280,7 @@ public static class BillingAdminEndpoints
     private static async Task<IResult> UpdateBudgetAsync(HttpContext context, string budgetId, JsonElement body, LatticeDbContext db,
         BillingPolicies policies, IBudgetCounters counters, BudgetAlertSecrets secrets, TimeProvider time)
     {
-        if (await FindBudgetAsync(context, budgetId, db) is not { } budget)
+        if (await FindBudgetAsync(context, budgetId, db) is null)
         {
             return AdminEndpoints.Error(BudgetNotFound(budgetId));
         }
@@ -283,7 +288,9 @@ public static class BillingAdminEndpoints
         {
             return AdminEndpoints.Error(GatewayError.InvalidRequest("The body must be an object with 'amount_usd' and/or 'alert_url'.", null, ErrorCodes.InvalidType));
         }
-        string? secret = null;
+        long? amount = null;
+        var alertGiven = false;
+        string? newAlertUrl = null;
         foreach (var property in body.EnumerateObject())
         {
             switch (property.Name)
@@ -293,38 +300,40 @@ public static class BillingAdminEndpoints
                     {
                         return AdminEndpoints.Error(amountError);
                     }
-                    budget.AmountPicoUsd = pico;
+                    amount = pico;
                     break;
                 case "alert_url":
-                    if (!TryReadAlertUrl(property.Value, out var alertUrl, out var urlError))
+                    if (!TryReadAlertUrl(property.Value, out newAlertUrl, out var urlError))
                     {
                         return AdminEndpoints.Error(urlError);
                     }
-                    if (alertUrl != budget.AlertUrl)
-                    {
-                        secret = SetAlertUrl(budget, alertUrl, secrets);
-                    }
+                    alertGiven = true;
                     break;
                 default:
                     return AdminEndpoints.Error(GatewayError.InvalidRequest($"Unknown parameter '{property.Name}'; a budget's 'amount_usd' and 'alert_url' can change.", property.Name, ErrorCodes.UnknownParameter));
             }
         }
-        budget.UpdatedAt = time.GetUtcNow();
-        await db.SaveChangesAsync();
-        await policies.ReloadAsync();
-        return AdminEndpoints.Json(await ToDtoAsync(budget, null, counters, time) with { AlertSecret = secret }, AdminJsonContext.Default.BudgetDto);
+        string? secret = null;
+        var budget = await policies.UpdateBudgetAsync(budgetId, b =>
+        {
+            b.AmountPicoUsd = amount ?? b.AmountPicoUsd;
+            if (alertGiven && newAlertUrl != b.AlertUrl)
+            {
+                secret = SetAlertUrl(b, newAlertUrl, secrets);
+            }
+        });
+        return budget is null
+            ? AdminEndpoints.Error(BudgetNotFound(budgetId))
+            : AdminEndpoints.Json(await ToDtoAsync(budget, null, counters, time) with { AlertSecret = secret }, AdminJsonContext.Default.BudgetDto);
     }
 
     private static async Task<IResult> DeleteBudgetAsync(HttpContext context, string budgetId, LatticeDbContext db, BillingPolicies policies)
     {
-        if (await FindBudgetAsync(context, budgetId, db) is not { } budget)
+        if (await FindBudgetAsync(context, budgetId, db) is null || !await policies.DeleteBudgetAsync(budgetId))
         {
             return AdminEndpoints.Error(BudgetNotFound(budgetId));
         }
-        db.Budgets.Remove(budget);
-        await db.SaveChangesAsync();
-        await policies.ReloadAsync();
-        return AdminEndpoints.Json(new DeletedDto(budget.Id, "budget", true), AdminJsonContext.Default.DeletedDto);
+        return AdminEndpoints.Json(new DeletedDto(budgetId, "budget", true), AdminJsonContext.Default.DeletedDto);
     }
 
     private static async Task<BudgetDto> ToDtoAsync(BudgetEntity b, string? userId, IBudgetCounters counters, TimeProvider time)

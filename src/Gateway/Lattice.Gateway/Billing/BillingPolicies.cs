@@ -1,5 +1,6 @@
 using System.Collections.Frozen;
 using Lattice.Gateway.Auth;
+using Lattice.Gateway.Changes;
 using Lattice.Gateway.Persistence;
 using Microsoft.EntityFrameworkCore;
 
@@ -12,13 +13,83 @@ public sealed record BudgetPolicy(string Id, string WorkspaceId, string Scope, s
 public readonly record struct BudgetLine(BudgetPolicy Budget, string? UserId);
 
 /// <summary>
-/// The limits and budgets in force, as a snapshot read without locks on the request path: loaded at start-up and
-/// rebuilt after every write to them (the admin API calls <see cref="ReloadAsync"/>).
+/// The limits and budgets in force: their writes (a key's limits are written with the key, by
+/// <see cref="ApiKeyStore"/>), and a snapshot read without locks on the request path, loaded at start-up and rebuilt
+/// whenever a change to them is applied — this node's at once, other nodes' from the change feed.
 /// </summary>
-public sealed class BillingPolicies(IServiceScopeFactory scopes)
+/// <remarks>A batch of changes is applied by one rebuild (four small reads: only rows that carry limits, and budgets).</remarks>
+public sealed class BillingPolicies(IServiceScopeFactory scopes, ChangeFeed feed, TimeProvider time) : IChangeHandler
 {
     private volatile Snapshot _current = Snapshot.Empty;
     private readonly SemaphoreSlim _reloadGate = new(1, 1);
+
+    public IReadOnlyCollection<string> Kinds { get; } = [ChangeKinds.Limits, ChangeKinds.Budget];
+
+    public Task ApplyAsync(IReadOnlyList<ChangeEntity> changes, CancellationToken cancellationToken) => ReloadAsync(cancellationToken);
+
+    /// <summary>The entity id of a change to a key's limits.</summary>
+    public static string KeySubject(string keyId) => "key:" + keyId;
+
+    // ---- writes ----
+
+    /// <summary>Sets a workspace's limits (stored form; null for none); the workspace, or null when there is none.</summary>
+    public Task<WorkspaceEntity?> SetWorkspaceLimitsAsync(string workspaceId, string? limits, CancellationToken cancellationToken = default) => feed.WriteAsync(async db =>
+    {
+        if (await db.Workspaces.FindAsync([workspaceId], cancellationToken) is not { } ws)
+        {
+            return null;
+        }
+        ws.Limits = limits;
+        feed.Record(db, ChangeKinds.Limits, "workspace:" + ws.Id, ws.Id);
+        return ws;
+    }, cancellationToken);
+
+    /// <summary>Sets an app's limits, held for each of its users (stored form; null for none); the app, or null when there is none.</summary>
+    public Task<OAuthAppEntity?> SetAppLimitsAsync(string clientId, string? limits, CancellationToken cancellationToken = default) => feed.WriteAsync(async db =>
+    {
+        if (await db.OAuthApps.FindAsync([clientId], cancellationToken) is not { } app)
+        {
+            return null;
+        }
+        app.Limits = limits;
+        feed.Record(db, ChangeKinds.Limits, "app:" + app.ClientId, app.WorkspaceId);
+        return app;
+    }, cancellationToken);
+
+    /// <summary>Stores a new budget and publishes it.</summary>
+    public Task AddBudgetAsync(BudgetEntity budget, CancellationToken cancellationToken = default) => feed.WriteAsync(db =>
+    {
+        db.Budgets.Add(budget);
+        feed.Record(db, ChangeKinds.Budget, budget.Id, budget.WorkspaceId);
+        return Task.FromResult(budget);
+    }, cancellationToken);
+
+    /// <summary>Changes a budget; the budget as it now stands, or null when there is none.</summary>
+    public Task<BudgetEntity?> UpdateBudgetAsync(string budgetId, Action<BudgetEntity> change, CancellationToken cancellationToken = default) => feed.WriteAsync(async db =>
+    {
+        if (await db.Budgets.FindAsync([budgetId], cancellationToken) is not { } budget)
+        {
+            return null;
+        }
+        change(budget);
+        budget.UpdatedAt = time.GetUtcNow();
+        feed.Record(db, ChangeKinds.Budget, budget.Id, budget.WorkspaceId);
+        return budget;
+    }, cancellationToken);
+
+    /// <summary>Deletes a budget; false when there is none.</summary>
+    public Task<bool> DeleteBudgetAsync(string budgetId, CancellationToken cancellationToken = default) => feed.WriteAsync(async db =>
+    {
+        if (await db.Budgets.FindAsync([budgetId], cancellationToken) is not { } budget)
+        {
+            return false;
+        }
+        db.Budgets.Remove(budget);
+        feed.Record(db, ChangeKinds.Budget, budget.Id, budget.WorkspaceId);
+        return true;
+    }, cancellationToken);
+
+    // ---- the snapshot ----
 
     /// <summary>
     /// The limits that apply to <paramref name="caller"/>, tightest scope first: its key (or its app, for this user),

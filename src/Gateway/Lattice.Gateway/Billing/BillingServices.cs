@@ -1,3 +1,4 @@
+using Lattice.Gateway.Changes;
 using Lattice.Gateway.Billing.Alerts;
 using Lattice.Gateway.Billing.Idempotency;
 using Lattice.Gateway.Billing.Invoices;
@@ -12,6 +13,7 @@ public static class BillingServices
     {
         services.AddOptions<BillingOptions>().BindConfiguration(BillingOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<BillingPolicies>();
+        services.AddChangeHandler<BillingPolicies>();
         services.AddSingleton<IRateLimitCounters, LocalRateLimitCounters>();
         services.AddSingleton<IBudgetCounters, LocalBudgetCounters>();
         services.AddSingleton<AdmissionGate>();

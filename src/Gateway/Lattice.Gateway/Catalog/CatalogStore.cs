@@ -1,16 +1,92 @@
 using System.Collections.Frozen;
+using Lattice.Gateway.Changes;
 using Lattice.Gateway.Persistence;
 using Microsoft.EntityFrameworkCore;
 
 namespace Lattice.Gateway.Catalog;
 
-/// <summary>Holds the current <see cref="CatalogSnapshot"/> and rebuilds it from the database after a catalog write.</summary>
-public sealed partial class CatalogStore(IServiceScopeFactory scopes, ILogger<CatalogStore> logger)
+/// <summary>
+/// The catalog's writes (models with their offers, task classes), and the current <see cref="CatalogSnapshot"/>,
+/// rebuilt from the database whenever a catalog change is applied — this node's at once, other nodes' from the
+/// change feed.
+/// </summary>
+/// <remarks>
+/// A change is applied by rebuilding the whole snapshot (one read of two small, operator-written tables), once per
+/// batch of changes however many it holds: simpler than patching a frozen snapshot, and as cheap at catalog sizes.
+/// </remarks>
+public sealed partial class CatalogStore(IServiceScopeFactory scopes, ChangeFeed feed, ILogger<CatalogStore> logger) : IChangeHandler
 {
     private volatile CatalogSnapshot _current = CatalogSnapshot.Empty;
     private readonly SemaphoreSlim _reloadGate = new(1, 1);
 
     public CatalogSnapshot Current => _current;
+
+    public IReadOnlyCollection<string> Kinds { get; } = [ChangeKinds.Model, ChangeKinds.TaskClass];
+
+    public Task ApplyAsync(IReadOnlyList<ChangeEntity> changes, CancellationToken cancellationToken) => ReloadAsync(cancellationToken);
+
+    // ---- writes ----
+
+    /// <summary>Stores a new task class and publishes it.</summary>
+    public Task AddTaskClassAsync(TaskClassEntity row, CancellationToken cancellationToken = default) => feed.WriteAsync(db =>
+    {
+        db.TaskClasses.Add(row);
+        feed.Record(db, ChangeKinds.TaskClass, row.Name);
+        return Task.FromResult(row);
+    }, cancellationToken);
+
+    /// <summary>Deletes a task class; false when there is none.</summary>
+    public Task<bool> DeleteTaskClassAsync(string name, CancellationToken cancellationToken = default) => feed.WriteAsync(async db =>
+    {
+        if (await db.TaskClasses.FindAsync([name], cancellationToken) is not { } row)
+        {
+            return false;
+        }
+        db.TaskClasses.Remove(row);
+        feed.Record(db, ChangeKinds.TaskClass, name);
+        return true;
+    }, cancellationToken);
+
+    /// <summary>Stores a new model with its offers and publishes it.</summary>
+    public Task AddModelAsync(CatalogModelEntity row, CancellationToken cancellationToken = default) => feed.WriteAsync(db =>
+    {
+        db.Models.Add(row);
+        feed.Record(db, ChangeKinds.Model, row.Id);
+        return Task.FromResult(row);
+    }, cancellationToken);
+
+    /// <summary>
+    /// Replaces a model's offers with <paramref name="offers"/> and applies <paramref name="change"/> to the rest; the
+    /// model as it now stands, or null when there is none.
+    /// </summary>
+    public Task<CatalogModelEntity?> ReplaceModelAsync(string id, List<ModelOfferEntity> offers, Action<CatalogModelEntity> change,
+        CancellationToken cancellationToken = default) => feed.WriteAsync(async db =>
+    {
+        var row = await db.Models.Include(m => m.Offers).FirstOrDefaultAsync(m => m.Id == id, cancellationToken);
+        if (row is null)
+        {
+            return null;
+        }
+        db.ModelOffers.RemoveRange(row.Offers);
+        row.Offers = offers;
+        change(row);
+        feed.Record(db, ChangeKinds.Model, id);
+        return row;
+    }, cancellationToken);
+
+    /// <summary>Deletes a model (and its offers); false when there is none.</summary>
+    public Task<bool> DeleteModelAsync(string id, CancellationToken cancellationToken = default) => feed.WriteAsync(async db =>
+    {
+        if (await db.Models.FindAsync([id], cancellationToken) is not { } row)
+        {
+            return false;
+        }
+        db.Models.Remove(row);
+        feed.Record(db, ChangeKinds.Model, id);
+        return true;
+    }, cancellationToken);
+
+    // ---- the snapshot ----
 
     /// <summary>Rebuilds the snapshot. A task class whose schema no longer compiles is left out and logged; the rest stays served.</summary>
     public async Task ReloadAsync(CancellationToken cancellationToken = default)

@@ -1,3 +1,4 @@
+using Lattice.Gateway.Changes;
 using System.Net;
 using Lattice.Gateway.Admin;
 using Lattice.Gateway.Anthropic;
@@ -77,6 +78,7 @@ public static class GatewayApp
         });
 
         services.AddPersistence();
+        services.AddChangeFeed();
         services.AddAuth();
         services.AddCatalog();
         services.AddMetering();
@@ -176,7 +178,7 @@ public static class GatewayApp
     private static IServiceCollection AddPersistence(this IServiceCollection services)
     {
         // Pooled: a context (its options, services and connection object) is reused rather than built per scope, which
-        // matters for the revocation log read four times a second on every node.
+        // matters for the revocation log and change feed read four times a second on every node.
         services.AddDbContextPool<LatticeDbContext>((sp, db) =>
             db.UseSqlite(sp.GetRequiredService<IOptions<GatewayOptions>>().Value.ResolveConnectionString()));
         services.AddScoped<DatabaseInitializer>();
@@ -187,6 +189,7 @@ public static class GatewayApp
     private static IServiceCollection AddAuth(this IServiceCollection services)
     {
         services.AddSingleton<ApiKeyStore>();
+        services.AddChangeHandler<ApiKeyStore>();
         services.AddSingleton<Authenticator>();
         services.AddSingleton<FailedAuthLimiter>();
         services.AddSingleton<PublicUrl>();
@@ -196,6 +199,7 @@ public static class GatewayApp
     private static IServiceCollection AddCatalog(this IServiceCollection services)
     {
         services.AddSingleton<CatalogStore>();
+        services.AddChangeHandler<CatalogStore>();
         return services;
     }
 

@@ -37,8 +37,6 @@ public static class IdentityServices
         services.AddSingleton(sp => new SigningKeys(sp.GetRequiredService<IOptions<GatewayOptions>>().Value.DataDirectory));
         services.AddSingleton<RevocationSet>();
         services.AddSingleton<AccessTokenValidator>();
-        services.AddSingleton<RevocationPoller>();
-        services.AddHostedService(sp => sp.GetRequiredService<RevocationPoller>());
         services.AddSingleton<OAuthPruner>();
         services.AddHostedService(sp => sp.GetRequiredService<OAuthPruner>());
         services.AddScoped<GrantService>();

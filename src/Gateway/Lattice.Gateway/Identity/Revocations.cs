@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using Lattice.Gateway.Auth;
 using Lattice.Gateway.Hosting;
 using Lattice.Gateway.Persistence;
 using Microsoft.EntityFrameworkCore;
@@ -8,9 +7,10 @@ using Microsoft.Extensions.Options;
 namespace Lattice.Gateway.Identity;
 
 /// <summary>
-/// What has been revoked, in memory, so checking a token on the hot path needs no database round trip. The node
-/// that revokes applies it at once; every node reads the whole <c>revocations</c> log before it serves and then
-/// polls it four times a second, so no node honours a revoked credential for more than a second.
+/// What has been revoked of OAuth grants and access tokens, in memory, so checking a token on the hot path needs no
+/// database round trip. The node that revokes applies it at once; every node reads the whole <c>revocations</c> log
+/// before it serves and then polls it with the change feed (<see cref="Changes.ChangeFeedPoller"/>), so no node honours
+/// a revoked token for more than a second.
 /// </summary>
 /// <remarks>
 /// An entry matters only while an access token it could refuse may still be alive: grants cannot mint new tokens
@@ -21,10 +21,6 @@ public sealed class RevocationSet(IOptions<GatewayOptions> options, TimeProvider
 {
     public const string GrantKind = "grant";
     public const string TokenKind = "token";
-    public const string KeyKind = "key";
-
-    /// <summary>A runtime (its lattice id): every node reloads its runtime records and cuts the runtime's link.</summary>
-    public const string RuntimeKind = "runtime";
 
     private const int Batch = 10_000;
 
@@ -62,11 +58,14 @@ public sealed class RevocationSet(IOptions<GatewayOptions> options, TimeProvider
         }
     }
 
-    /// <summary>Reads every log entry newer than the last seen: whether a developer key was revoked, and which runtimes were.</summary>
-    public async Task<CaughtUp> CatchUpAsync(LatticeDbContext db, CancellationToken cancellationToken)
+    /// <summary>Reads every log entry newer than the last seen.</summary>
+    /// <remarks>
+    /// Developer keys and runtimes are revoked through the change feed (<see cref="Changes.ChangeKinds"/>): their
+    /// snapshots are rebuilt from the database at start-up, whereas an access token is checked offline and so must
+    /// find its revocation here for as long as it lives. Entries of those kinds written by older versions are skipped.
+    /// </remarks>
+    public async Task CatchUpAsync(LatticeDbContext db, CancellationToken cancellationToken)
     {
-        var keys = false;
-        List<string>? runtimes = null;
         while (true)
         {
             var last = Interlocked.Read(ref _lastSeq);
@@ -74,18 +73,13 @@ public sealed class RevocationSet(IOptions<GatewayOptions> options, TimeProvider
             await foreach (var row in NewerThan(db, last).WithCancellation(cancellationToken))
             {
                 Apply(row.Kind, row.SubjectId, row.RevokedAt);
-                keys |= row.Kind == KeyKind;
-                if (row.Kind == RuntimeKind)
-                {
-                    (runtimes ??= []).Add(row.SubjectId);
-                }
                 last = row.Seq;
                 count++;
             }
             Interlocked.Exchange(ref _lastSeq, last);
             if (count < Batch)
             {
-                return new CaughtUp(keys, runtimes ?? (IReadOnlyList<string>)[]);
+                return;
             }
         }
     }
@@ -106,95 +100,5 @@ public sealed class RevocationSet(IOptions<GatewayOptions> options, TimeProvider
         }
         var cutoffMs = cutoff.ToUnixTimeMilliseconds();
         return await db.Database.ExecuteSqlInterpolatedAsync($"DELETE FROM revocations WHERE RevokedAt < {cutoffMs}", cancellationToken);
-    }
-}
-
-/// <summary>What one read of the revocation log found besides grants and tokens.</summary>
-/// <param name="Keys">A developer key was revoked: the key snapshot needs reloading.</param>
-/// <param name="Runtimes">Runtimes revoked (lattice ids): their records need reloading and their links cutting.</param>
-public readonly record struct CaughtUp(bool Keys, IReadOnlyList<string> Runtimes);
-
-/// <summary>
-/// Keeps this node current with revocations made on any node, and prunes the log: grants and tokens in its
-/// <see cref="RevocationSet"/>, developer keys in the key snapshot, runtimes in the runtime snapshot — and a revoked
-/// runtime's link to this node is cut.
-/// </summary>
-public sealed class RevocationPoller(
-    IServiceScopeFactory scopes,
-    RevocationSet set,
-    ApiKeyStore keys,
-    Runtimes.RuntimeStore runtimes,
-    Runtimes.RuntimeRegistry links,
-    TimeProvider time,
-    ILogger<RevocationPoller> logger) : BackgroundService
-{
-    public static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(250);
-    public static readonly TimeSpan PruneInterval = TimeSpan.FromMinutes(10);
-
-    private long _completed;
-    private TaskCompletionSource _read = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-    /// <summary>How many times this node has read the log to the end since it started.</summary>
-    public long CompletedReads => Interlocked.Read(ref _completed);
-
-    /// <summary>Completes once <see cref="CompletedReads"/> has reached <paramref name="count"/>.</summary>
-    public async Task ReadsAsync(long count, CancellationToken cancellationToken = default)
-    {
-        while (true)
-        {
-            // The signal is taken before the count is read, so a read that ends in between still wakes this wait.
-            var read = Volatile.Read(ref _read);
-            if (CompletedReads >= count)
-            {
-                return;
-            }
-            await read.Task.WaitAsync(cancellationToken);
-        }
-    }
-
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
-    {
-        using var timer = new PeriodicTimer(Interval);
-        var nextPrune = time.GetUtcNow() + PruneInterval;
-        do
-        {
-            try
-            {
-                await using var scope = scopes.CreateAsyncScope();
-                var db = scope.ServiceProvider.GetRequiredService<LatticeDbContext>();
-                var caughtUp = await set.CatchUpAsync(db, stoppingToken);
-                if (caughtUp.Keys)
-                {
-                    await keys.ReloadAsync(stoppingToken);
-                }
-                if (caughtUp.Runtimes.Count > 0)
-                {
-                    // The snapshot first: a link that registers after the cut finds the record revoked (see the link's
-                    // check after its hello).
-                    await runtimes.ReloadAsync(stoppingToken);
-                    foreach (var latticeId in caughtUp.Runtimes)
-                    {
-                        links.Disconnect(latticeId);
-                    }
-                }
-                Interlocked.Increment(ref _completed);
-                Interlocked.Exchange(ref _read, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
-                if (time.GetUtcNow() >= nextPrune)
-                {
-                    nextPrune = time.GetUtcNow() + PruneInterval;
-                    await set.PruneAsync(db, stoppingToken);
-                }
-            }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (Exception e)
-            {
-                // The database may be restarting; the next tick tries again.
-                logger.LogWarning("Reading the revocation log failed: {Error}", e.Message);
-            }
-        }
-        while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false));
     }
 }

@@ -1,3 +1,4 @@
+using Lattice.Gateway.Changes;
 using Lattice.Gateway.Hosting;
 using Microsoft.Extensions.Options;
 
@@ -23,6 +24,7 @@ public static class MeteringServices
         // on a ready database; hosted services stop in reverse order, after the server has drained its requests.
         services.AddHostedService<UsageLedgerService>();
         services.AddSingleton<WorkspacePrices>();
+        services.AddChangeHandler<WorkspacePrices>();
         services.AddSingleton<TokenEstimator>();
         services.AddSingleton<UsageMeter>();
         return services;

@@ -1,17 +1,36 @@
 using System.Collections.Frozen;
+using Lattice.Gateway.Changes;
 using Lattice.Gateway.Persistence;
 using Microsoft.EntityFrameworkCore;
 
 namespace Lattice.Gateway.Metering;
 
 /// <summary>
-/// What each workspace charges for requests its own personal runtimes serve, as a snapshot: loaded at start-up and
-/// rebuilt after a write, read without locks. Workspaces that set no prices are free.
+/// What each workspace charges for requests its own personal runtimes serve: their writes, and a snapshot loaded at
+/// start-up and rebuilt whenever a change to them is applied (this node's at once, other nodes' from the change feed),
+/// read without locks. Workspaces that set no prices are free.
 /// </summary>
-public sealed partial class WorkspacePrices(IServiceScopeFactory scopes, ILogger<WorkspacePrices> logger)
+/// <remarks>A batch of changes is applied by one rebuild: only workspaces that set prices are read.</remarks>
+public sealed partial class WorkspacePrices(IServiceScopeFactory scopes, ChangeFeed feed, ILogger<WorkspacePrices> logger) : IChangeHandler
 {
     private volatile FrozenDictionary<string, Prices> _current = FrozenDictionary<string, Prices>.Empty;
     private readonly SemaphoreSlim _reloadGate = new(1, 1);
+
+    public IReadOnlyCollection<string> Kinds { get; } = [ChangeKinds.WorkspacePrices];
+
+    public Task ApplyAsync(IReadOnlyList<ChangeEntity> changes, CancellationToken cancellationToken) => ReloadAsync(cancellationToken);
+
+    /// <summary>Sets a workspace's prices (stored form; null for free) and publishes them; the workspace, or null when there is none.</summary>
+    public Task<WorkspaceEntity?> SetAsync(string workspaceId, string? storedPrices, CancellationToken cancellationToken = default) => feed.WriteAsync(async db =>
+    {
+        if (await db.Workspaces.FindAsync([workspaceId], cancellationToken) is not { } ws)
+        {
+            return null;
+        }
+        ws.PersonalRuntimePrices = storedPrices;
+        feed.Record(db, ChangeKinds.WorkspacePrices, ws.Id, ws.Id);
+        return ws;
+    }, cancellationToken);
 
     /// <summary>The prices of <paramref name="workspaceId"/>'s personal runtimes; <see cref="Prices.Free"/> when it set none.</summary>
     public Prices For(string workspaceId) => _current.GetValueOrDefault(workspaceId, Prices.Free);

@@ -9,19 +9,18 @@ namespace Lattice.Gateway.Persistence;
 /// <summary>What a first start created for the developer; the secrets exist only here and in what the CLI writes out.</summary>
 public sealed record DevBootstrap(string WorkspaceId, string ApiKey, string AdminKey, string UserId, string UserEmail, string UserPassword);
 
-/// <summary>Migrates the database, seeds built-in task classes and the configured admin key, then loads the in-memory snapshots.</summary>
+/// <summary>
+/// Migrates the database, seeds built-in task classes and the configured admin key (publishing them on the change feed
+/// for nodes already running), then loads the in-memory snapshots.
+/// </summary>
 public sealed class DatabaseInitializer(
     LatticeDbContext db,
     IOptions<GatewayOptions> options,
-    CatalogStore catalog,
-    ApiKeyStore keys,
-    Runtimes.RuntimeStore runtimes,
-    Metering.WorkspacePrices workspacePrices,
+    Changes.ChangeFeed feed,
     Identity.OAuthAppService apps,
     Identity.UserService users,
     Identity.RevocationSet revocations,
     Metering.UsageLedger ledger,
-    Billing.BillingPolicies billing,
     TimeProvider time)
 {
     public const string OperatorWorkspaceId = "ws_operator";
@@ -63,15 +62,21 @@ public sealed class DatabaseInitializer(
             }
         }
 
+        db.ChangeTracker.DetectChanges();
+        var seeded = db.ChangeTracker.Entries<TaskClassEntity>()
+            .Where(e => e.State is EntityState.Added or EntityState.Modified).Select(e => e.Entity.Name).ToList();
+        foreach (var name in seeded)
+        {
+            feed.Record(db, Changes.ChangeKinds.TaskClass, name);
+        }
+
         await SeedConfiguredAdminKeyAsync(now, cancellationToken);
 
         await db.SaveChangesAsync(cancellationToken);
         await EnsureCliAppAsync(now, cancellationToken);
-        await catalog.ReloadAsync(cancellationToken);
-        await keys.ReloadAsync(cancellationToken);
-        await runtimes.ReloadAsync(cancellationToken);
-        await workspacePrices.ReloadAsync(cancellationToken);
-        await billing.ReloadAsync(cancellationToken);
+        // The feed is read from here on: a change committed while the snapshots load is applied again, not missed.
+        await feed.StartAsync(db, cancellationToken);
+        await feed.ReloadAllAsync(cancellationToken);
         // Every revocation still in force is known before the first request is served.
         await revocations.CatchUpAsync(db, cancellationToken);
     }
@@ -81,7 +86,7 @@ public sealed class DatabaseInitializer(
 
     /// <summary>
     /// Stores the configured admin key (hashed) and retires every other key stored from configuration: after the
-    /// setting changes — or is removed — the old key stops working on every node (through the revocation log).
+    /// setting changes — or is removed — the old key stops working on every node (through the change feed).
     /// </summary>
     private async Task SeedConfiguredAdminKeyAsync(DateTimeOffset now, CancellationToken cancellationToken)
     {
@@ -93,7 +98,9 @@ public sealed class DatabaseInitializer(
             var existing = await db.ApiKeys.FirstOrDefaultAsync(k => k.Hash == hash, cancellationToken);
             if (existing is null)
             {
-                db.ApiKeys.Add(NewKey(OperatorWorkspaceId, ConfiguredAdminKeyName, adminKey, Scopes.Admin, now, null));
+                var key = NewKey(OperatorWorkspaceId, ConfiguredAdminKeyName, adminKey, Scopes.Admin, now, null);
+                db.ApiKeys.Add(key);
+                feed.Record(db, Changes.ChangeKinds.Key, key.Id, key.WorkspaceId);
             }
             else if (existing.RevokedAt is not null)
             {
@@ -108,7 +115,7 @@ public sealed class DatabaseInitializer(
         foreach (var key in retired)
         {
             key.RevokedAt = now;
-            db.Revocations.Add(new RevocationEntity { Kind = Identity.RevocationSet.KeyKind, SubjectId = key.Id, RevokedAt = now });
+            feed.Record(db, Changes.ChangeKinds.Key, key.Id, key.WorkspaceId);
         }
     }
 
@@ -125,10 +132,14 @@ public sealed class DatabaseInitializer(
         db.Workspaces.Add(workspace);
         var devKey = ApiKeySecrets.NewSecret();
         var adminKey = ApiKeySecrets.NewSecret("sk_admin_");
-        db.ApiKeys.Add(NewKey(workspace.Id, "dev", devKey, string.Join(' ', Scopes.DeveloperDefault), now, null));
-        db.ApiKeys.Add(NewKey(OperatorWorkspaceId, "dev admin", adminKey, Scopes.Admin, now, null));
-        await db.SaveChangesAsync(cancellationToken);
-        await keys.ReloadAsync(cancellationToken);
+        foreach (var key in (ApiKeyEntity[])[
+            NewKey(workspace.Id, "dev", devKey, string.Join(' ', Scopes.DeveloperDefault), now, null),
+            NewKey(OperatorWorkspaceId, "dev admin", adminKey, Scopes.Admin, now, null)])
+        {
+            db.ApiKeys.Add(key);
+            feed.Record(db, Changes.ChangeKinds.Key, key.Id, key.WorkspaceId);
+        }
+        await feed.SaveAsync(db, cancellationToken);
 
         var password = ApiKeySecrets.NewSecret("")[..20];
         var user = await users.CreateAsync(DevUserEmail, "Dev User", password, emailVerified: false, cancellationToken);

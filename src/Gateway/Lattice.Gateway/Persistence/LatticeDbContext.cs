@@ -25,6 +25,7 @@ public sealed class LatticeDbContext(DbContextOptions<LatticeDbContext> options)
     public DbSet<Billing.InvoiceEntity> Invoices => Set<Billing.InvoiceEntity>();
     public DbSet<Billing.ExportCursorEntity> ExportCursors => Set<Billing.ExportCursorEntity>();
     public DbSet<Responses.StoredResponseEntity> StoredResponses => Set<Responses.StoredResponseEntity>();
+    public DbSet<Changes.ChangeEntity> Changes => Set<Changes.ChangeEntity>();
 
     protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
     {
@@ -141,6 +142,7 @@ public sealed class LatticeDbContext(DbContextOptions<LatticeDbContext> options)
         modelBuilder.ApplyConfiguration<Billing.InvoiceEntity>(billing);
         modelBuilder.ApplyConfiguration<Billing.ExportCursorEntity>(billing);
         modelBuilder.ApplyConfiguration(new Responses.StoredResponseEntityConfiguration());
+        modelBuilder.ApplyConfiguration(new Changes.ChangeEntityConfiguration());
 
         // OpenIddict's applications, authorizations, scopes and tokens, with string keys.
         modelBuilder.UseOpenIddict();

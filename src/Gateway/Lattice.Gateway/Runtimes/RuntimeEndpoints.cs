@@ -1,3 +1,4 @@
+using Lattice.Gateway.Changes;
 using System.Text.Json;
 using Lattice.Gateway.Auth;
 using Lattice.Gateway.OpenAi;
@@ -17,6 +18,7 @@ public static partial class RuntimeEndpoints
     {
         services.AddSingleton<RuntimeRegistry>();
         services.AddSingleton<RuntimeStore>();
+        services.AddChangeHandler<RuntimeStore>();
         services.AddSingleton<RuntimeTarget>();
         services.AddScoped<RuntimeRevoker>();
         return services;
@@ -36,7 +38,7 @@ public static partial class RuntimeEndpoints
 
     // ---- records ----
 
-    private static async Task CreateAsync(HttpContext context, LatticeDbContext db, RuntimeStore store, TimeProvider time)
+    private static async Task CreateAsync(HttpContext context, RuntimeStore store, TimeProvider time)
     {
         if (await EndpointAuth.RequireAsync(context, Scopes.PersonalRuntimeManage) is not { } caller)
         {
@@ -47,7 +49,7 @@ public static partial class RuntimeEndpoints
         {
             return;
         }
-        var created = await CreateRecordAsync(db, store, time, caller.WorkspaceId, body, hosted: false, ownerUserId: caller.UserId);
+        var created = await CreateRecordAsync(store, time, caller.WorkspaceId, body, hosted: false, ownerUserId: caller.UserId);
         if (created.Error is { } error)
         {
             await OpenAiErrors.WriteAsync(context, error);
@@ -60,7 +62,7 @@ public static partial class RuntimeEndpoints
 
     /// <summary>Creates a runtime record with a one-time bootstrap token. Shared with the admin API (hosted runtimes).</summary>
     public static async Task<(RuntimeEntity? Entity, string? Token, GatewayError? Error)> CreateRecordAsync(
-        LatticeDbContext db, RuntimeStore store, TimeProvider time, string workspaceId, CreateRuntimeRequest body, bool hosted, string? ownerUserId = null)
+        RuntimeStore store, TimeProvider time, string workspaceId, CreateRuntimeRequest body, bool hosted, string? ownerUserId = null)
     {
         var name = body.DisplayName?.Trim();
         if (string.IsNullOrEmpty(name) || name.Length > 200)
@@ -87,9 +89,7 @@ public static partial class RuntimeEndpoints
             CreatedAt = now,
             UpdatedAt = now,
         };
-        db.Runtimes.Add(entity);
-        await db.SaveChangesAsync();
-        await store.ReloadAsync();
+        await store.AddAsync(entity);
         return (entity, token, null);
     }
 
@@ -153,7 +153,7 @@ public static partial class RuntimeEndpoints
 
     // ---- pairing ----
 
-    private static async Task PairAsync(HttpContext context, LatticeDbContext db, RuntimeStore store, TimeProvider time)
+    private static async Task PairAsync(HttpContext context, LatticeDbContext db, TimeProvider time)
     {
         var body = await ReadJsonAsync(context, RuntimeJsonContext.Default.PairRequest);
         if (body is null)
@@ -186,8 +186,8 @@ public static partial class RuntimeEndpoints
         row.BootstrapExpiresAt = null;
         row.PairedAt = now;
         row.UpdatedAt = now;
+        // Nothing routing holds changes (the credential is checked against the database), so nothing is published.
         await db.SaveChangesAsync();
-        await store.ReloadAsync();
         await WriteAsync(context, new PairResponse(row.LatticeId, credential, ModelId.PersonalPrefix + row.LatticeId), RuntimeJsonContext.Default.PairResponse);
     }
 
@@ -280,7 +280,7 @@ public static partial class RuntimeEndpoints
         {
             // The credential was checked before the hello, which may take seconds to come: check it again now that the
             // link is registered. A revocation committed before this read is seen here; one committed after it cuts the
-            // registered link (on this node at once, on others from the revocation log).
+            // registered link (on this node at once, on others from the change feed).
             if (!await StillLiveAsync(scopes, latticeId))
             {
                 LogRevokedDuringHello(logger, latticeId);

@@ -1,5 +1,4 @@
 using System.Linq.Expressions;
-using Lattice.Gateway.Identity;
 using Lattice.Gateway.Persistence;
 using Microsoft.EntityFrameworkCore;
 
@@ -7,10 +6,10 @@ namespace Lattice.Gateway.Runtimes;
 
 /// <summary>
 /// The one place a runtime is revoked — by its owner, by an operator, or because its owner left the workspace. The
-/// record is marked, its credential stops working, the revocation goes into the revocation log so every other node
-/// reloads its records and cuts the link within a second, and this node cuts it at once.
+/// record is marked and its credential stops working; the change is published on the change feed with it, so this node
+/// cuts the link at once and every other node within a second (<see cref="RuntimeStore.ApplyAsync"/>).
 /// </summary>
-public sealed class RuntimeRevoker(LatticeDbContext db, RuntimeStore store, RuntimeRegistry registry, TimeProvider time)
+public sealed class RuntimeRevoker(LatticeDbContext db, Changes.ChangeFeed feed, TimeProvider time)
 {
     public Task RevokeAsync(RuntimeEntity row, CancellationToken cancellationToken = default) => RevokeAsync([row], cancellationToken);
 
@@ -34,16 +33,8 @@ public sealed class RuntimeRevoker(LatticeDbContext db, RuntimeStore store, Runt
             row.RevokedAt ??= now;
             row.UpdatedAt = now;
             row.BootstrapTokenHash = null;
-            db.Revocations.Add(new RevocationEntity { Kind = RevocationSet.RuntimeKind, SubjectId = row.LatticeId, RevokedAt = now });
+            feed.Record(db, Changes.ChangeKinds.Runtime, row.LatticeId, row.WorkspaceId);
         }
-        await db.SaveChangesAsync(cancellationToken);
-        // The snapshot before the cut: routing stops choosing the runtime, and a link that registers after the cut
-        // finds the record revoked when it checks after its hello.
-        await store.ReloadAsync(cancellationToken);
-        foreach (var row in rows)
-        {
-            // In-flight dispatches fail, and the daemon's reconnect is refused.
-            registry.Disconnect(row.LatticeId);
-        }
+        await feed.SaveAsync(db, cancellationToken);
     }
 }

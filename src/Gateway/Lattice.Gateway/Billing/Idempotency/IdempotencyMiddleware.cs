@@ -65,7 +65,8 @@ public sealed partial class IdempotencyMiddleware(
     private async Task HandleAsync(HttpContext context, StringValues keyValues)
     {
         var request = context.Request;
-        if (authenticator.TryAuthenticate(request, out var caller) != AuthFailure.None)
+        var (failure, caller) = await authenticator.AuthenticateAsync(request);
+        if (failure != AuthFailure.None)
         {
             await next(context);
             return;

@@ -211,6 +211,36 @@ namespace Lattice.Gateway.Persistence.Migrations.Sqlite
                     b.ToTable("invoices", (string)null);
                 });
 
+            modelBuilder.Entity("Lattice.Gateway.Changes.ChangeEntity", b =>
+                {
+                    b.Property<long>("Id")
+                        .ValueGeneratedOnAdd()
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("At")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("EntityId")
+                        .IsRequired()
+                        .HasMaxLength(300)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Kind")
+                        .IsRequired()
+                        .HasMaxLength(32)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("WorkspaceId")
+                        .HasMaxLength(64)
+                        .HasColumnType("TEXT");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("At");
+
+                    b.ToTable("changes", (string)null);
+                });
+
             modelBuilder.Entity("Lattice.Gateway.Metering.UsageRecordEntity", b =>
                 {
                     b.Property<string>("RequestId")

@@ -1,0 +1,101 @@
+using Lattice.Gateway.Identity;
+using Lattice.Gateway.Persistence;
+
+namespace Lattice.Gateway.Changes;
+
+/// <summary>
+/// Keeps this node current with what other nodes wrote: four times a second — or at once when the
+/// <see cref="IChangeSignal"/> says another node published — it reads the revocation log (grants and access tokens,
+/// <see cref="RevocationSet"/>) and the change feed (<see cref="ChangeFeed"/>) in one pass, and now and then prunes both.
+/// </summary>
+public sealed partial class ChangeFeedPoller(
+    IServiceScopeFactory scopes,
+    ChangeFeed feed,
+    RevocationSet revocations,
+    IChangeSignal signal,
+    TimeProvider time,
+    ILogger<ChangeFeedPoller> logger) : BackgroundService
+{
+    /// <summary>The polling fallback: a change committed just after a read began is seen one interval later.</summary>
+    public static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(250);
+
+    public static readonly TimeSpan PruneInterval = TimeSpan.FromMinutes(10);
+
+    private long _completed;
+    private TaskCompletionSource _read = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>How many times this node has read both logs to the end since it started.</summary>
+    public long CompletedReads => Interlocked.Read(ref _completed);
+
+    /// <summary>Completes once <see cref="CompletedReads"/> has reached <paramref name="count"/>.</summary>
+    public async Task ReadsAsync(long count, CancellationToken cancellationToken = default)
+    {
+        while (true)
+        {
+            // The signal is taken before the count is read, so a read that ends in between still wakes this wait.
+            var read = Volatile.Read(ref _read);
+            if (CompletedReads >= count)
+            {
+                return;
+            }
+            await read.Task.WaitAsync(cancellationToken);
+        }
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var nextPrune = time.GetUtcNow() + PruneInterval;
+        do
+        {
+            try
+            {
+                await using var scope = scopes.CreateAsyncScope();
+                var db = scope.ServiceProvider.GetRequiredService<LatticeDbContext>();
+                await revocations.CatchUpAsync(db, stoppingToken);
+                await feed.CatchUpAsync(db, stoppingToken);
+                Interlocked.Increment(ref _completed);
+                Interlocked.Exchange(ref _read, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+                if (time.GetUtcNow() >= nextPrune)
+                {
+                    nextPrune = time.GetUtcNow() + PruneInterval;
+                    await revocations.PruneAsync(db, stoppingToken);
+                    await feed.PruneAsync(db, stoppingToken);
+                }
+            }
+            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception e)
+            {
+                // The database may be restarting; the next read tries again from the same place.
+                LogReadFailed(logger, e.Message);
+            }
+        }
+        while (await NextReadAsync(signal, Interval, time, stoppingToken).ConfigureAwait(false));
+    }
+
+    /// <summary>
+    /// Waits for the next read: <paramref name="interval"/> on <paramref name="time"/>'s clock, or less when
+    /// <paramref name="signal"/> fires. False once <paramref name="stoppingToken"/> is cancelled.
+    /// </summary>
+    internal static async Task<bool> NextReadAsync(IChangeSignal signal, TimeSpan interval, TimeProvider time, CancellationToken stoppingToken)
+    {
+        using var either = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        var tick = Task.Delay(interval, time, either.Token);
+        var push = signal.WaitAsync(either.Token);
+        if (await Task.WhenAny(tick, push).ConfigureAwait(false) == push && !push.IsCompletedSuccessfully && !stoppingToken.IsCancellationRequested)
+        {
+            // A push channel that failed must not turn polling into a busy loop: the interval still holds.
+            await tick.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default).ConfigureAwait(false);
+        }
+        // The loser is cancelled; its outcome is observed so that it raises nothing unobserved.
+        await either.CancelAsync().ConfigureAwait(false);
+        await Task.WhenAll(tick, push).ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default)
+            .ConfigureAwait(false);
+        return !stoppingToken.IsCancellationRequested;
+    }
+
+    [LoggerMessage(EventId = 9602, Level = LogLevel.Warning, Message = "Reading the revocation log and change feed failed: {Error}")]
+    private static partial void LogReadFailed(ILogger logger, string error);
+}
