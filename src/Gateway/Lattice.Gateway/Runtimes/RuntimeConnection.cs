@@ -674,11 +674,12 @@ public sealed partial class RuntimeConnection
                 if (room <= 0)
                 {
                     // The relay is behind: stop reading the link until it takes bytes (the pipe resumes at half the window).
+                    // Abort() ends the wait: it cancels the token the flush waits on.
                     Volatile.Write(ref _readPaused, 1);
                     FlushResult waited;
                     try
                     {
-                        waited = await writer.FlushAsync();
+                        waited = await writer.FlushAsync(_closed.Token);
                         if (!waited.IsCompleted && dispatch.BufferedBytes >= RuntimeLinkLimits.WindowBytes)
                         {
                             await Task.Yield(); // the relay's count lags its pipe by an instruction
@@ -722,7 +723,7 @@ public sealed partial class RuntimeConnection
                     return WindowExceeded;
                 }
             }
-            var flushing = writer.FlushAsync();
+            var flushing = writer.FlushAsync(_closed.Token);
             var flushed = flushing.IsCompleted ? flushing.Result : await PausedAsync(flushing);
             if (flushed.IsCompleted)
             {
