@@ -91,7 +91,7 @@ public sealed class RuntimeCapTests : IClassFixture<CappedGateway>
     }
 
     [Fact]
-    public async Task A_workspace_gets_its_cap_of_runtimes_then_409_runtime_limit_reached_and_room_again_after_a_revoke()
+    public async Task A_workspace_gets_its_cap_of_runtimes_then_409_runtime_limit_reached_for_creating_or_pairing_and_room_again_after_a_revoke()
     {
         var (first, created) = await CreateAsync(_gateway.KeyA);
         Assert.Equal(HttpStatusCode.Created, first);
@@ -103,7 +103,8 @@ public sealed class RuntimeCapTests : IClassFixture<CappedGateway>
             error.ToJsonString());
 
         // Another workspace has its own count.
-        Assert.Equal(HttpStatusCode.Created, (await CreateAsync(_gateway.KeyB)).Status);
+        var (createdInB, recordInB) = await CreateAsync(_gateway.KeyB);
+        Assert.Equal(HttpStatusCode.Created, createdInB);
 
         // A revoked runtime no longer counts.
         using var http = _gateway.Client(_gateway.KeyA);
@@ -113,5 +114,26 @@ public sealed class RuntimeCapTests : IClassFixture<CappedGateway>
             Assert.Equal(HttpStatusCode.OK, revoked.StatusCode);
         }
         Assert.Equal(HttpStatusCode.Created, (await CreateAsync(_gateway.KeyA)).Status);
+
+        // Records from before the cap was lowered stay, but no more get paired: two paired runtimes already in B.
+        await using (var scope = _gateway.Services.CreateAsyncScope())
+        {
+            var db = scope.ServiceProvider.GetRequiredService<Lattice.Gateway.Persistence.LatticeDbContext>();
+            var workspace = recordInB["runtime"]!["accountId"]!.GetValue<string>();
+            for (var i = 0; i < 2; i++)
+            {
+                db.Runtimes.Add(new Lattice.Gateway.Persistence.RuntimeEntity
+                {
+                    LatticeId = $"lat_before_the_cap_{i}", WorkspaceId = workspace, DisplayName = "old", ExecutionBackend = "local-model",
+                    CredentialHash = $"hash_{i}", CreatedAt = DateTimeOffset.UtcNow, UpdatedAt = DateTimeOffset.UtcNow,
+                });
+            }
+            await db.SaveChangesAsync();
+        }
+        using var anonymous = new HttpClient { BaseAddress = new Uri(_gateway.Origin + "/") };
+        using var pair = await anonymous.PostAsync("v1/runtimes/pair", new StringContent(
+            new JsonObject { ["bootstrapToken"] = recordInB["bootstrapToken"]!.GetValue<string>() }.ToJsonString(), Encoding.UTF8, "application/json"));
+        Assert.Equal(HttpStatusCode.Conflict, pair.StatusCode);
+        Assert.Equal("runtime_limit_reached", JsonNode.Parse(await pair.Content.ReadAsStringAsync())!["error"]!["code"]!.GetValue<string>());
     }
 }

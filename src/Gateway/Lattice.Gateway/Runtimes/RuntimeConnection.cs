@@ -161,6 +161,7 @@ public sealed partial class RuntimeConnection
     private byte[]? _pong;
     private bool _sending = true;
     private long _sendStartedAt;
+    private TimeSpan _sendAllowed;
     private bool _ended;
     private Dictionary<uint, RuntimeDispatch>? _dispatches;
     private long _lastHeard;
@@ -378,8 +379,8 @@ public sealed partial class RuntimeConnection
 
     /// <summary>
     /// One heartbeat tick (every <see cref="PingEvery"/>, from the registry's timer): drops the link when the peer
-    /// has been silent for more than <see cref="DeadAfter"/> or has not taken a frame for that long (it does not
-    /// read), else pings it.
+    /// has been silent for more than <see cref="DeadAfter"/> or has not taken a frame for that long (plus time for
+    /// the frame's size at <see cref="RuntimeLinkLimits.MinSendBytesPerSecond"/>: it does not read), else pings it.
     /// </summary>
     internal void Heartbeat()
     {
@@ -397,7 +398,7 @@ public sealed partial class RuntimeConnection
         bool stalled, idle;
         lock (_gate)
         {
-            stalled = _sendStartedAt != 0 && _time.GetElapsedTime(_sendStartedAt) > DeadAfter;
+            stalled = _sendStartedAt != 0 && _time.GetElapsedTime(_sendStartedAt) > _sendAllowed;
             idle = !_sending && _outbound is not { Count: > 0 } && _pong is null;
         }
         if (stalled)
@@ -859,6 +860,8 @@ public sealed partial class RuntimeConnection
                         return;
                     }
                     _sendStartedAt = _time.GetTimestamp();
+                    // A large dispatch frame (an audio upload) may take a slow link a while: it gets time for its size.
+                    _sendAllowed = DeadAfter + TimeSpan.FromSeconds((double)frame.Length / RuntimeLinkLimits.MinSendBytesPerSecond);
                 }
                 await _socket.SendAsync(frame, WebSocketMessageType.Binary, true, CancellationToken.None);
             }

@@ -30,6 +30,12 @@ public static class RuntimeLinkLimits
     /// </summary>
     public const int MaxQueuedFrames = 8 * 1024;
 
+    /// <summary>
+    /// A frame the gateway sends may take <see cref="RuntimeConnection.DeadAfter"/> plus its size at this rate before
+    /// the peer counts as not reading (a 25 MiB dispatch: about 13 minutes).
+    /// </summary>
+    public const int MinSendBytesPerSecond = 32 * 1024;
+
     /// <summary>How long the gateway waits for its close frame to leave before it drops a link it is closing.</summary>
     public static readonly TimeSpan CloseWait = TimeSpan.FromSeconds(5);
 }

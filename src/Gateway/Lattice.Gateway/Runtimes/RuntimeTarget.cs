@@ -190,6 +190,10 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options, TimeProvider
             {
                 return TargetRead.Done;
             }
+            if (_bodyDone)
+            {
+                return TargetRead.Broken(LinkLost()); // the body completed and then the link went before the end frame
+            }
             try
             {
                 ReleaseHeld();
