@@ -11,6 +11,7 @@ public static class ErrorCodes
     public const string NotFound = "not_found";
     public const string PersonalLatticeNotFound = "personal_lattice_not_found";
     public const string RuntimeUnreachable = "runtime_unreachable";
+    public const string RuntimeLimitReached = "runtime_limit_reached";
     public const string IdempotencyKeyReused = "idempotency_key_reused";
     public const string IdempotencyKeyInUse = "idempotency_key_in_use";
     public const string IdempotencyKeyNotReplayable = "idempotency_key_not_replayable";

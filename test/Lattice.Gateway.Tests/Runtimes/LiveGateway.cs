@@ -14,8 +14,17 @@ using Microsoft.Extensions.Logging;
 namespace Lattice.Gateway.Tests.Runtimes;
 
 /// <summary>The gateway on a real loopback port (the runtime link is a real WebSocket), with two workspaces.</summary>
-public sealed class LiveGateway : IAsyncLifetime
+public class LiveGateway : IAsyncLifetime
 {
+    private readonly IReadOnlyDictionary<string, string?> _settings;
+
+    public LiveGateway() : this(new Dictionary<string, string?>())
+    {
+    }
+
+    /// <summary>A live gateway with <paramref name="settings"/> added to its configuration.</summary>
+    protected LiveGateway(IReadOnlyDictionary<string, string?> settings) => _settings = settings;
+
     public const string AdminKey = "sk_admin_live_gateway_tests_0123456789";
     private readonly string _dataDir = Path.Combine(Path.GetTempPath(), "lattice-live-" + Guid.NewGuid().ToString("N"));
     private WebApplication? _app;
@@ -34,6 +43,7 @@ public sealed class LiveGateway : IAsyncLifetime
             ["Lattice:DataDirectory"] = _dataDir,
             ["Lattice:AdminKey"] = AdminKey,
         });
+        builder.Configuration.AddInMemoryCollection(_settings);
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         _app = GatewayApp.Build(builder);

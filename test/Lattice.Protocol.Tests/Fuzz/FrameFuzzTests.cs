@@ -25,6 +25,7 @@ public sealed class FrameFuzzTests
         Frame.Json(FrameType.End, 9, new DispatchEnd(3, 5, 1.5, CachedTokens: 1, Estimated: true), ProtocolJsonContext.Default.DispatchEnd),
         Frame.Json(FrameType.Error, 9, new DispatchError("engine_failed", "boom"), ProtocolJsonContext.Default.DispatchError),
         Frame.Raw(FrameType.Ping, 0, new byte[8]),
+        Frame.Credit(3, 64 * 1024),
         .. Fuzzing.Corpus(Project, "frame").Select(f => f.Bytes),
         .. Fuzzing.Corpus(Project, "dispatch").Select(f => f.Bytes),
     ];

@@ -33,17 +33,25 @@ public sealed class GatewaySide : IAsyncDisposable
 
     private GatewaySide(WebSocket socket, WebSocket daemonSocket, RuntimeClient client, TcpClient[] connections)
     {
+        Client = client;
         _socket = socket;
         _daemonSocket = daemonSocket;
         _connections = connections;
         _serve = client.ServeAsync(daemonSocket, _stop.Token);
     }
 
+    /// <summary>The daemon.</summary>
+    public RuntimeClient Client { get; }
+
     /// <summary>What the daemon said first.</summary>
     public HelloMessage Hello { get; private set; } = null!;
 
     /// <summary>Connects a daemon serving <paramref name="engines"/> and completes the handshake.</summary>
-    public static async Task<GatewaySide> ConnectAsync(int maxConcurrency, params IEngine[] engines)
+    public static Task<GatewaySide> ConnectAsync(int maxConcurrency, params IEngine[] engines) =>
+        ConnectAsync(new WelcomeMessage("lat_test", 5), maxConcurrency, engines);
+
+    /// <summary>Connects a daemon serving <paramref name="engines"/> and welcomes it with <paramref name="welcome"/>.</summary>
+    public static async Task<GatewaySide> ConnectAsync(WelcomeMessage welcome, int maxConcurrency, params IEngine[] engines)
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
@@ -60,7 +68,7 @@ public sealed class GatewaySide : IAsyncDisposable
         var hello = await side.ReceiveAsync();
         Assert.Equal(FrameType.Hello, hello.Type);
         side.Hello = Frame.ReadJson(hello.Payload, ProtocolJsonContext.Default.HelloMessage)!;
-        await side.SendAsync(Frame.Json(FrameType.Welcome, 0, new WelcomeMessage("lat_test", 5), ProtocolJsonContext.Default.WelcomeMessage));
+        await side.SendAsync(Frame.Json(FrameType.Welcome, 0, welcome, ProtocolJsonContext.Default.WelcomeMessage));
         return side;
     }
 
@@ -68,6 +76,10 @@ public sealed class GatewaySide : IAsyncDisposable
         SendAsync(Frame.Dispatch(id, new DispatchHeader(task, model, "application/json", stream), Encoding.UTF8.GetBytes(json)));
 
     public Task CancelAsync(uint id) => SendAsync(Frame.Raw(FrameType.Cancel, id, default));
+
+    public Task CreditAsync(uint id, uint bytes) => SendAsync(Frame.Credit(id, bytes));
+
+    public Task PingAsync() => SendAsync(Frame.Raw(FrameType.Ping, 0, new byte[8]));
 
     public async Task<ReceivedFrame> ReceiveAsync()
     {

@@ -6,6 +6,7 @@ using Lattice.Gateway.Persistence;
 using Lattice.Protocol;
 using Lattice.Protocol.Runtime;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
 
 namespace Lattice.Gateway.Runtimes;
 
@@ -16,6 +17,7 @@ public static partial class RuntimeEndpoints
 
     public static IServiceCollection AddRuntimes(this IServiceCollection services)
     {
+        services.AddOptions<RuntimeOptions>().BindConfiguration(RuntimeOptions.Section).ValidateDataAnnotations().ValidateOnStart();
         services.AddSingleton<RuntimeRegistry>();
         services.AddSingleton<RuntimeStore>();
         services.AddChangeHandler<RuntimeStore>();
@@ -38,7 +40,7 @@ public static partial class RuntimeEndpoints
 
     // ---- records ----
 
-    private static async Task CreateAsync(HttpContext context, RuntimeStore store, TimeProvider time)
+    private static async Task CreateAsync(HttpContext context, LatticeDbContext db, RuntimeStore store, TimeProvider time, IOptions<RuntimeOptions> options)
     {
         if (await EndpointAuth.RequireAsync(context, Scopes.PersonalRuntimeManage) is not { } caller)
         {
@@ -47,6 +49,12 @@ public static partial class RuntimeEndpoints
         var body = await ReadJsonAsync(context, RuntimeJsonContext.Default.CreateRuntimeRequest);
         if (body is null)
         {
+            return;
+        }
+        var max = options.Value.MaxPerWorkspace;
+        if (await db.Runtimes.CountAsync(r => r.WorkspaceId == caller.WorkspaceId && !r.Hosted && r.RevokedAt == null) >= max)
+        {
+            await OpenAiErrors.WriteAsync(context, LimitReached(max));
             return;
         }
         var created = await CreateRecordAsync(store, time, caller.WorkspaceId, body, hosted: false, ownerUserId: caller.UserId);
@@ -135,6 +143,11 @@ public static partial class RuntimeEndpoints
         await WriteAsync(context, ToDto(row, registry), RuntimeJsonContext.Default.RuntimeDto);
     }
 
+    /// <summary>The workspace has as many personal runtimes as <see cref="RuntimeOptions.MaxPerWorkspace"/> allows.</summary>
+    public static GatewayError LimitReached(int max) =>
+        new(StatusCodes.Status409Conflict, ErrorTypes.InvalidRequest, ErrorCodes.RuntimeLimitReached,
+            $"This workspace already has {max} personal runtimes, the most it may have; revoke one first.", null);
+
     public static GatewayError NotFound(string latticeId) =>
         new(StatusCodes.Status404NotFound, ErrorTypes.InvalidRequest, ErrorCodes.PersonalLatticeNotFound,
             $"The personal runtime '{latticeId}' does not exist.", null);
@@ -153,7 +166,7 @@ public static partial class RuntimeEndpoints
 
     // ---- pairing ----
 
-    private static async Task PairAsync(HttpContext context, LatticeDbContext db, TimeProvider time)
+    private static async Task PairAsync(HttpContext context, LatticeDbContext db, TimeProvider time, IOptions<RuntimeOptions> options)
     {
         var body = await ReadJsonAsync(context, RuntimeJsonContext.Default.PairRequest);
         if (body is null)
@@ -178,6 +191,13 @@ public static partial class RuntimeEndpoints
         if (row is null || row.RevokedAt is not null || row.BootstrapExpiresAt is null || row.BootstrapExpiresAt <= now)
         {
             await RefuseAsync(context, "The bootstrap token is unknown, already used, or expired.");
+            return;
+        }
+        // Records made before the limit was lowered stay, but no more of them get links.
+        var max = options.Value.MaxPerWorkspace;
+        if (!row.Hosted && await db.Runtimes.CountAsync(r => r.WorkspaceId == row.WorkspaceId && !r.Hosted && r.RevokedAt == null && r.CredentialHash != null) >= max)
+        {
+            await OpenAiErrors.WriteAsync(context, LimitReached(max));
             return;
         }
         var credential = ApiKeySecrets.NewSecret(RuntimeLink.CredentialPrefix);
@@ -288,8 +308,7 @@ public static partial class RuntimeEndpoints
                 await CloseAsync(socket, System.Net.WebSockets.WebSocketCloseStatus.PolicyViolation, "runtime credential revoked");
                 return;
             }
-            await socket.SendAsync(Frame.Json(FrameType.Welcome, 0, new WelcomeMessage(latticeId, (int)RuntimeConnection.PingEvery.TotalSeconds),
-                ProtocolJsonContext.Default.WelcomeMessage), System.Net.WebSockets.WebSocketMessageType.Binary, true, lifetime.ApplicationStopping);
+            await socket.SendAsync(Frame.Json(FrameType.Welcome, 0, connection.Welcome(), ProtocolJsonContext.Default.WelcomeMessage), System.Net.WebSockets.WebSocketMessageType.Binary, true, lifetime.ApplicationStopping);
 
             await TouchAsync(scopes, latticeId, time);
             LogConnected(logger, latticeId, hello.Capabilities.Count);
@@ -378,7 +397,7 @@ public static partial class RuntimeEndpoints
         }
     }
 
-    private const int HelloMaxBytes = 256 * 1024;
+    private const int HelloMaxBytes = RuntimeLinkLimits.MaxFrameBytes;
 
     private static async Task CloseAsync(System.Net.WebSockets.WebSocket socket, System.Net.WebSockets.WebSocketCloseStatus status, string reason)
     {

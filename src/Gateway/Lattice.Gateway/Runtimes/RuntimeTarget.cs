@@ -1,3 +1,4 @@
+using System.IO.Pipelines;
 using Lattice.Gateway.Dispatch;
 using Lattice.Gateway.Hosting;
 using Lattice.Gateway.OpenAi;
@@ -32,6 +33,10 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options, TimeProvider
         new(StatusCodes.Status504GatewayTimeout, ErrorTypes.Api, ErrorCodes.PersonalLatticeExecutionTimeout,
             "The runtime made no progress in time.");
 
+    private static GatewayError TooLarge(string latticeId) =>
+        new(StatusCodes.Status413PayloadTooLarge, ErrorTypes.InvalidRequest, ErrorCodes.RequestTooLarge,
+            $"The request is larger than the runtime '{latticeId}' accepts.");
+
     private static GatewayError RuntimeFailed(DispatchError? error) =>
         new(StatusCodes.Status502BadGateway, ErrorTypes.Api, error?.Code ?? ErrorCodes.UpstreamError,
             error?.Message ?? "The runtime failed to serve the request.");
@@ -41,6 +46,12 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options, TimeProvider
         var (connection, capability) = (Link)candidate.State!;
         var deadline = new IdleDeadline(time, _timeout, cancellationToken);
         var input = request.Input;
+        if (input.Length > connection.MaxDispatchBodyBytes)
+        {
+            // The daemon said in its hello that it takes no frame this large.
+            deadline.Dispose();
+            return TargetOpening.Failed(DispatchFailure.Unavailable, TooLarge(connection.LatticeId), retryable: true);
+        }
         RuntimeDispatch dispatch;
         try
         {
@@ -69,16 +80,17 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options, TimeProvider
                 var e = await dispatch.Events.ReadAsync(deadline.Token);
                 switch (e.Type)
                 {
+                    case FrameType.ResponseStart when e.Implicit:
+                        // The runtime began with data: a 200 JSON answer.
+                        return TargetOpening.Opened(new RuntimeResponse(connection, dispatch, deadline, StatusCodes.Status200OK, "application/json"));
                     case FrameType.ResponseStart:
                         var start = Frame.ReadJson(e.Payload, ProtocolJsonContext.Default.ResponseStart);
                         e.Release();
                         return TargetOpening.Opened(new RuntimeResponse(connection, dispatch, deadline,
                             start?.Status is >= 200 and < 600 ? start.Status : StatusCodes.Status502BadGateway,
-                            start?.ContentType ?? "application/json", first: null));
-                    case FrameType.Data:
-                        return TargetOpening.Opened(new RuntimeResponse(connection, dispatch, deadline, StatusCodes.Status200OK, "application/json", first: e));
+                            start?.ContentType ?? "application/json"));
                     case FrameType.End:
-                        var response = new RuntimeResponse(connection, dispatch, deadline, StatusCodes.Status200OK, "application/json", first: null);
+                        var response = new RuntimeResponse(connection, dispatch, deadline, StatusCodes.Status200OK, "application/json");
                         response.Ended(e);
                         return TargetOpening.Opened(response);
                     case FrameType.Error:
@@ -108,22 +120,27 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options, TimeProvider
         }
     }
 
-    /// <summary>The frames of one dispatch, read as an answer.</summary>
+    /// <summary>The frames of one dispatch, read as an answer: its body from the dispatch's pipe, then its end.</summary>
     private sealed class RuntimeResponse : TargetResponse
     {
         private readonly RuntimeConnection _connection;
         private readonly RuntimeDispatch _dispatch;
         private readonly IdleDeadline _deadline;
-        private DispatchEvent? _pending;
-        private DispatchEvent? _held;
+        private readonly PipeReader _body;
+        // The bytes the last read handed out (valid until the next read) and where they end in the pipe.
+        private int _held;
+        private SequencePosition _heldEnd;
+        // Bytes taken and not yet granted back as credit.
+        private int _ungranted;
+        private bool _bodyDone;
         private bool _ended;
 
-        public RuntimeResponse(RuntimeConnection connection, RuntimeDispatch dispatch, IdleDeadline deadline, int status, string contentType, DispatchEvent? first)
+        public RuntimeResponse(RuntimeConnection connection, RuntimeDispatch dispatch, IdleDeadline deadline, int status, string contentType)
         {
             _connection = connection;
             _dispatch = dispatch;
             _deadline = deadline;
-            _pending = first;
+            _body = dispatch.Body;
             Status = status;
             ContentType = contentType;
         }
@@ -145,50 +162,62 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options, TimeProvider
             end.PromptTokens, end.CompletionTokens, end.PromptTokens + end.CompletionTokens, end.CachedTokens,
             (long)Math.Round(end.AudioSeconds * 1000, MidpointRounding.ToEven), end.Estimated);
 
+        /// <summary>The previous read's bytes have been copied on: they leave the window (and go back to the daemon as credit).</summary>
+        private void ReleaseHeld()
+        {
+            if (_held > 0)
+            {
+                _body.AdvanceTo(_heldEnd);
+                _connection.Taken(_dispatch, _held, ref _ungranted);
+                _held = 0;
+            }
+        }
+
+        /// <summary>No more of the body is wanted: later bytes are dropped as they arrive.</summary>
+        private void StopBody()
+        {
+            if (!_bodyDone)
+            {
+                _bodyDone = true;
+                _held = 0;
+                _dispatch.StopBody();
+            }
+        }
+
         public override async ValueTask<TargetRead> ReadAsync()
         {
-            // The previous read's bytes have been copied on; their pooled buffer goes back now.
-            _held?.Release();
-            _held = null;
             if (_ended)
             {
                 return TargetRead.Done;
             }
-            var events = _dispatch.Events;
+            if (_bodyDone)
+            {
+                return TargetRead.Broken(LinkLost()); // the body completed and then the link went before the end frame
+            }
             try
             {
+                ReleaseHeld();
                 while (true)
                 {
-                    DispatchEvent e;
-                    if (_pending is { } first)
+                    if (!_body.TryRead(out var result))
                     {
-                        e = first;
-                        _pending = null;
+                        result = await _body.ReadAsync(_deadline.Token);
                     }
-                    else if (!events.TryRead(out e))
+                    var buffer = result.Buffer;
+                    foreach (var segment in buffer)
                     {
-                        if (!await events.WaitToReadAsync(_deadline.Token))
+                        if (!segment.IsEmpty)
                         {
-                            return TargetRead.Broken(LinkLost());
+                            // One segment per read, passed on as it lies in the pipe; MoreReady when the pipe holds more.
+                            _held = segment.Length;
+                            _heldEnd = buffer.GetPosition(segment.Length);
+                            return new TargetRead(segment, false, buffer.Length > segment.Length, null);
                         }
-                        continue;
                     }
-                    switch (e.Type)
+                    _body.AdvanceTo(buffer.End);
+                    if (result.IsCompleted)
                     {
-                        case FrameType.Data:
-                            _held = e;
-                            return new TargetRead(e.Payload, false, events.TryPeek(out _), null);
-                        case FrameType.End:
-                            Ended(e);
-                            return TargetRead.Done;
-                        case FrameType.Error:
-                            var error = Frame.ReadJson(e.Payload, ProtocolJsonContext.Default.DispatchError);
-                            e.Release();
-                            _ended = true;
-                            return TargetRead.Broken(RuntimeFailed(error));
-                        default:
-                            e.Release();
-                            break;
+                        return await TerminalAsync();
                     }
                 }
             }
@@ -199,6 +228,30 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options, TimeProvider
             catch (OperationCanceledException)
             {
                 return TargetRead.Broken(TimedOut());
+            }
+        }
+
+        /// <summary>The body is complete: the end (with its usage) or error that completed it.</summary>
+        private async ValueTask<TargetRead> TerminalAsync()
+        {
+            StopBody();
+            while (true)
+            {
+                var e = await _dispatch.Events.ReadAsync(_deadline.Token);
+                switch (e.Type)
+                {
+                    case FrameType.End:
+                        Ended(e);
+                        return TargetRead.Done;
+                    case FrameType.Error:
+                        var error = Frame.ReadJson(e.Payload, ProtocolJsonContext.Default.DispatchError);
+                        e.Release();
+                        _ended = true;
+                        return TargetRead.Broken(RuntimeFailed(error));
+                    default:
+                        e.Release();
+                        break;
+                }
             }
         }
 
@@ -215,7 +268,9 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options, TimeProvider
                 _ended = true;
                 return null;
             }
-            // The runtime stops the work and answers the cancel with an end frame counting what it generated.
+            // The runtime stops the work and answers the cancel with an end frame counting what it generated. The
+            // body is no longer read: what still arrives is dropped, so the runtime is never held up by a full window.
+            StopBody();
             _connection.SendCancel(_dispatch);
             using var wait = new CancellationTokenSource(CancelReportWait);
             try
@@ -244,8 +299,7 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options, TimeProvider
 
         public override ValueTask DisposeAsync()
         {
-            _held?.Release();
-            _pending?.Release();
+            StopBody();
             if (!_ended)
             {
                 _connection.Cancel(_dispatch);

@@ -33,6 +33,11 @@ public enum FrameType : byte
     /// <see cref="End"/> (cancelled) frame.
     /// </summary>
     Cancel = 0x15,
+    /// <summary>
+    /// Gateway → daemon, on a link with <see cref="LinkFeatures.FlowControl"/>: the daemon may send this many more
+    /// bytes of <see cref="Data"/> payload for the dispatch. Payload: 4 bytes, little-endian uint32 (<see cref="Frame.Credit"/>).
+    /// </summary>
+    Credit = 0x16,
     /// <summary>Either way: liveness probe; payload 8 bytes (sender's timestamp), echoed in the pong.</summary>
     Ping = 0x20,
     /// <summary>Answer to a ping with the same payload.</summary>
@@ -47,21 +52,42 @@ public sealed record CapabilityInfo(string Task, string Model, string Engine, st
 /// Optional protocol behaviours the daemon has (<see cref="LinkFeatures"/>); absent from older daemons, so a gateway
 /// relies on a behaviour only when it is listed.
 /// </param>
+/// <param name="MaxFrameBytes">
+/// The largest frame the daemon accepts (a dispatch carries a whole request body); absent from older daemons, which
+/// accept <see cref="Frame.MaxFrameBytes"/>.
+/// </param>
 public sealed record HelloMessage(
     string RuntimeVersion,
     int MaxConcurrency,
     IReadOnlyList<CapabilityInfo> Capabilities,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<string>? Features = null);
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<string>? Features = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? MaxFrameBytes = null);
 
 /// <summary>Names of optional link behaviours, as listed in <see cref="HelloMessage.Features"/>.</summary>
 public static class LinkFeatures
 {
     /// <summary>After a <see cref="FrameType.Cancel"/>, the daemon sends one <see cref="FrameType.End"/> with the usage so far.</summary>
     public const string EndAfterCancel = "end_after_cancel";
+
+    /// <summary>
+    /// The daemon sends a dispatch's <see cref="FrameType.Data"/> only within the credit the gateway grants
+    /// (<see cref="WelcomeMessage.WindowBytes"/> to start with, then <see cref="FrameType.Credit"/> frames), and keeps
+    /// every frame within <see cref="WelcomeMessage.MaxFrameBytes"/>.
+    /// </summary>
+    public const string FlowControl = "flow_control";
 }
 
 /// <summary>The gateway's answer: who the daemon is and how often to expect pings.</summary>
-public sealed record WelcomeMessage(string LatticeId, int HeartbeatSeconds);
+/// <param name="MaxFrameBytes">The largest frame the gateway accepts from this daemon; absent from older gateways.</param>
+/// <param name="WindowBytes">
+/// Present when both sides do <see cref="LinkFeatures.FlowControl"/>: each dispatch starts with this much credit for
+/// its data bytes. Absent (an older gateway, or a daemon that did not list the feature): no credit is kept.
+/// </param>
+public sealed record WelcomeMessage(
+    string LatticeId,
+    int HeartbeatSeconds,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? MaxFrameBytes = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? WindowBytes = null);
 
 /// <summary>What to run: the task, which of the runtime's models, how the body is encoded, whether to stream.</summary>
 public sealed record DispatchHeader(string Task, string Model, string ContentType, bool Stream);
@@ -104,8 +130,35 @@ public static class Frame
 {
     public const int HeaderSize = 5;
 
-    /// <summary>Largest frame either side accepts (a request body plus its header).</summary>
+    /// <summary>
+    /// The largest frame a daemon accepts (a dispatch: a request body plus its header), and what a gateway assumes of a
+    /// daemon whose hello does not say. The gateway accepts much smaller frames (it says how large in the welcome).
+    /// </summary>
     public const int MaxFrameBytes = 64 * 1024 * 1024;
+
+    /// <summary>Size of a <see cref="FrameType.Credit"/> frame.</summary>
+    public const int CreditFrameBytes = HeaderSize + 4;
+
+    /// <summary>A credit frame: the daemon may send <paramref name="bytes"/> more data bytes for the dispatch.</summary>
+    public static byte[] Credit(uint dispatchId, uint bytes)
+    {
+        var frame = new byte[CreditFrameBytes];
+        WriteHeader(frame, FrameType.Credit, dispatchId);
+        BinaryPrimitives.WriteUInt32LittleEndian(frame.AsSpan(HeaderSize), bytes);
+        return frame;
+    }
+
+    /// <summary>Reads a credit payload; false unless it is exactly 4 bytes.</summary>
+    public static bool TryReadCredit(ReadOnlySpan<byte> payload, out uint bytes)
+    {
+        if (payload.Length != 4)
+        {
+            bytes = 0;
+            return false;
+        }
+        bytes = BinaryPrimitives.ReadUInt32LittleEndian(payload);
+        return true;
+    }
 
     public static void WriteHeader(Span<byte> destination, FrameType type, uint dispatchId)
     {

@@ -31,6 +31,12 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
     // Largest data frame the writer makes by joining queued ones.
     private const int CoalesceBytes = 64 * 1024;
 
+    /// <summary>
+    /// Per dispatch: the most data bytes queued to send. An engine that writes faster than the link takes its bytes
+    /// waits here (and, on a link with flow control, for the gateway's credit), so the daemon never holds a whole answer.
+    /// </summary>
+    internal const int QueueBytes = 256 * 1024;
+
     /// <summary>Human-readable state changes: connecting, connected, disconnected (and the next retry).</summary>
     public event Action<string>? Status;
 
@@ -39,7 +45,11 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
 
     public bool Connected { get; private set; }
 
+    /// <summary>Dispatches whose engine is waiting for the gateway's credit (the client reads slower than the engine writes).</summary>
+    public int WaitingForCredit => Volatile.Read(ref _waitingForCredit);
+
     private long _served;
+    private int _waitingForCredit;
 
     public async Task<LinkExit> RunAsync(CancellationToken cancellationToken)
     {
@@ -115,9 +125,9 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
     /// </summary>
     internal async Task<string?> ServeAsync(WebSocket socket, CancellationToken cancellationToken)
     {
-        var session = new Session(socket, engines, maxConcurrency, _time, () => Interlocked.Increment(ref _served));
+        var session = new Session(this, socket, engines, maxConcurrency, _time);
         var hello = new HelloMessage(typeof(RuntimeClient).Assembly.GetName().Version?.ToString() ?? "0", maxConcurrency, engines.Capabilities,
-            [LinkFeatures.EndAfterCancel]);
+            [LinkFeatures.EndAfterCancel, LinkFeatures.FlowControl], Frame.MaxFrameBytes);
         var welcome = await session.HandshakeAsync(hello, cancellationToken);
         if (welcome is null)
         {
@@ -129,12 +139,24 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
     }
 
     /// <summary>One connection's lifetime: reader, writer, heartbeat, and the dispatches it is running.</summary>
-    private sealed class Session(WebSocket socket, EngineSet engines, int maxConcurrency, TimeProvider time, Action served)
+    /// <remarks>
+    /// The outbound queue is bounded by construction: at most one ping and one pong wait in it, a dispatch's data at
+    /// most <see cref="QueueBytes"/> (its engine waits for more room), and the rest is one start and one end per dispatch.
+    /// </remarks>
+    private sealed class Session(RuntimeClient owner, WebSocket socket, EngineSet engines, int maxConcurrency, TimeProvider time)
     {
         private readonly Channel<OutFrame> _outbound = Channel.CreateUnbounded<OutFrame>(new UnboundedChannelOptions { SingleReader = true });
         private readonly ConcurrentDictionary<uint, RunningDispatch> _running = new();
         private readonly SemaphoreSlim _slots = new(Math.Max(1, maxConcurrency));
         private long _lastHeard = time.GetTimestamp();
+        // Set from the welcome: each dispatch's first credit (0: the gateway keeps none), and the largest frame it takes.
+        private long _window;
+        private int _maxFrame = Frame.MaxFrameBytes;
+        private int _pingQueued;
+        private int _pongQueued;
+
+        /// <summary>The most data one frame carries: the gateway's frame limit, and no more than the writer joins.</summary>
+        private int MaxDataPayload => Math.Min(CoalesceBytes, _maxFrame) - Frame.HeaderSize;
 
         public async Task<WelcomeMessage?> HandshakeAsync(HelloMessage hello, CancellationToken cancellationToken)
         {
@@ -148,7 +170,14 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
                 {
                     return null;
                 }
-                return Frame.ReadJson(payload, ProtocolJsonContext.Default.WelcomeMessage);
+                var welcome = Frame.ReadJson(payload, ProtocolJsonContext.Default.WelcomeMessage);
+                if (welcome is not null)
+                {
+                    // An older gateway says neither: no credit is kept, and frames of any size are taken.
+                    _window = welcome.WindowBytes is > 0 and var window ? window : 0;
+                    _maxFrame = welcome.MaxFrameBytes is > Frame.HeaderSize + 1024 and var max ? max : Frame.MaxFrameBytes;
+                }
+                return welcome;
             }
             catch (Exception ex) when (ex is WebSocketException or OperationCanceledException or IOException)
             {
@@ -228,7 +257,17 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
                 switch (type)
                 {
                     case FrameType.Ping:
-                        _outbound.Writer.TryWrite(OutFrame.Raw(FrameType.Pong, 0, payload.Span));
+                        // One pong waits at most: pings that come while it has not left are answered by it.
+                        if (Interlocked.Exchange(ref _pongQueued, 1) == 0)
+                        {
+                            _outbound.Writer.TryWrite(OutFrame.Raw(FrameType.Pong, 0, payload.Span[..Math.Min(payload.Length, 8)]));
+                        }
+                        break;
+                    case FrameType.Credit:
+                        if (_running.TryGetValue(id, out var credited) && Frame.TryReadCredit(payload.Span, out var bytes))
+                        {
+                            credited.Outflow.Grant(bytes);
+                        }
                         break;
                     case FrameType.Dispatch:
                         if (Frame.TryReadDispatch(payload, out var header, out var body))
@@ -262,11 +301,11 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
                 SendError(id, "model_not_supported", $"This runtime does not serve '{header.Model}' for '{header.Task}'.");
                 return;
             }
-            var running = new RunningDispatch();
+            var running = new RunningDispatch(new Outflow(owner, _window > 0 ? _window : long.MaxValue));
             _running[id] = running;
             _ = Task.Run(async () =>
             {
-                var output = new LinkOutput(_outbound.Writer, id);
+                var output = new LinkOutput(_outbound.Writer, id, running.Outflow, MaxDataPayload);
                 var token = running.Stop.Token;
                 try
                 {
@@ -276,7 +315,7 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
                         var usage = await engine.ExecuteAsync(new EngineRequest(header.Task, header.Model, body, header.ContentType, header.Stream), output, token);
                         // An engine may finish although the gateway cancelled it: the End still says so.
                         SendEnd(id, usage, running.CancelledByGateway);
-                        served();
+                        Interlocked.Increment(ref owner._served);
                     }
                     finally
                     {
@@ -340,9 +379,10 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
                     // for the same bytes. Nothing is held back to wait for more.
                     if (frame.Type == FrameType.Data)
                     {
-                        while (frame.Length < CoalesceBytes && reader.TryRead(out var next))
+                        var limit = Math.Min(CoalesceBytes, _maxFrame);
+                        while (frame.Length < limit && reader.TryRead(out var next))
                         {
-                            if (next.Type == FrameType.Data && next.Id == frame.Id && frame.Length + next.Length - Frame.HeaderSize <= CoalesceBytes)
+                            if (next.Type == FrameType.Data && next.Id == frame.Id && frame.Length + next.Length - Frame.HeaderSize <= limit)
                             {
                                 frame = frame.Append(next);
                             }
@@ -353,6 +393,15 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
                             }
                         }
                     }
+                    switch (frame.Type)
+                    {
+                        case FrameType.Ping:
+                            Volatile.Write(ref _pingQueued, 0);
+                            break;
+                        case FrameType.Pong:
+                            Volatile.Write(ref _pongQueued, 0);
+                            break;
+                    }
                     try
                     {
                         await socket.SendAsync(frame.Memory, WebSocketMessageType.Binary, true, cancellationToken);
@@ -360,6 +409,10 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
                     finally
                     {
                         frame.Release();
+                    }
+                    if (frame.Type == FrameType.Data && _running.TryGetValue(frame.Id, out var running))
+                    {
+                        running.Outflow.Sent(frame.Length - Frame.HeaderSize);
                     }
                 }
             }
@@ -383,9 +436,12 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
                         closed.Cancel();
                         return;
                     }
-                    var stamp = new byte[8];
-                    System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(stamp, time.GetTimestamp());
-                    _outbound.Writer.TryWrite(OutFrame.Raw(FrameType.Ping, 0, stamp));
+                    if (Interlocked.Exchange(ref _pingQueued, 1) == 0)
+                    {
+                        var stamp = new byte[8];
+                        System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(stamp, time.GetTimestamp());
+                        _outbound.Writer.TryWrite(OutFrame.Raw(FrameType.Ping, 0, stamp));
+                    }
                 }
             }
             catch (OperationCanceledException)
@@ -395,16 +451,87 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
     }
 
     /// <summary>A dispatch the daemon is running.</summary>
-    private sealed class RunningDispatch
+    private sealed class RunningDispatch(Outflow outflow)
     {
         public CancellationTokenSource Stop { get; } = new();
+
+        /// <summary>The credit and queue room of its data.</summary>
+        public Outflow Outflow { get; } = outflow;
 
         /// <summary>Set by a Cancel frame (read loop) before <see cref="Stop"/> is cancelled; read by the dispatch.</summary>
         public volatile bool CancelledByGateway;
     }
 
+    /// <summary>
+    /// How much of one dispatch's data may be queued now: the gateway's credit (unlimited on a link without flow
+    /// control) and the room left in the queue (<see cref="QueueBytes"/>). An engine write waits for both.
+    /// </summary>
+    private sealed class Outflow(RuntimeClient owner, long credit)
+    {
+        private readonly Lock _gate = new();
+        private long _credit = credit;
+        private long _queued;
+        private TaskCompletionSource? _room;
+
+        /// <summary>Takes up to <paramref name="wanted"/> bytes of credit and queue room, waiting until there is some.</summary>
+        public async ValueTask<int> ReserveAsync(int wanted, CancellationToken cancellationToken)
+        {
+            while (true)
+            {
+                Task room;
+                bool noCredit;
+                lock (_gate)
+                {
+                    var available = Math.Min(_credit, QueueBytes - _queued);
+                    if (available > 0)
+                    {
+                        var taken = (int)Math.Min(wanted, available);
+                        _credit -= taken;
+                        _queued += taken;
+                        return taken;
+                    }
+                    noCredit = _credit <= 0;
+                    room = (_room ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+                }
+                if (noCredit)
+                {
+                    Interlocked.Increment(ref owner._waitingForCredit);
+                }
+                try
+                {
+                    await room.WaitAsync(cancellationToken);
+                }
+                finally
+                {
+                    if (noCredit)
+                    {
+                        Interlocked.Decrement(ref owner._waitingForCredit);
+                    }
+                }
+            }
+        }
+
+        /// <summary>The gateway's relay took bytes: it may send that many more.</summary>
+        public void Grant(uint bytes) => Change(ref _credit, bytes);
+
+        /// <summary>Queued bytes left on the link.</summary>
+        public void Sent(int bytes) => Change(ref _queued, -bytes);
+
+        private void Change(ref long field, long delta)
+        {
+            TaskCompletionSource? room;
+            lock (_gate)
+            {
+                field += delta;
+                room = _room;
+                _room = null;
+            }
+            room?.TrySetResult();
+        }
+    }
+
     /// <summary>Turns an engine's output into ResponseStart and Data frames of one dispatch, and keeps its usage so far.</summary>
-    private sealed class LinkOutput(ChannelWriter<OutFrame> outbound, uint id) : IEngineOutput
+    private sealed class LinkOutput(ChannelWriter<OutFrame> outbound, uint id, Outflow outflow, int maxPayload) : IEngineOutput
     {
         /// <summary>
         /// The engine's last report. Written on the engine's thread and read by the dispatch after the engine's task
@@ -420,11 +547,16 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
             return ValueTask.CompletedTask;
         }
 
-        public ValueTask WriteAsync(ReadOnlyMemory<byte> bytes, CancellationToken cancellationToken)
+        public async ValueTask WriteAsync(ReadOnlyMemory<byte> bytes, CancellationToken cancellationToken)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            outbound.TryWrite(OutFrame.Raw(FrameType.Data, id, bytes.Span));
-            return ValueTask.CompletedTask;
+            // In frames the gateway takes, each sent once there is credit and room for it.
+            while (!bytes.IsEmpty)
+            {
+                var taken = await outflow.ReserveAsync(Math.Min(bytes.Length, maxPayload), cancellationToken);
+                outbound.TryWrite(OutFrame.Raw(FrameType.Data, id, bytes.Span[..taken]));
+                bytes = bytes[taken..];
+            }
         }
     }
 
