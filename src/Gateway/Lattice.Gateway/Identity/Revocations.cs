@@ -105,7 +105,7 @@ public sealed class RevocationSet(IOptions<GatewayOptions> options, TimeProvider
             }
         }
         var cutoffMs = cutoff.ToUnixTimeMilliseconds();
-        return await db.Database.ExecuteSqlInterpolatedAsync($"DELETE FROM revocations WHERE RevokedAt < {cutoffMs}", cancellationToken);
+        return await db.Database.ExecuteSqlInterpolatedAsync($"DELETE FROM revocations WHERE \"RevokedAt\" < {cutoffMs}", cancellationToken);
     }
 }
 
