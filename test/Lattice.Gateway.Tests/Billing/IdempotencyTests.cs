@@ -28,6 +28,8 @@ public abstract class IdempotencyTests(GatewayFixture gateway)
     /// <summary>A model whose offer passes the stand-in's gate <paramref name="gate"/> (counted; held while closed).</summary>
     private async Task<(string Model, StandInGates.Gate Gate)> GatedModelAsync(string gate, bool open = true)
     {
+        // Gates are the stand-in's, one set per process: each subclass (SQLite, PostgreSQL) counts through its own.
+        gate = GetType().Name.ToLowerInvariant() + "-" + gate;
         var model = "lovelace:gate-" + gate;
         await gateway.AddModelAsync(model, GatewayFixture.Offer(gateway.StandInUrl + "/v1", "standin-held-" + gate));
         var g = StandInGates.Get(gate);

@@ -80,15 +80,23 @@ public sealed class DatabaseLocationTests
             ["Lattice:Database"] = "postgres://db/lattice?color=blue",
         });
         builder.WebHost.UseUrls("http://127.0.0.1:0");
-        var app = GatewayApp.Build(builder);
+        WebApplication? app = null;
         try
         {
-            var error = await Assert.ThrowsAsync<OptionsValidationException>(() => app.StartAsync().WaitAsync(TimeSpan.FromSeconds(30)));
+            // Refused when the options are first read: while the host is built, or at the latest when it starts.
+            var error = await Assert.ThrowsAsync<OptionsValidationException>(async () =>
+            {
+                app = GatewayApp.Build(builder);
+                await app.StartAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            });
             Assert.Contains("Lattice:Database has a parameter Npgsql does not take: 'color=blue'.", error.Message, StringComparison.Ordinal);
         }
         finally
         {
-            await app.DisposeAsync();
+            if (app is not null)
+            {
+                await app.DisposeAsync();
+            }
             Infrastructure.Hosts.DeleteDataDirectory(dataDir);
         }
     }
