@@ -24,6 +24,7 @@ public sealed class PostgresServer : IAsyncDisposable
 
     private readonly ConcurrentDictionary<string, Lazy<Task<string>>> _databases = new(StringComparer.Ordinal);
     private ProcessHost? _postgres;
+    private string _bin = "";
 
     private PostgresServer(string directory, int port, bool asServiceUser)
     {
@@ -64,19 +65,8 @@ public sealed class PostgresServer : IAsyncDisposable
             var (initdb, initdbArgs) = server.Invocation(Path.Combine(bin, "initdb"),
                 "-D", server.DataDirectory, "-U", Superuser, "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync");
             await RunAsync(initdb, initdbArgs, directory);
-            // fsync off: durability against an operating-system crash is not what these tests are about, and they share two cores.
-            // Ready is the server's own log line (it logs to stderr; the shell folds that into stdout, which ProcessHost watches).
-            string[] postgres =
-            [
-                Path.Combine(bin, "postgres"), "-D", server.DataDirectory, "-k", directory, "-h", "127.0.0.1",
-                "-p", server.Port.ToString(CultureInfo.InvariantCulture),
-                "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=300", "-c", "shared_buffers=32MB",
-                "-c", "dynamic_shared_memory_type=mmap",
-            ];
-            // In the directory (the service user may not enter the test's own working directory).
-            var (shell, shellArgs) = server.Invocation("/bin/sh", ["-c", $"cd '{directory}' && exec \"$0\" \"$@\" 2>&1", .. postgres]);
-            server._postgres = await ProcessHost.StartAsync(shell, shellArgs, null,
-                line => line.Contains("database system is ready to accept connections", StringComparison.Ordinal), StartTimeout);
+            server._bin = bin;
+            await server.StartServerAsync();
             return server;
         }
         catch
@@ -84,6 +74,55 @@ public sealed class PostgresServer : IAsyncDisposable
             await server.DisposeAsync();
             throw;
         }
+    }
+
+    /// <summary>The server on the cluster, as at the start: for a test that stops it (<see cref="StopServerAsync"/>) and brings it back.</summary>
+    public async Task StartServerAsync()
+    {
+        if (_postgres is { HasExited: false })
+        {
+            throw new InvalidOperationException("The server is running.");
+        }
+        if (_postgres is not null)
+        {
+            await _postgres.DisposeAsync();
+        }
+        // fsync off: durability against an operating-system crash is not what these tests are about, and they share two cores.
+        // Ready is the server's own log line (it logs to stderr; the shell folds that into stdout, which ProcessHost watches).
+        string[] postgres =
+        [
+            Path.Combine(_bin, "postgres"), "-D", DataDirectory, "-k", Directory, "-h", "127.0.0.1",
+            "-p", Port.ToString(CultureInfo.InvariantCulture),
+            "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=300", "-c", "shared_buffers=32MB",
+            "-c", "dynamic_shared_memory_type=mmap",
+        ];
+        // In the directory (the service user may not enter the test's own working directory).
+        var (shell, shellArgs) = Invocation("/bin/sh", ["-c", $"cd '{Directory}' && exec \"$0\" \"$@\" 2>&1", .. postgres]);
+        _postgres = await ProcessHost.StartAsync(shell, shellArgs, null,
+            line => line.Contains("database system is ready to accept connections", StringComparison.Ordinal), StartTimeout);
+    }
+
+    /// <summary>
+    /// Stops the server: a fast shutdown (clients are disconnected, the cluster is checkpointed), as an operator's
+    /// restart does; a kill if it lingers. The cluster stays for <see cref="StartServerAsync"/>.
+    /// </summary>
+    public async Task StopServerAsync()
+    {
+        if (_postgres is not { HasExited: false } postgres)
+        {
+            return;
+        }
+        try
+        {
+            // SIGINT: PostgreSQL's fast shutdown.
+            await RunAsync("kill", ["-INT", postgres.ProcessId.ToString(CultureInfo.InvariantCulture)]);
+            await postgres.WaitForExitAsync(TimeSpan.FromSeconds(30));
+        }
+        catch (Exception e) when (e is InvalidOperationException or TimeoutException)
+        {
+            // Killed with its whole tree.
+        }
+        await postgres.DisposeAsync();
     }
 
     /// <summary>Creates a database for one test class (once per <paramref name="name"/>) and returns its <c>postgres://</c> URL.</summary>
@@ -196,23 +235,7 @@ public sealed class PostgresServer : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         NpgsqlConnection.ClearAllPools();
-        if (_postgres is { HasExited: false } postgres)
-        {
-            try
-            {
-                // SIGINT: PostgreSQL's fast shutdown (disconnect everyone, checkpoint, exit).
-                await RunAsync("kill", ["-INT", postgres.ProcessId.ToString(CultureInfo.InvariantCulture)]);
-                await postgres.WaitForExitAsync(TimeSpan.FromSeconds(30));
-            }
-            catch (Exception e) when (e is InvalidOperationException or TimeoutException)
-            {
-                // Killed below with its whole tree.
-            }
-        }
-        if (_postgres is not null)
-        {
-            await _postgres.DisposeAsync();
-        }
+        await StopServerAsync();
         try
         {
             System.IO.Directory.Delete(Directory, recursive: true);

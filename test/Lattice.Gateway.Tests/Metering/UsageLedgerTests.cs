@@ -1,6 +1,7 @@
 using Lattice.Gateway.Metering;
-using Lattice.Protocol.Metering;
 using Lattice.Gateway.Tests.Infrastructure;
+using Lattice.Protocol.Metering;
+using Lattice.Testing;
 using Microsoft.Data.Sqlite;
 
 namespace Lattice.Gateway.Tests.Metering;
@@ -302,6 +303,37 @@ public sealed class SqliteUsageLedgerTests : UsageLedgerTests
 public sealed class PostgresUsageLedgerTests(PostgresFixture postgres) : UsageLedgerTests
 {
     protected override async Task<LedgerHarness> CreateHarnessAsync() => await LedgerHarness.CreateAsync(await postgres.DatabaseAsync(GetType()));
+
+    [Fact]
+    public async Task A_postgresql_restart_holds_the_records_until_it_is_back_and_loses_none()
+    {
+        // A server of its own: this test stops it.
+        await using var server = await PostgresServer.StartAsync();
+        await using var harness = await LedgerHarness.CreateAsync(await server.CreateDatabaseAsync("ledger_restart"));
+        var ledger = await harness.OpenAsync();
+        for (var i = 0; i < 50; i++)
+        {
+            ledger.Record(LedgerHarness.NewRecord($"req_{i:D3}"));
+        }
+        await ledger.FlushAsync().WaitAsync(Timeout);
+
+        await server.StopServerAsync();
+        for (var i = 50; i < 100; i++)
+        {
+            ledger.Record(LedgerHarness.NewRecord($"req_{i:D3}"));
+        }
+        var flushed = ledger.FlushAsync();
+        await harness.Logs.WaitForAsync(8011).WaitAsync(Timeout);
+        Assert.False(flushed.IsCompleted);
+        Assert.Equal(50, ledger.Pending);
+        Assert.Equal(ledger.Journal.SlotCount - 50, ledger.Journal.FreeSlots);
+
+        await server.StartServerAsync();
+        await flushed.WaitAsync(Timeout);
+        Assert.Equal(Enumerable.Range(0, 100).Select(i => $"req_{i:D3}"), (await harness.RowsAsync()).Select(r => r.RequestId));
+        Assert.Equal(0, ledger.Pending);
+        Assert.Equal(ledger.Journal.SlotCount, ledger.Journal.FreeSlots);
+    }
 
     [Fact]
     public async Task A_model_name_longer_than_its_column_is_cut_rather_than_failing_the_batch()
