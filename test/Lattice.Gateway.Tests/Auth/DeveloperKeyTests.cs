@@ -7,8 +7,7 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace Lattice.Gateway.Tests.Auth;
 
-[Collection(GatewayCollection.Name)]
-public sealed class DeveloperKeyTests(GatewayFixture gateway)
+public abstract class DeveloperKeyTests(GatewayFixture gateway)
 {
     private static StringContent Chat() => new("""{"model":"lovelace:chat","messages":[{"role":"user","content":"hi"}]}""", Encoding.UTF8, "application/json");
 
@@ -85,3 +84,9 @@ public sealed class DeveloperKeyTests(GatewayFixture gateway)
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/v1/models")).StatusCode);
     }
 }
+
+[Collection(GatewayCollection.Name)]
+public sealed class SqliteDeveloperKeyTests(GatewayFixture gateway) : DeveloperKeyTests(gateway);
+
+[Collection(PostgresCollection.Name)]
+public sealed class PostgresDeveloperKeyTests(PostgresGatewayFixture gateway) : DeveloperKeyTests(gateway), IClassFixture<PostgresGatewayFixture>;

@@ -45,9 +45,15 @@ public sealed class BillingHost : IAsyncDisposable
     /// Starts a node at <paramref name="now"/> on the fake clock. <paramref name="beforeStart"/> runs on each node's
     /// services (after a restart too) once they are built and before the node starts, e.g. to attach test hooks.
     /// </summary>
-    public static async Task<BillingHost> StartAsync(DateTimeOffset now, Dictionary<string, string?>? settings = null, Action<IServiceProvider>? beforeStart = null)
+    /// <param name="database">The <c>Lattice:Database</c> setting (a PostgreSQL URL); null: SQLite in the data directory.</param>
+    public static async Task<BillingHost> StartAsync(DateTimeOffset now, Dictionary<string, string?>? settings = null, Action<IServiceProvider>? beforeStart = null, string? database = null)
     {
-        var host = new BillingHost(new FakeTimeProvider(now), settings ?? [], beforeStart);
+        settings = settings is null ? [] : new(settings);
+        if (database is not null)
+        {
+            settings["Lattice:Database"] = database;
+        }
+        var host = new BillingHost(new FakeTimeProvider(now), settings, beforeStart);
         await host.StartNodeAsync();
         return host;
     }
@@ -84,9 +90,15 @@ public sealed class BillingHost : IAsyncDisposable
         _app = null;
     }
 
-    /// <summary>The database file, opened without a gateway (e.g. between a stop and a restart).</summary>
-    public LatticeDbContext OpenDatabase() =>
-        new(new DbContextOptionsBuilder<LatticeDbContext>().UseSqlite(new GatewayOptions { DataDirectory = _dataDir }.ResolveConnectionString()).Options);
+    /// <summary>The database, opened without a gateway (e.g. between a stop and a restart).</summary>
+    public LatticeDbContext OpenDatabase()
+    {
+        var gateway = new GatewayOptions { DataDirectory = _dataDir, Database = _settings.GetValueOrDefault("Lattice:Database") };
+        var database = gateway.ResolveDatabase();
+        return database.Provider == DatabaseProvider.Postgres
+            ? new PostgresLatticeDbContext(new DbContextOptionsBuilder<PostgresLatticeDbContext>().UseNpgsql(database.ConnectionString).Options)
+            : new LatticeDbContext(new DbContextOptionsBuilder<LatticeDbContext>().UseSqlite(database.ConnectionString).Options);
+    }
 
     public HttpClient Client(string? credential)
     {

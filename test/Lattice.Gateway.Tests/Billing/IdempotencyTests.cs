@@ -2,6 +2,7 @@ using System.Net;
 using System.Text;
 using System.Text.Json.Nodes;
 using Lattice.Gateway.Billing.Idempotency;
+using Lattice.Gateway.Hosting;
 using Lattice.Gateway.Metering;
 using Lattice.Gateway.Persistence;
 using Lattice.Gateway.Tests.Infrastructure;
@@ -11,7 +12,6 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
-using Lattice.Gateway.Hosting;
 
 namespace Lattice.Gateway.Tests.Billing;
 
@@ -21,13 +21,15 @@ namespace Lattice.Gateway.Tests.Billing;
 /// executing keep nothing, expiry on the fake clock. Upstream calls are counted (and held) at the stand-in's gates.
 /// </summary>
 /// <remarks>A gateway of its own: the expiry test moves its clock a day on.</remarks>
-public sealed class IdempotencyTests(GatewayFixture gateway) : IClassFixture<GatewayFixture>
+public abstract class IdempotencyTests(GatewayFixture gateway)
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
 
     /// <summary>A model whose offer passes the stand-in's gate <paramref name="gate"/> (counted; held while closed).</summary>
     private async Task<(string Model, StandInGates.Gate Gate)> GatedModelAsync(string gate, bool open = true)
     {
+        // Gates are the stand-in's, one set per process: each subclass (SQLite, PostgreSQL) counts through its own.
+        gate = GetType().Name.ToLowerInvariant() + "-" + gate;
         var model = "lovelace:gate-" + gate;
         await gateway.AddModelAsync(model, GatewayFixture.Offer(gateway.StandInUrl + "/v1", "standin-held-" + gate));
         var g = StandInGates.Get(gate);
@@ -420,3 +422,8 @@ public sealed class IdempotencyTests(GatewayFixture gateway) : IClassFixture<Gat
         Assert.Equal(1, gate.Arrivals);
     }
 }
+
+public sealed class SqliteIdempotencyTests(GatewayFixture gateway) : IdempotencyTests(gateway), IClassFixture<GatewayFixture>;
+
+[Collection(PostgresCollection.Name)]
+public sealed class PostgresIdempotencyTests(PostgresGatewayFixture gateway) : IdempotencyTests(gateway), IClassFixture<PostgresGatewayFixture>;

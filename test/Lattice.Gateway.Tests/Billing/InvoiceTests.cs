@@ -6,6 +6,7 @@ using Lattice.Gateway.Billing.Invoices;
 using Lattice.Gateway.Metering;
 using Lattice.Gateway.Persistence;
 using Lattice.Gateway.Tests.Identity;
+using Lattice.Gateway.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -16,8 +17,15 @@ namespace Lattice.Gateway.Tests.Billing;
 /// boundaries, lines per model, task and prices, draft then final after the grace period (a fake clock), a final
 /// invoice unchanged by late records, the CSV, and one workspace never seeing another's invoice.
 /// </summary>
-public sealed class InvoiceTests : IAsyncLifetime
+public abstract class InvoiceTests : IAsyncLifetime
 {
+    /// <summary>The <c>Lattice:Database</c> setting; null: SQLite.</summary>
+    protected abstract Task<string?> DatabaseAsync();
+
+    protected virtual void Started(IServiceProvider services)
+    {
+    }
+
     /// <summary>Mid-March 2026, UTC: March is open.</summary>
     private static readonly DateTimeOffset Now = new(2026, 3, 15, 12, 0, 0, TimeSpan.Zero);
     private static readonly DateTimeOffset March = new(2026, 3, 1, 0, 0, 0, TimeSpan.Zero);
@@ -33,7 +41,8 @@ public sealed class InvoiceTests : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        _host = await BillingHost.StartAsync(Now);
+        _host = await BillingHost.StartAsync(Now, database: await DatabaseAsync());
+        Started(_host.Services);
         (_workspace, _key) = await _host.NewWorkspaceAsync("a", Scopes.UsageRead);
         (_, _otherKey) = await _host.NewWorkspaceAsync("b", Scopes.UsageRead);
     }
@@ -241,4 +250,17 @@ public sealed class InvoiceTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.Forbidden, forbidden);
         Assert.Equal("insufficient_scopes", Credentials.Error(error)["code"]!.GetValue<string>());
     }
+}
+
+public sealed class SqliteInvoiceTests : InvoiceTests
+{
+    protected override Task<string?> DatabaseAsync() => Task.FromResult<string?>(null);
+}
+
+[Collection(PostgresCollection.Name)]
+public sealed class PostgresInvoiceTests(PostgresFixture postgres) : InvoiceTests
+{
+    protected override async Task<string?> DatabaseAsync() => await postgres.DatabaseAsync(GetType());
+
+    protected override void Started(IServiceProvider services) => PostgresFixture.AssertOnPostgres(services);
 }

@@ -1,12 +1,13 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json.Nodes;
+using Lattice.Gateway.Tests.Infrastructure;
 using Microsoft.AspNetCore.WebUtilities;
 
 namespace Lattice.Gateway.Tests.Identity;
 
 /// <summary>Authorization code + PKCE, consent, tokens, refresh rotation, revocation and introspection, over real HTTP.</summary>
-public sealed class OAuthFlowTests(OAuthGateway gateway) : IClassFixture<OAuthGateway>
+public abstract class OAuthFlowTests(OAuthGateway gateway)
 {
     [Fact]
     public async Task Discovery_document_names_the_endpoints_and_S256_only()
@@ -68,3 +69,8 @@ public sealed class OAuthFlowTests(OAuthGateway gateway) : IClassFixture<OAuthGa
         Assert.DoesNotContain("password", text, StringComparison.OrdinalIgnoreCase);
     }
 }
+
+public sealed class SqliteOAuthFlowTests(OAuthGateway gateway) : OAuthFlowTests(gateway), IClassFixture<OAuthGateway>;
+
+[Collection(PostgresCollection.Name)]
+public sealed class PostgresOAuthFlowTests(PostgresOAuthGateway gateway) : OAuthFlowTests(gateway.Gateway), IClassFixture<PostgresOAuthGateway>;

@@ -12,7 +12,7 @@ namespace Lattice.Gateway.Tests.Identity;
 /// Two gateway nodes on one database: a grant or key revoked through one node stops working on the other within
 /// a second (each node polls the revocation log and the change feed), and at once on the node that revoked it.
 /// </summary>
-public sealed class RevocationAcrossNodesTests(OAuthGateway gateway) : IClassFixture<OAuthGateway>
+public abstract class RevocationAcrossNodesTests(OAuthGateway gateway)
 {
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(1);
 
@@ -148,3 +148,8 @@ public sealed class RevocationAcrossNodesTests(OAuthGateway gateway) : IClassFix
         }
     }
 }
+
+public sealed class SqliteRevocationAcrossNodesTests(OAuthGateway gateway) : RevocationAcrossNodesTests(gateway), IClassFixture<OAuthGateway>;
+
+[Collection(PostgresCollection.Name)]
+public sealed class PostgresRevocationAcrossNodesTests(PostgresOAuthGateway gateway) : RevocationAcrossNodesTests(gateway.Gateway), IClassFixture<PostgresOAuthGateway>;

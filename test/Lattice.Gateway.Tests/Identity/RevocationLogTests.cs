@@ -9,7 +9,7 @@ using Microsoft.Extensions.DependencyInjection;
 namespace Lattice.Gateway.Tests.Identity;
 
 /// <summary>The revocation log: a node knows all of it before serving, and old entries are pruned.</summary>
-public sealed class RevocationLogTests(OAuthGateway gateway) : IClassFixture<OAuthGateway>
+public abstract class RevocationLogTests(OAuthGateway gateway)
 {
     private async Task AddOldAndManyAsync(int count, DateTimeOffset revokedAt, string prefix)
     {
@@ -66,3 +66,8 @@ public sealed class RevocationLogTests(OAuthGateway gateway) : IClassFixture<OAu
         Assert.True(await db.Revocations.AnyAsync(r => r.SubjectId == "recent-0"));
     }
 }
+
+public sealed class SqliteRevocationLogTests(OAuthGateway gateway) : RevocationLogTests(gateway), IClassFixture<OAuthGateway>;
+
+[Collection(PostgresCollection.Name)]
+public sealed class PostgresRevocationLogTests(PostgresOAuthGateway gateway) : RevocationLogTests(gateway.Gateway), IClassFixture<PostgresOAuthGateway>;

@@ -15,10 +15,11 @@ namespace Lattice.Gateway.Tests.Infrastructure;
 
 
 /// <summary>
-/// One gateway (in-memory test server, real SQLite file) in front of one real stand-in upstream on loopback,
-/// with a workspace, a developer key and a catalog of models that exercise each upstream behaviour.
+/// One gateway (in-memory test server, real SQLite file — or PostgreSQL, <see cref="PostgresGatewayFixture"/>) in front
+/// of one real stand-in upstream on loopback, with a workspace, a developer key and a catalog of models that exercise
+/// each upstream behaviour.
 /// </summary>
-public sealed class GatewayFixture : IAsyncLifetime
+public class GatewayFixture : IAsyncLifetime
 {
     public const string AdminKey = "sk_admin_functional_tests_0123456789";
     public const string UpstreamKey = "upstream-secret-key";
@@ -38,8 +39,17 @@ public sealed class GatewayFixture : IAsyncLifetime
     public HttpClient Admin { get; private set; } = null!;
     public WebApplicationFactory<Lattice.Gateway.Catalog.CatalogStore> Factory => _factory!;
 
+    /// <summary>The <c>Lattice:Database</c> setting; null: SQLite in the data directory.</summary>
+    protected virtual Task<string?> DatabaseAsync() => Task.FromResult<string?>(null);
+
+    /// <summary>Runs once the gateway serves, before the fixture seeds it.</summary>
+    protected virtual void Started()
+    {
+    }
+
     public async Task InitializeAsync()
     {
+        var database = await DatabaseAsync();
         _standIn = StandInServer.Build(["--api-key", UpstreamKey, "--urls", "http://127.0.0.1:0"]);
         await _standIn.StartAsync();
         StandInUrl = _standIn.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First().TrimEnd('/');
@@ -47,6 +57,10 @@ public sealed class GatewayFixture : IAsyncLifetime
         _factory = new WebApplicationFactory<Lattice.Gateway.Catalog.CatalogStore>().WithWebHostBuilder(web =>
         {
             web.UseSetting("Lattice:DataDirectory", _dataDir);
+            if (database is not null)
+            {
+                web.UseSetting("Lattice:Database", database);
+            }
             web.UseSetting("Lattice:AdminKey", AdminKey);
             web.UseSetting("Lattice:Credentials:standin", UpstreamKey);
             web.UseSetting("Lattice:MaxRequestBodyBytes", MaxBodyBytes.ToString(System.Globalization.CultureInfo.InvariantCulture));
@@ -59,6 +73,7 @@ public sealed class GatewayFixture : IAsyncLifetime
         });
 
         Admin = Client(AdminKey);
+        Started();
         var ws = await PostAsync(Admin, "/admin/v1/workspaces", new JsonObject { ["name"] = "tests" });
         WorkspaceId = ws["id"]!.GetValue<string>();
         ApiKey = await CreateKeyAsync();

@@ -8,8 +8,9 @@ using Microsoft.Extensions.Logging;
 namespace Lattice.Gateway.Tests.Metering;
 
 /// <summary>
-/// A data directory with a migrated SQLite database (WAL, as the gateway sets it) and a journal in it; ledgers opened on
-/// them the way the gateway opens its own, and dropped without a flush to stand in for a killed process.
+/// A data directory with a journal in it and a migrated database — a SQLite file in the directory (WAL, as the gateway
+/// sets it) or a PostgreSQL database; ledgers opened on them the way the gateway opens its own, and dropped without a
+/// flush to stand in for a killed process.
 /// </summary>
 public sealed class LedgerHarness : IAsyncDisposable
 {
@@ -17,34 +18,49 @@ public sealed class LedgerHarness : IAsyncDisposable
 
     private readonly List<UsageLedger> _ledgers = [];
 
-    private LedgerHarness(string dataDirectory) => DataDirectory = dataDirectory;
+    private LedgerHarness(string dataDirectory, DatabaseLocation? database)
+    {
+        DataDirectory = dataDirectory;
+        Database = database ?? new DatabaseLocation(DatabaseProvider.Sqlite, $"Data Source={Path.Combine(DataDirectory, "lattice.db")}");
+    }
 
     public string DataDirectory { get; }
-    public string ConnectionString => $"Data Source={Path.Combine(DataDirectory, "lattice.db")}";
+    public DatabaseLocation Database { get; }
+    public string ConnectionString => Database.ConnectionString;
     public string JournalPath => Path.Combine(DataDirectory, UsageJournal.FileName);
 
     /// <summary>Everything the ledgers logged, with event ids.</summary>
     public LogSink Logs { get; } = new();
 
-    public static async Task<LedgerHarness> CreateAsync()
+    /// <summary>A harness on SQLite, or on the empty PostgreSQL database <paramref name="postgresUrl"/>.</summary>
+    public static async Task<LedgerHarness> CreateAsync(string? postgresUrl = null)
     {
-        var harness = new LedgerHarness(Path.Combine(Path.GetTempPath(), "lattice-ledger-" + Guid.NewGuid().ToString("N")));
+        var database = postgresUrl is null ? null : DatabaseLocation.Parse(postgresUrl, out _);
+        var harness = new LedgerHarness(Path.Combine(Path.GetTempPath(), "lattice-ledger-" + Guid.NewGuid().ToString("N")), database);
         Directory.CreateDirectory(harness.DataDirectory);
         await using var db = harness.NewDbContext();
         await db.Database.MigrateAsync();
-        await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;");
+        if (db.Database.IsSqlite())
+        {
+            await db.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;");
+        }
         return harness;
     }
 
-    public LatticeDbContext NewDbContext() =>
-        new(new DbContextOptionsBuilder<LatticeDbContext>().UseSqlite(ConnectionString).Options);
+    public LatticeDbContext NewDbContext() => Database.Provider == DatabaseProvider.Postgres
+        ? new PostgresLatticeDbContext(new DbContextOptionsBuilder<PostgresLatticeDbContext>().UseNpgsql(ConnectionString).Options)
+        : new LatticeDbContext(new DbContextOptionsBuilder<LatticeDbContext>().UseSqlite(ConnectionString).Options);
 
-    /// <summary>A ledger on this directory's journal and database, recovered and (unless told otherwise) running.</summary>
-    public async Task<UsageLedger> OpenAsync(MeteringOptions? options = null, bool start = true, string? connectionString = null)
+    /// <summary>
+    /// A ledger on this directory's journal (or <paramref name="journalDirectory"/>'s: another node's) and this database,
+    /// recovered and (unless told otherwise) running.
+    /// </summary>
+    public async Task<UsageLedger> OpenAsync(MeteringOptions? options = null, bool start = true, string? connectionString = null, string? journalDirectory = null)
     {
         options ??= new MeteringOptions();
-        var journal = UsageJournal.Open(DataDirectory, options.JournalSlots, options.JournalSlotBytes, Logs.CreateLogger("journal"));
-        var ledger = new UsageLedger(journal, connectionString ?? ConnectionString, options, new LoggerAdapter<UsageLedger>(Logs.CreateLogger("ledger")));
+        var journal = UsageJournal.Open(journalDirectory ?? DataDirectory, options.JournalSlots, options.JournalSlotBytes, Logs.CreateLogger("journal"));
+        var database = connectionString is null ? Database : Database with { ConnectionString = connectionString };
+        var ledger = new UsageLedger(journal, database, options, new LoggerAdapter<UsageLedger>(Logs.CreateLogger("ledger")));
         _ledgers.Add(ledger);
         await ledger.RecoverAsync(CancellationToken.None).WaitAsync(Timeout);
         if (start)

@@ -5,6 +5,7 @@ using Lattice.Gateway.Identity;
 using Lattice.Gateway.Metering;
 using Lattice.Gateway.Persistence;
 using Lattice.Gateway.Tests.Identity;
+using Lattice.Gateway.Tests.Infrastructure;
 using Lattice.Testing;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -14,16 +15,17 @@ namespace Lattice.Gateway.Tests.Metering;
 /// <c>GET /v1/usage/requests</c> and <c>GET /v1/usage</c> over records written straight into the table: order, paging,
 /// filters, buckets and their exact sums, who sees what (two workspaces, two grants), scopes and bad parameters.
 /// </summary>
-public sealed class UsageApiTests(UsageApiTests.World world) : IClassFixture<UsageApiTests.World>
+public abstract class UsageApiTests(UsageApiTests.World world)
 {
     /// <summary>Midnight UTC: every record's time is an offset from it, never the wall clock.</summary>
     public static readonly DateTimeOffset T0 = new(2026, 3, 1, 0, 0, 0, TimeSpan.Zero);
 
     public static long Unix(TimeSpan offset) => (T0 + offset).ToUnixTimeSeconds();
 
-    public sealed class World : IAsyncLifetime
+    /// <summary>Two workspaces with seeded records; the gateway on SQLite, or on <paramref name="postgres"/> when given.</summary>
+    public class World(PostgresFixture? postgres) : IAsyncLifetime
     {
-        public OAuthGateway Server { get; } = new();
+        public OAuthGateway Server { get; private set; } = null!;
 
         /// <summary>Keys with only <c>usage:read</c>, of A and of B.</summary>
         public string ReaderA { get; private set; } = "";
@@ -36,6 +38,7 @@ public sealed class UsageApiTests(UsageApiTests.World world) : IClassFixture<Usa
 
         public async Task InitializeAsync()
         {
+            Server = postgres is null ? new OAuthGateway() : OAuthGateway.With(new() { ["Lattice:Database"] = await postgres.DatabaseAsync(typeof(UsageApiTests)) });
             await Server.InitializeAsync();
             ReaderA = await Credentials.KeyAsync(Server, Server.A.WorkspaceId, [Scopes.UsageRead]);
             ReaderB = await Credentials.KeyAsync(Server, Server.B.WorkspaceId, [Scopes.UsageRead]);
@@ -407,4 +410,15 @@ public sealed class UsageApiTests(UsageApiTests.World world) : IClassFixture<Usa
         Assert.Equal(param, error["param"]!.GetValue<string>());
         Assert.Equal("invalid_request_error", error["type"]!.GetValue<string>());
     }
+}
+
+public sealed class SqliteUsageApiTests(SqliteUsageApiTests.SqliteWorld world) : UsageApiTests(world), IClassFixture<SqliteUsageApiTests.SqliteWorld>
+{
+    public sealed class SqliteWorld() : World(null);
+}
+
+[Collection(PostgresCollection.Name)]
+public sealed class PostgresUsageApiTests(PostgresUsageApiTests.PostgresWorld world) : UsageApiTests(world), IClassFixture<PostgresUsageApiTests.PostgresWorld>
+{
+    public sealed class PostgresWorld(PostgresFixture postgres) : World(postgres);
 }

@@ -1,16 +1,25 @@
 using Lattice.Gateway.Metering;
+using Lattice.Gateway.Tests.Infrastructure;
 using Lattice.Protocol.Metering;
+using Lattice.Testing;
 using Microsoft.Data.Sqlite;
 
 namespace Lattice.Gateway.Tests.Metering;
 
-/// <summary>The ledger against a real SQLite database: exactly once, crash recovery, group commit, a full journal, a locked database.</summary>
-public sealed class UsageLedgerTests : IAsyncLifetime
+/// <summary>
+/// The ledger against a real database, SQLite and PostgreSQL: exactly once (across nodes too), crash recovery, group
+/// commit, a full journal.
+/// </summary>
+public abstract class UsageLedgerTests : IAsyncLifetime
 {
-    private static readonly TimeSpan Timeout = LedgerHarness.Timeout;
+    protected static readonly TimeSpan Timeout = LedgerHarness.Timeout;
     private LedgerHarness _harness = null!;
 
-    public async Task InitializeAsync() => _harness = await LedgerHarness.CreateAsync();
+    protected LedgerHarness Harness => _harness;
+
+    protected abstract Task<LedgerHarness> CreateHarnessAsync();
+
+    public async Task InitializeAsync() => _harness = await CreateHarnessAsync();
 
     public async Task DisposeAsync() => await _harness.DisposeAsync();
 
@@ -81,7 +90,7 @@ public sealed class UsageLedgerTests : IAsyncLifetime
     public void Complete_with_another_requests_record_is_a_bug()
     {
         var journal = UsageJournal.Open(_harness.DataDirectory, 16, 2048);
-        using var ledger = new UsageLedger(journal, _harness.ConnectionString, new MeteringOptions(), Microsoft.Extensions.Logging.Abstractions.NullLogger<UsageLedger>.Instance);
+        using var ledger = new UsageLedger(journal, _harness.Database, new MeteringOptions(), Microsoft.Extensions.Logging.Abstractions.NullLogger<UsageLedger>.Instance);
         var entry = ledger.Begin(LedgerHarness.Provisional("req_1"));
         Assert.Throws<ArgumentException>(() => ledger.Complete(entry, LedgerHarness.NewRecord("req_2")));
     }
@@ -202,35 +211,6 @@ public sealed class UsageLedgerTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_locked_database_is_retried_until_the_records_are_in()
-    {
-        // A short busy timeout so that the lock surfaces as a failed commit quickly, rather than inside SQLite's own wait.
-        var ledger = await _harness.OpenAsync(connectionString: _harness.ConnectionString + ";Default Timeout=1");
-        await using var blocker = new SqliteConnection(_harness.ConnectionString);
-        await blocker.OpenAsync();
-        await using (var begin = blocker.CreateCommand())
-        {
-            begin.CommandText = "BEGIN EXCLUSIVE";
-            await begin.ExecuteNonQueryAsync();
-        }
-
-        ledger.Record(LedgerHarness.NewRecord("req_1"));
-        var flushed = ledger.FlushAsync();
-        await _harness.Logs.WaitForAsync(8011).WaitAsync(Timeout);
-        Assert.False(flushed.IsCompleted);
-        Assert.Equal(1, ledger.Pending);
-        Assert.Equal(ledger.Journal.SlotCount - 1, ledger.Journal.FreeSlots);
-
-        await using (var rollback = blocker.CreateCommand())
-        {
-            rollback.CommandText = "ROLLBACK";
-            await rollback.ExecuteNonQueryAsync();
-        }
-        await flushed.WaitAsync(Timeout);
-        Assert.Equal("req_1", Assert.Single(await _harness.RowsAsync()).RequestId);
-    }
-
-    [Fact]
     public async Task Concurrent_requests_each_get_exactly_one_row()
     {
         var ledger = await _harness.OpenAsync(new MeteringOptions { JournalSlots = 64, MaxBatch = 32 });
@@ -250,5 +230,122 @@ public sealed class UsageLedgerTests : IAsyncLifetime
         Assert.Equal(2000, rows.Count);
         Assert.All(rows, r => Assert.Equal(12, r.Usage.PromptTokens));
         Assert.Equal(64, ledger.Journal.FreeSlots);
+    }
+
+    [Fact]
+    public async Task Two_nodes_recording_the_same_requests_leave_one_row_each()
+    {
+        // Two gateways, each with its own journal, on one database: a record both write (a retry that landed on both,
+        // or a journal replayed after a crash) is stored once, with the first writer's values.
+        var otherNode = Path.Combine(_harness.DataDirectory, "node-b");
+        Directory.CreateDirectory(otherNode);
+        var a = await _harness.OpenAsync(new MeteringOptions { MaxBatch = 16 });
+        var b = await _harness.OpenAsync(new MeteringOptions { MaxBatch = 16 }, journalDirectory: otherNode);
+        for (var i = 0; i < 200; i++)
+        {
+            a.Record(LedgerHarness.NewRecord($"req_{i:D3}"));
+        }
+        await a.FlushAsync().WaitAsync(Timeout);
+        await Task.WhenAll(Enumerable.Range(0, 2).Select(n => Task.Run(() =>
+        {
+            var ledger = n == 0 ? a : b;
+            for (var i = 100; i < 300; i++)
+            {
+                ledger.Record(LedgerHarness.NewRecord($"req_{i:D3}", promptTokens: i < 200 ? 999 : 12));
+            }
+        }))).WaitAsync(Timeout);
+        await Task.WhenAll(a.FlushAsync(), b.FlushAsync()).WaitAsync(Timeout);
+
+        var rows = await _harness.RowsAsync();
+        Assert.Equal(300, rows.Count);
+        Assert.Equal(Enumerable.Range(0, 300).Select(i => $"req_{i:D3}"), rows.Select(r => r.RequestId));
+        Assert.All(rows, r => Assert.Equal(12, r.Usage.PromptTokens));
+        Assert.Equal(a.Journal.SlotCount, a.Journal.FreeSlots);
+        Assert.Equal(b.Journal.SlotCount, b.Journal.FreeSlots);
+    }
+}
+
+public sealed class SqliteUsageLedgerTests : UsageLedgerTests
+{
+    protected override Task<LedgerHarness> CreateHarnessAsync() => LedgerHarness.CreateAsync();
+
+    [Fact]
+    public async Task A_locked_database_is_retried_until_the_records_are_in()
+    {
+        // A short busy timeout so that the lock surfaces as a failed commit quickly, rather than inside SQLite's own wait.
+        var ledger = await Harness.OpenAsync(connectionString: Harness.ConnectionString + ";Default Timeout=1");
+        await using var blocker = new SqliteConnection(Harness.ConnectionString);
+        await blocker.OpenAsync();
+        await using (var begin = blocker.CreateCommand())
+        {
+            begin.CommandText = "BEGIN EXCLUSIVE";
+            await begin.ExecuteNonQueryAsync();
+        }
+
+        ledger.Record(LedgerHarness.NewRecord("req_1"));
+        var flushed = ledger.FlushAsync();
+        await Harness.Logs.WaitForAsync(8011).WaitAsync(Timeout);
+        Assert.False(flushed.IsCompleted);
+        Assert.Equal(1, ledger.Pending);
+        Assert.Equal(ledger.Journal.SlotCount - 1, ledger.Journal.FreeSlots);
+
+        await using (var rollback = blocker.CreateCommand())
+        {
+            rollback.CommandText = "ROLLBACK";
+            await rollback.ExecuteNonQueryAsync();
+        }
+        await flushed.WaitAsync(Timeout);
+        Assert.Equal("req_1", Assert.Single(await Harness.RowsAsync()).RequestId);
+    }
+}
+
+[Collection(PostgresCollection.Name)]
+public sealed class PostgresUsageLedgerTests(PostgresFixture postgres) : UsageLedgerTests
+{
+    protected override async Task<LedgerHarness> CreateHarnessAsync() => await LedgerHarness.CreateAsync(await postgres.DatabaseAsync(GetType()));
+
+    [Fact]
+    public async Task A_postgresql_restart_holds_the_records_until_it_is_back_and_loses_none()
+    {
+        // A server of its own: this test stops it.
+        await using var server = await PostgresServer.StartAsync();
+        await using var harness = await LedgerHarness.CreateAsync(await server.CreateDatabaseAsync("ledger_restart"));
+        var ledger = await harness.OpenAsync();
+        for (var i = 0; i < 50; i++)
+        {
+            ledger.Record(LedgerHarness.NewRecord($"req_{i:D3}"));
+        }
+        await ledger.FlushAsync().WaitAsync(Timeout);
+
+        await server.StopServerAsync();
+        for (var i = 50; i < 100; i++)
+        {
+            ledger.Record(LedgerHarness.NewRecord($"req_{i:D3}"));
+        }
+        var flushed = ledger.FlushAsync();
+        await harness.Logs.WaitForAsync(8011).WaitAsync(Timeout);
+        Assert.False(flushed.IsCompleted);
+        Assert.Equal(50, ledger.Pending);
+        Assert.Equal(ledger.Journal.SlotCount - 50, ledger.Journal.FreeSlots);
+
+        await server.StartServerAsync();
+        await flushed.WaitAsync(Timeout);
+        Assert.Equal(Enumerable.Range(0, 100).Select(i => $"req_{i:D3}"), (await harness.RowsAsync()).Select(r => r.RequestId));
+        Assert.Equal(0, ledger.Pending);
+        Assert.Equal(ledger.Journal.SlotCount, ledger.Journal.FreeSlots);
+    }
+
+    [Fact]
+    public async Task A_model_name_longer_than_its_column_is_cut_rather_than_failing_the_batch()
+    {
+        var ledger = await Harness.OpenAsync();
+        var longName = LedgerHarness.NewRecord("req_long") with { Model = "lovelace:" + new string('m', 400) };
+        ledger.Record(longName);
+        ledger.Record(LedgerHarness.NewRecord("req_next"));
+        await ledger.FlushAsync().WaitAsync(Timeout);
+
+        var rows = await Harness.RowsAsync();
+        Assert.Equal(["req_long", "req_next"], rows.Select(r => r.RequestId));
+        Assert.Equal(longName.Model[..300], rows[0].Model);
     }
 }

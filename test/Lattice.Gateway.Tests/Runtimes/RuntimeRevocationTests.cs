@@ -16,7 +16,7 @@ namespace Lattice.Gateway.Tests.Runtimes;
 /// A revoked runtime loses its link everywhere: on every node (through the revocation log), when the revocation lands
 /// while its hello is still on the way, when an operator revokes it, and when its owner leaves the workspace.
 /// </summary>
-public sealed class RuntimeRevocationTests(OAuthGateway gateway) : IClassFixture<OAuthGateway>
+public abstract class RuntimeRevocationTests(OAuthGateway gateway)
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
 
@@ -166,3 +166,8 @@ public sealed class RuntimeRevocationTests(OAuthGateway gateway) : IClassFixture
         Assert.Equal("reachable", await StatusAsync(workspace, shared.LatticeId));
     }
 }
+
+public sealed class SqliteRuntimeRevocationTests(OAuthGateway gateway) : RuntimeRevocationTests(gateway), IClassFixture<OAuthGateway>;
+
+[Collection(PostgresCollection.Name)]
+public sealed class PostgresRuntimeRevocationTests(PostgresOAuthGateway gateway) : RuntimeRevocationTests(gateway.Gateway), IClassFixture<PostgresOAuthGateway>;

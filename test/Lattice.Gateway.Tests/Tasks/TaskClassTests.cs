@@ -6,8 +6,7 @@ using Lattice.Gateway.Tests.Infrastructure;
 
 namespace Lattice.Gateway.Tests.Tasks;
 
-[Collection(GatewayCollection.Name)]
-public sealed class TaskClassTests(GatewayFixture gateway)
+public abstract class TaskClassTests(GatewayFixture gateway)
 {
     [Fact]
     public async Task A_task_class_added_through_the_admin_api_is_dispatchable_at_once()
@@ -62,3 +61,9 @@ public sealed class TaskClassTests(GatewayFixture gateway)
         Assert.Equal("usage", chat["usage_path"]!.GetValue<string>());
     }
 }
+
+[Collection(GatewayCollection.Name)]
+public sealed class SqliteTaskClassTests(GatewayFixture gateway) : TaskClassTests(gateway);
+
+[Collection(PostgresCollection.Name)]
+public sealed class PostgresTaskClassTests(PostgresGatewayFixture gateway) : TaskClassTests(gateway), IClassFixture<PostgresGatewayFixture>;

@@ -30,16 +30,25 @@ internal static class UpCommand
         var dataDir = new Option<string>("--data-dir") { Description = "Where the database, the env file and the runtime credential live.", DefaultValueFactory = _ => EnvFile.DefaultDataDirectory };
         var config = new Option<string?>("--config") { Description = "Daemon config (engines and models); default: LATTICE_CONFIG_PATH, ~/.lattice/config.toml, else the bundled models." };
         var noDaemon = new Option<bool>("--no-daemon") { Description = "Run the gateway only." };
-        var command = new Command("up", "Start Lattice on this machine: the gateway and a local runtime serving real models.") { port, dataDir, config, noDaemon };
-        command.SetAction((parse, cancellationToken) => RunAsync(parse.GetValue(port), Path.GetFullPath(parse.GetValue(dataDir)!), parse.GetValue(config), parse.GetValue(noDaemon), cancellationToken));
+        var database = new Option<string?>("--database")
+        {
+            Description = "The store: postgres://user:password@host:port/database (or Host=…;Database=…) for PostgreSQL; default: SQLite in the data directory.",
+        };
+        var command = new Command("up", "Start Lattice on this machine: the gateway and a local runtime serving real models.") { port, dataDir, config, noDaemon, database };
+        command.SetAction((parse, cancellationToken) => RunAsync(parse.GetValue(port), Path.GetFullPath(parse.GetValue(dataDir)!), parse.GetValue(config), parse.GetValue(noDaemon), parse.GetValue(database), cancellationToken));
         return command;
     }
 
-    private static async Task<int> RunAsync(int port, string dataDirectory, string? configPath, bool noDaemon, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(int port, string dataDirectory, string? configPath, bool noDaemon, string? database, CancellationToken cancellationToken)
     {
         if (port is < 0 or > 65535)
         {
             await Console.Error.WriteLineAsync($"--port must be between 0 and 65535, not {port}.");
+            return 2;
+        }
+        if (database is not null && DatabaseLocation.Parse(database, out var databaseError) is null)
+        {
+            await Console.Error.WriteLineAsync($"--database {databaseError}");
             return 2;
         }
         Directory.CreateDirectory(dataDirectory);
@@ -63,6 +72,10 @@ internal static class UpCommand
         {
             [$"{GatewayOptions.Section}:{nameof(GatewayOptions.DataDirectory)}"] = dataDirectory,
         };
+        if (database is not null)
+        {
+            settings[$"{GatewayOptions.Section}:{nameof(GatewayOptions.Database)}"] = database;
+        }
         // The issuer and invitation links name the address the gateway listens on, unless the environment names
         // another (Lattice__PublicUrl); with --port 0 the gateway derives it from the port it was given.
         var publicUrlKey = $"{GatewayOptions.Section}:{nameof(GatewayOptions.PublicUrl)}";
@@ -74,7 +87,17 @@ internal static class UpCommand
         builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         var app = GatewayApp.Build(builder);
-        await app.StartAsync(cancellationToken);
+        try
+        {
+            await app.StartAsync(cancellationToken);
+        }
+        catch (Npgsql.NpgsqlException ex)
+        {
+            // A server that is down or refuses us: say so plainly rather than with a stack trace.
+            await Console.Error.WriteLineAsync("Could not open the PostgreSQL database: " + ex.Message);
+            await app.DisposeAsync();
+            return 1;
+        }
 
         DevBootstrap? created;
         await using (var scope = app.Services.CreateAsyncScope())

@@ -62,6 +62,7 @@ public static class GatewayApp
             .Validate(o => o.MinRequestBodyGracePeriod >= TimeSpan.FromSeconds(1), "Lattice:MinRequestBodyGracePeriod must be at least 1 second (00:00:01).")
             .ValidateOnStart();
         services.AddSingleton<IValidateOptions<GatewayOptions>, Auth.AdminKeyPolicy.Validation>();
+        services.AddSingleton<IValidateOptions<GatewayOptions>, GatewayOptions.DatabaseValidation>();
         services.AddOptions<UpstreamCredentialsOptions>().Bind(configuration.GetSection(GatewayOptions.Section));
         // Kestrel's own limits from the validated options: a slow-loris upload is cut by its minimum data rate.
         services.AddOptions<KestrelServerOptions>().Configure<IOptions<GatewayOptions>>((kestrel, gateway) =>
@@ -178,9 +179,15 @@ public static class GatewayApp
     private static IServiceCollection AddPersistence(this IServiceCollection services)
     {
         // Pooled: a context (its options, services and connection object) is reused rather than built per scope, which
-        // matters for the revocation log and change feed read four times a second on every node.
-        services.AddDbContextPool<LatticeDbContext>((sp, db) =>
-            db.UseSqlite(sp.GetRequiredService<IOptions<GatewayOptions>>().Value.ResolveConnectionString()));
+        // matters for the revocation log and change feed read four times a second on every node. Both providers' pools are registered and
+        // the configured one is chosen when a scope first asks: services take a LatticeDbContext either way, and on
+        // PostgreSQL it is the subclass whose type selects PostgreSQL's migrations.
+        services.AddSingleton(sp => sp.GetRequiredService<IOptions<GatewayOptions>>().Value.ResolveDatabase());
+        services.AddPooledDbContextFactory<LatticeDbContext>((sp, db) => db.UseSqlite(sp.GetRequiredService<DatabaseLocation>().ConnectionString));
+        services.AddPooledDbContextFactory<PostgresLatticeDbContext>((sp, db) => db.UseNpgsql(sp.GetRequiredService<DatabaseLocation>().ConnectionString));
+        services.AddScoped<LatticeDbContext>(sp => sp.GetRequiredService<DatabaseLocation>().Provider == DatabaseProvider.Postgres
+            ? sp.GetRequiredService<IDbContextFactory<PostgresLatticeDbContext>>().CreateDbContext()
+            : sp.GetRequiredService<IDbContextFactory<LatticeDbContext>>().CreateDbContext());
         services.AddScoped<DatabaseInitializer>();
         services.AddHostedService<DatabaseInitializerService>();
         return services;

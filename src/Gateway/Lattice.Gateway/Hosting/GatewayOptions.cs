@@ -10,7 +10,14 @@ public sealed class GatewayOptions
     /// <summary>Where the embedded database lives when no connection string is given.</summary>
     public string DataDirectory { get; set; } = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".lattice");
 
-    /// <summary>EF Core SQLite connection string; defaults to <c>&lt;DataDirectory&gt;/lattice.db</c>.</summary>
+    /// <summary>
+    /// The store (<c>Lattice:Database</c>): a <c>postgres://user:password@host:port/database</c> URL or an Npgsql connection
+    /// string (<c>Host=…</c>) for PostgreSQL, or a SQLite connection string. Unset: SQLite (<see cref="ConnectionString"/>, or
+    /// <c>&lt;DataDirectory&gt;/lattice.db</c>). See docs/storage.md.
+    /// </summary>
+    public string? Database { get; set; }
+
+    /// <summary>EF Core SQLite connection string; defaults to <c>&lt;DataDirectory&gt;/lattice.db</c>. <see cref="Database"/> takes precedence.</summary>
     public string? ConnectionString { get; set; }
 
     /// <summary>Largest request body accepted, in bytes (OpenAI accepts 25 MB audio files; multipart framing needs a little more).</summary>
@@ -89,8 +96,31 @@ public sealed class GatewayOptions
     /// <summary>Whether the gateway is reached over https (its <see cref="PublicUrl"/> says so).</summary>
     public bool IsPublicHttps => ParsePublicUrl()?.Scheme == "https";
 
-    public string ResolveConnectionString() =>
-        ConnectionString ?? $"Data Source={Path.Combine(DataDirectory, "lattice.db")}";
+    /// <summary>The store's engine and connection string; throws when <see cref="Database"/> is neither form (validated at start-up).</summary>
+    public Persistence.DatabaseLocation ResolveDatabase()
+    {
+        if (string.IsNullOrWhiteSpace(Database))
+        {
+            return new(Persistence.DatabaseProvider.Sqlite, ConnectionString ?? $"Data Source={Path.Combine(DataDirectory, "lattice.db")}");
+        }
+        return Persistence.DatabaseLocation.Parse(Database, out var error)
+            ?? throw new InvalidOperationException($"Lattice:Database {error}");
+    }
+
+    public string ResolveConnectionString() => ResolveDatabase().ConnectionString;
+
+    /// <summary>Refuses at start-up a <see cref="Database"/> that is neither a PostgreSQL URL or connection string nor a SQLite one.</summary>
+    internal sealed class DatabaseValidation : Microsoft.Extensions.Options.IValidateOptions<GatewayOptions>
+    {
+        public Microsoft.Extensions.Options.ValidateOptionsResult Validate(string? name, GatewayOptions options)
+        {
+            if (string.IsNullOrWhiteSpace(options.Database) || Persistence.DatabaseLocation.Parse(options.Database, out var error) is not null)
+            {
+                return Microsoft.Extensions.Options.ValidateOptionsResult.Success;
+            }
+            return Microsoft.Extensions.Options.ValidateOptionsResult.Fail($"Lattice:Database {error}");
+        }
+    }
 }
 
 /// <summary>Upstream credentials by name (<c>Lattice:Credentials:&lt;name&gt;</c>). Offers name them; no API returns them.</summary>

@@ -24,9 +24,10 @@ public sealed class RevocationSet(IOptions<GatewayOptions> options, TimeProvider
 
     private const int Batch = 10_000;
 
-    // Compiled once: every node runs this four times a second, and building the LINQ query each time cost more CPU
-    // than running it.
-    private static readonly Func<LatticeDbContext, long, IAsyncEnumerable<RevocationEntity>> NewerThan = EF.CompileAsyncQuery(
+    // Compiled once per node: every node runs this four times a second, and building the LINQ query each time cost more
+    // CPU than running it. Per instance, not static: a compiled query binds to the first model it runs on, and a process
+    // may hold nodes on SQLite and on PostgreSQL (the tests do).
+    private readonly Func<LatticeDbContext, long, IAsyncEnumerable<RevocationEntity>> _newerThan = EF.CompileAsyncQuery(
         (LatticeDbContext db, long last) => db.Revocations.AsNoTracking().Where(r => r.Seq > last).OrderBy(r => r.Seq).Take(Batch));
 
     private readonly TimeSpan _retention = options.Value.AccessTokenLifetime + TimeSpan.FromMinutes(10);
@@ -70,7 +71,7 @@ public sealed class RevocationSet(IOptions<GatewayOptions> options, TimeProvider
         {
             var last = Interlocked.Read(ref _lastSeq);
             var count = 0;
-            await foreach (var row in NewerThan(db, last).WithCancellation(cancellationToken))
+            await foreach (var row in _newerThan(db, last).WithCancellation(cancellationToken))
             {
                 Apply(row.Kind, row.SubjectId, row.RevokedAt);
                 last = row.Seq;
@@ -99,6 +100,6 @@ public sealed class RevocationSet(IOptions<GatewayOptions> options, TimeProvider
             }
         }
         var cutoffMs = cutoff.ToUnixTimeMilliseconds();
-        return await db.Database.ExecuteSqlInterpolatedAsync($"DELETE FROM revocations WHERE RevokedAt < {cutoffMs}", cancellationToken);
+        return await db.Database.ExecuteSqlInterpolatedAsync($"DELETE FROM revocations WHERE \"RevokedAt\" < {cutoffMs}", cancellationToken);
     }
 }

@@ -18,7 +18,7 @@ public static class MeteringServices
             // The journal lives in the data directory whatever database the connection string names: it is this node's
             // own crash record, not shared state.
             var journal = UsageJournal.Open(gateway.DataDirectory, metering.JournalSlots, metering.JournalSlotBytes, loggers.CreateLogger<UsageJournal>());
-            return new UsageLedger(journal, gateway.ResolveConnectionString(), metering, loggers.CreateLogger<UsageLedger>());
+            return new UsageLedger(journal, gateway.ResolveDatabase(), metering, loggers.CreateLogger<UsageLedger>());
         });
         // Registered after the database initializer (which migrates and runs the ledger's recovery), so the loop starts
         // on a ready database; hosted services stop in reverse order, after the server has drained its requests.

@@ -1,13 +1,13 @@
 using System.Threading.Channels;
-using Microsoft.Data.Sqlite;
-using SQLitePCL;
+using Lattice.Gateway.Persistence;
 
 namespace Lattice.Gateway.Metering;
 
 /// <summary>
 /// Writes one usage record per request id, exactly once, off the request path: the request journals its record in
 /// <see cref="UsageJournal"/> (a store into shared memory, no system call) and queues it; one background loop commits
-/// whatever has queued in one SQLite transaction (group commit), then frees the journal slots.
+/// whatever has queued in one transaction (group commit), then frees the journal slots. The database is SQLite
+/// (<see cref="SqliteLedgerStore"/>) or PostgreSQL (<see cref="PostgresLedgerStore"/>).
 /// </summary>
 /// <remarks>
 /// Durability: a record is in the journal from the moment <see cref="Complete"/> or <see cref="Record"/> returns, so a
@@ -16,24 +16,16 @@ namespace Lattice.Gateway.Metering;
 /// is the request id and every insert is <c>ON CONFLICT DO NOTHING</c>, so committing a record again after a crash
 /// between the commit and the freeing of its slot changes nothing.
 ///
-/// Writes go through ADO.NET on a connection of our own rather than EF Core: one prepared statement bound per row is
-/// several times faster than change tracking, and the loop is the ledger's only writer.
+/// Writes go through ADO.NET on a connection of our own rather than EF Core: a prepared statement is several times
+/// faster than change tracking, and the loop is this node's only writer of the table.
 /// </remarks>
 public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
 {
-    private const string InsertSql = """
-        INSERT INTO usage_records (RequestId, CreatedAt, WorkspaceId, KeyId, AppId, UserId, GrantId, Task, Model, ServedBy,
-            ServedById, Capacity, Stream, Status, HttpStatus, PromptTokens, CompletionTokens, TotalTokens, CachedTokens,
-            AudioMilliseconds, Estimated, CostPicoUsd, TimeToFirstByteMicroseconds, DurationMicroseconds, Prices, Surface)
-        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)
-        ON CONFLICT (RequestId) DO NOTHING
-        """;
-
     private static readonly TimeSpan FirstRetryDelay = TimeSpan.FromMilliseconds(50);
     private static readonly TimeSpan MaxRetryDelay = TimeSpan.FromSeconds(2);
 
     private readonly UsageJournal _journal;
-    private readonly string _connectionString;
+    private readonly ILedgerStore _store;
     private readonly MeteringOptions _options;
     private readonly ILogger _logger;
     private readonly Channel<Queued> _queue = Channel.CreateUnbounded<Queued>(new UnboundedChannelOptions { SingleReader = true });
@@ -48,10 +40,17 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
     private TaskCompletionSource? _lingerWake;
     private int _disposed;
 
-    public UsageLedger(UsageJournal journal, string connectionString, MeteringOptions options, ILogger<UsageLedger> logger)
+    /// <summary>A ledger on a SQLite database (<paramref name="sqliteConnectionString"/>).</summary>
+    public UsageLedger(UsageJournal journal, string sqliteConnectionString, MeteringOptions options, ILogger<UsageLedger> logger)
+        : this(journal, new DatabaseLocation(DatabaseProvider.Sqlite, sqliteConnectionString), options, logger)
     {
+    }
+
+    public UsageLedger(UsageJournal journal, DatabaseLocation database, MeteringOptions options, ILogger<UsageLedger> logger)
+    {
+        ArgumentNullException.ThrowIfNull(database);
         _journal = journal;
-        _connectionString = connectionString;
+        _store = LedgerStores.For(database);
         _options = options;
         _logger = logger;
     }
@@ -194,21 +193,12 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
         {
             return;
         }
-        await using var connection = new SqliteConnection(_connectionString);
-        await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
-        using var insert = new InsertStatement(connection);
+        using var connection = await _store.OpenAsync(cancellationToken).ConfigureAwait(false);
         var interrupted = 0;
         foreach (var chunk in found.Chunk(_options.MaxBatch))
         {
             cancellationToken.ThrowIfCancellationRequested();
-            using (var transaction = connection.BeginTransaction())
-            {
-                foreach (var item in chunk)
-                {
-                    insert.Insert(item.Record);
-                }
-                transaction.Commit();
-            }
+            await connection.CommitAsync([.. chunk.Select(item => item.Record)], cancellationToken).ConfigureAwait(false);
             // Only after the commit: a crash before this line replays the same rows, which DO NOTHING ignores.
             foreach (var item in chunk)
             {
@@ -224,8 +214,8 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
         var reader = _queue.Reader;
         var batch = new List<Queued>(_options.MaxBatch);
         var flushes = new List<TaskCompletionSource>();
-        SqliteConnection? connection = null;
-        InsertStatement? insert = null;
+        var records = new List<UsageRecord>(_options.MaxBatch);
+        ILedgerConnection? connection = null;
         try
         {
             while (await reader.WaitToReadAsync().ConfigureAwait(false))
@@ -254,14 +244,13 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
                     {
                         try
                         {
-                            if (connection is null)
+                            connection ??= await _store.OpenAsync(_abandon.Token).ConfigureAwait(false);
+                            records.Clear();
+                            foreach (var item in batch)
                             {
-                                connection = new SqliteConnection(_connectionString);
-                                connection.Open();
-                                RelaxSync(connection);
-                                insert = new InsertStatement(connection);
+                                records.Add(item.Record!);
                             }
-                            Commit(connection, insert!, batch);
+                            await connection.CommitAsync(records, _abandon.Token).ConfigureAwait(false);
                             committed = true;
                             break;
                         }
@@ -270,9 +259,7 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
                             // Locked, busy, disk full, a file gone (or a bug): never drop the batch. Its slots stay journaled, and the
                             // connection is opened afresh in case it is the broken part.
                             Log.CommitFailed(_logger, batch.Count, delay.TotalMilliseconds, ex);
-                            insert?.Dispose();
                             connection?.Dispose();
-                            insert = null;
                             connection = null;
                         }
                         try
@@ -309,7 +296,6 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
         }
         finally
         {
-            insert?.Dispose();
             connection?.Dispose();
         }
     }
@@ -352,118 +338,19 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
         }
     }
 
-    /// <summary>
-    /// The commit loop's connection does not fsync each transaction (WAL with <c>synchronous=NORMAL</c>): a committed
-    /// batch survives the process dying, as the journal does, and only a power cut could take back the newest batches —
-    /// which the journal (never forced to disk either) would not have kept. What it saves is a disk flush per batch.
-    /// </summary>
-    private static void RelaxSync(SqliteConnection connection)
-    {
-        using var pragma = connection.CreateCommand();
-        pragma.CommandText = "PRAGMA synchronous=NORMAL;";
-        pragma.ExecuteNonQuery();
-    }
-
-    private static void Commit(SqliteConnection connection, InsertStatement insert, List<Queued> batch)
-    {
-        using var transaction = connection.BeginTransaction();
-        foreach (var item in batch)
-        {
-            insert.Insert(item.Record!);
-        }
-        transaction.Commit();
-    }
-
     private void CommitLate(UsageRecord record)
     {
         try
         {
-            using var connection = new SqliteConnection(_connectionString);
-            connection.Open();
-            using var insert = new InsertStatement(connection);
-            insert.Insert(record);
+            // Rare (a request outlived the stop), so blocking this thread on PostgreSQL's round trip is acceptable.
+            using var connection = _store.OpenAsync(CancellationToken.None).AsTask().GetAwaiter().GetResult();
+            connection.CommitAsync([record], CancellationToken.None).AsTask().GetAwaiter().GetResult();
             Interlocked.Increment(ref _committed);
         }
         catch (Exception ex)
         {
             Log.LateRecordLost(_logger, ex);
         }
-    }
-
-    /// <summary>
-    /// The prepared INSERT, bound and stepped through SQLite's own API. Why not <see cref="SqliteCommand"/>: its
-    /// per-execution work (a data reader per call, every parameter looked up by name, boxed values) cost as much CPU as
-    /// SQLite's insert itself, and the commit loop shares two cores with the requests it records. Transactions still go
-    /// through <see cref="SqliteConnection"/>, whose busy handling waits out another writer's lock.
-    /// </summary>
-    private sealed class InsertStatement : IDisposable
-    {
-        private readonly SqliteConnection _connection;
-        private readonly sqlite3_stmt _statement;
-
-        public InsertStatement(SqliteConnection connection)
-        {
-            _connection = connection;
-            var rc = raw.sqlite3_prepare_v2(connection.Handle, InsertSql, out _statement);
-            SqliteException.ThrowExceptionForRC(rc, connection.Handle);
-        }
-
-        /// <summary>Inserts a record the way EF Core stores <see cref="UsageRecordEntity"/>: Unix milliseconds, booleans as 0/1.</summary>
-        public void Insert(UsageRecord r)
-        {
-            var s = _statement;
-            try
-            {
-                Text(1, r.RequestId);
-                Check(raw.sqlite3_bind_int64(s, 2, r.CreatedAt.ToUnixTimeMilliseconds()));
-                Text(3, r.WorkspaceId);
-                Text(4, r.KeyId);
-                Text(5, r.AppId);
-                Text(6, r.UserId);
-                Text(7, r.GrantId);
-                Text(8, r.Task);
-                Text(9, r.Model);
-                Text(10, r.ServedBy);
-                Text(11, r.ServedById);
-                Text(12, r.Capacity);
-                Check(raw.sqlite3_bind_int64(s, 13, r.Stream ? 1 : 0));
-                Text(14, r.Status);
-                Check(raw.sqlite3_bind_int64(s, 15, r.HttpStatus));
-                Check(raw.sqlite3_bind_int64(s, 16, r.Usage.PromptTokens));
-                Check(raw.sqlite3_bind_int64(s, 17, r.Usage.CompletionTokens));
-                Check(raw.sqlite3_bind_int64(s, 18, r.Usage.TotalTokens));
-                Check(raw.sqlite3_bind_int64(s, 19, r.Usage.CachedTokens));
-                Check(raw.sqlite3_bind_int64(s, 20, r.Usage.AudioMilliseconds));
-                Check(raw.sqlite3_bind_int64(s, 21, r.Usage.Estimated ? 1 : 0));
-                Check(raw.sqlite3_bind_int64(s, 22, r.CostPicoUsd));
-                Check(r.TimeToFirstByteMicroseconds is { } ttfb ? raw.sqlite3_bind_int64(s, 23, ttfb) : raw.sqlite3_bind_null(s, 23));
-                Check(raw.sqlite3_bind_int64(s, 24, r.DurationMicroseconds));
-                Text(25, r.Prices);
-                Text(26, r.Surface);
-                var rc = raw.sqlite3_step(s);
-                if (rc != raw.SQLITE_DONE)
-                {
-                    SqliteException.ThrowExceptionForRC(rc, _connection.Handle);
-                }
-            }
-            finally
-            {
-                raw.sqlite3_reset(s);
-            }
-        }
-
-        private void Text(int index, string? value) =>
-            Check(value is null ? raw.sqlite3_bind_null(_statement, index) : raw.sqlite3_bind_text16(_statement, index, value));
-
-        private void Check(int rc)
-        {
-            if (rc != raw.SQLITE_OK)
-            {
-                SqliteException.ThrowExceptionForRC(rc, _connection.Handle);
-            }
-        }
-
-        public void Dispose() => _statement.Dispose();
     }
 
     public async ValueTask DisposeAsync()

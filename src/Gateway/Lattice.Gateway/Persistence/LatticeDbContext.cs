@@ -3,9 +3,23 @@ using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 
 namespace Lattice.Gateway.Persistence;
 
-/// <summary>The gateway's one DbContext. Provider-neutral: timestamps are stored as Unix milliseconds.</summary>
-public sealed class LatticeDbContext(DbContextOptions<LatticeDbContext> options) : DbContext(options)
+/// <summary>
+/// The gateway's one DbContext. Provider-neutral: timestamps are stored as Unix milliseconds. This type carries the
+/// SQLite migrations (Migrations/Sqlite); <see cref="PostgresLatticeDbContext"/>, the same model, carries PostgreSQL's.
+/// </summary>
+public class LatticeDbContext : DbContext
 {
+    public LatticeDbContext(DbContextOptions<LatticeDbContext> options)
+        : base(options)
+    {
+    }
+
+    /// <summary>For a provider's subclass, whose own type selects its migrations.</summary>
+    protected LatticeDbContext(DbContextOptions options)
+        : base(options)
+    {
+    }
+
     public DbSet<WorkspaceEntity> Workspaces => Set<WorkspaceEntity>();
     public DbSet<ApiKeyEntity> ApiKeys => Set<ApiKeyEntity>();
     public DbSet<TaskClassEntity> TaskClasses => Set<TaskClassEntity>();

@@ -7,7 +7,13 @@ public static class StripeServices
 {
     public static IServiceCollection AddStripeExport(this IServiceCollection services)
     {
-        services.AddOptions<StripeOptions>().BindConfiguration(StripeOptions.Section).ValidateDataAnnotations().ValidateOnStart();
+        services.AddOptions<StripeOptions>().BindConfiguration(StripeOptions.Section).ValidateDataAnnotations()
+            // The exporter reads the ledger in rowid order (SqliteUsageExportLedger); PostgreSQL's table has no such position yet.
+            .Validate<Microsoft.Extensions.Options.IOptions<Hosting.GatewayOptions>>(
+                (stripe, gateway) => !stripe.Enabled || string.IsNullOrWhiteSpace(gateway.Value.Database)
+                    || Persistence.DatabaseLocation.Parse(gateway.Value.Database, out _)?.Provider != Persistence.DatabaseProvider.Postgres,
+                "Lattice:Stripe: exporting usage to Stripe works on SQLite only for now; PostgreSQL's usage_records has no ledger position to export in order (docs/storage.md).")
+            .ValidateOnStart();
         services.AddScoped<IUsageExportLedger, SqliteUsageExportLedger>();
         services.AddHttpClient(StripeMeterEvents.HttpClientName)
             .ConfigureHttpClient(c => c.Timeout = TimeSpan.FromSeconds(30))
