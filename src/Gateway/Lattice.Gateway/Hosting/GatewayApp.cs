@@ -86,6 +86,11 @@ public static class GatewayApp
         services.AddRuntimes();
         services.AddIdentityServer();
         services.AddResponses();
+        // Last, so that with Lattice:Redis set the shared counters take the in-process ones' place.
+        if (!string.IsNullOrWhiteSpace(configuration[$"{GatewayOptions.Section}:{nameof(GatewayOptions.Redis)}"]))
+        {
+            services.AddSharedCounters();
+        }
         return services;
     }
 
@@ -189,6 +194,7 @@ public static class GatewayApp
         services.AddSingleton<ApiKeyStore>();
         services.AddSingleton<Authenticator>();
         services.AddSingleton<FailedAuthLimiter>();
+        services.AddSingleton<IFailedAuthLimiter>(sp => sp.GetRequiredService<FailedAuthLimiter>());
         services.AddSingleton<PublicUrl>();
         return services;
     }
@@ -236,6 +242,7 @@ public static class GatewayApp
     private static int StatusFor(Exception exception) => exception switch
     {
         BadHttpRequestException bad => bad.StatusCode,
+        Persistence.SharedCountersUnavailableException => StatusCodes.Status503ServiceUnavailable,
         _ => StatusCodes.Status500InternalServerError,
     };
 
@@ -249,6 +256,8 @@ public static class GatewayApp
             BadHttpRequestException { InnerException: System.Text.Json.JsonException } bad =>
                 new GatewayError(bad.StatusCode, ErrorTypes.InvalidRequest, ErrorCodes.InvalidJson, "The request body is not the JSON this endpoint expects: " + bad.InnerException!.Message),
             BadHttpRequestException bad => GatewayError.BodyUnreadable(bad, context.RequestServices.GetRequiredService<IOptions<GatewayOptions>>().Value.MaxRequestBodyBytes),
+            // Where no stage answered it in its own shape (an admin read of a budget, a sign-in page): still a 503.
+            Persistence.SharedCountersUnavailableException => GatewayError.CountersUnavailable(),
             _ => new GatewayError(StatusCodes.Status500InternalServerError, ErrorTypes.Server, "internal_error", "The gateway failed to handle the request."),
         };
         return OpenAiErrors.WriteAsync(context, error);

@@ -44,7 +44,7 @@ public static class IdentityEndpoints
 
     // ---- sign in ----
 
-    private static async Task<IResult> SignInAsync(HttpContext context, UserService users, FailedAuthLimiter limiter, IAntiforgery antiforgery)
+    private static async Task<IResult> SignInAsync(HttpContext context, UserService users, IFailedAuthLimiter limiter, IAntiforgery antiforgery)
     {
         if (!await antiforgery.IsRequestValidAsync(context))
         {
@@ -56,7 +56,7 @@ public static class IdentityEndpoints
         // Guessing one account's password is slow from any number of addresses; a right password from an address
         // others failed from still works.
         var account = email.Trim();
-        if (limiter.AccountBackoff(account) is { Ticks: > 0 } wait)
+        if (await limiter.AccountBackoffAsync(account) is { Ticks: > 0 } wait)
         {
             var seconds = (long)Math.Ceiling(wait.TotalSeconds);
             return Pages.SignIn(context, returnUrl, email,
@@ -65,12 +65,12 @@ public static class IdentityEndpoints
         var user = await users.VerifyAsync(email, form["password"].ToString());
         if (user is null)
         {
-            limiter.RecordAccountFailure(account);
-            return limiter.RecordFailure(context)
+            await limiter.RecordAccountFailureAsync(account);
+            return await limiter.RecordFailureAsync(context)
                 ? Pages.SignIn(context, returnUrl, email, "That e-mail and password don't match.", StatusCodes.Status401Unauthorized)
                 : Pages.SignIn(context, returnUrl, email, "Too many failed attempts. Try again in a minute.", StatusCodes.Status429TooManyRequests);
         }
-        limiter.RecordAccountSuccess(account);
+        await limiter.RecordAccountSuccessAsync(account);
         await StartSessionAsync(context, user);
         return Results.Redirect(returnUrl);
     }

@@ -50,12 +50,12 @@ public static class Invitations
         return invitation is { AcceptedAt: null, RevokedAt: null } && invitation.ExpiresAt > now ? invitation : null;
     }
 
-    private static async Task<IResult> ShowAsync(HttpContext context, string token, LatticeDbContext db, UserService users, FailedAuthLimiter limiter, TimeProvider time)
+    private static async Task<IResult> ShowAsync(HttpContext context, string token, LatticeDbContext db, UserService users, IFailedAuthLimiter limiter, TimeProvider time)
     {
         var invitation = await FindLiveAsync(db, token, time.GetUtcNow());
         if (invitation is null)
         {
-            return limiter.RecordFailure(context)
+            return await limiter.RecordFailureAsync(context)
                 ? Pages.Message("Invitation", Gone, StatusCodes.Status410Gone)
                 : Pages.Message("Invitation", "Too many failed attempts. Try again in a minute.", StatusCodes.Status429TooManyRequests);
         }
