@@ -21,7 +21,20 @@ namespace Lattice.Gateway.Tests.Billing;
 /// executing keep nothing, expiry on the fake clock. Upstream calls are counted (and held) at the stand-in's gates.
 /// </summary>
 /// <remarks>A gateway of its own: the expiry test moves its clock a day on.</remarks>
-public sealed class IdempotencyTests(GatewayFixture gateway) : IClassFixture<GatewayFixture>
+public sealed class IdempotencyTests(GatewayFixture gateway) : IdempotencyCases(gateway), IClassFixture<GatewayFixture>;
+
+/// <summary>The same cases with the counters in Redis (<c>Lattice:Redis</c>).</summary>
+[Trait("Category", "ScaleOut")]
+public sealed class RedisIdempotencyTests(RedisGatewayFixture gateway) : IdempotencyCases(gateway), IClassFixture<RedisGatewayFixture>
+{
+    protected override async Task<string?> StateAsync(string key, CancellationToken cancellationToken) =>
+        await gateway.HashFieldAsync($"idem:*:{key}", "st");
+
+    protected override async Task<DateTimeOffset> LockedUntilAsync(string key) =>
+        DateTimeOffset.FromUnixTimeMilliseconds((long)(await gateway.HashFieldAsync($"idem:*:{key}", "lu"))!);
+}
+
+public abstract class IdempotencyCases(GatewayFixture gateway)
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
 
@@ -176,7 +189,8 @@ public sealed class IdempotencyTests(GatewayFixture gateway) : IClassFixture<Gat
         AssertError(await SendAsync(body, key), HttpStatusCode.Conflict, "idempotency_key_not_replayable", "did not complete");
     }
 
-    private async Task<string?> StateAsync(string key, CancellationToken cancellationToken)
+    /// <summary>The key's state where the store keeps it.</summary>
+    protected virtual async Task<string?> StateAsync(string key, CancellationToken cancellationToken)
     {
         await using var scope = gateway.Factory.Services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<LatticeDbContext>();
@@ -267,7 +281,7 @@ public sealed class IdempotencyTests(GatewayFixture gateway) : IClassFixture<Gat
         Assert.Equal(1, gate.Arrivals);
     }
 
-    private async Task<DateTimeOffset> LockedUntilAsync(string key)
+    protected virtual async Task<DateTimeOffset> LockedUntilAsync(string key)
     {
         await using var scope = gateway.Factory.Services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<LatticeDbContext>();

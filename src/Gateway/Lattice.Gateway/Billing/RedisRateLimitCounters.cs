@@ -53,7 +53,7 @@ public sealed class RedisRateLimitCounters(RedisStore redis, TimeProvider time, 
     /// ARGV: now (µs), tokens, ttl (ms), then rpm, tpm, max per key (0: none). Returns {refusal, subject, r…, t…}:
     /// refusal 0 admitted (and charged), 1 concurrency, 2 requests, 3 too large, 4 tokens.
     /// </summary>
-    private const string AcquireScript = Refill + """
+    private const string AcquireScript = Refill + "\n" + """
         local now, tokens, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
         local n = #KEYS
         for i = 1, n do refill(i, now, tonumber(ARGV[1 + 3 * i]), tonumber(ARGV[2 + 3 * i])) end
@@ -82,7 +82,7 @@ public sealed class RedisRateLimitCounters(RedisStore redis, TimeProvider time, 
         """;
 
     /// <summary>ARGV: now (µs), reserved tokens, actual tokens, executed (1/0), ttl (ms), then rpm, tpm per key.</summary>
-    private const string ReleaseScript = Refill + """
+    private const string ReleaseScript = Refill + "\n" + """
         local now, reserved, actual, executed, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4] == '1', ARGV[5]
         for i = 1, #KEYS do
           local rpm, tpm = tonumber(ARGV[4 + 2 * i]), tonumber(ARGV[5 + 2 * i])
