@@ -86,11 +86,8 @@ public static class GatewayApp
         services.AddRuntimes();
         services.AddIdentityServer();
         services.AddResponses();
-        // Last, so that with Lattice:Redis set the shared counters take the in-process ones' place.
-        if (!string.IsNullOrWhiteSpace(configuration[$"{GatewayOptions.Section}:{nameof(GatewayOptions.Redis)}"]))
-        {
-            services.AddSharedCounters();
-        }
+        // Last: with Lattice:Redis set, the shared counters take the in-process ones' place.
+        services.AddSharedCounters();
         return services;
     }
 

@@ -16,24 +16,34 @@ namespace Lattice.Gateway.Persistence;
 /// </remarks>
 public sealed partial class RedisStore : IHostedService, IAsyncDisposable
 {
-    private readonly ConfigurationOptions _configuration;
+    private readonly ConfigurationOptions? _configuration;
     private readonly string _prefix;
     private readonly ILogger<RedisStore> _logger;
     private ConnectionMultiplexer? _connection;
 
     public RedisStore(IOptions<GatewayOptions> options, ILogger<RedisStore> logger)
     {
-        _configuration = ConfigurationOptions.Parse(options.Value.Redis ?? throw new InvalidOperationException("Lattice:Redis is not set."));
-        // Start even while Redis is down (requests that need it get 503 until it is back), and never queue a command
-        // behind a reconnect: a request waiting on Redis would hang where it should fail.
-        _configuration.AbortOnConnectFail = false;
-        _configuration.BacklogPolicy = BacklogPolicy.FailFast;
+        if (IsConfigured(options.Value))
+        {
+            _configuration = ConfigurationOptions.Parse(options.Value.Redis!);
+            // Start even while Redis is down (requests that need it get 503 until it is back), and never queue a command
+            // behind a reconnect: a request waiting on Redis would hang where it should fail.
+            _configuration.AbortOnConnectFail = false;
+            _configuration.BacklogPolicy = BacklogPolicy.FailFast;
+        }
         _prefix = options.Value.RedisKeyPrefix;
         _logger = logger;
     }
 
+    /// <summary>Whether the gateway keeps its shared counters in Redis.</summary>
+    public static bool IsConfigured(GatewayOptions options) => !string.IsNullOrWhiteSpace(options.Redis);
+
     public async Task StartAsync(CancellationToken cancellationToken)
     {
+        if (_configuration is null)
+        {
+            return;
+        }
         var connection = await ConnectionMultiplexer.ConnectAsync(_configuration);
         connection.ConnectionFailed += (_, e) => Log.ConnectionFailed(_logger, e.EndPoint?.ToString() ?? "", e.FailureType.ToString());
         connection.ConnectionRestored += (_, e) => Log.ConnectionRestored(_logger, e.EndPoint?.ToString() ?? "");
