@@ -41,6 +41,8 @@ public abstract class IdempotencyCases(GatewayFixture gateway)
     /// <summary>A model whose offer passes the stand-in's gate <paramref name="gate"/> (counted; held while closed).</summary>
     private async Task<(string Model, StandInGates.Gate Gate)> GatedModelAsync(string gate, bool open = true)
     {
+        // Gates are process-wide: each test class (one per counter store) has its own.
+        gate += "-" + GetType().Name.ToLowerInvariant();
         var model = "lovelace:gate-" + gate;
         await gateway.AddModelAsync(model, GatewayFixture.Offer(gateway.StandInUrl + "/v1", "standin-held-" + gate));
         var g = StandInGates.Get(gate);

@@ -170,7 +170,7 @@ public sealed class SharedCountersTests
     }
 
     [Fact]
-    public async Task With_redis_down_counted_requests_get_503_in_their_surfaces_shape_and_uncounted_ones_still_run()
+    public async Task With_redis_down_counted_requests_get_503_in_their_surfaces_shape_and_flow_again_once_it_is_back()
     {
         var redis = await RedisServer.StartAsync();
         await using var cluster = await GatewayCluster.StartAsync(redis);
@@ -226,6 +226,15 @@ public sealed class SharedCountersTests
         {
             Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
             Assert.Equal("counters_unavailable", (await refused.Content.ReadFromJsonAsync<JsonObject>())!["error"]!["code"]!.GetValue<string>());
+        }
+
+        // Redis restarts (empty: nothing was saved) on the same address; the node reconnects by itself and counts again.
+        await using var restarted = await RedisServer.StartAsync(redis.Port);
+        await cluster.Services(0).GetRequiredService<RedisStore>().WhenConnectedAsync(CancellationToken.None).WaitAsync(Timeout);
+        using (var after = await client.PostAsync("v1/chat/completions", Chat(model)).WaitAsync(Timeout))
+        {
+            Assert.Equal(HttpStatusCode.OK, after.StatusCode);
+            Assert.Equal("99", after.Headers.GetValues("x-ratelimit-remaining-requests").Single());
         }
     }
 

@@ -65,6 +65,26 @@ public sealed partial class RedisStore : IHostedService, IAsyncDisposable
         }
     }
 
+    /// <summary>Completes once the connection to Redis is up: at once when it is, else when it is restored.</summary>
+    public async Task WhenConnectedAsync(CancellationToken cancellationToken)
+    {
+        var connection = Volatile.Read(ref _connection) ?? throw new InvalidOperationException("Redis is not configured or not started.");
+        var restored = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        EventHandler<ConnectionFailedEventArgs> onRestored = (_, _) => restored.TrySetResult();
+        connection.ConnectionRestored += onRestored;
+        try
+        {
+            if (!connection.IsConnected)
+            {
+                await restored.Task.WaitAsync(cancellationToken);
+            }
+        }
+        finally
+        {
+            connection.ConnectionRestored -= onRestored;
+        }
+    }
+
     /// <summary>A key under this deployment's prefix (<see cref="GatewayOptions.RedisKeyPrefix"/>).</summary>
     public RedisKey Key(string name) => _prefix + name;
 
