@@ -11,7 +11,7 @@ namespace Lattice.Gateway.Tests.Infrastructure;
 /// </summary>
 public sealed class RedisServer : IAsyncDisposable
 {
-    private static readonly Lazy<Task<RedisServer>> SharedServer = new(() => StartAsync());
+    private static readonly Lazy<Task<RedisServer>> SharedServer = new(StartSharedAsync);
 
     private readonly ProcessHost _process;
     private readonly string _directory;
@@ -28,25 +28,18 @@ public sealed class RedisServer : IAsyncDisposable
     /// <summary>The StackExchange.Redis configuration string the gateway is given (<c>Lattice:Redis</c>).</summary>
     public string Configuration => string.Create(CultureInfo.InvariantCulture, $"127.0.0.1:{Port}");
 
-    /// <summary>The assembly's Redis, started by the first test that needs it.</summary>
-    public static Task<RedisServer> Shared()
-    {
-        var shared = SharedServer.Value;
-        if (!shared.IsFaulted && !SharedStopHooked)
-        {
-            SharedStopHooked = true;
-            AppDomain.CurrentDomain.ProcessExit += (_, _) =>
-            {
-                if (SharedServer.Value.IsCompletedSuccessfully)
-                {
-                    SharedServer.Value.Result.DisposeAsync().AsTask().Wait(TimeSpan.FromSeconds(10));
-                }
-            };
-        }
-        return shared;
-    }
+    /// <summary>
+    /// The assembly's Redis, started by the first test that needs it and stopped when the test process ends. When it
+    /// cannot start (redis-server missing), every test that needs it fails with the reason.
+    /// </summary>
+    public static Task<RedisServer> Shared() => SharedServer.Value;
 
-    private static bool SharedStopHooked;
+    private static async Task<RedisServer> StartSharedAsync()
+    {
+        var server = await StartAsync();
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => server.DisposeAsync().AsTask().Wait(TimeSpan.FromSeconds(10));
+        return server;
+    }
 
     /// <summary>Starts a Redis on <paramref name="port"/> (a free one when null) and returns once it answers PING.</summary>
     public static async Task<RedisServer> StartAsync(int? port = null)
@@ -56,8 +49,11 @@ public sealed class RedisServer : IAsyncDisposable
         var chosen = port ?? ProcessHost.FreeTcpPort();
         var directory = Path.Combine(Path.GetTempPath(), "lattice-redis-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(directory);
-        var process = await ProcessHost.StartAsync(binary,
-            ["--port", chosen.ToString(CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory],
+        // Under a small shell that stops the server once this test process is gone, however it ended: an orphaned
+        // server would outlive a test run that was killed.
+        var process = await ProcessHost.StartAsync("/bin/sh",
+            ["-c", Watchdog, "sh", Environment.ProcessId.ToString(CultureInfo.InvariantCulture), directory, binary,
+                "--port", chosen.ToString(CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory],
             null, line => line.Contains("Ready to accept connections", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
         var server = new RedisServer(process, directory, chosen);
         try
@@ -74,6 +70,17 @@ public sealed class RedisServer : IAsyncDisposable
         return server;
     }
 
+    /// <summary>
+    /// $1: the test process; $2: the server's directory; the rest: the server's command line. Runs the server until
+    /// either ends, then removes the directory.
+    /// </summary>
+    private const string Watchdog = """
+        parent=$1; dir=$2; shift 2
+        "$@" & server=$!
+        trap 'kill $server 2>/dev/null; wait $server; rm -rf "$dir"' EXIT INT TERM
+        while kill -0 "$parent" 2>/dev/null && kill -0 "$server" 2>/dev/null; do sleep 1; done
+        """;
+
     private static string? FindBinary()
     {
         foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator).Append("/usr/bin").Append("/usr/sbin"))
@@ -87,9 +94,25 @@ public sealed class RedisServer : IAsyncDisposable
         return null;
     }
 
-    /// <summary>Stops the server (kill) and removes its directory.</summary>
+    /// <summary>Stops the server and removes its directory.</summary>
     public async ValueTask DisposeAsync()
     {
+        // SIGTERM to the watchdog shell, whose trap stops the server: killing the tree outright could kill the shell
+        // first and leave the server running without a parent.
+        if (!_process.HasExited)
+        {
+            using (var kill = System.Diagnostics.Process.Start("kill", ["-TERM", _process.ProcessId.ToString(CultureInfo.InvariantCulture)]))
+            {
+                await kill.WaitForExitAsync();
+            }
+            try
+            {
+                await _process.WaitForExitAsync(TimeSpan.FromSeconds(10));
+            }
+            catch (TimeoutException)
+            {
+            }
+        }
         await _process.DisposeAsync();
         try
         {
