@@ -18,6 +18,8 @@ public static class ErrorCodes
     public const string RateLimitExceeded = "rate_limit_exceeded";
     public const string InsufficientQuota = "insufficient_quota";
     public const string NoCapacity = "no_capacity";
+    /// <summary>The store of the counters every gateway node shares (Redis) cannot be reached; nothing was run.</summary>
+    public const string CountersUnavailable = "counters_unavailable";
     public const string PersonalLatticeRelayUnavailable = "personal_lattice_relay_unavailable";
     public const string PersonalLatticeExecutionTimeout = "personal_lattice_execution_timeout";
     public const string UpstreamError = "upstream_error";

@@ -11,7 +11,13 @@ using Microsoft.Extensions.DependencyInjection;
 namespace Lattice.Gateway.Tests.Billing;
 
 /// <summary>Budgets reserve a request's worst case at admission and settle to what the ledger charged.</summary>
-public sealed class BudgetTests(GatewayFixture gateway) : IClassFixture<GatewayFixture>
+public sealed class BudgetTests(GatewayFixture gateway) : BudgetCases(gateway), IClassFixture<GatewayFixture>;
+
+/// <summary>The same cases with the counters in Redis (<c>Lattice:Redis</c>).</summary>
+[Trait("Category", "ScaleOut")]
+public sealed class RedisBudgetTests(RedisGatewayFixture gateway) : BudgetCases(gateway), IClassFixture<RedisGatewayFixture>;
+
+public abstract class BudgetCases(GatewayFixture gateway)
 {
     private static StringContent Chat(string model, int? maxTokens = null) => new(
         $$"""{"model":"{{model}}","messages":[{"role":"user","content":"one two three"}]{{(maxTokens is { } m ? $",\"max_tokens\":{m}" : "")}}}""",

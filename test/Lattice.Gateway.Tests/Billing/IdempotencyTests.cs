@@ -178,7 +178,8 @@ public abstract class IdempotencyTests(GatewayFixture gateway)
         AssertError(await SendAsync(body, key), HttpStatusCode.Conflict, "idempotency_key_not_replayable", "did not complete");
     }
 
-    private async Task<string?> StateAsync(string key, CancellationToken cancellationToken)
+    /// <summary>The key's state where the store keeps it.</summary>
+    protected virtual async Task<string?> StateAsync(string key, CancellationToken cancellationToken)
     {
         await using var scope = gateway.Factory.Services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<LatticeDbContext>();
@@ -269,7 +270,7 @@ public abstract class IdempotencyTests(GatewayFixture gateway)
         Assert.Equal(1, gate.Arrivals);
     }
 
-    private async Task<DateTimeOffset> LockedUntilAsync(string key)
+    protected virtual async Task<DateTimeOffset> LockedUntilAsync(string key)
     {
         await using var scope = gateway.Factory.Services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<LatticeDbContext>();
@@ -427,3 +428,14 @@ public sealed class SqliteIdempotencyTests(GatewayFixture gateway) : Idempotency
 
 [Collection(PostgresCollection.Name)]
 public sealed class PostgresIdempotencyTests(PostgresGatewayFixture gateway) : IdempotencyTests(gateway), IClassFixture<PostgresGatewayFixture>;
+
+/// <summary>The same cases with the counters in Redis (<c>Lattice:Redis</c>).</summary>
+[Trait("Category", "ScaleOut")]
+public sealed class RedisIdempotencyTests(RedisGatewayFixture gateway) : IdempotencyTests(gateway), IClassFixture<RedisGatewayFixture>
+{
+    protected override async Task<string?> StateAsync(string key, CancellationToken cancellationToken) =>
+        await gateway.HashFieldAsync($"idem:*:{key}", "st");
+
+    protected override async Task<DateTimeOffset> LockedUntilAsync(string key) =>
+        DateTimeOffset.FromUnixTimeMilliseconds((long)(await gateway.HashFieldAsync($"idem:*:{key}", "lu"))!);
+}

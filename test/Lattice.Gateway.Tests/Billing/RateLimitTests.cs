@@ -12,7 +12,13 @@ namespace Lattice.Gateway.Tests.Billing;
 /// Rate limits on keys and workspaces: requests and tokens per minute as token buckets, requests in flight, OpenAI's
 /// 429 and its headers. A gateway of its own, so its clock moves for these tests only.
 /// </summary>
-public sealed class RateLimitTests(GatewayFixture gateway) : IClassFixture<GatewayFixture>
+public sealed class RateLimitTests(GatewayFixture gateway) : RateLimitCases(gateway), IClassFixture<GatewayFixture>;
+
+/// <summary>The same cases with the counters in Redis (<c>Lattice:Redis</c>).</summary>
+[Trait("Category", "ScaleOut")]
+public sealed class RedisRateLimitTests(RedisGatewayFixture gateway) : RateLimitCases(gateway), IClassFixture<RedisGatewayFixture>;
+
+public abstract class RateLimitCases(GatewayFixture gateway)
 {
     private static StringContent Chat(string model = "lovelace:chat", int? maxTokens = null) => new(
         $$"""{"model":"{{model}}","messages":[{"role":"user","content":"one two three"}]{{(maxTokens is { } m ? $",\"max_tokens\":{m}" : "")}}}""",

@@ -42,6 +42,9 @@ public class GatewayFixture : IAsyncLifetime
     /// <summary>The <c>Lattice:Database</c> setting; null: SQLite in the data directory.</summary>
     protected virtual Task<string?> DatabaseAsync() => Task.FromResult<string?>(null);
 
+    /// <summary>Settings a derived fixture adds to the gateway's (the Redis its counters live in).</summary>
+    protected virtual Task<Dictionary<string, string>> SettingsAsync() => Task.FromResult(new Dictionary<string, string>());
+
     /// <summary>Runs once the gateway serves, before the fixture seeds it.</summary>
     protected virtual void Started()
     {
@@ -50,6 +53,7 @@ public class GatewayFixture : IAsyncLifetime
     public async Task InitializeAsync()
     {
         var database = await DatabaseAsync();
+        var settings = await SettingsAsync();
         _standIn = StandInServer.Build(["--api-key", UpstreamKey, "--urls", "http://127.0.0.1:0"]);
         await _standIn.StartAsync();
         StandInUrl = _standIn.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First().TrimEnd('/');
@@ -65,6 +69,10 @@ public class GatewayFixture : IAsyncLifetime
             web.UseSetting("Lattice:Credentials:standin", UpstreamKey);
             web.UseSetting("Lattice:MaxRequestBodyBytes", MaxBodyBytes.ToString(System.Globalization.CultureInfo.InvariantCulture));
             web.UseSetting($"Lattice:BodyLimits:{SmallBodyTask}", SmallBodyTaskLimit.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            foreach (var (name, value) in settings)
+            {
+                web.UseSetting(name, value);
+            }
             web.ConfigureServices(services =>
             {
                 services.RemoveAll<TimeProvider>();
@@ -175,6 +183,30 @@ public class GatewayFixture : IAsyncLifetime
         }
         await _standIn.ShutDownAsync();
         Hosts.DeleteDataDirectory(_dataDir);
+    }
+}
+
+/// <summary>The same gateway with its counters (limits, budgets, idempotency keys) in the assembly's Redis, under a prefix of its own.</summary>
+public sealed class RedisGatewayFixture : GatewayFixture
+{
+    private readonly string _prefix = "t" + Guid.NewGuid().ToString("N") + ":";
+
+    protected override async Task<Dictionary<string, string>> SettingsAsync() => new()
+    {
+        ["Lattice:Redis"] = (await RedisServer.Shared()).Configuration,
+        ["Lattice:RedisKeyPrefix"] = _prefix,
+    };
+
+    /// <summary>A field of the one hash under this gateway's prefix whose name matches <paramref name="pattern"/>; null when there is none.</summary>
+    public async Task<StackExchange.Redis.RedisValue> HashFieldAsync(string pattern, string field)
+    {
+        var server = await RedisServer.Shared();
+        await using var connection = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(server.Configuration);
+        await foreach (var key in connection.GetServer(server.Configuration).KeysAsync(pattern: _prefix + pattern))
+        {
+            return await connection.GetDatabase().HashGetAsync(key, field);
+        }
+        return StackExchange.Redis.RedisValue.Null;
     }
 }
 

@@ -25,9 +25,19 @@ public static class EndpointAuth
         var (failure, caller) = await authenticator.AuthenticateAsync(context.Request);
         if (failure != AuthFailure.None)
         {
-            if (!context.RequestServices.GetRequiredService<FailedAuthLimiter>().RecordFailure(context))
+            try
             {
-                failure = AuthFailure.TooManyFailures;
+                if (!await context.RequestServices.GetRequiredService<IFailedAuthLimiter>().RecordFailureAsync(context))
+                {
+                    failure = AuthFailure.TooManyFailures;
+                }
+            }
+            catch (Persistence.SharedCountersUnavailableException)
+            {
+                // Fail closed: a failure that cannot be counted is not answered as an ordinary one, so guessing cannot
+                // go on unthrottled while the counters are away. A valid credential never gets here.
+                await writeError(context, GatewayError.CountersUnavailable());
+                return null;
             }
             await writeError(context, ErrorFor(failure));
             return null;

@@ -6,6 +6,28 @@ using Microsoft.Extensions.Options;
 namespace Lattice.Gateway.Auth;
 
 /// <summary>
+/// Slows guessing (see <see cref="FailedAuthLimiter"/> for the rules): in this process, or in the Redis every node shares
+/// (<see cref="RedisFailedAuthLimiter"/>), so attempts count wherever they land.
+/// </summary>
+public interface IFailedAuthLimiter
+{
+    /// <summary>
+    /// Records a failed attempt from the request's source; false when the source is now over its limit, so the
+    /// caller answers 429 rather than 401.
+    /// </summary>
+    ValueTask<bool> RecordFailureAsync(HttpContext context);
+
+    /// <summary>How long the account must wait before its next password attempt; zero when it may try now.</summary>
+    ValueTask<TimeSpan> AccountBackoffAsync(string account);
+
+    /// <summary>Records a wrong password for the account, starting or lengthening its backoff.</summary>
+    ValueTask RecordAccountFailureAsync(string account);
+
+    /// <summary>The right password: the account's count starts again.</summary>
+    ValueTask RecordAccountSuccessAsync(string account);
+}
+
+/// <summary>
 /// Slows guessing: counts failed authentication attempts (bad keys, tokens, bootstrap tokens, invitations, passwords)
 /// per source in fixed one-minute windows, and past the limit answers further <em>failing</em> attempts from that source
 /// with 429 instead of 401. A credential that is valid is never refused because others failed from the same address
@@ -21,7 +43,7 @@ namespace Lattice.Gateway.Auth;
 /// <see cref="FreeAccountFailures"/> consecutive failures an account's next attempt must wait, doubling up to
 /// <see cref="MaxAccountBackoff"/>, so guessing one person's password from many addresses is slow too.</para>
 /// </remarks>
-public sealed class FailedAuthLimiter(IOptions<GatewayOptions> options, TimeProvider time)
+public sealed class FailedAuthLimiter(IOptions<GatewayOptions> options, TimeProvider time) : IFailedAuthLimiter
 {
     public const int MaxSources = SourceWindow.MaxSources;
     public const int FreeAccountFailures = 5;
@@ -37,10 +59,23 @@ public sealed class FailedAuthLimiter(IOptions<GatewayOptions> options, TimeProv
     /// <summary>Sources with failures in the current window (for tests and metrics).</summary>
     public int TrackedSources => _failures.TrackedSources;
 
-    /// <summary>
-    /// Records a failed attempt from the request's source; false when the source is now over its limit, so the
-    /// caller answers 429 rather than 401.
-    /// </summary>
+    public ValueTask<bool> RecordFailureAsync(HttpContext context) => ValueTask.FromResult(RecordFailure(context));
+
+    public ValueTask<TimeSpan> AccountBackoffAsync(string account) => ValueTask.FromResult(AccountBackoff(account));
+
+    public ValueTask RecordAccountFailureAsync(string account)
+    {
+        RecordAccountFailure(account);
+        return default;
+    }
+
+    public ValueTask RecordAccountSuccessAsync(string account)
+    {
+        RecordAccountSuccess(account);
+        return default;
+    }
+
+    /// <inheritdoc cref="IFailedAuthLimiter.RecordFailureAsync"/>
     public bool RecordFailure(HttpContext context)
     {
         if (_limit <= 0 || context.Connection.RemoteIpAddress is not { } address)
@@ -112,6 +147,12 @@ public sealed class FailedAuthLimiter(IOptions<GatewayOptions> options, TimeProv
         return Volatile.Read(ref _accountCount) < MaxSources;
     }
 
+    /// <summary>The wait after an account's <paramref name="failures"/>th consecutive failure, or null for none yet.</summary>
+    public static TimeSpan? BackoffAfter(long failures) => failures < FreeAccountFailures
+        ? null
+        // 1 s after the fifth failure, then doubling: 2 s, 4 s, … up to the maximum.
+        : TimeSpan.FromSeconds(Math.Min(1L << (int)Math.Min(failures - FreeAccountFailures, 20), (long)MaxAccountBackoff.TotalSeconds));
+
     private sealed class AccountFailures
     {
         private int _failures;
@@ -123,11 +164,9 @@ public sealed class FailedAuthLimiter(IOptions<GatewayOptions> options, TimeProv
             lock (this)
             {
                 var failures = ++_failures;
-                if (failures >= FreeAccountFailures)
+                if (BackoffAfter(failures) is { } backoff)
                 {
-                    // 1 s after the fifth failure, then doubling: 2 s, 4 s, … up to the maximum.
-                    var seconds = Math.Min(1L << Math.Min(failures - FreeAccountFailures, 20), (long)MaxAccountBackoff.TotalSeconds);
-                    NotBeforeTicks = now + TimeSpan.FromSeconds(seconds).Ticks;
+                    NotBeforeTicks = now + backoff.Ticks;
                 }
             }
         }

@@ -5,6 +5,13 @@ using System.Runtime.CompilerServices;
 
 namespace Lattice.Gateway.Auth;
 
+/// <summary>Counts events per source address in fixed one-minute windows: in this process, or in Redis for every node.</summary>
+public interface ISourceCounter
+{
+    /// <summary>Counts one event from <paramref name="address"/>: the source's count in the current window, and how long until the window ends.</summary>
+    ValueTask<(long Count, TimeSpan UntilNextWindow)> IncrementAsync(IPAddress address);
+}
+
 /// <summary>
 /// Counts events per source address in fixed one-minute windows: the counting behind
 /// <see cref="FailedAuthLimiter"/> (failed attempts) and <see cref="Identity.DeviceAuthorizationLimiter"/> (device
@@ -16,7 +23,7 @@ namespace Lattice.Gateway.Auth;
 /// bounded: past <see cref="MaxSources"/> sources a new one is counted with its neighbours (IPv4 /24, IPv6 /48), and
 /// past twice that, all new ones share one counter — a flood of addresses costs memory for at most that many.</para>
 /// </remarks>
-public sealed class SourceWindow(TimeProvider time)
+public sealed class SourceWindow(TimeProvider time) : ISourceCounter
 {
     public const int MaxSources = 100_000;
     public static readonly TimeSpan Window = TimeSpan.FromMinutes(1);
@@ -29,6 +36,9 @@ public sealed class SourceWindow(TimeProvider time)
 
     /// <summary>Counts one event from <paramref name="address"/>; returns the source's count in the current window.</summary>
     public int Increment(IPAddress address) => Current(time.GetUtcNow().UtcTicks).Increment(SourceOf(address));
+
+    public ValueTask<(long Count, TimeSpan UntilNextWindow)> IncrementAsync(IPAddress address) =>
+        ValueTask.FromResult(((long)Increment(address), UntilNextWindow()));
 
     /// <summary>How long until the current window ends and every count starts again.</summary>
     public TimeSpan UntilNextWindow()

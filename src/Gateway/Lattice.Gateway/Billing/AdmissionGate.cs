@@ -1,6 +1,7 @@
 using Lattice.Gateway.Dispatch;
 using Lattice.Gateway.Metering;
 using Lattice.Gateway.OpenAi;
+using Lattice.Gateway.Persistence;
 using Lattice.Protocol;
 using Lattice.Protocol.Metering;
 using Microsoft.Extensions.Options;
@@ -35,21 +36,24 @@ public sealed class Admission
     /// <summary>
     /// Gives back what admission took, once: the in-flight slot, the tokens (settled to <paramref name="actualTokens"/>)
     /// and the budget reservation (settled to <paramref name="actualPicoUsd"/>; a failure that served nothing costs 0).
+    /// Both are sent together, so with shared counters the two cost one round trip between them.
     /// </summary>
-    public void Settle(long actualPicoUsd, long actualTokens)
+    public async ValueTask SettleAsync(long actualPicoUsd, long actualTokens)
     {
         // Most callers hold nothing (Unlimited is shared): no write to a shared line for them.
         if ((_subjects.Length == 0 && _reservation is null) || Interlocked.Exchange(ref _settled, 1) != 0)
         {
             return;
         }
-        if (_subjects.Length > 0)
+        var release = _subjects.Length > 0 ? _limiter!.ReleaseAsync(_subjects, _tokens, actualTokens) : default;
+        var settle = _reservation is { } reservation ? _budgets!.SettleAsync(reservation, actualPicoUsd) : default;
+        try
         {
-            _limiter!.Release(_subjects, _tokens, actualTokens);
+            await release;
         }
-        if (_reservation is { } reservation)
+        finally
         {
-            _budgets!.Settle(reservation, actualPicoUsd);
+            await settle;
         }
     }
 }
@@ -76,6 +80,20 @@ public sealed class AdmissionGate(BillingPolicies policies, IRateLimitCounters l
         var maxOutput = input.MaxTokens ?? plan.MaxOutputTokens ?? _defaultMaxOutputTokens;
         // Tokens per minute count the input as OpenAI estimates it (a token per four bytes) plus the most the answer may use.
         var tokens = subjects.Length > 0 ? (input.Length + 3) / 4 + maxOutput : 0;
+        try
+        {
+            return await AdmitAsync(request, plan, subjects, lines, tokens, maxOutput, cancellationToken);
+        }
+        catch (SharedCountersUnavailableException)
+        {
+            // Fail closed: a request the limits and budgets cannot count is not run.
+            return Admission.Refused(GatewayError.CountersUnavailable(), null);
+        }
+    }
+
+    private async ValueTask<Admission> AdmitAsync(TaskRequest request, RoutePlan plan, LimitSubject[] subjects, BudgetLine[] lines, long tokens, long maxOutput,
+        CancellationToken cancellationToken)
+    {
         RateLimitReport? report = null;
         if (subjects.Length > 0)
         {
@@ -99,7 +117,7 @@ public sealed class AdmissionGate(BillingPolicies policies, IRateLimitCounters l
             {
                 if (subjects.Length > 0)
                 {
-                    limiter.Release(subjects, tokens, 0, executed: false);
+                    await ReleaseUnexecutedAsync(subjects, tokens);
                 }
                 throw;
             }
@@ -107,12 +125,24 @@ public sealed class AdmissionGate(BillingPolicies policies, IRateLimitCounters l
             {
                 if (subjects.Length > 0)
                 {
-                    limiter.Release(subjects, tokens, 0, executed: false);
+                    await ReleaseUnexecutedAsync(subjects, tokens);
                 }
                 return Admission.Refused(InsufficientQuota(reservation.RefusedBy!.Value), report is { } r ? r with { RetryAfter = null } : null);
             }
         }
         return Admission.Holding(report, limiter, subjects, tokens, budgets, reservation);
+    }
+
+    /// <summary>Gives back a request taken from the rate limits when the budgets failed; a second failure leaves it to lapse.</summary>
+    private async ValueTask ReleaseUnexecutedAsync(LimitSubject[] subjects, long tokens)
+    {
+        try
+        {
+            await limiter.ReleaseAsync(subjects, tokens, 0, executed: false);
+        }
+        catch (SharedCountersUnavailableException)
+        {
+        }
     }
 
     /// <summary>

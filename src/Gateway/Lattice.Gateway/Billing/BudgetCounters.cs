@@ -17,8 +17,8 @@ public readonly record struct BudgetStatus(DateTimeOffset PeriodStart, DateTimeO
 
 /// <summary>
 /// Budget counters every node must agree on: reserve a request's worst-case cost at admission, settle it to the
-/// actual cost at the end. This node's memory holds them now (<see cref="LocalBudgetCounters"/>); the scale-out puts
-/// them in a shared store behind the same interface.
+/// actual cost at the end. In this node's memory (<see cref="LocalBudgetCounters"/>), or in the Redis every node shares
+/// (<see cref="RedisBudgetCounters"/>, when <c>Lattice:Redis</c> is set).
 /// </summary>
 public interface IBudgetCounters
 {
@@ -26,7 +26,7 @@ public interface IBudgetCounters
     ValueTask<BudgetReservation> TryReserveAsync(BudgetLine[] lines, long picoUsd, DateTimeOffset at, CancellationToken cancellationToken);
 
     /// <summary>Ends a reservation: what was reserved is released and <paramref name="actualPicoUsd"/> is spent.</summary>
-    void Settle(BudgetReservation reservation, long actualPicoUsd);
+    ValueTask SettleAsync(BudgetReservation reservation, long actualPicoUsd);
 
     ValueTask<BudgetStatus> StatusAsync(BudgetPolicy budget, string? userId, DateTimeOffset at, CancellationToken cancellationToken);
 }
@@ -46,7 +46,8 @@ public sealed partial class LocalBudgetCounters(
     TimeProvider time,
     ILogger<LocalBudgetCounters> logger) : IBudgetCounters
 {
-    private static readonly int[] Thresholds = [50, 80, 100];
+    /// <summary>The percentages of a budget whose crossing raises an alert, once per budget and period.</summary>
+    public static readonly int[] Thresholds = [50, 80, 100];
 
     private readonly ConcurrentDictionary<(string BudgetId, DateTimeOffset Period, string User), Counter> _counters = new();
     private readonly Lock _gate = new();
@@ -75,7 +76,7 @@ public sealed partial class LocalBudgetCounters(
                     if ((Int128)c.Spent + picoUsd > amount)
                     {
                         // What is spent already leaves no room for this request: the budget is used up.
-                        RaiseCrossed(lines[i], c, period, amount, 100);
+                        RaiseCrossed(lines[i], c, period, 100);
                     }
                     return new BudgetReservation(lines, period, picoUsd, lines[i]);
                 }
@@ -86,6 +87,12 @@ public sealed partial class LocalBudgetCounters(
             }
         }
         return new BudgetReservation(lines, period, picoUsd, null);
+    }
+
+    public ValueTask SettleAsync(BudgetReservation reservation, long actualPicoUsd)
+    {
+        Settle(reservation, actualPicoUsd);
+        return default;
     }
 
     public void Settle(BudgetReservation reservation, long actualPicoUsd)
@@ -110,7 +117,7 @@ public sealed partial class LocalBudgetCounters(
                 {
                     if ((Int128)before * 100 < (Int128)amount * threshold && (Int128)c.Spent * 100 >= (Int128)amount * threshold)
                     {
-                        RaiseCrossed(line, c, reservation.PeriodStart, amount, threshold);
+                        RaiseCrossed(line, c, reservation.PeriodStart, threshold);
                     }
                 }
             }
@@ -168,7 +175,7 @@ public sealed partial class LocalBudgetCounters(
         {
             // What finished before this counter existed is in the ledger once the queue is committed.
             await ledger.FlushAsync(CancellationToken.None);
-            var spent = await SpentInLedgerAsync(line, period, period.AddMonths(1));
+            var spent = await SpentInLedgerAsync(scopes, line, period, period.AddMonths(1));
             lock (_gate)
             {
                 counter.Spent += spent;
@@ -183,7 +190,8 @@ public sealed partial class LocalBudgetCounters(
         }
     }
 
-    private async Task<long> SpentInLedgerAsync(BudgetLine line, DateTimeOffset start, DateTimeOffset end)
+    /// <summary>What the ledger holds against a budget line between two instants (the ledger's queue flushed by the caller).</summary>
+    public static async Task<long> SpentInLedgerAsync(IServiceScopeFactory scopes, BudgetLine line, DateTimeOffset start, DateTimeOffset end)
     {
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<LatticeDbContext>();
@@ -200,7 +208,7 @@ public sealed partial class LocalBudgetCounters(
     }
 
     /// <summary>Under the lock: raises a threshold once per counter (the outbox keeps it once across restarts).</summary>
-    private void RaiseCrossed(BudgetLine line, Counter c, DateTimeOffset period, long amount, int threshold)
+    private void RaiseCrossed(BudgetLine line, Counter c, DateTimeOffset period, int threshold)
     {
         var bit = 1 << Array.IndexOf(Thresholds, threshold);
         if ((c.Raised & bit) != 0)
@@ -208,9 +216,14 @@ public sealed partial class LocalBudgetCounters(
             return;
         }
         c.Raised |= bit;
+        alerts.Raise(Alert(line, period, threshold, c.Spent, time.GetUtcNow()));
+    }
+
+    /// <summary>The alert for <paramref name="line"/> crossing <paramref name="threshold"/> percent with <paramref name="spent"/> spent.</summary>
+    public static BudgetAlert Alert(BudgetLine line, DateTimeOffset period, int threshold, long spent, DateTimeOffset at)
+    {
         var b = line.Budget;
-        alerts.Raise(new BudgetAlert(b.Id, b.WorkspaceId, b.Scope, b.SubjectId, line.UserId, period, period.AddMonths(1), threshold,
-            amount, c.Spent, time.GetUtcNow()));
+        return new BudgetAlert(b.Id, b.WorkspaceId, b.Scope, b.SubjectId, line.UserId, period, period.AddMonths(1), threshold, b.AmountPicoUsd, spent, at);
     }
 
     private sealed class Counter

@@ -24,8 +24,9 @@ public readonly record struct RateDecision(RateRefusal Refusal, RateLimitReport 
 }
 
 /// <summary>
-/// The rate-limit counters every node must agree on. This node's memory holds them now
-/// (<see cref="LocalRateLimitCounters"/>); the scale-out puts them in a shared store behind the same interface.
+/// The rate-limit counters every node must agree on: in this node's memory (<see cref="LocalRateLimitCounters"/>), or
+/// in the Redis every node shares (<see cref="RedisRateLimitCounters"/>, when <c>Lattice:Redis</c> is set), with the
+/// same buckets and the same answers.
 /// </summary>
 public interface IRateLimitCounters
 {
@@ -38,7 +39,59 @@ public interface IRateLimitCounters
     /// Gives the in-flight slot back and settles the tokens taken at admission to <paramref name="actualTokens"/>; a
     /// request that never executed (<paramref name="executed"/> false: refused later in admission) gives its request back too.
     /// </summary>
-    void Release(LimitSubject[] subjects, long reservedTokens, long actualTokens, bool executed = true);
+    ValueTask ReleaseAsync(LimitSubject[] subjects, long reservedTokens, long actualTokens, bool executed = true);
+}
+
+/// <summary>The arithmetic both counter stores share: how long a refused request waits, and what the caller is told.</summary>
+public static class RateLimitMath
+{
+    /// <summary>Until a request bucket holding <paramref name="requests"/> has one whole request again.</summary>
+    public static TimeSpan RequestsWait(double requests, long rpm) => TimeSpan.FromSeconds((1 - requests) * 60 / rpm);
+
+    /// <summary>Until a token bucket holding <paramref name="bucket"/> has <paramref name="tokens"/> again.</summary>
+    public static TimeSpan TokensWait(long tokens, double bucket, long tpm) => TimeSpan.FromSeconds((tokens - bucket) * 60 / tpm);
+
+    /// <summary>A refusal for requests in flight: a second, the usual length of a request.</summary>
+    public static readonly TimeSpan ConcurrencyWait = TimeSpan.FromSeconds(1);
+
+    /// <summary>The tightest request and token limits among the subjects, given what each subject's buckets hold.</summary>
+    public static RateLimitReport Report(LimitSubject[] subjects, ReadOnlySpan<double> requests, ReadOnlySpan<double> tokens, TimeSpan? retryAfter)
+    {
+        var report = new RateLimitReport { RetryAfter = retryAfter };
+        for (var i = 0; i < subjects.Length; i++)
+        {
+            var limits = subjects[i].Limits;
+            if (limits.RequestsPerMinute is { } rpm)
+            {
+                var remaining = (long)Math.Floor(Math.Max(0, requests[i]));
+                if (!report.HasRequests || remaining < report.RemainingRequests)
+                {
+                    report = report with
+                    {
+                        HasRequests = true,
+                        LimitRequests = rpm,
+                        RemainingRequests = remaining,
+                        ResetRequests = TimeSpan.FromSeconds((rpm - requests[i]) * 60 / rpm),
+                    };
+                }
+            }
+            if (limits.TokensPerMinute is { } tpm)
+            {
+                var remaining = (long)Math.Floor(Math.Max(0, tokens[i]));
+                if (!report.HasTokens || remaining < report.RemainingTokens)
+                {
+                    report = report with
+                    {
+                        HasTokens = true,
+                        LimitTokens = tpm,
+                        RemainingTokens = remaining,
+                        ResetTokens = TimeSpan.FromSeconds((tpm - tokens[i]) * 60 / tpm),
+                    };
+                }
+            }
+        }
+        return report;
+    }
 }
 
 /// <summary>
@@ -81,12 +134,11 @@ public sealed class LocalRateLimitCounters(TimeProvider time) : IRateLimitCounte
                 bucket.Refill(limits, now, time.TimestampFrequency);
                 if (limits.MaxConcurrent is { } max && bucket.InFlight >= max)
                 {
-                    return new RateDecision(RateRefusal.Concurrency, Report(subjects, buckets, TimeSpan.FromSeconds(1)), max);
+                    return new RateDecision(RateRefusal.Concurrency, Report(subjects, buckets, RateLimitMath.ConcurrencyWait), max);
                 }
                 if (limits.RequestsPerMinute is { } rpm && bucket.Requests < 1)
                 {
-                    var wait = TimeSpan.FromSeconds((1 - bucket.Requests) * 60 / rpm);
-                    return new RateDecision(RateRefusal.Requests, Report(subjects, buckets, wait), rpm);
+                    return new RateDecision(RateRefusal.Requests, Report(subjects, buckets, RateLimitMath.RequestsWait(bucket.Requests, rpm)), rpm);
                 }
                 if (limits.TokensPerMinute is { } tpm)
                 {
@@ -96,8 +148,7 @@ public sealed class LocalRateLimitCounters(TimeProvider time) : IRateLimitCounte
                     }
                     if (bucket.Tokens < tokens)
                     {
-                        var wait = TimeSpan.FromSeconds((tokens - bucket.Tokens) * 60 / tpm);
-                        return new RateDecision(RateRefusal.Tokens, Report(subjects, buckets, wait), tpm);
+                        return new RateDecision(RateRefusal.Tokens, Report(subjects, buckets, RateLimitMath.TokensWait(tokens, bucket.Tokens, tpm)), tpm);
                     }
                 }
             }
@@ -123,6 +174,12 @@ public sealed class LocalRateLimitCounters(TimeProvider time) : IRateLimitCounte
             }
             return new RateDecision(RateRefusal.None, report);
         }
+    }
+
+    public ValueTask ReleaseAsync(LimitSubject[] subjects, long reservedTokens, long actualTokens, bool executed = true)
+    {
+        Release(subjects, reservedTokens, actualTokens, executed);
+        return default;
     }
 
     public void Release(LimitSubject[] subjects, long reservedTokens, long actualTokens, bool executed = true)
@@ -151,43 +208,16 @@ public sealed class LocalRateLimitCounters(TimeProvider time) : IRateLimitCounte
     }
 
     /// <summary>Under the lock: the tightest request and token limits among the subjects, after this request.</summary>
-    private RateLimitReport Report(LimitSubject[] subjects, Bucket[] buckets, TimeSpan? retryAfter)
+    private static RateLimitReport Report(LimitSubject[] subjects, Bucket[] buckets, TimeSpan? retryAfter)
     {
-        var report = new RateLimitReport { RetryAfter = retryAfter };
-        for (var i = 0; i < subjects.Length; i++)
+        Span<double> requests = stackalloc double[buckets.Length];
+        Span<double> tokens = stackalloc double[buckets.Length];
+        for (var i = 0; i < buckets.Length; i++)
         {
-            var limits = subjects[i].Limits;
-            var bucket = buckets[i];
-            if (limits.RequestsPerMinute is { } rpm)
-            {
-                var remaining = (long)Math.Floor(Math.Max(0, bucket.Requests));
-                if (!report.HasRequests || remaining < report.RemainingRequests)
-                {
-                    report = report with
-                    {
-                        HasRequests = true,
-                        LimitRequests = rpm,
-                        RemainingRequests = remaining,
-                        ResetRequests = TimeSpan.FromSeconds((rpm - bucket.Requests) * 60 / rpm),
-                    };
-                }
-            }
-            if (limits.TokensPerMinute is { } tpm)
-            {
-                var remaining = (long)Math.Floor(Math.Max(0, bucket.Tokens));
-                if (!report.HasTokens || remaining < report.RemainingTokens)
-                {
-                    report = report with
-                    {
-                        HasTokens = true,
-                        LimitTokens = tpm,
-                        RemainingTokens = remaining,
-                        ResetTokens = TimeSpan.FromSeconds((tpm - bucket.Tokens) * 60 / tpm),
-                    };
-                }
-            }
+            requests[i] = buckets[i].Requests;
+            tokens[i] = buckets[i].Tokens;
         }
-        return report;
+        return RateLimitMath.Report(subjects, requests, tokens, retryAfter);
     }
 
     /// <summary>Drops buckets that are idle and full: their next use starts them full again, which is what they are.</summary>

@@ -3,6 +3,7 @@ using Lattice.Gateway.Billing;
 using Lattice.Gateway.Catalog;
 using Lattice.Gateway.Metering;
 using Lattice.Gateway.OpenAi;
+using Lattice.Gateway.Persistence;
 using Lattice.Gateway.Routing;
 using Lattice.Protocol;
 using Lattice.Protocol.Metering;
@@ -59,12 +60,32 @@ public sealed partial class Dispatcher(
             // A bug: still recorded once, as what the client will see (the exception handler's 500).
             outcome = Finish(request, DispatchFailure.Unavailable,
                 new GatewayError(StatusCodes.Status500InternalServerError, ErrorTypes.Server, "internal_error", "The gateway failed to handle the request."), null, 500);
-            admitted?.Settle(meter.Finish(entry, request, outcome), 0);
+            await SettleAsync(admitted, meter.Finish(entry, request, outcome), 0);
             throw;
         }
         var cost = meter.Finish(entry, request, outcome);
-        admitted?.Settle(cost, outcome.Usage.TotalTokens);
+        await SettleAsync(admitted, cost, outcome.Usage.TotalTokens);
         return outcome;
+    }
+
+    /// <summary>
+    /// Gives back what admission took. The answer has been sent: shared counters that cannot be reached now must not
+    /// turn it into an error (the reservation then lapses with its counter, see docs/scale-out.md).
+    /// </summary>
+    private async ValueTask SettleAsync(Admission? admitted, long cost, long tokens)
+    {
+        if (admitted is null)
+        {
+            return;
+        }
+        try
+        {
+            await admitted.SettleAsync(cost, tokens);
+        }
+        catch (SharedCountersUnavailableException e)
+        {
+            LogSettleFailed(logger, e.InnerException?.Message ?? e.Message);
+        }
     }
 
     private async Task<DispatchOutcome> RunAsync(TaskRequest request, RoutePlan plan, IResponseSink sink, CancellationToken aborted)
@@ -319,6 +340,9 @@ public sealed partial class Dispatcher(
 
     /// <summary>How much of a whole (non-stream) answer the relay holds before it sends what it has.</summary>
     private const int HoldWholeAnswerBytes = 64 * 1024;
+
+    [LoggerMessage(EventId = 3002, Level = LogLevel.Warning, Message = "Settling a request's limits and budgets failed: {Error}")]
+    private static partial void LogSettleFailed(ILogger logger, string error);
 
     [LoggerMessage(EventId = 3001, Level = LogLevel.Debug, Message = "Candidate {CandidateId} failed ({Code}); retryable: {Retryable}")]
     private static partial void LogCandidateFailed(ILogger logger, string candidateId, string code, bool retryable);

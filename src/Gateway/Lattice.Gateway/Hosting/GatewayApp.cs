@@ -89,6 +89,8 @@ public static class GatewayApp
         services.AddRuntimes();
         services.AddIdentityServer();
         services.AddResponses();
+        // Last: with Lattice:Redis set, the shared counters take the in-process ones' place.
+        services.AddSharedCounters();
         return services;
     }
 
@@ -199,6 +201,7 @@ public static class GatewayApp
         services.AddChangeHandler<ApiKeyStore>();
         services.AddSingleton<Authenticator>();
         services.AddSingleton<FailedAuthLimiter>();
+        services.AddSingleton<IFailedAuthLimiter>(sp => sp.GetRequiredService<FailedAuthLimiter>());
         services.AddSingleton<PublicUrl>();
         return services;
     }
@@ -247,6 +250,7 @@ public static class GatewayApp
     private static int StatusFor(Exception exception) => exception switch
     {
         BadHttpRequestException bad => bad.StatusCode,
+        Persistence.SharedCountersUnavailableException => StatusCodes.Status503ServiceUnavailable,
         _ => StatusCodes.Status500InternalServerError,
     };
 
@@ -260,6 +264,8 @@ public static class GatewayApp
             BadHttpRequestException { InnerException: System.Text.Json.JsonException } bad =>
                 new GatewayError(bad.StatusCode, ErrorTypes.InvalidRequest, ErrorCodes.InvalidJson, "The request body is not the JSON this endpoint expects: " + bad.InnerException!.Message),
             BadHttpRequestException bad => GatewayError.BodyUnreadable(bad, context.RequestServices.GetRequiredService<IOptions<GatewayOptions>>().Value.MaxRequestBodyBytes),
+            // Where no stage answered it in its own shape (an admin read of a budget, a sign-in page): still a 503.
+            Persistence.SharedCountersUnavailableException => GatewayError.CountersUnavailable(),
             _ => new GatewayError(StatusCodes.Status500InternalServerError, ErrorTypes.Server, "internal_error", "The gateway failed to handle the request."),
         };
         return OpenAiErrors.WriteAsync(context, error);

@@ -20,6 +20,18 @@ public sealed class GatewayOptions
     /// <summary>EF Core SQLite connection string; defaults to <c>&lt;DataDirectory&gt;/lattice.db</c>. <see cref="Database"/> takes precedence.</summary>
     public string? ConnectionString { get; set; }
 
+    /// <summary>
+    /// Redis shared by every gateway node, as a StackExchange.Redis configuration string (<c>127.0.0.1:6379</c>,
+    /// <c>redis.internal:6379,password=…,ssl=true</c>). Set, rate limits, budget reservations, idempotency keys and
+    /// failed-authentication counts live there so any number of nodes agree on them; unset, each lives in this process
+    /// (idempotency keys in the database). See docs/scale-out.md.
+    /// </summary>
+    public string? Redis { get; set; }
+
+    /// <summary>Put before every Redis key this gateway writes, so deployments can share one Redis.</summary>
+    [Required(AllowEmptyStrings = false)]
+    public string RedisKeyPrefix { get; set; } = "lattice:";
+
     /// <summary>Largest request body accepted, in bytes (OpenAI accepts 25 MB audio files; multipart framing needs a little more).</summary>
     [Range(1024, 1L << 31)]
     public long MaxRequestBodyBytes { get; set; } = 32L * 1024 * 1024;

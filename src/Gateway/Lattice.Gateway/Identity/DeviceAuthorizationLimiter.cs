@@ -18,22 +18,34 @@ namespace Lattice.Gateway.Identity;
 /// <remarks>
 /// Past the limit the request is refused with OAuth's error shape (RFC 6749 §5.2, which RFC 8628 §3.2 uses):
 /// <c>{"error":"slow_down",…}</c>, status 429 and <c>Retry-After</c> in seconds. <c>slow_down</c> is RFC 8628's word for
-/// "ask less often"; a client that does not know it at this endpoint treats it as any other error.
+/// "ask less often"; a client that does not know it at this endpoint treats it as any other error. When the counters
+/// live in Redis and it cannot be reached, the request is refused with <c>temporarily_unavailable</c> and 503.
 /// </remarks>
-public sealed class DeviceAuthorizationLimiter(IOptions<GatewayOptions> options, TimeProvider time)
+public sealed class DeviceAuthorizationLimiter(IOptions<GatewayOptions> options, ISourceCounter requests)
 {
-    /// <summary>The transaction property that marks a request refused by the limit.</summary>
+    /// <summary>The transaction property that marks a request refused by the limit: the seconds to wait, or 0 when the counters could not be read.</summary>
     private const string RefusedProperty = "lattice:device_limit";
 
     private readonly int _limit = options.Value.DeviceAuthorizationsPerMinute;
-    private readonly SourceWindow _requests = new(time);
 
-    /// <summary>Counts one request from the caller's source; false when the source is over its limit.</summary>
-    public bool TryAcquire(HttpContext context) =>
-        _limit <= 0 || context.Connection.RemoteIpAddress is not { } address || _requests.Increment(address) <= _limit;
+    /// <summary>Counting in this process.</summary>
+    public DeviceAuthorizationLimiter(IOptions<GatewayOptions> options, TimeProvider time) : this(options, new SourceWindow(time))
+    {
+    }
 
-    /// <summary>Whole seconds until the window ends (at least 1).</summary>
-    public long RetryAfterSeconds => Math.Max(1, (long)Math.Ceiling(_requests.UntilNextWindow().TotalSeconds));
+    /// <summary>
+    /// Counts one request from the caller's source: null when it may go on, else the whole seconds (at least 1) until
+    /// the window ends.
+    /// </summary>
+    public async ValueTask<long?> TryAcquireAsync(HttpContext context)
+    {
+        if (_limit <= 0 || context.Connection.RemoteIpAddress is not { } address)
+        {
+            return null;
+        }
+        var (count, untilNextWindow) = await requests.IncrementAsync(address);
+        return count <= _limit ? null : Math.Max(1, (long)Math.Ceiling(untilNextWindow.TotalSeconds));
+    }
 
     public static void Register(OpenIddictServerBuilder server)
     {
@@ -48,27 +60,40 @@ public sealed class DeviceAuthorizationLimiter(IOptions<GatewayOptions> options,
 
     private sealed class Refuse(DeviceAuthorizationLimiter limiter) : IOpenIddictServerHandler<ValidateDeviceAuthorizationRequestContext>
     {
-        public ValueTask HandleAsync(ValidateDeviceAuthorizationRequestContext context)
+        public async ValueTask HandleAsync(ValidateDeviceAuthorizationRequestContext context)
         {
             var http = context.Transaction.GetHttpRequest()?.HttpContext;
-            if (http is not null && !limiter.TryAcquire(http))
+            if (http is null)
             {
-                context.Transaction.Properties[RefusedProperty] = true;
-                context.Reject(Errors.SlowDown, "Too many device authorization requests from this address. Try again in a minute.");
+                return;
             }
-            return default;
+            try
+            {
+                if (await limiter.TryAcquireAsync(http) is { } retryAfter)
+                {
+                    context.Transaction.Properties[RefusedProperty] = retryAfter;
+                    context.Reject(Errors.SlowDown, "Too many device authorization requests from this address. Try again in a minute.");
+                }
+            }
+            catch (Persistence.SharedCountersUnavailableException)
+            {
+                // Fail closed, as every shared counter does: no device code is issued that the limit did not count.
+                context.Transaction.Properties[RefusedProperty] = 0L;
+                context.Reject(Errors.TemporarilyUnavailable, "The gateway cannot reach its shared counters. Try again shortly.");
+            }
         }
     }
 
     /// <summary>OpenIddict answers every error at this endpoint with 400; a refusal by the limit is a 429.</summary>
-    private sealed class AttachTooManyRequests(DeviceAuthorizationLimiter limiter) : IOpenIddictServerHandler<ApplyDeviceAuthorizationResponseContext>
+    private sealed class AttachTooManyRequests : IOpenIddictServerHandler<ApplyDeviceAuthorizationResponseContext>
     {
         public ValueTask HandleAsync(ApplyDeviceAuthorizationResponseContext context)
         {
-            if (context.Transaction.Properties.ContainsKey(RefusedProperty) && context.Transaction.GetHttpRequest()?.HttpContext.Response is { } response)
+            if (context.Transaction.Properties.TryGetValue(RefusedProperty, out var refused) && refused is long retryAfter
+                && context.Transaction.GetHttpRequest()?.HttpContext.Response is { } response)
             {
-                response.StatusCode = StatusCodes.Status429TooManyRequests;
-                response.Headers.RetryAfter = limiter.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
+                response.StatusCode = retryAfter > 0 ? StatusCodes.Status429TooManyRequests : StatusCodes.Status503ServiceUnavailable;
+                response.Headers.RetryAfter = Math.Max(1, retryAfter).ToString(CultureInfo.InvariantCulture);
             }
             return default;
         }

@@ -44,7 +44,7 @@ public static class IdentityEndpoints
 
     // ---- sign in ----
 
-    private static async Task<IResult> SignInAsync(HttpContext context, UserService users, FailedAuthLimiter limiter, IAntiforgery antiforgery)
+    private static async Task<IResult> SignInAsync(HttpContext context, UserService users, IFailedAuthLimiter limiter, IAntiforgery antiforgery)
     {
         if (!await antiforgery.IsRequestValidAsync(context))
         {
@@ -56,21 +56,30 @@ public static class IdentityEndpoints
         // Guessing one account's password is slow from any number of addresses; a right password from an address
         // others failed from still works.
         var account = email.Trim();
-        if (limiter.AccountBackoff(account) is { Ticks: > 0 } wait)
+        UserEntity? user;
+        try
         {
-            var seconds = (long)Math.Ceiling(wait.TotalSeconds);
-            return Pages.SignIn(context, returnUrl, email,
-                $"Too many failed attempts for this account. Try again in {seconds} second{(seconds == 1 ? "" : "s")}.", StatusCodes.Status429TooManyRequests);
+            if (await limiter.AccountBackoffAsync(account) is { Ticks: > 0 } wait)
+            {
+                var seconds = (long)Math.Ceiling(wait.TotalSeconds);
+                return Pages.SignIn(context, returnUrl, email,
+                    $"Too many failed attempts for this account. Try again in {seconds} second{(seconds == 1 ? "" : "s")}.", StatusCodes.Status429TooManyRequests);
+            }
+            user = await users.VerifyAsync(email, form["password"].ToString());
+            if (user is null)
+            {
+                await limiter.RecordAccountFailureAsync(account);
+                return await limiter.RecordFailureAsync(context)
+                    ? Pages.SignIn(context, returnUrl, email, "That e-mail and password don't match.", StatusCodes.Status401Unauthorized)
+                    : Pages.SignIn(context, returnUrl, email, "Too many failed attempts. Try again in a minute.", StatusCodes.Status429TooManyRequests);
+            }
+            await limiter.RecordAccountSuccessAsync(account);
         }
-        var user = await users.VerifyAsync(email, form["password"].ToString());
-        if (user is null)
+        catch (SharedCountersUnavailableException)
         {
-            limiter.RecordAccountFailure(account);
-            return limiter.RecordFailure(context)
-                ? Pages.SignIn(context, returnUrl, email, "That e-mail and password don't match.", StatusCodes.Status401Unauthorized)
-                : Pages.SignIn(context, returnUrl, email, "Too many failed attempts. Try again in a minute.", StatusCodes.Status429TooManyRequests);
+            // Fail closed: attempts that cannot be counted are not checked at all.
+            return Pages.SignIn(context, returnUrl, email, "Signing in is unavailable for a moment. Try again shortly.", StatusCodes.Status503ServiceUnavailable);
         }
-        limiter.RecordAccountSuccess(account);
         await StartSessionAsync(context, user);
         return Results.Redirect(returnUrl);
     }

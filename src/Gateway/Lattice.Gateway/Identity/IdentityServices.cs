@@ -42,7 +42,7 @@ public static class IdentityServices
         services.AddScoped<GrantService>();
         services.AddScoped<UserService>();
         services.AddScoped<OAuthAppService>();
-        services.AddSingleton<DeviceAuthorizationLimiter>();
+        services.AddSingleton(sp => new DeviceAuthorizationLimiter(sp.GetRequiredService<IOptions<GatewayOptions>>(), sp.GetRequiredService<TimeProvider>()));
         // The session and antiforgery cookies are protected with ASP.NET Core's data-protection keys. They live with the
         // rest of the gateway's state, so sign-ins survive restarts and every node on the same data directory accepts them.
         services.AddDataProtection().SetApplicationName("lattice");

@@ -50,14 +50,21 @@ public static class Invitations
         return invitation is { AcceptedAt: null, RevokedAt: null } && invitation.ExpiresAt > now ? invitation : null;
     }
 
-    private static async Task<IResult> ShowAsync(HttpContext context, string token, LatticeDbContext db, UserService users, FailedAuthLimiter limiter, TimeProvider time)
+    private static async Task<IResult> ShowAsync(HttpContext context, string token, LatticeDbContext db, UserService users, IFailedAuthLimiter limiter, TimeProvider time)
     {
         var invitation = await FindLiveAsync(db, token, time.GetUtcNow());
         if (invitation is null)
         {
-            return limiter.RecordFailure(context)
-                ? Pages.Message("Invitation", Gone, StatusCodes.Status410Gone)
-                : Pages.Message("Invitation", "Too many failed attempts. Try again in a minute.", StatusCodes.Status429TooManyRequests);
+            try
+            {
+                return await limiter.RecordFailureAsync(context)
+                    ? Pages.Message("Invitation", Gone, StatusCodes.Status410Gone)
+                    : Pages.Message("Invitation", "Too many failed attempts. Try again in a minute.", StatusCodes.Status429TooManyRequests);
+            }
+            catch (SharedCountersUnavailableException)
+            {
+                return Pages.Message("Invitation", "Invitations are unavailable for a moment. Try again shortly.", StatusCodes.Status503ServiceUnavailable);
+            }
         }
         var workspace = (await db.Workspaces.FindAsync(invitation.WorkspaceId))!;
         var title = $"Join {workspace.Name}";

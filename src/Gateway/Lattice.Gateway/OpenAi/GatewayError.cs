@@ -66,6 +66,14 @@ public readonly record struct GatewayError(int Status, string Type, string? Code
     public static GatewayError NoCapacity(string message) =>
         new(StatusCodes.Status503ServiceUnavailable, ErrorTypes.Server, ErrorCodes.NoCapacity, message, "model");
 
+    /// <summary>
+    /// The counters shared by every node (limits, budgets, idempotency keys, failed sign-ins) cannot be read: the
+    /// request is refused before anything runs, rather than let through uncounted.
+    /// </summary>
+    public static GatewayError CountersUnavailable() =>
+        new(StatusCodes.Status503ServiceUnavailable, ErrorTypes.Server, ErrorCodes.CountersUnavailable,
+            "The gateway cannot reach the store of its shared counters (rate limits, budgets, idempotency keys), so it did not run the request. Retry shortly.");
+
     public static GatewayError UpstreamFailed(string message) =>
         new(StatusCodes.Status502BadGateway, ErrorTypes.Api, ErrorCodes.UpstreamError, message);
 

@@ -255,10 +255,21 @@ public static partial class RuntimeEndpoints
     /// A 401 for a bad bootstrap token or runtime credential, counted like every failed authentication (429 once the
     /// source is over its limit).
     /// </summary>
-    private static Task RefuseAsync(HttpContext context, string message) =>
-        OpenAiErrors.WriteAsync(context, context.RequestServices.GetRequiredService<FailedAuthLimiter>().RecordFailure(context)
-            ? GatewayError.Unauthenticated(message)
-            : EndpointAuth.ErrorFor(AuthFailure.TooManyFailures));
+    private static async Task RefuseAsync(HttpContext context, string message)
+    {
+        GatewayError error;
+        try
+        {
+            error = await context.RequestServices.GetRequiredService<IFailedAuthLimiter>().RecordFailureAsync(context)
+                ? GatewayError.Unauthenticated(message)
+                : EndpointAuth.ErrorFor(AuthFailure.TooManyFailures);
+        }
+        catch (Persistence.SharedCountersUnavailableException)
+        {
+            error = GatewayError.CountersUnavailable();
+        }
+        await OpenAiErrors.WriteAsync(context, error);
+    }
 
     // ---- the link ----
 

@@ -3,6 +3,7 @@ using System.Text;
 using Lattice.Gateway.Auth;
 using Lattice.Gateway.Hosting;
 using Lattice.Gateway.OpenAi;
+using Lattice.Gateway.Persistence;
 using Lattice.Gateway.Tasks;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Options;
@@ -88,7 +89,17 @@ public sealed partial class IdempotencyMiddleware(
         request.Body = new MemoryStream(body, 0, length, writable: false);
         var hash = Hash(request, body.AsSpan(0, length));
 
-        var outcome = await store.TryClaimAsync(caller!.CredentialId, key, hash, _lease, context.RequestAborted);
+        ClaimOutcome outcome;
+        try
+        {
+            outcome = await store.TryClaimAsync(caller!.CredentialId, key, hash, _lease, context.RequestAborted);
+        }
+        catch (SharedCountersUnavailableException)
+        {
+            // Without the key's store the gateway cannot tell a retry from a first request: it runs neither.
+            await OpenAiErrors.WriteAsync(context, GatewayError.CountersUnavailable());
+            return;
+        }
         if (outcome.Claim is { } claim)
         {
             await RunAsync(context, claim);

@@ -1,5 +1,3 @@
-using Microsoft.Extensions.DependencyInjection.Extensions;
-
 namespace Lattice.Gateway.Billing.Idempotency;
 
 public static class IdempotencyServices
@@ -7,8 +5,8 @@ public static class IdempotencyServices
     public static IServiceCollection AddIdempotency(this IServiceCollection services)
     {
         services.AddOptions<IdempotencyOptions>().BindConfiguration(IdempotencyOptions.Section).ValidateDataAnnotations().ValidateOnStart();
-        // Another store (a shared cache across nodes) is registered before this one to take its place.
-        services.TryAddSingleton<IIdempotencyStore, SqlIdempotencyStore>();
+        // With Lattice:Redis set, Hosting/SharedCounters puts the Redis store in this one's place.
+        services.AddSingleton<IIdempotencyStore, SqlIdempotencyStore>();
         services.AddHostedService<IdempotencyPruner>();
         return services;
     }

@@ -1,0 +1,134 @@
+using Lattice.Gateway.Hosting;
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+
+namespace Lattice.Gateway.Persistence;
+
+/// <summary>
+/// The Redis every gateway node shares (<see cref="GatewayOptions.Redis"/>): the counters that must agree across nodes
+/// (rate limits, budgets, idempotency keys, failed authentication) live there, each changed by one Lua script, so a
+/// change is atomic whichever node makes it and costs one round trip.
+/// </summary>
+/// <remarks>
+/// Fails fast: while Redis is unreachable a command is not queued to wait for the reconnect but fails at once with
+/// <see cref="SharedCountersUnavailableException"/>, which every caller answers with 503 — the gateway neither waits
+/// nor guesses a counter (it fails closed). The connection comes back on its own when Redis does.
+/// </remarks>
+public sealed partial class RedisStore : IHostedService, IAsyncDisposable
+{
+    private readonly ConfigurationOptions? _configuration;
+    private readonly string _prefix;
+    private readonly ILogger<RedisStore> _logger;
+    private ConnectionMultiplexer? _connection;
+
+    public RedisStore(IOptions<GatewayOptions> options, ILogger<RedisStore> logger)
+    {
+        if (IsConfigured(options.Value))
+        {
+            _configuration = ConfigurationOptions.Parse(options.Value.Redis!);
+            // Start even while Redis is down (requests that need it get 503 until it is back), and never queue a command
+            // behind a reconnect: a request waiting on Redis would hang where it should fail.
+            _configuration.AbortOnConnectFail = false;
+            _configuration.BacklogPolicy = BacklogPolicy.FailFast;
+        }
+        _prefix = options.Value.RedisKeyPrefix;
+        _logger = logger;
+    }
+
+    /// <summary>Whether the gateway keeps its shared counters in Redis.</summary>
+    public static bool IsConfigured(GatewayOptions options) => !string.IsNullOrWhiteSpace(options.Redis);
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        if (_configuration is null)
+        {
+            return;
+        }
+        var connection = await ConnectionMultiplexer.ConnectAsync(_configuration);
+        connection.ConnectionFailed += (_, e) => Log.ConnectionFailed(_logger, e.EndPoint?.ToString() ?? "", e.FailureType.ToString());
+        connection.ConnectionRestored += (_, e) => Log.ConnectionRestored(_logger, e.EndPoint?.ToString() ?? "");
+        _connection = connection;
+        if (!connection.IsConnected)
+        {
+            Log.NotConnected(_logger);
+        }
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _connection, null) is { } connection)
+        {
+            await connection.CloseAsync(allowCommandsToComplete: false);
+            await connection.DisposeAsync();
+        }
+    }
+
+    /// <summary>Completes once the connection to Redis is up: at once when it is, else when it is restored.</summary>
+    public async Task WhenConnectedAsync(CancellationToken cancellationToken)
+    {
+        var connection = Volatile.Read(ref _connection) ?? throw new InvalidOperationException("Redis is not configured or not started.");
+        var restored = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        EventHandler<ConnectionFailedEventArgs> onRestored = (_, _) => restored.TrySetResult();
+        connection.ConnectionRestored += onRestored;
+        try
+        {
+            if (!connection.IsConnected)
+            {
+                await restored.Task.WaitAsync(cancellationToken);
+            }
+        }
+        finally
+        {
+            connection.ConnectionRestored -= onRestored;
+        }
+    }
+
+    /// <summary>A key under this deployment's prefix (<see cref="GatewayOptions.RedisKeyPrefix"/>).</summary>
+    public RedisKey Key(string name) => _prefix + name;
+
+    /// <summary>
+    /// Runs <paramref name="script"/> (sent whole once, by its SHA-1 after that); a Redis that cannot be reached throws
+    /// <see cref="SharedCountersUnavailableException"/>.
+    /// </summary>
+    public async Task<RedisResult> EvaluateAsync(string script, RedisKey[] keys, RedisValue[] values)
+    {
+        var connection = Volatile.Read(ref _connection) ?? throw new SharedCountersUnavailableException(null);
+        try
+        {
+            return await connection.GetDatabase().ScriptEvaluateAsync(script, keys, values);
+        }
+        catch (Exception e) when (IsUnavailable(e))
+        {
+            throw new SharedCountersUnavailableException(e);
+        }
+    }
+
+    /// <summary>Transport failures, and a server that is up but cannot take writes yet (loading, a replica, busy).</summary>
+    private static bool IsUnavailable(Exception e) => e switch
+    {
+        RedisConnectionException or RedisTimeoutException or ObjectDisposedException => true,
+        RedisServerException server => server.Message.StartsWith("LOADING", StringComparison.Ordinal)
+            || server.Message.StartsWith("BUSY", StringComparison.Ordinal)
+            || server.Message.StartsWith("READONLY", StringComparison.Ordinal)
+            || server.Message.StartsWith("MASTERDOWN", StringComparison.Ordinal),
+        _ => false,
+    };
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 9601, Level = LogLevel.Error, Message = "Lost the connection to Redis at {EndPoint} ({Failure}); requests that need shared counters get 503 until it is back")]
+        public static partial void ConnectionFailed(ILogger logger, string endPoint, string failure);
+
+        [LoggerMessage(EventId = 9602, Level = LogLevel.Information, Message = "Connection to Redis at {EndPoint} restored")]
+        public static partial void ConnectionRestored(ILogger logger, string endPoint);
+
+        [LoggerMessage(EventId = 9603, Level = LogLevel.Error, Message = "Redis is not reachable at start-up; requests that need shared counters get 503 until it is")]
+        public static partial void NotConnected(ILogger logger);
+    }
+}
+
+/// <summary>The store holding the counters shared by all nodes cannot be reached: the request is refused with 503, never guessed.</summary>
+public sealed class SharedCountersUnavailableException(Exception? inner)
+    : Exception("The shared counter store (Redis) cannot be reached.", inner);

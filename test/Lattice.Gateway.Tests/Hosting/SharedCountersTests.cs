@@ -1,0 +1,266 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json.Nodes;
+using Lattice.Gateway.Metering;
+using Lattice.Gateway.Persistence;
+using Lattice.Gateway.Tests.Infrastructure;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Lattice.Gateway.Tests.Hosting;
+
+/// <summary>
+/// Three gateway nodes on one SQLite file and one Redis (<c>Lattice:Redis</c>): rate limits, budgets, idempotency keys and
+/// failed-authentication counts hold across the nodes as they do on one, under requests sent to all of them at once.
+/// </summary>
+[Trait("Category", "ScaleOut")]
+public sealed class SharedCountersTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
+
+    private static StringContent Chat(string model) => new(
+        $$"""{"model":"{{model}}","messages":[{"role":"user","content":"one two three"}]}""", Encoding.UTF8, "application/json");
+
+    private static async Task<GatewayCluster> ClusterAsync(Dictionary<string, string?>? settings = null) =>
+        await GatewayCluster.StartAsync(await RedisServer.Shared(), settings);
+
+    /// <summary>Sends <paramref name="count"/> requests at once, round-robin over the cluster's nodes; returns their statuses.</summary>
+    private static async Task<HttpStatusCode[]> SpreadAsync(GatewayCluster cluster, string key, string model, int count)
+    {
+        var clients = Enumerable.Range(0, cluster.Count).Select(n => cluster.Client(n, key)).ToArray();
+        try
+        {
+            var responses = await Task.WhenAll(Enumerable.Range(0, count).Select(async i =>
+            {
+                using var response = await clients[i % clients.Length].PostAsync("v1/chat/completions", Chat(model));
+                return response.StatusCode;
+            })).WaitAsync(Timeout);
+            return responses;
+        }
+        finally
+        {
+            foreach (var client in clients)
+            {
+                client.Dispose();
+            }
+        }
+    }
+
+    [Fact]
+    public async Task A_limit_of_n_requests_a_minute_admits_exactly_n_across_three_nodes()
+    {
+        await using var cluster = await ClusterAsync();
+        var model = await cluster.ModelAsync();
+        var (_, _, key) = await cluster.WorkspaceWithKeyAsync(new JsonObject { ["requests_per_minute"] = 7 });
+        await cluster.AddNodesAsync(2);
+
+        // The clock stands still: no bucket refills while the requests are in flight.
+        var statuses = await SpreadAsync(cluster, key, model, 45);
+        Assert.Equal(7, statuses.Count(s => s == HttpStatusCode.OK));
+        Assert.Equal(38, statuses.Count(s => s == HttpStatusCode.TooManyRequests));
+
+        // Every node sees the same empty bucket, and the same refill.
+        for (var node = 0; node < 3; node++)
+        {
+            using var client = cluster.Client(node, key);
+            using var refused = await client.PostAsync("v1/chat/completions", Chat(model));
+            Assert.Equal(HttpStatusCode.TooManyRequests, refused.StatusCode);
+            Assert.Equal("0", refused.Headers.GetValues("x-ratelimit-remaining-requests").Single());
+        }
+        // A seventh of a minute (and a little: the clock counts in ticks) refills one request, seen by every node.
+        cluster.Time.Advance(TimeSpan.FromSeconds(9));
+        using (var client = cluster.Client(2, key))
+        using (var again = await client.PostAsync("v1/chat/completions", Chat(model)))
+        {
+            Assert.Equal(HttpStatusCode.OK, again.StatusCode);
+        }
+        using (var client = cluster.Client(1, key))
+        using (var refusedAgain = await client.PostAsync("v1/chat/completions", Chat(model)))
+        {
+            Assert.Equal(HttpStatusCode.TooManyRequests, refusedAgain.StatusCode);
+        }
+    }
+
+    [Fact]
+    public async Task A_budget_under_concurrent_requests_on_every_node_is_never_overspent()
+    {
+        await using var cluster = await ClusterAsync();
+        var model = await cluster.ModelAsync(new JsonObject { ["per_request"] = 0.001 });
+        var (ws, keyId, key) = await cluster.WorkspaceWithKeyAsync();
+        var budgetId = await BudgetAsync(cluster, ws, keyId, "0.01");
+        await cluster.AddNodesAsync(2);
+
+        var statuses = await SpreadAsync(cluster, key, model, 60);
+        Assert.Equal(10, statuses.Count(s => s == HttpStatusCode.OK));
+        Assert.Equal(50, statuses.Count(s => s == HttpStatusCode.TooManyRequests));
+
+        // The ledger, written by three nodes, holds exactly the budget; every node reports it spent and nothing reserved.
+        Assert.Equal(10 * 1_000_000_000L, await LedgerCostAsync(cluster, keyId));
+        for (var node = 0; node < 3; node++)
+        {
+            var budget = await GetBudgetAsync(cluster, node, budgetId);
+            Assert.Equal(("0.01", "0"), (budget["spent_usd"]!.GetValue<string>(), budget["reserved_usd"]!.GetValue<string>()));
+        }
+    }
+
+    [Fact]
+    public async Task An_idempotent_retry_on_another_node_replays_the_answer_and_is_charged_once()
+    {
+        await using var cluster = await ClusterAsync();
+        var model = await cluster.ModelAsync(new JsonObject { ["per_request"] = 0.001 });
+        var (ws, keyId, key) = await cluster.WorkspaceWithKeyAsync();
+        var budgetId = await BudgetAsync(cluster, ws, keyId, "1");
+        await cluster.AddNodesAsync(2);
+
+        var idempotencyKey = "retry-" + Guid.NewGuid().ToString("N");
+        var bodies = new List<byte[]>();
+        var replayed = new List<bool>();
+        for (var node = 0; node < 3; node++)
+        {
+            using var client = cluster.Client(node, key);
+            using var request = new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions") { Content = Chat(model) };
+            request.Headers.Add("Idempotency-Key", idempotencyKey);
+            using var response = await client.SendAsync(request).WaitAsync(Timeout);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            bodies.Add(await response.Content.ReadAsByteArrayAsync());
+            replayed.Add(response.Headers.TryGetValues("idempotent-replayed", out var values) && values.Single() == "true");
+        }
+        Assert.Equal([false, true, true], replayed);
+        Assert.Equal(bodies[0], bodies[1]);
+        Assert.Equal(bodies[0], bodies[2]);
+
+        Assert.Equal(1_000_000_000L, await LedgerCostAsync(cluster, keyId));
+        var budget = await GetBudgetAsync(cluster, 2, budgetId);
+        Assert.Equal("0.001", budget["spent_usd"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task Failed_authentication_counts_attempts_made_on_any_node()
+    {
+        await using var cluster = await ClusterAsync(new() { ["Lattice:FailedAuthPerMinute"] = "4" });
+        var (_, _, key) = await cluster.WorkspaceWithKeyAsync();
+        await cluster.AddNodesAsync(2);
+
+        var statuses = new List<HttpStatusCode>();
+        for (var i = 0; i < 6; i++)
+        {
+            using var client = cluster.Client(i % 3, "sk-lattice-not-a-key-" + i);
+            using var response = await client.GetAsync("v1/models");
+            statuses.Add(response.StatusCode);
+        }
+        // Four failures spread over three nodes use up the source's minute; the fifth and sixth are refused wherever they land.
+        Assert.Equal([HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized,
+            HttpStatusCode.TooManyRequests, HttpStatusCode.TooManyRequests], statuses);
+
+        // A valid key from the same address still works on every node.
+        for (var node = 0; node < 3; node++)
+        {
+            using var client = cluster.Client(node, key);
+            using var response = await client.GetAsync("v1/models");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+        // The next minute starts empty on every node.
+        cluster.Time.Advance(TimeSpan.FromMinutes(1));
+        using (var client = cluster.Client(1, "sk-lattice-not-a-key-again"))
+        using (var response = await client.GetAsync("v1/models"))
+        {
+            Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        }
+    }
+
+    [Fact]
+    public async Task With_redis_down_counted_requests_get_503_in_their_surfaces_shape_and_flow_again_once_it_is_back()
+    {
+        var redis = await RedisServer.StartAsync();
+        await using var cluster = await GatewayCluster.StartAsync(redis);
+        var model = await cluster.ModelAsync();
+        var claude = await cluster.ModelAsync(anthropic: true);
+        var (_, _, limited) = await cluster.WorkspaceWithKeyAsync(new JsonObject { ["requests_per_minute"] = 100 });
+        var (_, _, unlimited) = await cluster.WorkspaceWithKeyAsync();
+        using var client = cluster.Client(0, limited);
+        using (var before = await client.PostAsync("v1/chat/completions", Chat(model)))
+        {
+            Assert.Equal(HttpStatusCode.OK, before.StatusCode);
+        }
+
+        await redis.DisposeAsync();
+
+        // A rate-limited request (OpenAI surface): refused before anything runs, never a 500 or a hang.
+        using (var refused = await client.PostAsync("v1/chat/completions", Chat(model)).WaitAsync(Timeout))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+            var error = (await refused.Content.ReadFromJsonAsync<JsonObject>())!["error"]!;
+            Assert.Equal(("counters_unavailable", "server_error"), (error["code"]!.GetValue<string>(), error["type"]!.GetValue<string>()));
+            Assert.StartsWith("The gateway cannot reach the store of its shared counters", error["message"]!.GetValue<string>());
+        }
+        // The same on the Anthropic surface, in Anthropic's error shape.
+        using (var anthropic = cluster.Client(0, null))
+        {
+            anthropic.DefaultRequestHeaders.Add("x-api-key", limited);
+            anthropic.DefaultRequestHeaders.Add("anthropic-version", "2023-06-01");
+            using var refused = await anthropic.PostAsync("v1/messages", new StringContent(
+                $$"""{"model":"{{claude}}","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}""", Encoding.UTF8, "application/json")).WaitAsync(Timeout);
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+            var body = (await refused.Content.ReadFromJsonAsync<JsonObject>())!;
+            Assert.Equal("error", body["type"]!.GetValue<string>());
+            Assert.Equal("overloaded_error", body["error"]!["type"]!.GetValue<string>());
+            Assert.StartsWith("The gateway cannot reach the store of its shared counters", body["error"]!["message"]!.GetValue<string>());
+        }
+        // An idempotent request cannot tell a retry from a first try without its key's store: not run either.
+        using (var free = cluster.Client(0, unlimited))
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions") { Content = Chat(model) };
+            request.Headers.Add("Idempotency-Key", "while-redis-is-down");
+            using var refused = await free.SendAsync(request).WaitAsync(Timeout);
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+            Assert.Equal("counters_unavailable", (await refused.Content.ReadFromJsonAsync<JsonObject>())!["error"]!["code"]!.GetValue<string>());
+
+            // A request no counter applies to still runs.
+            using var served = await free.PostAsync("v1/chat/completions", Chat(model)).WaitAsync(Timeout);
+            Assert.Equal(HttpStatusCode.OK, served.StatusCode);
+        }
+        // A failed authentication cannot be counted: refused with 503, not answered as an ordinary 401.
+        using (var guess = cluster.Client(0, "sk-lattice-a-guess"))
+        using (var refused = await guess.GetAsync("v1/models").WaitAsync(Timeout))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+            Assert.Equal("counters_unavailable", (await refused.Content.ReadFromJsonAsync<JsonObject>())!["error"]!["code"]!.GetValue<string>());
+        }
+
+        // Redis restarts (empty: nothing was saved) on the same address; the node reconnects by itself and counts again.
+        await using var restarted = await RedisServer.StartAsync(redis.Port);
+        await cluster.Services(0).GetRequiredService<RedisStore>().WhenConnectedAsync(CancellationToken.None).WaitAsync(Timeout);
+        using (var after = await client.PostAsync("v1/chat/completions", Chat(model)).WaitAsync(Timeout))
+        {
+            Assert.Equal(HttpStatusCode.OK, after.StatusCode);
+            Assert.Equal("99", after.Headers.GetValues("x-ratelimit-remaining-requests").Single());
+        }
+    }
+
+    private static async Task<string> BudgetAsync(GatewayCluster cluster, string workspaceId, string keyId, string amountUsd)
+    {
+        using var admin = cluster.Client(0, GatewayCluster.AdminKey);
+        var budget = await GatewayFixture.PostAsync(admin, $"admin/v1/workspaces/{workspaceId}/budgets",
+            new JsonObject { ["scope"] = "key", ["subject_id"] = keyId, ["amount_usd"] = amountUsd });
+        return budget["id"]!.GetValue<string>();
+    }
+
+    private static async Task<JsonObject> GetBudgetAsync(GatewayCluster cluster, int node, string budgetId)
+    {
+        using var admin = cluster.Client(node, GatewayCluster.AdminKey);
+        return (await admin.GetFromJsonAsync<JsonObject>($"admin/v1/budgets/{budgetId}"))!;
+    }
+
+    /// <summary>What the ledger charged the key, once every node has written its queue.</summary>
+    private static async Task<long> LedgerCostAsync(GatewayCluster cluster, string keyId)
+    {
+        for (var node = 0; node < cluster.Count; node++)
+        {
+            await cluster.Services(node).GetRequiredService<UsageLedger>().FlushAsync().WaitAsync(Timeout);
+        }
+        await using var scope = cluster.Services(0).CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<LatticeDbContext>();
+        return await db.UsageRecords.Where(r => r.KeyId == keyId).SumAsync(r => r.CostPicoUsd);
+    }
+}
