@@ -201,6 +201,57 @@ public sealed class ChatAnswerReaderTests
     }
 
     [Fact]
+    public void Reading_a_chunk_allocates_nothing_once_the_stream_has_started()
+    {
+        var reader = new ChatAnswerReader();
+        var handler = new Discard();
+        var text = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" said:\"},\"finish_reason\":null}]}\n\n"u8.ToArray();
+        var escaped = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\\u00e9\\n\"}}]}\n\n"u8.ToArray();
+        var arguments = "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{}\"}}]}}]}\n\n"u8.ToArray();
+        Push(reader, handler, "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_a\",\"function\":{\"name\":\"f\"}}]}}]}\n\n"u8.ToArray());
+        Push(reader, handler, text);
+        Push(reader, handler, escaped);
+        Push(reader, handler, arguments);
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 100; i++)
+        {
+            Push(reader, handler, text);
+            Push(reader, handler, escaped);
+            Push(reader, handler, arguments);
+        }
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.Equal(0, allocated);
+        Assert.Equal(101 * 3 + 1, handler.Calls);
+    }
+
+    private static void Push(ChatAnswerReader reader, IChatAnswerHandler handler, byte[] chunk)
+    {
+        chunk.CopyTo(reader.Writer.GetSpan(chunk.Length));
+        reader.Writer.Advance(chunk.Length);
+        reader.ReadEvents(handler);
+    }
+
+    /// <summary>Counts the calls and keeps nothing.</summary>
+    private sealed class Discard : IChatAnswerHandler
+    {
+        public int Calls { get; private set; }
+
+        public void Text(ReadOnlySpan<byte> text) => Calls++;
+
+        public void Refusal(ReadOnlySpan<byte> text) => Calls++;
+
+        public void ToolCallStarted(int index, string id, string name) => Calls++;
+
+        public void ToolCallArguments(int index, ReadOnlySpan<byte> fragment) => Calls++;
+
+        public void Finished(string reason, string? stopReason) => Calls++;
+
+        public void Failed(JsonElement error) => Calls++;
+    }
+
+    [Fact]
     public void Disposing_gives_the_bytes_back()
     {
         var reader = new ChatAnswerReader();
