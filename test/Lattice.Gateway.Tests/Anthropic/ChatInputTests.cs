@@ -68,6 +68,34 @@ public sealed class ChatInputTests
         Assert.Equal("tools.0.input_schema: nested too deeply (a chat body nests at most 64 levels).", error.Message);
     }
 
+    [Theory]
+    [InlineData("""{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"\ud800"}]}""", "A string holds an escaped UTF-16 surrogate (\\uD800–\\uDFFF) without its pair.")]
+    [InlineData("""{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"a"}],"tools":[{"name":"t","input_schema":{"\udc00":1}}]}""", "A string holds an escaped UTF-16 surrogate (\\uD800–\\uDFFF) without its pair.")]
+    [InlineData("""{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"a\u00"}]}""", null)]
+    public void Text_no_string_can_hold_is_a_400_before_translation(string anthropic, string? message)
+    {
+        var (translated, error) = MessagesRequest.Translate(Encoding.UTF8.GetBytes(anthropic));
+
+        Assert.Null(translated);
+        Assert.Equal(400, error.Status);
+        if (message is not null)
+        {
+            Assert.Equal(message, error.Message);
+        }
+    }
+
+    [Fact]
+    public void Bytes_that_are_not_utf8_are_a_400_before_translation()
+    {
+        byte[] body = [.. """{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"a"""u8, 0xC3, 0x28, .. "\"}]}"u8];
+
+        var (translated, error) = MessagesRequest.Translate(body);
+
+        Assert.Null(translated);
+        Assert.Equal(400, error.Status);
+        Assert.Equal("The request body is not valid UTF-8.", error.Message);
+    }
+
     /// <summary>A request whose deepest array (in a tool's input_schema) is at <paramref name="depth"/> levels.</summary>
     private static string Deep(int depth) =>
         """{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"a"}],"tools":[{"name":"t","input_schema":{"a":"""
