@@ -56,6 +56,26 @@ public sealed class MessageEventsTests
             """{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[{"type":"text","text":"Checking."},{"type":"tool_use","id":"toolu_a","name":"get_weather","input":{"city":"Paris"}},{"type":"tool_use","id":"toolu_xyz","name":"get_time","input":{}}],"stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":0,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":0}}""",
             Encoding.UTF8.GetString(output.WrittenSpan));
     }
+
+    [Fact]
+    public void A_text_delta_allocates_nothing_once_the_answer_has_started()
+    {
+        var output = new ArrayBufferWriter<byte>(64 * 1024);
+        var events = new MessageEvents("msg_1", "lovelace:chat");
+        events.Start(output);
+        events.Text(output, "first"u8);
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var i = 0; i < 100; i++)
+        {
+            events.Text(output, " next \u00e9\n"u8);
+        }
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.Equal(0, allocated);
+        Assert.EndsWith("event: content_block_delta\ndata: " + """{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":" next é\n"}}""" + "\n\n",
+            Encoding.UTF8.GetString(output.WrittenSpan), StringComparison.Ordinal);
+    }
 }
 
 /// <summary>Anthropic's error type for each status, as its docs list them.</summary>

@@ -45,17 +45,12 @@ public static class AnthropicEndpoints
             return;
         }
 
-        var task = chat;
-        var (input, inputError) = TaskInputReader.ReadJson(task, translated.ChatBody, translated.ChatBody.Length);
-        if (input is null)
-        {
-            await AnthropicErrors.WriteAsync(context, inputError);
-            return;
-        }
+        // The translator's chat body is valid by construction: it is not checked against the chat schema again.
+        var input = translated.ChatInput();
 
         // An Anthropic upstream is sent the client's own bytes, only the model replaced.
         var native = TaskInput.ClientBytes(body, length, input);
-        var request = TaskRequest.FromHttp(context, task, caller, input, time, receivedAt, Metering.Surfaces.Anthropic, native);
+        var request = TaskRequest.FromHttp(context, chat, caller, input, time, receivedAt, Metering.Surfaces.Anthropic, native);
         var sink = new MessagesSink(context, translated, time);
         var outcome = await dispatcher.DispatchAsync(request, sink, context.RequestAborted);
         await sink.CompleteAsync(outcome);

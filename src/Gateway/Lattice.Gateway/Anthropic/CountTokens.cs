@@ -37,12 +37,6 @@ public static class CountTokens
         }
         var snapshot = catalog.Current;
         var task = chat;
-        var (input, inputError) = TaskInputReader.ReadJson(task, translated.ChatBody, translated.ChatBody.Length);
-        if (input is null)
-        {
-            await AnthropicErrors.WriteAsync(context, inputError);
-            return;
-        }
 
         // The model must exist and be the caller's to use (another workspace's runtime is a 404, as on /v1/messages);
         // whether capacity is connected right now does not change a count.

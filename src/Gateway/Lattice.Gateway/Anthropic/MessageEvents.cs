@@ -18,15 +18,33 @@ public sealed class MessageEvents(string id, string model)
 {
     private static readonly JsonWriterOptions WriterOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
+    // Names written on every event, encoded once.
+    private static readonly JsonEncodedText TypeName = Name("type");
+    private static readonly JsonEncodedText IndexName = Name("index");
+    private static readonly JsonEncodedText DeltaName = Name("delta");
+    private static readonly JsonEncodedText TextName = Name("text");
+    private static readonly JsonEncodedText TextDelta = Name("text_delta");
+    private static readonly JsonEncodedText InputJsonDelta = Name("input_json_delta");
+    private static readonly JsonEncodedText PartialJsonName = Name("partial_json");
+    private static readonly JsonEncodedText MessageStart = Name("message_start");
+    private static readonly JsonEncodedText ContentBlockStart = Name("content_block_start");
+    private static readonly JsonEncodedText ContentBlockDelta = Name("content_block_delta");
+    private static readonly JsonEncodedText ContentBlockStop = Name("content_block_stop");
+    private static readonly JsonEncodedText MessageDelta = Name("message_delta");
+    private static readonly JsonEncodedText MessageStop = Name("message_stop");
+    private static readonly JsonEncodedText PingEvent = Name("ping");
+
     /// <summary>The open block's index, or -1; whether it is a text block.</summary>
     private int _open = -1;
     private bool _openIsText;
     private int _next;
     private bool _pinged;
+    /// <summary>One writer for all of the answer's events, pointed at the output by each <see cref="Begin"/>.</summary>
+    private Utf8JsonWriter? _writer;
 
     public void Start(IBufferWriter<byte> output)
     {
-        using var w = Begin(output, "message_start");
+        var w = Begin(output, MessageStart);
         w.WriteStartObject("message");
         WriteHead(w);
         w.WriteStartArray("content");
@@ -39,9 +57,12 @@ public sealed class MessageEvents(string id, string model)
     }
 
     /// <summary>A piece of the answer's text (a text block starts with the first one).</summary>
-    public void Text(IBufferWriter<byte> output, string text)
+    public void Text(IBufferWriter<byte> output, string text) => Text(output, System.Text.Encoding.UTF8.GetBytes(text));
+
+    /// <summary>A piece of the answer's text, as UTF-8 (a text block starts with the first one).</summary>
+    public void Text(IBufferWriter<byte> output, ReadOnlySpan<byte> text)
     {
-        if (text.Length == 0)
+        if (text.IsEmpty)
         {
             return;
         }
@@ -49,30 +70,33 @@ public sealed class MessageEvents(string id, string model)
         {
             OpenBlock(output, text: true, null, null);
         }
-        using var w = Begin(output, "content_block_delta");
-        w.WriteNumber("index", _open);
-        w.WriteStartObject("delta");
-        w.WriteString("type", "text_delta");
-        w.WriteString("text", text);
-        w.WriteEndObject();
-        End(output, w);
+        Delta(output, TextDelta, TextName, text);
     }
 
     /// <summary>A tool call starts: its own <c>tool_use</c> block, with an empty input until its fragments arrive.</summary>
     public void ToolStart(IBufferWriter<byte> output, string id, string name) => OpenBlock(output, text: false, id, name);
 
     /// <summary>A fragment of the open tool call's input JSON.</summary>
-    public void ToolInput(IBufferWriter<byte> output, string partialJson)
+    public void ToolInput(IBufferWriter<byte> output, string partialJson) => ToolInput(output, System.Text.Encoding.UTF8.GetBytes(partialJson));
+
+    /// <summary>A fragment of the open tool call's input JSON, as UTF-8.</summary>
+    public void ToolInput(IBufferWriter<byte> output, ReadOnlySpan<byte> partialJson)
     {
-        if (partialJson.Length == 0 || _open < 0 || _openIsText)
+        if (partialJson.IsEmpty || _open < 0 || _openIsText)
         {
             return;
         }
-        using var w = Begin(output, "content_block_delta");
-        w.WriteNumber("index", _open);
-        w.WriteStartObject("delta");
-        w.WriteString("type", "input_json_delta");
-        w.WriteString("partial_json", partialJson);
+        Delta(output, InputJsonDelta, PartialJsonName, partialJson);
+    }
+
+    /// <summary>A <c>content_block_delta</c> of the open block.</summary>
+    private void Delta(IBufferWriter<byte> output, JsonEncodedText type, JsonEncodedText field, ReadOnlySpan<byte> value)
+    {
+        var w = Begin(output, ContentBlockDelta);
+        w.WriteNumber(IndexName, _open);
+        w.WriteStartObject(DeltaName);
+        w.WriteString(TypeName, type);
+        w.WriteString(field, value);
         w.WriteEndObject();
         End(output, w);
     }
@@ -82,26 +106,24 @@ public sealed class MessageEvents(string id, string model)
         CloseBlock(output);
         _open = _next++;
         _openIsText = text;
-        using (var start = Begin(output, "content_block_start"))
+        var start = Begin(output, ContentBlockStart);
+        start.WriteNumber(IndexName, _open);
+        start.WriteStartObject("content_block");
+        if (text)
         {
-            start.WriteNumber("index", _open);
-            start.WriteStartObject("content_block");
-            if (text)
-            {
-                start.WriteString("type", "text");
-                start.WriteString("text", "");
-            }
-            else
-            {
-                start.WriteString("type", "tool_use");
-                start.WriteString("id", id);
-                start.WriteString("name", name);
-                start.WriteStartObject("input");
-                start.WriteEndObject();
-            }
-            start.WriteEndObject();
-            End(output, start);
+            start.WriteString(TypeName, TextName);
+            start.WriteString(TextName, ""u8);
         }
+        else
+        {
+            start.WriteString(TypeName, "tool_use");
+            start.WriteString("id", id);
+            start.WriteString("name", name);
+            start.WriteStartObject("input");
+            start.WriteEndObject();
+        }
+        start.WriteEndObject();
+        End(output, start);
         Ping(output);
     }
 
@@ -111,8 +133,8 @@ public sealed class MessageEvents(string id, string model)
         {
             return;
         }
-        using var stop = Begin(output, "content_block_stop");
-        stop.WriteNumber("index", _open);
+        var stop = Begin(output, ContentBlockStop);
+        stop.WriteNumber(IndexName, _open);
         End(output, stop);
         _open = -1;
     }
@@ -122,16 +144,13 @@ public sealed class MessageEvents(string id, string model)
     {
         CloseBlock(output);
         Ping(output);
-        using (var delta = Begin(output, "message_delta"))
-        {
-            delta.WriteStartObject("delta");
-            WriteStop(delta, stopReason, stopSequence);
-            delta.WriteEndObject();
-            WriteUsage(delta, usage);
-            End(output, delta);
-        }
-        using var end = Begin(output, "message_stop");
-        End(output, end);
+        var delta = Begin(output, MessageDelta);
+        delta.WriteStartObject(DeltaName);
+        WriteStop(delta, stopReason, stopSequence);
+        delta.WriteEndObject();
+        WriteUsage(delta, usage);
+        End(output, delta);
+        End(output, Begin(output, MessageStop));
     }
 
     /// <summary>The whole Message.</summary>
@@ -172,14 +191,13 @@ public sealed class MessageEvents(string id, string model)
             return;
         }
         _pinged = true;
-        using var w = Begin(output, "ping");
-        End(output, w);
+        End(output, Begin(output, PingEvent));
     }
 
     private void WriteHead(Utf8JsonWriter w)
     {
         w.WriteString("id", id);
-        w.WriteString("type", "message");
+        w.WriteString(TypeName, "message");
         w.WriteString("role", "assistant");
         w.WriteString("model", model);
     }
@@ -209,14 +227,22 @@ public sealed class MessageEvents(string id, string model)
     }
 
     /// <summary><c>event: NAME</c>, then a <c>data:</c> object whose <c>type</c> is the name; the caller writes the rest.</summary>
-    private static Utf8JsonWriter Begin(IBufferWriter<byte> output, string name)
+    private Utf8JsonWriter Begin(IBufferWriter<byte> output, JsonEncodedText name)
     {
         output.Write("event: "u8);
-        System.Text.EncodingExtensions.GetBytes(System.Text.Encoding.UTF8, name, output);
+        output.Write(name.EncodedUtf8Bytes);
         output.Write("\ndata: "u8);
-        var w = new Utf8JsonWriter(output, WriterOptions);
+        var w = _writer;
+        if (w is null)
+        {
+            _writer = w = new Utf8JsonWriter(output, WriterOptions);
+        }
+        else
+        {
+            w.Reset(output);
+        }
         w.WriteStartObject();
-        w.WriteString("type", name);
+        w.WriteString(TypeName, name);
         return w;
     }
 
@@ -226,6 +252,8 @@ public sealed class MessageEvents(string id, string model)
         w.Flush();
         output.Write("\n\n"u8);
     }
+
+    private static JsonEncodedText Name(string name) => JsonEncodedText.Encode(name, WriterOptions.Encoder);
 }
 
 /// <summary>A tool call of the answer: its <c>toolu_</c> id, its name, and its input JSON as received so far.</summary>

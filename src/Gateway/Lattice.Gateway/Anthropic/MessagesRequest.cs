@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Text.Json;
 using Lattice.Gateway.OpenAi;
+using Lattice.Gateway.Tasks;
 
 namespace Lattice.Gateway.Anthropic;
 
@@ -28,7 +29,33 @@ public static class MessagesRequest
     };
 
     /// <summary>The translated request: the chat body, and what the answer must echo.</summary>
-    public sealed record Translated(byte[] ChatBody, string Model, bool Stream, IReadOnlyList<string> StopSequences);
+    public sealed record Translated(byte[] ChatBody, string Model, bool Stream, IReadOnlyList<string> StopSequences)
+    {
+        /// <summary><c>max_tokens</c> (none when counting tokens).</summary>
+        public long? MaxTokens { get; init; }
+
+        /// <summary>Where the <c>model</c> value (quotes included) is in <see cref="ChatBody"/>.</summary>
+        public (int Start, int Length) ModelValue { get; init; }
+
+        /// <summary>
+        /// The chat task's input: the translator's own body, trusted as it is. It is valid against the chat schema by
+        /// construction — every field it writes is checked on the way in, more strictly than the chat schema would,
+        /// and the writer emits only valid UTF-8 — so it is not parsed and checked a second time.
+        /// </summary>
+        public TaskInput ChatInput() => new()
+        {
+            Body = ChatBody,
+            Length = ChatBody.Length,
+            Model = Model,
+            Stream = Stream,
+            // A stream asks for its usage chunk (stream_options.include_usage), which message_delta reports.
+            IncludeUsage = Stream,
+            MaxTokens = MaxTokens,
+            ContentType = "application/json",
+            ModelValueStart = ModelValue.Start,
+            ModelValueLength = ModelValue.Length,
+        };
+    }
 
     /// <summary>The fields a <c>count_tokens</c> body may have: Anthropic's list, less what is refused for messages too.</summary>
     private static bool CountsField(string name) => name is "model" or "messages" or "system" or "tools" or "tool_choice" or "cache_control";
@@ -42,6 +69,16 @@ public static class MessagesRequest
         if (body.IsEmpty)
         {
             return (null, Invalid("The request body is empty."));
+        }
+        // The text checks the chat surface makes on its body (TaskInputReader), made here on the client's: a string that
+        // no .NET string can hold would otherwise fail the translation itself.
+        if (!System.Text.Unicode.Utf8.IsValid(body))
+        {
+            return (null, Invalid("The request body is not valid UTF-8."));
+        }
+        if (TaskInputReader.HasUnpairedSurrogateEscape(body))
+        {
+            return (null, Invalid("A string holds an escaped UTF-16 surrogate (\\uD800–\\uDFFF) without its pair."));
         }
         JsonDocument document;
         try
@@ -67,6 +104,12 @@ public static class MessagesRequest
         }
         foreach (var property in root.EnumerateObject())
         {
+            // The fields a request usually has pass without their names being made into strings.
+            if (!forCounting && (property.NameEquals("model"u8) || property.NameEquals("max_tokens"u8) || property.NameEquals("messages"u8)
+                || property.NameEquals("stream"u8) || property.NameEquals("system"u8)))
+            {
+                continue;
+            }
             if (forCounting && !CountsField(property.Name) && !NotYet.Contains(property.Name))
             {
                 return (null, Invalid($"{property.Name}: unknown field (counting tokens takes model, messages, system, tools and tool_choice).", property.Name));
@@ -86,22 +129,22 @@ public static class MessagesRequest
             }
         }
 
-        if (!root.TryGetProperty("model", out var modelElement) || modelElement.ValueKind != JsonValueKind.String || modelElement.GetString() is not { Length: > 0 } model)
+        if (!root.TryGetProperty("model"u8, out var modelElement) || modelElement.ValueKind != JsonValueKind.String || modelElement.GetString() is not { Length: > 0 } model)
         {
             return (null, Invalid("model: a non-empty string is required.", "model"));
         }
         long maxTokensValue = 0;
-        if (!forCounting && (!root.TryGetProperty("max_tokens", out var maxTokens) || maxTokens.ValueKind != JsonValueKind.Number
+        if (!forCounting && (!root.TryGetProperty("max_tokens"u8, out var maxTokens) || maxTokens.ValueKind != JsonValueKind.Number
             || !maxTokens.TryGetInt64(out maxTokensValue) || maxTokensValue < 1))
         {
             return (null, Invalid("max_tokens: an integer of at least 1 is required.", "max_tokens"));
         }
-        if (!root.TryGetProperty("messages", out var messages) || messages.ValueKind != JsonValueKind.Array || messages.GetArrayLength() == 0)
+        if (!root.TryGetProperty("messages"u8, out var messages) || messages.ValueKind != JsonValueKind.Array || messages.GetArrayLength() == 0)
         {
             return (null, Invalid("messages: a non-empty array is required.", "messages"));
         }
         var stream = false;
-        if (root.TryGetProperty("stream", out var streamElement) && streamElement.ValueKind != JsonValueKind.Null)
+        if (root.TryGetProperty("stream"u8, out var streamElement) && streamElement.ValueKind != JsonValueKind.Null)
         {
             if (streamElement.ValueKind is not (JsonValueKind.True or JsonValueKind.False))
             {
@@ -110,14 +153,17 @@ public static class MessagesRequest
             stream = streamElement.ValueKind == JsonValueKind.True;
         }
 
-        var buffer = new ArrayBufferWriter<byte>(1024);
+        var (buffer, writer) = RentWriter();
         var stops = new List<string>();
-        using (var writer = new Utf8JsonWriter(buffer))
+        (int, int) modelValue;
+        try
         {
             writer.WriteStartObject();
+            var modelStart = writer.BytesPending + "\"model\":".Length;
             writer.WriteString("model", model);
+            modelValue = ((int)modelStart, (int)(writer.BytesPending - modelStart));
             writer.WriteStartArray("messages");
-            if (root.TryGetProperty("system", out var system) && system.ValueKind != JsonValueKind.Null)
+            if (root.TryGetProperty("system"u8, out var system) && system.ValueKind != JsonValueKind.Null)
             {
                 writer.WriteStartObject();
                 writer.WriteString("role", "system");
@@ -130,28 +176,28 @@ public static class MessagesRequest
             var i = 0;
             foreach (var message in messages.EnumerateArray())
             {
-                var path = $"messages.{i++}";
+                var path = new MessagePath(i++);
                 if (message.ValueKind != JsonValueKind.Object)
                 {
-                    return (null, Invalid($"{path}: must be an object with 'role' and 'content'.", path));
+                    return (null, Invalid($"{path}: must be an object with 'role' and 'content'.", path.ToString()));
                 }
                 foreach (var property in message.EnumerateObject())
                 {
-                    if (property.Name is not ("role" or "content"))
+                    if (!property.NameEquals("role"u8) && !property.NameEquals("content"u8))
                     {
                         return (null, Invalid($"{path}.{property.Name}: unknown field.", $"{path}.{property.Name}"));
                     }
                 }
-                if (!message.TryGetProperty("role", out var role) || role.ValueKind != JsonValueKind.String
-                    || role.GetString() is not ("user" or "assistant") || role.GetString() is not { } roleName)
+                if (!message.TryGetProperty("role"u8, out var role) || role.ValueKind != JsonValueKind.String
+                    || (role.ValueEquals("user"u8) ? "user" : role.ValueEquals("assistant"u8) ? "assistant" : null) is not { } roleName)
                 {
                     return (null, Invalid($"{path}.role: must be 'user' or 'assistant'.", $"{path}.role"));
                 }
-                if (!message.TryGetProperty("content", out var content))
+                if (!message.TryGetProperty("content"u8, out var content))
                 {
                     return (null, Invalid($"{path}.content: is required.", $"{path}.content"));
                 }
-                if (WriteMessage(writer, roleName, content, $"{path}.content") is { } contentError)
+                if (WriteMessage(writer, roleName, content, path) is { } contentError)
                 {
                     return (null, contentError);
                 }
@@ -162,7 +208,7 @@ public static class MessagesRequest
                 writer.WriteNumber("max_tokens", maxTokensValue);
             }
 
-            if (root.TryGetProperty("stop_sequences", out var stopSequences) && stopSequences.ValueKind != JsonValueKind.Null)
+            if (root.TryGetProperty("stop_sequences"u8, out var stopSequences) && stopSequences.ValueKind != JsonValueKind.Null)
             {
                 if (stopSequences.ValueKind != JsonValueKind.Array || stopSequences.EnumerateArray().Any(s => s.ValueKind != JsonValueKind.String))
                 {
@@ -195,7 +241,7 @@ public static class MessagesRequest
                     value.WriteTo(writer);
                 }
             }
-            if (root.TryGetProperty("metadata", out var metadata) && metadata.ValueKind != JsonValueKind.Null)
+            if (root.TryGetProperty("metadata"u8, out var metadata) && metadata.ValueKind != JsonValueKind.Null)
             {
                 if (metadata.ValueKind != JsonValueKind.Object)
                 {
@@ -229,8 +275,52 @@ public static class MessagesRequest
                 writer.WriteEndObject();
             }
             writer.WriteEndObject();
+            writer.Flush();
+            return (new Translated(buffer.WrittenSpan.ToArray(), model, stream, stops)
+            {
+                MaxTokens = forCounting ? null : maxTokensValue,
+                ModelValue = modelValue,
+            }, default);
         }
-        return (new Translated(buffer.WrittenSpan.ToArray(), model, stream, stops), default);
+        finally
+        {
+            ReturnWriter(buffer, writer);
+        }
+    }
+
+    /// <summary>This thread's buffer and writer for a chat body (translation is synchronous, so one per thread is enough).</summary>
+    [ThreadStatic]
+    private static (ArrayBufferWriter<byte> Buffer, Utf8JsonWriter Writer)? _cached;
+
+    /// <summary>A buffer kept for the next translation only up to this size, so one huge request does not stay in memory.</summary>
+    private const int KeptBufferBytes = 64 * 1024;
+
+    private static (ArrayBufferWriter<byte>, Utf8JsonWriter) RentWriter()
+    {
+        if (_cached is { } cached)
+        {
+            _cached = null;
+            return cached;
+        }
+        var buffer = new ArrayBufferWriter<byte>(1024);
+        return (buffer, new Utf8JsonWriter(buffer));
+    }
+
+    private static void ReturnWriter(ArrayBufferWriter<byte> buffer, Utf8JsonWriter writer)
+    {
+        if (buffer.Capacity > KeptBufferBytes)
+        {
+            return;
+        }
+        buffer.Clear();
+        writer.Reset(buffer);
+        _cached = (buffer, writer);
+    }
+
+    /// <summary><c>messages.N</c>, made into a string only when an error names it.</summary>
+    private readonly record struct MessagePath(int Index)
+    {
+        public override string ToString() => $"messages.{Index}";
     }
 
     /// <summary>OpenAI's chat completions take at most four stop sequences.</summary>
@@ -270,16 +360,17 @@ public static class MessagesRequest
     /// <c>tool_use</c> blocks become its <c>tool_calls</c>; a user turn's <c>tool_result</c> blocks become <c>tool</c>
     /// messages, written first, and its text a user message after them.
     /// </summary>
-    private static GatewayError? WriteMessage(Utf8JsonWriter writer, string role, JsonElement content, string path)
+    private static GatewayError? WriteMessage(Utf8JsonWriter writer, string role, JsonElement content, MessagePath message)
     {
         if (content.ValueKind == JsonValueKind.String)
         {
             writer.WriteStartObject();
-            writer.WriteString("role", role);
-            writer.WriteString("content", content.GetString());
+            writer.WriteString("role"u8, role);
+            writer.WriteString("content"u8, content.GetString());
             writer.WriteEndObject();
             return null;
         }
+        var path = $"{message}.content";
         if (CheckBlocks(content, path) is { } error)
         {
             return error;
@@ -721,11 +812,48 @@ public static class MessagesRequest
             }
             writer.WriteString("description", description.GetString());
         }
+        // The client's body may nest up to the reader's limit; one level deeper here, a schema at that limit would make
+        // a chat body no JSON reader with the same limit (the upstream's included) accepts.
+        if (writer.CurrentDepth + Nesting(schema, MaxChatDepth - writer.CurrentDepth + 1) > MaxChatDepth)
+        {
+            return Invalid($"{path}.input_schema: nested too deeply (a chat body nests at most {MaxChatDepth} levels).", $"{path}.input_schema");
+        }
         writer.WritePropertyName("parameters");
         schema.WriteTo(writer);
         writer.WriteEndObject();
         writer.WriteEndObject();
         return null;
+    }
+
+    /// <summary>How deep a chat body may nest: the limit the gateway (and System.Text.Json) reads JSON with.</summary>
+    private const int MaxChatDepth = 64;
+
+    /// <summary>How many levels of objects and arrays <paramref name="value"/> nests (1 for a flat one), counted up to <paramref name="limit"/>.</summary>
+    private static int Nesting(JsonElement value, int limit)
+    {
+        if (value.ValueKind is not (JsonValueKind.Object or JsonValueKind.Array))
+        {
+            return 0;
+        }
+        var deepest = 0;
+        if (limit > 1)
+        {
+            if (value.ValueKind == JsonValueKind.Object)
+            {
+                foreach (var property in value.EnumerateObject())
+                {
+                    deepest = Math.Max(deepest, Nesting(property.Value, limit - 1));
+                }
+            }
+            else
+            {
+                foreach (var item in value.EnumerateArray())
+                {
+                    deepest = Math.Max(deepest, Nesting(item, limit - 1));
+                }
+            }
+        }
+        return deepest + 1;
     }
 
     private static GatewayError? RequiredString(JsonElement element, string name, string path, out string value)

@@ -88,6 +88,18 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
     /// </remarks>
     public async Task CompleteAsync(DispatchOutcome outcome)
     {
+        try
+        {
+            await RenderAsync(outcome);
+        }
+        finally
+        {
+            _reader.Dispose();
+        }
+    }
+
+    private async Task RenderAsync(DispatchOutcome outcome)
+    {
         if (outcome.Failure == DispatchFailure.ClientCancelled)
         {
             return;
@@ -196,9 +208,9 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
         _reader.ReadEvents(this);
     }
 
-    void OpenAi.IChatAnswerHandler.Text(string text) => WriteText(text);
+    void OpenAi.IChatAnswerHandler.Text(ReadOnlySpan<byte> text) => WriteText(text);
 
-    private void WriteText(string text)
+    private void WriteText(ReadOnlySpan<byte> text)
     {
         if (_output is not null)
         {
@@ -206,13 +218,13 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
         }
         else
         {
-            _text.Append(text);
+            _text.Append(Encoding.UTF8.GetString(text));
         }
     }
 
     // The Messages API has no refusal block: what the model said instead of an answer is told as the text, and the
     // Message stops with stop_reason "refusal".
-    void OpenAi.IChatAnswerHandler.Refusal(string text)
+    void OpenAi.IChatAnswerHandler.Refusal(ReadOnlySpan<byte> text)
     {
         _refused = true;
         WriteText(text);
@@ -229,7 +241,7 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
         }
     }
 
-    void OpenAi.IChatAnswerHandler.ToolCallArguments(int index, string fragment)
+    void OpenAi.IChatAnswerHandler.ToolCallArguments(int index, ReadOnlySpan<byte> fragment)
     {
         if (_output is not null)
         {
@@ -237,7 +249,7 @@ public sealed class MessagesSink(HttpContext context, MessagesRequest.Translated
         }
         else
         {
-            _tools[index].Input.Append(fragment);
+            _tools[index].Input.Append(Encoding.UTF8.GetString(fragment));
         }
     }
 

@@ -90,6 +90,18 @@ public sealed class ResponsesSink(HttpContext context, ResponsesRequest.Translat
     /// </remarks>
     public async Task CompleteAsync(DispatchOutcome outcome)
     {
+        try
+        {
+            await RenderAsync(outcome);
+        }
+        finally
+        {
+            _reader.Dispose();
+        }
+    }
+
+    private async Task RenderAsync(DispatchOutcome outcome)
+    {
         if (outcome.Failure == DispatchFailure.ClientCancelled)
         {
             return;
@@ -163,13 +175,13 @@ public sealed class ResponsesSink(HttpContext context, ResponsesRequest.Translat
         await response.Body.WriteAsync(body, context.RequestAborted);
     }
 
-    void IChatAnswerHandler.Text(string text) => _output.Text(text);
+    void IChatAnswerHandler.Text(ReadOnlySpan<byte> text) => _output.Text(System.Text.Encoding.UTF8.GetString(text));
 
-    void IChatAnswerHandler.Refusal(string text) => _output.Refusal(text);
+    void IChatAnswerHandler.Refusal(ReadOnlySpan<byte> text) => _output.Refusal(System.Text.Encoding.UTF8.GetString(text));
 
     void IChatAnswerHandler.ToolCallStarted(int index, string id, string name) => _output.ToolCallStarted(index, id, name);
 
-    void IChatAnswerHandler.ToolCallArguments(int index, string fragment) => _output.ToolCallArguments(index, fragment);
+    void IChatAnswerHandler.ToolCallArguments(int index, ReadOnlySpan<byte> fragment) => _output.ToolCallArguments(index, System.Text.Encoding.UTF8.GetString(fragment));
 
     void IChatAnswerHandler.Finished(string reason, string? stopReason) => _finishReason = reason;
 
