@@ -21,7 +21,9 @@ public sealed partial class ChangeFeed(IServiceProvider services, IServiceScopeF
 
     private const int Batch = 1_000;
 
-    private static readonly Func<LatticeDbContext, long, IAsyncEnumerable<ChangeEntity>> NewerThan = EF.CompileAsyncQuery(
+    // Per instance, not static: a compiled query binds to the first model it runs on, and a process may hold nodes on
+    // SQLite and on PostgreSQL (the tests do).
+    private readonly Func<LatticeDbContext, long, IAsyncEnumerable<ChangeEntity>> _newerThan = EF.CompileAsyncQuery(
         (LatticeDbContext db, long last) => db.Changes.AsNoTracking().Where(c => c.Id > last).OrderBy(c => c.Id).Take(Batch));
 
     private Dictionary<string, IChangeHandler>? _handlers;
@@ -148,7 +150,7 @@ public sealed partial class ChangeFeed(IServiceProvider services, IServiceScopeF
             {
                 var last = Cursor;
                 var read = new List<ChangeEntity>();
-                await foreach (var row in NewerThan(db, last).WithCancellation(cancellationToken))
+                await foreach (var row in _newerThan(db, last).WithCancellation(cancellationToken))
                 {
                     read.Add(row);
                 }
