@@ -161,13 +161,14 @@ public sealed partial class IdempotencyMiddleware(
     /// <summary>Renews the claim every half lease until the request ends (or the claim is lost).</summary>
     private async Task RenewWhileRunningAsync(IdempotencyClaim claim, CancellationToken running)
     {
+        // One periodic timer, not a new delay after each renewal: its ticks stay every half lease from the claim however
+        // long a renewal's write takes, and a tick that falls while a write is under way is not lost.
+        using var halfLease = new PeriodicTimer(_lease / 2, time);
         try
         {
-            do
+            while (await halfLease.WaitForNextTickAsync(running) && await store.RenewAsync(claim, _lease, running))
             {
-                await Task.Delay(_lease / 2, time, running);
             }
-            while (await store.RenewAsync(claim, _lease, running));
         }
         catch (OperationCanceledException) when (running.IsCancellationRequested)
         {
