@@ -1,3 +1,4 @@
+using Lattice.Gateway.Changes;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text;
@@ -45,6 +46,34 @@ public sealed class SharedCountersTests
                 client.Dispose();
             }
         }
+    }
+
+    [Fact]
+    public async Task A_change_on_one_node_wakes_the_others_through_redis_without_waiting_for_a_poll()
+    {
+        await using var cluster = await ClusterAsync();
+        var (_, _, key) = await cluster.WorkspaceWithKeyAsync();
+        await cluster.AddNodesAsync(1);
+        var poller = cluster.Services(1).GetRequiredService<ChangeFeedPoller>();
+        var signal = Assert.IsType<RedisChangeSignal>(cluster.Services(1).GetRequiredService<IChangeSignal>());
+        using var onNode1 = cluster.Client(1, key);
+
+        // The clock stands still, so node 1's poll interval never passes: only a push from node 0 makes it read again.
+        var model = await cluster.ModelAsync();
+        using var timeout = new CancellationTokenSource(Timeout);
+        while (true)
+        {
+            using (var response = await onNode1.PostAsync("v1/chat/completions", Chat(model), timeout.Token))
+            {
+                if (response.StatusCode == HttpStatusCode.OK)
+                {
+                    break;
+                }
+                Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+            }
+            await poller.ReadsAsync(poller.CompletedReads + 1, timeout.Token);
+        }
+        Assert.True(signal.Received > 0);
     }
 
     [Fact]

@@ -37,6 +37,10 @@ public static class SharedCounters
             ? new DeviceAuthorizationLimiter(sp.GetRequiredService<IOptions<GatewayOptions>>(),
                 new RedisSourceWindow(sp.GetRequiredService<RedisStore>(), sp.GetRequiredService<TimeProvider>(), "device:src"))
             : new DeviceAuthorizationLimiter(sp.GetRequiredService<IOptions<GatewayOptions>>(), sp.GetRequiredService<TimeProvider>())));
+        // The change feed's push channel: with Redis, nodes wake each other at once instead of at the next poll.
+        services.Replace(ServiceDescriptor.Singleton<Changes.IChangeSignal>(sp => Redis(sp)
+            ? ActivatorUtilities.CreateInstance<Changes.RedisChangeSignal>(sp)
+            : new Changes.PollingOnlyChangeSignal()));
         return services;
     }
 

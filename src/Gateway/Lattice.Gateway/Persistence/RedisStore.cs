@@ -105,6 +105,45 @@ public sealed partial class RedisStore : IHostedService, IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Subscribes <paramref name="onMessage"/> to the channel <paramref name="name"/> under this deployment's prefix.
+    /// False when Redis is not connected (yet): the caller tries again later.
+    /// </summary>
+    public async Task<bool> TrySubscribeAsync(string name, Action onMessage)
+    {
+        if (Volatile.Read(ref _connection) is not { IsConnected: true } connection)
+        {
+            return false;
+        }
+        try
+        {
+            await connection.GetSubscriber().SubscribeAsync(RedisChannel.Literal(_prefix + name), (_, _) => onMessage());
+            return true;
+        }
+        catch (Exception e) when (IsUnavailable(e))
+        {
+            return false;
+        }
+    }
+
+    /// <summary>Publishes an empty message on the channel <paramref name="name"/>; best effort (false when it could not).</summary>
+    public async Task<bool> TryPublishAsync(string name)
+    {
+        if (Volatile.Read(ref _connection) is not { } connection)
+        {
+            return false;
+        }
+        try
+        {
+            await connection.GetSubscriber().PublishAsync(RedisChannel.Literal(_prefix + name), RedisValue.EmptyString);
+            return true;
+        }
+        catch (Exception e) when (IsUnavailable(e))
+        {
+            return false;
+        }
+    }
+
     /// <summary>Transport failures, and a server that is up but cannot take writes yet (loading, a replica, busy).</summary>
     private static bool IsUnavailable(Exception e) => e switch
     {
