@@ -30,7 +30,12 @@ public sealed class RedisChangeSignal(RedisStore redis) : IChangeSignal
             // Subscribed on the poller's first wait (Redis is connected by then, or on a later wait once it is).
             if (!await redis.TrySubscribeAsync(Channel, OnMessage))
             {
-                await Task.Delay(Timeout.Infinite, cancellationToken);
+                // Not connected yet (the poller may start before Redis does) or Redis is away: wake the poller once it
+                // is connected, so the next wait subscribes. Connected and still refused: poll alone from here on.
+                if (await IsConnectedAsync(cancellationToken))
+                {
+                    await Task.Delay(Timeout.Infinite, cancellationToken);
+                }
                 return;
             }
             Volatile.Write(ref _subscribed, 1);
@@ -54,6 +59,18 @@ public sealed class RedisChangeSignal(RedisStore redis) : IChangeSignal
                 _published = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             }
         }
+    }
+
+    /// <summary>True when Redis was connected already; else waits until it is and answers false.</summary>
+    private async Task<bool> IsConnectedAsync(CancellationToken cancellationToken)
+    {
+        var wait = redis.WhenConnectedAsync(cancellationToken);
+        if (wait.IsCompletedSuccessfully)
+        {
+            return true;
+        }
+        await wait;
+        return false;
     }
 
     private void OnMessage()

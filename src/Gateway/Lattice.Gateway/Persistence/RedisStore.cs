@@ -20,6 +20,7 @@ public sealed partial class RedisStore : IHostedService, IAsyncDisposable
     private readonly string _prefix;
     private readonly ILogger<RedisStore> _logger;
     private ConnectionMultiplexer? _connection;
+    private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public RedisStore(IOptions<GatewayOptions> options, ILogger<RedisStore> logger)
     {
@@ -48,6 +49,7 @@ public sealed partial class RedisStore : IHostedService, IAsyncDisposable
         connection.ConnectionFailed += (_, e) => Log.ConnectionFailed(_logger, e.EndPoint?.ToString() ?? "", e.FailureType.ToString());
         connection.ConnectionRestored += (_, e) => Log.ConnectionRestored(_logger, e.EndPoint?.ToString() ?? "");
         _connection = connection;
+        _started.TrySetResult();
         if (!connection.IsConnected)
         {
             Log.NotConnected(_logger);
@@ -68,7 +70,12 @@ public sealed partial class RedisStore : IHostedService, IAsyncDisposable
     /// <summary>Completes once the connection to Redis is up: at once when it is, else when it is restored.</summary>
     public async Task WhenConnectedAsync(CancellationToken cancellationToken)
     {
-        var connection = Volatile.Read(ref _connection) ?? throw new InvalidOperationException("Redis is not configured or not started.");
+        if (_configuration is null)
+        {
+            throw new InvalidOperationException("Redis is not configured.");
+        }
+        await _started.Task.WaitAsync(cancellationToken);
+        var connection = Volatile.Read(ref _connection) ?? throw new ObjectDisposedException(nameof(RedisStore));
         var restored = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         EventHandler<ConnectionFailedEventArgs> onRestored = (_, _) => restored.TrySetResult();
         connection.ConnectionRestored += onRestored;

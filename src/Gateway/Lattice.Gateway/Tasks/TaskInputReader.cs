@@ -171,8 +171,17 @@ public static class TaskInputReader
                     ?? [];
                 parts.Add(new MultipartPart(name, headers, bytes));
 
-                var fileName = HeaderUtilities.RemoveQuotes(disposition.FileNameStar).Value
-                    ?? HeaderUtilities.RemoveQuotes(disposition.FileName).Value;
+                string? fileNameStar;
+                try
+                {
+                    fileNameStar = HeaderUtilities.RemoveQuotes(disposition.FileNameStar).Value;
+                }
+                catch (ArgumentException)
+                {
+                    // ASP.NET's RFC 5987 decoder throws on some malformed values (found by the multipart fuzz test).
+                    return (null, GatewayError.InvalidRequest("A multipart section's 'filename*' is malformed.", null));
+                }
+                var fileName = fileNameStar ?? HeaderUtilities.RemoveQuotes(disposition.FileName).Value;
                 if (fileName is not null)
                 {
                     fields[name] = new FileField(fileName, section.ContentType, bytes.Length);
