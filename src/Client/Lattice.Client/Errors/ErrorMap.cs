@@ -53,6 +53,12 @@ internal static class ErrorMap
         {
             return create(error, innerException);
         }
+        // The gateway answers 502 only when no upstream could serve; the last upstream's own envelope (its own code) is
+        // relayed with it, so it is still an upstream failure.
+        if (error.Status == 502)
+        {
+            return new UpstreamErrorException(error, innerException);
+        }
         // An upstream's own 4xx (relayed as it was) keeps its own code; it is still the caller's request that was refused.
         return error.Status is >= 400 and < 500 and not 401 and not 403 and not 404 and not 409 and not 429
             ? new InvalidRequestException(error, innerException)
