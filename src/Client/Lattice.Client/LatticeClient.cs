@@ -158,6 +158,17 @@ public class LatticeClient : IDisposable
         return model;
     }
 
+    /// <summary>What the Microsoft.Extensions.AI clients answer to <c>GetService</c>: their metadata, this client, themselves.</summary>
+    internal static object? ServiceOf(object self, object metadata, LatticeClient client, Type serviceType, object? serviceKey)
+    {
+        ArgumentNullException.ThrowIfNull(serviceType);
+        return serviceKey is not null ? null
+            : serviceType.IsInstanceOfType(metadata) ? metadata
+            : serviceType == typeof(LatticeClient) ? client
+            : serviceType.IsInstanceOfType(self) ? self
+            : null;
+    }
+
     internal static HttpRequestMessage JsonRequest(string path, string? model, byte[] body)
     {
         var request = new HttpRequestMessage(HttpMethod.Post, path) { Content = new ByteArrayContent(body) };

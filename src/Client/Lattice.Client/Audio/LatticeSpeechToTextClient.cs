@@ -68,15 +68,8 @@ public class LatticeSpeechToTextClient : ISpeechToTextClient
     }
 
     /// <inheritdoc/>
-    public virtual object? GetService(Type serviceType, object? serviceKey = null)
-    {
-        ArgumentNullException.ThrowIfNull(serviceType);
-        return serviceKey is not null ? null
-            : serviceType == typeof(SpeechToTextClientMetadata) ? _metadata
-            : serviceType == typeof(LatticeClient) ? _client
-            : serviceType.IsInstanceOfType(this) ? this
-            : null;
-    }
+    public virtual object? GetService(Type serviceType, object? serviceKey = null) =>
+        LatticeClient.ServiceOf(this, _metadata, _client, serviceType, serviceKey);
 
     /// <summary>Nothing to free: the <see cref="LatticeClient"/> owns the connection.</summary>
     public void Dispose() => GC.SuppressFinalize(this);

@@ -10,7 +10,7 @@ internal static class ChatRequestWriter
     public static byte[] Write(string model, IEnumerable<ChatMessage> messages, ChatOptions? options, bool stream)
     {
         var buffer = new ArrayBufferWriter<byte>(1024);
-        using (var json = new Utf8JsonWriter(buffer))
+        using (var json = new Utf8JsonWriter(buffer, Json.WriterOptions.Relaxed))
         {
             json.WriteStartObject();
             json.WriteString("model", model);
@@ -59,7 +59,7 @@ internal static class ChatRequestWriter
                     null => "",
                     string text => text,
                     JsonElement element => element.GetRawText(),
-                    var other => JsonSerializer.Serialize(other, AIJsonUtilities.DefaultOptions.GetTypeInfo(other.GetType())),
+                    var other => Compact(other, other.GetType()),
                 });
                 json.WriteEndObject();
             }
@@ -104,8 +104,7 @@ internal static class ChatRequestWriter
                 json.WriteString("type", "function");
                 json.WriteStartObject("function");
                 json.WriteString("name", call.Name);
-                json.WriteString("arguments", JsonSerializer.Serialize(call.Arguments ?? new Dictionary<string, object?>(),
-                    AIJsonUtilities.DefaultOptions.GetTypeInfo(typeof(IDictionary<string, object?>))));
+                json.WriteString("arguments", Compact(call.Arguments ?? new Dictionary<string, object?>(), typeof(IDictionary<string, object?>)));
                 json.WriteEndObject();
                 json.WriteEndObject();
             }
@@ -141,32 +140,44 @@ internal static class ChatRequestWriter
         json.WriteEndObject();
     }
 
+    /// <summary>
+    /// A value as compact JSON text with the abstraction's serializer options (whose own setting is indented: the
+    /// writer's setting wins).
+    /// </summary>
+    private static string Compact(object value, Type type)
+    {
+        var buffer = new ArrayBufferWriter<byte>(128);
+        using (var json = new Utf8JsonWriter(buffer, Json.WriterOptions.Relaxed))
+        {
+            JsonSerializer.Serialize(json, value, AIJsonUtilities.DefaultOptions.GetTypeInfo(type));
+        }
+        return System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
+    }
+
+    private static void Number(Utf8JsonWriter json, string name, float? value)
+    {
+        if (value is { } number)
+        {
+            json.WriteNumber(name, number);
+        }
+    }
+
+    private static void Number(Utf8JsonWriter json, string name, long? value)
+    {
+        if (value is { } number)
+        {
+            json.WriteNumber(name, number);
+        }
+    }
+
     private static void WriteOptions(Utf8JsonWriter json, ChatOptions options)
     {
-        if (options.Temperature is { } temperature)
-        {
-            json.WriteNumber("temperature", temperature);
-        }
-        if (options.TopP is { } topP)
-        {
-            json.WriteNumber("top_p", topP);
-        }
-        if (options.MaxOutputTokens is { } max)
-        {
-            json.WriteNumber("max_tokens", max);
-        }
-        if (options.FrequencyPenalty is { } frequency)
-        {
-            json.WriteNumber("frequency_penalty", frequency);
-        }
-        if (options.PresencePenalty is { } presence)
-        {
-            json.WriteNumber("presence_penalty", presence);
-        }
-        if (options.Seed is { } seed)
-        {
-            json.WriteNumber("seed", seed);
-        }
+        Number(json, "temperature", options.Temperature);
+        Number(json, "top_p", options.TopP);
+        Number(json, "max_tokens", options.MaxOutputTokens);
+        Number(json, "frequency_penalty", options.FrequencyPenalty);
+        Number(json, "presence_penalty", options.PresencePenalty);
+        Number(json, "seed", options.Seed);
         if (options.StopSequences is { Count: > 0 } stops)
         {
             json.WriteStartArray("stop");

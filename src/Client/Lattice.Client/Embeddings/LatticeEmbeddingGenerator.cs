@@ -26,7 +26,7 @@ public class LatticeEmbeddingGenerator : IEmbeddingGenerator<string, Embedding<f
         ArgumentNullException.ThrowIfNull(values);
         var model = _client.ResolveModel(options?.ModelId, _model);
         var buffer = new ArrayBufferWriter<byte>(256);
-        using (var json = new Utf8JsonWriter(buffer))
+        using (var json = new Utf8JsonWriter(buffer, Json.WriterOptions.Relaxed))
         {
             json.WriteStartObject();
             json.WriteString("model", model);
@@ -55,15 +55,8 @@ public class LatticeEmbeddingGenerator : IEmbeddingGenerator<string, Embedding<f
     }
 
     /// <inheritdoc/>
-    public virtual object? GetService(Type serviceType, object? serviceKey = null)
-    {
-        ArgumentNullException.ThrowIfNull(serviceType);
-        return serviceKey is not null ? null
-            : serviceType == typeof(EmbeddingGeneratorMetadata) ? _metadata
-            : serviceType == typeof(LatticeClient) ? _client
-            : serviceType.IsInstanceOfType(this) ? this
-            : null;
-    }
+    public virtual object? GetService(Type serviceType, object? serviceKey = null) =>
+        LatticeClient.ServiceOf(this, _metadata, _client, serviceType, serviceKey);
 
     /// <summary>Nothing to free: the <see cref="LatticeClient"/> owns the connection.</summary>
     public void Dispose() => GC.SuppressFinalize(this);
