@@ -84,6 +84,28 @@ public sealed class RuntimeSelectionTests(OAuthGateway gateway) : IClassFixture<
     }
 
     [Fact]
+    public async Task A_runtime_that_drops_mid_stream_ends_the_stream_with_relay_unavailable()
+    {
+        var tenant = await gateway.NewTenantAsync("flaky");
+        using var lattice = Lattice(tenant.Key);
+        var runtime = await ConnectAsync(lattice, "flaky", new SlowEngine("slow-chat", TimeSpan.FromMilliseconds(20), 100_000));
+        using var pinned = lattice.WithRuntime(await lattice.Runtimes.GetAsync(runtime.LatticeId));
+        var updates = 0;
+        var dropped = await Assert.ThrowsAsync<RelayUnavailableException>(async () =>
+        {
+            await foreach (var update in pinned.GetChatClient().GetStreamingResponseAsync("hi"))
+            {
+                if (++updates == 1)
+                {
+                    await runtime.DisposeAsync(); // the daemon goes away while its answer streams
+                }
+            }
+        });
+        Assert.StartsWith("req_", dropped.RequestId);
+        Assert.Equal(0, (int)dropped.StatusCode); // an error event after a 200 had started
+    }
+
+    [Fact]
     public async Task Marketplace_only_capacity_is_no_capacity_for_a_private_only_credential()
     {
         using var lattice = Lattice(gateway.A.Key);
