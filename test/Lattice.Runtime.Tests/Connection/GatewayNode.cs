@@ -157,20 +157,7 @@ public sealed class GatewayNode : IAsyncDisposable
         public Task DispatchAsync(uint id, string json) =>
             SendAsync(Frame.Dispatch(id, new DispatchHeader("chat.completions", "fixed", "application/json", false), Encoding.UTF8.GetBytes(json)));
 
-        public async Task<ReceivedFrame> ReceiveAsync(CancellationToken cancellationToken = default)
-        {
-            var length = 0;
-            ValueWebSocketReceiveResult result;
-            do
-            {
-                result = await socket.ReceiveAsync(_buffer.AsMemory(length), cancellationToken).AsTask().WaitAsync(GatewaySide.Timeout, cancellationToken);
-                Assert.NotEqual(WebSocketMessageType.Close, result.MessageType);
-                length += result.Count;
-            }
-            while (!result.EndOfMessage);
-            Assert.True(Frame.TryRead(_buffer.AsMemory(0, length), out var type, out var id, out var payload));
-            return new ReceivedFrame(type, id, payload.ToArray());
-        }
+        public Task<ReceivedFrame> ReceiveAsync(CancellationToken cancellationToken = default) => GatewaySide.ReceiveAsync(socket, _buffer, cancellationToken);
 
         public Task SendAsync(byte[] frame) =>
             socket.SendAsync(frame, WebSocketMessageType.Binary, true, CancellationToken.None).WaitAsync(GatewaySide.Timeout);
