@@ -51,6 +51,9 @@ public sealed class GatewayNode : IAsyncDisposable
     /// <summary>When set, the connect endpoint answers this status instead of upgrading.</summary>
     public int? RefuseWith { get; set; }
 
+    /// <summary>When set, the node ends each link right after its welcome.</summary>
+    public bool DropAfterWelcome { get; set; }
+
     public static async Task<GatewayNode> StartAsync()
     {
         var builder = WebApplication.CreateSlimBuilder();
@@ -124,6 +127,10 @@ public sealed class GatewayNode : IAsyncDisposable
             Assert.Equal(FrameType.Hello, hello.Type);
             await link.SendAsync(Frame.Json(FrameType.Welcome, 0, new WelcomeMessage("lat_test", 5), ProtocolJsonContext.Default.WelcomeMessage));
             _links.Writer.TryWrite(link);
+            if (DropAfterWelcome)
+            {
+                return;
+            }
             // The link lives until the daemon or a kill ends it.
             await link.Closed.Task.WaitAsync(_killed.Token);
         }

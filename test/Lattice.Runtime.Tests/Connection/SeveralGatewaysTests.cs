@@ -160,6 +160,23 @@ public sealed class SeveralGatewaysTests
     }
 
     [Fact]
+    public async Task Nodes_that_welcome_and_drop_at_once_still_get_the_backoff_between_rounds()
+    {
+        await using var a = await GatewayNode.StartAsync();
+        await using var b = await GatewayNode.StartAsync();
+        a.DropAfterWelcome = true;
+        b.DropAfterWelcome = true;
+        var clock = new WatchedClock();
+        await using var daemon = new Daemon([a.Url, b.Url], clock);
+
+        // Each link lasted no time on the daemon's clock: not a stable link, so the round goes on to its end and waits.
+        var delay = await clock.Delays.Reader.ReadAsync().AsTask().WaitAsync(GatewaySide.Timeout);
+        Assert.InRange(delay, TimeSpan.Zero, TimeSpan.FromSeconds(1));
+        Assert.Equal((1, 1), (a.Attempts, b.Attempts));
+        Assert.Equal(2, daemon.Lines.Count(l => l.StartsWith("connected as lat_test", StringComparison.Ordinal)));
+    }
+
+    [Fact]
     public async Task The_daemon_status_names_the_gateway_it_is_connected_to_and_every_one_it_may_use()
     {
         await using var b = await GatewayNode.StartAsync();

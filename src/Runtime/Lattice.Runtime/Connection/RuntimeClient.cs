@@ -31,6 +31,12 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
     public static readonly TimeSpan DeadAfter = TimeSpan.FromSeconds(15);
     private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// A link that stayed up this long ends a round of failures: its drop is the first failure of a new one. A shorter
+    /// link counts within its round, so nodes that welcome and drop at once still get the backoff between rounds.
+    /// </summary>
+    public static readonly TimeSpan StableLink = TimeSpan.FromSeconds(10);
+
     /// <summary>A client that connects to the gateways the credential was paired with.</summary>
     public RuntimeClient(RuntimeCredentials credentials, EngineSet engines, int maxConcurrency, TimeProvider? time = null)
         : this(credentials, credentials.Endpoints, engines, maxConcurrency, time)
@@ -66,6 +72,7 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
     private long _served;
     private int _waitingForCredit;
     private int _current;
+    private long _welcomedAt;
 
     public async Task<LinkExit> RunAsync(CancellationToken cancellationToken)
     {
@@ -90,9 +97,12 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
             }
             if (outcome.Welcomed)
             {
-                // The link was up: the node that dropped it starts a new round.
-                failed = 0;
                 welcomedThisRound = true;
+                if (_time.GetElapsedTime(Interlocked.Read(ref _welcomedAt)) >= StableLink)
+                {
+                    // The link was up: the node that dropped it starts a new round.
+                    failed = 0;
+                }
             }
             failed++;
             Volatile.Write(ref _current, (_current + 1) % _gateways.Count);
@@ -168,6 +178,7 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
         {
             return null;
         }
+        Interlocked.Exchange(ref _welcomedAt, _time.GetTimestamp());
         Connected = true;
         Status?.Invoke($"connected as {welcome.LatticeId} to {Gateway}");
         return await session.RunAsync(cancellationToken);
