@@ -3,6 +3,7 @@ using Lattice.Cli.Commands;
 namespace Lattice.Cli.Tests.Commands;
 
 /// <summary><c>lattice up --database</c>: a value that names no database stops it before anything starts, saying why.</summary>
+[Collection(ConsoleCollection.Name)]
 public sealed class UpDatabaseTests
 {
     [Theory]

@@ -1,4 +1,6 @@
 using Lattice.Runtime.Config;
+using Lattice.Runtime.Connection;
+using Lattice.Runtime.Hosting;
 
 namespace Lattice.Runtime.Tests.Config;
 
@@ -35,7 +37,7 @@ public sealed class DaemonConfigTests
 
         Assert.Equal(3, config.Concurrency);
         Assert.Equal("/tmp/lattice-x", config.DataDirectory);
-        Assert.Equal("http://127.0.0.1:8080", config.GatewayUrl);
+        Assert.Equal(["http://127.0.0.1:8080"], config.GatewayUrls);
         Assert.Equal(2, config.Engines.Count);
         Assert.Equal(new ModelConfig("stories", "/m/stories.gguf", null, 256, PlainCompletion: true), config.Engines[0].Models[0]);
         Assert.False(config.Engines[1].Models[0].PlainCompletion);
@@ -47,6 +49,14 @@ public sealed class DaemonConfigTests
     [InlineData("[daemon]\nconcurency = 4\n", "daemon.concurency", 2, "unknown key")]
     [InlineData("[daemon]\nconcurrency = 0\n", "daemon.concurrency", 2, "between 1 and 1024")]
     [InlineData("[gateway]\nurl = \"ftp://x\"\n", "gateway.url", 2, "http(s) URL")]
+    [InlineData("[gateway]\nurl = \"http://a:1\"\nurls = [\"http://b:1\"]\n", "gateway.urls", 3, "set either url or urls, not both")]
+    [InlineData("[gateway]\nurls = []\n", "gateway.urls", 2, "must list at least one URL")]
+    [InlineData("[gateway]\nurls = \"http://a:1\"\n", "gateway.urls", 2, "expected an array of strings, not a string")]
+    [InlineData("[gateway]\nurls = [\"http://a:1\", 2]\n", "gateway.urls", 2, "expected an array of strings, not one holding an integer")]
+    [InlineData("[gateway]\nurls = [\"http://a:1\", \"a.example:8080\"]\n", "gateway.urls", 2, "expected an http(s) URL, not 'a.example:8080'")]
+    [InlineData("[gateway]\nurls = [\"http://a:1\", \"ws://b:1\"]\n", "gateway.urls", 2, "expected an http(s) URL, not 'ws://b:1'")]
+    [InlineData("[gateway]\nurls = [\"http://a:1\", \"http://a:1/v1\"]\n", "gateway.urls", 2, "lists http://a:1 twice")]
+    [InlineData("[gateway]\nurl = \"http://admin:secret@a:1\"\n", "gateway.url", 2, "carries no user name or password")]
     [InlineData("[[engines]]\nkind = \"llama\"\n[[engines]]\nkind = \"gpt\"\n", "engines[1].kind", 4, "unknown engine 'gpt'")]
     [InlineData("[[engines]]\nkind = \"llama\"\n  [[engines.models]]\n  name = \"a\"\n", "engines[0].models[0].path", 3, "needs the model file's path")]
     [InlineData("[[engines]]\nkind = \"openai-compatible\"\n", "engines[0].base_url", 1, "needs an absolute base_url")]
@@ -57,6 +67,27 @@ public sealed class DaemonConfigTests
         Assert.Equal(line, ex.Line);
         Assert.Contains(problem, ex.Message, StringComparison.Ordinal);
         Assert.StartsWith($"config.toml:{line}: '{key}'", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Several_gateway_urls_are_read_as_origins_in_their_order()
+    {
+        var config = DaemonConfig.Parse("""
+            [gateway]
+            urls = ["http://node-b.internal:8080", "https://node-a.internal/v1", "http://127.0.0.1:8081/"]
+            """, "config.toml");
+
+        Assert.Equal(["http://node-b.internal:8080", "https://node-a.internal", "http://127.0.0.1:8081"], config.GatewayUrls);
+    }
+
+    [Fact]
+    public void Without_gateway_urls_the_daemon_uses_the_ones_it_was_paired_with()
+    {
+        var credentials = new RuntimeCredentials("http://a:1", "lat_x", "lrt_x", ["http://a:1", "http://b:1"]);
+        Assert.Empty(DaemonConfig.Parse("[daemon]\nconcurrency = 2\n", "config.toml").GatewayUrls);
+        Assert.Equal(["http://a:1", "http://b:1"], DaemonRunner.GatewaysFor(DaemonConfig.Parse("", "config.toml"), credentials));
+        Assert.Equal(["http://c:1"], DaemonRunner.GatewaysFor(DaemonConfig.Parse("[gateway]\nurl = \"http://c:1\"\n", "config.toml"), credentials));
+        Assert.Equal(["http://a:1"], new RuntimeCredentials("http://a:1", "lat_x", "lrt_x").Endpoints);
     }
 
     [Fact]

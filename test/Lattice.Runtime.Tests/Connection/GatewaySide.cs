@@ -81,18 +81,21 @@ public sealed class GatewaySide : IAsyncDisposable
 
     public Task PingAsync() => SendAsync(Frame.Raw(FrameType.Ping, 0, new byte[8]));
 
-    public async Task<ReceivedFrame> ReceiveAsync()
+    public Task<ReceivedFrame> ReceiveAsync() => ReceiveAsync(_socket, _buffer, CancellationToken.None);
+
+    /// <summary>The next frame the daemon sent on <paramref name="socket"/> (read into <paramref name="buffer"/>).</summary>
+    public static async Task<ReceivedFrame> ReceiveAsync(WebSocket socket, byte[] buffer, CancellationToken cancellationToken)
     {
         var length = 0;
         ValueWebSocketReceiveResult result;
         do
         {
-            result = await _socket.ReceiveAsync(_buffer.AsMemory(length), CancellationToken.None).AsTask().WaitAsync(Timeout);
+            result = await socket.ReceiveAsync(buffer.AsMemory(length), cancellationToken).AsTask().WaitAsync(Timeout, cancellationToken);
             Assert.NotEqual(WebSocketMessageType.Close, result.MessageType);
             length += result.Count;
         }
         while (!result.EndOfMessage);
-        Assert.True(Frame.TryRead(_buffer.AsMemory(0, length), out var type, out var id, out var payload));
+        Assert.True(Frame.TryRead(buffer.AsMemory(0, length), out var type, out var id, out var payload));
         return new ReceivedFrame(type, id, payload.ToArray());
     }
 

@@ -21,13 +21,14 @@ public sealed class DaemonConfigFuzzTests
         ["[daemon]", "[gateway]", "[[engines]]", "[[engines.models]]", "[engines]", "[engines.models]", "[[daemon]]", "[[]]", "[ ]", "[a.b]", "[[engines.models.x]]"];
 
     private static readonly string[] Keys =
-        ["concurrency", "data_dir", "url", "kind", "base_url", "api_key_env", "models", "name", "path", "task", "context_size", "chunks",
+        ["concurrency", "data_dir", "url", "urls", "kind", "base_url", "api_key_env", "models", "name", "path", "task", "context_size", "chunks",
          "chunk_delay_ms", "ignore_prompt", "engines", "daemon", "\"quoted key\"", "a.b", "x"];
 
     private static readonly string[] Values =
         ["1", "0", "-1", "1024", "1025", "9223372036854775807", "99999999999999999999", "1.5", "nan", "inf", "true", "false", "\"fixed\"",
          "\"llama\"", "\"openai-compatible\"", "\"http://127.0.0.1:1/v1\"", "\"ftp://x\"", "\"~/m.gguf\"", "\"\"", "'literal'",
-         "\"\"\"multi\nline\"\"\"", "[]", "[1, \"a\"]", "{}", "{ name = \"m\" }", "[{ name = \"m\" }]", "1979-05-27T07:32:00Z", "\"\\ud800\""];
+         "\"\"\"multi\nline\"\"\"", "[]", "[1, \"a\"]",
+         "[\"http://a:1\", \"http://b:1/v1\"]", "[\"http://a:1\", \"http://a:1\"]", "\"http://u:p@a:1\"", "{}", "{ name = \"m\" }", "[{ name = \"m\" }]", "1979-05-27T07:32:00Z", "\"\\ud800\""];
 
     private static readonly Gen<string> Line = Gen.Frequency(
         (1, Gen.Int[0, Headers.Length - 1].Select(i => Headers[i])),

@@ -19,7 +19,12 @@ internal static class DaemonCommands
 
     public static Command CreateRelay()
     {
-        var gateway = new Option<string>("--gateway") { Description = "The gateway's URL, e.g. http://127.0.0.1:8080.", Required = true };
+        var gateway = new Option<string[]>("--gateway")
+        {
+            Description = "The gateway's URL, e.g. http://127.0.0.1:8080 (repeatable: one per node of the deployment; the daemon reconnects to another when one dies).",
+            Required = true,
+            AllowMultipleArgumentsPerToken = false,
+        };
         var token = new Option<string>("--token") { Description = "The one-time bootstrap token from POST /v1/personal-runtimes.", Required = true };
         var config = ConfigOption();
         var dataDir = DataDirOption();
@@ -30,15 +35,23 @@ internal static class DaemonCommands
             {
                 return 2;
             }
-            if (!Uri.TryCreate(parse.GetValue(gateway), UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https"))
+            var urls = new List<Uri>();
+            foreach (var value in parse.GetValue(gateway)!)
             {
-                await Console.Error.WriteLineAsync($"--gateway must be an http(s) URL, not '{parse.GetValue(gateway)}'.");
-                return 2;
+                if (GatewayEndpoints.ToOrigin(value, out var problem) is not { } origin)
+                {
+                    await Console.Error.WriteLineAsync($"--gateway {problem}.");
+                    return 2;
+                }
+                if (!urls.Contains(new Uri(origin)))
+                {
+                    urls.Add(new Uri(origin));
+                }
             }
             RuntimeCredentials credentials;
             try
             {
-                credentials = await RuntimeCredentials.PairAsync(url, parse.GetValue(token)!, ct);
+                credentials = await RuntimeCredentials.PairAsync(urls, parse.GetValue(token)!, ct);
             }
             catch (Exception ex) when (ex is PairingException or HttpRequestException or TaskCanceledException)
             {
@@ -91,14 +104,15 @@ internal static class DaemonCommands
                 return Task.FromResult(1);
             }
             Console.WriteLine($"Runtime   {credentials.LatticeId}  (model \"lattice:personal:{credentials.LatticeId}\")");
-            Console.WriteLine($"Gateway   {credentials.Gateway}");
             var status = DaemonStatus.Load(cfg.DataDirectory);
-            if (status is null || !status.IsAlive())
+            var running = status is not null && status.IsAlive();
+            Console.WriteLine($"Gateway   {string.Join(", ", running ? status!.Gateways ?? [status.Gateway] : DaemonRunner.GatewaysFor(cfg, credentials))}");
+            if (!running)
             {
                 Console.WriteLine("Daemon    not running (start it with `lattice daemon`)");
                 return Task.FromResult(3);
             }
-            Console.WriteLine($"Daemon    running (pid {status.Pid}), {(status.Connected ? "connected" : "not connected")}: {status.State}");
+            Console.WriteLine($"Daemon    running (pid {status!.Pid}), {(status.Connected ? "connected to " + status.Gateway : "not connected")}: {status.State}");
             Console.WriteLine($"Served    {status.Served} requests");
             Console.WriteLine($"Serves    {string.Join(", ", status.Capabilities)}");
             return Task.FromResult(status.Connected ? 0 : 4);
@@ -110,7 +124,7 @@ internal static class DaemonCommands
     {
         var config = ConfigOption();
         var dataDir = DataDirOption();
-        var command = new Command("ping", "Check that the gateway answers and still accepts this runtime's credential.") { config, dataDir };
+        var command = new Command("ping", "Check that the gateway (each of its nodes, when several are configured) answers and still accepts this runtime's credential.") { config, dataDir };
         command.SetAction(async (parse, ct) =>
         {
             if (LoadConfig(parse.GetValue(config), parse.GetValue(dataDir)) is not { } cfg)
@@ -123,30 +137,44 @@ internal static class DaemonCommands
                 return 2;
             }
             using var http = new HttpClient(new SocketsHttpHandler { UseProxy = false }) { Timeout = TimeSpan.FromSeconds(10) };
-            using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(new Uri(credentials.Gateway), RuntimeLink.MePath));
-            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", credentials.Credential);
-            var watch = Stopwatch.StartNew();
-            try
+            // Every node the daemon may connect to: each must answer and accept the credential.
+            var exit = 0;
+            foreach (var gateway in DaemonRunner.GatewaysFor(cfg, credentials))
             {
-                using var response = await http.SendAsync(request, ct);
-                var elapsed = watch.Elapsed.TotalMilliseconds;
-                var text = await response.Content.ReadAsStringAsync(ct);
-                if (!response.IsSuccessStatusCode)
+                if (!await PingAsync(http, gateway, credentials, ct))
                 {
-                    Console.WriteLine($"The gateway at {credentials.Gateway} answered {(int)response.StatusCode} in {elapsed:0.0} ms: the credential is not accepted (revoked?).");
-                    return 1;
+                    exit = 1;
                 }
-                var status = JsonDocument.Parse(text).RootElement.GetProperty("status").GetString();
-                Console.WriteLine($"Gateway {credentials.Gateway} answered in {elapsed:0.0} ms; runtime {credentials.LatticeId} is {status}.");
-                return 0;
             }
-            catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException)
-            {
-                Console.WriteLine($"The gateway at {credentials.Gateway} did not answer: {ex.Message}");
-                return 1;
-            }
+            return exit;
         });
         return command;
+    }
+
+    private static async Task<bool> PingAsync(HttpClient http, string gateway, RuntimeCredentials credentials, CancellationToken cancellationToken)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(new Uri(gateway), RuntimeLink.MePath));
+        request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", credentials.Credential);
+        var watch = Stopwatch.StartNew();
+        try
+        {
+            using var response = await http.SendAsync(request, cancellationToken);
+            var elapsed = watch.Elapsed.TotalMilliseconds;
+            var text = await response.Content.ReadAsStringAsync(cancellationToken);
+            if (!response.IsSuccessStatusCode)
+            {
+                Console.WriteLine($"The gateway at {gateway} answered {(int)response.StatusCode} in {elapsed:0.0} ms: the credential is not accepted (revoked?).");
+                return false;
+            }
+            var status = JsonDocument.Parse(text).RootElement.GetProperty("status").GetString();
+            Console.WriteLine($"Gateway {gateway} answered in {elapsed:0.0} ms; runtime {credentials.LatticeId} is {status}.");
+            return true;
+        }
+        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException)
+        {
+            Console.WriteLine($"The gateway at {gateway} did not answer: {ex.Message}");
+            return false;
+        }
     }
 
     internal static DaemonConfig? LoadConfig(string? explicitPath, string? dataDir)

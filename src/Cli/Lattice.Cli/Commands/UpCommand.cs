@@ -140,7 +140,8 @@ internal static class UpCommand
             runtimeModel = "lattice:personal:" + credentials.LatticeId;
             env["LATTICE_RUNTIME_MODEL"] = runtimeModel;
             var connected = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            daemon = DaemonRunner.RunAsync(credentials, engines, daemonConfig, line =>
+            // The daemon serves this gateway, whatever nodes the config file names.
+            daemon = DaemonRunner.RunAsync(credentials, engines, daemonConfig with { GatewayUrls = [] }, line =>
             {
                 if (line.StartsWith("connected", StringComparison.Ordinal))
                 {
@@ -231,7 +232,7 @@ internal static class UpCommand
             var record = await db.Runtimes.AsNoTracking().FirstOrDefaultAsync(r => r.LatticeId == existing.LatticeId, cancellationToken);
             if (record is { RevokedAt: null } && record.WorkspaceId == workspaceId)
             {
-                var moved = existing with { Gateway = origin };
+                var moved = existing with { Gateway = origin, Gateways = null };
                 moved.Save(dataDirectory);
                 return moved;
             }

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Lattice.Runtime.Connection;
 using Tomlyn;
 using Tomlyn.Model;
 
@@ -22,7 +23,11 @@ public sealed record EngineConfig(string Kind, IReadOnlyList<ModelConfig> Models
 /// The daemon's TOML configuration (<c>~/.lattice/config.toml</c>, <c>--config</c>, or <c>LATTICE_CONFIG_PATH</c>):
 /// <c>[daemon]</c>, <c>[gateway]</c> and <c>[[engines]]</c> with their <c>[[engines.models]]</c>.
 /// </summary>
-public sealed record DaemonConfig(int Concurrency, string DataDirectory, string? GatewayUrl, IReadOnlyList<EngineConfig> Engines, string? SourcePath)
+/// <param name="GatewayUrls">
+/// The gateway nodes to connect to (<c>[gateway] url</c> or <c>urls</c>), each an http(s) origin; empty: the ones the
+/// daemon was paired with.
+/// </param>
+public sealed record DaemonConfig(int Concurrency, string DataDirectory, IReadOnlyList<string> GatewayUrls, IReadOnlyList<EngineConfig> Engines, string? SourcePath)
 {
     public static readonly string[] EngineKinds = ["llama", "onnx-embeddings", "whisper", "openai-compatible", "fixed"];
 
@@ -45,7 +50,7 @@ public sealed record DaemonConfig(int Concurrency, string DataDirectory, string?
             {
                 throw new ConfigException(path, null, null, "the file does not exist");
             }
-            return new DaemonConfig(Environment.ProcessorCount, DefaultDataDirectory, null, [], null);
+            return new DaemonConfig(Environment.ProcessorCount, DefaultDataDirectory, [], [], null);
         }
         return Parse(File.ReadAllText(path), path);
     }
@@ -78,15 +83,32 @@ public sealed record DaemonConfig(int Concurrency, string DataDirectory, string?
             dataDirectory = ExpandHome(reader.String(daemon, "daemon", "data_dir") ?? dataDirectory);
         }
 
-        string? gatewayUrl = null;
+        IReadOnlyList<string> gatewayUrls = [];
         if (reader.Table(root, "gateway", "") is { } gateway)
         {
-            reader.CheckKeys(gateway, "gateway", ["url"]);
-            gatewayUrl = reader.String(gateway, "gateway", "url");
-            if (gatewayUrl is not null && (!Uri.TryCreate(gatewayUrl, UriKind.Absolute, out var u) || u.Scheme is not ("http" or "https")))
+            reader.CheckKeys(gateway, "gateway", ["url", "urls"]);
+            var url = reader.String(gateway, "gateway", "url");
+            var urls = reader.Strings(gateway, "gateway", "urls");
+            if (url is not null && urls is not null)
             {
-                throw reader.Error("gateway", "url", "expected an http(s) URL");
+                throw reader.Error("gateway", "urls", "set either url or urls, not both");
             }
+            if (urls is { Count: 0 })
+            {
+                throw reader.Error("gateway", "urls", "must list at least one URL");
+            }
+            var origins = new List<string>();
+            foreach (var value in urls ?? (url is null ? [] : [url]))
+            {
+                var key = urls is null ? "url" : "urls";
+                var origin = GatewayEndpoints.ToOrigin(value, out var problem) ?? throw reader.Error("gateway", key, problem!);
+                if (origins.Contains(origin, StringComparer.Ordinal))
+                {
+                    throw reader.Error("gateway", key, $"lists {origin} twice");
+                }
+                origins.Add(origin);
+            }
+            gatewayUrls = origins;
         }
 
         var engines = new List<EngineConfig>();
@@ -143,7 +165,7 @@ public sealed record DaemonConfig(int Concurrency, string DataDirectory, string?
             }
         }
 
-        return new DaemonConfig(concurrency, dataDirectory, gatewayUrl, engines, sourceName);
+        return new DaemonConfig(concurrency, dataDirectory, gatewayUrls, engines, sourceName);
     }
 
     private static string ExpandHome(string path) =>
@@ -172,6 +194,24 @@ public sealed record DaemonConfig(int Concurrency, string DataDirectory, string?
                 return null;
             }
             return value as string ?? throw Error(section, key, $"expected a string, not {Describe(value)}");
+        }
+
+        public IReadOnlyList<string>? Strings(TomlTable table, string section, string key)
+        {
+            if (!table.TryGetValue(key, out var value))
+            {
+                return null;
+            }
+            if (value is not TomlArray array)
+            {
+                throw Error(section, key, $"expected an array of strings, not {Describe(value)}");
+            }
+            var strings = new List<string>(array.Count);
+            foreach (var item in array)
+            {
+                strings.Add(item as string ?? throw Error(section, key, $"expected an array of strings, not one holding {Describe(item!)}"));
+            }
+            return strings;
         }
 
         public bool? Boolean(TomlTable table, string section, string key)

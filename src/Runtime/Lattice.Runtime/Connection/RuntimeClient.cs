@@ -20,13 +20,31 @@ public enum LinkExit
 /// The daemon's one outbound link: connects to the gateway's <c>/v1/runtimes/connect</c>, says hello with its
 /// capabilities, runs dispatches concurrently on its engines, and reconnects with exponential backoff and jitter.
 /// </summary>
-public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engines, int maxConcurrency, TimeProvider? time = null)
+/// <remarks>
+/// Given several gateway nodes, a link that fails or drops moves on to the next node at once, round-robin from the
+/// one that failed; the backoff is waited once per full round of failures, so a surviving node is reached as soon as
+/// it is tried. The runtime credential is valid on every node of one deployment (they share the database).
+/// </remarks>
+public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<string> gateways, EngineSet engines, int maxConcurrency, TimeProvider? time = null)
 {
     public static readonly TimeSpan PingEvery = TimeSpan.FromSeconds(5);
     public static readonly TimeSpan DeadAfter = TimeSpan.FromSeconds(15);
     private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// A link that stayed up this long ends a round of failures: its drop is the first failure of a new one. A shorter
+    /// link counts within its round, so nodes that welcome and drop at once still get the backoff between rounds.
+    /// </summary>
+    public static readonly TimeSpan StableLink = TimeSpan.FromSeconds(10);
+
+    /// <summary>A client that connects to the gateways the credential was paired with.</summary>
+    public RuntimeClient(RuntimeCredentials credentials, EngineSet engines, int maxConcurrency, TimeProvider? time = null)
+        : this(credentials, credentials.Endpoints, engines, maxConcurrency, time)
+    {
+    }
+
     private readonly TimeProvider _time = time ?? TimeProvider.System;
+    private readonly IReadOnlyList<string> _gateways = gateways.Count > 0 ? gateways : throw new ArgumentException("At least one gateway URL is needed.", nameof(gateways));
 
     // Largest data frame the writer makes by joining queued ones.
     private const int CoalesceBytes = 64 * 1024;
@@ -37,7 +55,7 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
     /// </summary>
     internal const int QueueBytes = 256 * 1024;
 
-    /// <summary>Human-readable state changes: connecting, connected, disconnected (and the next retry).</summary>
+    /// <summary>Human-readable state changes: connecting, connected, disconnected (and the next retry), each naming the gateway URL.</summary>
     public event Action<string>? Status;
 
     /// <summary>Completed dispatches (for <c>lattice status</c>).</summary>
@@ -45,34 +63,61 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
 
     public bool Connected { get; private set; }
 
+    /// <summary>The gateway URL the link is connected to, or being connected to (the last one tried, when waiting).</summary>
+    public string Gateway => _gateways[Volatile.Read(ref _current)];
+
     /// <summary>Dispatches whose engine is waiting for the gateway's credit (the client reads slower than the engine writes).</summary>
     public int WaitingForCredit => Volatile.Read(ref _waitingForCredit);
 
     private long _served;
     private int _waitingForCredit;
+    private int _current;
+    private long _welcomedAt;
 
     public async Task<LinkExit> RunAsync(CancellationToken cancellationToken)
     {
         var attempt = 0;
+        // Failures since the last welcome (or the start); a round is one failure per gateway.
+        var failed = 0;
+        var welcomedThisRound = false;
         while (!cancellationToken.IsCancellationRequested)
         {
-            Status?.Invoke($"connecting to {credentials.Gateway}");
-            var outcome = await RunSessionAsync(cancellationToken);
+            var gateway = Gateway;
+            Status?.Invoke($"connecting to {gateway}");
+            var outcome = await RunSessionAsync(gateway, cancellationToken);
             Connected = false;
             if (outcome.Rejected)
             {
-                Status?.Invoke("the gateway refused this runtime's credential (revoked or unknown); pair again with `lattice relay connect`");
+                Status?.Invoke($"{gateway} refused this runtime's credential (revoked or unknown); pair again with `lattice relay connect`");
                 return LinkExit.CredentialRejected;
             }
             if (cancellationToken.IsCancellationRequested)
             {
                 break;
             }
-            attempt = outcome.Welcomed ? 1 : attempt + 1;
+            if (outcome.Welcomed)
+            {
+                welcomedThisRound = true;
+                if (_time.GetElapsedTime(Interlocked.Read(ref _welcomedAt)) >= StableLink)
+                {
+                    // The link was up: the node that dropped it starts a new round.
+                    failed = 0;
+                }
+            }
+            failed++;
+            Volatile.Write(ref _current, (_current + 1) % _gateways.Count);
+            if (failed < _gateways.Count)
+            {
+                Status?.Invoke($"disconnected from {gateway} ({outcome.Reason}); trying {Gateway}");
+                continue;
+            }
+            attempt = welcomedThisRound ? 1 : attempt + 1;
+            failed = 0;
+            welcomedThisRound = false;
             // Full jitter: a random delay up to an exponentially growing cap, so many daemons do not reconnect in step.
             var cap = Math.Min(MaxBackoff.TotalMilliseconds, 500 * Math.Pow(2, Math.Min(attempt, 16)));
             var delay = TimeSpan.FromMilliseconds(Random.Shared.NextDouble() * cap);
-            Status?.Invoke($"disconnected ({outcome.Reason}); retrying in {delay.TotalSeconds:0.0} s");
+            Status?.Invoke($"disconnected from {gateway} ({outcome.Reason}); retrying in {delay.TotalSeconds:0.0} s");
             try
             {
                 await Task.Delay(delay, _time, cancellationToken);
@@ -87,16 +132,16 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
 
     private readonly record struct SessionOutcome(bool Welcomed, bool Rejected, string Reason);
 
-    private async Task<SessionOutcome> RunSessionAsync(CancellationToken cancellationToken)
+    private async Task<SessionOutcome> RunSessionAsync(string gateway, CancellationToken cancellationToken)
     {
         using var socket = new ClientWebSocket();
         socket.Options.SetRequestHeader("Authorization", "Bearer " + credentials.Credential);
         socket.Options.KeepAliveInterval = TimeSpan.Zero;
         socket.Options.CollectHttpResponseDetails = true;
         socket.Options.Proxy = null;
-        var uri = new UriBuilder(new Uri(new Uri(credentials.Gateway), RuntimeLink.ConnectPath))
+        var uri = new UriBuilder(new Uri(new Uri(gateway), RuntimeLink.ConnectPath))
         {
-            Scheme = credentials.Gateway.StartsWith("https", StringComparison.OrdinalIgnoreCase) ? "wss" : "ws",
+            Scheme = gateway.StartsWith("https", StringComparison.OrdinalIgnoreCase) ? "wss" : "ws",
         }.Uri;
 
         try
@@ -133,8 +178,9 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
         {
             return null;
         }
+        Interlocked.Exchange(ref _welcomedAt, _time.GetTimestamp());
         Connected = true;
-        Status?.Invoke($"connected as {welcome.LatticeId}");
+        Status?.Invoke($"connected as {welcome.LatticeId} to {Gateway}");
         return await session.RunAsync(cancellationToken);
     }
 

@@ -7,9 +7,18 @@ using Lattice.Protocol.Runtime;
 namespace Lattice.Runtime.Connection;
 
 /// <summary>What pairing gave this machine: which gateway, who it is there, and its long-lived credential.</summary>
-public sealed record RuntimeCredentials(string Gateway, string LatticeId, string Credential)
+/// <param name="Gateway">The gateway origin pairing went through.</param>
+/// <param name="Gateways">
+/// Every gateway origin given at pairing, when there were several (nodes of one deployment); null when only
+/// <paramref name="Gateway"/> was. The credential is valid on each, since they share one database.
+/// </param>
+public sealed record RuntimeCredentials(string Gateway, string LatticeId, string Credential, IReadOnlyList<string>? Gateways = null)
 {
     public const string FileName = "runtime.json";
+
+    /// <summary>The gateway origins to connect to, in order: <see cref="Gateways"/>, else <see cref="Gateway"/>.</summary>
+    [JsonIgnore]
+    public IReadOnlyList<string> Endpoints => Gateways is { Count: > 0 } gateways ? gateways : [Gateway];
 
     public static string PathIn(string dataDirectory) => System.IO.Path.Combine(dataDirectory, FileName);
 
@@ -34,6 +43,27 @@ public sealed record RuntimeCredentials(string Gateway, string LatticeId, string
     public void Save(string dataDirectory)
     {
         OwnerOnlyFile.Write(PathIn(dataDirectory), stream => JsonSerializer.Serialize(stream, this, CredentialsJsonContext.Default.RuntimeCredentials));
+    }
+
+    /// <summary>
+    /// Exchanges a one-time bootstrap token for a runtime credential at the first of <paramref name="gateways"/> that
+    /// can be reached (a node that refuses the token ends it: the others share its database), and keeps them all.
+    /// </summary>
+    public static async Task<RuntimeCredentials> PairAsync(IReadOnlyList<Uri> gateways, string bootstrapToken, CancellationToken cancellationToken)
+    {
+        ArgumentOutOfRangeException.ThrowIfZero(gateways.Count);
+        for (var i = 0; ; i++)
+        {
+            try
+            {
+                var paired = await PairAsync(gateways[i], bootstrapToken, cancellationToken);
+                return gateways.Count == 1 ? paired : paired with { Gateways = [.. gateways.Select(g => g.GetLeftPart(UriPartial.Authority))] };
+            }
+            catch (HttpRequestException) when (i < gateways.Count - 1)
+            {
+                // Not reachable: the next node may be.
+            }
+        }
     }
 
     /// <summary>Exchanges a one-time bootstrap token for a runtime credential.</summary>

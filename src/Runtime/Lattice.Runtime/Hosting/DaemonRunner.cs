@@ -51,16 +51,21 @@ public static class DaemonRunner
         public void Report(double value) => report(value);
     }
 
+    /// <summary>The gateways the daemon connects to: the config's <c>[gateway]</c> URLs, else the ones it was paired with.</summary>
+    public static IReadOnlyList<string> GatewaysFor(DaemonConfig config, RuntimeCredentials credentials) =>
+        config.GatewayUrls.Count > 0 ? config.GatewayUrls : credentials.Endpoints;
+
     /// <summary>Runs the link, keeping <c>daemon.status</c> current.</summary>
     public static async Task<LinkExit> RunAsync(RuntimeCredentials credentials, EngineSet engines, DaemonConfig config, Action<string> say, CancellationToken cancellationToken)
     {
-        var client = new RuntimeClient(credentials, engines, config.Concurrency);
+        var gateways = GatewaysFor(config, credentials);
+        var client = new RuntimeClient(credentials, gateways, engines, config.Concurrency);
         var capabilities = engines.Capabilities.Select(c => $"{c.Task}:{c.Model}").ToList();
         void Save(string state)
         {
             try
             {
-                new DaemonStatus(Environment.ProcessId, state, credentials.LatticeId, credentials.Gateway, client.Connected, client.Served, DateTimeOffset.UtcNow, capabilities)
+                new DaemonStatus(Environment.ProcessId, state, credentials.LatticeId, client.Gateway, client.Connected, client.Served, DateTimeOffset.UtcNow, capabilities, gateways)
                     .Save(config.DataDirectory);
             }
             catch (IOException)
@@ -70,8 +75,9 @@ public static class DaemonRunner
         }
         client.Status += s =>
         {
-            say(s);
+            // The file first: whoever reads the line finds the state it reports.
             Save(s);
+            say(s);
         };
         using var refresh = new PeriodicTimer(TimeSpan.FromSeconds(5));
         var refresher = Task.Run(async () =>

@@ -7,7 +7,10 @@ namespace Lattice.Runtime.Hosting;
 /// What a running daemon last said about itself, in <c>&lt;data-dir&gt;/daemon.status</c>. The daemon accepts no
 /// inbound connections, so <c>lattice status</c> reads this file.
 /// </summary>
-public sealed record DaemonStatus(int Pid, string State, string? LatticeId, string Gateway, bool Connected, long Served, DateTimeOffset UpdatedAt, IReadOnlyList<string> Capabilities)
+/// <param name="Gateway">The gateway URL the daemon is connected to (or trying, when not <paramref name="Connected"/>).</param>
+/// <param name="Gateways">Every gateway URL it may connect to, in the order it tries them (null from older daemons).</param>
+public sealed record DaemonStatus(int Pid, string State, string? LatticeId, string Gateway, bool Connected, long Served, DateTimeOffset UpdatedAt,
+    IReadOnlyList<string> Capabilities, IReadOnlyList<string>? Gateways = null)
 {
     public const string FileName = "daemon.status";
 
