@@ -8,7 +8,7 @@
 #   LATTICE_GATEWAY=path/to/Lattice.Gateway.dll deploy/local-cluster.sh            # or its dll
 #
 # Needs: PostgreSQL's server programs (initdb, postgres), redis-server, curl, and the .NET SDK or runtime.
-# Settings (environment): LATTICE_NODES (3), LATTICE_BASE_PORT (first node's port; default: free ports),
+# Settings (environment): LATTICE_NODES (3; 0 starts PostgreSQL and Redis only), LATTICE_BASE_PORT (first node's port; default: free ports),
 # LATTICE_CLUSTER_DIR (where the temporary directory goes; default: $TMPDIR or /tmp), LATTICE_KEEP=1 (keep it on exit).
 set -euo pipefail
 
@@ -98,6 +98,15 @@ redis_port=$(free_port)
 (cd "$work" && exec redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1) &
 pids+=($!)
 wait_for Redis "${pids[-1]}" 30 grep -q "Ready to accept connections" "$work/redis.log"
+
+if ((nodes == 0)); then
+    # The stores only, for nodes run some other way (the benchmark's --scaleout uses this).
+    say "LATTICE_STORES=$database 127.0.0.1:$redis_port"
+    say "LATTICE_CLUSTER_READY"
+    wait -n "${pids[@]}" || true
+    LATTICE_KEEP=1
+    exit 1
+fi
 
 # ---- The gateway program ----
 gateway=${LATTICE_GATEWAY:-}
