@@ -34,7 +34,10 @@ public sealed class StartupLock : IAsyncDisposable
         try
         {
             await connection.OpenAsync(cancellationToken);
-            await using var take = new NpgsqlCommand("SELECT pg_advisory_lock(@key)", connection);
+            // No command timeout: the wait is as long as the node holding the lock takes to migrate (a large migration,
+            // a busy machine), and ends with the start's cancellation. With Npgsql's 30 s default, nodes waiting behind a
+            // slow first start failed theirs.
+            await using var take = new NpgsqlCommand("SELECT pg_advisory_lock(@key)", connection) { CommandTimeout = 0 };
             take.Parameters.AddWithValue("key", Key);
             await take.ExecuteNonQueryAsync(cancellationToken);
             return new StartupLock(connection);
