@@ -239,11 +239,7 @@ public sealed class SharedCountersTests
         // An idempotent request cannot tell a retry from a first try without its key's store: not run either.
         using (var free = cluster.Client(0, unlimited))
         {
-            using var request = new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions") { Content = Chat(model) };
-            request.Headers.Add("Idempotency-Key", "while-redis-is-down");
-            using var refused = await free.SendAsync(request).WaitAsync(Timeout);
-            Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
-            Assert.Equal("counters_unavailable", (await refused.Content.ReadFromJsonAsync<JsonObject>())!["error"]!["code"]!.GetValue<string>());
+            await AssertIdempotentRequestRefusedAsync(free, model);
 
             // A request no counter applies to still runs.
             using var served = await free.PostAsync("v1/chat/completions", Chat(model)).WaitAsync(Timeout);
@@ -301,11 +297,7 @@ public sealed class SharedCountersTests
         // An idempotent request is still refused: running it could run the same work twice.
         using (var free = cluster.Client(0, unlimited))
         {
-            using var request = new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions") { Content = Chat(model) };
-            request.Headers.Add("Idempotency-Key", "while-redis-is-down");
-            using var refused = await free.SendAsync(request).WaitAsync(Timeout);
-            Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
-            Assert.Equal("counters_unavailable", (await refused.Content.ReadFromJsonAsync<JsonObject>())!["error"]!["code"]!.GetValue<string>());
+            await AssertIdempotentRequestRefusedAsync(free, model);
         }
         // Failed authentication is counted on each node alone: two failures use up node 0's minute, node 1 still has its own.
         var guesses = new List<HttpStatusCode>();
@@ -332,6 +324,16 @@ public sealed class SharedCountersTests
         Assert.Equal(("0.005", "0"), (budget["spent_usd"]!.GetValue<string>(), budget["reserved_usd"]!.GetValue<string>()));
         Assert.Equal(5 * 1_000_000_000L, await LedgerCostAsync(cluster, keyId));
         Assert.Equal(1, store.OutagesWarned);
+    }
+
+    /// <summary>A request with an <c>Idempotency-Key</c> while Redis is down: 503 <c>counters_unavailable</c>, whatever the mode.</summary>
+    private static async Task AssertIdempotentRequestRefusedAsync(HttpClient client, string model)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions") { Content = Chat(model) };
+        request.Headers.Add("Idempotency-Key", "while-redis-is-down");
+        using var refused = await client.SendAsync(request).WaitAsync(Timeout);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+        Assert.Equal("counters_unavailable", (await refused.Content.ReadFromJsonAsync<JsonObject>())!["error"]!["code"]!.GetValue<string>());
     }
 
     private static async Task<string> BudgetAsync(GatewayCluster cluster, string workspaceId, string keyId, string amountUsd)
