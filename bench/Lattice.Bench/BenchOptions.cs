@@ -29,12 +29,19 @@ internal sealed class BenchOptions
     public List<KeyValuePair<string, string>> StandInEnv { get; } = [];
 
     /// <summary>A second gateway (A/B), measured in the same interleaved rounds; set by --variant-env/--variant-dll/--variant-gc.</summary>
-    public bool HasVariant => VariantDll is not null || VariantEnv.Count > 0 || VariantGc is not null || VariantLimits;
+    public bool HasVariant => VariantDll is not null || VariantEnv.Count > 0 || VariantGc is not null || VariantLimits || Scaleout;
     /// <summary>The variant is the gateway's Anthropic surface (<c>/v1/messages</c>), not a second gateway process.</summary>
     public bool VariantAnthropic { get; set; }
 
     /// <summary>A/B for limits and budgets: the variant's requests come from a key with rate limits and a budget, in a workspace with both.</summary>
     public bool VariantLimits { get; set; }
+
+    /// <summary>
+    /// A/B for the stores: the gateway on SQLite with its counters in process, the variant on a PostgreSQL and a Redis
+    /// this run starts (deploy/local-cluster.sh with no nodes); both sides' keys have rate limits and a budget, so every
+    /// request is counted in the store under test.
+    /// </summary>
+    public bool Scaleout { get; set; }
     public List<KeyValuePair<string, string>> VariantEnv { get; } = [];
     public string? VariantDll { get; private set; }
     public string? VariantGc { get; private set; }
@@ -102,6 +109,8 @@ internal sealed class BenchOptions
           --variant-limits    A/B: a second gateway whose key and workspace have rate limits (never reached) and
                               budgets (never exhausted), so every request is admitted through both
                               in the same interleaved rounds
+          --scaleout          A/B: the gateway on SQLite, the variant on PostgreSQL + Redis (started by this run
+                              through deploy/local-cluster.sh); both with rate limits and budgets (never reached)
           --variant-anthropic A/B: the variant is the same gateway's Anthropic surface (POST /v1/messages with the
                               same chat), to measure what the translation adds over the OpenAI surface
           --variant-dll PATH  A/B: the second gateway runs this build instead
@@ -183,6 +192,7 @@ internal sealed class BenchOptions
                 case "--variant-dll": o.VariantDll = Next(); break;
                 case "--variant-gc": o.VariantGc = Gc(Next()); break;
                 case "--variant-limits": o.VariantLimits = true; break;
+                case "--scaleout": o.Scaleout = true; break;
                 case "--variant-anthropic": o.VariantAnthropic = true; break;
                 case "--check": o.Check = true; break;
                 case "--runtime": o.Runtime = true; break;

@@ -29,6 +29,7 @@ internal static class BenchRun
         var upstreamKey = "sk-bench-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
         var dataDirs = new List<string>();
         ChildProcess? standIn = null;
+        ChildProcess? stores = null;
         var gateways = new List<ChildProcess>();
         var sides = new List<Side>();
         try
@@ -47,7 +48,20 @@ internal static class BenchRun
             };
             if (options.HasVariant)
             {
-                gatewaySpecs.Add(("variant", variantDll, options.VariantGc ?? options.GatewayGc, [.. options.GatewayEnv, .. options.VariantEnv]));
+                List<KeyValuePair<string, string>> variantEnv = [.. options.GatewayEnv, .. options.VariantEnv];
+                if (options.Scaleout)
+                {
+                    Log("starting PostgreSQL and Redis (deploy/local-cluster.sh, no nodes)");
+                    stores = ChildProcess.StartProgram("the stores", "bash", repo, [Path.Combine(repo, "deploy", "local-cluster.sh")],
+                        new Dictionary<string, string?> { ["LATTICE_NODES"] = "0" },
+                        line => line.StartsWith("LATTICE_STORES=", StringComparison.Ordinal) ? line["LATTICE_STORES=".Length..].Trim() : null);
+                    var (database, redis) = (await stores.WaitReadyAsync(StartTimeout, cancellationToken)).Split(' ') is [var d, var r]
+                        ? (d, r) : throw new BenchException("deploy/local-cluster.sh printed no stores.");
+                    Log($"PostgreSQL {database}, Redis {redis} (pid {stores.Id})");
+                    variantEnv.Add(new("Lattice__Database", database));
+                    variantEnv.Add(new("Lattice__Redis", redis));
+                }
+                gatewaySpecs.Add(("variant", variantDll, options.VariantGc ?? options.GatewayGc, variantEnv));
             }
             foreach (var spec in gatewaySpecs)
             {
@@ -75,7 +89,7 @@ internal static class BenchRun
                 var apiKey = envFile.GetValueOrDefault("LATTICE_API_KEY") ?? throw new BenchException($"No LATTICE_API_KEY in {dataDir}/env.");
                 var adminKey = envFile.GetValueOrDefault("LATTICE_ADMIN_KEY") ?? throw new BenchException($"No LATTICE_ADMIN_KEY in {dataDir}/env.");
                 await RegisterModelAsync(baseUrl, adminKey, new Uri(standInUrl, "/v1"), cancellationToken);
-                if (spec.Name == "variant" && options.VariantLimits)
+                if ((spec.Name == "variant" && options.VariantLimits) || options.Scaleout)
                 {
                     var workspaceId = envFile.GetValueOrDefault("LATTICE_WORKSPACE_ID") ?? throw new BenchException($"No LATTICE_WORKSPACE_ID in {dataDir}/env.");
                     apiKey = await LimitAndBudgetAsync(baseUrl, adminKey, workspaceId, cancellationToken);
@@ -200,6 +214,8 @@ internal static class BenchRun
                 g.Dispose();
             }
             standIn?.Dispose();
+            // After the gateways: the script stops PostgreSQL and Redis and deletes their directory.
+            stores?.Stop(TimeSpan.FromSeconds(30));
             foreach (var dir in dataDirs)
             {
                 try

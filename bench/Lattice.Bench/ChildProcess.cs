@@ -28,17 +28,21 @@ internal sealed class ChildProcess : IDisposable
     }
 
     /// <summary>Starts <paramref name="dll"/> with the dotnet host; <paramref name="readyLine"/> returns non-null for the readiness line.</summary>
-    public static ChildProcess Start(string name, string dll, IEnumerable<string> args, IReadOnlyDictionary<string, string?> env, Func<string, string?> readyLine)
+    public static ChildProcess Start(string name, string dll, IEnumerable<string> args, IReadOnlyDictionary<string, string?> env, Func<string, string?> readyLine) =>
+        StartProgram(name, DotnetHost(), Path.GetDirectoryName(dll)!, [dll, .. args], env, readyLine);
+
+    /// <summary>Starts <paramref name="program"/> in <paramref name="directory"/>; otherwise as <see cref="Start"/>.</summary>
+    public static ChildProcess StartProgram(string name, string program, string directory, IEnumerable<string> args, IReadOnlyDictionary<string, string?> env,
+        Func<string, string?> readyLine)
     {
-        var info = new ProcessStartInfo(DotnetHost())
+        var info = new ProcessStartInfo(program)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             RedirectStandardInput = true,
             UseShellExecute = false,
-            WorkingDirectory = Path.GetDirectoryName(dll)!,
+            WorkingDirectory = directory,
         };
-        info.ArgumentList.Add(dll);
         foreach (var a in args)
         {
             info.ArgumentList.Add(a);
@@ -149,6 +153,27 @@ internal sealed class ChildProcess : IDisposable
         {
             _ready.TrySetResult(value);
         }
+    }
+
+    /// <summary>SIGTERM, for a child that cleans up after itself (a script's trap); a kill after <paramref name="wait"/>.</summary>
+    public void Stop(TimeSpan wait)
+    {
+        try
+        {
+            if (!_process.HasExited)
+            {
+                using (var term = Process.Start("kill", ["-TERM", Id.ToString(CultureInfo.InvariantCulture)]))
+                {
+                    term?.WaitForExit();
+                }
+                _process.WaitForExit(wait);
+            }
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or System.ComponentModel.Win32Exception)
+        {
+            // Already gone.
+        }
+        Dispose();
     }
 
     public void Dispose()

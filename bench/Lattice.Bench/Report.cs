@@ -100,6 +100,12 @@ internal static class Report
             Line("A/B: **variant** = the same gateway asked the same chat through its Anthropic surface (`POST /v1/messages`, " +
                 "translated to the chat task and back), measured in the same interleaved rounds:");
         }
+        else if (options.Scaleout)
+        {
+            Line();
+            Line("A/B: **gateway** = one node on SQLite, counters in process; **variant** = one node on PostgreSQL + Redis; " +
+                "both callers with rate limits and a budget (never reached), measured in the same interleaved rounds:");
+        }
         else if (options.HasVariant)
         {
             Line();

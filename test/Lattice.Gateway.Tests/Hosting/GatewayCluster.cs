@@ -42,14 +42,26 @@ public sealed class GatewayCluster : IAsyncDisposable
     public string StandInUrl { get; private set; } = "";
     public int Count => _nodes.Count;
 
-    /// <summary>The stand-in and node 0, on <paramref name="redis"/>.</summary>
-    public static async Task<GatewayCluster> StartAsync(RedisServer redis, Dictionary<string, string?>? settings = null)
+    /// <summary>
+    /// The stand-in and node 0, on <paramref name="redis"/>; or <paramref name="together"/> nodes started at the same
+    /// time, as a deployment's nodes start on an empty database.
+    /// </summary>
+    public static async Task<GatewayCluster> StartAsync(RedisServer redis, Dictionary<string, string?>? settings = null, int together = 1)
     {
         var cluster = new GatewayCluster(redis, settings ?? []);
         cluster._standIn = StandInServer.Build(["--api-key", UpstreamKey, "--urls", "http://127.0.0.1:0"]);
         await cluster._standIn.StartAsync();
         cluster.StandInUrl = Address(cluster._standIn);
-        await cluster.AddNodesAsync(1);
+        if (together > 1)
+        {
+            var nodes = Enumerable.Range(0, together).Select(_ => cluster.Build()).ToList();
+            cluster._nodes.AddRange(nodes);
+            await Task.WhenAll(nodes.Select(n => n.StartAsync())).WaitAsync(TimeSpan.FromSeconds(120));
+        }
+        else
+        {
+            await cluster.AddNodesAsync(1);
+        }
         return cluster;
     }
 
@@ -58,28 +70,33 @@ public sealed class GatewayCluster : IAsyncDisposable
     {
         for (var i = 0; i < count; i++)
         {
-            var builder = GatewayApp.CreateBuilder([]);
-            var settings = new Dictionary<string, string?>
-            {
-                ["Lattice:DataDirectory"] = _dataDir,
-                ["Lattice:AdminKey"] = AdminKey,
-                ["Lattice:Credentials:standin"] = UpstreamKey,
-                ["Lattice:Redis"] = Redis.Configuration,
-                ["Lattice:RedisKeyPrefix"] = _prefix,
-            };
-            foreach (var (k, v) in _settings)
-            {
-                settings[k] = v;
-            }
-            builder.Configuration.AddInMemoryCollection(settings);
-            builder.WebHost.UseUrls("http://127.0.0.1:0");
-            builder.Logging.SetMinimumLevel(LogLevel.Warning);
-            builder.Services.RemoveAll<TimeProvider>();
-            builder.Services.AddSingleton<TimeProvider>(Time);
-            var app = GatewayApp.Build(builder);
+            var app = Build();
             await app.StartAsync().WaitAsync(TimeSpan.FromSeconds(60));
             _nodes.Add(app);
         }
+    }
+
+    private WebApplication Build()
+    {
+        var builder = GatewayApp.CreateBuilder([]);
+        var settings = new Dictionary<string, string?>
+        {
+            ["Lattice:DataDirectory"] = _dataDir,
+            ["Lattice:AdminKey"] = AdminKey,
+            ["Lattice:Credentials:standin"] = UpstreamKey,
+            ["Lattice:Redis"] = Redis.Configuration,
+            ["Lattice:RedisKeyPrefix"] = _prefix,
+        };
+        foreach (var (k, v) in _settings)
+        {
+            settings[k] = v;
+        }
+        builder.Configuration.AddInMemoryCollection(settings);
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        builder.Services.RemoveAll<TimeProvider>();
+        builder.Services.AddSingleton<TimeProvider>(Time);
+        return GatewayApp.Build(builder);
     }
 
     public IServiceProvider Services(int node) => _nodes[node].Services;

@@ -239,11 +239,7 @@ public sealed class SharedCountersTests
         // An idempotent request cannot tell a retry from a first try without its key's store: not run either.
         using (var free = cluster.Client(0, unlimited))
         {
-            using var request = new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions") { Content = Chat(model) };
-            request.Headers.Add("Idempotency-Key", "while-redis-is-down");
-            using var refused = await free.SendAsync(request).WaitAsync(Timeout);
-            Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
-            Assert.Equal("counters_unavailable", (await refused.Content.ReadFromJsonAsync<JsonObject>())!["error"]!["code"]!.GetValue<string>());
+            await AssertIdempotentRequestRefusedAsync(free, model);
 
             // A request no counter applies to still runs.
             using var served = await free.PostAsync("v1/chat/completions", Chat(model)).WaitAsync(Timeout);
@@ -265,6 +261,79 @@ public sealed class SharedCountersTests
             Assert.Equal(HttpStatusCode.OK, after.StatusCode);
             Assert.Equal("99", after.Headers.GetValues("x-ratelimit-remaining-requests").Single());
         }
+    }
+
+    [Fact]
+    public async Task With_redis_down_and_failing_open_requests_are_served_uncounted_billed_and_failed_authentication_is_counted_per_node()
+    {
+        var redis = await RedisServer.StartAsync();
+        await using var cluster = await GatewayCluster.StartAsync(redis, new()
+        {
+            ["Lattice:RedisWhenDown"] = "open",
+            ["Lattice:FailedAuthPerMinute"] = "2",
+        });
+        var model = await cluster.ModelAsync(new JsonObject { ["per_request"] = 0.001 });
+        var (ws, keyId, limited) = await cluster.WorkspaceWithKeyAsync(new JsonObject { ["requests_per_minute"] = 100 });
+        var budgetId = await BudgetAsync(cluster, ws, keyId, "1");
+        var (_, _, unlimited) = await cluster.WorkspaceWithKeyAsync();
+        await cluster.AddNodesAsync(1);
+        var store = cluster.Services(0).GetRequiredService<RedisStore>();
+        using var client = cluster.Client(0, limited);
+        using (var before = await client.PostAsync("v1/chat/completions", Chat(model)))
+        {
+            Assert.Equal(HttpStatusCode.OK, before.StatusCode);
+            Assert.Equal("99", before.Headers.GetValues("x-ratelimit-remaining-requests").Single());
+        }
+
+        await redis.DisposeAsync();
+
+        // A rate-limited caller with a budget is served, uncounted: no limit can be reported, so none is.
+        for (var i = 0; i < 3; i++)
+        {
+            using var served = await client.PostAsync("v1/chat/completions", Chat(model)).WaitAsync(Timeout);
+            Assert.Equal(HttpStatusCode.OK, served.StatusCode);
+            Assert.False(served.Headers.Contains("x-ratelimit-remaining-requests"));
+        }
+        // An idempotent request is still refused: running it could run the same work twice.
+        using (var free = cluster.Client(0, unlimited))
+        {
+            await AssertIdempotentRequestRefusedAsync(free, model);
+        }
+        // Failed authentication is counted on each node alone: two failures use up node 0's minute, node 1 still has its own.
+        var guesses = new List<HttpStatusCode>();
+        foreach (var node in new[] { 0, 0, 0, 1 })
+        {
+            using var guess = cluster.Client(node, "sk-lattice-a-guess-" + guesses.Count);
+            using var response = await guess.GetAsync("v1/models").WaitAsync(Timeout);
+            guesses.Add(response.StatusCode);
+        }
+        Assert.Equal([HttpStatusCode.Unauthorized, HttpStatusCode.Unauthorized, HttpStatusCode.TooManyRequests, HttpStatusCode.Unauthorized], guesses);
+        // One warning for the outage, however many requests it let through.
+        Assert.Equal(1, store.OutagesWarned);
+        Assert.Equal(6, store.Uncounted);
+
+        // Redis restarts empty; counting resumes, and the budget, rebuilt from the ledger, holds what was served uncounted.
+        await using var restarted = await RedisServer.StartAsync(redis.Port);
+        await store.WhenConnectedAsync(CancellationToken.None).WaitAsync(Timeout);
+        using (var after = await client.PostAsync("v1/chat/completions", Chat(model)).WaitAsync(Timeout))
+        {
+            Assert.Equal(HttpStatusCode.OK, after.StatusCode);
+            Assert.Equal("99", after.Headers.GetValues("x-ratelimit-remaining-requests").Single());
+        }
+        var budget = await GetBudgetAsync(cluster, 0, budgetId);
+        Assert.Equal(("0.005", "0"), (budget["spent_usd"]!.GetValue<string>(), budget["reserved_usd"]!.GetValue<string>()));
+        Assert.Equal(5 * 1_000_000_000L, await LedgerCostAsync(cluster, keyId));
+        Assert.Equal(1, store.OutagesWarned);
+    }
+
+    /// <summary>A request with an <c>Idempotency-Key</c> while Redis is down: 503 <c>counters_unavailable</c>, whatever the mode.</summary>
+    private static async Task AssertIdempotentRequestRefusedAsync(HttpClient client, string model)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions") { Content = Chat(model) };
+        request.Headers.Add("Idempotency-Key", "while-redis-is-down");
+        using var refused = await client.SendAsync(request).WaitAsync(Timeout);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+        Assert.Equal("counters_unavailable", (await refused.Content.ReadFromJsonAsync<JsonObject>())!["error"]!["code"]!.GetValue<string>());
     }
 
     private static async Task<string> BudgetAsync(GatewayCluster cluster, string workspaceId, string keyId, string amountUsd)

@@ -63,7 +63,7 @@ public sealed class Admission
 /// caller's rate limits (key or app user, and workspace) and reserves its worst-case cost against its budgets, all
 /// before any target is called.
 /// </summary>
-public sealed class AdmissionGate(BillingPolicies policies, IRateLimitCounters limiter, IBudgetCounters budgets, IOptions<BillingOptions> options)
+public sealed class AdmissionGate(BillingPolicies policies, IRateLimitCounters limiter, IBudgetCounters budgets, IOptions<BillingOptions> options, RedisStore redis)
 {
     private readonly int _defaultMaxOutputTokens = options.Value.DefaultMaxOutputTokens;
 
@@ -83,6 +83,13 @@ public sealed class AdmissionGate(BillingPolicies policies, IRateLimitCounters l
         try
         {
             return await AdmitAsync(request, plan, subjects, lines, tokens, maxOutput, cancellationToken);
+        }
+        catch (SharedCountersUnavailableException) when (redis.FailsOpen)
+        {
+            // Fail open, as configured: served as if no limit or budget applied, so nothing is held and nothing settled.
+            // Whatever admission took before the failure was given back (or lapses, as after any failed settle).
+            redis.ServingUncounted(subjects.Length > 0 ? "rate limits" : "budgets");
+            return Admission.Unlimited;
         }
         catch (SharedCountersUnavailableException)
         {

@@ -22,25 +22,37 @@ public sealed partial class ChangeFeedPoller(
     public static readonly TimeSpan PruneInterval = TimeSpan.FromMinutes(10);
 
     private long _completed;
+    private long _failed;
     private TaskCompletionSource _read = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>How many times this node has read both logs to the end since it started.</summary>
     public long CompletedReads => Interlocked.Read(ref _completed);
 
+    /// <summary>How many reads have failed since it started (the database away, say); the next read tries again.</summary>
+    public long FailedReads => Interlocked.Read(ref _failed);
+
     /// <summary>Completes once <see cref="CompletedReads"/> has reached <paramref name="count"/>.</summary>
-    public async Task ReadsAsync(long count, CancellationToken cancellationToken = default)
+    public Task ReadsAsync(long count, CancellationToken cancellationToken = default) => UntilAsync(() => CompletedReads, count, cancellationToken);
+
+    /// <summary>Completes once <see cref="FailedReads"/> has reached <paramref name="count"/>.</summary>
+    public Task FailedReadsAsync(long count, CancellationToken cancellationToken = default) => UntilAsync(() => FailedReads, count, cancellationToken);
+
+    private async Task UntilAsync(Func<long> counter, long count, CancellationToken cancellationToken)
     {
         while (true)
         {
             // The signal is taken before the count is read, so a read that ends in between still wakes this wait.
             var read = Volatile.Read(ref _read);
-            if (CompletedReads >= count)
+            if (counter() >= count)
             {
                 return;
             }
             await read.Task.WaitAsync(cancellationToken);
         }
     }
+
+    /// <summary>Wakes the waits of <see cref="ReadsAsync"/> and <see cref="FailedReadsAsync"/> after a read, done or failed.</summary>
+    private void Signal() => Interlocked.Exchange(ref _read, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -54,7 +66,7 @@ public sealed partial class ChangeFeedPoller(
                 await revocations.CatchUpAsync(db, stoppingToken);
                 await feed.CatchUpAsync(db, stoppingToken);
                 Interlocked.Increment(ref _completed);
-                Interlocked.Exchange(ref _read, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+                Signal();
                 if (time.GetUtcNow() >= nextPrune)
                 {
                     nextPrune = time.GetUtcNow() + PruneInterval;
@@ -70,6 +82,8 @@ public sealed partial class ChangeFeedPoller(
             {
                 // The database may be restarting; the next read tries again from the same place.
                 LogReadFailed(logger, e.Message);
+                Interlocked.Increment(ref _failed);
+                Signal();
             }
         }
         while (await NextReadAsync(signal, Interval, time, stoppingToken).ConfigureAwait(false));

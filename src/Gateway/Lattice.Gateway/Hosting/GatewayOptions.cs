@@ -28,6 +28,15 @@ public sealed class GatewayOptions
     /// </summary>
     public string? Redis { get; set; }
 
+    /// <summary>
+    /// What a request that needs a shared counter gets while <see cref="Redis"/> cannot be reached: <c>closed</c> (the
+    /// default) refuses it with 503 <c>counters_unavailable</c>; <c>open</c> serves it uncounted (no rate limit or budget
+    /// is taken) and counts failed authentication on this node alone until Redis is back. Idempotency keys are refused
+    /// either way. See docs/scale-out.md.
+    /// </summary>
+    [EnumDataType(typeof(RedisWhenDown))]
+    public RedisWhenDown RedisWhenDown { get; set; } = RedisWhenDown.Closed;
+
     /// <summary>Put before every Redis key this gateway writes, so deployments can share one Redis.</summary>
     [Required(AllowEmptyStrings = false)]
     public string RedisKeyPrefix { get; set; } = "lattice:";
@@ -149,4 +158,17 @@ public sealed class UpstreamCredentialsOptions
 
     /// <summary>Allow offers on link-local addresses (where cloud metadata services answer); off by default.</summary>
     public bool AllowLinkLocalUpstreams { get; set; }
+}
+
+/// <summary>What the gateway does with a request that needs a shared counter while Redis cannot be reached (<c>Lattice:RedisWhenDown</c>).</summary>
+public enum RedisWhenDown
+{
+    /// <summary>Refuse it with 503 <c>counters_unavailable</c>: nothing runs that the limits, budgets and failed-authentication counts did not count.</summary>
+    Closed,
+
+    /// <summary>
+    /// Serve it uncounted: rate limits and budgets are not taken, failed authentication is counted on this node alone;
+    /// requests with an <c>Idempotency-Key</c> are still refused (a retry could not be told from a first request).
+    /// </summary>
+    Open,
 }

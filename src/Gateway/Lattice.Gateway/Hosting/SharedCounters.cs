@@ -30,18 +30,31 @@ public static class SharedCounters
         services.Replace(ServiceDescriptor.Singleton<IIdempotencyStore>(sp => Redis(sp)
             ? ActivatorUtilities.CreateInstance<RedisIdempotencyStore>(sp)
             : ActivatorUtilities.CreateInstance<SqlIdempotencyStore>(sp)));
-        services.Replace(ServiceDescriptor.Singleton<IFailedAuthLimiter>(sp => Redis(sp)
-            ? ActivatorUtilities.CreateInstance<RedisFailedAuthLimiter>(sp)
-            : sp.GetRequiredService<FailedAuthLimiter>()));
-        services.Replace(ServiceDescriptor.Singleton(sp => Redis(sp)
-            ? new DeviceAuthorizationLimiter(sp.GetRequiredService<IOptions<GatewayOptions>>(),
-                new RedisSourceWindow(sp.GetRequiredService<RedisStore>(), sp.GetRequiredService<TimeProvider>(), "device:src"))
-            : new DeviceAuthorizationLimiter(sp.GetRequiredService<IOptions<GatewayOptions>>(), sp.GetRequiredService<TimeProvider>())));
+        // Failing open, the counts that slow guessing fall back to this node's own while Redis is away.
+        services.Replace(ServiceDescriptor.Singleton<IFailedAuthLimiter>(sp => !Redis(sp)
+            ? sp.GetRequiredService<FailedAuthLimiter>()
+            : sp.GetRequiredService<RedisStore>().FailsOpen
+                ? new FailOpenFailedAuthLimiter(ActivatorUtilities.CreateInstance<RedisFailedAuthLimiter>(sp), sp.GetRequiredService<FailedAuthLimiter>(),
+                    sp.GetRequiredService<RedisStore>())
+                : ActivatorUtilities.CreateInstance<RedisFailedAuthLimiter>(sp)));
+        services.Replace(ServiceDescriptor.Singleton(sp => new DeviceAuthorizationLimiter(sp.GetRequiredService<IOptions<GatewayOptions>>(), DeviceCounter(sp))));
         // The change feed's push channel: with Redis, nodes wake each other at once instead of at the next poll.
         services.Replace(ServiceDescriptor.Singleton<Changes.IChangeSignal>(sp => Redis(sp)
             ? ActivatorUtilities.CreateInstance<Changes.RedisChangeSignal>(sp)
             : new Changes.PollingOnlyChangeSignal()));
         return services;
+    }
+
+    private static ISourceCounter DeviceCounter(IServiceProvider services)
+    {
+        var time = services.GetRequiredService<TimeProvider>();
+        if (!Redis(services))
+        {
+            return new SourceWindow(time);
+        }
+        var redis = services.GetRequiredService<RedisStore>();
+        var shared = new RedisSourceWindow(redis, time, "device:src");
+        return redis.FailsOpen ? new FailOpenSourceCounter(shared, new SourceWindow(time), redis, "device authorization") : shared;
     }
 
     private static bool Redis(IServiceProvider services) => RedisStore.IsConfigured(services.GetRequiredService<IOptions<GatewayOptions>>().Value);

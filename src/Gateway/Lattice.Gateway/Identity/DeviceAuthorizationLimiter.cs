@@ -19,7 +19,8 @@ namespace Lattice.Gateway.Identity;
 /// Past the limit the request is refused with OAuth's error shape (RFC 6749 §5.2, which RFC 8628 §3.2 uses):
 /// <c>{"error":"slow_down",…}</c>, status 429 and <c>Retry-After</c> in seconds. <c>slow_down</c> is RFC 8628's word for
 /// "ask less often"; a client that does not know it at this endpoint treats it as any other error. When the counters
-/// live in Redis and it cannot be reached, the request is refused with <c>temporarily_unavailable</c> and 503.
+/// live in Redis and it cannot be reached, the request is refused with <c>temporarily_unavailable</c> and 503 (with
+/// <c>Lattice:RedisWhenDown=open</c>, counted on this node alone instead).
 /// </remarks>
 public sealed class DeviceAuthorizationLimiter(IOptions<GatewayOptions> options, ISourceCounter requests)
 {
@@ -77,7 +78,8 @@ public sealed class DeviceAuthorizationLimiter(IOptions<GatewayOptions> options,
             }
             catch (Persistence.SharedCountersUnavailableException)
             {
-                // Fail closed, as every shared counter does: no device code is issued that the limit did not count.
+                // Fail closed (failing open, the counter falls back to this node's and never gets here): no device code
+                // is issued that the limit did not count.
                 context.Transaction.Properties[RefusedProperty] = 0L;
                 context.Reject(Errors.TemporarilyUnavailable, "The gateway cannot reach its shared counters. Try again shortly.");
             }

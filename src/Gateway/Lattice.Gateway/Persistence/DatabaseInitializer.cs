@@ -35,6 +35,9 @@ public sealed class DatabaseInitializer(
                 Directory.CreateDirectory(dir);
             }
         }
+        // Nodes starting together on one PostgreSQL database migrate and seed it one after another (EF Core's own
+        // migration lock does not stop two nodes creating the same table, nor covers the seeding).
+        await using var turn = await StartupLock.TakeAsync(db, cancellationToken);
         await db.Database.MigrateAsync(cancellationToken);
         if (db.Database.IsSqlite())
         {

@@ -11,8 +11,10 @@ namespace Lattice.Gateway.Persistence;
 /// </summary>
 /// <remarks>
 /// Fails fast: while Redis is unreachable a command is not queued to wait for the reconnect but fails at once with
-/// <see cref="SharedCountersUnavailableException"/>, which every caller answers with 503 — the gateway neither waits
-/// nor guesses a counter (it fails closed). The connection comes back on its own when Redis does.
+/// <see cref="SharedCountersUnavailableException"/>. By default every caller answers it with 503 — the gateway neither
+/// waits nor guesses a counter (it fails closed); with <see cref="GatewayOptions.RedisWhenDown"/> <c>open</c> the callers
+/// that may serve uncounted do (<see cref="FailsOpen"/>, <see cref="ServingUncounted"/>). The connection comes back on
+/// its own when Redis does.
 /// </remarks>
 public sealed partial class RedisStore : IHostedService, IAsyncDisposable
 {
@@ -21,6 +23,9 @@ public sealed partial class RedisStore : IHostedService, IAsyncDisposable
     private readonly ILogger<RedisStore> _logger;
     private ConnectionMultiplexer? _connection;
     private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _outageWarned;
+    private int _outagesWarned;
+    private long _uncounted;
 
     public RedisStore(IOptions<GatewayOptions> options, ILogger<RedisStore> logger)
     {
@@ -33,7 +38,31 @@ public sealed partial class RedisStore : IHostedService, IAsyncDisposable
             _configuration.BacklogPolicy = BacklogPolicy.FailFast;
         }
         _prefix = options.Value.RedisKeyPrefix;
+        FailsOpen = options.Value.RedisWhenDown == RedisWhenDown.Open;
         _logger = logger;
+    }
+
+    /// <summary>Whether requests are served uncounted while Redis is away (<see cref="GatewayOptions.RedisWhenDown"/> <c>open</c>).</summary>
+    public bool FailsOpen { get; }
+
+    /// <summary>Counts served without a shared counter because Redis could not be reached (fail-open only).</summary>
+    public long Uncounted => Interlocked.Read(ref _uncounted);
+
+    /// <summary>Outages that were warned about: one warning per outage, however many requests it affected.</summary>
+    public int OutagesWarned => Volatile.Read(ref _outagesWarned);
+
+    /// <summary>
+    /// Notes that something is being let through without its shared counter (<paramref name="counter"/>: what was not
+    /// counted) because Redis could not be reached; the first time in an outage, logs a warning. Fail-open only.
+    /// </summary>
+    public void ServingUncounted(string counter)
+    {
+        Interlocked.Increment(ref _uncounted);
+        if (Interlocked.Exchange(ref _outageWarned, 1) == 0)
+        {
+            Interlocked.Increment(ref _outagesWarned);
+            Log.ServingUncounted(_logger, counter);
+        }
     }
 
     /// <summary>Whether the gateway keeps its shared counters in Redis.</summary>
@@ -47,7 +76,12 @@ public sealed partial class RedisStore : IHostedService, IAsyncDisposable
         }
         var connection = await ConnectionMultiplexer.ConnectAsync(_configuration);
         connection.ConnectionFailed += (_, e) => Log.ConnectionFailed(_logger, e.EndPoint?.ToString() ?? "", e.FailureType.ToString());
-        connection.ConnectionRestored += (_, e) => Log.ConnectionRestored(_logger, e.EndPoint?.ToString() ?? "");
+        connection.ConnectionRestored += (_, e) =>
+        {
+            // The outage is over: the next one warns again.
+            Volatile.Write(ref _outageWarned, 0);
+            Log.ConnectionRestored(_logger, e.EndPoint?.ToString() ?? "");
+        };
         _connection = connection;
         _started.TrySetResult();
         if (!connection.IsConnected)
@@ -164,17 +198,23 @@ public sealed partial class RedisStore : IHostedService, IAsyncDisposable
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 9601, Level = LogLevel.Error, Message = "Lost the connection to Redis at {EndPoint} ({Failure}); requests that need shared counters get 503 until it is back")]
+        [LoggerMessage(EventId = 9601, Level = LogLevel.Error, Message = "Lost the connection to Redis at {EndPoint} ({Failure}); requests that need shared counters get 503 (or run uncounted with Lattice:RedisWhenDown=open) until it is back")]
         public static partial void ConnectionFailed(ILogger logger, string endPoint, string failure);
+
+        [LoggerMessage(EventId = 9604, Level = LogLevel.Warning, Message = "Redis cannot be reached: serving requests uncounted (first: {Counter}) until it is back, as Lattice:RedisWhenDown=open asks; rate limits and budgets are not enforced and failed authentication is counted per node")]
+        public static partial void ServingUncounted(ILogger logger, string counter);
 
         [LoggerMessage(EventId = 9602, Level = LogLevel.Information, Message = "Connection to Redis at {EndPoint} restored")]
         public static partial void ConnectionRestored(ILogger logger, string endPoint);
 
-        [LoggerMessage(EventId = 9603, Level = LogLevel.Error, Message = "Redis is not reachable at start-up; requests that need shared counters get 503 until it is")]
+        [LoggerMessage(EventId = 9603, Level = LogLevel.Error, Message = "Redis is not reachable at start-up; requests that need shared counters get 503 (or run uncounted with Lattice:RedisWhenDown=open) until it is")]
         public static partial void NotConnected(ILogger logger);
     }
 }
 
-/// <summary>The store holding the counters shared by all nodes cannot be reached: the request is refused with 503, never guessed.</summary>
+/// <summary>
+/// The store holding the counters shared by all nodes cannot be reached: the request is refused with 503, never guessed
+/// (unless the gateway fails open, <see cref="RedisStore.FailsOpen"/>).
+/// </summary>
 public sealed class SharedCountersUnavailableException(Exception? inner)
     : Exception("The shared counter store (Redis) cannot be reached.", inner);

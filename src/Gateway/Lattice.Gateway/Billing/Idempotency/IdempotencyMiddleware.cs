@@ -96,7 +96,8 @@ public sealed partial class IdempotencyMiddleware(
         }
         catch (SharedCountersUnavailableException)
         {
-            // Without the key's store the gateway cannot tell a retry from a first request: it runs neither.
+            // Without the key's store the gateway cannot tell a retry from a first request: it runs neither, also when
+            // failing open (Lattice:RedisWhenDown=open), since running it could run the same work twice.
             await OpenAiErrors.WriteAsync(context, GatewayError.CountersUnavailable());
             return;
         }
