@@ -165,6 +165,35 @@ public sealed class RuntimeLinksAcrossNodesTests
     }
 
     [Fact]
+    public async Task A_stream_whose_holding_node_dies_mid_answer_ends_with_an_error_event_and_one_record()
+    {
+        await using var cluster = await GatewayCluster.StartAsync(await RedisServer.Shared());
+        var (ws, _, key) = await cluster.WorkspaceWithKeyAsync();
+        var engine = new SlowEngine("slow", TimeSpan.FromMilliseconds(20), 100_000);
+        await using var runtime = await LinkAsync(cluster, key, 0, engine);
+        await cluster.AddNodesAsync(1);
+
+        using var client = cluster.Client(1, key);
+        using var request = new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions") { Content = Chat("lattice:personal:" + runtime.LatticeId, stream: true) };
+        using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead).WaitAsync(Timeout);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        Assert.StartsWith("data: {\"i\":0", await reader.ReadLineAsync().WaitAsync(Timeout), StringComparison.Ordinal);
+
+        await cluster.KillAsync(0);
+
+        // The client is not left hanging: the stream ends with an error event.
+        var rest = await reader.ReadToEndAsync().WaitAsync(Timeout);
+        var last = rest.TrimEnd('\n').Split("\n\n")[^1];
+        Assert.StartsWith("data: {\"error\":", last, StringComparison.Ordinal);
+        Assert.Equal("personal_lattice_relay_unavailable", JsonNode.Parse(last["data: ".Length..])!["error"]!["code"]!.GetValue<string>());
+
+        var record = Assert.Single(await RecordsAsync(cluster, ws));
+        Assert.Equal(response.Headers.GetValues("x-request-id").Single(), record.RequestId);
+        Assert.Equal(runtime.LatticeId, record.ServedById);
+    }
+
+    [Fact]
     public async Task The_internal_channel_answers_404_to_anyone_without_the_cluster_secret()
     {
         await using var cluster = await GatewayCluster.StartAsync(await RedisServer.Shared());

@@ -30,7 +30,6 @@ public sealed class GatewayCluster : IAsyncDisposable
     private readonly string _dataDir = Path.Combine(Path.GetTempPath(), "lattice-cluster-" + Guid.NewGuid().ToString("N"));
     private readonly string _prefix = "c" + Guid.NewGuid().ToString("N") + ":";
     private readonly List<WebApplication> _nodes = [];
-    private readonly HashSet<int> _killed = [];
     private readonly Dictionary<string, string?> _settings;
     private WebApplication? _standIn;
 
@@ -93,14 +92,21 @@ public sealed class GatewayCluster : IAsyncDisposable
 
     /// <summary>
     /// Stops node <paramref name="node"/> the way a crash leaves things: its connection to Redis is cut first, so
-    /// nothing it holds there (its runtimes' link leases) is cleaned up, then it stops listening.
+    /// nothing it holds there (its runtimes' link leases) is cleaned up; then it stops at once, its connections
+    /// aborted rather than drained, and listens no more.
     /// </summary>
     public async Task KillAsync(int node)
     {
         var app = _nodes[node];
         await app.Services.GetRequiredService<Lattice.Gateway.Persistence.RedisStore>().DisposeAsync();
-        await app.StopAsync();
-        _killed.Add(node);
+        try
+        {
+            // Only the server: its connections are aborted, not drained (a host's stop would let them finish).
+            await app.Services.GetRequiredService<IServer>().StopAsync(new CancellationToken(canceled: true));
+        }
+        catch (OperationCanceledException)
+        {
+        }
     }
 
     /// <summary>A client of node <paramref name="node"/>, sending <paramref name="credential"/> as a bearer token.</summary>
@@ -148,16 +154,9 @@ public sealed class GatewayCluster : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        for (var i = 0; i < _nodes.Count; i++)
+        foreach (var node in _nodes)
         {
-            if (_killed.Contains(i))
-            {
-                await _nodes[i].DisposeAsync();
-            }
-            else
-            {
-                await _nodes[i].ShutDownAsync();
-            }
+            await node.ShutDownAsync();
         }
         await _standIn.ShutDownAsync();
         Hosts.DeleteDataDirectory(_dataDir);
