@@ -124,6 +124,8 @@ run_gateway=("$gateway")
 # ---- Three nodes: the same database, Redis and admin key; one data directory for all (they share its OAuth and
 # cookie keys, and each takes a usage journal of its own in it). Started at once: one migrates, the others wait. ----
 admin_key="sk_admin_$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+# The secret the nodes share for forwarding requests for a runtime linked to another node (docs/scale-out.md).
+cluster_secret="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 mkdir -p "$work/data"
 urls=()
 node_pids=()
@@ -133,14 +135,14 @@ for ((n = 0; n < nodes; n++)); do
     Lattice__Database="$database" \
     Lattice__Redis="127.0.0.1:$redis_port" \
     Lattice__AdminKey="$admin_key" \
+    Lattice__Cluster__Secret="$cluster_secret" \
+    Lattice__Cluster__NodeUrl="http://127.0.0.1:$port" \
     Lattice__DataDirectory="$work/data" \
     Lattice__PublicUrl="http://127.0.0.1:$port" \
     ASPNETCORE_URLS="http://127.0.0.1:$port" \
     Logging__LogLevel__Default=Warning \
     DOTNET_NOLOGO=1 \
     "${run_gateway[@]}" >"$work/node$((n + 1)).log" 2>&1 &
-    # PLACEHOLDER (cross-node runtime links, separate work): each node's internal URL and the cluster secret go here,
-    # e.g. Lattice__Cluster__Secret=… and the node's internal address, once that setting exists.
     pids+=($!)
     node_pids+=($!)
 done

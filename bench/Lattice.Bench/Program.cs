@@ -52,6 +52,7 @@ try
         : options.Ledger ? await LedgerBench.RunAsync(options, cts.Token)
         : options.Auth ? await AuthBench.RunAsync(options, cts.Token)
         : options.Runtime ? await RuntimeBench.RunAsync(options, cts.Token)
+        : options.CrossNode ? await CrossNodeBench.RunAsync(options, cts.Token)
         : await BenchRun.RunAsync(options, cts.Token);
 }
 catch (BenchException ex)

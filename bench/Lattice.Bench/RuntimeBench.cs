@@ -192,7 +192,7 @@ internal static class RuntimeBench
         }
     }
 
-    private static ScenarioResult Interleaved(BenchOptions options, (string Name, Target Target)[] sides, ChatMode mode, int conns, List<ChildProcess> children, CancellationToken cancellationToken)
+    internal static ScenarioResult Interleaved(BenchOptions options, (string Name, Target Target)[] sides, ChatMode mode, int conns, List<ChildProcess> children, CancellationToken cancellationToken)
     {
         var scenario = new ScenarioResult(mode, conns, sides.Select(s => s.Name));
         var rounds = (int)Math.Ceiling(options.Duration / options.Round);
@@ -282,7 +282,7 @@ internal static class RuntimeBench
         }
     }
 
-    private static async Task<(string LatticeId, string BootstrapToken)> CreateRuntimeAsync(HttpClient http, string displayName, CancellationToken cancellationToken)
+    internal static async Task<(string LatticeId, string BootstrapToken)> CreateRuntimeAsync(HttpClient http, string displayName, CancellationToken cancellationToken)
     {
         using var response = await http.PostAsJsonAsync("v1/personal-runtimes", new JsonObject { ["displayName"] = displayName, ["executionBackend"] = "local-model" }, cancellationToken);
         var text = await response.Content.ReadAsStringAsync(cancellationToken);

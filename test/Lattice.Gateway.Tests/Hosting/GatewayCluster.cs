@@ -23,6 +23,8 @@ namespace Lattice.Gateway.Tests.Hosting;
 public sealed class GatewayCluster : IAsyncDisposable
 {
     public const string AdminKey = "sk_admin_cluster_tests_0123456789abcdef";
+    /// <summary>The nodes' shared secret for their internal channel (<c>Lattice:Cluster:Secret</c>).</summary>
+    public const string ClusterSecret = "cluster-tests-secret-0123456789abcdef0123456789";
     private const string UpstreamKey = "upstream-secret-key";
 
     private readonly string _dataDir = Path.Combine(Path.GetTempPath(), "lattice-cluster-" + Guid.NewGuid().ToString("N"));
@@ -86,6 +88,7 @@ public sealed class GatewayCluster : IAsyncDisposable
             ["Lattice:Credentials:standin"] = UpstreamKey,
             ["Lattice:Redis"] = Redis.Configuration,
             ["Lattice:RedisKeyPrefix"] = _prefix,
+            ["Lattice:Cluster:Secret"] = ClusterSecret,
         };
         foreach (var (k, v) in _settings)
         {
@@ -100,6 +103,28 @@ public sealed class GatewayCluster : IAsyncDisposable
     }
 
     public IServiceProvider Services(int node) => _nodes[node].Services;
+
+    /// <summary>Node <paramref name="node"/>'s address, <c>http://127.0.0.1:port</c>.</summary>
+    public string Origin(int node) => Address(_nodes[node]);
+
+    /// <summary>
+    /// Stops node <paramref name="node"/> the way a crash leaves things: its connection to Redis is cut first, so
+    /// nothing it holds there (its runtimes' link leases) is cleaned up; then it stops at once, its connections
+    /// aborted rather than drained, and listens no more.
+    /// </summary>
+    public async Task KillAsync(int node)
+    {
+        var app = _nodes[node];
+        await app.Services.GetRequiredService<Lattice.Gateway.Persistence.RedisStore>().DisposeAsync();
+        try
+        {
+            // Only the server: its connections are aborted, not drained (a host's stop would let them finish).
+            await app.Services.GetRequiredService<IServer>().StopAsync(new CancellationToken(canceled: true));
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
 
     /// <summary>A client of node <paramref name="node"/>, sending <paramref name="credential"/> as a bearer token.</summary>
     public HttpClient Client(int node, string? credential)

@@ -23,6 +23,12 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
 
         /// <summary>A developer key or access token carrying <see cref="Rule.Scope"/> (or <see cref="Rule.Alternative"/>).</summary>
         Scope,
+
+        /// <summary>
+        /// The channel between gateway nodes: the cluster secret only. To anyone else — and to everyone on a gateway
+        /// without one, like this class's — it is the 404 of a URL that does not exist.
+        /// </summary>
+        ClusterSecret,
     }
 
     /// <param name="Path">A concrete request path with plausible ids, in the workspace of tenant A.</param>
@@ -97,6 +103,8 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
             new("POST", "/v1/runtimes/pair", Guard.RuntimeCredential, "/v1/runtimes/pair"),
             new("*", "/v1/runtimes/connect", Guard.RuntimeCredential, "/v1/runtimes/connect"),
             new("GET", "/v1/runtimes/me", Guard.RuntimeCredential, "/v1/runtimes/me"),
+
+            new("*", "/internal/v1/runtimes/{latticeId}/dispatch", Guard.ClusterSecret, "/internal/v1/runtimes/lat_00000000000000000000/dispatch"),
 
             new("POST", "/v1/personal-runtimes", Guard.Scope, "/v1/personal-runtimes", Manage),
             new("GET", "/v1/personal-runtimes", Guard.Scope, "/v1/personal-runtimes", Inference, Manage),
@@ -208,7 +216,7 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
         using var bogusKey = Server.Client("sk_not_a_key_0123456789abcdef");
         using var bogusToken = Server.Client("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl");
         var failures = new List<string>();
-        foreach (var rule in Rules(Server).Where(r => r.Guard != Guard.Public))
+        foreach (var rule in Rules(Server).Where(r => r.Guard is Guard.RuntimeCredential or Guard.Scope))
         {
             foreach (var (name, client) in new[] { ("none", anonymous), ("unknown key", bogusKey), ("forged token", bogusToken) })
             {
@@ -276,6 +284,30 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
                 if (status != HttpStatusCode.Unauthorized || Code(body) != "invalid_api_key")
                 {
                     failures.Add($"{rule} with a {name}: {(int)status} {body}");
+                }
+            }
+        }
+        Assert.True(failures.Count == 0, string.Join('\n', failures));
+    }
+
+    [Fact]
+    public async Task The_node_channel_is_a_404_to_keys_tokens_and_everyone_when_no_cluster_secret_is_configured()
+    {
+        var key = await Credentials.KeyAsync(Server, Server.A.WorkspaceId, Scopes.Known);
+        var token = await fixture.TokenAsync(OAuthGateway.AllLatticeScopes);
+        var failures = new List<string>();
+        foreach (var rule in Rules(Server).Where(r => r.Guard == Guard.ClusterSecret))
+        {
+            foreach (var (name, credential) in new[] { ("none", null), ("key", key), ("token", token), ("admin key", OAuthGateway.AdminKey) })
+            {
+                using var client = Server.Client(credential);
+                foreach (var method in new[] { "POST", "GET" })
+                {
+                    var (status, body) = await Credentials.SendAsync(client, method, rule.Path.TrimStart('/'), new JsonObject { ["model"] = "lattice:personal:lat_00000000000000000000" });
+                    if (status != HttpStatusCode.NotFound || Code(body) != "not_found")
+                    {
+                        failures.Add($"{method} {rule.Pattern} with {name}: {(int)status} {body}");
+                    }
                 }
             }
         }

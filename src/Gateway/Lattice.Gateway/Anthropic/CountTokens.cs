@@ -40,7 +40,7 @@ public static class CountTokens
 
         // The model must exist and be the caller's to use (another workspace's runtime is a 404, as on /v1/messages);
         // whether capacity is connected right now does not change a count.
-        var plan = router.Plan(snapshot, caller, translated.Model, task.Name);
+        var plan = await router.PlanAsync(snapshot, caller, translated.Model, task.Name);
         if (!plan.Found && plan.Error.Status is >= 400 and < 500)
         {
             await AnthropicErrors.WriteAsync(context, plan.Error);

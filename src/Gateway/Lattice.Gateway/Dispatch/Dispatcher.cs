@@ -30,7 +30,7 @@ public sealed partial class Dispatcher(
         DispatchOutcome outcome;
         try
         {
-            var plan = router.Plan(catalog.Current, request.Caller, request.Model, request.Task.Name);
+            var plan = await router.PlanAsync(catalog.Current, request.Caller, request.Model, request.Task.Name);
             if (!plan.Found)
             {
                 outcome = Finish(request, DispatchFailure.Route, plan.Error, null, plan.Error.Status);

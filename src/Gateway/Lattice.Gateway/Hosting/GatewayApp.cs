@@ -5,6 +5,7 @@ using Lattice.Gateway.Anthropic;
 using Lattice.Gateway.Auth;
 using Lattice.Gateway.Billing;
 using Lattice.Gateway.Catalog;
+using Lattice.Gateway.Cluster;
 using Lattice.Gateway.Identity;
 using Lattice.Gateway.Metering;
 using Lattice.Gateway.OpenAi;
@@ -87,6 +88,7 @@ public static class GatewayApp
         services.AddTasks();
         services.AddUpstreams();
         services.AddRuntimes();
+        services.AddCluster();
         services.AddIdentityServer();
         services.AddResponses();
         // Last: with Lattice:Redis set, the shared counters take the in-process ones' place.
@@ -151,6 +153,7 @@ public static class GatewayApp
         app.MapAnthropic();
         app.MapResponses();
         app.MapRuntimes();
+        app.MapCluster();
         app.MapAdmin();
         app.MapUsage();
         app.MapBilling();

@@ -1,5 +1,12 @@
 namespace Lattice.Gateway.Runtimes;
 
+/// <summary>Something whose progress an <see cref="IdleDeadline"/> watches: when its last piece arrived.</summary>
+internal interface IIdleProgress
+{
+    /// <summary>A <see cref="TimeProvider"/> timestamp: when the last frame (or record) arrived.</summary>
+    long LastFrameAt { get; }
+}
+
 /// <summary>
 /// A dispatch's execution timeout measured as time without progress: it fires only when no frame of the dispatch
 /// has arrived for the whole timeout, so an answer that keeps producing is never cut however long it runs.
@@ -15,7 +22,7 @@ internal sealed class IdleDeadline : IDisposable
     private readonly CancellationTokenSource _cts;
     private readonly ITimer _timer;
     private readonly long _startedAt;
-    private RuntimeDispatch? _dispatch;
+    private IIdleProgress? _progress;
     private int _disposed;
 
     public IdleDeadline(TimeProvider time, TimeSpan idle, CancellationToken aborted)
@@ -31,11 +38,11 @@ internal sealed class IdleDeadline : IDisposable
     public CancellationToken Token => _cts.Token;
 
     /// <summary>From now on progress is the dispatch's frames (before: the time waiting for a slot counts as idle).</summary>
-    public void Watch(RuntimeDispatch dispatch) => Volatile.Write(ref _dispatch, dispatch);
+    public void Watch(IIdleProgress progress) => Volatile.Write(ref _progress, progress);
 
     private void Due()
     {
-        var last = Volatile.Read(ref _dispatch)?.LastFrameAt ?? _startedAt;
+        var last = Volatile.Read(ref _progress)?.LastFrameAt ?? _startedAt;
         var idleFor = _time.GetElapsedTime(last);
         try
         {

@@ -29,7 +29,7 @@ public readonly record struct DispatchEvent(FrameType Type, ReadOnlyMemory<byte>
 /// on <see cref="Events"/>; its body bytes on <see cref="Body"/>, a pipe that never holds more than
 /// <see cref="RuntimeLinkLimits.WindowBytes"/>.
 /// </summary>
-public sealed class RuntimeDispatch
+public sealed class RuntimeDispatch : IIdleProgress
 {
     private readonly Channel<DispatchEvent> _events = Channel.CreateUnbounded<DispatchEvent>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
     private readonly Pipe _body;
@@ -183,6 +183,10 @@ public sealed partial class RuntimeConnection
     }
 
     public string LatticeId { get; }
+
+    /// <summary>This link among the runtime's links over time, on any node: what its lease in Redis names.</summary>
+    public string LinkId { get; } = Guid.NewGuid().ToString("N");
+
     public string WorkspaceId { get; }
     public bool Hosted { get; }
     public HelloMessage Hello { get; }
@@ -246,9 +250,12 @@ public sealed partial class RuntimeConnection
     public bool ReadPaused => Volatile.Read(ref _readPaused) != 0;
 
     /// <summary>The runtime's model for <paramref name="task"/>: the named one if it serves it, else its first (default) one.</summary>
-    public CapabilityInfo? FindCapability(string task, string? model = null)
+    public CapabilityInfo? FindCapability(string task, string? model = null) => FindCapability(Hello, task, model);
+
+    /// <summary>The first capability in <paramref name="hello"/> serving <paramref name="task"/> (with <paramref name="model"/>, when named).</summary>
+    public static CapabilityInfo? FindCapability(HelloMessage hello, string task, string? model = null)
     {
-        foreach (var c in Hello.Capabilities)
+        foreach (var c in hello.Capabilities)
         {
             if (c.Task == task && (model is null || c.Model == model))
             {

@@ -319,6 +319,8 @@ public static partial class RuntimeEndpoints
                 await CloseAsync(socket, System.Net.WebSockets.WebSocketCloseStatus.PolicyViolation, "runtime credential revoked");
                 return;
             }
+            // Recorded before the welcome, so a daemon that has been welcomed is routable from every node.
+            await registry.AnnounceAsync(connection);
             await socket.SendAsync(Frame.Json(FrameType.Welcome, 0, connection.Welcome(), ProtocolJsonContext.Default.WelcomeMessage), System.Net.WebSockets.WebSocketMessageType.Binary, true, lifetime.ApplicationStopping);
 
             await TouchAsync(scopes, latticeId, time);
@@ -329,6 +331,7 @@ public static partial class RuntimeEndpoints
         {
             registry.Remove(connection);
             connection.Abort();
+            await registry.WithdrawAsync(connection);
             await TouchAsync(scopes, latticeId, time);
         }
     }

@@ -1,13 +1,15 @@
 using System.Collections.Concurrent;
+using Lattice.Gateway.Cluster;
 
 namespace Lattice.Gateway.Runtimes;
 
 /// <summary>
 /// The runtimes connected to this gateway node, by lattice id. Also their heartbeat: one timer for all links
 /// (every <see cref="RuntimeConnection.PingEvery"/>) pings each link and drops the ones silent for longer than
-/// <see cref="RuntimeConnection.DeadAfter"/>, instead of a timer per link.
+/// <see cref="RuntimeConnection.DeadAfter"/>, instead of a timer per link — and, with several nodes, renews each
+/// link's lease (<see cref="LinkLeases"/>) so the other nodes can reach it.
 /// </summary>
-public sealed class RuntimeRegistry(TimeProvider time) : IDisposable
+public sealed class RuntimeRegistry(TimeProvider time, LinkLeases? leases = null) : IDisposable
 {
     private readonly ConcurrentDictionary<string, RuntimeConnection> _connections = new(StringComparer.Ordinal);
     private readonly Lock _timerGate = new();
@@ -35,6 +37,12 @@ public sealed class RuntimeRegistry(TimeProvider time) : IDisposable
     public void Remove(RuntimeConnection connection) =>
         _connections.TryRemove(new KeyValuePair<string, RuntimeConnection>(connection.LatticeId, connection));
 
+    /// <summary>Tells the other nodes this node holds <paramref name="connection"/> (its hello is in): they forward its requests here.</summary>
+    public Task AnnounceAsync(RuntimeConnection connection) => leases?.ClaimAsync(connection) ?? Task.CompletedTask;
+
+    /// <summary>The link has ended: its lease goes, unless a newer link of the runtime (on any node) has taken it.</summary>
+    public Task WithdrawAsync(RuntimeConnection connection) => leases?.ReleaseAsync(connection) ?? Task.CompletedTask;
+
     /// <summary>Cuts a runtime's link, if it has one here.</summary>
     public void Disconnect(string latticeId)
     {
@@ -50,6 +58,10 @@ public sealed class RuntimeRegistry(TimeProvider time) : IDisposable
         foreach (var (_, connection) in _connections)
         {
             connection.Heartbeat();
+        }
+        if (leases is { Enabled: true } && !_connections.IsEmpty)
+        {
+            leases.Renew(_connections.Values.ToArray());
         }
     }
 

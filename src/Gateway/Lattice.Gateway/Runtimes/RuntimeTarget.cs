@@ -41,12 +41,22 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options, TimeProvider
         new(StatusCodes.Status502BadGateway, ErrorTypes.Api, error?.Code ?? ErrorCodes.UpstreamError,
             error?.Message ?? "The runtime failed to serve the request.");
 
-    public async ValueTask<TargetOpening> OpenAsync(TaskRequest request, Candidate candidate, CancellationToken cancellationToken)
+    public ValueTask<TargetOpening> OpenAsync(TaskRequest request, Candidate candidate, CancellationToken cancellationToken)
     {
         var (connection, capability) = (Link)candidate.State!;
-        var deadline = new IdleDeadline(time, _timeout, cancellationToken);
         var input = request.Input;
-        if (input.Length > connection.MaxDispatchBodyBytes)
+        return OpenLinkAsync(connection, capability, request.Task.Name, input.Body.AsMemory(0, input.Length), input.ContentType, input.Stream, cancellationToken);
+    }
+
+    /// <summary>
+    /// Sends a request to the runtime's model <paramref name="capability"/> over <paramref name="connection"/> and waits
+    /// for its answer to start: for a request that entered this node, and for one another node forwards here.
+    /// </summary>
+    public async ValueTask<TargetOpening> OpenLinkAsync(RuntimeConnection connection, CapabilityInfo capability, string task,
+        ReadOnlyMemory<byte> body, string contentType, bool stream, CancellationToken cancellationToken)
+    {
+        var deadline = new IdleDeadline(time, _timeout, cancellationToken);
+        if (body.Length > connection.MaxDispatchBodyBytes)
         {
             // The daemon said in its hello that it takes no frame this large.
             deadline.Dispose();
@@ -55,9 +65,7 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options, TimeProvider
         RuntimeDispatch dispatch;
         try
         {
-            dispatch = await connection.StartDispatchAsync(
-                new DispatchHeader(request.Task.Name, capability.Model, input.ContentType, input.Stream),
-                input.Body.AsMemory(0, input.Length), deadline.Token);
+            dispatch = await connection.StartDispatchAsync(new DispatchHeader(task, capability.Model, contentType, stream), body, deadline.Token);
             deadline.Watch(dispatch);
         }
         catch (RuntimeLinkLostException)
