@@ -24,6 +24,14 @@ public sealed partial class ChangeFeedPoller(
     private long _completed;
     private TaskCompletionSource _read = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
+    private long _lastReadTicks = -1;
+
+    /// <summary>
+    /// When this node last read both logs to the end, else when the poller started; null before it started. Readiness
+    /// (<c>/readyz</c>) says the feed is stuck when this falls far behind.
+    /// </summary>
+    public DateTimeOffset? LastReadAt => Interlocked.Read(ref _lastReadTicks) is >= 0 and var ticks ? new DateTimeOffset(ticks, TimeSpan.Zero) : null;
+
     /// <summary>How many times this node has read both logs to the end since it started.</summary>
     public long CompletedReads => Interlocked.Read(ref _completed);
 
@@ -45,6 +53,7 @@ public sealed partial class ChangeFeedPoller(
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var nextPrune = time.GetUtcNow() + PruneInterval;
+        Interlocked.Exchange(ref _lastReadTicks, time.GetUtcNow().UtcTicks);
         do
         {
             try
@@ -53,6 +62,7 @@ public sealed partial class ChangeFeedPoller(
                 var db = scope.ServiceProvider.GetRequiredService<LatticeDbContext>();
                 await revocations.CatchUpAsync(db, stoppingToken);
                 await feed.CatchUpAsync(db, stoppingToken);
+                Interlocked.Exchange(ref _lastReadTicks, time.GetUtcNow().UtcTicks);
                 Interlocked.Increment(ref _completed);
                 Interlocked.Exchange(ref _read, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
                 if (time.GetUtcNow() >= nextPrune)

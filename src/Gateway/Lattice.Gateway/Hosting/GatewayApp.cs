@@ -12,6 +12,7 @@ using Lattice.Gateway.Persistence;
 using Lattice.Gateway.Responses;
 using Lattice.Gateway.Runtimes;
 using Lattice.Gateway.Tasks;
+using Lattice.Gateway.Telemetry;
 using Lattice.Gateway.Upstreams;
 using Lattice.Protocol;
 using Microsoft.AspNetCore.Diagnostics;
@@ -89,6 +90,7 @@ public static class GatewayApp
         services.AddRuntimes();
         services.AddIdentityServer();
         services.AddResponses();
+        services.AddTelemetry(configuration);
         // Last: with Lattice:Redis set, the shared counters take the in-process ones' place.
         services.AddSharedCounters();
         return services;
@@ -146,6 +148,7 @@ public static class GatewayApp
         app.UseBilling();
 
         app.MapGet("/healthz", () => TypedResults.Text("ok"));
+        app.MapTelemetry();
         app.UseWebSockets();
         app.MapOpenAi();
         app.MapAnthropic();
