@@ -1,6 +1,7 @@
 using Lattice.Gateway.Changes;
 using System.Net;
 using Lattice.Gateway.Admin;
+using Lattice.Gateway.ApiReference;
 using Lattice.Gateway.Anthropic;
 using Lattice.Gateway.Auth;
 using Lattice.Gateway.Billing;
@@ -91,6 +92,7 @@ public static class GatewayApp
         services.AddIdentityServer();
         services.AddResponses();
         services.AddTelemetry(configuration);
+        services.AddApiReference();
         // Last: with Lattice:Redis set, the shared counters take the in-process ones' place.
         services.AddSharedCounters();
         return services;
@@ -149,6 +151,7 @@ public static class GatewayApp
 
         app.MapGet("/healthz", () => TypedResults.Text("ok"));
         app.MapTelemetry();
+        app.MapApiReference();
         app.UseWebSockets();
         app.MapOpenAi();
         app.MapAnthropic();
