@@ -30,18 +30,14 @@ public static class TelemetryServices
         services.AddSingleton<GatewayMetrics>();
         services.AddReadiness();
 
-        // What is registered depends on configuration, so it is read here, at composition, once.
-        if (!(configuration.GetSection(TelemetryOptions.Section).Get<TelemetryOptions>() ?? new()).Enabled)
-        {
-            return services;
-        }
+        // Whether there is a collector to push to decides what is registered, so it is read here, at composition, from
+        // the environment or appsettings. Lattice:Telemetry:Enabled is read from the options once the host is built.
         var otlp = configuration.GetSection(OtlpOptions.Section).Get<OtlpOptions>() ?? new();
         var pushes = !string.IsNullOrWhiteSpace(otlp.Endpoint) || !string.IsNullOrWhiteSpace(configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]);
         var telemetry = services.AddOpenTelemetry()
             .ConfigureResource(resource => resource.AddService("lattice-gateway"))
             .WithMetrics(metrics =>
             {
-                metrics.AddMeter(GatewayMetrics.MeterName, RuntimeMeter);
                 // Every scrape sees the counters as they are now (the exporter's default is to answer from a 300 ms cache).
                 metrics.AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0);
                 if (pushes)
@@ -53,12 +49,27 @@ public static class TelemetryServices
         {
             // Spans are only pushed: with no collector nothing listens, and the request path starts none.
             // "Microsoft.AspNetCore" is the server's own span per request, the parent of the gateway's.
-            telemetry.WithTracing(tracing => tracing
-                .AddSource(GatewayTracing.SourceName, "Microsoft.AspNetCore")
-                .AddOtlpExporter(o => Configure(o, otlp, "v1/traces")));
+            telemetry.WithTracing(tracing => tracing.AddOtlpExporter(o => Configure(o, otlp, "v1/traces")));
+            services.ConfigureOpenTelemetryTracerProvider((provider, tracing) =>
+            {
+                if (Enabled(provider))
+                {
+                    tracing.AddSource(GatewayTracing.SourceName, "Microsoft.AspNetCore");
+                }
+            });
         }
+        // Off, no meter is listened to: every instrument stays disabled and a request records nothing.
+        services.ConfigureOpenTelemetryMeterProvider((provider, metrics) =>
+        {
+            if (Enabled(provider))
+            {
+                metrics.AddMeter(GatewayMetrics.MeterName, RuntimeMeter);
+            }
+        });
         return services;
     }
+
+    private static bool Enabled(IServiceProvider services) => services.GetRequiredService<IOptions<TelemetryOptions>>().Value.Enabled;
 
     /// <summary><c>/metrics</c> (when telemetry is on) and <c>/readyz</c>.</summary>
     public static void MapTelemetry(this WebApplication app)
