@@ -11,24 +11,15 @@ namespace Lattice.Gateway.Tests.ApiReference;
 /// <c>/openapi.json</c> is an OpenAPI 3 document of every route of Lattice's own APIs (read from the real route table),
 /// each named, summarised and tagged; <c>/docs</c> renders it from assets the gateway serves itself.
 /// </summary>
-public sealed partial class ApiReferenceTests(ApiReferenceTests.Gateway fixture) : IClassFixture<ApiReferenceTests.Gateway>
+public sealed partial class ApiReferenceTests(OAuthGateway server) : IClassFixture<OAuthGateway>
 {
-    public sealed class Gateway : IAsyncLifetime
-    {
-        public OAuthGateway Server { get; } = new();
-
-        public Task InitializeAsync() => Server.InitializeAsync();
-
-        public Task DisposeAsync() => Server.DisposeAsync();
-    }
-
     /// <summary>The route prefixes of Lattice's own APIs: every route under them is documented.</summary>
     private static readonly string[] OwnPrefixes = ["/v1/tasks/", "/v1/personal-runtimes", "/v1/runtimes/pair", "/v1/runtimes/me", "/v1/usage", "/v1/invoices", "/admin/v1/"];
 
     [Fact]
     public async Task The_document_is_OpenAPI_3_and_lists_every_route_of_the_own_APIs()
     {
-        using var anonymous = fixture.Server.Client(null);
+        using var anonymous = server.Client(null);
         using var response = await anonymous.GetAsync("openapi.json");
         var json = await response.Content.ReadAsStringAsync();
         Assert.True(response.StatusCode == HttpStatusCode.OK, json);
@@ -42,7 +33,7 @@ public sealed partial class ApiReferenceTests(ApiReferenceTests.Gateway fixture)
         Assert.Equal("Lattice API", document.Info.Title);
 
         var documented = document.Paths.SelectMany(p => p.Value.Operations!.Select(o => $"{o.Key.Method.ToUpperInvariant()} {p.Key}")).ToHashSet(StringComparer.Ordinal);
-        var routed = fixture.Server.Services.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>()
+        var routed = server.Services.GetRequiredService<EndpointDataSource>().Endpoints.OfType<RouteEndpoint>()
             .Where(e => OwnPrefixes.Any(p => e.RoutePattern.RawText!.StartsWith(p, StringComparison.Ordinal)))
             .SelectMany(e => e.Metadata.GetMetadata<Microsoft.AspNetCore.Routing.IHttpMethodMetadata>()!.HttpMethods.Select(m => $"{m} {CatchAll().Replace(e.RoutePattern.RawText!, "{")}"))
             .ToList();
@@ -74,7 +65,7 @@ public sealed partial class ApiReferenceTests(ApiReferenceTests.Gateway fixture)
     [Fact]
     public async Task The_docs_page_needs_nothing_from_outside_the_gateway()
     {
-        using var anonymous = fixture.Server.Client(null);
+        using var anonymous = server.Client(null);
         using var response = await anonymous.GetAsync("docs/index.html");
         var html = await response.Content.ReadAsStringAsync();
         Assert.True(response.StatusCode == HttpStatusCode.OK, html);
@@ -88,7 +79,7 @@ public sealed partial class ApiReferenceTests(ApiReferenceTests.Gateway fixture)
         Assert.Contains(assets, a => a.EndsWith(".css", StringComparison.Ordinal));
         foreach (var asset in assets)
         {
-            using var loaded = await anonymous.GetAsync(new Uri(new Uri(fixture.Server.Origin + "/docs/"), asset));
+            using var loaded = await anonymous.GetAsync(new Uri(new Uri(server.Origin + "/docs/"), asset));
             Assert.True(loaded.StatusCode == HttpStatusCode.OK, $"{asset}: {(int)loaded.StatusCode}");
         }
         var config = await anonymous.GetStringAsync("docs/index.js");

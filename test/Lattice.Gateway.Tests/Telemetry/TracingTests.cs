@@ -11,17 +11,8 @@ namespace Lattice.Gateway.Tests.Telemetry;
 /// The request path's spans, caught by a listener and picked out by the trace id the client sent (other tests run in
 /// the same process): one per stage, none carrying the prompt or the answer.
 /// </summary>
-public sealed class TracingTests(TracingTests.Gateway fixture) : IClassFixture<TracingTests.Gateway>
+public sealed class TracingTests(OAuthGateway server) : IClassFixture<OAuthGateway>
 {
-    public sealed class Gateway : IAsyncLifetime
-    {
-        public OAuthGateway Server { get; } = new();
-
-        public Task InitializeAsync() => Server.InitializeAsync();
-
-        public Task DisposeAsync() => Server.DisposeAsync();
-    }
-
     private const string Prompt = "the secret prompt words";
 
     [Fact]
@@ -43,7 +34,7 @@ public sealed class TracingTests(TracingTests.Gateway fixture) : IClassFixture<T
         };
         ActivitySource.AddActivityListener(listener);
 
-        using var client = fixture.Server.Client(fixture.Server.A.Key);
+        using var client = server.Client(server.A.Key);
         using var request = new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions")
         {
             Content = JsonContent(new JsonObject
@@ -71,7 +62,7 @@ public sealed class TracingTests(TracingTests.Gateway fixture) : IClassFixture<T
         Assert.Equal(dispatch.SpanId, spans.Single(s => s.OperationName == "lattice.relay").ParentSpanId);
         var values = spans.SelectMany(s => s.TagObjects).Select(t => t.Value?.ToString() ?? "").ToList();
         Assert.DoesNotContain(values, v => v.Contains("secret prompt", StringComparison.Ordinal));
-        Assert.DoesNotContain(values, v => v.Contains(fixture.Server.A.Key, StringComparison.Ordinal));
+        Assert.DoesNotContain(values, v => v.Contains(server.A.Key, StringComparison.Ordinal));
     }
 
     private static StringContent JsonContent(JsonNode body) => new(body.ToJsonString(), System.Text.Encoding.UTF8, "application/json");
