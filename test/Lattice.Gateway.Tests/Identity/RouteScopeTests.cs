@@ -21,6 +21,12 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
         /// <summary>The runtime link: its own credential (a bootstrap token, then a runtime credential), never a key or token.</summary>
         RuntimeCredential,
 
+        /// <summary>
+        /// <c>/metrics</c>: the scrape token (<c>Lattice:Metrics:Token</c>), never a key or access token, or a loopback address when
+        /// <c>Lattice:Metrics:AllowLoopback</c> is set (neither here; see Telemetry/MetricsTests).
+        /// </summary>
+        MetricsToken,
+
         /// <summary>A developer key or access token carrying <see cref="Rule.Scope"/> (or <see cref="Rule.Alternative"/>).</summary>
         Scope,
 
@@ -86,6 +92,11 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
         var rules = new List<Rule>
         {
             new("GET", "/healthz", Guard.Public, "/healthz"),
+            // Readiness, like liveness, is for probes that carry no credential; it names checks, never their errors.
+            new("*", "/readyz", Guard.Public, "/readyz"),
+            new("*", "/metrics", Guard.MetricsToken, "/metrics"),
+            // The API reference is published documentation (the page at /docs is middleware, not a route).
+            new("GET", "/openapi.json", Guard.Public, "/openapi.json"),
             new("GET", "/account/login", Guard.Public, "/account/login"),
             new("POST", "/account/login", Guard.Public, "/account/login"),
             new("POST", "/account/logout", Guard.Public, "/account/logout"),

@@ -83,6 +83,12 @@ internal static class UpCommand
         {
             settings[publicUrlKey] = $"http://127.0.0.1:{port}";
         }
+        // Metrics for whoever is on this machine (a local Prometheus or curl), unless the environment says otherwise.
+        const string metricsLoopbackKey = "Lattice:Metrics:AllowLoopback";
+        if (string.IsNullOrEmpty(builder.Configuration[metricsLoopbackKey]))
+        {
+            settings[metricsLoopbackKey] = "true";
+        }
         builder.Configuration.AddInMemoryCollection(settings);
         builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
         builder.Logging.SetMinimumLevel(LogLevel.Warning);

@@ -9,6 +9,7 @@ using Lattice.Gateway.Upstreams;
 using Lattice.Protocol;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
+using Lattice.Gateway.ApiReference;
 
 namespace Lattice.Gateway.Admin;
 
@@ -22,28 +23,28 @@ public static class AdminEndpoints
         var admin = routes.MapGroup("/admin/v1").RequireScope(Scopes.Admin);
         var workspace = routes.MapGroup("/admin/v1").RequireScope(Scopes.WorkspaceAdmin, Scopes.Admin);
 
-        admin.MapPost("/workspaces", CreateWorkspaceAsync);
-        admin.MapGet("/workspaces", ListWorkspacesAsync);
-        workspace.MapPost("/workspaces/{workspaceId}/keys", CreateKeyAsync);
-        workspace.MapGet("/workspaces/{workspaceId}/keys", ListKeysAsync);
-        workspace.MapPost("/keys/{keyId}/revoke", RevokeKeyAsync);
-        workspace.MapGet("/workspaces/{workspaceId}/prices", GetWorkspacePricesAsync);
-        workspace.MapPut("/workspaces/{workspaceId}/prices", SetWorkspacePricesAsync);
+        admin.MapPost("/workspaces", CreateWorkspaceAsync).Describe("Admin: workspaces and keys", "CreateWorkspace", "Create a workspace");
+        admin.MapGet("/workspaces", ListWorkspacesAsync).Describe("Admin: workspaces and keys", "ListWorkspaces", "List workspaces");
+        workspace.MapPost("/workspaces/{workspaceId}/keys", CreateKeyAsync).Describe("Admin: workspaces and keys", "CreateKey", "Create a developer key (the secret is shown once)");
+        workspace.MapGet("/workspaces/{workspaceId}/keys", ListKeysAsync).Describe("Admin: workspaces and keys", "ListKeys", "List a workspace's keys");
+        workspace.MapPost("/keys/{keyId}/revoke", RevokeKeyAsync).Describe("Admin: workspaces and keys", "RevokeKey", "Revoke a developer key");
+        workspace.MapGet("/workspaces/{workspaceId}/prices", GetWorkspacePricesAsync).Describe("Admin: workspaces and keys", "GetWorkspacePrices", "A workspace's personal-runtime prices");
+        workspace.MapPut("/workspaces/{workspaceId}/prices", SetWorkspacePricesAsync).Describe("Admin: workspaces and keys", "SetWorkspacePrices", "Set a workspace's personal-runtime prices");
         IdentityAdminEndpoints.Map(admin, workspace);
         Billing.BillingAdminEndpoints.Map(admin, workspace);
 
-        admin.MapGet("/task-classes", ListTaskClassesAsync);
-        admin.MapGet("/task-classes/{name}", GetTaskClassAsync);
-        admin.MapPost("/task-classes", CreateTaskClassAsync);
-        admin.MapDelete("/task-classes/{name}", DeleteTaskClassAsync);
+        admin.MapGet("/task-classes", ListTaskClassesAsync).Describe("Admin: catalog", "ListTaskClasses", "List task classes");
+        admin.MapGet("/task-classes/{name}", GetTaskClassAsync).Describe("Admin: catalog", "GetTaskClass", "Get a task class and its input schema");
+        admin.MapPost("/task-classes", CreateTaskClassAsync).Describe("Admin: catalog", "CreateTaskClass", "Create a task class");
+        admin.MapDelete("/task-classes/{name}", DeleteTaskClassAsync).Describe("Admin: catalog", "DeleteTaskClass", "Delete a task class");
 
-        admin.MapPost("/runtimes", CreateHostedRuntimeAsync);
-        admin.MapPost("/runtimes/{latticeId}/revoke", RevokeRuntimeAsync);
+        admin.MapPost("/runtimes", CreateHostedRuntimeAsync).Describe("Admin: catalog", "CreateHostedRuntime", "Create an operator-hosted runtime and its pairing token");
+        admin.MapPost("/runtimes/{latticeId}/revoke", RevokeRuntimeAsync).Describe("Admin: catalog", "RevokeRuntime", "Revoke any runtime");
 
-        admin.MapGet("/models", ListModelsAsync);
-        admin.MapPost("/models", CreateModelAsync);
-        admin.MapPut("/models/{**id}", ReplaceModelAsync);
-        admin.MapDelete("/models/{**id}", DeleteModelAsync);
+        admin.MapGet("/models", ListModelsAsync).Describe("Admin: catalog", "ListCatalogModels", "List catalog models with their offers");
+        admin.MapPost("/models", CreateModelAsync).Describe("Admin: catalog", "CreateCatalogModel", "Create a catalog model with its offers");
+        admin.MapPut("/models/{**id}", ReplaceModelAsync).Describe("Admin: catalog", "ReplaceCatalogModel", "Replace a catalog model and its offers");
+        admin.MapDelete("/models/{**id}", DeleteModelAsync).Describe("Admin: catalog", "DeleteCatalogModel", "Delete a catalog model");
         return routes;
     }
 

@@ -5,6 +5,7 @@ using Lattice.Gateway.Persistence;
 using Lattice.Protocol;
 using Microsoft.EntityFrameworkCore;
 using static Lattice.Gateway.Admin.AdminEndpoints;
+using Lattice.Gateway.ApiReference;
 
 namespace Lattice.Gateway.Admin;
 
@@ -13,26 +14,26 @@ internal static class IdentityAdminEndpoints
 {
     public static void Map(RouteGroupBuilder admin, RouteGroupBuilder workspace)
     {
-        admin.MapPost("/users", CreateUserAsync);
-        admin.MapGet("/users", ListUsersAsync);
+        admin.MapPost("/users", CreateUserAsync).Describe("Admin: users, members and apps", "CreateUser", "Create a user");
+        admin.MapGet("/users", ListUsersAsync).Describe("Admin: users, members and apps", "ListUsers", "List users");
         // Only the operator vouches for an address; there is no route by which a user marks their own.
-        admin.MapPost("/users/{userId}/verify-email", VerifyEmailAsync);
-        workspace.MapGet("/workspaces/{workspaceId}/members", ListMembersAsync);
+        admin.MapPost("/users/{userId}/verify-email", VerifyEmailAsync).Describe("Admin: users, members and apps", "VerifyUserEmail", "Mark a user's e-mail address verified");
+        workspace.MapGet("/workspaces/{workspaceId}/members", ListMembersAsync).Describe("Admin: users, members and apps", "ListMembers", "List a workspace's members");
         // Adding someone to a workspace is the operator's call until invitations exist: a workspace admin could
         // otherwise pull in (and learn the e-mail of) any user whose id they know.
-        admin.MapPost("/workspaces/{workspaceId}/members", AddMemberAsync);
-        workspace.MapDelete("/workspaces/{workspaceId}/members/{userId}", RemoveMemberAsync);
-        workspace.MapPost("/workspaces/{workspaceId}/invitations", InviteAsync);
-        workspace.MapGet("/workspaces/{workspaceId}/invitations", ListInvitationsAsync);
-        workspace.MapPost("/invitations/{invitationId}/revoke", RevokeInvitationAsync);
+        admin.MapPost("/workspaces/{workspaceId}/members", AddMemberAsync).Describe("Admin: users, members and apps", "AddMember", "Add a user to a workspace");
+        workspace.MapDelete("/workspaces/{workspaceId}/members/{userId}", RemoveMemberAsync).Describe("Admin: users, members and apps", "RemoveMember", "Remove a member from a workspace");
+        workspace.MapPost("/workspaces/{workspaceId}/invitations", InviteAsync).Describe("Admin: users, members and apps", "CreateInvitation", "Invite someone to a workspace by e-mail");
+        workspace.MapGet("/workspaces/{workspaceId}/invitations", ListInvitationsAsync).Describe("Admin: users, members and apps", "ListInvitations", "List a workspace's invitations");
+        workspace.MapPost("/invitations/{invitationId}/revoke", RevokeInvitationAsync).Describe("Admin: users, members and apps", "RevokeInvitation", "Revoke an invitation");
 
-        workspace.MapPost("/workspaces/{workspaceId}/apps", CreateAppAsync);
-        workspace.MapGet("/workspaces/{workspaceId}/apps", ListAppsAsync);
-        workspace.MapGet("/apps/{clientId}", GetAppAsync);
-        workspace.MapDelete("/apps/{clientId}", DeleteAppAsync);
+        workspace.MapPost("/workspaces/{workspaceId}/apps", CreateAppAsync).Describe("Admin: users, members and apps", "CreateApp", "Register an OAuth app");
+        workspace.MapGet("/workspaces/{workspaceId}/apps", ListAppsAsync).Describe("Admin: users, members and apps", "ListApps", "List a workspace's OAuth apps");
+        workspace.MapGet("/apps/{clientId}", GetAppAsync).Describe("Admin: users, members and apps", "GetApp", "Get an OAuth app");
+        workspace.MapDelete("/apps/{clientId}", DeleteAppAsync).Describe("Admin: users, members and apps", "DeleteApp", "Delete an OAuth app");
 
-        workspace.MapGet("/workspaces/{workspaceId}/grants", ListGrantsAsync);
-        workspace.MapPost("/grants/{grantId}/revoke", RevokeGrantAsync);
+        workspace.MapGet("/workspaces/{workspaceId}/grants", ListGrantsAsync).Describe("Admin: users, members and apps", "ListGrants", "List the OAuth grants in a workspace");
+        workspace.MapPost("/grants/{grantId}/revoke", RevokeGrantAsync).Describe("Admin: users, members and apps", "RevokeGrant", "Revoke an OAuth grant and its tokens");
     }
 
     // ---- users and members ----

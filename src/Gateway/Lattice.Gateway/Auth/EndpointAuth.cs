@@ -21,8 +21,14 @@ public static class EndpointAuth
     public static async ValueTask<Caller?> RequireAsync(HttpContext context, Authenticator authenticator,
         Func<HttpContext, GatewayError, Task> writeError, string scope, string? alternative = null)
     {
+        using var span = Telemetry.GatewayTracing.Start("lattice.auth");
         // The credential first: a valid one is never refused because others failed from the same address.
         var (failure, caller) = await authenticator.AuthenticateAsync(context.Request);
+        if (span is not null)
+        {
+            span.SetTag("lattice.auth.result", failure.ToString());
+            span.SetTag("lattice.credential_kind", caller?.Kind.ToString());
+        }
         if (failure != AuthFailure.None)
         {
             try
@@ -30,6 +36,7 @@ public static class EndpointAuth
                 if (!await context.RequestServices.GetRequiredService<IFailedAuthLimiter>().RecordFailureAsync(context))
                 {
                     failure = AuthFailure.TooManyFailures;
+                    context.RequestServices.GetRequiredService<Telemetry.GatewayMetrics>().Rejected(Telemetry.GatewayMetrics.Limiters.FailedAuth);
                 }
             }
             catch (Persistence.SharedCountersUnavailableException)
@@ -46,6 +53,7 @@ public static class EndpointAuth
         {
             return caller;
         }
+        span?.SetTag("lattice.auth.result", "MissingScope");
         await writeError(context, GatewayError.MissingScope(scope));
         return null;
     }

@@ -8,6 +8,7 @@ using Lattice.Gateway.OpenAi;
 using Lattice.Gateway.Persistence;
 using Lattice.Protocol;
 using Microsoft.EntityFrameworkCore;
+using Lattice.Gateway.ApiReference;
 
 namespace Lattice.Gateway.Billing;
 
@@ -20,19 +21,19 @@ public static class BillingAdminEndpoints
     public static void Map(RouteGroupBuilder admin, RouteGroupBuilder workspace)
     {
         _ = admin;
-        workspace.MapGet("/workspaces/{workspaceId}/limits", GetWorkspaceLimitsAsync);
-        workspace.MapPut("/workspaces/{workspaceId}/limits", SetWorkspaceLimitsAsync);
-        workspace.MapGet("/keys/{keyId}/limits", GetKeyLimitsAsync);
-        workspace.MapPut("/keys/{keyId}/limits", SetKeyLimitsAsync);
-        workspace.MapPatch("/keys/{keyId}", UpdateKeyAsync);
-        workspace.MapGet("/apps/{clientId}/limits", GetAppLimitsAsync);
-        workspace.MapPut("/apps/{clientId}/limits", SetAppLimitsAsync);
+        workspace.MapGet("/workspaces/{workspaceId}/limits", GetWorkspaceLimitsAsync).Describe("Admin: limits and budgets", "GetWorkspaceLimits", "A workspace's rate limits");
+        workspace.MapPut("/workspaces/{workspaceId}/limits", SetWorkspaceLimitsAsync).Describe("Admin: limits and budgets", "SetWorkspaceLimits", "Set a workspace's rate limits");
+        workspace.MapGet("/keys/{keyId}/limits", GetKeyLimitsAsync).Describe("Admin: limits and budgets", "GetKeyLimits", "A key's rate limits");
+        workspace.MapPut("/keys/{keyId}/limits", SetKeyLimitsAsync).Describe("Admin: limits and budgets", "SetKeyLimits", "Set a key's rate limits");
+        workspace.MapPatch("/keys/{keyId}", UpdateKeyAsync).Describe("Admin: limits and budgets", "UpdateKey", "Change a key's name or limits");
+        workspace.MapGet("/apps/{clientId}/limits", GetAppLimitsAsync).Describe("Admin: limits and budgets", "GetAppLimits", "An OAuth app's rate limits");
+        workspace.MapPut("/apps/{clientId}/limits", SetAppLimitsAsync).Describe("Admin: limits and budgets", "SetAppLimits", "Set an OAuth app's rate limits");
 
-        workspace.MapPost("/workspaces/{workspaceId}/budgets", CreateBudgetAsync);
-        workspace.MapGet("/workspaces/{workspaceId}/budgets", ListBudgetsAsync);
-        workspace.MapGet("/budgets/{budgetId}", GetBudgetAsync);
-        workspace.MapPatch("/budgets/{budgetId}", UpdateBudgetAsync);
-        workspace.MapDelete("/budgets/{budgetId}", DeleteBudgetAsync);
+        workspace.MapPost("/workspaces/{workspaceId}/budgets", CreateBudgetAsync).Describe("Admin: limits and budgets", "CreateBudget", "Create a budget");
+        workspace.MapGet("/workspaces/{workspaceId}/budgets", ListBudgetsAsync).Describe("Admin: limits and budgets", "ListBudgets", "List a workspace's budgets");
+        workspace.MapGet("/budgets/{budgetId}", GetBudgetAsync).Describe("Admin: limits and budgets", "GetBudget", "Get a budget and what it has spent");
+        workspace.MapPatch("/budgets/{budgetId}", UpdateBudgetAsync).Describe("Admin: limits and budgets", "UpdateBudget", "Change a budget");
+        workspace.MapDelete("/budgets/{budgetId}", DeleteBudgetAsync).Describe("Admin: limits and budgets", "DeleteBudget", "Delete a budget");
     }
 
     // ---- limits ----

@@ -25,6 +25,14 @@ public sealed partial class ChangeFeedPoller(
     private long _failed;
     private TaskCompletionSource _read = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
+    private long _lastReadTicks = -1;
+
+    /// <summary>
+    /// When this node last read both logs to the end, else when the poller started; null before it started. Readiness
+    /// (<c>/readyz</c>) says the feed is stuck when this falls far behind.
+    /// </summary>
+    public DateTimeOffset? LastReadAt => Interlocked.Read(ref _lastReadTicks) is >= 0 and var ticks ? new DateTimeOffset(ticks, TimeSpan.Zero) : null;
+
     /// <summary>How many times this node has read both logs to the end since it started.</summary>
     public long CompletedReads => Interlocked.Read(ref _completed);
 
@@ -57,6 +65,7 @@ public sealed partial class ChangeFeedPoller(
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var nextPrune = time.GetUtcNow() + PruneInterval;
+        Interlocked.Exchange(ref _lastReadTicks, time.GetUtcNow().UtcTicks);
         do
         {
             try
@@ -65,6 +74,7 @@ public sealed partial class ChangeFeedPoller(
                 var db = scope.ServiceProvider.GetRequiredService<LatticeDbContext>();
                 await revocations.CatchUpAsync(db, stoppingToken);
                 await feed.CatchUpAsync(db, stoppingToken);
+                Interlocked.Exchange(ref _lastReadTicks, time.GetUtcNow().UtcTicks);
                 Interlocked.Increment(ref _completed);
                 Signal();
                 if (time.GetUtcNow() >= nextPrune)

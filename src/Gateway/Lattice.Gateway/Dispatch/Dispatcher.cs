@@ -5,6 +5,7 @@ using Lattice.Gateway.Metering;
 using Lattice.Gateway.OpenAi;
 using Lattice.Gateway.Persistence;
 using Lattice.Gateway.Routing;
+using Lattice.Gateway.Telemetry;
 using Lattice.Protocol;
 using Lattice.Protocol.Metering;
 
@@ -13,24 +14,40 @@ namespace Lattice.Gateway.Dispatch;
 /// <summary>
 /// The one dispatch every surface calls: route to ordered candidates, try them in turn while nothing has reached the
 /// client (the one failover loop), copy the answer's bytes to the surface's sink (the one relay loop), and meter the
-/// outcome. It writes no error: the surface renders one from the returned <see cref="DispatchOutcome"/>.
+/// outcome. It writes no error: the surface renders one from the returned <see cref="DispatchOutcome"/>. Metrics are
+/// recorded here too, once per request beside its usage record, and each stage is a span (<see cref="GatewayTracing"/>).
 /// </summary>
 public sealed partial class Dispatcher(
     CatalogStore catalog,
     Router router,
     AdmissionGate admission,
     UsageMeter meter,
+    GatewayMetrics metrics,
     TimeProvider time,
     ILogger<Dispatcher> logger)
 {
     public async Task<DispatchOutcome> DispatchAsync(TaskRequest request, IResponseSink sink, CancellationToken aborted)
     {
+        using var span = GatewayTracing.Start("lattice.request");
+        if (span is not null)
+        {
+            span.SetTag("lattice.request_id", request.RequestId);
+            span.SetTag("lattice.surface", request.Surface);
+            span.SetTag("lattice.task", request.Task.Name);
+            span.SetTag("lattice.model", request.Model);
+            span.SetTag("lattice.stream", request.Stream);
+        }
         var entry = meter.Begin(request);
         Admission? admitted = null;
         DispatchOutcome outcome;
         try
         {
-            var plan = await router.PlanAsync(catalog.Current, request.Caller, request.Model, request.Task.Name);
+            RoutePlan plan;
+            using (var route = GatewayTracing.Start("lattice.route"))
+            {
+                plan = await router.PlanAsync(catalog.Current, request.Caller, request.Model, request.Task.Name);
+                route?.SetTag("lattice.candidates", plan.Found ? plan.Candidates.Count : 0);
+            }
             if (!plan.Found)
             {
                 outcome = Finish(request, DispatchFailure.Route, plan.Error, null, plan.Error.Status);
@@ -38,10 +55,16 @@ public sealed partial class Dispatcher(
             else
             {
                 // Limits and budgets, before any target is called.
-                var decision = await admission.AdmitAsync(request, plan, aborted);
+                Admission decision;
+                using (var admitting = GatewayTracing.Start("lattice.admission"))
+                {
+                    decision = await admission.AdmitAsync(request, plan, aborted);
+                    admitting?.SetTag("lattice.admitted", decision.Admitted);
+                }
                 sink.Admission(decision.Report, decision.Admitted);
                 if (decision.Error is { } refused)
                 {
+                    metrics.Rejected(GatewayMetrics.LimiterOf(refused));
                     outcome = Finish(request, DispatchFailure.Refused, refused, null, refused.Status);
                 }
                 else
@@ -60,10 +83,22 @@ public sealed partial class Dispatcher(
             // A bug: still recorded once, as what the client will see (the exception handler's 500).
             outcome = Finish(request, DispatchFailure.Unavailable,
                 new GatewayError(StatusCodes.Status500InternalServerError, ErrorTypes.Server, "internal_error", "The gateway failed to handle the request."), null, 500);
-            await SettleAsync(admitted, meter.Finish(entry, request, outcome), 0);
+            var charged = meter.Finish(entry, request, outcome);
+            metrics.Request(request, outcome, charged);
+            await SettleAsync(admitted, charged, 0);
             throw;
         }
         var cost = meter.Finish(entry, request, outcome);
+        metrics.Request(request, outcome, cost);
+        if (span is not null)
+        {
+            span.SetTag("http.response.status_code", outcome.HttpStatus);
+            span.SetTag("lattice.outcome", outcome.Failure.ToString());
+            if (!outcome.Succeeded)
+            {
+                span.SetStatus(System.Diagnostics.ActivityStatusCode.Error, outcome.Error.Code);
+            }
+        }
         await SettleAsync(admitted, cost, outcome.Usage.TotalTokens);
         return outcome;
     }
@@ -98,12 +133,36 @@ public sealed partial class Dispatcher(
         foreach (var candidate in plan.Candidates)
         {
             last = candidate;
-            var opening = await candidate.Target.OpenAsync(request, candidate, aborted);
+            var opening = await OpenAsync(request, candidate, aborted);
             if (opening.Response is { } response)
             {
                 await using (response)
                 {
-                    return await RelayAsync(request, candidate, response, sink, aborted);
+                    var sse = response.ContentType.StartsWith("text/event-stream", StringComparison.OrdinalIgnoreCase);
+                    using var relay = GatewayTracing.Start("lattice.relay");
+                    if (sse)
+                    {
+                        metrics.StreamStarted(request);
+                    }
+                    try
+                    {
+                        var relayed = await RelayAsync(request, candidate, response, sse, sink, aborted);
+                        if (relay is not null)
+                        {
+                            relay.SetTag("http.response.status_code", relayed.HttpStatus);
+                            relay.SetTag("lattice.sse", sse);
+                            relay.SetTag("lattice.bytes", relayed.BytesRelayed);
+                            relay.SetTag("lattice.outcome", relayed.Failure.ToString());
+                        }
+                        return relayed;
+                    }
+                    finally
+                    {
+                        if (sse)
+                        {
+                            metrics.StreamEnded(request);
+                        }
+                    }
                 }
             }
             if (aborted.IsCancellationRequested)
@@ -127,13 +186,36 @@ public sealed partial class Dispatcher(
         return Finish(request, failure, error, last, error.Status);
     }
 
+    /// <summary>Sends the request to one candidate and waits for its answer to start: a span per candidate tried.</summary>
+    private static async ValueTask<TargetOpening> OpenAsync(TaskRequest request, Candidate candidate, CancellationToken aborted)
+    {
+        using var span = GatewayTracing.Start("lattice.dispatch", System.Diagnostics.ActivityKind.Client);
+        if (span is not null)
+        {
+            span.SetTag("lattice.candidate", candidate.Id);
+            span.SetTag("lattice.served_by", candidate.ServedBy);
+            span.SetTag("lattice.capacity", candidate.Capacity);
+        }
+        var opening = await candidate.Target.OpenAsync(request, candidate, aborted);
+        if (span is not null)
+        {
+            span.SetTag("lattice.started", opening.Response is not null);
+            if (opening.Response is null)
+            {
+                span.SetTag("lattice.failure", opening.Failure.ToString());
+                span.SetTag("lattice.retryable", opening.Retryable);
+                span.SetStatus(System.Diagnostics.ActivityStatusCode.Error, opening.Error.Code);
+            }
+        }
+        return opening;
+    }
+
     /// <summary>
     /// The one relay loop: copies the answer to the sink as it arrives — flushing whenever the target has nothing
     /// more waiting, so frames that arrived together leave together — and reads its usage on the way.
     /// </summary>
-    private async Task<DispatchOutcome> RelayAsync(TaskRequest request, Candidate candidate, TargetResponse response, IResponseSink sink, CancellationToken aborted)
+    private async Task<DispatchOutcome> RelayAsync(TaskRequest request, Candidate candidate, TargetResponse response, bool sse, IResponseSink sink, CancellationToken aborted)
     {
-        var sse = response.ContentType.StartsWith("text/event-stream", StringComparison.OrdinalIgnoreCase);
         // An answer in the surface's own API is read by that API's rules: where its usage is, how its stream ends.
         var native = response.Native ? NativeReader(request.Surface) : null;
         var json = !sse && response.ContentType.StartsWith("application/json", StringComparison.OrdinalIgnoreCase);

@@ -1,6 +1,7 @@
 using Lattice.Gateway.Changes;
 using System.Net;
 using Lattice.Gateway.Admin;
+using Lattice.Gateway.ApiReference;
 using Lattice.Gateway.Anthropic;
 using Lattice.Gateway.Auth;
 using Lattice.Gateway.Billing;
@@ -13,6 +14,7 @@ using Lattice.Gateway.Persistence;
 using Lattice.Gateway.Responses;
 using Lattice.Gateway.Runtimes;
 using Lattice.Gateway.Tasks;
+using Lattice.Gateway.Telemetry;
 using Lattice.Gateway.Upstreams;
 using Lattice.Protocol;
 using Microsoft.AspNetCore.Diagnostics;
@@ -91,6 +93,8 @@ public static class GatewayApp
         services.AddCluster();
         services.AddIdentityServer();
         services.AddResponses();
+        services.AddTelemetry(configuration);
+        services.AddApiReference();
         // Last: with Lattice:Redis set, the shared counters take the in-process ones' place.
         services.AddSharedCounters();
         return services;
@@ -148,6 +152,8 @@ public static class GatewayApp
         app.UseBilling();
 
         app.MapGet("/healthz", () => TypedResults.Text("ok"));
+        app.MapTelemetry();
+        app.MapApiReference();
         app.UseWebSockets();
         app.MapOpenAi();
         app.MapAnthropic();

@@ -6,6 +6,7 @@ using Lattice.Gateway.Persistence;
 using Lattice.Protocol;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Primitives;
+using Lattice.Gateway.ApiReference;
 
 namespace Lattice.Gateway.Metering;
 
@@ -24,8 +25,8 @@ public static class UsageEndpoints
 
     public static IEndpointRouteBuilder MapUsage(this IEndpointRouteBuilder routes)
     {
-        routes.MapGet("/v1/usage/requests", ListRequestsAsync);
-        routes.MapGet("/v1/usage", GetUsageAsync);
+        routes.MapGet("/v1/usage/requests", ListRequestsAsync).Describe("Usage", "ListUsageRequests", "One line per request, newest first, with filters and paging");
+        routes.MapGet("/v1/usage", GetUsageAsync).Describe("Usage", "GetUsage", "Totals per time bucket, shaped like OpenAI's organization usage API");
         return routes;
     }
 

@@ -126,6 +126,27 @@ public sealed partial class RedisStore : IHostedService, IAsyncDisposable
         }
     }
 
+    /// <summary>Whether this gateway uses Redis at all (<see cref="GatewayOptions.Redis"/> set).</summary>
+    public bool Configured => _configuration is not null;
+
+    /// <summary>Whether Redis answers a PING now (readiness); false when it is not connected or fails.</summary>
+    public async Task<bool> PingAsync()
+    {
+        if (Volatile.Read(ref _connection) is not { IsConnected: true } connection)
+        {
+            return false;
+        }
+        try
+        {
+            await connection.GetDatabase().PingAsync();
+            return true;
+        }
+        catch (Exception e) when (IsUnavailable(e))
+        {
+            return false;
+        }
+    }
+
     /// <summary>A key under this deployment's prefix (<see cref="GatewayOptions.RedisKeyPrefix"/>).</summary>
     public RedisKey Key(string name) => _prefix + name;
 

@@ -7,6 +7,7 @@ using Lattice.Protocol;
 using Lattice.Protocol.Runtime;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
+using Lattice.Gateway.ApiReference;
 
 namespace Lattice.Gateway.Runtimes;
 
@@ -28,13 +29,13 @@ public static partial class RuntimeEndpoints
 
     public static IEndpointRouteBuilder MapRuntimes(this IEndpointRouteBuilder routes)
     {
-        routes.MapPost("/v1/personal-runtimes", CreateAsync);
-        routes.MapGet("/v1/personal-runtimes", ListAsync);
-        routes.MapGet("/v1/personal-runtimes/{latticeId}", GetAsync);
-        routes.MapPost("/v1/personal-runtimes/{latticeId}/revoke", RevokeAsync);
-        routes.MapPost(RuntimeLink.PairPath, PairAsync);
+        routes.MapPost("/v1/personal-runtimes", CreateAsync).Describe("Personal runtimes", "CreatePersonalRuntime", "Create a personal runtime and its one-time pairing token");
+        routes.MapGet("/v1/personal-runtimes", ListAsync).Describe("Personal runtimes", "ListPersonalRuntimes", "List the personal runtimes the caller may use, with live status");
+        routes.MapGet("/v1/personal-runtimes/{latticeId}", GetAsync).Describe("Personal runtimes", "GetPersonalRuntime", "Get one personal runtime and its live status");
+        routes.MapPost("/v1/personal-runtimes/{latticeId}/revoke", RevokeAsync).Describe("Personal runtimes", "RevokePersonalRuntime", "Revoke a personal runtime (its link is cut)");
+        routes.MapPost(RuntimeLink.PairPath, PairAsync).Describe("Runtime link", "PairRuntime", "Exchange a bootstrap token for a runtime credential (the daemon calls this)");
         routes.Map(RuntimeLink.ConnectPath, ConnectAsync);
-        routes.MapGet(RuntimeLink.MePath, MeAsync);
+        routes.MapGet(RuntimeLink.MePath, MeAsync).Describe("Runtime link", "GetRuntimeSelf", "The runtime record of the calling daemon");
         return routes;
     }
 

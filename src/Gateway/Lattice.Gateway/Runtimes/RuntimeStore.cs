@@ -52,6 +52,9 @@ public sealed class RuntimeStore(IServiceScopeFactory scopes, ChangeFeed feed, R
 
     public RuntimeRecord? Find(string latticeId) => _current.GetValueOrDefault(latticeId);
 
+    /// <summary>Every runtime record in the current snapshot (for the metrics' gauges, read at collection time).</summary>
+    public IEnumerable<RuntimeRecord> All => _current.Values;
+
     /// <summary>The live (not revoked) runtimes <paramref name="caller"/> may use, oldest first.</summary>
     public IEnumerable<RuntimeRecord> UsableBy(Auth.Caller caller) =>
         _byWorkspace.TryGetValue(caller.WorkspaceId, out var records) ? records.Where(r => !r.Revoked && !r.Hosted && r.VisibleTo(caller)) : [];

@@ -11,7 +11,7 @@ namespace Lattice.Gateway.Tasks;
 /// How request bodies are received: how large each task's may be, and how many one caller may be sending at once.
 /// Every surface reads a body through <see cref="ReadAsync"/> after authenticating, and renders its error in its own shape.
 /// </summary>
-public sealed class RequestBodies(IOptions<GatewayOptions> options)
+public sealed class RequestBodies(IOptions<GatewayOptions> options, Telemetry.GatewayMetrics? metrics = null)
 {
     private readonly GatewayOptions _options = options.Value;
     private readonly int _maxUploads = options.Value.MaxConcurrentUploadsPerCaller;
@@ -52,6 +52,7 @@ public sealed class RequestBodies(IOptions<GatewayOptions> options)
         Uploads? slot = null;
         if (_maxUploads > 0 && !TryEnter(caller.CredentialId, out slot))
         {
+            metrics?.Rejected(Telemetry.GatewayMetrics.Limiters.Uploads);
             return ([], 0, GatewayError.TooManyUploads(_maxUploads));
         }
         try

@@ -3,6 +3,7 @@ using System.Text;
 using Lattice.Gateway.Auth;
 using Lattice.Gateway.OpenAi;
 using Lattice.Protocol;
+using Lattice.Gateway.ApiReference;
 
 namespace Lattice.Gateway.Billing.Invoices;
 
@@ -15,9 +16,9 @@ public static class InvoiceEndpoints
 {
     public static IEndpointRouteBuilder MapInvoiceRoutes(this IEndpointRouteBuilder routes)
     {
-        routes.MapGet("/v1/invoices", ListAsync);
-        routes.MapGet("/v1/invoices/{id}", GetAsync);
-        routes.MapGet("/v1/invoices/{id}/lines.csv", GetCsvAsync);
+        routes.MapGet("/v1/invoices", ListAsync).Describe("Invoices", "ListInvoices", "The workspace's invoices");
+        routes.MapGet("/v1/invoices/{id}", GetAsync).Describe("Invoices", "GetInvoice", "One invoice with its lines");
+        routes.MapGet("/v1/invoices/{id}/lines.csv", GetCsvAsync).Describe("Invoices", "GetInvoiceLinesCsv", "An invoice's lines as CSV");
         return routes;
     }
 

@@ -5,6 +5,7 @@ using Lattice.Gateway.Auth;
 using Lattice.Gateway.OpenAi;
 using Lattice.Gateway.Persistence;
 using Lattice.Protocol;
+using Lattice.Gateway.ApiReference;
 
 namespace Lattice.Gateway.Billing.Stripe;
 
@@ -17,8 +18,8 @@ public static partial class WorkspaceBillingEndpoints
     public static IEndpointRouteBuilder MapWorkspaceBilling(this IEndpointRouteBuilder routes)
     {
         var admin = routes.MapGroup("/admin/v1").RequireScope(Scopes.Admin);
-        admin.MapGet("/workspaces/{workspaceId}/billing", GetAsync);
-        admin.MapPut("/workspaces/{workspaceId}/billing", SetAsync);
+        admin.MapGet("/workspaces/{workspaceId}/billing", GetAsync).Describe("Admin: billing", "GetWorkspaceBilling", "A workspace's billing settings (Stripe customer)");
+        admin.MapPut("/workspaces/{workspaceId}/billing", SetAsync).Describe("Admin: billing", "SetWorkspaceBilling", "Set a workspace's billing settings");
         return routes;
     }
 
