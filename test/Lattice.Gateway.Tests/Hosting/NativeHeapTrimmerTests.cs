@@ -42,7 +42,7 @@ public sealed class NativeHeapTrimmerTests
         using var trimmer = new NativeHeapTrimmer(options, new FakeTimeProvider(), NullLogger<NativeHeapTrimmer>.Instance);
         await trimmer.StartAsync(CancellationToken.None);
         Assert.False(trimmer.Enabled);
-        Assert.True(trimmer.ExecuteTask!.IsCompleted);
+        await trimmer.ExecuteTask!;
     }
 
     [Fact]

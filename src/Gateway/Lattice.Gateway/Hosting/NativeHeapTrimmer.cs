@@ -20,6 +20,7 @@ public sealed partial class NativeHeapTrimmer : BackgroundService
     private readonly ILogger<NativeHeapTrimmer> _logger;
     private readonly Func<bool> _trim;
     private long _passes;
+    private PeriodicTimer? _timer;
 
     public NativeHeapTrimmer(IOptions<GatewayOptions> options, TimeProvider time, ILogger<NativeHeapTrimmer> logger)
         : this(options.Value.NativeHeapTrimInterval, time, logger, OperatingSystem.IsLinux() ? MallocTrim : null)
@@ -42,13 +43,25 @@ public sealed partial class NativeHeapTrimmer : BackgroundService
     /// <summary>How many passes have run.</summary>
     public long Passes => Interlocked.Read(ref _passes);
 
+    /// <summary>The clock starts here, not when <see cref="ExecuteAsync"/> gets a thread: the first pass is one interval after start-up.</summary>
+    public override Task StartAsync(CancellationToken cancellationToken)
+    {
+        _timer = Enabled ? new PeriodicTimer(_interval, _time) : null;
+        return base.StartAsync(cancellationToken);
+    }
+
+    public override void Dispose()
+    {
+        _timer?.Dispose();
+        base.Dispose();
+    }
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        if (!Enabled)
+        if (_timer is not { } timer)
         {
             return;
         }
-        using var timer = new PeriodicTimer(_interval, _time);
         try
         {
             while (await timer.WaitForNextTickAsync(stoppingToken).ConfigureAwait(false))
