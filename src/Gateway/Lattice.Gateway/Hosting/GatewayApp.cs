@@ -86,6 +86,8 @@ public static class GatewayApp
         services.AddAuth();
         services.AddCatalog();
         services.AddMetering();
+        services.AddSingleton<NativeHeapTrimmer>();
+        services.AddHostedService(sp => sp.GetRequiredService<NativeHeapTrimmer>());
         services.AddBilling();
         services.AddTasks();
         services.AddUpstreams();

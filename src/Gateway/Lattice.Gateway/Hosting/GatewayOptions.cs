@@ -79,6 +79,13 @@ public sealed class GatewayOptions
     /// </summary>
     public TimeSpan RuntimeTimeout { get; set; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>
+    /// How often the C allocator's free pages are given back to the kernel (<c>malloc_trim</c>, Linux with glibc; see
+    /// <see cref="NativeHeapTrimmer"/>); zero turns it off, and the gateway's resident size then keeps what native code
+    /// once freed.
+    /// </summary>
+    public TimeSpan NativeHeapTrimInterval { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>An operator key for the admin API, configured out of band. Stored hashed at start-up; optional.</summary>
     public string? AdminKey { get; set; }
 
