@@ -31,6 +31,23 @@ public sealed class WorkKey : IDisposable
     /// <summary>Loads the key from <paramref name="dataDirectory"/>, generating and saving it (0600) the first time.</summary>
     public static WorkKey LoadOrCreate(string dataDirectory)
     {
+        if (Load(dataDirectory) is { } existing)
+        {
+            return existing;
+        }
+        var fresh = SealedFormat.NewKey();
+        var pem = fresh.ExportPkcs8PrivateKeyPem();
+        OwnerOnlyFile.Write(PathIn(dataDirectory), stream =>
+        {
+            using var writer = new StreamWriter(stream);
+            writer.Write(pem);
+        }, overwrite: false);
+        return new WorkKey(fresh);
+    }
+
+    /// <summary>Loads the key from <paramref name="dataDirectory"/>, or null when there is none yet.</summary>
+    public static WorkKey? Load(string dataDirectory)
+    {
         var path = PathIn(dataDirectory);
         if (File.Exists(path))
         {
@@ -43,18 +60,13 @@ public sealed class WorkKey : IDisposable
             }
             return new WorkKey(key);
         }
-        var fresh = SealedFormat.NewKey();
-        var pem = fresh.ExportPkcs8PrivateKeyPem();
-        OwnerOnlyFile.Write(path, stream =>
-        {
-            using var writer = new StreamWriter(stream);
-            writer.Write(pem);
-        }, overwrite: false);
-        return new WorkKey(fresh);
+        return null;
     }
 
-    /// <summary>Fingerprint of a published key text (base64url SEC1), or null when it is not one.</summary>
-    public static string? FingerprintOf(string? publicKeyText)
+    /// <summary>
+    /// Decodes a published key text (base64url SEC1) and checks it is a point on P-256; null when it is not.
+    /// </summary>
+    public static byte[]? ParsePublic(string? publicKeyText)
     {
         if (publicKeyText is null)
         {
@@ -63,13 +75,17 @@ public sealed class WorkKey : IDisposable
         try
         {
             var bytes = System.Buffers.Text.Base64Url.DecodeFromChars(publicKeyText);
-            return bytes.Length == SealedFormat.PublicKeyBytes ? SealedFormat.Fingerprint(bytes) : null;
+            using var _ = SealedFormat.ImportPublicKey(bytes);
+            return bytes;
         }
-        catch (FormatException)
+        catch (Exception ex) when (ex is FormatException or SealedMessageException)
         {
             return null;
         }
     }
+
+    /// <summary>Fingerprint of a published key text (base64url SEC1), or null when it is not one.</summary>
+    public static string? FingerprintOf(string? publicKeyText) => ParsePublic(publicKeyText) is { } bytes ? SealedFormat.Fingerprint(bytes) : null;
 
     public static string Base64Url(ReadOnlySpan<byte> bytes) => System.Buffers.Text.Base64Url.EncodeToString(bytes);
 

@@ -20,7 +20,8 @@ public enum LinkExit
 /// The daemon's one outbound link: connects to the gateway's <c>/v1/runtimes/connect</c>, says hello with its
 /// capabilities, runs dispatches concurrently on its engines, and reconnects with exponential backoff and jitter.
 /// </summary>
-public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engines, int maxConcurrency, TimeProvider? time = null)
+/// <param name="publicWorkKey">The daemon's public work key (base64url SEC1) announced in the hello; null sends none.</param>
+public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engines, int maxConcurrency, TimeProvider? time = null, string? publicWorkKey = null)
 {
     public static readonly TimeSpan PingEvery = TimeSpan.FromSeconds(5);
     public static readonly TimeSpan DeadAfter = TimeSpan.FromSeconds(15);
@@ -127,7 +128,7 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, EngineSet engi
     {
         var session = new Session(this, socket, engines, maxConcurrency, _time);
         var hello = new HelloMessage(typeof(RuntimeClient).Assembly.GetName().Version?.ToString() ?? "0", maxConcurrency, engines.Capabilities,
-            [LinkFeatures.EndAfterCancel, LinkFeatures.FlowControl], Frame.MaxFrameBytes);
+            [LinkFeatures.EndAfterCancel, LinkFeatures.FlowControl], Frame.MaxFrameBytes, publicWorkKey);
         var welcome = await session.HandshakeAsync(hello, cancellationToken);
         if (welcome is null)
         {

@@ -1,0 +1,46 @@
+using Lattice.Protocol.Sealing;
+
+namespace Lattice.Protocol.Tests.Sealing;
+
+public sealed class WorkKeyTests : IDisposable
+{
+    private readonly string _dataDir = Path.Combine(Path.GetTempPath(), "lattice-workkey-" + Guid.NewGuid().ToString("N"));
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_dataDir))
+        {
+            Directory.Delete(_dataDir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void The_first_load_makes_an_owner_only_key_and_later_loads_return_it()
+    {
+        Assert.Null(WorkKey.Load(_dataDir));
+        using var made = WorkKey.LoadOrCreate(_dataDir);
+        if (!OperatingSystem.IsWindows())
+        {
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(WorkKey.PathIn(_dataDir)));
+        }
+        using var again = WorkKey.LoadOrCreate(_dataDir);
+        Assert.Equal(made.PublicKey, again.PublicKey);
+        Assert.Equal(made.Fingerprint, WorkKey.FingerprintOf(again.PublicKeyText));
+        Assert.Matches("^[0-9a-f]{4}(-[0-9a-f]{4}){7}$", made.Fingerprint);
+
+        // The loaded private key opens what was sealed to the published public key.
+        var sealedBody = SealedRequest.Seal("x"u8, WorkKey.ParsePublic(made.PublicKeyText), "r", "l", out _);
+        Assert.Equal("x"u8.ToArray(), SealedRequest.Open(sealedBody, again.Key, "r", "l", out _));
+    }
+
+    [Theory]
+    [InlineData("not base64!")]
+    [InlineData("AAAA")]
+    // 0x04 and 64 zero bytes: the right length, not a point on the curve.
+    [InlineData("BAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")]
+    public void Published_text_that_is_not_a_p256_point_is_refused(string text)
+    {
+        Assert.Null(WorkKey.ParsePublic(text));
+        Assert.Null(WorkKey.FingerprintOf(text));
+    }
+}
