@@ -1,4 +1,6 @@
+using System.Net.WebSockets;
 using System.Text.Json.Nodes;
+using Lattice.Protocol.Runtime;
 using Lattice.Protocol.Sealing;
 using Lattice.Runtime.Config;
 using Lattice.Runtime.Connection;
@@ -84,5 +86,25 @@ public sealed class WorkKeyTests(LiveGateway gateway) : IClassFixture<LiveGatewa
         // An older daemon sends no key: the link works and the record keeps no key.
         await using var runtime = await TestRuntimes.ConnectAsync(gateway, gateway.KeyA, new FixedEngine());
         Assert.Null(await PublishedKeyAsync(runtime.LatticeId));
+    }
+
+    [Fact]
+    public async Task A_hello_whose_work_key_is_not_a_p256_point_is_refused_and_nothing_is_stored()
+    {
+        var (id, token) = await TestRuntimes.CreateAsync(gateway, gateway.KeyA);
+        var credentials = await RuntimeCredentials.PairAsync(new Uri(gateway.Origin), token, CancellationToken.None);
+        using var timeout = new CancellationTokenSource(Timeout);
+        using var socket = new ClientWebSocket();
+        socket.Options.SetRequestHeader("Authorization", "Bearer " + credentials.Credential);
+        await socket.ConnectAsync(new Uri("ws" + gateway.Origin["http".Length..] + RuntimeLink.ConnectPath), timeout.Token);
+        // 0x04 and 64 zero bytes: the right length and prefix, not a point on the curve.
+        var notAPoint = WorkKey.Base64Url([0x04, .. new byte[64]]);
+        var hello = Frame.Json(FrameType.Hello, 0, new HelloMessage("test", 1, [], PublicWorkKey: notAPoint), ProtocolJsonContext.Default.HelloMessage);
+        await socket.SendAsync(hello, WebSocketMessageType.Binary, true, timeout.Token);
+
+        var first = await socket.ReceiveAsync(new byte[4096], timeout.Token);
+        Assert.Equal(WebSocketMessageType.Close, first.MessageType);
+        Assert.Equal(WebSocketCloseStatus.ProtocolError, first.CloseStatus);
+        Assert.Null(await PublishedKeyAsync(id));
     }
 }
