@@ -1,3 +1,5 @@
+using System.Text;
+using Lattice.Protocol.Runtime;
 using Lattice.Protocol.Sealing;
 
 namespace Lattice.Protocol.Tests.Sealing;
@@ -42,5 +44,17 @@ public sealed class WorkKeyTests : IDisposable
     {
         Assert.Null(WorkKey.ParsePublic(text));
         Assert.Null(WorkKey.FingerprintOf(text));
+    }
+
+    [Fact]
+    public void The_hello_carries_the_key_as_public_work_key_only_when_there_is_one()
+    {
+        static string Json(HelloMessage hello) => Encoding.UTF8.GetString(Frame.Json(FrameType.Hello, 0, hello, ProtocolJsonContext.Default.HelloMessage).AsSpan(Frame.HeaderSize));
+        using var key = WorkKey.LoadOrCreate(_dataDir);
+        Assert.Contains($"\"public_work_key\":\"{key.PublicKeyText}\"", Json(new HelloMessage("1", 1, [], PublicWorkKey: key.PublicKeyText)), StringComparison.Ordinal);
+        Assert.DoesNotContain("public_work_key", Json(new HelloMessage("1", 1, [])), StringComparison.Ordinal);
+
+        var read = Frame.ReadJson(Frame.Json(FrameType.Hello, 0, new HelloMessage("1", 1, [], PublicWorkKey: key.PublicKeyText), ProtocolJsonContext.Default.HelloMessage).AsMemory(Frame.HeaderSize), ProtocolJsonContext.Default.HelloMessage);
+        Assert.Equal(key.PublicKeyText, read!.PublicWorkKey);
     }
 }
