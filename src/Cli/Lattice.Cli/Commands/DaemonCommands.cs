@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Net.Http.Headers;
 using System.Text.Json;
 using Lattice.Protocol.Runtime;
+using Lattice.Protocol.Sealing;
 using Lattice.Runtime.Config;
 using Lattice.Runtime.Connection;
 using Lattice.Runtime.Engines;
@@ -59,7 +60,11 @@ internal static class DaemonCommands
                 return 1;
             }
             credentials.Save(cfg.DataDirectory);
-            Console.WriteLine($"Paired as {credentials.LatticeId}. Credential stored in {RuntimeCredentials.PathIn(cfg.DataDirectory)} (readable by you only).");
+            using (var workKey = WorkKey.LoadOrCreate(cfg.DataDirectory))
+            {
+                Console.WriteLine($"Paired as {credentials.LatticeId}. Credential stored in {RuntimeCredentials.PathIn(cfg.DataDirectory)} (readable by you only).");
+                Console.WriteLine($"Work key fingerprint {workKey.Fingerprint} (private key in {WorkKey.PathIn(cfg.DataDirectory)}, readable by you only).");
+            }
             Console.WriteLine($"Apps reach this machine as model \"lattice:personal:{credentials.LatticeId}\".");
             return await ServeAsync(cfg, credentials, ct);
         });
@@ -104,6 +109,10 @@ internal static class DaemonCommands
                 return Task.FromResult(1);
             }
             Console.WriteLine($"Runtime   {credentials.LatticeId}  (model \"lattice:personal:{credentials.LatticeId}\")");
+            using (var workKey = WorkKey.Load(cfg.DataDirectory))
+            {
+                Console.WriteLine($"Work key  {workKey?.Fingerprint ?? "none yet (made when the daemon first starts)"}");
+            }
             var status = DaemonStatus.Load(cfg.DataDirectory);
             var running = status is not null && status.IsAlive();
             Console.WriteLine($"Gateway   {string.Join(", ", running ? status!.Gateways ?? [status.Gateway] : DaemonRunner.GatewaysFor(cfg, credentials))}");

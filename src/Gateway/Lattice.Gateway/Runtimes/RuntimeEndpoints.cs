@@ -5,6 +5,7 @@ using Lattice.Gateway.OpenAi;
 using Lattice.Gateway.Persistence;
 using Lattice.Protocol;
 using Lattice.Protocol.Runtime;
+using Lattice.Protocol.Sealing;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using Lattice.Gateway.ApiReference;
@@ -320,11 +321,12 @@ public static partial class RuntimeEndpoints
                 await CloseAsync(socket, System.Net.WebSockets.WebSocketCloseStatus.PolicyViolation, "runtime credential revoked");
                 return;
             }
+            // Stored before the welcome, so a daemon that has been welcomed has its work key in its record.
+            await TouchAsync(scopes, latticeId, time, hello.PublicWorkKey);
             // Recorded before the welcome, so a daemon that has been welcomed is routable from every node.
             await registry.AnnounceAsync(connection);
             await socket.SendAsync(Frame.Json(FrameType.Welcome, 0, connection.Welcome(), ProtocolJsonContext.Default.WelcomeMessage), System.Net.WebSockets.WebSocketMessageType.Binary, true, lifetime.ApplicationStopping);
 
-            await TouchAsync(scopes, latticeId, time);
             LogConnected(logger, latticeId, hello.Capabilities.Count);
             await connection.RunAsync(lifetime.ApplicationStopping);
         }
@@ -344,15 +346,23 @@ public static partial class RuntimeEndpoints
         return await db.Runtimes.AsNoTracking().AnyAsync(r => r.LatticeId == latticeId && r.RevokedAt == null);
     }
 
-    private static async Task TouchAsync(IServiceScopeFactory scopes, string latticeId, TimeProvider time)
+    /// <summary>Records that the runtime was seen; with <paramref name="publicWorkKey"/>, also the work key its hello announced.</summary>
+    private static async Task TouchAsync(IServiceScopeFactory scopes, string latticeId, TimeProvider time, string? publicWorkKey = null)
     {
         try
         {
             await using var scope = scopes.CreateAsyncScope();
             var db = scope.ServiceProvider.GetRequiredService<LatticeDbContext>();
             var now = time.GetUtcNow();
-            await db.Runtimes.Where(r => r.LatticeId == latticeId)
-                .ExecuteUpdateAsync(u => u.SetProperty(r => r.LastSeenAt, now), CancellationToken.None);
+            var runtime = db.Runtimes.Where(r => r.LatticeId == latticeId);
+            if (publicWorkKey is null)
+            {
+                await runtime.ExecuteUpdateAsync(u => u.SetProperty(r => r.LastSeenAt, now), CancellationToken.None);
+            }
+            else
+            {
+                await runtime.ExecuteUpdateAsync(u => u.SetProperty(r => r.LastSeenAt, now).SetProperty(r => r.PublicWorkKey, publicWorkKey), CancellationToken.None);
+            }
         }
         catch (DbUpdateException)
         {
@@ -404,7 +414,8 @@ public static partial class RuntimeEndpoints
                 return null;
             }
             var hello = Frame.ReadJson(payload, ProtocolJsonContext.Default.HelloMessage);
-            return hello is { Capabilities: not null, RuntimeVersion: not null } ? hello : null;
+            // A work key that is not a P-256 point makes the hello invalid; older daemons send none.
+            return hello is { Capabilities: not null, RuntimeVersion: not null } && (hello.PublicWorkKey is null || WorkKey.ParsePublic(hello.PublicWorkKey) is not null) ? hello : null;
         }
         finally
         {

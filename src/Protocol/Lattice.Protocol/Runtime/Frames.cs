@@ -56,12 +56,17 @@ public sealed record CapabilityInfo(string Task, string Model, string Engine, st
 /// The largest frame the daemon accepts (a dispatch carries a whole request body); absent from older daemons, which
 /// accept <see cref="Frame.MaxFrameBytes"/>.
 /// </param>
+/// <param name="PublicWorkKey">
+/// The daemon's public work key for sealed dispatch (SEC1 uncompressed P-256 point, base64url without padding;
+/// docs/sealed-dispatch.md); absent from older daemons. The gateway stores it in the runtime's record.
+/// </param>
 public sealed record HelloMessage(
     string RuntimeVersion,
     int MaxConcurrency,
     IReadOnlyList<CapabilityInfo> Capabilities,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] IReadOnlyList<string>? Features = null,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? MaxFrameBytes = null);
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? MaxFrameBytes = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? PublicWorkKey = null);
 
 /// <summary>Names of optional link behaviours, as listed in <see cref="HelloMessage.Features"/>.</summary>
 public static class LinkFeatures

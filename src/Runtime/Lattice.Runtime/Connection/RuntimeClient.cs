@@ -25,7 +25,8 @@ public enum LinkExit
 /// one that failed; the backoff is waited once per full round of failures, so a surviving node is reached as soon as
 /// it is tried. The runtime credential is valid on every node of one deployment (they share the database).
 /// </remarks>
-public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<string> gateways, EngineSet engines, int maxConcurrency, TimeProvider? time = null)
+/// <param name="publicWorkKey">The daemon's public work key (base64url SEC1) announced in the hello; null sends none.</param>
+public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<string> gateways, EngineSet engines, int maxConcurrency, TimeProvider? time = null, string? publicWorkKey = null)
 {
     public static readonly TimeSpan PingEvery = TimeSpan.FromSeconds(5);
     public static readonly TimeSpan DeadAfter = TimeSpan.FromSeconds(15);
@@ -38,8 +39,8 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
     public static readonly TimeSpan StableLink = TimeSpan.FromSeconds(10);
 
     /// <summary>A client that connects to the gateways the credential was paired with.</summary>
-    public RuntimeClient(RuntimeCredentials credentials, EngineSet engines, int maxConcurrency, TimeProvider? time = null)
-        : this(credentials, credentials.Endpoints, engines, maxConcurrency, time)
+    public RuntimeClient(RuntimeCredentials credentials, EngineSet engines, int maxConcurrency, TimeProvider? time = null, string? publicWorkKey = null)
+        : this(credentials, credentials.Endpoints, engines, maxConcurrency, time, publicWorkKey)
     {
     }
 
@@ -172,7 +173,7 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
     {
         var session = new Session(this, socket, engines, maxConcurrency, _time);
         var hello = new HelloMessage(typeof(RuntimeClient).Assembly.GetName().Version?.ToString() ?? "0", maxConcurrency, engines.Capabilities,
-            [LinkFeatures.EndAfterCancel, LinkFeatures.FlowControl], Frame.MaxFrameBytes);
+            [LinkFeatures.EndAfterCancel, LinkFeatures.FlowControl], Frame.MaxFrameBytes, publicWorkKey);
         var welcome = await session.HandshakeAsync(hello, cancellationToken);
         if (welcome is null)
         {

@@ -1,3 +1,4 @@
+using Lattice.Protocol.Sealing;
 using Lattice.Runtime.Config;
 using Lattice.Runtime.Connection;
 using Lattice.Runtime.Engines;
@@ -59,7 +60,9 @@ public static class DaemonRunner
     public static async Task<LinkExit> RunAsync(RuntimeCredentials credentials, EngineSet engines, DaemonConfig config, Action<string> say, CancellationToken cancellationToken)
     {
         var gateways = GatewaysFor(config, credentials);
-        var client = new RuntimeClient(credentials, gateways, engines, config.Concurrency);
+        // The work key for sealed dispatch: made on first start (or at pairing), kept in an owner-only file after.
+        using var workKey = WorkKey.LoadOrCreate(config.DataDirectory);
+        var client = new RuntimeClient(credentials, gateways, engines, config.Concurrency, publicWorkKey: workKey.PublicKeyText);
         var capabilities = engines.Capabilities.Select(c => $"{c.Task}:{c.Model}").ToList();
         void Save(string state)
         {
