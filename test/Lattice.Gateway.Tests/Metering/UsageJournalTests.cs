@@ -246,6 +246,59 @@ public sealed class UsageJournalTests : IDisposable
         return at;
     }
 
+    [Fact]
+    public void A_version_1_journal_left_by_an_older_gateway_is_recovered_and_then_written_in_the_binary_format()
+    {
+        // Version 1 wrote every record as snake_case JSON: one finished slot (provisional then final) and one started.
+        var finished = LedgerHarness.NewRecord("req_old_finished", promptTokens: 7, completionTokens: 9) with { Model = "lattice:ü\"x" };
+        var started = LedgerHarness.Provisional("req_old_started");
+        using (var file = new FileStream(Path.Combine(Directory.CreateDirectory(_dir).FullName, UsageJournal.FileName), FileMode.CreateNew))
+        {
+            var bytes = new byte[FileHeaderBytes + Slots * SlotBytes];
+            BitConverter.TryWriteBytes(bytes.AsSpan(0), 0x4A55544Cu);
+            BitConverter.TryWriteBytes(bytes.AsSpan(4), 1);
+            BitConverter.TryWriteBytes(bytes.AsSpan(8), Slots);
+            BitConverter.TryWriteBytes(bytes.AsSpan(12), SlotBytes);
+            WriteVersion1Slot(bytes, 3, JournalSlotState.Finished, LedgerHarness.Provisional("req_old_finished"), finished);
+            WriteVersion1Slot(bytes, 5, JournalSlotState.Started, started, null);
+            file.Write(bytes);
+        }
+
+        using (var journal = Open())
+        {
+            var found = journal.TakeLeftOvers().ToDictionary(r => r.Record.RequestId);
+            Assert.Equal(2, found.Count);
+            Assert.Equal(finished, found["req_old_finished"].Record);
+            Assert.True(found["req_old_finished"].Finished);
+            Assert.Equal(started with { Status = UsageStatuses.Interrupted }, found["req_old_started"].Record);
+            Assert.Equal([3, 5], found.Values.Select(r => r.Slot).Order());
+            // The old records' slots stay out of use until freed; new requests are journaled beside them.
+            Assert.Equal(Slots - 2, journal.FreeSlots);
+            Assert.True(journal.TryRecord(LedgerHarness.NewRecord("req_new"), out _));
+        }
+        // The file is this version's now, and holds both formats until the old slots are freed.
+        Assert.Equal(2, BitConverter.ToInt32(File.ReadAllBytes(Path.Combine(_dir, UsageJournal.FileName)), 4));
+        using var reopened = Open();
+        Assert.Equal(["req_new", "req_old_finished", "req_old_started"], reopened.TakeLeftOvers().Select(r => r.Record.RequestId).Order());
+    }
+
+    private static void WriteVersion1Slot(byte[] file, int slot, JournalSlotState state, UsageRecord provisional, UsageRecord? final)
+    {
+        var s = file.AsSpan(FileHeaderBytes + slot * SlotBytes, SlotBytes);
+        var first = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(provisional, UsageJournalJsonContext.Default.UsageRecord);
+        first.CopyTo(s[SlotHeaderBytes..]);
+        BitConverter.TryWriteBytes(s[4..], first.Length);
+        BitConverter.TryWriteBytes(s[8..], System.IO.Hashing.Crc32.HashToUInt32(first));
+        if (final is not null)
+        {
+            var second = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(final, UsageJournalJsonContext.Default.UsageRecord);
+            second.CopyTo(s[(SlotHeaderBytes + first.Length)..]);
+            BitConverter.TryWriteBytes(s[12..], second.Length);
+            BitConverter.TryWriteBytes(s[16..], System.IO.Hashing.Crc32.HashToUInt32(second));
+        }
+        s[0] = (byte)state;
+    }
+
     private byte[] ReadSlot(int slot)
     {
         using var file = new FileStream(Path.Combine(_dir, UsageJournal.FileName), FileMode.Open, FileAccess.Read, FileShare.ReadWrite);

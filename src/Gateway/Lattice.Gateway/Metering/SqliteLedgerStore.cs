@@ -61,6 +61,24 @@ internal sealed class SqliteLedgerStore(string connectionString) : ILedgerStore
             return ValueTask.CompletedTask;
         }
 
+        public ValueTask CommitAsync(LedgerBatch batch, CancellationToken cancellationToken)
+        {
+            using var transaction = connection.BeginTransaction();
+            for (var i = 0; i < batch.Count; i++)
+            {
+                if (batch.Record(i) is { } record)
+                {
+                    _insert.Insert(record);
+                }
+                else
+                {
+                    _insert.Insert(batch.Encoded(i));
+                }
+            }
+            transaction.Commit();
+            return ValueTask.CompletedTask;
+        }
+
         public void Dispose()
         {
             _insert.Dispose();
@@ -127,6 +145,75 @@ internal sealed class SqliteLedgerStore(string connectionString) : ILedgerStore
             finally
             {
                 raw.sqlite3_reset(s);
+            }
+        }
+
+        /// <summary>
+        /// Inserts a record in the journal's encoding (<see cref="UsageRecordCodec"/>), whose fields come in the
+        /// parameters' order: its strings are bound as the UTF-8 they already are, so SQLite copies them without
+        /// transcoding and no object is built.
+        /// </summary>
+        public void Insert(ReadOnlySpan<byte> encoded)
+        {
+            var s = _statement;
+            var r = new UsageRecordCodec.Reader(encoded);
+            try
+            {
+                Utf8(1, ref r);
+                var ticks = r.Int64();
+                r.Int16();
+                // As DateTimeOffset.ToUnixTimeMilliseconds counts.
+                Check(raw.sqlite3_bind_int64(s, 2, ticks / TimeSpan.TicksPerMillisecond - DateTime.UnixEpoch.Ticks / TimeSpan.TicksPerMillisecond));
+                for (var i = 3; i <= 12; i++)
+                {
+                    // Workspace, key, app, user, grant, task, model, served by, served-by id, capacity.
+                    Utf8(i, ref r);
+                }
+                Check(raw.sqlite3_bind_int64(s, 13, r.Byte()));
+                Utf8(14, ref r);
+                Check(raw.sqlite3_bind_int64(s, 15, r.Int32()));
+                for (var i = 16; i <= 20; i++)
+                {
+                    // Prompt, completion, total, cached tokens, audio milliseconds.
+                    Check(raw.sqlite3_bind_int64(s, i, r.Int64()));
+                }
+                Check(raw.sqlite3_bind_int64(s, 21, r.Byte()));
+                Check(raw.sqlite3_bind_int64(s, 22, r.Int64()));
+                var ttfb = r.Int64();
+                Check(ttfb == long.MinValue ? raw.sqlite3_bind_null(s, 23) : raw.sqlite3_bind_int64(s, 23, ttfb));
+                Check(raw.sqlite3_bind_int64(s, 24, r.Int64()));
+                Utf8(25, ref r);
+                Utf8(26, ref r);
+                if (r.Failed)
+                {
+                    throw new InvalidDataException("A journal slot does not hold an intact record.");
+                }
+                var rc = raw.sqlite3_step(s);
+                if (rc != raw.SQLITE_DONE)
+                {
+                    SqliteException.ThrowExceptionForRC(rc, _connection.Handle);
+                }
+            }
+            finally
+            {
+                raw.sqlite3_reset(s);
+            }
+        }
+
+        private void Utf8(int index, ref UsageRecordCodec.Reader reader)
+        {
+            if (!reader.Utf8(out var value))
+            {
+                Check(raw.sqlite3_bind_null(_statement, index));
+            }
+            else if (value.IsEmpty)
+            {
+                // An empty span has no address, and a null pointer would bind NULL.
+                Text(index, string.Empty);
+            }
+            else
+            {
+                Check(raw.sqlite3_bind_text(_statement, index, value));
             }
         }
 

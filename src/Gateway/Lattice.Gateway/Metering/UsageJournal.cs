@@ -35,8 +35,11 @@ public readonly record struct JournaledRecord(int Slot, UsageRecord Record, bool
 /// (It does not survive a power cut; neither does a write() without fsync, and an fsync per request is what the group
 /// commit exists to avoid.)
 ///
-/// Slot layout, little-endian: <c>[0] state</c>, <c>[4] provisional length</c>, <c>[8] provisional CRC32</c>,
-/// <c>[12] final length</c>, <c>[16] final CRC32</c>, then from byte 24 the provisional JSON followed by the final JSON.
+/// Slot layout, little-endian: <c>[0] state</c>, <c>[1] payload format</c>, <c>[4] provisional length</c>,
+/// <c>[8] provisional CRC32</c>, <c>[12] final length</c>, <c>[16] final CRC32</c>, then from byte 24 the provisional
+/// record followed by the final one. Payload format 1 is <see cref="UsageRecordCodec"/>'s binary form (written since
+/// file version 2); 0 is the snake_case JSON of file version 1, still read so that an upgrade recovers what the older
+/// gateway left.
 /// The final record goes after the provisional one rather than over it, so that a kill in the middle of writing it leaves
 /// an intact provisional record (the request then shows as interrupted) instead of a torn one. Payloads and their CRCs
 /// are written before the state byte, which is written with release semantics; a slot whose CRC does not match is
@@ -55,7 +58,12 @@ public sealed unsafe partial class UsageJournal : IDisposable
     public const int MaxFilesPerDirectory = 16;
 
     private const uint Magic = 0x4A55544C; // "LTUJ"
-    private const int Version = 1;
+    /// <summary>2: binary payloads (<see cref="BinaryFormat"/>). Version 1 files (JSON payloads) are read and taken over.</summary>
+    private const int Version = 2;
+    private const int JsonVersion = 1;
+    private const byte JsonFormat = 0;
+    private const byte BinaryFormat = 1;
+    private const int FormatAt = 1;
     private const int FileHeaderBytes = 4096;
     private const int SlotHeaderBytes = 24;
     private const int ProvisionalLengthAt = 4;
@@ -72,10 +80,6 @@ public sealed unsafe partial class UsageJournal : IDisposable
     private readonly ILogger _logger;
     private List<int>? _leftOver;
     private int _disposed;
-
-    /// <summary>Scratch for serialising a record before it is copied into its slot; per thread, never shared between journals' data.</summary>
-    [ThreadStatic] private static ArrayBufferWriter<byte>? t_buffer;
-    [ThreadStatic] private static Utf8JsonWriter? t_writer;
 
     private UsageJournal(string path, FileStream file, MemoryMappedFile map, MemoryMappedViewAccessor view, int slots, int slotBytes, ILogger logger)
     {
@@ -99,7 +103,7 @@ public sealed unsafe partial class UsageJournal : IDisposable
     /// <summary>Slots free right now (a snapshot).</summary>
     public int FreeSlots => _free.Count;
 
-    /// <summary>Largest payload (provisional plus final JSON) a slot holds.</summary>
+    /// <summary>Largest payload (provisional plus final record) a slot holds.</summary>
     public int PayloadCapacity => SlotBytes - SlotHeaderBytes;
 
     /// <summary>
@@ -266,7 +270,7 @@ public sealed unsafe partial class UsageJournal : IDisposable
         var slots = BinaryPrimitives.ReadInt32LittleEndian(header[8..]);
         var slotBytes = BinaryPrimitives.ReadInt32LittleEndian(header[12..]);
         var valid = BinaryPrimitives.ReadUInt32LittleEndian(header) == Magic
-            && BinaryPrimitives.ReadInt32LittleEndian(header[4..]) == Version
+            && BinaryPrimitives.ReadInt32LittleEndian(header[4..]) is Version or JsonVersion
             && slots > 0 && slotBytes > SlotHeaderBytes && slotBytes % 8 == 0
             && file.Length >= FileHeaderBytes + (long)slots * slotBytes;
         return valid ? (slots, slotBytes) : null;
@@ -292,14 +296,15 @@ public sealed unsafe partial class UsageJournal : IDisposable
             throw;
         }
         var journal = new UsageJournal(path, file, map, view, slots, slotBytes, logger);
+        var header = new Span<byte>(journal._base, 16);
         if (initialize)
         {
-            var header = new Span<byte>(journal._base, 16);
             BinaryPrimitives.WriteUInt32LittleEndian(header, Magic);
-            BinaryPrimitives.WriteInt32LittleEndian(header[4..], Version);
             BinaryPrimitives.WriteInt32LittleEndian(header[8..], slots);
             BinaryPrimitives.WriteInt32LittleEndian(header[12..], slotBytes);
         }
+        // A version 1 file is taken over: its slots say which format they hold, so its left-overs are still read.
+        BinaryPrimitives.WriteInt32LittleEndian(header[4..], Version);
         var leftOver = new List<int>();
         for (var i = 0; i < slots; i++)
         {
@@ -377,7 +382,6 @@ public sealed unsafe partial class UsageJournal : IDisposable
 
     private bool Write(int slot, UsageRecord record, bool final, bool fresh = false)
     {
-        var payload = Serialize(record);
         if (!Enter())
         {
             return false;
@@ -386,12 +390,20 @@ public sealed unsafe partial class UsageJournal : IDisposable
         {
             var s = Slot(slot);
             var offset = final && !fresh ? *(int*)(s + ProvisionalLengthAt) : 0;
-            if ((uint)offset > (uint)PayloadCapacity || payload.Length > PayloadCapacity - offset)
+            if ((uint)offset > (uint)PayloadCapacity)
             {
                 return false;
             }
-            payload.CopyTo(new Span<byte>(s + SlotHeaderBytes + offset, payload.Length));
+            // Encoded in place: no buffer, no copy.
+            var room = new Span<byte>(s + SlotHeaderBytes + offset, PayloadCapacity - offset);
+            var length = UsageRecordCodec.Encode(record, room);
+            if (length < 0)
+            {
+                return false;
+            }
+            var payload = room[..length];
             var crc = Crc32.HashToUInt32(payload);
+            s[FormatAt] = BinaryFormat;
             if (final)
             {
                 if (fresh)
@@ -460,16 +472,32 @@ public sealed unsafe partial class UsageJournal : IDisposable
         return found;
     }
 
+    /// <summary>
+    /// The final record of a slot this process finished (<see cref="TryFinish"/>, <see cref="TryRecord"/>), encoded, for
+    /// the commit loop to bind; call between <see cref="Pin"/> and <see cref="Unpin"/>, before the slot is freed.
+    /// </summary>
+    internal ReadOnlySpan<byte> Final(int slot)
+    {
+        var s = Slot(slot);
+        return new ReadOnlySpan<byte>(s + SlotHeaderBytes + *(int*)(s + ProvisionalLengthAt), *(int*)(s + FinalLengthAt));
+    }
+
+    /// <summary>Holds the mapping for a run of <see cref="Final"/> reads; false once the journal is disposed.</summary>
+    internal bool Pin() => Enter();
+
+    internal void Unpin() => _handle.DangerousRelease();
+
     private JournaledRecord? Read(int slot)
     {
         var s = Slot(slot);
         var state = (JournalSlotState)Volatile.Read(ref *s);
+        var format = s[FormatAt];
         var provisionalLength = *(int*)(s + ProvisionalLengthAt);
-        var provisional = provisionalLength > 0 ? Decode(s, 0, provisionalLength, *(uint*)(s + ProvisionalCrcAt)) : null;
+        var provisional = provisionalLength > 0 ? Decode(s, format, 0, provisionalLength, *(uint*)(s + ProvisionalCrcAt)) : null;
         switch (state)
         {
             case JournalSlotState.Finished:
-                if (Decode(s, Math.Max(provisionalLength, 0), *(int*)(s + FinalLengthAt), *(uint*)(s + FinalCrcAt)) is { } final)
+                if (Decode(s, format, Math.Max(provisionalLength, 0), *(int*)(s + FinalLengthAt), *(uint*)(s + FinalCrcAt)) is { } final)
                 {
                     return new JournaledRecord(slot, final, Finished: true);
                 }
@@ -493,7 +521,7 @@ public sealed unsafe partial class UsageJournal : IDisposable
     private static UsageRecord AsInterrupted(UsageRecord provisional) =>
         provisional.Status == UsageStatuses.Interrupted ? provisional : provisional with { Status = UsageStatuses.Interrupted };
 
-    private UsageRecord? Decode(byte* s, int offset, int length, uint crc)
+    private UsageRecord? Decode(byte* s, byte format, int offset, int length, uint crc)
     {
         if (length <= 0 || (uint)offset > (uint)PayloadCapacity || length > PayloadCapacity - offset)
         {
@@ -504,25 +532,24 @@ public sealed unsafe partial class UsageJournal : IDisposable
         {
             return null;
         }
-        try
+        switch (format)
         {
-            return JsonSerializer.Deserialize(payload, UsageJournalJsonContext.Default.UsageRecord);
+            case BinaryFormat:
+                return UsageRecordCodec.Decode(payload);
+            case JsonFormat:
+                try
+                {
+                    return JsonSerializer.Deserialize(payload, UsageJournalJsonContext.Default.UsageRecord);
+                }
+                catch (JsonException)
+                {
+                    // A matching CRC over JSON this version cannot read. Skipped like a torn slot.
+                    return null;
+                }
+            default:
+                // A format from a later version.
+                return null;
         }
-        catch (JsonException)
-        {
-            // A matching CRC over JSON this version cannot read: a journal written by another version. Skipped like a torn slot.
-            return null;
-        }
-    }
-
-    private static ReadOnlySpan<byte> Serialize(UsageRecord record)
-    {
-        var buffer = t_buffer ??= new ArrayBufferWriter<byte>(1024);
-        buffer.ResetWrittenCount();
-        var writer = t_writer ??= new Utf8JsonWriter(buffer, new JsonWriterOptions { SkipValidation = true });
-        writer.Reset(buffer);
-        JsonSerializer.Serialize(writer, record, UsageJournalJsonContext.Default.UsageRecord);
-        return buffer.WrittenSpan;
     }
 
     private void ReleaseMapping()
@@ -555,7 +582,7 @@ public sealed unsafe partial class UsageJournal : IDisposable
     }
 }
 
-/// <summary>The journal's payload format: a <see cref="UsageRecord"/> as snake_case JSON, readable with any tool when debugging.</summary>
+/// <summary>The payload format of version 1 journals (a <see cref="UsageRecord"/> as snake_case JSON): read when an upgrade finds one.</summary>
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower)]
 [JsonSerializable(typeof(UsageRecord))]
 internal sealed partial class UsageJournalJsonContext : JsonSerializerContext;

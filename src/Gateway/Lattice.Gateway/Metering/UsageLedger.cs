@@ -97,7 +97,13 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
         {
             return;
         }
-        if (entry.IsJournaled && !_journal.TryFinish(entry.Slot, final))
+        if (entry.IsJournaled && _journal.TryFinish(entry.Slot, final))
+        {
+            // The slot holds the record until its commit reads it from there: nothing of it stays on the heap.
+            Enqueue(null, entry.Slot);
+            return;
+        }
+        if (entry.IsJournaled)
         {
             // Too large to sit beside the provisional record: the slot keeps that one (a crash records it as interrupted)
             // and is freed with this record's commit.
@@ -110,10 +116,12 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
     public void Record(UsageRecord final)
     {
         ArgumentNullException.ThrowIfNull(final);
-        if (!_journal.TryRecord(final, out var slot))
+        if (_journal.TryRecord(final, out var slot))
         {
-            Interlocked.Increment(ref _unjournaled);
+            Enqueue(null, slot);
+            return;
         }
+        Interlocked.Increment(ref _unjournaled);
         Enqueue(final, slot);
     }
 
@@ -132,7 +140,8 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
         return done.Task.WaitAsync(cancellationToken);
     }
 
-    private void Enqueue(UsageRecord record, int slot)
+    /// <param name="record">Null when the slot holds the final record.</param>
+    private void Enqueue(UsageRecord? record, int slot)
     {
         Interlocked.Increment(ref _pending);
         if (_queue.Writer.TryWrite(new Queued(record, slot, null)))
@@ -144,7 +153,7 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
         Interlocked.Decrement(ref _pending);
         if (slot < 0)
         {
-            CommitLate(record);
+            CommitLate(record!);
         }
     }
 
@@ -214,7 +223,7 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
         var reader = _queue.Reader;
         var batch = new List<Queued>(_options.MaxBatch);
         var flushes = new List<TaskCompletionSource>();
-        var records = new List<UsageRecord>(_options.MaxBatch);
+        var records = new LedgerBatch(_journal, _options.MaxBatch);
         ILedgerConnection? connection = null;
         try
         {
@@ -248,9 +257,21 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
                             records.Clear();
                             foreach (var item in batch)
                             {
-                                records.Add(item.Record!);
+                                records.Add(item.Record, item.Slot);
                             }
-                            await connection.CommitAsync(records, _abandon.Token).ConfigureAwait(false);
+                            // The slots are read in place: the mapping stays while they are (a dispose waits for this).
+                            if (!_journal.Pin())
+                            {
+                                throw new ObjectDisposedException(nameof(UsageJournal));
+                            }
+                            try
+                            {
+                                await connection.CommitAsync(records, _abandon.Token).ConfigureAwait(false);
+                            }
+                            finally
+                            {
+                                _journal.Unpin();
+                            }
                             committed = true;
                             break;
                         }
@@ -369,6 +390,7 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
 
     public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
 
+    /// <summary>A record to commit (<paramref name="Record"/> null: its slot holds it) or a flush marker.</summary>
     private readonly record struct Queued(UsageRecord? Record, int Slot, TaskCompletionSource? Flush);
 
     private static partial class Log
