@@ -46,6 +46,7 @@ public sealed class DaemonGatewaysTests : IDisposable
         Assert.Equal(
             [
                 "Runtime   lat_x  (model \"lattice:personal:lat_x\")",
+                "Work key  none yet (made when the daemon first starts)",
                 "Gateway   http://a:1, http://b:1",
                 $"Daemon    running (pid {Environment.ProcessId}), connected to http://b:1: connected as lat_x to http://b:1",
                 "Served    7 requests",

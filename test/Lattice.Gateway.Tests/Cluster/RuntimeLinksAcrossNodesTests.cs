@@ -184,7 +184,7 @@ public sealed class RuntimeLinksAcrossNodesTests
 
         // The client is not left hanging: the stream ends with an error event.
         var rest = await reader.ReadToEndAsync().WaitAsync(Timeout);
-        var last = rest.TrimEnd('\n').Split("\n\n")[^1];
+        var last = rest.Trim('\n').Split("\n\n")[^1];
         Assert.StartsWith("data: {\"error\":", last, StringComparison.Ordinal);
         Assert.Equal("personal_lattice_relay_unavailable", JsonNode.Parse(last["data: ".Length..])!["error"]!["code"]!.GetValue<string>());
 

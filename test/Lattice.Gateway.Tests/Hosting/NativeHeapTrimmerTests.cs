@@ -74,37 +74,46 @@ public sealed class NativeHeapTrimmerTests
         });
 
         const int block = 64 << 10, count = 1024;
-        var blocks = new nint[count];
         var ones = new byte[block];
         Array.Fill(ones, (byte)1);
-        long before, after;
-        // One thread, so every block comes from the same arena.
-        var thread = new Thread(() =>
+        // Other gateways in this test process run trimmers of their own on the real clock; one that passes between the
+        // frees and the first reading has already given the blocks back. Such an attempt proves nothing and is made again.
+        long before = 0, after = 0;
+        for (var attempt = 0; attempt < 5 && before < 48L << 20; attempt++)
         {
-            for (var i = 0; i < count; i++)
+            var blocks = new nint[count];
+            // One thread, so every block comes from the same arena.
+            var thread = new Thread(() =>
             {
-                blocks[i] = Marshal.AllocHGlobal(block);
-                Marshal.Copy(ones, 0, blocks[i], block);
-            }
-            for (var i = 0; i < count - 1; i++)
+                for (var i = 0; i < count; i++)
+                {
+                    blocks[i] = Marshal.AllocHGlobal(block);
+                    Marshal.Copy(ones, 0, blocks[i], block);
+                }
+                for (var i = 0; i < count - 1; i++)
+                {
+                    Marshal.FreeHGlobal(blocks[i]);
+                }
+            });
+            thread.Start();
+            thread.Join();
+            try
             {
-                Marshal.FreeHGlobal(blocks[i]);
+                before = ResidentAround(blocks);
+                if (before < 48L << 20)
+                {
+                    continue;
+                }
+                await trimmer.StartAsync(CancellationToken.None);
+                clock.Advance(TimeSpan.FromSeconds(10));
+                await passed.WaitAsync();
+                after = ResidentAround(blocks);
+                await trimmer.StopAsync(CancellationToken.None);
             }
-        });
-        thread.Start();
-        thread.Join();
-        try
-        {
-            before = ResidentAround(blocks);
-            await trimmer.StartAsync(CancellationToken.None);
-            clock.Advance(TimeSpan.FromSeconds(10));
-            await passed.WaitAsync();
-            after = ResidentAround(blocks);
-            await trimmer.StopAsync(CancellationToken.None);
-        }
-        finally
-        {
-            Marshal.FreeHGlobal(blocks[^1]);
+            finally
+            {
+                Marshal.FreeHGlobal(blocks[^1]);
+            }
         }
         Assert.True(before >= 48L << 20, $"the freed blocks were resident before the pass: {before >> 10} KiB");
         Assert.True(before - after >= 48L << 20, $"{(before - after) >> 10} KiB of the 64 MiB freed went back ({before >> 10} KiB before, {after >> 10} KiB after)");
