@@ -106,14 +106,7 @@ public sealed class NodeFailoverTests
         // A daemon told of the three nodes, paired through node A and linked to it (the first it is given); its only
         // model streams 100 chunks, 100 ms apart.
         var config = Path.Combine(root, "ticker.toml");
-        await File.WriteAllTextAsync(config, """
-            [[engines]]
-            kind = "fixed"
-              [[engines.models]]
-              name = "ticker"
-              chunks = 100
-              chunk_delay_ms = 100
-            """);
+        await File.WriteAllTextAsync(config, RuntimeStackFixture.TickerConfig);
         using var http = Client(a, apiKey);
         var created = await PostAsync(http, "v1/personal-runtimes", new JsonObject { ["displayName"] = "failover", ["executionBackend"] = "local-model" });
         var latticeId = created["runtime"]!["latticeId"]!.GetValue<string>();
