@@ -26,6 +26,16 @@ public sealed class RuntimeStackFixture : IAsyncLifetime
     public string TickerConfigPath => Path.Combine(_root, "ticker.toml");
     public string DaemonDataDir => Path.Combine(_root, "daemon");
 
+    /// <summary>A daemon config whose only chat model, <c>ticker</c>, streams 100 chunks 100 ms apart (the fixed engine).</summary>
+    public const string TickerConfig = """
+        [[engines]]
+        kind = "fixed"
+          [[engines.models]]
+          name = "ticker"
+          chunks = 100
+          chunk_delay_ms = 100
+        """;
+
     public async Task InitializeAsync()
     {
         Directory.CreateDirectory(_root);
@@ -50,14 +60,7 @@ public sealed class RuntimeStackFixture : IAsyncLifetime
               name = "whisper-hello"
               path = "{Path.Combine(models, "whisper", "fake-whisper-hello-world.bin")}"
             """);
-        await File.WriteAllTextAsync(TickerConfigPath, """
-            [[engines]]
-            kind = "fixed"
-              [[engines.models]]
-              name = "ticker"
-              chunks = 100
-              chunk_delay_ms = 100
-            """);
+        await File.WriteAllTextAsync(TickerConfigPath, TickerConfig);
 
         var port = ProcessHost.FreeTcpPort();
         _gateway = await ProcessHost.StartAsync(ProcessHost.DotnetHost,

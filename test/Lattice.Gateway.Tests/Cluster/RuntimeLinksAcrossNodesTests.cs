@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Http.Headers;
+using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json.Nodes;
 using Lattice.Gateway.Cluster;
@@ -46,12 +47,15 @@ public sealed class RuntimeLinksAcrossNodesTests
     }
 
     /// <summary>A personal runtime of <paramref name="key"/>'s workspace, paired with and linked to node <paramref name="node"/>.</summary>
-    private static async Task<TestRuntimes.Runtime> LinkAsync(GatewayCluster cluster, string key, int node, params IEngine[] engines)
+    private static async Task<TestRuntimes.Runtime> LinkAsync(GatewayCluster cluster, string key, int node, params IEngine[] engines) =>
+        await TestRuntimes.StartAsync(await PairAsync(cluster, key, node), engines);
+
+    /// <summary>A personal runtime of <paramref name="key"/>'s workspace, paired with node <paramref name="node"/>: its credentials.</summary>
+    private static async Task<RuntimeCredentials> PairAsync(GatewayCluster cluster, string key, int node)
     {
         using var http = cluster.Client(node, key);
         var created = await GatewayFixture.PostAsync(http, "v1/personal-runtimes", new JsonObject { ["displayName"] = "laptop", ["executionBackend"] = "local-model" });
-        var credentials = await RuntimeCredentials.PairAsync(new Uri(cluster.Origin(node)), created["bootstrapToken"]!.GetValue<string>(), CancellationToken.None);
-        return await TestRuntimes.StartAsync(credentials, engines);
+        return await RuntimeCredentials.PairAsync(new Uri(cluster.Origin(node)), created["bootstrapToken"]!.GetValue<string>(), CancellationToken.None);
     }
 
     private static RuntimeRegistry Links(GatewayCluster cluster, int node) => cluster.Services(node).GetRequiredService<RuntimeRegistry>();
@@ -191,6 +195,134 @@ public sealed class RuntimeLinksAcrossNodesTests
         var record = Assert.Single(await RecordsAsync(cluster, ws));
         Assert.Equal(response.Headers.GetValues("x-request-id").Single(), record.RequestId);
         Assert.Equal(runtime.LatticeId, record.ServedById);
+    }
+
+    [Fact]
+    public async Task Every_node_reports_the_same_status_for_a_runtime_whatever_node_holds_its_link()
+    {
+        await using var cluster = await GatewayCluster.StartAsync(await RedisServer.Shared());
+        var (_, _, key) = await cluster.WorkspaceWithKeyAsync();
+        await cluster.AddNodesAsync(2);
+        // One runtime linked to node 0, one to node 2, one paired but never linked, one never paired.
+        var credentials0 = await PairAsync(cluster, key, 0);
+        await using var onNode0 = await TestRuntimes.StartAsync(credentials0, new FixedEngine());
+        await using var onNode2 = await LinkAsync(cluster, key, 2, new FixedEngine("other"));
+        var idleCredentials = await PairAsync(cluster, key, 1);
+        using var http0 = cluster.Client(0, key);
+        var unpaired = (await GatewayFixture.PostAsync(http0, "v1/personal-runtimes", new JsonObject { ["displayName"] = "new", ["executionBackend"] = "local-model" }))["runtime"]!["latticeId"]!.GetValue<string>();
+        var expected = new Dictionary<string, string>
+        {
+            [onNode0.LatticeId] = "reachable", [onNode2.LatticeId] = "reachable", [idleCredentials.LatticeId] = "offline", [unpaired] = "unpaired",
+        };
+
+        for (var node = 0; node < 3; node++)
+        {
+            using var http = cluster.Client(node, key);
+            var list = (await http.GetFromJsonAsync<JsonObject>("v1/personal-runtimes"))!["runtimes"]!.AsArray();
+            Assert.Equal(expected, list.ToDictionary(r => r!["latticeId"]!.GetValue<string>(), r => r!["status"]!.GetValue<string>()));
+            // The capabilities the daemon announced, wherever its link is.
+            Assert.Equal("fixed", list.Single(r => r!["latticeId"]!.GetValue<string>() == onNode0.LatticeId)!["capabilities"]![0]!["model"]!.GetValue<string>());
+            Assert.Equal("other", list.Single(r => r!["latticeId"]!.GetValue<string>() == onNode2.LatticeId)!["capabilities"]![0]!["model"]!.GetValue<string>());
+            foreach (var (id, status) in expected)
+            {
+                Assert.Equal(status, (await http.GetFromJsonAsync<JsonObject>($"v1/personal-runtimes/{id}"))!["status"]!.GetValue<string>());
+            }
+            // What `lattice ping` asks each node, with the runtime's own credential.
+            using var daemon = cluster.Client(node, credentials0.Credential);
+            Assert.Equal("reachable", (await daemon.GetFromJsonAsync<JsonObject>("v1/runtimes/me"))!["status"]!.GetValue<string>());
+            using var idleDaemon = cluster.Client(node, idleCredentials.Credential);
+            Assert.Equal("offline", (await idleDaemon.GetFromJsonAsync<JsonObject>("v1/runtimes/me"))!["status"]!.GetValue<string>());
+        }
+
+        // Node 0 dies holding its link: once its lease has lapsed, every node left says offline.
+        await cluster.KillAsync(0);
+        cluster.Time.Advance(LinkLeases.Lease + TimeSpan.FromSeconds(1));
+        for (var node = 1; node < 3; node++)
+        {
+            using var http = cluster.Client(node, key);
+            Assert.Equal("offline", (await http.GetFromJsonAsync<JsonObject>($"v1/personal-runtimes/{onNode0.LatticeId}"))!["status"]!.GetValue<string>());
+            var list = (await http.GetFromJsonAsync<JsonObject>("v1/personal-runtimes"))!["runtimes"]!.AsArray();
+            Assert.Equal("offline", list.Single(r => r!["latticeId"]!.GetValue<string>() == onNode0.LatticeId)!["status"]!.GetValue<string>());
+        }
+    }
+
+    [Fact]
+    public async Task A_cancelled_forwarded_stream_is_recorded_with_the_runtimes_count_as_a_cancelled_local_one_is()
+    {
+        await using var cluster = await GatewayCluster.StartAsync(await RedisServer.Shared());
+        var (ws, _, key) = await cluster.WorkspaceWithKeyAsync();
+        var engine = new StallingEngine(chunks: 3);
+        await using var runtime = await LinkAsync(cluster, key, 0, engine);
+        await cluster.AddNodesAsync(1);
+        var model = "lattice:personal:" + runtime.LatticeId;
+
+        // The same request, entering the node holding the link and entering another; each client leaves after the
+        // three events the runtime sends before it stalls.
+        var ids = new List<string>();
+        foreach (var node in new[] { 0, 1 })
+        {
+            using var client = cluster.Client(node, key);
+            using var request = new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions") { Content = Chat(model, stream: true) };
+            using (var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead).WaitAsync(Timeout))
+            {
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+                ids.Add(response.Headers.GetValues("x-request-id").Single());
+                using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+                for (var events = 0; events < 3;)
+                {
+                    var line = await reader.ReadLineAsync().WaitAsync(Timeout);
+                    Assert.NotNull(line);
+                    if (line.StartsWith("data: ", StringComparison.Ordinal))
+                    {
+                        events++;
+                    }
+                }
+            }
+            await engine.Cancelled.WaitAsync(Timeout);
+            engine.Reset();
+        }
+
+        var local = await Ledger.RecordAsync(cluster.Services(0), ids[0]);
+        var forwarded = await Ledger.RecordAsync(cluster.Services(1), ids[1]);
+        // The runtime's own count of what it generated before the cancel, on both: not an estimate of what was relayed.
+        Assert.Equal((UsageStatuses.Cancelled, 1L, 3L, false), (local.Status, local.Usage.PromptTokens, local.Usage.CompletionTokens, local.Usage.Estimated));
+        Assert.Equal((local.Status, local.Usage, local.ServedById, local.Stream), (forwarded.Status, forwarded.Usage, forwarded.ServedById, forwarded.Stream));
+        // Exactly one record each: the node holding the link wrote none for the request it ran for node 1.
+        Assert.Equal(ids.Order(StringComparer.Ordinal), (await RecordsAsync(cluster, ws)).Select(r => r.RequestId).Order(StringComparer.Ordinal));
+    }
+
+    /// <summary>Streams <c>chunks</c> events, counting each, then waits for the cancel: a cancelled request's count is always (1, chunks).</summary>
+    private sealed class StallingEngine(int chunks) : IEngine
+    {
+        private TaskCompletionSource _cancelled = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Task Cancelled => Volatile.Read(ref _cancelled).Task;
+        public void Reset() => Volatile.Write(ref _cancelled, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+        public string Kind => "stalling";
+        public IReadOnlyList<EngineCapability> Capabilities { get; } = [new("chat.completions", "stalling", null)];
+        public Task LoadAsync(IProgress<double>? progress, CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public async Task<EngineUsage> ExecuteAsync(EngineRequest request, IEngineOutput output, CancellationToken cancellationToken)
+        {
+            await output.StartAsync(200, "text/event-stream", cancellationToken);
+            for (var i = 0; i < chunks; i++)
+            {
+                output.ReportUsage(new EngineUsage(1, i + 1));
+                await output.WriteAsync(Encoding.UTF8.GetBytes($"data: {{\"i\":{i}}}\n\n"), cancellationToken);
+            }
+            try
+            {
+                await Task.Delay(System.Threading.Timeout.Infinite, cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                Volatile.Read(ref _cancelled).TrySetResult();
+                throw;
+            }
+            return new EngineUsage(1, chunks);
+        }
+
+        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
     }
 
     [Fact]

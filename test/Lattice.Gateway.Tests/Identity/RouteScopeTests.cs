@@ -116,6 +116,7 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
             new("GET", "/v1/runtimes/me", Guard.RuntimeCredential, "/v1/runtimes/me"),
 
             new("*", "/internal/v1/runtimes/{latticeId}/dispatch", Guard.ClusterSecret, "/internal/v1/runtimes/lat_00000000000000000000/dispatch"),
+            new("*", "/internal/v1/hops/{hop}/cancel", Guard.ClusterSecret, "/internal/v1/hops/1/cancel"),
 
             new("POST", "/v1/personal-runtimes", Guard.Scope, "/v1/personal-runtimes", Manage),
             new("GET", "/v1/personal-runtimes", Guard.Scope, "/v1/personal-runtimes", Inference, Manage),

@@ -50,7 +50,8 @@ internal static class HopFrames
         WriteJson(writer, type, new HopError(error.Status, error.Type, error.Code, error.Message, error.Param, failure, retryable), HopJsonContext.Default.HopError);
 }
 
-internal sealed record HopStart(int Status, string ContentType);
+/// <summary>The answer has started; <paramref name="Hop"/> names the forwarded request on the holding node, to cancel it (<see cref="ForwardedHops"/>).</summary>
+internal sealed record HopStart(int Status, string ContentType, long Hop = 0);
 
 internal sealed record HopError(int Status, string Type, string? Code, string Message, string? Param, DispatchFailure Failure, bool Retryable)
 {

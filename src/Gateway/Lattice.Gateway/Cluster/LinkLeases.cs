@@ -63,6 +63,16 @@ public sealed partial class LinkLeases
 
     private const string FindScript = "return redis.call('HMGET', KEYS[1], 'node', 'link', 'exp', 'hello')";
 
+    // The leases of several runtimes in one round trip, each as FindScript reads one.
+    private const string FindManyScript = """
+        local found = {}
+        for i, key in ipairs(KEYS) do found[i] = redis.call('HMGET', key, 'node', 'link', 'exp', 'hello') end
+        return found
+        """;
+
+    /// <summary>The most leases one <see cref="FindManyAsync"/> round trip reads; a longer list takes several.</summary>
+    private const int FindManyBatch = 500;
+
     private readonly RedisStore _redis;
     private readonly IServiceProvider _services;
     private readonly TimeProvider _time;
@@ -199,9 +209,52 @@ public sealed partial class LinkLeases
             Log.FindFailed(_logger, e.InnerException?.Message ?? e.Message);
             return null;
         }
+        return Read(latticeId, fields, _time.GetUtcNow().ToUnixTimeMilliseconds());
+    }
+
+    /// <summary>
+    /// The links other nodes hold for <paramref name="latticeIds"/>, by lattice id, read in one round trip (per
+    /// <see cref="FindManyBatch"/> ids): those with no live lease, or one naming this node, are left out — and all of
+    /// them when Redis cannot be reached.
+    /// </summary>
+    public async ValueTask<IReadOnlyDictionary<string, RemoteLink>> FindManyAsync(IReadOnlyList<string> latticeIds)
+    {
+        var found = new Dictionary<string, RemoteLink>(StringComparer.Ordinal);
+        if (!Enabled || latticeIds.Count == 0)
+        {
+            return found;
+        }
+        for (var start = 0; start < latticeIds.Count; start += FindManyBatch)
+        {
+            var ids = latticeIds.Skip(start).Take(FindManyBatch).ToArray();
+            RedisResult[]? leases;
+            try
+            {
+                leases = (RedisResult[]?)await _redis.EvaluateAsync(FindManyScript, ids.Select(Key).ToArray(), []);
+            }
+            catch (SharedCountersUnavailableException e)
+            {
+                Log.FindFailed(_logger, e.InnerException?.Message ?? e.Message);
+                return found;
+            }
+            var now = _time.GetUtcNow().ToUnixTimeMilliseconds();
+            for (var i = 0; i < ids.Length && leases is not null && i < leases.Length; i++)
+            {
+                if (Read(ids[i], (RedisResult[]?)leases[i], now) is { } link)
+                {
+                    found[ids[i]] = link;
+                }
+            }
+        }
+        return found;
+    }
+
+    /// <summary>One lease as HMGET returns its fields (node, link, end, hello): the link, or null as <see cref="FindAsync"/> says.</summary>
+    private RemoteLink? Read(string latticeId, RedisResult[]? fields, long now)
+    {
         if (fields is not { Length: 4 } || fields[0].IsNull || fields[1].IsNull || fields[3].IsNull
             || !long.TryParse((string?)fields[2], NumberStyles.None, CultureInfo.InvariantCulture, out var end)
-            || end <= _time.GetUtcNow().ToUnixTimeMilliseconds())
+            || end <= now)
         {
             _known.TryRemove(latticeId, out _);
             return null;

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using Lattice.Gateway.Dispatch;
@@ -19,12 +20,15 @@ namespace Lattice.Gateway.Cluster;
 public static class NodeEndpoints
 {
     public const string DispatchPattern = "/internal/v1/runtimes/{latticeId}/dispatch";
+    public const string CancelPattern = "/internal/v1/hops/{hop}/cancel";
     public const string SecretHeader = "Lattice-Node-Secret";
     public const string TaskHeader = "Lattice-Task";
     public const string ModelHeader = "Lattice-Model";
     public const string StreamHeader = "Lattice-Stream";
 
     public static string DispatchPath(string latticeId) => $"internal/v1/runtimes/{Uri.EscapeDataString(latticeId)}/dispatch";
+
+    public static string CancelPath(long hop) => $"internal/v1/hops/{hop.ToString(CultureInfo.InvariantCulture)}/cancel";
 
     public static IServiceCollection AddCluster(this IServiceCollection services)
     {
@@ -36,6 +40,7 @@ public static class NodeEndpoints
             .ValidateOnStart();
         services.AddSingleton<ClusterSecret>();
         services.AddSingleton<LinkLeases>();
+        services.AddSingleton<ForwardedHops>();
         services.AddSingleton<NodeTarget>();
         return services;
     }
@@ -44,18 +49,49 @@ public static class NodeEndpoints
     {
         // Any method, so that a wrong one is the same 404 as a wrong secret.
         routes.Map(DispatchPattern, DispatchAsync);
+        routes.Map(CancelPattern, CancelAsync);
         return routes;
     }
 
-    private static async Task DispatchAsync(HttpContext context, string latticeId, ClusterSecret secret, RuntimeRegistry registry,
-        RuntimeTarget runtimes, IOptions<GatewayOptions> options)
+    /// <summary>Whether the caller is another node (a POST with the secret); anyone else gets the 404 of a URL that does not exist.</summary>
+    private static async ValueTask<bool> FromNodeAsync(HttpContext context, ClusterSecret secret)
     {
         var request = context.Request;
-        if (!HttpMethods.IsPost(request.Method) || !secret.Matches(request.Headers[SecretHeader]))
+        if (HttpMethods.IsPost(request.Method) && secret.Matches(request.Headers[SecretHeader]))
         {
-            await OpenAiErrors.WriteAsync(context, GatewayError.NotFound($"Invalid URL ({request.Method} {request.Path})."));
+            return true;
+        }
+        await OpenAiErrors.WriteAsync(context, GatewayError.NotFound($"Invalid URL ({request.Method} {request.Path})."));
+        return false;
+    }
+
+    /// <summary>
+    /// The node that forwarded a request cancels it (its client went away): 204 and the request stops on the link, its
+    /// hop ending with the runtime's count; 404 when it is not running here (any more).
+    /// </summary>
+    private static async Task CancelAsync(HttpContext context, string hop, ClusterSecret secret, ForwardedHops hops)
+    {
+        if (!await FromNodeAsync(context, secret))
+        {
             return;
         }
+        if (!long.TryParse(hop, NumberStyles.None, CultureInfo.InvariantCulture, out var id) || !hops.Cancel(id))
+        {
+            // Ended already: its last record is on its way to the node that asks.
+            await OpenAiErrors.WriteAsync(context, GatewayError.NotFound("No forwarded request by this id is running on this node."));
+            return;
+        }
+        context.Response.StatusCode = StatusCodes.Status204NoContent;
+    }
+
+    private static async Task DispatchAsync(HttpContext context, string latticeId, ClusterSecret secret, RuntimeRegistry registry,
+        RuntimeTarget runtimes, ForwardedHops hops, IOptions<GatewayOptions> options)
+    {
+        if (!await FromNodeAsync(context, secret))
+        {
+            return;
+        }
+        var request = context.Request;
         var response = context.Response;
         response.ContentType = HopFrames.ContentType;
         var writer = response.BodyWriter;
@@ -73,13 +109,32 @@ public static class NodeEndpoints
             return;
         }
 
-        var body = ArrayPool<byte>.Shared.Rent((int)Math.Max(length.Value, 1));
+        var hop = hops.Begin(aborted);
+        try
+        {
+            await RunAsync(context, runtimes, connection, capability, task, (int)length.Value, hop);
+        }
+        finally
+        {
+            hops.End(hop);
+        }
+    }
+
+    /// <summary>Runs a forwarded request on the link and streams its answer back as hop records.</summary>
+    private static async Task RunAsync(HttpContext context, RuntimeTarget runtimes, RuntimeConnection connection, Protocol.Runtime.CapabilityInfo capability,
+        string task, int length, ForwardedHop hop)
+    {
+        var request = context.Request;
+        var writer = context.Response.BodyWriter;
+        var aborted = context.RequestAborted;
+        var body = ArrayPool<byte>.Shared.Rent(Math.Max(length, 1));
         TargetOpening opening;
         try
         {
-            var read = await request.Body.ReadAtLeastAsync(body.AsMemory(0, (int)length.Value), (int)length.Value, throwOnEndOfStream: true, aborted);
+            var read = await request.Body.ReadAtLeastAsync(body.AsMemory(0, length), length, throwOnEndOfStream: true, aborted);
+            // Cancelled when the forwarding node goes away or cancels: the link then cancels the runtime's work.
             opening = await runtimes.OpenLinkAsync(connection, capability, task, body.AsMemory(0, read), request.ContentType ?? "application/json",
-                request.Headers[StreamHeader] == "true", aborted);
+                request.Headers[StreamHeader] == "true", hop.Token);
         }
         finally
         {
@@ -95,16 +150,27 @@ public static class NodeEndpoints
 
         await using (answer)
         {
-            HopFrames.WriteJson(writer, HopFrames.Start, new HopStart(answer.Status, answer.ContentType), HopJsonContext.Default.HopStart);
+            HopFrames.WriteJson(writer, HopFrames.Start, new HopStart(answer.Status, answer.ContentType, hop.Id), HopJsonContext.Default.HopStart);
             // Not the relay: no usage read, no model rewritten, no events filtered — the entry node's relay does all that
             // to the bytes as they arrive there. This only moves them, flushing whenever the runtime has nothing more waiting.
             while (true)
             {
+                if (hop.CancelRequested)
+                {
+                    await EndCancelledAsync(writer, answer, aborted);
+                    return;
+                }
                 var read = await answer.ReadAsync();
                 if (read.Completed)
                 {
                     if (read.Error is { } error)
                     {
+                        if (hop.CancelRequested)
+                        {
+                            // The cancel interrupted the read: not an error, the end of a cancelled request.
+                            await EndCancelledAsync(writer, answer, aborted);
+                            return;
+                        }
                         HopFrames.WriteError(writer, HopFrames.Error, error, DispatchFailure.MidStream, retryable: false);
                     }
                     else
@@ -127,6 +193,17 @@ public static class NodeEndpoints
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// The forwarding node's client went away: the request is cancelled on the link as a local one is, and the hop ends
+    /// with what the runtime counted up to the cancel (null when it gives no count: the forwarding node then counts).
+    /// </summary>
+    private static async Task EndCancelledAsync(System.IO.Pipelines.PipeWriter writer, TargetResponse answer, CancellationToken aborted)
+    {
+        var usage = await answer.CancelAsync();
+        HopFrames.WriteJson(writer, HopFrames.End, new HopEnd(usage), HopJsonContext.Default.HopEnd);
+        await writer.FlushAsync(aborted);
     }
 }
 

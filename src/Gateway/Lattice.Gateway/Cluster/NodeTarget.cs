@@ -21,6 +21,12 @@ public sealed partial class NodeTarget : IDispatchTarget, IDisposable
     /// <summary>How much longer than the runtime timeout this node waits for the holding node, which times the runtime out itself.</summary>
     private static readonly TimeSpan HopGrace = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// How long, after its client went away, a forwarded request's end (with the runtime's count) is waited for: longer
+    /// than the holding node waits for the runtime's (<see cref="RuntimeTarget"/>'s five seconds).
+    /// </summary>
+    private static readonly TimeSpan CancelWait = TimeSpan.FromSeconds(10);
+
     private readonly HttpMessageInvoker _client;
     private readonly string? _secret;
     private readonly TimeProvider _time;
@@ -56,7 +62,10 @@ public sealed partial class NodeTarget : IDispatchTarget, IDisposable
     {
         var (link, capability) = (Hop)candidate.State!;
         var input = request.Input;
-        var deadline = new IdleDeadline(_time, _timeout, cancellationToken);
+        // Not tied to the client: once the answer has started, a client that goes away cancels the request on the holding
+        // node and the hop is read on to the runtime's count (HopResponse). Until then, it gives the hop up at once.
+        var deadline = new IdleDeadline(_time, _timeout, CancellationToken.None);
+        var clientGone = cancellationToken.UnsafeRegister(static d => ((IdleDeadline)d!).Abort(), deadline);
         using var message = new HttpRequestMessage(HttpMethod.Post, new Uri(link.Node, NodeEndpoints.DispatchPath(link.LatticeId)))
         {
             Version = HttpVersion.Version11,
@@ -88,7 +97,9 @@ public sealed partial class NodeTarget : IDispatchTarget, IDisposable
             switch (first.Type)
             {
                 case HopFrames.Start when JsonSerializer.Deserialize(first.Payload.Span, HopJsonContext.Default.HopStart) is { } start:
-                    var opened = new HopResponse(response, pipe, reader, deadline, start.Status is >= 200 and < 600 ? start.Status : StatusCodes.Status502BadGateway, start.ContentType);
+                    clientGone.Dispose();
+                    var opened = new HopResponse(this, link.Node, start.Hop, response, pipe, reader, deadline,
+                        start.Status is >= 200 and < 600 ? start.Status : StatusCodes.Status502BadGateway, start.ContentType, cancellationToken);
                     handedOver = true;
                     return TargetOpening.Opened(opened);
                 case HopFrames.Failure when JsonSerializer.Deserialize(first.Payload.Span, HopJsonContext.Default.HopError) is { } failed:
@@ -109,6 +120,7 @@ public sealed partial class NodeTarget : IDispatchTarget, IDisposable
         }
         finally
         {
+            clientGone.Dispose();
             if (!handedOver)
             {
                 if (pipe is not null)
@@ -125,26 +137,106 @@ public sealed partial class NodeTarget : IDispatchTarget, IDisposable
 
     public void Dispose() => _client.Dispose();
 
+    /// <summary>
+    /// Asks <paramref name="node"/> to cancel the forwarded request <paramref name="hop"/>: true when it did (or had
+    /// already finished it), false when it could not be asked.
+    /// </summary>
+    private async Task<bool> CancelAsync(Uri node, long hop)
+    {
+        using var message = new HttpRequestMessage(HttpMethod.Post, new Uri(node, NodeEndpoints.CancelPath(hop)))
+        {
+            Version = HttpVersion.Version11,
+            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+        };
+        message.Headers.TryAddWithoutValidation(NodeEndpoints.SecretHeader, _secret);
+        try
+        {
+            using var timeout = new CancellationTokenSource(CancelWait, _time);
+            using var response = await _client.SendAsync(message, timeout.Token);
+            // 204: cancelled, its end comes with the runtime's count; 404: it had ended, its end is on its way.
+            return response.StatusCode is HttpStatusCode.NoContent or HttpStatusCode.NotFound;
+        }
+        catch (Exception e) when (e is HttpRequestException or IOException or OperationCanceledException)
+        {
+            return false;
+        }
+    }
+
     [LoggerMessage(EventId = 9706, Level = LogLevel.Warning, Message = "The node at {Node} refused a forwarded request with {Status}: is Lattice:Cluster:Secret the same on every node?")]
     private static partial void LogRefused(ILogger logger, string node, int status);
 
     /// <summary>The runtime's answer as the holding node streams it: its bytes, then its usage.</summary>
+    /// <remarks>
+    /// A client that goes away does not close the hop: the holding node is asked to cancel the request
+    /// (<see cref="ForwardedHops"/>) and the hop is read on, its data dropped, to its end record with the runtime's
+    /// count — what a local cancel records. If the holding node cannot be asked, or that end does not come within
+    /// <see cref="CancelWait"/>, the hop is given up: its connection closes (which cancels the runtime's work there too)
+    /// and this node counts what it relayed.
+    /// </remarks>
     private sealed class HopResponse : TargetResponse
     {
+        private readonly NodeTarget _owner;
+        private readonly Uri _node;
+        private readonly long _hop;
         private readonly HttpResponseMessage _response;
         private readonly PipeReader _pipe;
         private readonly HopReader _reader;
         private readonly IdleDeadline _deadline;
+        private readonly CancellationTokenRegistration _clientGone;
+        private ITimer? _giveUp;
+        private int _cancelling;
         private bool _done;
 
-        public HopResponse(HttpResponseMessage response, PipeReader pipe, HopReader reader, IdleDeadline deadline, int status, string contentType)
+        public HopResponse(NodeTarget owner, Uri node, long hop, HttpResponseMessage response, PipeReader pipe, HopReader reader,
+            IdleDeadline deadline, int status, string contentType, CancellationToken clientAborted)
         {
+            _owner = owner;
+            _node = node;
+            _hop = hop;
             _response = response;
             _pipe = pipe;
             _reader = reader;
             _deadline = deadline;
             Status = status;
             ContentType = contentType;
+            // Last: a client already gone runs this at once.
+            _clientGone = clientAborted.UnsafeRegister(static r => ((HopResponse)r!).CancelRemote(), this);
+        }
+
+        /// <summary>Cancels the request on the holding node, once; the hop is given up if that cannot be done.</summary>
+        private void CancelRemote()
+        {
+            if (Interlocked.Exchange(ref _cancelling, 1) != 0)
+            {
+                return;
+            }
+            if (_hop == 0)
+            {
+                _deadline.Abort();
+                return;
+            }
+            _ = CancelRemoteAsync();
+        }
+
+        private async Task CancelRemoteAsync()
+        {
+            Volatile.Write(ref _giveUp, _owner._time.CreateTimer(static d => ((IdleDeadline)d!).Abort(), _deadline, CancelWait, Timeout.InfiniteTimeSpan));
+            if (!await _owner.CancelAsync(_node, _hop))
+            {
+                _deadline.Abort();
+            }
+        }
+
+        /// <summary>The client went away: the runtime's count up to the cancel, as the holding node sends it back.</summary>
+        public override async ValueTask<Usage?> CancelAsync()
+        {
+            CancelRemote();
+            while (!_done)
+            {
+                // Read on to the end record; what the runtime sent meanwhile goes nowhere.
+                await ReadAsync();
+            }
+            return ReportedUsage;
         }
 
         public override async ValueTask<TargetRead> ReadAsync()
@@ -189,6 +281,8 @@ public sealed partial class NodeTarget : IDispatchTarget, IDisposable
 
         public override async ValueTask DisposeAsync()
         {
+            await _clientGone.DisposeAsync();
+            Volatile.Read(ref _giveUp)?.Dispose();
             await _pipe.CompleteAsync();
             _response.Dispose();
             _deadline.Dispose();

@@ -40,6 +40,19 @@ internal sealed class IdleDeadline : IDisposable
     /// <summary>From now on progress is the dispatch's frames (before: the time waiting for a slot counts as idle).</summary>
     public void Watch(IIdleProgress progress) => Volatile.Write(ref _progress, progress);
 
+    /// <summary>Cancels <see cref="Token"/> now: the dispatch is given up (a no-op once disposed).</summary>
+    public void Abort()
+    {
+        try
+        {
+            _cts.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The dispatch has finished already.
+        }
+    }
+
     private void Due()
     {
         var last = Volatile.Read(ref _progress)?.LastFrameAt ?? _startedAt;

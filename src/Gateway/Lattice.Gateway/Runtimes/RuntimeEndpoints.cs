@@ -1,6 +1,7 @@
 using Lattice.Gateway.Changes;
 using System.Text.Json;
 using Lattice.Gateway.Auth;
+using Lattice.Gateway.Cluster;
 using Lattice.Gateway.OpenAi;
 using Lattice.Gateway.Persistence;
 using Lattice.Protocol;
@@ -103,18 +104,37 @@ public static partial class RuntimeEndpoints
         return (entity, token, null);
     }
 
-    private static async Task ListAsync(HttpContext context, LatticeDbContext db, RuntimeRegistry registry)
+    private static async Task ListAsync(HttpContext context, LatticeDbContext db, RuntimeRegistry registry, LinkLeases leases)
     {
         if (await EndpointAuth.RequireAsync(context, Scopes.Inference, Scopes.PersonalRuntimeManage) is not { } caller)
         {
             return;
         }
         var rows = await db.Runtimes.AsNoTracking().VisibleTo(caller).ToListAsync();
-        var list = rows.OrderBy(r => r.CreatedAt).Select(r => ToDto(r, registry)).ToList();
+        var elsewhere = await LinkedElsewhereAsync(rows, registry, leases);
+        var list = rows.OrderBy(r => r.CreatedAt).Select(r => ToDto(r, registry, elsewhere.GetValueOrDefault(r.LatticeId))).ToList();
         await WriteAsync(context, new RuntimeListDto(list), RuntimeJsonContext.Default.RuntimeListDto);
     }
 
-    private static async Task GetAsync(HttpContext context, string latticeId, LatticeDbContext db, RuntimeRegistry registry)
+    /// <summary>
+    /// The links other nodes hold for those of <paramref name="rows"/> that could be linked but are not linked here, as
+    /// their leases say: one Redis round trip for the lot, none when every such runtime is linked to this node.
+    /// </summary>
+    private static async ValueTask<IReadOnlyDictionary<string, RemoteLink>> LinkedElsewhereAsync(IReadOnlyCollection<RuntimeEntity> rows,
+        RuntimeRegistry registry, LinkLeases leases)
+    {
+        if (!leases.Enabled)
+        {
+            return NoRemoteLinks;
+        }
+        var ids = rows.Where(r => r.RevokedAt is null && r.CredentialHash is not null && registry.Find(r.LatticeId) is null)
+            .Select(r => r.LatticeId).ToList();
+        return ids.Count == 0 ? NoRemoteLinks : await leases.FindManyAsync(ids);
+    }
+
+    private static readonly IReadOnlyDictionary<string, RemoteLink> NoRemoteLinks = new Dictionary<string, RemoteLink>();
+
+    private static async Task GetAsync(HttpContext context, string latticeId, LatticeDbContext db, RuntimeRegistry registry, LinkLeases leases)
     {
         if (await EndpointAuth.RequireAsync(context, Scopes.Inference, Scopes.PersonalRuntimeManage) is not { } caller)
         {
@@ -126,7 +146,7 @@ public static partial class RuntimeEndpoints
             await OpenAiErrors.WriteAsync(context, NotFound(latticeId));
             return;
         }
-        await WriteAsync(context, ToDto(row, registry), RuntimeJsonContext.Default.RuntimeDto);
+        await WriteAsync(context, await ToDtoAsync(row, registry, leases), RuntimeJsonContext.Default.RuntimeDto);
     }
 
     private static async Task RevokeAsync(HttpContext context, string latticeId, LatticeDbContext db, RuntimeRegistry registry, RuntimeRevoker revoker)
@@ -154,17 +174,26 @@ public static partial class RuntimeEndpoints
         new(StatusCodes.Status404NotFound, ErrorTypes.InvalidRequest, ErrorCodes.PersonalLatticeNotFound,
             $"The personal runtime '{latticeId}' does not exist.", null);
 
-    public static RuntimeDto ToDto(RuntimeEntity r, RuntimeRegistry registry)
+    /// <summary>
+    /// The record and live status of a runtime: <c>reachable</c> when its link is on this node or another node holds a
+    /// live lease on it (<paramref name="elsewhere"/>, from <see cref="LinkLeases"/>), so every node answers the same.
+    /// </summary>
+    public static RuntimeDto ToDto(RuntimeEntity r, RuntimeRegistry registry, RemoteLink? elsewhere = null)
     {
-        var connection = registry.Find(r.LatticeId);
+        var hello = registry.Find(r.LatticeId)?.Hello ?? elsewhere?.Hello;
         var status = r.RevokedAt is not null ? "revoked"
             : r.CredentialHash is null ? "unpaired"
-            : connection is not null ? "reachable"
+            : hello is not null ? "reachable"
             : "offline";
-        var capabilities = connection?.Hello.Capabilities.Select(c => new RuntimeCapabilityDto(c.Task, c.Model, c.Engine)).ToList();
+        var capabilities = hello?.Capabilities.Select(c => new RuntimeCapabilityDto(c.Task, c.Model, c.Engine)).ToList();
         return new RuntimeDto(r.LatticeId, r.WorkspaceId, r.DisplayName, r.ExecutionBackend, status, r.Hosted,
             ModelId.PersonalPrefix + r.LatticeId, r.CreatedAt, r.UpdatedAt, r.LastSeenAt, r.RevokedAt, r.PublicWorkKey, capabilities);
     }
+
+    /// <summary><see cref="ToDto"/> for one record, reading its lease when its link is not on this node.</summary>
+    private static async ValueTask<RuntimeDto> ToDtoAsync(RuntimeEntity r, RuntimeRegistry registry, LinkLeases leases) =>
+        ToDto(r, registry, r.RevokedAt is null && r.CredentialHash is not null && registry.Find(r.LatticeId) is null
+            ? await leases.FindAsync(r.LatticeId) : null);
 
     // ---- pairing ----
 
@@ -214,14 +243,14 @@ public static partial class RuntimeEndpoints
     }
 
     /// <summary>A daemon asks who it is (for <c>lattice ping</c>): its record, by its runtime credential.</summary>
-    private static async Task MeAsync(HttpContext context, LatticeDbContext db, RuntimeRegistry registry)
+    private static async Task MeAsync(HttpContext context, LatticeDbContext db, RuntimeRegistry registry, LinkLeases leases)
     {
         var row = await FindByCredentialAsync(context, db);
         if (row is null)
         {
             return;
         }
-        await WriteAsync(context, ToDto(row, registry), RuntimeJsonContext.Default.RuntimeDto);
+        await WriteAsync(context, await ToDtoAsync(row, registry, leases), RuntimeJsonContext.Default.RuntimeDto);
     }
 
     private static async Task<RuntimeEntity?> FindByCredentialAsync(HttpContext context, LatticeDbContext db)
