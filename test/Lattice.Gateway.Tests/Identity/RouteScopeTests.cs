@@ -38,7 +38,10 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
     }
 
     /// <param name="Path">A concrete request path with plausible ids, in the workspace of tenant A.</param>
-    /// <param name="TokenMayHold">Whether an OAuth access token can ever carry the scope (the admin scopes are keys only).</param>
+    /// <param name="TokenMayHold">
+    /// Whether a third-party app's access token can ever carry the scope. The operator's admin scope is for keys only; the
+    /// workspace admin scope is for keys and the console's own client (see Console/ConsoleClientTests).
+    /// </param>
     public sealed record Rule(string Method, string Pattern, Guard Guard, string Path, string? Scope = null, string? Alternative = null, bool TokenMayHold = true)
     {
         public string[] Satisfying => Alternative is null ? [Scope!] : [Scope!, Alternative];
@@ -108,6 +111,9 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
             new("GET", "/connect/verify/done", Guard.Public, "/connect/verify/done"),
             new("GET", "/account/invitations/{token}", Guard.Public, "/account/invitations/inv_unknown"),
             new("POST", "/account/invitations/{token}", Guard.Public, "/account/invitations/inv_unknown"),
+            // The console's page, script and stylesheet: it signs in through /connect/authorize and calls the API like any client.
+            new("GET", "/console", Guard.Public, "/console"),
+            new("GET", "/console/{**path}", Guard.Public, "/console/keys"),
             // Unknown URLs: the OpenAI 404 envelope, for anyone.
             new("*", "{*path:nonfile}", Guard.Public, "/no/such/route"),
 
@@ -371,7 +377,7 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
                 await ExpectMissingScopeAsync(client, rule, failures, "token");
             }
         }
-        // The admin API is for keys: no token, however wide its grant, reaches it.
+        // The admin API is for keys (and the console): no third-party app's token, however wide its grant, reaches it.
         using (var widest = Server.Client(await fixture.TokenAsync(OAuthGateway.AllLatticeScopes)))
         {
             foreach (var rule in Scoped.Where(r => !r.TokenMayHold))
