@@ -5,6 +5,7 @@ using Lattice.Gateway.Console;
 using Lattice.Gateway.Tests.Identity;
 using Lattice.Gateway.Tests.Metering;
 using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Lattice.Gateway.Tests.Console;
 
@@ -162,6 +163,33 @@ public sealed class ConsoleClientTests(OAuthGateway gateway) : IClassFixture<OAu
         var user = (await OAuthGateway.PostAsync(gateway.Admin, "admin/v1/users", new JsonObject { ["email"] = email, ["name"] = role, ["password"] = OAuthGateway.Password }))["id"]!.GetValue<string>();
         await OAuthGateway.PostAsync(gateway.Admin, $"admin/v1/workspaces/{workspaceId}/members", new JsonObject { ["user_id"] = user, ["role"] = role });
         return new Person(workspaceId, user, email);
+    }
+
+    [Fact]
+    public async Task A_sign_in_link_starts_a_session_once_and_the_console_then_signs_in_without_a_form()
+    {
+        var (owner, _) = await NewWorkspaceAsync("owner");
+        var link = gateway.Services.GetRequiredService<Lattice.Gateway.Identity.SignInLinks>().Issue(owner.UserId);
+        Assert.StartsWith("/account/login/link/lsl_", link);
+        using var browser = gateway.NewBrowser();
+        var opened = await browser.GetAsync(link.TrimStart('/'));
+        Assert.Equal(HttpStatusCode.Redirect, opened.StatusCode);
+        Assert.Equal(ConsoleClient.BasePath, opened.Headers.Location!.OriginalString);
+        Assert.Equal("no-store", opened.Headers.CacheControl!.ToString());
+
+        // Signed in: the console's authorization request comes straight back with a code.
+        var (_, challenge) = OAuthGateway.Pkce();
+        var authorized = await browser.GetAsync(AuthorizeUrl(challenge, CallbackUri));
+        Assert.Equal(HttpStatusCode.Redirect, authorized.StatusCode);
+        Assert.StartsWith(CallbackUri + "?code=", authorized.Headers.Location!.AbsoluteUri);
+
+        // Used once; in another browser it signs nobody in.
+        using var other = gateway.NewBrowser();
+        var again = await other.GetAsync(link.TrimStart('/'));
+        Assert.Equal(HttpStatusCode.NotFound, again.StatusCode);
+        Assert.Contains("used already", await again.Content.ReadAsStringAsync());
+        var stillAnonymous = await other.GetAsync(AuthorizeUrl(challenge, CallbackUri));
+        Assert.StartsWith("/account/login?", stillAnonymous.Headers.Location!.OriginalString);
     }
 
     [Fact]

@@ -109,6 +109,8 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
             new("GET", "/connect/verify", Guard.Public, "/connect/verify"),
             new("POST", "/connect/verify", Guard.Public, "/connect/verify"),
             new("GET", "/connect/verify/done", Guard.Public, "/connect/verify/done"),
+            // A one-click sign-in link: only code in the gateway's process (lattice up) issues one; the token is the credential.
+            new("GET", "/account/login/link/{token}", Guard.Public, "/account/login/link/lsl_unknown"),
             new("GET", "/account/invitations/{token}", Guard.Public, "/account/invitations/inv_unknown"),
             new("POST", "/account/invitations/{token}", Guard.Public, "/account/invitations/inv_unknown"),
             // The console's page, script and stylesheet: it signs in through /connect/authorize and calls the API like any client.

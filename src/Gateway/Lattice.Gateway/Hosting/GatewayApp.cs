@@ -168,6 +168,7 @@ public static class GatewayApp
         app.MapBilling();
         app.MapIdentity();
         app.MapDeviceDone();
+        app.MapSignInLinks();
         app.MapInvitations();
         app.MapConsole();
         app.MapFallback(context => OpenAiErrors.WriteAsync(context, GatewayError.NotFound($"Invalid URL ({context.Request.Method} {context.Request.Path}).")));

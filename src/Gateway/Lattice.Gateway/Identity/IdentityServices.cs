@@ -36,6 +36,7 @@ public static class IdentityServices
     {
         services.AddSingleton(sp => new SigningKeys(sp.GetRequiredService<IOptions<GatewayOptions>>().Value.DataDirectory));
         services.AddSingleton<RevocationSet>();
+        services.AddSingleton<SignInLinks>();
         services.AddSingleton<AccessTokenValidator>();
         services.AddSingleton<OAuthPruner>();
         services.AddHostedService(sp => sp.GetRequiredService<OAuthPruner>());

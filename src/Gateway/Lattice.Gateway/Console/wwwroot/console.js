@@ -479,11 +479,12 @@ function renderLog(log, answer, params) {
 /** Requests per day as an SVG bar chart, with the numbers in a table for screen readers and keyboard users. */
 function barChart(days) {
   const width = 720;
-  const height = 180;
+  const height = 200;
   const left = 36;
+  const right = 20;
   const bottom = 22;
   const max = Math.max(1, ...days.map((d) => d.requests));
-  const slot = (width - left) / Math.max(1, days.length);
+  const slot = (width - left - right) / Math.max(1, days.length);
   const bars = days.map((d, i) => {
     const h = Math.round((d.requests / max) * (height - bottom - 10));
     return svg('rect', { class: 'bar', x: left + i * slot + 2, y: height - bottom - h, width: Math.max(1, slot - 4), height: h },
@@ -493,7 +494,7 @@ function barChart(days) {
     ? svg('text', { x: left + i * slot + slot / 2, y: height - 6, 'text-anchor': 'middle' }, d.day.slice(5))
     : null)).filter(Boolean);
   const chart = svg('svg', { viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-labelledby': 'chart-title', focusable: 'false' },
-    svg('line', { class: 'axis', x1: left, y1: height - bottom, x2: width, y2: height - bottom }),
+    svg('line', { class: 'axis', x1: left, y1: height - bottom, x2: width - right, y2: height - bottom }),
     svg('text', { x: left - 4, y: 14, 'text-anchor': 'end' }, String(max)),
     svg('text', { x: left - 4, y: height - bottom, 'text-anchor': 'end' }, '0'),
     ...bars, ...labels);
