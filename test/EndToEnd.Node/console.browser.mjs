@@ -13,9 +13,9 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './chromium.mjs';
 import { baseURL, client, safeJson } from './support.mjs';
 
 const opts = { timeout: 120_000 };
@@ -25,7 +25,6 @@ const email = process.env.LATTICE_USER_EMAIL;
 const password = process.env.LATTICE_USER_PASSWORD;
 const chatModel = process.env.LATTICE_CHAT_MODEL || 'lovelace:chat';
 const screenshots = process.env.LATTICE_SCREENSHOTS || null;
-const chromiumPath = process.env.LATTICE_CHROMIUM || '/usr/bin/chromium';
 
 let browser;
 let context;
@@ -62,14 +61,7 @@ async function until(what, check, refresh, deadlineMs = 60_000) {
 describe('the console in Chromium', () => {
   before(async () => {
     assert.ok(signInLink && email && password, 'LATTICE_CONSOLE_SIGN_IN_URL, LATTICE_USER_EMAIL and LATTICE_USER_PASSWORD must be set (run through ConsoleBrowserTests)');
-    assert.ok(existsSync(chromiumPath), `${chromiumPath} is missing: install Debian's chromium (.ci/run does: apt-get install chromium)`);
-    browser = await chromium.launch({
-      executablePath: chromiumPath,
-      headless: true,
-      timeout: 60_000,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
     context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
     page = await context.newPage();
     page.setDefaultTimeout(20_000);

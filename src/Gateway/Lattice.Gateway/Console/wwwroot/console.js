@@ -242,6 +242,45 @@ function table(caption, headers, rows, empty) {
 
 const badge = (text) => el('span', { class: `badge ${text}` }, text);
 
+/** A one-field form (a name) that creates something; `create(name)` runs on submit, its failure shown under the form. */
+function nameForm(id, button, create) {
+  const name = el('input', { id: `${id}-name`, name: 'name', required: true, maxlength: 200, autocomplete: 'off' });
+  const error = el('div', { role: 'alert' });
+  const form = el('form', { class: 'inline', id },
+    el('label', { for: `${id}-name` }, 'Name', name),
+    el('button', { type: 'submit', id: `${id}-submit` }, button));
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    error.replaceChildren();
+    try {
+      await create(name.value.trim());
+      name.value = '';
+    } catch (e) {
+      error.replaceChildren(failure(e));
+    }
+  });
+  return [form, error];
+}
+
+/** A Revoke button: asks first, posts to `path`, then redraws the list (or says what went wrong above it). */
+function revokeButton(label, question, path, list, render) {
+  return el('button', {
+    type: 'button', class: 'danger', 'aria-label': label,
+    onclick: async (event) => {
+      if (!confirm(question)) {
+        return;
+      }
+      event.target.disabled = true;
+      try {
+        await api('POST', path);
+        await render();
+      } catch (error) {
+        list.prepend(failure(error));
+      }
+    },
+  }, 'Revoke');
+}
+
 // Overview: today and this month, from GET /v1/usage (buckets of a day, grouped by status).
 async function overview() {
   const status = el('p', { role: 'status' }, 'Loading…');
@@ -288,27 +327,15 @@ async function keys() {
   }
   const list = el('div', {}, el('p', { role: 'status' }, 'Loading…'));
   const created = el('div', { 'aria-live': 'polite' });
-  const name = el('input', { id: 'key-name', name: 'name', required: true, maxlength: 200, autocomplete: 'off' });
-  const form = el('form', { class: 'inline', id: 'create-key' },
-    el('label', { for: 'key-name' }, 'Name', name),
-    el('button', { type: 'submit', id: 'create-key-submit' }, 'Create key'));
-  const formError = el('div', { role: 'alert' });
-  form.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    formError.replaceChildren();
-    try {
-      const key = await api('POST', `/admin/v1/workspaces/${encodeURIComponent(workspaceId())}/keys`, { name: name.value.trim() });
-      name.value = '';
-      // The secret exists here and nowhere else: it is not kept, so leaving or reloading the page loses it.
-      created.replaceChildren(el('section', { class: 'secret', id: 'new-key', 'aria-labelledby': 'new-key-title' },
-        el('h2', { id: 'new-key-title' }, `Key “${key.name}” created`),
-        el('p', {}, 'Copy it now: it is shown only once. Lattice keeps only a hash of it.'),
-        copyRow('new-key-secret', 'The new key', key.key)));
-      $('#new-key-secret').focus();
-      await render();
-    } catch (error) {
-      formError.replaceChildren(failure(error));
-    }
+  const [form, formError] = nameForm('create-key', 'Create key', async (name) => {
+    const key = await api('POST', `/admin/v1/workspaces/${encodeURIComponent(workspaceId())}/keys`, { name });
+    // The secret exists here and nowhere else: it is not kept, so leaving or reloading the page loses it.
+    created.replaceChildren(el('section', { class: 'secret', id: 'new-key', 'aria-labelledby': 'new-key-title' },
+      el('h2', { id: 'new-key-title' }, `Key “${key.name}” created`),
+      el('p', {}, 'Copy it now: it is shown only once. Lattice keeps only a hash of it.'),
+      copyRow('new-key-secret', 'The new key', key.key)));
+    $('#new-key-secret').focus();
+    await render();
   });
   page('Keys', el('p', { class: 'hint' }, 'Developer keys of this workspace: they call the API with the default developer scopes.'),
     form, formError, created, el('h2', {}, 'All keys'), list);
@@ -319,21 +346,8 @@ async function keys() {
     const rows = answer.data.slice().reverse().map((k) => {
       const state = k.revoked_at ? 'revoked' : k.expires_at && k.expires_at <= now ? 'expired' : 'active';
       const revoke = state === 'active'
-        ? el('button', {
-          type: 'button', class: 'danger', 'aria-label': `Revoke key ${k.name}`, 'data-key': k.id,
-          onclick: async (event) => {
-            if (!confirm(`Revoke the key “${k.name}”? Requests with it fail from now on.`)) {
-              return;
-            }
-            event.target.disabled = true;
-            try {
-              await api('POST', `/admin/v1/keys/${encodeURIComponent(k.id)}/revoke`);
-              await render();
-            } catch (error) {
-              list.prepend(failure(error));
-            }
-          },
-        }, 'Revoke')
+        ? revokeButton(`Revoke key ${k.name}`, `Revoke the key “${k.name}”? Requests with it fail from now on.`,
+          `/admin/v1/keys/${encodeURIComponent(k.id)}/revoke`, list, render)
         : '';
       return el('tr', { 'data-key': k.id },
         el('td', {}, k.name), el('td', {}, el('code', {}, `${k.prefix}…`)), el('td', {}, el('code', {}, k.id)),
@@ -348,27 +362,15 @@ async function keys() {
 async function runtimes() {
   const list = el('div', {}, el('p', { role: 'status' }, 'Loading…'));
   const pairing = el('div', { 'aria-live': 'polite' });
-  const name = el('input', { id: 'runtime-name', name: 'displayName', required: true, maxlength: 200, autocomplete: 'off' });
-  const form = el('form', { class: 'inline', id: 'create-runtime' },
-    el('label', { for: 'runtime-name' }, 'Name', name),
-    el('button', { type: 'submit', id: 'create-runtime-submit' }, 'Add a runtime'));
-  const formError = el('div', { role: 'alert' });
-  form.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    formError.replaceChildren();
-    try {
-      const created = await api('POST', '/v1/personal-runtimes', { displayName: name.value.trim(), executionBackend: 'local-model' });
-      name.value = '';
-      const gateway = session.issuer.href.replace(/\/$/, '');
-      const command = `lattice relay connect --gateway ${gateway} --token ${created.bootstrapToken}`;
-      pairing.replaceChildren(el('section', { class: 'secret', id: 'pairing', 'aria-labelledby': 'pairing-title' },
-        el('h2', { id: 'pairing-title' }, `Pair “${created.runtime.displayName}”`),
-        el('p', {}, `Run this on the machine that will serve models, before ${isoDateTime(created.bootstrapExpiresAt)}. The token works once and is shown only here.`),
-        copyRow('pair-command', 'Pairing command', command, true)));
-      await render();
-    } catch (error) {
-      formError.replaceChildren(failure(error));
-    }
+  const [form, formError] = nameForm('create-runtime', 'Add a runtime', async (name) => {
+    const created = await api('POST', '/v1/personal-runtimes', { displayName: name, executionBackend: 'local-model' });
+    const gateway = session.issuer.href.replace(/\/$/, '');
+    const command = `lattice relay connect --gateway ${gateway} --token ${created.bootstrapToken}`;
+    pairing.replaceChildren(el('section', { class: 'secret', id: 'pairing', 'aria-labelledby': 'pairing-title' },
+      el('h2', { id: 'pairing-title' }, `Pair “${created.runtime.displayName}”`),
+      el('p', {}, `Run this on the machine that will serve models, before ${isoDateTime(created.bootstrapExpiresAt)}. The token works once and is shown only here.`),
+      copyRow('pair-command', 'Pairing command', command, true)));
+    await render();
   });
   page('Personal runtimes', el('p', { class: 'hint' }, 'Machines of yours that serve models to this workspace. The status refreshes every few seconds.'),
     form, formError, pairing, el('h2', {}, 'Runtimes'), list);
@@ -379,21 +381,9 @@ async function runtimes() {
       el('td', {}, r.displayName), el('td', {}, el('code', {}, r.modelId)), el('td', { 'data-field': 'status' }, badge(r.status)),
       el('td', {}, isoDateTime(r.lastSeenAt)),
       el('td', {}, (r.capabilities || []).map((c) => `${c.task}: ${c.model}`).join(', ')),
-      el('td', {}, r.status === 'revoked' ? '' : el('button', {
-        type: 'button', class: 'danger', 'aria-label': `Revoke runtime ${r.displayName}`,
-        onclick: async (event) => {
-          if (!confirm(`Revoke “${r.displayName}”? Its link is cut and it cannot pair again.`)) {
-            return;
-          }
-          event.target.disabled = true;
-          try {
-            await api('POST', `/v1/personal-runtimes/${encodeURIComponent(r.latticeId)}/revoke`);
-            await render();
-          } catch (error) {
-            list.prepend(failure(error));
-          }
-        },
-      }, 'Revoke'))));
+      el('td', {}, r.status === 'revoked' ? '' : revokeButton(`Revoke runtime ${r.displayName}`,
+        `Revoke “${r.displayName}”? Its link is cut and it cannot pair again.`,
+        `/v1/personal-runtimes/${encodeURIComponent(r.latticeId)}/revoke`, list, render))));
     list.replaceChildren(table('Personal runtimes', ['Name', 'Model id', 'Status', 'Last seen', 'Serves', ''], rows, 'No personal runtimes yet.'));
   }
   await render();
