@@ -11,17 +11,15 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import http from 'node:http';
 import OpenAI from 'openai';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './chromium.mjs';
 import { baseURL, client, describeError, rejection, safeJson } from './support.mjs';
 
 const opts = { timeout: 90_000 };
 const origin = baseURL.replace(/\/v1\/?$/, '');
 const adminKey = process.env.LATTICE_ADMIN_KEY;
 const workspaceId = process.env.LATTICE_WORKSPACE_ID;
-const chromiumPath = process.env.LATTICE_CHROMIUM || '/usr/bin/chromium';
 const PASSWORD = 'correct horse battery staple';
 // Characters that must be escaped in HTML, so the page has to encode the name for it to show as registered.
 const APP_NAME = `Ada's <Notebook> & "Co"`;
@@ -192,7 +190,6 @@ async function decideAndLand(page, button) {
 describe('sign in with Lattice in Chromium', () => {
   before(async () => {
     assert.ok(adminKey && workspaceId, 'LATTICE_ADMIN_KEY and LATTICE_WORKSPACE_ID must be set (run through BrowserSignInTests)');
-    assert.ok(existsSync(chromiumPath), `${chromiumPath} is missing: install Debian's chromium (.ci/run does: apt-get install chromium)`);
     callback = await startCallback();
     app = await admin('POST', `/admin/v1/workspaces/${workspaceId}/apps`, {
       name: APP_NAME,
@@ -202,14 +199,7 @@ describe('sign in with Lattice in Chromium', () => {
       device_flow: true,
     });
     assert.equal(app.client_secret ?? null, null, `a public app has no secret: ${safeJson(app)}`);
-    // launch() gives every run a new, empty profile directory of its own and removes it on close.
-    browser = await chromium.launch({
-      executablePath: chromiumPath,
-      headless: true,
-      timeout: 60_000,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
   });
 
   after(async () => {
@@ -422,13 +412,7 @@ describe('sign-in return URLs stay on the gateway in Chromium', () => {
 
   before(async () => {
     assert.ok(adminKey && workspaceId, 'LATTICE_ADMIN_KEY and LATTICE_WORKSPACE_ID must be set (run through BrowserSignInTests)');
-    returnBrowser = await chromium.launch({
-      executablePath: chromiumPath,
-      headless: true,
-      timeout: 60_000,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync'],
-    });
+    returnBrowser = await launchChromium();
   });
 
   after(async () => {

@@ -24,6 +24,11 @@ public sealed class StackFixture : IAsyncLifetime
     public string ApiKey { get; private set; } = "";
     public string AdminKey { get; private set; } = "";
     public string WorkspaceId { get; private set; } = "";
+    /// <summary>The dev user <c>lattice up</c> made (owner of the dev workspace), and its password.</summary>
+    public string UserEmail { get; private set; } = "";
+    public string UserPassword { get; private set; } = "";
+    /// <summary>The one-click console sign-in link <c>lattice up</c> printed: it works once, so one test uses it.</summary>
+    public string ConsoleSignInUrl { get; private set; } = "";
     public string DataDirectory => _dataDir;
     public ProcessHost Gateway => _gateway!;
 
@@ -51,6 +56,11 @@ public sealed class StackFixture : IAsyncLifetime
         ApiKey = env["LATTICE_API_KEY"];
         AdminKey = env["LATTICE_ADMIN_KEY"];
         WorkspaceId = env["LATTICE_WORKSPACE_ID"];
+        UserEmail = env["LATTICE_USER_EMAIL"];
+        UserPassword = env["LATTICE_USER_PASSWORD"];
+        const string SignInLine = "LATTICE_CONSOLE_SIGN_IN_URL=";
+        var signIn = await _gateway.WaitForOutputAsync(line => line.StartsWith(SignInLine, StringComparison.Ordinal), StartTimeout);
+        ConsoleSignInUrl = signIn[SignInLine.Length..].Trim();
 
         var upstream = StandInUrl + "/v1";
         await AddModelAsync("lovelace:chat", upstream, "standin-chat");

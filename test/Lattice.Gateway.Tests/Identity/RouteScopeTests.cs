@@ -38,7 +38,10 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
     }
 
     /// <param name="Path">A concrete request path with plausible ids, in the workspace of tenant A.</param>
-    /// <param name="TokenMayHold">Whether an OAuth access token can ever carry the scope (the admin scopes are keys only).</param>
+    /// <param name="TokenMayHold">
+    /// Whether a third-party app's access token can ever carry the scope. The operator's admin scope is for keys only; the
+    /// workspace admin scope is for keys and the console's own client (see Console/ConsoleClientTests).
+    /// </param>
     public sealed record Rule(string Method, string Pattern, Guard Guard, string Path, string? Scope = null, string? Alternative = null, bool TokenMayHold = true)
     {
         public string[] Satisfying => Alternative is null ? [Scope!] : [Scope!, Alternative];
@@ -106,8 +109,13 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
             new("GET", "/connect/verify", Guard.Public, "/connect/verify"),
             new("POST", "/connect/verify", Guard.Public, "/connect/verify"),
             new("GET", "/connect/verify/done", Guard.Public, "/connect/verify/done"),
+            // A one-click sign-in link: only code in the gateway's process (lattice up) issues one; the token is the credential.
+            new("GET", "/account/login/link/{token}", Guard.Public, "/account/login/link/lsl_unknown"),
             new("GET", "/account/invitations/{token}", Guard.Public, "/account/invitations/inv_unknown"),
             new("POST", "/account/invitations/{token}", Guard.Public, "/account/invitations/inv_unknown"),
+            // The console's page, script and stylesheet: it signs in through /connect/authorize and calls the API like any client.
+            new("GET", "/console", Guard.Public, "/console"),
+            new("GET", "/console/{**path}", Guard.Public, "/console/keys"),
             // Unknown URLs: the OpenAI 404 envelope, for anyone.
             new("*", "{*path:nonfile}", Guard.Public, "/no/such/route"),
 
@@ -372,7 +380,7 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
                 await ExpectMissingScopeAsync(client, rule, failures, "token");
             }
         }
-        // The admin API is for keys: no token, however wide its grant, reaches it.
+        // The admin API is for keys (and the console): no third-party app's token, however wide its grant, reaches it.
         using (var widest = Server.Client(await fixture.TokenAsync(OAuthGateway.AllLatticeScopes)))
         {
             foreach (var rule in Scoped.Where(r => !r.TokenMayHold))

@@ -285,7 +285,7 @@ public abstract class UsageApiTests(UsageApiTests.World world)
         Assert.Equal(JsonNode.Parse("""
             {"object":"organization.usage.completions.result","num_model_requests":2,"input_tokens":300,"output_tokens":50,
              "input_cached_tokens":10,"input_uncached_tokens":290,"audio_seconds":0,"cost_usd":"0.003500000001",
-             "model":null,"key_id":null,"app_id":null,"user_id":null,"task":null,"api_key_id":null}
+             "model":null,"key_id":null,"app_id":null,"user_id":null,"task":null,"status":null,"api_key_id":null}
             """)!.ToJsonString(), first.ToJsonString());
         var second = buckets[1]!["results"]!.AsArray().Single()!;
         Assert.Equal(1.5m, second["audio_seconds"]!.GetValue<decimal>());

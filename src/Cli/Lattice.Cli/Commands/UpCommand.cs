@@ -1,5 +1,7 @@
 using System.CommandLine;
+using Lattice.Gateway.Console;
 using Lattice.Gateway.Hosting;
+using Lattice.Gateway.Identity;
 using Lattice.Gateway.Persistence;
 using Lattice.Gateway.Runtimes;
 using Lattice.Runtime.Config;
@@ -171,13 +173,26 @@ internal static class UpCommand
         Console.WriteLine($"  API key    {apiKey}{(created is null ? "" : "   (new: shown here and kept in the env file)")}");
         Console.WriteLine($"  Data       {dataDirectory}");
         Console.WriteLine($"  Env file   {EnvFile.PathIn(dataDirectory)}   (set -a; . {EnvFile.PathIn(dataDirectory)}; set +a)");
+        var consoleUrl = app.Services.GetRequiredService<PublicUrl>().Combine(ConsoleClient.BasePath);
+        string? signInLink = null;
         if (env.TryGetValue("LATTICE_USER_EMAIL", out var userEmail) && env.TryGetValue("LATTICE_USER_PASSWORD", out var userPassword))
         {
+            signInLink = await SignInLinkAsync(app, userEmail, userPassword, cancellationToken);
             Console.WriteLine();
+            Console.WriteLine($"  Console    {consoleUrl}");
+            if (signInLink is not null)
+            {
+                Console.WriteLine($"             {signInLink}   (signs {userEmail} in with one click; works once)");
+            }
             Console.WriteLine($"  Sign in    {address}/account/login");
             Console.WriteLine($"  E-mail     {userEmail}");
             Console.WriteLine($"  Password   {userPassword}   (kept in the env file)");
             Console.WriteLine("             From a terminal: lattice login");
+        }
+        else
+        {
+            Console.WriteLine();
+            Console.WriteLine($"  Console    {consoleUrl}");
         }
         if (runtimeModel is not null && engines is not null)
         {
@@ -210,6 +225,11 @@ internal static class UpCommand
         {
             Console.WriteLine($"LATTICE_RUNTIME_MODEL={runtimeModel}");
         }
+        Console.WriteLine($"LATTICE_CONSOLE_URL={consoleUrl}");
+        if (signInLink is not null)
+        {
+            Console.WriteLine($"LATTICE_CONSOLE_SIGN_IN_URL={signInLink}");
+        }
         Console.Out.Flush();
 
         await app.WaitForShutdownAsync(cancellationToken);
@@ -225,6 +245,17 @@ internal static class UpCommand
         await app.DisposeAsync();
         Console.WriteLine("  Lattice stopped.");
         return 0;
+    }
+
+    /// <summary>
+    /// A one-click sign-in link for the dev user (<see cref="SignInLinks"/>: single use, in this process's memory), or null
+    /// when the env file's password no longer signs that user in (someone changed it).
+    /// </summary>
+    private static async Task<string?> SignInLinkAsync(WebApplication app, string email, string password, CancellationToken cancellationToken)
+    {
+        await using var scope = app.Services.CreateAsyncScope();
+        var user = await scope.ServiceProvider.GetRequiredService<UserService>().VerifyAsync(email, password, cancellationToken);
+        return user is null ? null : app.Services.GetRequiredService<PublicUrl>().Combine(app.Services.GetRequiredService<SignInLinks>().Issue(user.Id));
     }
 
     /// <summary>The dev workspace's local runtime: reuses the stored credential while its record is live, else creates and pairs a new one.</summary>

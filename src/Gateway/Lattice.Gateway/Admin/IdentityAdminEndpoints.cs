@@ -216,7 +216,7 @@ internal static class IdentityAdminEndpoints
     private static async Task<IResult> DeleteAppAsync(HttpContext context, string clientId, OAuthAppService apps, GrantService grants)
     {
         var row = await apps.FindAsync(clientId);
-        if (row is null || !Manages(context, row.WorkspaceId) || clientId == IdentityServices.CliClientId)
+        if (row is null || !Manages(context, row.WorkspaceId) || clientId is IdentityServices.CliClientId or Console.ConsoleClient.ClientId)
         {
             return Error(AppNotFound(clientId));
         }

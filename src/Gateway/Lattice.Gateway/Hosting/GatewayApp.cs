@@ -7,6 +7,7 @@ using Lattice.Gateway.Auth;
 using Lattice.Gateway.Billing;
 using Lattice.Gateway.Catalog;
 using Lattice.Gateway.Cluster;
+using Lattice.Gateway.Console;
 using Lattice.Gateway.Identity;
 using Lattice.Gateway.Metering;
 using Lattice.Gateway.OpenAi;
@@ -167,7 +168,9 @@ public static class GatewayApp
         app.MapBilling();
         app.MapIdentity();
         app.MapDeviceDone();
+        app.MapSignInLinks();
         app.MapInvitations();
+        app.MapConsole();
         app.MapFallback(context => OpenAiErrors.WriteAsync(context, GatewayError.NotFound($"Invalid URL ({context.Request.Method} {context.Request.Path}).")));
         return app;
     }

@@ -193,14 +193,19 @@ public static class IdentityEndpoints
             // A grant already covering every requested scope is reused unless the app asks to prompt again.
             if (!request.HasPromptValue(PromptValues.Consent))
             {
-                await foreach (var existing in authorizations.FindAsync(user.Id, applicationId, Statuses.Valid, AuthorizationTypes.Permanent, requested))
+                if (await FindGrantAsync(authorizations, db, user.Id, applicationId, requested, workspaces.Select(w => w.Id)) is { } reused)
                 {
-                    var id = await authorizations.GetIdAsync(existing);
-                    var grant = await db.OAuthGrants.AsNoTracking().FirstOrDefaultAsync(g => g.Id == id && g.RevokedAt == null);
-                    if (grant is not null && workspaces.Any(w => w.Id == grant.WorkspaceId))
-                    {
-                        return SignIn(Identity(user, grant.WorkspaceId, requested, id!));
-                    }
+                    return SignIn(Identity(user, reused.WorkspaceId, requested, reused.Id));
+                }
+                // A first-party app (the console) asks no consent of someone with one workspace: it gets what the person
+                // may do there — workspace admin only in a workspace they own.
+                if (workspaces.Count == 1 && await applications.HasConsentTypeAsync(application, ConsentTypes.Implicit))
+                {
+                    var only = workspaces[0].Id;
+                    var scopes = await AllowedAsync(users, user.Id, only, requested);
+                    var firstPartyGrant = (await FindGrantAsync(authorizations, db, user.Id, applicationId, scopes, [only]))?.Id
+                        ?? await CreateGrantAsync(authorizations, grants, user, applicationId, request.ClientId!, only, scopes);
+                    return SignIn(Identity(user, only, scopes, firstPartyGrant));
                 }
             }
             if (request.HasPromptValue(PromptValues.None))
@@ -225,9 +230,36 @@ public static class IdentityEndpoints
         {
             return Pages.Message("Authorize " + appName, error, StatusCodes.Status400BadRequest);
         }
+        granted = await AllowedAsync(users, user.Id, workspaceId!, granted);
         var grantId = await CreateGrantAsync(authorizations, grants, user, applicationId, request.ClientId!, workspaceId!, granted);
         return SignIn(Identity(user, workspaceId!, granted, grantId));
     }
+
+    /// <summary>A live grant of the user to the app covering <paramref name="scopes"/>, in one of <paramref name="workspaceIds"/>.</summary>
+    private static async Task<(string Id, string WorkspaceId)?> FindGrantAsync(IOpenIddictAuthorizationManager authorizations, LatticeDbContext db,
+        string userId, string applicationId, ImmutableArray<string> scopes, IEnumerable<string> workspaceIds)
+    {
+        var allowed = workspaceIds.ToHashSet(StringComparer.Ordinal);
+        await foreach (var existing in authorizations.FindAsync(userId, applicationId, Statuses.Valid, AuthorizationTypes.Permanent, scopes))
+        {
+            var id = await authorizations.GetIdAsync(existing);
+            var grant = await db.OAuthGrants.AsNoTracking().FirstOrDefaultAsync(g => g.Id == id && g.RevokedAt == null);
+            if (grant is not null && allowed.Contains(grant.WorkspaceId))
+            {
+                return (id!, grant.WorkspaceId);
+            }
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// <paramref name="scopes"/> less what the person may not do in the workspace: managing it
+    /// (<see cref="Auth.Scopes.WorkspaceAdmin"/>) is for its owners only, whatever the app asked for.
+    /// </summary>
+    private static async Task<ImmutableArray<string>> AllowedAsync(UserService users, string userId, string workspaceId, ImmutableArray<string> scopes) =>
+        scopes.Contains(Auth.Scopes.WorkspaceAdmin) && await users.RoleAsync(workspaceId, userId) != UserService.OwnerRole
+            ? scopes.Remove(Auth.Scopes.WorkspaceAdmin)
+            : scopes;
 
     /// <summary>What the user chose: the workspace (one of theirs) and the scopes (a subset of those requested).</summary>
     private static (string? WorkspaceId, ImmutableArray<string> Granted, string? Error) ReadDecision(
@@ -328,7 +360,8 @@ public static class IdentityEndpoints
             return Forbid(Errors.InvalidGrant, "The grant is not valid.");
         }
         var user = await users.FindAsync(userId);
-        if (user is null || !await users.IsMemberAsync(workspaceId, userId))
+        var role = user is null ? null : await users.RoleAsync(workspaceId, userId);
+        if (user is null || role is null)
         {
             return Forbid(Errors.InvalidGrant, "The user is no longer a member of the workspace this grant was made in.");
         }
@@ -336,7 +369,13 @@ public static class IdentityEndpoints
         {
             return Forbid(Errors.InvalidGrant, "The grant has been revoked.");
         }
-        var identity = Identity(user, workspaceId, principal.GetScopes(), grantId);
+        // An owner who has since become a member no longer manages the workspace, whatever the grant says.
+        var scopes = principal.GetScopes();
+        if (role != UserService.OwnerRole)
+        {
+            scopes = scopes.Remove(Auth.Scopes.WorkspaceAdmin);
+        }
+        var identity = Identity(user, workspaceId, scopes, grantId);
         return SignIn(identity);
     }
 

@@ -36,6 +36,7 @@ public static class IdentityServices
     {
         services.AddSingleton(sp => new SigningKeys(sp.GetRequiredService<IOptions<GatewayOptions>>().Value.DataDirectory));
         services.AddSingleton<RevocationSet>();
+        services.AddSingleton<SignInLinks>();
         services.AddSingleton<AccessTokenValidator>();
         services.AddSingleton<OAuthPruner>();
         services.AddHostedService(sp => sp.GetRequiredService<OAuthPruner>());
@@ -82,7 +83,11 @@ public static class IdentityServices
             });
 
         services.AddOpenIddict()
-            .AddCore(o => o.UseEntityFrameworkCore().UseDbContext<LatticeDbContext>())
+            .AddCore(o =>
+            {
+                o.UseEntityFrameworkCore().UseDbContext<LatticeDbContext>();
+                o.ReplaceApplicationManager<OpenIddict.EntityFrameworkCore.Models.OpenIddictEntityFrameworkCoreApplication, Console.ConsoleAwareApplicationManager>();
+            })
             .AddServer(o =>
             {
                 o.SetAuthorizationEndpointUris("connect/authorize")
@@ -98,7 +103,8 @@ public static class IdentityServices
                     .AllowRefreshTokenFlow()
                     .AllowDeviceAuthorizationFlow();
 
-                o.RegisterScopes([.. StandardScopes, .. GrantableScopes]);
+                // Workspace admin is registered, but only the console's client is permitted to ask for it (see Console/ConsoleClient).
+                o.RegisterScopes([.. StandardScopes, .. GrantableScopes, Auth.Scopes.WorkspaceAdmin]);
                 o.RegisterAudiences(AccessTokenValidator.Audience);
 
                 // Access tokens are plain signed JWTs (eyJ…) that the gateway checks without the database.

@@ -7,7 +7,12 @@ using static OpenIddict.Abstractions.OpenIddictConstants;
 namespace Lattice.Gateway.Identity;
 
 /// <summary>What an app registration asks for.</summary>
-public sealed record OAuthAppSpec(string Name, IReadOnlyList<string> RedirectUris, IReadOnlyList<string> Scopes, bool Confidential, bool DeviceFlow);
+/// <param name="FirstParty">
+/// Lattice's own app (the console): no consent screen for a person with one workspace (OpenIddict's implicit consent
+/// type), and the authorization endpoint without registered redirect URIs, its one being checked by
+/// <see cref="Console.ConsoleAwareApplicationManager"/>. Never set from the admin API.
+/// </param>
+public sealed record OAuthAppSpec(string Name, IReadOnlyList<string> RedirectUris, IReadOnlyList<string> Scopes, bool Confidential, bool DeviceFlow, bool FirstParty = false);
 
 /// <summary>A registered app as listings show it (never its secret).</summary>
 public sealed record OAuthAppInfo(string ClientId, string WorkspaceId, string Name, string[] RedirectUris, string[] Scopes, bool Confidential, bool DeviceFlow, DateTimeOffset CreatedAt);
@@ -25,7 +30,7 @@ public sealed class OAuthAppService(LatticeDbContext db, IOpenIddictApplicationM
             ClientId = clientId,
             ClientSecret = secret,
             ClientType = spec.Confidential ? ClientTypes.Confidential : ClientTypes.Public,
-            ConsentType = ConsentTypes.Explicit,
+            ConsentType = spec.FirstParty ? ConsentTypes.Implicit : ConsentTypes.Explicit,
             DisplayName = spec.Name,
         };
         foreach (var uri in spec.RedirectUris)
@@ -37,7 +42,7 @@ public sealed class OAuthAppService(LatticeDbContext db, IOpenIddictApplicationM
         {
             descriptor.Permissions.Add(Permissions.Endpoints.Introspection);
         }
-        if (spec.RedirectUris.Count > 0)
+        if (spec.RedirectUris.Count > 0 || spec.FirstParty)
         {
             descriptor.Permissions.UnionWith([Permissions.Endpoints.Authorization, Permissions.GrantTypes.AuthorizationCode, Permissions.ResponseTypes.Code]);
             descriptor.Requirements.Add(Requirements.Features.ProofKeyForCodeExchange);

@@ -17,6 +17,7 @@ internal static class Pages
         [Auth.Scopes.UsageRead] = "Read your usage",
         [Auth.Scopes.WorkspaceOnly] = "Keep requests on your own workspace's capacity",
         [Auth.Scopes.Marketplace] = "Send requests to marketplace providers, billed to your workspace",
+        [Auth.Scopes.WorkspaceAdmin] = "Manage the workspace's keys, apps, members, limits and usage (if you own it)",
         ["offline_access"] = "Stay connected when you are not using it (refresh tokens)",
         ["openid"] = "Know who you are",
         ["profile"] = "See your name",

@@ -77,6 +77,12 @@ public sealed class UserService(LatticeDbContext db, GrantService grants, Runtim
         return rows.OrderBy(r => r.CreatedAt).Select(r => r.w).ToList();
     }
 
+    /// <summary>The user's role in the workspace (<c>owner</c> or <c>member</c>), or null when not a member.</summary>
+    public Task<string?> RoleAsync(string workspaceId, string userId, CancellationToken cancellationToken = default) =>
+        db.WorkspaceMembers.Where(m => m.WorkspaceId == workspaceId && m.UserId == userId).Select(m => (string?)m.Role).FirstOrDefaultAsync(cancellationToken);
+
+    public const string OwnerRole = "owner";
+
     public Task<bool> IsMemberAsync(string workspaceId, string userId, CancellationToken cancellationToken = default) =>
         db.WorkspaceMembers.AnyAsync(m => m.WorkspaceId == workspaceId && m.UserId == userId, cancellationToken);
 

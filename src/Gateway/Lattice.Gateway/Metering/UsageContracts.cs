@@ -41,7 +41,8 @@ public sealed record UsageRequestListDto(IReadOnlyList<UsageRequestDto> Data, bo
 
 /// <summary>
 /// One group's totals in a bucket: OpenAI's <c>organization.usage.completions.result</c> (so clients of OpenAI's usage
-/// API read it), with Lattice's cost, audio and grouping fields added. A grouping field is null unless grouped by.
+/// API read it), with Lattice's cost, audio and grouping fields added. A grouping field is null unless grouped by;
+/// <c>status</c> is <c>ok</c>, an error code, <c>cancelled</c> or <c>interrupted</c>.
 /// </summary>
 public sealed record UsageResultDto(
     long NumModelRequests,
@@ -55,7 +56,8 @@ public sealed record UsageResultDto(
     string? KeyId,
     string? AppId,
     string? UserId,
-    string? Task)
+    string? Task,
+    string? Status = null)
 {
     [JsonPropertyOrder(-1)]
     public string Object => "organization.usage.completions.result";

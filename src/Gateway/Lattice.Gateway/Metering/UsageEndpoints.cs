@@ -13,7 +13,8 @@ namespace Lattice.Gateway.Metering;
 /// <summary>
 /// The usage API: one line per request (<c>GET /v1/usage/requests</c>) and totals per time bucket shaped like OpenAI's
 /// organization usage API (<c>GET /v1/usage</c>). A developer key sees its workspace's records; an access token only
-/// the records made with its own grant. Needs <c>lattice:compute:usage:read</c>.
+/// the records made with its own grant, unless it also manages the workspace (<c>lattice:workspace:admin</c>, which only an
+/// owner signed in to the console holds). Needs <c>lattice:compute:usage:read</c>.
 /// </summary>
 public static class UsageEndpoints
 {
@@ -30,12 +31,18 @@ public static class UsageEndpoints
         return routes;
     }
 
-    /// <summary>The records <paramref name="caller"/> may see: its workspace's, and of those a token's only its grant's.</summary>
+    /// <summary>
+    /// Whether <paramref name="caller"/> sees its whole workspace's records: a key does, and a token of someone who manages
+    /// the workspace; any other token sees only what its own grant did.
+    /// </summary>
+    public static bool SeesWholeWorkspace(Caller caller) => caller.Kind != CredentialKind.AccessToken || caller.HasScope(Scopes.WorkspaceAdmin);
+
+    /// <summary>The records <paramref name="caller"/> may see: its workspace's, and of those a token's only its grant's (see <see cref="SeesWholeWorkspace"/>).</summary>
     public static IQueryable<UsageRecordEntity> VisibleTo(this IQueryable<UsageRecordEntity> records, Caller caller)
     {
         var workspaceId = caller.WorkspaceId;
         var query = records.Where(r => r.WorkspaceId == workspaceId);
-        if (caller.Kind == CredentialKind.AccessToken)
+        if (!SeesWholeWorkspace(caller))
         {
             var grantId = caller.CredentialId;
             query = query.Where(r => r.GrantId == grantId);
@@ -145,6 +152,7 @@ public static class UsageEndpoints
         ("app_id", "AppId"),
         ("user_id", "UserId"),
         ("task", "Task"),
+        ("status", "Status"),
     ];
 
     private const string PagePrefix = "page_";
@@ -170,10 +178,10 @@ public static class UsageEndpoints
             var start = window.FirstBucket + i * width;
             var results = byBucket[i]
                 .OrderBy(r => r.Model, StringComparer.Ordinal).ThenBy(r => r.KeyId, StringComparer.Ordinal).ThenBy(r => r.AppId, StringComparer.Ordinal)
-                .ThenBy(r => r.UserId, StringComparer.Ordinal).ThenBy(r => r.Task, StringComparer.Ordinal)
+                .ThenBy(r => r.UserId, StringComparer.Ordinal).ThenBy(r => r.Task, StringComparer.Ordinal).ThenBy(r => r.Status, StringComparer.Ordinal)
                 .Select(r => new UsageResultDto(
                     r.Requests, r.InputTokens, r.OutputTokens, r.CachedTokens, r.InputTokens - r.CachedTokens, Seconds(r.AudioMilliseconds),
-                    CostCalculator.FormatUsd(r.CostPicoUsd), r.Model, r.KeyId, r.AppId, r.UserId, r.Task))
+                    CostCalculator.FormatUsd(r.CostPicoUsd), r.Model, r.KeyId, r.AppId, r.UserId, r.Task, r.Status))
                 .ToList();
             buckets.Add(new UsageBucketDto(start, start + width, results));
         }
@@ -196,6 +204,7 @@ public static class UsageEndpoints
         public string? AppId { get; set; }
         public string? UserId { get; set; }
         public string? Task { get; set; }
+        public string? Status { get; set; }
         public long Requests { get; set; }
         public long InputTokens { get; set; }
         public long OutputTokens { get; set; }
@@ -288,12 +297,12 @@ public static class UsageEndpoints
         var sql = new StringBuilder()
             .Append("SELECT (\"CreatedAt\" - {0}) / {1} AS \"Bucket\", ")
             .Append(CultureInfo.InvariantCulture, $"{Column("Model")} AS \"Model\", {Column("KeyId")} AS \"KeyId\", {Column("AppId")} AS \"AppId\", ")
-            .Append(CultureInfo.InvariantCulture, $"{Column("UserId")} AS \"UserId\", {Column("Task")} AS \"Task\", ")
+            .Append(CultureInfo.InvariantCulture, $"{Column("UserId")} AS \"UserId\", {Column("Task")} AS \"Task\", {Column("Status")} AS \"Status\", ")
             .Append("COUNT(*) AS \"Requests\", SUM(\"PromptTokens\") AS \"InputTokens\", SUM(\"CompletionTokens\") AS \"OutputTokens\", ")
             .Append("SUM(\"CachedTokens\") AS \"CachedTokens\", SUM(\"AudioMilliseconds\") AS \"AudioMilliseconds\", SUM(\"CostPicoUsd\") AS \"CostPicoUsd\" ")
             .Append("FROM \"usage_records\" WHERE \"WorkspaceId\" = {2} AND \"CreatedAt\" >= {3} AND \"CreatedAt\" < {4}");
         var parameters = new List<object> { originMs, widthMs, caller.WorkspaceId, fromMs, toMs };
-        if (caller.Kind == CredentialKind.AccessToken)
+        if (!SeesWholeWorkspace(caller))
         {
             sql.Append(" AND \"GrantId\" = {5}");
             parameters.Add(caller.CredentialId);

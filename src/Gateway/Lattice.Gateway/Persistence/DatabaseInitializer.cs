@@ -77,6 +77,7 @@ public sealed class DatabaseInitializer(
 
         await db.SaveChangesAsync(cancellationToken);
         await EnsureCliAppAsync(now, cancellationToken);
+        await EnsureConsoleAppAsync(now, cancellationToken);
         // The feed is read from here on: a change committed while the snapshots load is applied again, not missed.
         await feed.StartAsync(db, cancellationToken);
         await feed.ReloadAllAsync(cancellationToken);
@@ -166,6 +167,19 @@ public sealed class DatabaseInitializer(
         await EnsureOperatorWorkspaceAsync(now, cancellationToken);
         var spec = new Identity.OAuthAppSpec("Lattice CLI", [], scopes, Confidential: false, DeviceFlow: true);
         await apps.CreateAsync(OperatorWorkspaceId, spec, Identity.IdentityServices.CliClientId, cancellationToken);
+    }
+
+    /// <summary>The web console's public client (authorization code with PKCE, first party), owned by the operator.</summary>
+    private async Task EnsureConsoleAppAsync(DateTimeOffset now, CancellationToken cancellationToken)
+    {
+        if (await db.OAuthApps.AnyAsync(a => a.ClientId == Console.ConsoleClient.ClientId, cancellationToken))
+        {
+            await apps.AllowScopesAsync(Console.ConsoleClient.ClientId, Console.ConsoleClient.Scopes, cancellationToken);
+            return;
+        }
+        await EnsureOperatorWorkspaceAsync(now, cancellationToken);
+        var spec = new Identity.OAuthAppSpec("Lattice console", [], Console.ConsoleClient.Scopes, Confidential: false, DeviceFlow: false, FirstParty: true);
+        await apps.CreateAsync(OperatorWorkspaceId, spec, Console.ConsoleClient.ClientId, cancellationToken);
     }
 
     public static ApiKeyEntity NewKey(string workspaceId, string name, string secret, string scopes, DateTimeOffset now, DateTimeOffset? expiresAt) => new()

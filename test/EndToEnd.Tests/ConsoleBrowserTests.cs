@@ -1,0 +1,35 @@
+using Xunit.Abstractions;
+
+namespace Lattice.EndToEnd.Tests;
+
+/// <summary>
+/// The web console in a real browser: <c>test/EndToEnd.Node/console.browser.mjs</c> drives Debian's Chromium
+/// (<c>/usr/bin/chromium</c>) with playwright-core against the gateway <c>lattice up</c> started — the one-click
+/// sign-in link it printed, the overview, a key shown once and then used, its request in the usage log, a personal
+/// runtime paired and revoked. Set <c>LATTICE_CONSOLE_SCREENSHOTS</c> to a directory (e.g. <c>docs/console</c>) to
+/// save screenshots of the pages there.
+/// </summary>
+[Collection(StackCollection.Name)]
+[Trait("Category", "Console")]
+public sealed class ConsoleBrowserTests(StackFixture stack, ITestOutputHelper output)
+{
+    private static readonly TimeSpan TestTimeout = TimeSpan.FromMinutes(5);
+
+    [Fact]
+    public async Task The_console_signs_in_manages_keys_and_runtimes_and_shows_usage_in_chromium()
+    {
+        await NodeProject.EnsureInstalledAsync(output);
+        var run = await NodeProject.TestAsync(["console.browser.mjs"], new Dictionary<string, string?>
+        {
+            ["LATTICE_BASE_URL"] = stack.BaseUrl,
+            ["LATTICE_API_KEY"] = stack.ApiKey,
+            ["LATTICE_CONSOLE_SIGN_IN_URL"] = stack.ConsoleSignInUrl,
+            ["LATTICE_USER_EMAIL"] = stack.UserEmail,
+            ["LATTICE_USER_PASSWORD"] = stack.UserPassword,
+            ["LATTICE_CHAT_MODEL"] = "lovelace:chat",
+            ["LATTICE_SCREENSHOTS"] = Environment.GetEnvironmentVariable("LATTICE_CONSOLE_SCREENSHOTS") is { Length: > 0 } dir ? Path.GetFullPath(dir) : null,
+        }, TestTimeout);
+        Assert.True(run.ExitCode == 0, $"node --test in {NodeProject.ProjectDirectory} {run.Describe()}");
+        output.WriteLine(run.Output);
+    }
+}
