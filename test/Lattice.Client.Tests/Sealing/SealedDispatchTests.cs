@@ -48,6 +48,25 @@ public sealed class SealedDispatchTests(SealedGateway gateway) : IClassFixture<S
         return (await TestRuntimes.StartAsync(credentials, key, engines), key);
     }
 
+    /// <summary>A daemon with the echo engine and a work key, and an SDK client whose wire bytes are captured.</summary>
+    private sealed record Echo(TestRuntimes.Runtime Runtime, WorkKey Key, WireCapture Wire, LatticeClient Lattice, PersonalRuntime Record) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            Lattice.Dispose();
+            await Runtime.DisposeAsync();
+            Key.Dispose();
+        }
+    }
+
+    private async Task<Echo> EchoAsync()
+    {
+        var (runtime, key) = await ConnectAsync(new EchoEngine());
+        var wire = new WireCapture();
+        var lattice = Lattice(wire);
+        return new Echo(runtime, key, wire, lattice, await lattice.Runtimes.GetAsync(runtime.LatticeId));
+    }
+
     private static async Task<string> StreamedTextAsync(IChatClient chat, string prompt, ChatOptions? options = null)
     {
         var updates = new List<ChatResponseUpdate>();
@@ -94,12 +113,8 @@ public sealed class SealedDispatchTests(SealedGateway gateway) : IClassFixture<S
     [Fact]
     public async Task A_canary_in_a_sealed_prompt_and_answer_never_reaches_the_gateway_in_clear_while_the_unsealed_one_does()
     {
-        var (runtime, key) = await ConnectAsync(new EchoEngine());
-        await using var _ = runtime;
-        using var __ = key;
-        var wire = new WireCapture();
-        using var lattice = Lattice(wire);
-        var record = await lattice.Runtimes.GetAsync(runtime.LatticeId);
+        await using var echo = await EchoAsync();
+        var (runtime, wire, lattice, record) = (echo.Runtime, echo.Wire, echo.Lattice, echo.Record);
         var sealedCanary = "sealedcanary" + Guid.NewGuid().ToString("N");
         var plainCanary = "plaincanary" + Guid.NewGuid().ToString("N");
 
@@ -173,12 +188,8 @@ public sealed class SealedDispatchTests(SealedGateway gateway) : IClassFixture<S
     [Fact]
     public async Task A_work_key_swapped_in_the_gateways_record_is_refused_until_accepted()
     {
-        var (runtime, key) = await ConnectAsync(new EchoEngine());
-        await using var _ = runtime;
-        using var __ = key;
-        var wire = new WireCapture();
-        using var lattice = Lattice(wire);
-        var record = await lattice.Runtimes.GetAsync(runtime.LatticeId);
+        await using var echo = await EchoAsync();
+        var (runtime, key, wire, lattice, record) = (echo.Runtime, echo.Key, echo.Wire, echo.Lattice, echo.Record);
         Assert.Equal(key.PublicKeyText, record.PublicWorkKey);
         Assert.Equal("You said: first", (await lattice.GetSealedChatClient(record).GetResponseAsync("first")).Text); // pinned now
 
@@ -245,9 +256,8 @@ public sealed class SealedDispatchTests(SealedGateway gateway) : IClassFixture<S
     [Fact]
     public async Task Sealed_requests_are_routed_on_headers_only_to_personal_runtimes_and_malformed_ones_get_clear_errors()
     {
-        var (runtime, key) = await ConnectAsync(new EchoEngine());
-        await using var _ = runtime;
-        using var __ = key;
+        await using var echo = await EchoAsync();
+        var (runtime, key, lattice, record) = (echo.Runtime, echo.Key, echo.Lattice, echo.Record);
         await using var keyless = await TestRuntimes.ConnectAsync(gateway, gateway.KeyA, new EchoEngine());
         var personal = "lattice:personal:" + runtime.LatticeId;
         var body = SealedRequest.Seal("""{"messages":[{"role":"user","content":"hi"}]}"""u8, key.PublicKey, "sreq_test", runtime.LatticeId, out var reply);
@@ -267,8 +277,6 @@ public sealed class SealedDispatchTests(SealedGateway gateway) : IClassFixture<S
         garbage[0] = SealedFormat.Version;
         AssertError(HttpStatusCode.BadRequest, "sealed_request_unreadable", null, await PostSealedAsync(garbage, personal));
 
-        using var lattice = Lattice();
-        var record = await lattice.Runtimes.GetAsync(runtime.LatticeId);
         Assert.Equal("You said: still here", (await lattice.GetSealedChatClient(record).GetResponseAsync("still here")).Text);
         Assert.Throws<SealedDispatchUnsupportedException>(() => lattice.GetSealedChatClient(lattice.Runtimes.GetAsync(keyless.LatticeId).Result));
     }
