@@ -80,6 +80,47 @@ public class LatticeClient : IDisposable
     /// <summary>An <see cref="Microsoft.Extensions.AI.IChatClient"/> over <c>/v1/chat/completions</c>; <paramref name="model"/> is the default model id.</summary>
     public virtual LatticeChatClient GetChatClient(string? model = null) => new(this, model);
 
+    /// <summary>
+    /// An <see cref="Microsoft.Extensions.AI.IChatClient"/> whose calls are sealed to <paramref name="runtime"/>'s work key
+    /// (docs/sealed-dispatch.md): the gateway routes and meters them but relays only ciphertext, and only this client
+    /// opens the answers. The key is pinned on first use (<see cref="LatticeClientOptions.RuntimeKeyPins"/>); a call
+    /// finding another key fails with <see cref="RuntimeKeyChangedException"/> before anything is sent. Every call goes
+    /// to this runtime (its <see cref="Microsoft.Extensions.AI.ChatOptions.ModelId"/> is ignored); the answer's model is the
+    /// runtime's own name for it.
+    /// </summary>
+    /// <param name="runtime">The runtime, as read from <see cref="Runtimes"/> (it carries the published work key).</param>
+    /// <exception cref="SealedDispatchUnsupportedException">The runtime publishes no work key.</exception>
+    public virtual LatticeChatClient GetSealedChatClient(PersonalRuntime runtime)
+    {
+        var target = Sealing.SealedTarget.For(runtime);
+        return new(this, target.Model, target);
+    }
+
+    /// <summary>
+    /// Pins the work key <paramref name="runtime"/> publishes now, replacing an earlier pin: after a
+    /// <see cref="RuntimeKeyChangedException"/>, once the runtime's owner confirmed the new fingerprint.
+    /// </summary>
+    public virtual async Task AcceptRuntimeKeyAsync(PersonalRuntime runtime, CancellationToken cancellationToken = default)
+    {
+        var target = Sealing.SealedTarget.For(runtime);
+        await Options.RuntimeKeyPins.SetAsync(target.LatticeId, target.Fingerprint, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Trust on first use: pins <paramref name="fingerprint"/> the first time, and refuses any other later.</summary>
+    internal async ValueTask CheckPinAsync(string latticeId, string fingerprint, CancellationToken cancellationToken)
+    {
+        var pins = Options.RuntimeKeyPins;
+        var pinned = await pins.GetAsync(latticeId, cancellationToken).ConfigureAwait(false);
+        if (pinned is null)
+        {
+            await pins.SetAsync(latticeId, fingerprint, cancellationToken).ConfigureAwait(false);
+        }
+        else if (!string.Equals(pinned, fingerprint, StringComparison.Ordinal))
+        {
+            throw new RuntimeKeyChangedException(latticeId, pinned, fingerprint);
+        }
+    }
+
     /// <summary>An <see cref="Microsoft.Extensions.AI.IEmbeddingGenerator{TInput, TEmbedding}"/> over <c>/v1/embeddings</c>.</summary>
     public virtual LatticeEmbeddingGenerator GetEmbeddingGenerator(string? model = null) => new(this, model);
 

@@ -34,6 +34,12 @@ public sealed record LatticeClientOptions
     /// </summary>
     public string? PinnedRuntimeId { get; init; }
 
+    /// <summary>
+    /// Where sealed calls pin each runtime's work-key fingerprint on first use. Default a new
+    /// <see cref="InMemoryRuntimeKeyPinStore"/> (shared by the clients <see cref="LatticeClient.WithRuntime"/> makes).
+    /// </summary>
+    public IRuntimeKeyPinStore RuntimeKeyPins { get; init; } = new InMemoryRuntimeKeyPinStore();
+
     /// <summary>The clock for backoff, <c>retry-after</c> and token expiry. Default the system's.</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 

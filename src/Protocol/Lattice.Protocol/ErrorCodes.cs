@@ -35,6 +35,10 @@ public static class ErrorCodes
     public const string MethodNotAllowed = "method_not_allowed";
     public const string ModelNotSupported = "model_not_supported";
     public const string Conflict = "conflict";
+    /// <summary>A sealed request went to something that cannot open it: not a personal runtime, or a daemon without sealed dispatch.</summary>
+    public const string SealedDispatchUnsupported = "sealed_dispatch_unsupported";
+    /// <summary>The runtime could not open a sealed request: sealed to another key, request or runtime, or altered.</summary>
+    public const string SealedRequestUnreadable = "sealed_request_unreadable";
 }
 
 /// <summary>The <c>type</c> values of the OpenAI error envelope.</summary>

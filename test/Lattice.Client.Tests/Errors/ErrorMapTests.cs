@@ -38,7 +38,7 @@ public sealed class ErrorMapTests
     public void The_sdk_lists_exactly_the_gateway_codes_plus_oauth_and_client_side_ones()
     {
         var sdk = Constants(typeof(LatticeErrorCodes)).ToHashSet();
-        sdk.ExceptWith(["invalid_grant", "access_denied", "expired_token", "private_only", "no_reachable_runtime"]);
+        sdk.ExceptWith(["invalid_grant", "access_denied", "expired_token", "private_only", "no_reachable_runtime", "runtime_key_changed", "sealed_answer_invalid"]);
         Assert.Equal(Constants(typeof(Lattice.Protocol.ErrorCodes)).Order(), sdk.Order());
     }
 
@@ -50,6 +50,8 @@ public sealed class ErrorMapTests
     [InlineData("personal_lattice_relay_unavailable", typeof(RelayUnavailableException), typeof(LatticeException))]
     [InlineData("personal_lattice_execution_timeout", typeof(ExecutionTimeoutException), typeof(LatticeException))]
     [InlineData("runtime_unreachable", typeof(RuntimeUnreachableException), typeof(LatticeException))]
+    [InlineData("sealed_dispatch_unsupported", typeof(SealedDispatchUnsupportedException), typeof(InvalidRequestException))]
+    [InlineData("sealed_request_unreadable", typeof(SealedRequestUnreadableException), typeof(InvalidRequestException))]
     public void Codes_map_to_their_types_and_families(string code, Type type, Type family)
     {
         var exception = LatticeException.FromError(new LatticeError(400, code, null, "m"));

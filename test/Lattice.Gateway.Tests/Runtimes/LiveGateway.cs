@@ -46,12 +46,21 @@ public class LiveGateway : IAsyncLifetime
         builder.Configuration.AddInMemoryCollection(_settings);
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        Configure(builder);
         _app = GatewayApp.Build(builder);
         await _app.StartAsync();
         Origin = _app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First().TrimEnd('/');
         Admin = Client(AdminKey);
         KeyA = await NewWorkspaceKeyAsync("a");
         KeyB = await NewWorkspaceKeyAsync("b");
+    }
+
+    /// <summary>The gateway's data directory (its SQLite database and anything else it writes).</summary>
+    public string DataDirectory => _dataDir;
+
+    /// <summary>A subclass's own changes to the host before it is built (logging providers, services).</summary>
+    protected virtual void Configure(WebApplicationBuilder builder)
+    {
     }
 
     public HttpClient Client(string key)

@@ -41,9 +41,12 @@ public static class TestRuntimes
         return await StartAsync(credentials, engines);
     }
 
-    public static async Task<Runtime> StartAsync(RuntimeCredentials credentials, params IEngine[] engines)
+    public static Task<Runtime> StartAsync(RuntimeCredentials credentials, params IEngine[] engines) => StartAsync(credentials, null, engines);
+
+    /// <summary>A daemon with <paramref name="workKey"/>: it announces the key and takes sealed dispatches.</summary>
+    public static async Task<Runtime> StartAsync(RuntimeCredentials credentials, Lattice.Protocol.Sealing.WorkKey? workKey, params IEngine[] engines)
     {
-        var client = new RuntimeClient(credentials, new EngineSet(engines), 8);
+        var client = new RuntimeClient(credentials, new EngineSet(engines), 8, workKey: workKey);
         var connected = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         client.Status += s =>
         {

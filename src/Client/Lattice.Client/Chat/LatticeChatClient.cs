@@ -17,21 +17,40 @@ public class LatticeChatClient : IChatClient
     private readonly LatticeClient _client;
     private readonly string? _model;
     private readonly ChatClientMetadata _metadata;
+    private readonly Sealing.SealedTarget? _sealed;
 
-    internal LatticeChatClient(LatticeClient client, string? model)
+    internal LatticeChatClient(LatticeClient client, string? model, Sealing.SealedTarget? sealedTo = null)
     {
         _client = client;
         _model = model;
+        _sealed = sealedTo;
         _metadata = new ChatClientMetadata("lattice", client.Options.Endpoint, model);
     }
+
+    /// <summary>
+    /// Sends the chat: as it is, or sealed to the runtime's work key (<see cref="LatticeClient.GetSealedChatClient"/>),
+    /// in which case the answer has been opened when this returns.
+    /// </summary>
+    private async Task<HttpResponseMessage> SendAsync(string model, IEnumerable<ChatMessage> messages, ChatOptions? options, bool stream,
+        HttpCompletionOption completion, CancellationToken cancellationToken)
+    {
+        var body = ChatRequestWriter.Write(model, messages, options, stream);
+        if (_sealed is not null)
+        {
+            return await Sealing.SealedCall.SendAsync(_client, _sealed, Path, body, stream, completion, cancellationToken).ConfigureAwait(false);
+        }
+        using var request = LatticeClient.JsonRequest(Path, model, body);
+        return await _client.SendAsync(request, completion, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The model a call goes to: a sealed client's runtime always, else the call's, the client's or the pinned runtime's.</summary>
+    private string ModelFor(ChatOptions? options) => _sealed?.Model ?? _client.ResolveModel(options?.ModelId, _model);
 
     /// <inheritdoc/>
     public virtual async Task<ChatResponse> GetResponseAsync(IEnumerable<ChatMessage> messages, ChatOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(messages);
-        var model = _client.ResolveModel(options?.ModelId, _model);
-        using var request = LatticeClient.JsonRequest(Path, model, ChatRequestWriter.Write(model, messages, options, stream: false));
-        using var response = await _client.SendAsync(request, HttpCompletionOption.ResponseContentRead, cancellationToken).ConfigureAwait(false);
+        using var response = await SendAsync(ModelFor(options), messages, options, stream: false, HttpCompletionOption.ResponseContentRead, cancellationToken).ConfigureAwait(false);
         var completion = await LatticeClient.ReadAsync(response, OpenAiJsonContext.Default.ChatCompletion, cancellationToken).ConfigureAwait(false);
 
         var choice = completion.Choices is { Count: > 0 } choices ? choices[0] : null;
@@ -68,9 +87,7 @@ public class LatticeChatClient : IChatClient
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(messages);
-        var model = _client.ResolveModel(options?.ModelId, _model);
-        using var request = LatticeClient.JsonRequest(Path, model, ChatRequestWriter.Write(model, messages, options, stream: true));
-        using var response = await _client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
+        using var response = await SendAsync(ModelFor(options), messages, options, stream: true, HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
         var requestId = RequestIdProperty(response);
         // Tool calls arrive in fragments keyed by index; they are whole only once the stream says why it finished.
         Dictionary<int, (string? Id, string? Name, System.Text.StringBuilder Arguments)>? calls = null;

@@ -19,6 +19,8 @@ internal static class ErrorMap
             [LatticeErrorCodes.UnsupportedMediaType] = (e, x) => new UnsupportedMediaTypeException(e, x),
             [LatticeErrorCodes.MethodNotAllowed] = (e, x) => new MethodNotAllowedException(e, x),
             [LatticeErrorCodes.Conflict] = (e, x) => new ConflictException(e, x),
+            [LatticeErrorCodes.SealedDispatchUnsupported] = (e, x) => new SealedDispatchUnsupportedException(e, x),
+            [LatticeErrorCodes.SealedRequestUnreadable] = (e, x) => new SealedRequestUnreadableException(e, x),
             [LatticeErrorCodes.InvalidApiKey] = (e, x) => new InvalidApiKeyException(e, x),
             [LatticeErrorCodes.RevokedGrant] = (e, x) => new RevokedGrantException(e, x),
             [LatticeErrorCodes.InvalidGrant] = (e, x) => new InvalidGrantException(e, x),

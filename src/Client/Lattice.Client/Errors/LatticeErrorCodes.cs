@@ -38,6 +38,8 @@ public static class LatticeErrorCodes
     public const string MethodNotAllowed = "method_not_allowed";
     public const string ModelNotSupported = "model_not_supported";
     public const string Conflict = "conflict";
+    public const string SealedDispatchUnsupported = "sealed_dispatch_unsupported";
+    public const string SealedRequestUnreadable = "sealed_request_unreadable";
 
     /// <summary>OAuth (RFC 6749): a refresh token or code that is spent, expired or of a revoked grant.</summary>
     public const string InvalidGrant = "invalid_grant";
@@ -50,5 +52,9 @@ public static class LatticeErrorCodes
     public const string PrivateOnly = "private_only";
     /// <summary>Client-side: no reachable personal runtime serves what was asked.</summary>
     public const string NoReachableRuntime = "no_reachable_runtime";
+    /// <summary>Client-side: a runtime's work key is not the one pinned for it (nothing was sent).</summary>
+    public const string RuntimeKeyChanged = "runtime_key_changed";
+    /// <summary>Client-side: a sealed answer did not open (altered, cut short, or not sealed to this call).</summary>
+    public const string SealedAnswerInvalid = "sealed_answer_invalid";
 #pragma warning restore CS1591
 }

@@ -111,6 +111,30 @@ public class ConflictException : InvalidRequestException
     }
 }
 
+/// <summary>
+/// <c>sealed_dispatch_unsupported</c> (400): a sealed call went to something that cannot open it — not a personal
+/// runtime, or a runtime whose daemon has no work key or predates sealed dispatch.
+/// </summary>
+public class SealedDispatchUnsupportedException : InvalidRequestException
+{
+    /// <summary>Creates the exception for <paramref name="error"/>.</summary>
+    public SealedDispatchUnsupportedException(LatticeError error, Exception? innerException = null) : base(error, innerException)
+    {
+    }
+}
+
+/// <summary>
+/// <c>sealed_request_unreadable</c> (400): the runtime could not open the sealed request — it was sealed to a key the
+/// runtime does not hold (a key accepted with <see cref="LatticeClient.AcceptRuntimeKeyAsync"/> that is not its own), or altered.
+/// </summary>
+public class SealedRequestUnreadableException : InvalidRequestException
+{
+    /// <summary>Creates the exception for <paramref name="error"/>.</summary>
+    public SealedRequestUnreadableException(LatticeError error, Exception? innerException = null) : base(error, innerException)
+    {
+    }
+}
+
 /// <summary><c>invalid_api_key</c> (401): no credential, or an unknown, revoked or expired key, or an invalid or expired access token.</summary>
 public class InvalidApiKeyException : LatticeException
 {

@@ -9,7 +9,8 @@ internal sealed class ErrorHandler(TimeProvider time) : DelegatingHandler
     protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         var response = await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
-        if (response.IsSuccessStatusCode)
+        // A sealed error answer is the runtime's, sealed to the call: only the call can open it (Sealing/SealedCall).
+        if (response.IsSuccessStatusCode || Protocol.Sealing.SealedHttp.IsSealed(response.Content.Headers.ContentType?.ToString()))
         {
             return response;
         }

@@ -5,10 +5,10 @@ namespace Lattice.Client.Pipeline;
 /// <list type="number">
 /// <item><see cref="RetryHandler"/>: one idempotency key per call; retries with backoff and <c>retry-after</c>.</item>
 /// <item><see cref="AuthenticationHandler"/>: the token, renewed once when the gateway refuses it.</item>
-/// <item>(a sealing stage goes here: it sees each attempt with its credential and target runtime
-/// (<see cref="LatticeRequestOptions.RuntimeId"/>), and seals the body / unseals the answer)</item>
 /// <item><see cref="ErrorHandler"/>: a non-success answer becomes its typed <see cref="LatticeException"/>.</item>
 /// </list>
+/// Sealing is not a stage: a sealed call is sealed once, before the pipeline, so every retry sends the same bytes and an
+/// idempotent replay of its answer opens with the same reply key (<see cref="Sealing.SealedCall"/>).
 /// </summary>
 internal static class LatticePipeline
 {

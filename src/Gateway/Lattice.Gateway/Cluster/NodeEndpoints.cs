@@ -25,6 +25,8 @@ public static class NodeEndpoints
     public const string TaskHeader = "Lattice-Task";
     public const string ModelHeader = "Lattice-Model";
     public const string StreamHeader = "Lattice-Stream";
+    /// <summary>Present for a sealed request: the request id it is bound to (the body is ciphertext, relayed as it is).</summary>
+    public const string SealedRequestIdHeader = Protocol.Sealing.SealedHttp.RequestIdHeader;
 
     public static string DispatchPath(string latticeId) => $"internal/v1/runtimes/{Uri.EscapeDataString(latticeId)}/dispatch";
 
@@ -134,7 +136,8 @@ public static class NodeEndpoints
             var read = await request.Body.ReadAtLeastAsync(body.AsMemory(0, length), length, throwOnEndOfStream: true, aborted);
             // Cancelled when the forwarding node goes away or cancels: the link then cancels the runtime's work.
             opening = await runtimes.OpenLinkAsync(connection, capability, task, body.AsMemory(0, read), request.ContentType ?? "application/json",
-                request.Headers[StreamHeader] == "true", hop.Token);
+                request.Headers[StreamHeader] == "true", hop.Token,
+                request.Headers[SealedRequestIdHeader] is { Count: 1 } sealedId && Protocol.Sealing.SealedHttp.IsValidRequestId(sealedId[0]) ? sealedId[0] : null);
         }
         finally
         {

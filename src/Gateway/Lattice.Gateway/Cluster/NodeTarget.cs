@@ -77,6 +77,10 @@ public sealed partial class NodeTarget : IDispatchTarget, IDisposable
         message.Headers.TryAddWithoutValidation(NodeEndpoints.ModelHeader, capability.Model);
         message.Headers.TryAddWithoutValidation(NodeEndpoints.StreamHeader, input.Stream ? "true" : "false");
         message.Content.Headers.TryAddWithoutValidation("Content-Type", input.ContentType);
+        if (input.SealedRequestId is { } sealedId)
+        {
+            message.Headers.TryAddWithoutValidation(NodeEndpoints.SealedRequestIdHeader, sealedId);
+        }
 
         HttpResponseMessage? response = null;
         PipeReader? pipe = null;

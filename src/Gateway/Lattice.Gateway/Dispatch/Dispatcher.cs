@@ -138,7 +138,8 @@ public sealed partial class Dispatcher(
             {
                 await using (response)
                 {
-                    var sse = response.ContentType.StartsWith("text/event-stream", StringComparison.OrdinalIgnoreCase);
+                    // A sealed answer is records of ciphertext whatever the runtime made of it: never read as events.
+                    var sse = !request.Sealed && response.ContentType.StartsWith("text/event-stream", StringComparison.OrdinalIgnoreCase);
                     using var relay = GatewayTracing.Start("lattice.relay");
                     if (sse)
                     {
@@ -218,7 +219,9 @@ public sealed partial class Dispatcher(
     {
         // An answer in the surface's own API is read by that API's rules: where its usage is, how its stream ends.
         var native = response.Native ? NativeReader(request.Surface) : null;
-        var json = !sse && response.ContentType.StartsWith("application/json", StringComparison.OrdinalIgnoreCase);
+        // A sealed answer passes as the runtime sealed it: no model rewritten, no usage read or removed, nothing kept.
+        var opaque = request.Sealed;
+        var json = !sse && !opaque && response.ContentType.StartsWith("application/json", StringComparison.OrdinalIgnoreCase);
         // The answer names the model the client asked for, never the upstream's or engine's name: the value of each
         // `model` member is replaced in every event of a stream and in a JSON answer as its bytes pass. That changes
         // the length, so only other answers (text, subtitles) keep the target's Content-Length.
@@ -228,11 +231,13 @@ public sealed partial class Dispatcher(
         var rewriter = json && model is not null ? new ModelFieldRewriter(model) : null;
         sink.Start(response.Status, response.ContentType, model is null ? response.ContentLength : null, sse, response.Native);
         var meterBody = meter.Enabled && request.Task.MeteringUnit != MeteringUnits.Requests;
+        // A sealed stream leaves chunk by chunk, as the runtime sealed them.
+        var flushEach = sse || (opaque && request.Stream);
         // A stream keeps what it relayed (up to 1 MiB) only so that a cancelled one can be counted.
         using var filter = sse
             ? new SseUsageFilter(response.UsageInjected, meterBody ? KeepStreamBytes : 0, native is null ? request.Task.UsagePath : null, request.Task.MeteringUnit, native, model)
             : null;
-        using var copy = !sse && meterBody ? new PooledCopy() : null;
+        using var copy = !sse && !opaque && meterBody ? new PooledCopy() : null;
         var writer = sink.Writer;
 
         long relayed = 0;
@@ -273,7 +278,7 @@ public sealed partial class Dispatcher(
                 // A stream leaves as it arrives. A whole answer (JSON, text) is no use to a client in pieces: it is held
                 // (up to HoldWholeAnswerBytes) and leaves with the end of the response, in one write with its last
                 // chunk, rather than a send of its own and another for the end.
-                if (!read.MoreReady && (sse || held > HoldWholeAnswerBytes))
+                if (!read.MoreReady && (flushEach || held > HoldWholeAnswerBytes))
                 {
                     held = 0;
                     firstByte ??= time.GetTimestamp();
@@ -322,6 +327,11 @@ public sealed partial class Dispatcher(
         else if (!ok || !meterBody)
         {
             usage = Usage.None;
+        }
+        else if (opaque)
+        {
+            // Only the runtime can count what it answered: its signed report, else nothing known (marked estimated).
+            usage = response.ReportedUsage ?? new Usage(Estimated: true);
         }
         else if (response.ReportedUsage is { } reported)
         {
@@ -375,6 +385,11 @@ public sealed partial class Dispatcher(
 
     private Usage Estimate(TaskRequest request, ReadOnlySpan<byte> answer, bool sse)
     {
+        if (request.Sealed)
+        {
+            // Ciphertext: nothing to count from.
+            return new Usage(Estimated: true);
+        }
         var body = request.Input.Body.AsSpan(0, request.Input.Length);
         return request.Task.Name switch
         {

@@ -26,6 +26,8 @@ public sealed class TaskRequest
     /// <summary>The validated body (bytes, and where <c>model</c> sits in them).</summary>
     public required TaskInput Input { get; init; }
     public bool Stream => Input.Stream;
+    /// <summary>The body is sealed to a personal runtime's work key: it is relayed, never read, and so is the answer.</summary>
+    public bool Sealed => Input.SealedRequestId is not null;
     /// <summary>The client asked for the usage chunk of a stream (<c>stream_options.include_usage</c>).</summary>
     public bool IncludeUsage => Input.IncludeUsage;
     /// <summary>The <c>x-request-id</c> the client gets; the usage record's key.</summary>

@@ -179,6 +179,8 @@ public sealed partial class RuntimeConnection
         _logger = logger;
         _slots = new SemaphoreSlim(Math.Clamp(hello.MaxConcurrency, 1, 1024));
         _flowControl = hello.Features?.Contains(LinkFeatures.FlowControl) == true;
+        WorkPublicKey = Protocol.Sealing.WorkKey.ParsePublic(hello.PublicWorkKey);
+        OpensSealed = WorkPublicKey is not null && hello.Features?.Contains(LinkFeatures.SealedDispatch) == true;
         _lastHeard = time.GetTimestamp();
     }
 
@@ -190,6 +192,12 @@ public sealed partial class RuntimeConnection
     public string WorkspaceId { get; }
     public bool Hosted { get; }
     public HelloMessage Hello { get; }
+
+    /// <summary>The work key the daemon announced (SEC1), as stored in its record; null when it announced none.</summary>
+    public byte[]? WorkPublicKey { get; }
+
+    /// <summary>The daemon announced a work key and opens sealed dispatches with it.</summary>
+    public bool OpensSealed { get; }
     public CancellationToken Closed => _closed.Token;
 
     /// <summary>Both sides keep credit (the daemon listed <see cref="LinkFeatures.FlowControl"/>).</summary>

@@ -10,8 +10,10 @@ using Microsoft.Extensions.Options;
 namespace Lattice.Gateway.Runtimes;
 
 /// <summary>Runs a request on a runtime's link: one dispatch frame out, response frames back as the answer.</summary>
-public sealed class RuntimeTarget(IOptions<GatewayOptions> options, TimeProvider time) : IDispatchTarget
+public sealed partial class RuntimeTarget(IOptions<GatewayOptions> options, TimeProvider time, ILogger<RuntimeTarget>? logger = null) : IDispatchTarget
 {
+    private readonly ILogger _logger = (ILogger?)logger ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
+
     /// <summary>How long a cancelled dispatch waits for the runtime's count of what it generated.</summary>
     private static readonly TimeSpan CancelReportWait = TimeSpan.FromSeconds(5);
 
@@ -37,24 +39,40 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options, TimeProvider
         new(StatusCodes.Status413PayloadTooLarge, ErrorTypes.InvalidRequest, ErrorCodes.RequestTooLarge,
             $"The request is larger than the runtime '{latticeId}' accepts.");
 
-    private static GatewayError RuntimeFailed(DispatchError? error) =>
-        new(StatusCodes.Status502BadGateway, ErrorTypes.Api, error?.Code ?? ErrorCodes.UpstreamError,
-            error?.Message ?? "The runtime failed to serve the request.");
+    private static GatewayError RuntimeFailed(DispatchError? error) => error?.Code switch
+    {
+        // The app's seal, not the runtime, failed: the app must fix it (a key it pinned that the runtime no longer has).
+        ErrorCodes.SealedRequestUnreadable => new(StatusCodes.Status400BadRequest, ErrorTypes.InvalidRequest, error.Code, error.Message),
+        ErrorCodes.SealedDispatchUnsupported => new(StatusCodes.Status400BadRequest, ErrorTypes.InvalidRequest, error.Code, error.Message, "model"),
+        _ => new(StatusCodes.Status502BadGateway, ErrorTypes.Api, error?.Code ?? ErrorCodes.UpstreamError,
+            error?.Message ?? "The runtime failed to serve the request."),
+    };
+
+    private static GatewayError SealedUnsupported(string latticeId) =>
+        new(StatusCodes.Status400BadRequest, ErrorTypes.InvalidRequest, ErrorCodes.SealedDispatchUnsupported,
+            $"The runtime '{latticeId}' cannot open sealed requests (its daemon has no work key or predates sealed dispatch).", "model");
 
     public ValueTask<TargetOpening> OpenAsync(TaskRequest request, Candidate candidate, CancellationToken cancellationToken)
     {
         var (connection, capability) = (Link)candidate.State!;
         var input = request.Input;
-        return OpenLinkAsync(connection, capability, request.Task.Name, input.Body.AsMemory(0, input.Length), input.ContentType, input.Stream, cancellationToken);
+        return OpenLinkAsync(connection, capability, request.Task.Name, input.Body.AsMemory(0, input.Length), input.ContentType, input.Stream, cancellationToken,
+            input.SealedRequestId);
     }
 
     /// <summary>
     /// Sends a request to the runtime's model <paramref name="capability"/> over <paramref name="connection"/> and waits
     /// for its answer to start: for a request that entered this node, and for one another node forwards here.
+    /// With <paramref name="sealedRequestId"/> the body is sealed: the daemon opens it, and its usage is taken only as
+    /// signed with the work key its link announced (and its record holds); unsigned or badly signed, it is kept as estimated.
     /// </summary>
     public async ValueTask<TargetOpening> OpenLinkAsync(RuntimeConnection connection, CapabilityInfo capability, string task,
-        ReadOnlyMemory<byte> body, string contentType, bool stream, CancellationToken cancellationToken)
+        ReadOnlyMemory<byte> body, string contentType, bool stream, CancellationToken cancellationToken, string? sealedRequestId = null)
     {
+        if (sealedRequestId is not null && !connection.OpensSealed)
+        {
+            return TargetOpening.Failed(DispatchFailure.Route, SealedUnsupported(connection.LatticeId), retryable: false);
+        }
         var deadline = new IdleDeadline(time, _timeout, cancellationToken);
         if (body.Length > connection.MaxDispatchBodyBytes)
         {
@@ -65,7 +83,7 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options, TimeProvider
         RuntimeDispatch dispatch;
         try
         {
-            dispatch = await connection.StartDispatchAsync(new DispatchHeader(task, capability.Model, contentType, stream), body, deadline.Token);
+            dispatch = await connection.StartDispatchAsync(new DispatchHeader(task, capability.Model, contentType, stream, sealedRequestId), body, deadline.Token);
             deadline.Watch(dispatch);
         }
         catch (RuntimeLinkLostException)
@@ -90,15 +108,15 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options, TimeProvider
                 {
                     case FrameType.ResponseStart when e.Implicit:
                         // The runtime began with data: a 200 JSON answer.
-                        return TargetOpening.Opened(new RuntimeResponse(connection, dispatch, deadline, StatusCodes.Status200OK, "application/json"));
+                        return TargetOpening.Opened(new RuntimeResponse(this, connection, dispatch, deadline, StatusCodes.Status200OK, "application/json", sealedRequestId));
                     case FrameType.ResponseStart:
                         var start = Frame.ReadJson(e.Payload, ProtocolJsonContext.Default.ResponseStart);
                         e.Release();
-                        return TargetOpening.Opened(new RuntimeResponse(connection, dispatch, deadline,
+                        return TargetOpening.Opened(new RuntimeResponse(this, connection, dispatch, deadline,
                             start?.Status is >= 200 and < 600 ? start.Status : StatusCodes.Status502BadGateway,
-                            start?.ContentType ?? "application/json"));
+                            start?.ContentType ?? "application/json", sealedRequestId));
                     case FrameType.End:
-                        var response = new RuntimeResponse(connection, dispatch, deadline, StatusCodes.Status200OK, "application/json");
+                        var response = new RuntimeResponse(this, connection, dispatch, deadline, StatusCodes.Status200OK, "application/json", sealedRequestId);
                         response.Ended(e);
                         return TargetOpening.Opened(response);
                     case FrameType.Error:
@@ -129,8 +147,32 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options, TimeProvider
     }
 
     /// <summary>The frames of one dispatch, read as an answer: its body from the dispatch's pipe, then its end.</summary>
+    /// <summary>
+    /// The usage a sealed dispatch's end frame reports, when its signature by the link's work key holds; otherwise the
+    /// same counts marked estimated (metered, but not as the runtime's word) and a warning.
+    /// </summary>
+    private Usage SealedUsageOf(RuntimeConnection connection, DispatchEnd end, string sealedRequestId)
+    {
+        var usage = ToUsage(end);
+        if (connection.WorkPublicKey is { } key && Protocol.Sealing.SealedUsage.Verify(end, key, sealedRequestId, connection.LatticeId))
+        {
+            return usage;
+        }
+        LogUnsignedUsage(_logger, connection.LatticeId, end.Signature is null ? "missing" : "invalid");
+        return usage with { Estimated = true };
+    }
+
+    private static Usage ToUsage(DispatchEnd end) => new(
+        end.PromptTokens, end.CompletionTokens, end.PromptTokens + end.CompletionTokens, end.CachedTokens,
+        Protocol.Sealing.SealedUsage.AudioMilliseconds(end.AudioSeconds), end.Estimated);
+
+    [LoggerMessage(EventId = 4101, Level = LogLevel.Warning, Message = "Runtime {LatticeId} reported a sealed dispatch's usage with a {Signature} signature; metered as estimated")]
+    private static partial void LogUnsignedUsage(ILogger logger, string latticeId, string signature);
+
     private sealed class RuntimeResponse : TargetResponse
     {
+        private readonly RuntimeTarget _target;
+        private readonly string? _sealedRequestId;
         private readonly RuntimeConnection _connection;
         private readonly RuntimeDispatch _dispatch;
         private readonly IdleDeadline _deadline;
@@ -143,8 +185,11 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options, TimeProvider
         private bool _bodyDone;
         private bool _ended;
 
-        public RuntimeResponse(RuntimeConnection connection, RuntimeDispatch dispatch, IdleDeadline deadline, int status, string contentType)
+        public RuntimeResponse(RuntimeTarget target, RuntimeConnection connection, RuntimeDispatch dispatch, IdleDeadline deadline, int status, string contentType,
+            string? sealedRequestId)
         {
+            _target = target;
+            _sealedRequestId = sealedRequestId;
             _connection = connection;
             _dispatch = dispatch;
             _deadline = deadline;
@@ -156,6 +201,16 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options, TimeProvider
         internal void Ended(DispatchEvent end)
         {
             _ended = true;
+            if (_sealedRequestId is not null)
+            {
+                // Nothing else can count a sealed answer: its signed end is the count, zero included.
+                if (Frame.ReadJson(end.Payload, ProtocolJsonContext.Default.DispatchEnd) is { } reported)
+                {
+                    ReportedUsage = _target.SealedUsageOf(_connection, reported, _sealedRequestId);
+                }
+                end.Release();
+                return;
+            }
             // An end that counts nothing at all (a runtime forwarding to a local server that reports no usage) is no
             // count: the gateway then counts the answer itself.
             if (Frame.ReadJson(end.Payload, ProtocolJsonContext.Default.DispatchEnd) is { } usage
@@ -165,10 +220,6 @@ public sealed class RuntimeTarget(IOptions<GatewayOptions> options, TimeProvider
             }
             end.Release();
         }
-
-        private static Usage ToUsage(DispatchEnd end) => new(
-            end.PromptTokens, end.CompletionTokens, end.PromptTokens + end.CompletionTokens, end.CachedTokens,
-            (long)Math.Round(end.AudioSeconds * 1000, MidpointRounding.ToEven), end.Estimated);
 
         /// <summary>The previous read's bytes have been copied on: they leave the window (and go back to the daemon as credit).</summary>
         private void ReleaseHeld()

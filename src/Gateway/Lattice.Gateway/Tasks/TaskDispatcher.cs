@@ -32,7 +32,10 @@ public sealed class TaskDispatcher(
             return;
         }
 
-        var (input, inputError) = await TaskInputReader.ReadAsync(context, bodies, caller, task);
+        // A sealed body is routed on its headers alone: nothing reads it, so no schema checks it.
+        var (input, inputError) = Protocol.Sealing.SealedHttp.IsSealed(context.Request.ContentType)
+            ? await SealedInputReader.ReadAsync(context, bodies, caller, task)
+            : await TaskInputReader.ReadAsync(context, bodies, caller, task);
         if (input is null)
         {
             await OpenAiErrors.WriteAsync(context, inputError);

@@ -17,6 +17,12 @@ public sealed class TaskInput
     /// <summary>Content-Type to send upstream (multipart keeps its boundary).</summary>
     public required string ContentType { get; init; }
 
+    /// <summary>
+    /// Set for a sealed request (docs/sealed-dispatch.md): <see cref="Body"/> is ciphertext the gateway cannot read,
+    /// bound to this request id; <see cref="ContentType"/> is the type of the body inside.
+    /// </summary>
+    public string? SealedRequestId { get; init; }
+
     /// <summary>For JSON: offset of the <c>model</c> value token (with its quotes) in <see cref="Body"/>.</summary>
     public int ModelValueStart { get; init; } = -1;
     public int ModelValueLength { get; init; }

@@ -80,6 +80,12 @@ public static class LinkFeatures
     /// every frame within <see cref="WelcomeMessage.MaxFrameBytes"/>.
     /// </summary>
     public const string FlowControl = "flow_control";
+
+    /// <summary>
+    /// The daemon opens sealed dispatches (<see cref="DispatchHeader.SealedRequestId"/>) with the work key it announced
+    /// and seals their answers; the gateway sends sealed requests only to a daemon that lists this.
+    /// </summary>
+    public const string SealedDispatch = "sealed_dispatch";
 }
 
 /// <summary>The gateway's answer: who the daemon is and how often to expect pings.</summary>
@@ -95,7 +101,13 @@ public sealed record WelcomeMessage(
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? WindowBytes = null);
 
 /// <summary>What to run: the task, which of the runtime's models, how the body is encoded, whether to stream.</summary>
-public sealed record DispatchHeader(string Task, string Model, string ContentType, bool Stream);
+/// <param name="SealedRequestId">
+/// Set for a sealed dispatch (docs/sealed-dispatch.md): the body is a sealed request bound to this request id and the
+/// runtime's id, which the daemon opens with its work key; <paramref name="ContentType"/> is then the type of the body
+/// inside, and the answer is sealed records. Absent for a plain dispatch.
+/// </param>
+public sealed record DispatchHeader(string Task, string Model, string ContentType, bool Stream,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? SealedRequestId = null);
 
 /// <summary>The response's status and content type.</summary>
 public sealed record ResponseStart(int Status, string ContentType);
@@ -110,13 +122,18 @@ public sealed record ResponseStart(int Status, string ContentType);
 /// <param name="Cancelled">
 /// The gateway cancelled the dispatch: the counts are what was used up to the cancel, and the response was cut short.
 /// </param>
+/// <param name="Signature">
+/// For a sealed dispatch: the daemon's work-key signature over the canonical usage (<see cref="Sealing.SealedUsage"/>),
+/// base64url. Absent for a plain dispatch.
+/// </param>
 public sealed record DispatchEnd(
     long PromptTokens,
     long CompletionTokens,
     double AudioSeconds,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] long CachedTokens = 0,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] bool Estimated = false,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] bool Cancelled = false);
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)] bool Cancelled = false,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Signature = null);
 
 /// <summary>Why a dispatch failed on the runtime.</summary>
 public sealed record DispatchError(string Code, string Message);

@@ -2,7 +2,11 @@ using System.Buffers;
 using System.Collections.Concurrent;
 using System.Net.WebSockets;
 using System.Threading.Channels;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using Lattice.Protocol;
 using Lattice.Protocol.Runtime;
+using Lattice.Protocol.Sealing;
 using Lattice.Runtime.Engines;
 
 namespace Lattice.Runtime.Connection;
@@ -25,8 +29,11 @@ public enum LinkExit
 /// one that failed; the backoff is waited once per full round of failures, so a surviving node is reached as soon as
 /// it is tried. The runtime credential is valid on every node of one deployment (they share the database).
 /// </remarks>
-/// <param name="publicWorkKey">The daemon's public work key (base64url SEC1) announced in the hello; null sends none.</param>
-public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<string> gateways, EngineSet engines, int maxConcurrency, TimeProvider? time = null, string? publicWorkKey = null)
+/// <param name="workKey">
+/// The daemon's work key: its public half is announced in the hello, and it opens sealed dispatches and signs their
+/// usage (docs/sealed-dispatch.md). Null: no key is announced and sealed dispatch is not offered.
+/// </param>
+public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<string> gateways, EngineSet engines, int maxConcurrency, TimeProvider? time = null, WorkKey? workKey = null)
 {
     public static readonly TimeSpan PingEvery = TimeSpan.FromSeconds(5);
     public static readonly TimeSpan DeadAfter = TimeSpan.FromSeconds(15);
@@ -39,12 +46,13 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
     public static readonly TimeSpan StableLink = TimeSpan.FromSeconds(10);
 
     /// <summary>A client that connects to the gateways the credential was paired with.</summary>
-    public RuntimeClient(RuntimeCredentials credentials, EngineSet engines, int maxConcurrency, TimeProvider? time = null, string? publicWorkKey = null)
-        : this(credentials, credentials.Endpoints, engines, maxConcurrency, time, publicWorkKey)
+    public RuntimeClient(RuntimeCredentials credentials, EngineSet engines, int maxConcurrency, TimeProvider? time = null, WorkKey? workKey = null)
+        : this(credentials, credentials.Endpoints, engines, maxConcurrency, time, workKey)
     {
     }
 
     private readonly TimeProvider _time = time ?? TimeProvider.System;
+    private readonly WorkKey? _workKey = workKey;
     private readonly IReadOnlyList<string> _gateways = gateways.Count > 0 ? gateways : throw new ArgumentException("At least one gateway URL is needed.", nameof(gateways));
 
     // Largest data frame the writer makes by joining queued ones.
@@ -173,7 +181,8 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
     {
         var session = new Session(this, socket, engines, maxConcurrency, _time);
         var hello = new HelloMessage(typeof(RuntimeClient).Assembly.GetName().Version?.ToString() ?? "0", maxConcurrency, engines.Capabilities,
-            [LinkFeatures.EndAfterCancel, LinkFeatures.FlowControl], Frame.MaxFrameBytes, publicWorkKey);
+            _workKey is null ? [LinkFeatures.EndAfterCancel, LinkFeatures.FlowControl] : [LinkFeatures.EndAfterCancel, LinkFeatures.FlowControl, LinkFeatures.SealedDispatch],
+            Frame.MaxFrameBytes, _workKey?.PublicKeyText);
         var welcome = await session.HandshakeAsync(hello, cancellationToken);
         if (welcome is null)
         {
@@ -201,6 +210,8 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
         private int _maxFrame = Frame.MaxFrameBytes;
         private int _pingQueued;
         private int _pongQueued;
+        // The runtime's id, from the welcome: bound into every sealed dispatch's associated data.
+        private string _latticeId = "";
 
         /// <summary>The most data one frame carries: the gateway's frame limit, and no more than the writer joins.</summary>
         private int MaxDataPayload => Math.Min(CoalesceBytes, _maxFrame) - Frame.HeaderSize;
@@ -223,6 +234,7 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
                     // An older gateway says neither: no credit is kept, and frames of any size are taken.
                     _window = welcome.WindowBytes is > 0 and var window ? window : 0;
                     _maxFrame = welcome.MaxFrameBytes is > Frame.HeaderSize + 1024 and var max ? max : Frame.MaxFrameBytes;
+                    _latticeId = welcome.LatticeId;
                 }
                 return welcome;
             }
@@ -348,11 +360,33 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
                 SendError(id, "model_not_supported", $"This runtime does not serve '{header.Model}' for '{header.Task}'.");
                 return;
             }
+            SealedChunkSealer? sealer = null;
+            if (header.SealedRequestId is { } sealedId)
+            {
+                // A sealed dispatch: only this machine can open it, and only the app can open the answer.
+                if (owner._workKey is null)
+                {
+                    SendError(id, ErrorCodes.SealedDispatchUnsupported, "This runtime has no work key: it cannot open sealed requests.");
+                    return;
+                }
+                try
+                {
+                    body = SealedRequest.Open(body, owner._workKey.Key, sealedId, _latticeId, out sealer);
+                }
+                catch (SealedMessageException)
+                {
+                    SendError(id, ErrorCodes.SealedRequestUnreadable,
+                        "The runtime could not open the sealed request: it was sealed to another work key, request or runtime, or altered on the way.");
+                    return;
+                }
+            }
             var running = new RunningDispatch(new Outflow(owner, _window > 0 ? _window : long.MaxValue));
             _running[id] = running;
             _ = Task.Run(async () =>
             {
-                var output = new LinkOutput(_outbound.Writer, id, running.Outflow, MaxDataPayload);
+                var link = new LinkOutput(_outbound.Writer, id, running.Outflow, MaxDataPayload);
+                using var sealedOutput = sealer is null ? null : new SealedOutput(link, sealer, header.Stream);
+                IEngineOutput output = sealedOutput is null ? link : sealedOutput;
                 var token = running.Stop.Token;
                 try
                 {
@@ -360,8 +394,12 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
                     try
                     {
                         var usage = await engine.ExecuteAsync(new EngineRequest(header.Task, header.Model, body, header.ContentType, header.Stream), output, token);
+                        if (sealedOutput is not null && !running.CancelledByGateway)
+                        {
+                            await sealedOutput.FinishAsync(token);
+                        }
                         // An engine may finish although the gateway cancelled it: the End still says so.
-                        SendEnd(id, usage, running.CancelledByGateway);
+                        SendEnd(id, usage, running.CancelledByGateway, header.SealedRequestId);
                         Interlocked.Increment(ref owner._served);
                     }
                     finally
@@ -373,7 +411,7 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
                 {
                     // The client went away. The gateway still meters the dispatch, so it gets what the engine used up to the
                     // cancel, even when the engine stopped with something other than OperationCanceledException.
-                    SendEnd(id, output.UsageSoFar, cancelled: true);
+                    SendEnd(id, link.UsageSoFar, cancelled: true, header.SealedRequestId);
                 }
                 catch (OperationCanceledException) when (token.IsCancellationRequested)
                 {
@@ -392,10 +430,16 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
             });
         }
 
-        private void SendEnd(uint id, EngineUsage usage, bool cancelled) =>
-            _outbound.Writer.TryWrite(new OutFrame(Frame.Json(FrameType.End, id,
-                new DispatchEnd(usage.PromptTokens, usage.CompletionTokens, usage.AudioSeconds, usage.CachedTokens, usage.Estimated, cancelled),
-                ProtocolJsonContext.Default.DispatchEnd)));
+        private void SendEnd(uint id, EngineUsage usage, bool cancelled, string? sealedRequestId)
+        {
+            var end = new DispatchEnd(usage.PromptTokens, usage.CompletionTokens, usage.AudioSeconds, usage.CachedTokens, usage.Estimated, cancelled);
+            if (sealedRequestId is not null && owner._workKey is { } key)
+            {
+                // The gateway cannot read a sealed answer, so it meters what the daemon reports, signed with the work key.
+                end = SealedUsage.Sign(end, key.Key, sealedRequestId, _latticeId);
+            }
+            _outbound.Writer.TryWrite(new OutFrame(Frame.Json(FrameType.End, id, end, ProtocolJsonContext.Default.DispatchEnd)));
+        }
 
         private void SendError(uint id, string code, string message) =>
             _outbound.Writer.TryWrite(new OutFrame(Frame.Json(FrameType.Error, id, new DispatchError(code, message), ProtocolJsonContext.Default.DispatchError)));
@@ -605,6 +649,62 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
                 bytes = bytes[taken..];
             }
         }
+    }
+
+    /// <summary>
+    /// An engine's output sealed to the app's reply key: every stream event one sealed chunk (a record
+    /// <c>u32 BE length || chunk</c>), a whole answer one final chunk; the answer's content type is
+    /// <see cref="SealedHttp.ContentType"/>. <see cref="FinishAsync"/> sends the final chunk once the engine is done.
+    /// </summary>
+    private sealed class SealedOutput(LinkOutput link, SealedChunkSealer sealer, bool stream) : IEngineOutput, IDisposable
+    {
+        private System.Buffers.ArrayBufferWriter<byte>? _whole;
+        private bool _started;
+        private bool _streaming;
+
+        public void ReportUsage(EngineUsage usageSoFar) => link.ReportUsage(usageSoFar);
+
+        public ValueTask StartAsync(int status, string contentType, CancellationToken cancellationToken)
+        {
+            _started = true;
+            // Only a successful stream goes out event by event; an error envelope is a whole answer.
+            _streaming = stream && status is >= 200 and < 300;
+            return link.StartAsync(status, SealedHttp.ContentType, cancellationToken);
+        }
+
+        public async ValueTask WriteAsync(ReadOnlyMemory<byte> bytes, CancellationToken cancellationToken)
+        {
+            if (!_started)
+            {
+                await StartAsync(200, "application/json", cancellationToken);
+            }
+            if (_streaming)
+            {
+                await link.WriteAsync(SealedHttp.Record(sealer.Seal(bytes.Span)), cancellationToken);
+            }
+            else
+            {
+                (_whole ??= new System.Buffers.ArrayBufferWriter<byte>()).Write(bytes.Span);
+            }
+        }
+
+        /// <summary>The final chunk: the whole answer, or an empty one that ends a stream.</summary>
+        public async ValueTask FinishAsync(CancellationToken cancellationToken)
+        {
+            if (!_started)
+            {
+                await StartAsync(200, "application/json", cancellationToken);
+            }
+            var last = _whole is null ? default : _whole.WrittenSpan;
+            var record = SealedHttp.Record(sealer.Seal(last, final: true));
+            if (_whole is not null)
+            {
+                CryptographicOperations.ZeroMemory(MemoryMarshal.AsMemory(_whole.WrittenMemory).Span);
+            }
+            await link.WriteAsync(record, cancellationToken);
+        }
+
+        public void Dispose() => sealer.Dispose();
     }
 
     /// <summary>A queued frame: the first <see cref="Length"/> bytes of <see cref="Buffer"/>, pooled when <see cref="Pooled"/>.</summary>

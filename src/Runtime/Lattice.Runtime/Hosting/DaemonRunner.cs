@@ -62,7 +62,7 @@ public static class DaemonRunner
         var gateways = GatewaysFor(config, credentials);
         // The work key for sealed dispatch: made on first start (or at pairing), kept in an owner-only file after.
         using var workKey = WorkKey.LoadOrCreate(config.DataDirectory);
-        var client = new RuntimeClient(credentials, gateways, engines, config.Concurrency, publicWorkKey: workKey.PublicKeyText);
+        var client = new RuntimeClient(credentials, gateways, engines, config.Concurrency, workKey: workKey);
         var capabilities = engines.Capabilities.Select(c => $"{c.Task}:{c.Model}").ToList();
         void Save(string state)
         {

@@ -1,0 +1,134 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.WebSockets;
+using Lattice.Gateway.Tests.Metering;
+using Lattice.Protocol.Runtime;
+using Lattice.Protocol.Sealing;
+using Lattice.Runtime.Connection;
+
+namespace Lattice.Gateway.Tests.Runtimes;
+
+/// <summary>
+/// The gateway's half of sealed dispatch, seen from a daemon the test plays itself: the sealed body reaches the link
+/// byte for byte and marked sealed, the answer's bytes reach the client untouched, and the usage is metered as the
+/// runtime's count only when its work key signed it.
+/// </summary>
+[Trait("Category", "Sealed")]
+public sealed class SealedRelayTests(LiveGateway gateway) : IClassFixture<LiveGateway>, IDisposable
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
+    private readonly string _keyDir = Directory.CreateTempSubdirectory("lattice-sealed-relay-").FullName;
+
+    public void Dispose() => Directory.Delete(_keyDir, recursive: true);
+
+    private sealed class FakeDaemon(ClientWebSocket socket, string latticeId) : IDisposable
+    {
+        public string LatticeId => latticeId;
+
+        public async Task<byte[]> ReceiveAsync(CancellationToken cancellationToken)
+        {
+            var buffer = new byte[1 << 16];
+            var length = 0;
+            ValueWebSocketReceiveResult result;
+            do
+            {
+                result = await socket.ReceiveAsync(buffer.AsMemory(length), cancellationToken);
+                length += result.Count;
+            }
+            while (!result.EndOfMessage);
+            return buffer[..length];
+        }
+
+        /// <summary>The next dispatch frame (pings and credit on the way are skipped).</summary>
+        public async Task<(uint Id, DispatchHeader Header, byte[] Body)> NextDispatchAsync(CancellationToken cancellationToken)
+        {
+            while (true)
+            {
+                var frame = await ReceiveAsync(cancellationToken);
+                Assert.True(Frame.TryRead(frame, out var type, out var id, out var payload));
+                if (type == FrameType.Dispatch)
+                {
+                    Assert.True(Frame.TryReadDispatch(payload, out var header, out var body));
+                    return (id, header!, body.ToArray());
+                }
+            }
+        }
+
+        public Task SendAsync(byte[] frame, CancellationToken cancellationToken) =>
+            socket.SendAsync(frame, WebSocketMessageType.Binary, true, cancellationToken);
+
+        public void Dispose() => socket.Dispose();
+    }
+
+    private async Task<FakeDaemon> ConnectAsync(WorkKey key, CancellationToken cancellationToken)
+    {
+        var (id, token) = await TestRuntimes.CreateAsync(gateway, gateway.KeyA);
+        var credentials = await RuntimeCredentials.PairAsync(new Uri(gateway.Origin), token, CancellationToken.None);
+        var socket = new ClientWebSocket();
+        socket.Options.SetRequestHeader("Authorization", "Bearer " + credentials.Credential);
+        await socket.ConnectAsync(new Uri("ws" + gateway.Origin["http".Length..] + RuntimeLink.ConnectPath), cancellationToken);
+        var daemon = new FakeDaemon(socket, id);
+        await daemon.SendAsync(Frame.Json(FrameType.Hello, 0, new HelloMessage("test", 4, [new CapabilityInfo("chat.completions", "raw", "fake", null)],
+            [LinkFeatures.SealedDispatch], PublicWorkKey: key.PublicKeyText), ProtocolJsonContext.Default.HelloMessage), cancellationToken);
+        Assert.True(Frame.TryRead(await daemon.ReceiveAsync(cancellationToken), out var type, out _, out _));
+        Assert.Equal(FrameType.Welcome, type);
+        return daemon;
+    }
+
+    private Task<HttpResponseMessage> PostSealedAsync(HttpClient http, string latticeId, byte[] body, string requestId)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions") { Content = new ByteArrayContent(body) };
+        request.Content.Headers.ContentType = new MediaTypeHeaderValue(SealedHttp.ContentType);
+        request.Headers.Add(SealedHttp.ModelHeader, "lattice:personal:" + latticeId);
+        request.Headers.Add(SealedHttp.RequestIdHeader, requestId);
+        request.Headers.Add(SealedHttp.StreamHeader, "true");
+        return http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+    }
+
+    [Fact]
+    public async Task Ciphertext_is_relayed_untouched_both_ways_and_only_signed_usage_is_the_runtimes_count()
+    {
+        using var timeout = new CancellationTokenSource(Timeout);
+        using var key = WorkKey.LoadOrCreate(_keyDir);
+        using var daemon = await ConnectAsync(key, timeout.Token);
+        using var http = gateway.Client(gateway.KeyA);
+        // Not a request sealed to anything: the gateway must not care, only relay.
+        var body = new byte[300];
+        Random.Shared.NextBytes(body);
+        body[0] = SealedFormat.Version;
+        // Bytes that would be rewritten or filtered if the gateway read them as an OpenAI answer.
+        var answer = "data: {\"model\":\"engine-name\",\"usage\":{\"total_tokens\":99}}\n\n"u8.ToArray();
+
+        async Task<(string RequestId, byte[] Relayed)> RunAsync(string requestId, Func<DispatchEnd, DispatchEnd> sign)
+        {
+            var posting = PostSealedAsync(http, daemon.LatticeId, body, requestId);
+            var (id, header, relayed) = await daemon.NextDispatchAsync(timeout.Token);
+            Assert.Equal(requestId, header.SealedRequestId);
+            Assert.Equal("raw", header.Model);
+            Assert.True(header.Stream);
+            Assert.Equal(body, relayed);
+            await daemon.SendAsync(Frame.Json(FrameType.ResponseStart, id, new ResponseStart(200, SealedHttp.ContentType), ProtocolJsonContext.Default.ResponseStart), timeout.Token);
+            await daemon.SendAsync(Frame.Raw(FrameType.Data, id, answer), timeout.Token);
+            await daemon.SendAsync(Frame.Json(FrameType.End, id, sign(new DispatchEnd(7, 11, 0)), ProtocolJsonContext.Default.DispatchEnd), timeout.Token);
+            using var response = await posting.WaitAsync(timeout.Token);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal(SealedHttp.ContentType, response.Content.Headers.ContentType?.MediaType);
+            return (response.Headers.GetValues("x-request-id").Single(), await response.Content.ReadAsByteArrayAsync(timeout.Token));
+        }
+
+        var (signedId, signedAnswer) = await RunAsync("sreq_signed", end => SealedUsage.Sign(end, key.Key, "sreq_signed", daemon.LatticeId));
+        Assert.Equal(answer, signedAnswer);
+        var signed = await Ledger.RecordAsync(gateway.Services, signedId);
+        Assert.Equal(new Protocol.Metering.Usage(7, 11, 18), signed.Usage);
+        Assert.Equal(1, await Ledger.CountAsync(gateway.Services, signedId));
+
+        // Signed for another request: the counts are kept, marked estimated (the runtime's word is not proven).
+        var (replayedId, _) = await RunAsync("sreq_replayed", end => SealedUsage.Sign(end, key.Key, "sreq_signed", daemon.LatticeId));
+        Assert.Equal(new Protocol.Metering.Usage(7, 11, 18, Estimated: true), (await Ledger.RecordAsync(gateway.Services, replayedId)).Usage);
+
+        var (unsignedId, unsignedAnswer) = await RunAsync("sreq_unsigned", end => end);
+        Assert.Equal(answer, unsignedAnswer);
+        Assert.Equal(new Protocol.Metering.Usage(7, 11, 18, Estimated: true), (await Ledger.RecordAsync(gateway.Services, unsignedId)).Usage);
+        Assert.Equal(1, await Ledger.CountAsync(gateway.Services, unsignedId));
+    }
+}
