@@ -190,7 +190,9 @@ public static class UsageEndpoints
         return TypedResults.Json(new UsagePageDto(buckets, hasMore, hasMore ? PagePrefix + next.ToString(CultureInfo.InvariantCulture) : null), UsageJsonContext.Default.UsagePageDto);
     }
 
-    private sealed record UsageQuery(long StartTime, long EndTime, BucketWidth Width, string[] GroupColumns);
+    /// <param name="EndMs">The records' exclusive end, in Unix milliseconds: <c>end_time</c>, or without one the end of the current
+    /// second, so a request recorded earlier in the second the query arrives is counted.</param>
+    private sealed record UsageQuery(long StartTime, long EndTime, long EndMs, BucketWidth Width, string[] GroupColumns);
 
     /// <summary>The buckets this page holds: <see cref="Buckets"/> buckets from <see cref="FirstBucket"/> (Unix seconds, aligned).</summary>
     private readonly record struct Window(long FirstBucket, int Buckets);
@@ -277,7 +279,7 @@ public static class UsageEndpoints
         var remaining = endTime <= first ? 0 : (endTime - first + width.Seconds - 1) / width.Seconds;
         window = new Window(first, (int)Math.Min(limit, remaining));
         error = default;
-        return new UsageQuery(start, endTime, width, [.. columns]);
+        return new UsageQuery(start, endTime, end is { } given ? given * 1000 : (now + 1) * 1000, width, [.. columns]);
     }
 
     /// <summary>
@@ -290,7 +292,7 @@ public static class UsageEndpoints
         var originMs = window.FirstBucket * 1000;
         // Records from start_time (which may fall inside the first bucket) up to end_time or the page's last bucket.
         var fromMs = Math.Max(request.StartTime, window.FirstBucket) * 1000;
-        var toMs = Math.Min(request.EndTime, window.FirstBucket + window.Buckets * request.Width.Seconds) * 1000;
+        var toMs = Math.Min(request.EndMs, (window.FirstBucket + window.Buckets * request.Width.Seconds) * 1000);
 
         // Only fixed column names from Groupings are spliced into the text; every value is a parameter.
         string Column(string name) => request.GroupColumns.Contains(name) ? $"\"{name}\"" : "NULL";
