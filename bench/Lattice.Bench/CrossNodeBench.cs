@@ -210,14 +210,7 @@ internal static class CrossNodeBench
         var sb = new StringBuilder();
         sb.AppendLine(ci, $"Cross-node hop: {Environment.ProcessorCount} CPUs, {options.Duration.TotalSeconds:0.###} s per side per scenario in {options.Round.TotalSeconds:0.###} s ABBA rounds, warm-up {options.Warmup.TotalSeconds:0.###} s, gateway GC {options.GatewayGc}.");
         sb.AppendLine();
-        sb.AppendLine("| mode | conns | node A p50 | node A p99 | via node B p50 | via node B p99 | hop p50 | hop p99 | node A req/s | via node B req/s | errors |");
-        sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-        foreach (var s in results)
-        {
-            var a = s.DirectP;
-            var b = s.GatewayP;
-            sb.AppendLine(ci, $"| {Report.ModeName(s.Mode)} | {s.Connections} | {a[0]:0.000} | {a[1]:0.000} | {b[0]:0.000} | {b[1]:0.000} | {b[0] - a[0]:+0.000;-0.000} | {b[1] - a[1]:+0.000;-0.000} | {s.Direct.Throughput:0} | {s.Gateway.Throughput:0} | {s.Sides.Values.Sum(t => t.Errors)} |");
-        }
+        Report.PairTable(sb, results, "node A", "via node B", "hop");
         sb.AppendLine();
         sb.AppendLine(ci, $"Latencies in ms. Other processes used {results.Select(r => r.OtherLoad).DefaultIfEmpty(0).Average():0%} of the machine on average during the measured rounds.");
         if (!Load.ErrorKinds.IsEmpty)

@@ -16,6 +16,24 @@ internal static class Report
 
     public static string ModeName(ChatMode mode) => mode == ChatMode.Streaming ? "streaming" : "non-streaming";
 
+    /// <summary>
+    /// One row per scenario of two sides measured in the same rounds: each side's p50 and p99, what the second adds, each
+    /// side's throughput and the errors. <paramref name="first"/>, <paramref name="second"/> and <paramref name="added"/>
+    /// name the columns.
+    /// </summary>
+    public static void PairTable(StringBuilder sb, IEnumerable<ScenarioResult> results, string first, string second, string added)
+    {
+        var ci = System.Globalization.CultureInfo.InvariantCulture;
+        sb.AppendLine(ci, $"| mode | conns | {first} p50 | {first} p99 | {second} p50 | {second} p99 | {added} p50 | {added} p99 | {first} req/s | {second} req/s | errors |");
+        sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        foreach (var s in results)
+        {
+            var a = s.DirectP;
+            var b = s.GatewayP;
+            sb.AppendLine(ci, $"| {ModeName(s.Mode)} | {s.Connections} | {a[0]:0.000} | {a[1]:0.000} | {b[0]:0.000} | {b[1]:0.000} | {b[0] - a[0]:+0.000;-0.000} | {b[1] - a[1]:+0.000;-0.000} | {s.Direct.Throughput:0} | {s.Gateway.Throughput:0} | {s.Sides.Values.Sum(t => t.Errors)} |");
+        }
+    }
+
     public sealed record TargetCheck(string What, string Goal, string Measured, bool Met);
 
     public static IEnumerable<TargetCheck> Targets(IReadOnlyList<ScenarioResult> results)

@@ -356,14 +356,7 @@ internal static class RuntimeBench
         var sb = new StringBuilder();
         sb.AppendLine(ci, $"Runtime path: {Environment.ProcessorCount} CPUs, {options.Duration.TotalSeconds:0.###} s per side per scenario in {options.Round.TotalSeconds:0.###} s ABBA rounds, warm-up {options.Warmup.TotalSeconds:0.###} s, gateway GC {options.GatewayGc}.");
         sb.AppendLine();
-        sb.AppendLine("| mode | conns | direct p50 | direct p99 | gateway p50 | gateway p99 | added p50 | added p99 | direct req/s | gateway req/s | errors |");
-        sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-        foreach (var s in results)
-        {
-            var d = s.DirectP;
-            var g = s.GatewayP;
-            sb.AppendLine(ci, $"| {Report.ModeName(s.Mode)} | {s.Connections} | {d[0]:0.000} | {d[1]:0.000} | {g[0]:0.000} | {g[1]:0.000} | {g[0] - d[0]:+0.000;-0.000} | {g[1] - d[1]:+0.000;-0.000} | {s.Direct.Throughput:0} | {s.Gateway.Throughput:0} | {s.Sides.Values.Sum(t => t.Errors)} |");
-        }
+        Report.PairTable(sb, results, "direct", "gateway", "added");
         sb.AppendLine();
         sb.AppendLine(ci, $"Latencies in ms. Other processes used {results.Append(many).Select(r => r.OtherLoad).DefaultIfEmpty(0).Average():0%} of the machine on average during the measured rounds.");
         sb.AppendLine();
