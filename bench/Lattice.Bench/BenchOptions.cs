@@ -42,6 +42,8 @@ internal sealed class BenchOptions
     /// request is counted in the store under test.
     /// </summary>
     public bool Scaleout { get; set; }
+    /// <summary>With <see cref="Scaleout"/>: neither side's key has limits or budgets (the default for a new key), so only the stores are compared.</summary>
+    public bool ScaleoutPlain { get; set; }
     public List<KeyValuePair<string, string>> VariantEnv { get; } = [];
     public string? VariantDll { get; private set; }
     public string? VariantGc { get; private set; }
@@ -114,6 +116,7 @@ internal sealed class BenchOptions
                               in the same interleaved rounds
           --scaleout          A/B: the gateway on SQLite, the variant on PostgreSQL + Redis (started by this run
                               through deploy/local-cluster.sh); both with rate limits and budgets (never reached)
+          --scaleout-plain    as --scaleout, but neither key has limits or budgets (a new key's default): the stores alone
           --variant-anthropic A/B: the variant is the same gateway's Anthropic surface (POST /v1/messages with the
                               same chat), to measure what the translation adds over the OpenAI surface
           --variant-dll PATH  A/B: the second gateway runs this build instead
@@ -198,6 +201,7 @@ internal sealed class BenchOptions
                 case "--variant-gc": o.VariantGc = Gc(Next()); break;
                 case "--variant-limits": o.VariantLimits = true; break;
                 case "--scaleout": o.Scaleout = true; break;
+                case "--scaleout-plain": o.Scaleout = true; o.ScaleoutPlain = true; break;
                 case "--variant-anthropic": o.VariantAnthropic = true; break;
                 case "--check": o.Check = true; break;
                 case "--runtime": o.Runtime = true; break;

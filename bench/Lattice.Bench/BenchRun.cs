@@ -89,7 +89,7 @@ internal static class BenchRun
                 var apiKey = envFile.GetValueOrDefault("LATTICE_API_KEY") ?? throw new BenchException($"No LATTICE_API_KEY in {dataDir}/env.");
                 var adminKey = envFile.GetValueOrDefault("LATTICE_ADMIN_KEY") ?? throw new BenchException($"No LATTICE_ADMIN_KEY in {dataDir}/env.");
                 await RegisterModelAsync(baseUrl, adminKey, new Uri(standInUrl, "/v1"), cancellationToken);
-                if ((spec.Name == "variant" && options.VariantLimits) || options.Scaleout)
+                if ((spec.Name == "variant" && options.VariantLimits) || (options.Scaleout && !options.ScaleoutPlain))
                 {
                     var workspaceId = envFile.GetValueOrDefault("LATTICE_WORKSPACE_ID") ?? throw new BenchException($"No LATTICE_WORKSPACE_ID in {dataDir}/env.");
                     apiKey = await LimitAndBudgetAsync(baseUrl, adminKey, workspaceId, cancellationToken);

@@ -327,6 +327,28 @@ public sealed class SharedCountersTests
     }
 
     /// <summary>A request with an <c>Idempotency-Key</c> while Redis is down: 503 <c>counters_unavailable</c>, whatever the mode.</summary>
+    [Fact]
+    public async Task A_caller_with_rate_limits_and_a_budget_is_asked_both_at_once_and_a_rate_limited_request_reserves_nothing()
+    {
+        await using var cluster = await ClusterAsync();
+        var model = await cluster.ModelAsync(new JsonObject { ["per_request"] = 0.001 });
+        var (ws, keyId, key) = await cluster.WorkspaceWithKeyAsync(new JsonObject { ["requests_per_minute"] = 3 });
+        var budgetId = await BudgetAsync(cluster, ws, keyId, "1");
+        await cluster.AddNodesAsync(2);
+
+        // The clock stands still: 3 requests are admitted; the other 9 were refused by the rate limit after their budget
+        // reservation was taken at the same moment, and each gave it back.
+        var statuses = await SpreadAsync(cluster, key, model, 12);
+        Assert.Equal(3, statuses.Count(s => s == HttpStatusCode.OK));
+        Assert.Equal(9, statuses.Count(s => s == HttpStatusCode.TooManyRequests));
+        Assert.Equal(3 * 1_000_000_000L, await LedgerCostAsync(cluster, keyId));
+        for (var node = 0; node < 3; node++)
+        {
+            var budget = await GetBudgetAsync(cluster, node, budgetId);
+            Assert.Equal(("0.003", "0"), (budget["spent_usd"]!.GetValue<string>(), budget["reserved_usd"]!.GetValue<string>()));
+        }
+    }
+
     private static async Task AssertIdempotentRequestRefusedAsync(HttpClient client, string model)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions") { Content = Chat(model) };
