@@ -122,7 +122,8 @@ internal static class Report
         {
             Line();
             Line("A/B: **gateway** = one node on SQLite, counters in process; **variant** = one node on PostgreSQL + Redis; " +
-                "both callers with rate limits and a budget (never reached), measured in the same interleaved rounds:");
+                (options.ScaleoutPlain ? "neither caller with rate limits or a budget (a new key's default)"
+                    : "both callers with rate limits and a budget (never reached)") + ", measured in the same interleaved rounds:");
         }
         else if (options.HasVariant)
         {
