@@ -21,6 +21,19 @@ internal static class Report
     /// side's throughput and the errors. <paramref name="first"/>, <paramref name="second"/> and <paramref name="added"/>
     /// name the columns.
     /// </summary>
+    /// <summary>The kinds of errors the run met (<see cref="Load.ErrorKinds"/>) and how often, as a list; nothing when none.</summary>
+    public static void ErrorList(StringBuilder sb)
+    {
+        if (!Load.ErrorKinds.IsEmpty)
+        {
+            sb.AppendLine();
+            foreach (var (what, n) in Load.ErrorKinds)
+            {
+                sb.AppendLine(System.Globalization.CultureInfo.InvariantCulture, $"- {n} × {what}");
+            }
+        }
+    }
+
     /// <summary>
     /// Two sides of each scenario and what the second adds, p50 and p99 in ms; the sides are <c>direct</c> and
     /// <c>gateway</c> unless named (<paramref name="firstSide"/>, <paramref name="secondSide"/>).

@@ -30,8 +30,7 @@ internal static class RuntimeBench
     {
         Verify.FixedEngine = true;
         var repo = BenchRun.FindRepoRoot(options.RepoRoot);
-        var gatewayDll = options.GatewayDll ?? Path.Combine(repo, "src", "Cli", "Lattice.Cli", "bin", "Release", "net10.0", "lattice.dll");
-        BenchRun.RequireBuilt(gatewayDll, "src/Cli/Lattice.Cli");
+        var gatewayDll = BenchRun.GatewayDll(options, repo);
         var root = Directory.CreateTempSubdirectory("lattice-bench-rt-").FullName;
         var children = new List<ChildProcess>();
         var targets = new List<Target>();
@@ -392,14 +391,7 @@ internal static class RuntimeBench
             sb.AppendLine();
             sb.AppendLine(ci, $"Gateway VmRSS, {memory.Runtimes} idle connected runtimes (all connected in {memory.ConnectSeconds:0.0} s): before {memory.Before / 1048576.0:0.0} MiB, connected + 5 s {memory.Connected / 1048576.0:0.0} MiB ({Per(memory.Connected):0.0} KiB per runtime), + 10 s idle {memory.Idle / 1048576.0:0.0} MiB ({Per(memory.Idle):0.0} KiB per runtime).");
         }
-        if (!Load.ErrorKinds.IsEmpty)
-        {
-            sb.AppendLine();
-            foreach (var (what, n) in Load.ErrorKinds)
-            {
-                sb.AppendLine(ci, $"- {n} × {what}");
-            }
-        }
+        Report.ErrorList(sb);
         return sb.ToString();
     }
 

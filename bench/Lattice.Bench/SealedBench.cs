@@ -2,6 +2,8 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using Lattice.Client;
+using Lattice.Protocol.Runtime;
+using Lattice.Protocol.Sealing;
 using Microsoft.Extensions.AI;
 
 namespace Lattice.Bench;
@@ -21,8 +23,7 @@ internal static class SealedBench
     public static async Task<int> RunAsync(BenchOptions options, CancellationToken cancellationToken)
     {
         var repo = BenchRun.FindRepoRoot(options.RepoRoot);
-        var gatewayDll = options.GatewayDll ?? Path.Combine(repo, "src", "Cli", "Lattice.Cli", "bin", "Release", "net10.0", "lattice.dll");
-        BenchRun.RequireBuilt(gatewayDll, "src/Cli/Lattice.Cli");
+        var gatewayDll = BenchRun.GatewayDll(options, repo);
         var root = Directory.CreateTempSubdirectory("lattice-bench-sealed-").FullName;
         var children = new List<ChildProcess>();
         try
@@ -83,7 +84,10 @@ internal static class SealedBench
                 }
             }
 
-            var report = Markdown(options, results);
+            var crypto = CryptoAlone(options.Duration);
+            Log("the sealing work alone, in this process: " + Breakdown(crypto));
+
+            var report = Markdown(options, results, crypto);
             Console.WriteLine();
             Console.WriteLine(report);
             if (options.OutFile is { } outFile)
@@ -171,7 +175,57 @@ internal static class SealedBench
         return new Load.RoundResult(requests, failed, (callers.Max(c => c.Finished) - start) / (double)Stopwatch.Frequency);
     }
 
-    private static string Markdown(BenchOptions options, List<ScenarioResult> results)
+    /// <summary>
+    /// µs of wall time per step, on one thread of this process, for the cryptography of one sealed non-streamed call:
+    /// the client's seal (ephemeral key, ECDH, HKDF, AES-GCM), the daemon's open, its sealed answer, its signed usage,
+    /// the gateway's verification, the client's open of the answer. Each step's median over the calls.
+    /// </summary>
+    private static (string Step, double Micros)[] CryptoAlone(TimeSpan duration)
+    {
+        using var work = SealedFormat.NewKey();
+        var workPublic = SealedFormat.PublicKeyOf(work);
+        var body = """{"model":"lattice:personal:lat_bench","messages":[{"role":"user","content":"hello"}]}"""u8.ToArray();
+        var answer = """{"id":"chatcmpl-fixed","object":"chat.completion","created":1700000000,"model":"fixed","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from the fixed engine.","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":5,"total_tokens":6}}"""u8.ToArray();
+        var usage = new DispatchEnd(1, 5, 0);
+        string[] steps = ["client seals the request", "daemon opens it", "daemon seals the answer", "daemon signs the usage", "gateway verifies the usage", "client opens the answer"];
+        var samples = steps.Select(_ => new Samples()).ToArray();
+        var deadline = Stopwatch.GetTimestamp() + (long)(duration.TotalSeconds * Stopwatch.Frequency);
+        const string RequestId = "sreq_00000000000000000000000000000000";
+        for (var calls = 0; Stopwatch.GetTimestamp() < deadline || calls < 100; calls++)
+        {
+            var t0 = Stopwatch.GetTimestamp();
+            var sealedBody = SealedRequest.Seal(body, workPublic, RequestId, "lat_bench", out var opener);
+            var t1 = Stopwatch.GetTimestamp();
+            SealedRequest.Open(sealedBody, work, RequestId, "lat_bench", out var sealer);
+            var t2 = Stopwatch.GetTimestamp();
+            var chunk = sealer.Seal(answer, final: true);
+            var t3 = Stopwatch.GetTimestamp();
+            var signed = SealedUsage.Sign(usage, work, RequestId, "lat_bench");
+            var t4 = Stopwatch.GetTimestamp();
+            var verified = SealedUsage.Verify(signed, workPublic, RequestId, "lat_bench");
+            var t5 = Stopwatch.GetTimestamp();
+            var opened = opener.Open(chunk);
+            var t6 = Stopwatch.GetTimestamp();
+            if (!verified || opened.Length != answer.Length)
+            {
+                throw new BenchException("The sealing round trip failed.");
+            }
+            long[] marks = [t0, t1, t2, t3, t4, t5, t6];
+            for (var i = 0; i < steps.Length; i++)
+            {
+                samples[i].Add(marks[i + 1] - marks[i]);
+            }
+            opener.Dispose();
+            sealer.Dispose();
+        }
+        return [.. steps.Select((step, i) => (step, samples[i].PercentilesMs(50)[0] * 1000))];
+    }
+
+    private static string Breakdown((string Step, double Micros)[] crypto) =>
+        string.Create(CultureInfo.InvariantCulture, $"{crypto.Sum(c => c.Micros):0} µs per non-streamed call — ")
+        + string.Join(", ", crypto.Select(c => string.Create(CultureInfo.InvariantCulture, $"{c.Step} {c.Micros:0}")));
+
+    private static string Markdown(BenchOptions options, List<ScenarioResult> results, (string Step, double Micros)[] crypto)
     {
         var ci = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
@@ -180,14 +234,9 @@ internal static class SealedBench
         Report.PairTable(sb, results, Unsealed, Sealed, "sealing adds", Unsealed, Sealed);
         sb.AppendLine();
         sb.AppendLine(ci, $"Latencies in ms, end to end (the SDK call until the answer is read and opened). Other processes used {results.Select(r => r.OtherLoad).DefaultIfEmpty(0).Average():0%} of the machine on average during the measured rounds.");
-        if (!Load.ErrorKinds.IsEmpty)
-        {
-            sb.AppendLine();
-            foreach (var (what, n) in Load.ErrorKinds)
-            {
-                sb.AppendLine(ci, $"- {n} × {what}");
-            }
-        }
+        sb.AppendLine();
+        sb.AppendLine("The sealing work alone, on one thread of the bench process (median per step, summed): " + Breakdown(crypto) + ".");
+        Report.ErrorList(sb);
         return sb.ToString();
     }
 
