@@ -59,6 +59,9 @@ internal sealed class BenchOptions
     /// <summary>The runtime-path scenario instead: gateway → runtime link → fixed engine vs. the same engine served directly.</summary>
     public bool Runtime { get; private set; }
 
+    /// <summary>The sealed scenario: the same chat through a personal runtime, sealed and unsealed, through the SDK.</summary>
+    public bool Sealed { get; private set; }
+
     /// <summary>The cross-node scenario: a runtime linked to node A, requests entering node A or node B.</summary>
     public bool CrossNode { get; private set; }
 
@@ -128,10 +131,12 @@ internal sealed class BenchOptions
                               machine during it (default 10; 100 turns it off)
           --max-redos N       at most N repeats per round (default 3), then the round is kept
           --runtime           the runtime-path scenario instead: the fixed engine through gateway → runtime link
-          --cross-node        the cross-node scenario instead: a runtime linked to node A, requests entering node A
-                              vs node B (forwarded to A); starts redis-server and two gateways on one SQLite file
                               (a `lattice relay connect` daemon) vs. the same engine behind an in-process Kestrel;
                               relayed chunks/s; gateway memory per idle connected runtime
+          --cross-node        the cross-node scenario instead: a runtime linked to node A, requests entering node A
+                              vs node B (forwarded to A); starts redis-server and two gateways on one SQLite file
+          --sealed            the sealed scenario instead: the same chat to a fixed-engine runtime through the .NET SDK,
+                              unsealed and sealed (GetSealedChatClient), in alternating rounds: what sealing adds
           --idle-runtimes N   runtime scenario: connected runtimes for the memory measurement (default 1000; 0 skips)
           --many-chunks N     runtime scenario: chunks per streamed answer for chunks/s (default 1000)
           --auth              the authentication scenario instead: what the gateway's EndpointAuth costs per request
@@ -206,6 +211,7 @@ internal sealed class BenchOptions
                 case "--check": o.Check = true; break;
                 case "--runtime": o.Runtime = true; break;
                 case "--cross-node": o.CrossNode = true; break;
+                case "--sealed": o.Sealed = true; break;
                 case "--soak": o.Soak = true; break;
                 case "--faults": o.Faults = true; break;
                 case "--auth": o.Auth = true; break;

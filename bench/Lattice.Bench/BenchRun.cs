@@ -20,10 +20,9 @@ internal static class BenchRun
     {
         var repo = FindRepoRoot(options.RepoRoot);
         var standInDll = options.StandInDll ?? Path.Combine(repo, "test", "Lattice.StandIn.OpenAi", "bin", "Release", "net10.0", "Lattice.StandIn.OpenAi.dll");
-        var gatewayDll = options.GatewayDll ?? Path.Combine(repo, "src", "Cli", "Lattice.Cli", "bin", "Release", "net10.0", "lattice.dll");
+        var gatewayDll = GatewayDll(options, repo);
         var variantDll = options.VariantDll ?? gatewayDll;
         RequireBuilt(standInDll, "test/Lattice.StandIn.OpenAi");
-        RequireBuilt(gatewayDll, "src/Cli/Lattice.Cli");
         RequireBuilt(variantDll, "src/Cli/Lattice.Cli");
 
         var upstreamKey = "sk-bench-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
@@ -240,6 +239,14 @@ internal static class BenchRun
 
     /// <summary>A path the load goes to: the stand-in itself, or a gateway process in front of it.</summary>
     private sealed record Side(string Name, Target Target);
+
+    /// <summary>The <c>lattice</c> CLI to start (<c>--gateway-dll</c>, else the Release build in the repository), checked to be built.</summary>
+    internal static string GatewayDll(BenchOptions options, string repo)
+    {
+        var gatewayDll = options.GatewayDll ?? Path.Combine(repo, "src", "Cli", "Lattice.Cli", "bin", "Release", "net10.0", "lattice.dll");
+        RequireBuilt(gatewayDll, "src/Cli/Lattice.Cli");
+        return gatewayDll;
+    }
 
     internal static Target MakeTarget(string name, Uri server, string path, string bearer, string model) =>
         Make(name, server, path, bearer, $$"""{"model":"{{model}}","messages":[{"role":"user","content":"hello"}]}""", anthropic: false);

@@ -22,8 +22,7 @@ internal static class CrossNodeBench
     {
         Verify.FixedEngine = true;
         var repo = BenchRun.FindRepoRoot(options.RepoRoot);
-        var gatewayDll = options.GatewayDll ?? Path.Combine(repo, "src", "Cli", "Lattice.Cli", "bin", "Release", "net10.0", "lattice.dll");
-        BenchRun.RequireBuilt(gatewayDll, "src/Cli/Lattice.Cli");
+        var gatewayDll = BenchRun.GatewayDll(options, repo);
         var root = Directory.CreateTempSubdirectory("lattice-bench-xnode-").FullName;
         var children = new List<ChildProcess>();
         var targets = new List<Target>();
@@ -213,14 +212,7 @@ internal static class CrossNodeBench
         Report.PairTable(sb, results, "node A", "via node B", "hop");
         sb.AppendLine();
         sb.AppendLine(ci, $"Latencies in ms. Other processes used {results.Select(r => r.OtherLoad).DefaultIfEmpty(0).Average():0%} of the machine on average during the measured rounds.");
-        if (!Load.ErrorKinds.IsEmpty)
-        {
-            sb.AppendLine();
-            foreach (var (what, n) in Load.ErrorKinds)
-            {
-                sb.AppendLine(ci, $"- {n} × {what}");
-            }
-        }
+        Report.ErrorList(sb);
         return sb.ToString();
     }
 

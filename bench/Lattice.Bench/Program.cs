@@ -51,6 +51,7 @@ try
     return options.Soak || options.Faults ? await SoakBench.RunAsync(options, cts.Token)
         : options.Ledger ? await LedgerBench.RunAsync(options, cts.Token)
         : options.Auth ? await AuthBench.RunAsync(options, cts.Token)
+        : options.Sealed ? await SealedBench.RunAsync(options, cts.Token)
         : options.Runtime ? await RuntimeBench.RunAsync(options, cts.Token)
         : options.CrossNode ? await CrossNodeBench.RunAsync(options, cts.Token)
         : await BenchRun.RunAsync(options, cts.Token);

@@ -21,16 +21,34 @@ internal static class Report
     /// side's throughput and the errors. <paramref name="first"/>, <paramref name="second"/> and <paramref name="added"/>
     /// name the columns.
     /// </summary>
-    public static void PairTable(StringBuilder sb, IEnumerable<ScenarioResult> results, string first, string second, string added)
+    /// <summary>The kinds of errors the run met (<see cref="Load.ErrorKinds"/>) and how often, as a list; nothing when none.</summary>
+    public static void ErrorList(StringBuilder sb)
+    {
+        if (!Load.ErrorKinds.IsEmpty)
+        {
+            sb.AppendLine();
+            foreach (var (what, n) in Load.ErrorKinds)
+            {
+                sb.AppendLine(System.Globalization.CultureInfo.InvariantCulture, $"- {n} × {what}");
+            }
+        }
+    }
+
+    /// <summary>
+    /// Two sides of each scenario and what the second adds, p50 and p99 in ms; the sides are <c>direct</c> and
+    /// <c>gateway</c> unless named (<paramref name="firstSide"/>, <paramref name="secondSide"/>).
+    /// </summary>
+    public static void PairTable(StringBuilder sb, IEnumerable<ScenarioResult> results, string first, string second, string added,
+        string firstSide = "direct", string secondSide = "gateway")
     {
         var ci = System.Globalization.CultureInfo.InvariantCulture;
         sb.AppendLine(ci, $"| mode | conns | {first} p50 | {first} p99 | {second} p50 | {second} p99 | {added} p50 | {added} p99 | {first} req/s | {second} req/s | errors |");
         sb.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         foreach (var s in results)
         {
-            var a = s.DirectP;
-            var b = s.GatewayP;
-            sb.AppendLine(ci, $"| {ModeName(s.Mode)} | {s.Connections} | {a[0]:0.000} | {a[1]:0.000} | {b[0]:0.000} | {b[1]:0.000} | {b[0] - a[0]:+0.000;-0.000} | {b[1] - a[1]:+0.000;-0.000} | {s.Direct.Throughput:0} | {s.Gateway.Throughput:0} | {s.Sides.Values.Sum(t => t.Errors)} |");
+            var a = s.P(firstSide);
+            var b = s.P(secondSide);
+            sb.AppendLine(ci, $"| {ModeName(s.Mode)} | {s.Connections} | {a[0]:0.000} | {a[1]:0.000} | {b[0]:0.000} | {b[1]:0.000} | {b[0] - a[0]:+0.000;-0.000} | {b[1] - a[1]:+0.000;-0.000} | {s.Sides[firstSide].Throughput:0} | {s.Sides[secondSide].Throughput:0} | {s.Sides.Values.Sum(t => t.Errors)} |");
         }
     }
 

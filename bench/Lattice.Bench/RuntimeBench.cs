@@ -30,8 +30,7 @@ internal static class RuntimeBench
     {
         Verify.FixedEngine = true;
         var repo = BenchRun.FindRepoRoot(options.RepoRoot);
-        var gatewayDll = options.GatewayDll ?? Path.Combine(repo, "src", "Cli", "Lattice.Cli", "bin", "Release", "net10.0", "lattice.dll");
-        BenchRun.RequireBuilt(gatewayDll, "src/Cli/Lattice.Cli");
+        var gatewayDll = BenchRun.GatewayDll(options, repo);
         var root = Directory.CreateTempSubdirectory("lattice-bench-rt-").FullName;
         var children = new List<ChildProcess>();
         var targets = new List<Target>();
@@ -43,53 +42,12 @@ internal static class RuntimeBench
             var directUrl = new Uri(direct.Urls.First());
             Log($"direct: FixedEngine behind in-process Kestrel at {directUrl}");
 
-            var gatewayDir = Path.Combine(root, "gateway");
-            Directory.CreateDirectory(gatewayDir);
-            var env = new Dictionary<string, string?>
-            {
-                ["ASPNETCORE_ENVIRONMENT"] = "Production",
-                ["DOTNET_ENVIRONMENT"] = "Production",
-                ["Logging__LogLevel__Default"] = "Warning",
-                ["DOTNET_gcServer"] = options.GatewayGc switch { "server" => "1", "workstation" => "0", _ => null },
-            };
-            foreach (var (k, v) in options.GatewayEnv)
-            {
-                env[k] = v;
-            }
-            Log($"starting the gateway ({BenchRun.Rel(repo, gatewayDll)} up --no-daemon, GC {options.GatewayGc})");
-            var gateway = ChildProcess.Start("the gateway", gatewayDll, ["up", "--no-daemon", "--port", "0", "--data-dir", gatewayDir], env,
-                line => line.StartsWith("LATTICE_BASE_URL=", StringComparison.Ordinal) ? line["LATTICE_BASE_URL=".Length..].Trim() : null);
-            children.Add(gateway);
-            var baseUrl = new Uri(await gateway.WaitReadyAsync(StartTimeout, cancellationToken));
-            var origin = new Uri(baseUrl.GetLeftPart(UriPartial.Authority));
-            var apiKey = BenchRun.ReadEnvFile(Path.Combine(gatewayDir, "env")).GetValueOrDefault("LATTICE_API_KEY")
-                ?? throw new BenchException($"No LATTICE_API_KEY in {gatewayDir}/env.");
-            using var http = new HttpClient(new SocketsHttpHandler { UseProxy = false, MaxConnectionsPerServer = 32 }) { BaseAddress = origin, Timeout = TimeSpan.FromSeconds(60) };
-            http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
+            var (gateway, baseUrl, origin, apiKey, env) = await StartGatewayAsync(options, repo, gatewayDll, root, children, cancellationToken);
+            using var http = ApiClient(origin, apiKey);
 
             // Two daemons: one whose fixed model streams 8 chunks, one whose streams ManyChunks.
-            var daemonEnv = new Dictionary<string, string?>(env) { ["DOTNET_gcServer"] = "0" };
-            async Task<string> StartDaemonAsync(string name, string modelToml)
-            {
-                var config = Path.Combine(root, name + ".toml");
-                File.WriteAllText(config, $"""
-                    [daemon]
-                    concurrency = 64
-
-                    [[engines]]
-                    kind = "fixed"
-                      [[engines.models]]
-                      {modelToml}
-                    """);
-                var (latticeId, token) = await CreateRuntimeAsync(http, "bench " + name, cancellationToken);
-                var daemon = ChildProcess.Start("the daemon " + name, gatewayDll,
-                    ["relay", "connect", "--gateway", origin.ToString().TrimEnd('/'), "--token", token, "--config", config, "--data-dir", Path.Combine(root, name)],
-                    daemonEnv, line => line.Contains("connected as lat_", StringComparison.Ordinal) ? line : null);
-                children.Add(daemon);
-                await daemon.WaitReadyAsync(StartTimeout, cancellationToken);
-                Log($"daemon {name} (pid {daemon.Id}) connected as {latticeId}");
-                return latticeId;
-            }
+            Task<string> StartDaemonAsync(string name, string modelToml) =>
+                StartFixedDaemonAsync(http, origin, gatewayDll, root, name, modelToml, env, children, cancellationToken);
             var fixedId = await StartDaemonAsync("fixed", $"name = \"{FixedModel}\"");
             var manyId = await StartDaemonAsync("many", $"name = \"{ManyModel}\"\n  chunks = {options.ManyChunks.ToString(CultureInfo.InvariantCulture)}");
 
@@ -192,19 +150,85 @@ internal static class RuntimeBench
         }
     }
 
-    internal static ScenarioResult Interleaved(BenchOptions options, (string Name, Target Target)[] sides, ChatMode mode, int conns, List<ChildProcess> children, CancellationToken cancellationToken)
+    /// <summary>Starts <c>lattice up --no-daemon</c> in <paramref name="root"/>/gateway, as configured by the options.</summary>
+    internal static async Task<(ChildProcess Gateway, Uri BaseUrl, Uri Origin, string ApiKey, Dictionary<string, string?> Env)> StartGatewayAsync(
+        BenchOptions options, string repo, string gatewayDll, string root, List<ChildProcess> children, CancellationToken cancellationToken)
     {
-        var scenario = new ScenarioResult(mode, conns, sides.Select(s => s.Name));
+        var gatewayDir = Path.Combine(root, "gateway");
+        Directory.CreateDirectory(gatewayDir);
+        var env = new Dictionary<string, string?>
+        {
+            ["ASPNETCORE_ENVIRONMENT"] = "Production",
+            ["DOTNET_ENVIRONMENT"] = "Production",
+            ["Logging__LogLevel__Default"] = "Warning",
+            ["DOTNET_gcServer"] = options.GatewayGc switch { "server" => "1", "workstation" => "0", _ => null },
+        };
+        foreach (var (k, v) in options.GatewayEnv)
+        {
+            env[k] = v;
+        }
+        Log($"starting the gateway ({BenchRun.Rel(repo, gatewayDll)} up --no-daemon, GC {options.GatewayGc})");
+        var gateway = ChildProcess.Start("the gateway", gatewayDll, ["up", "--no-daemon", "--port", "0", "--data-dir", gatewayDir], env,
+            line => line.StartsWith("LATTICE_BASE_URL=", StringComparison.Ordinal) ? line["LATTICE_BASE_URL=".Length..].Trim() : null);
+        children.Add(gateway);
+        var baseUrl = new Uri(await gateway.WaitReadyAsync(StartTimeout, cancellationToken));
+        var origin = new Uri(baseUrl.GetLeftPart(UriPartial.Authority));
+        var apiKey = BenchRun.ReadEnvFile(Path.Combine(gatewayDir, "env")).GetValueOrDefault("LATTICE_API_KEY")
+            ?? throw new BenchException($"No LATTICE_API_KEY in {gatewayDir}/env.");
+        return (gateway, baseUrl, origin, apiKey, env);
+    }
+
+    internal static HttpClient ApiClient(Uri origin, string apiKey)
+    {
+        var http = new HttpClient(new SocketsHttpHandler { UseProxy = false, MaxConnectionsPerServer = 32 }) { BaseAddress = origin, Timeout = TimeSpan.FromSeconds(60) };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
+        return http;
+    }
+
+    /// <summary>Creates a runtime and starts a <c>lattice relay connect</c> daemon serving one fixed-engine model; returns its lattice id.</summary>
+    internal static async Task<string> StartFixedDaemonAsync(HttpClient http, Uri origin, string gatewayDll, string root, string name, string modelToml,
+        Dictionary<string, string?> gatewayEnv, List<ChildProcess> children, CancellationToken cancellationToken)
+    {
+        var daemonEnv = new Dictionary<string, string?>(gatewayEnv) { ["DOTNET_gcServer"] = "0" };
+        var config = Path.Combine(root, name + ".toml");
+        File.WriteAllText(config, $"""
+            [daemon]
+            concurrency = 64
+
+            [[engines]]
+            kind = "fixed"
+              [[engines.models]]
+              {modelToml}
+            """);
+        var (latticeId, token) = await CreateRuntimeAsync(http, "bench " + name, cancellationToken);
+        var daemon = ChildProcess.Start("the daemon " + name, gatewayDll,
+            ["relay", "connect", "--gateway", origin.ToString().TrimEnd('/'), "--token", token, "--config", config, "--data-dir", Path.Combine(root, name)],
+            daemonEnv, line => line.Contains("connected as lat_", StringComparison.Ordinal) ? line : null);
+        children.Add(daemon);
+        await daemon.WaitReadyAsync(StartTimeout, cancellationToken);
+        Log($"daemon {name} (pid {daemon.Id}) connected as {latticeId}");
+        return latticeId;
+    }
+
+    internal static ScenarioResult Interleaved(BenchOptions options, (string Name, Target Target)[] sides, ChatMode mode, int conns, List<ChildProcess> children, CancellationToken cancellationToken) =>
+        Interleaved(options, sides.Select(s => s.Name).ToArray(), mode, conns, children,
+            (name, into) => Load.Run(sides.First(s => s.Name == name).Target, mode, conns, options.Round, into, cancellationToken), cancellationToken);
+
+    /// <summary>Rounds of <see cref="BenchOptions.Round"/> per side, in ABBA order, until <see cref="BenchOptions.Duration"/> per side; <paramref name="runRound"/> runs one side's round.</summary>
+    internal static ScenarioResult Interleaved(BenchOptions options, string[] sides, ChatMode mode, int conns, List<ChildProcess> children,
+        Func<string, Samples, Load.RoundResult> runRound, CancellationToken cancellationToken)
+    {
+        var scenario = new ScenarioResult(mode, conns, sides);
         var rounds = (int)Math.Ceiling(options.Duration / options.Round);
         for (var r = 0; r < rounds; r++)
         {
             var order = r % 2 == 0 ? sides : sides.Reverse();
-            foreach (var (name, target) in order)
+            foreach (var name in order)
             {
                 var totals = new TargetTotals();
                 TimeSpan ChildrenCpu() => children.Aggregate(TimeSpan.Zero, (sum, c) => sum + c.CpuTime);
                 var cpu0 = (Children: ChildrenCpu(), Me: ProcStat.CpuTime(Environment.ProcessId), All: ProcStat.MachineBusy());
-                var round = Load.Run(target, mode, conns, options.Round, totals.Latencies, cancellationToken);
+                var round = runRound(name, totals.Latencies);
                 var cpu1 = (Children: ChildrenCpu(), Me: ProcStat.CpuTime(Environment.ProcessId), All: ProcStat.MachineBusy());
                 cancellationToken.ThrowIfCancellationRequested();
                 // Gateway and daemons count as "gateway"; the harness (load generator and the direct Kestrel) as harness.
@@ -367,14 +391,7 @@ internal static class RuntimeBench
             sb.AppendLine();
             sb.AppendLine(ci, $"Gateway VmRSS, {memory.Runtimes} idle connected runtimes (all connected in {memory.ConnectSeconds:0.0} s): before {memory.Before / 1048576.0:0.0} MiB, connected + 5 s {memory.Connected / 1048576.0:0.0} MiB ({Per(memory.Connected):0.0} KiB per runtime), + 10 s idle {memory.Idle / 1048576.0:0.0} MiB ({Per(memory.Idle):0.0} KiB per runtime).");
         }
-        if (!Load.ErrorKinds.IsEmpty)
-        {
-            sb.AppendLine();
-            foreach (var (what, n) in Load.ErrorKinds)
-            {
-                sb.AppendLine(ci, $"- {n} × {what}");
-            }
-        }
+        Report.ErrorList(sb);
         return sb.ToString();
     }
 

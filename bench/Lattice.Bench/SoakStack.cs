@@ -61,9 +61,8 @@ internal sealed class SoakStack : IAsyncDisposable
     {
         var repo = BenchRun.FindRepoRoot(options.RepoRoot);
         var standInDll = options.StandInDll ?? Path.Combine(repo, "test", "Lattice.StandIn.OpenAi", "bin", "Release", "net10.0", "Lattice.StandIn.OpenAi.dll");
-        var gatewayDll = options.GatewayDll ?? Path.Combine(repo, "src", "Cli", "Lattice.Cli", "bin", "Release", "net10.0", "lattice.dll");
+        var gatewayDll = BenchRun.GatewayDll(options, repo);
         BenchRun.RequireBuilt(standInDll, "test/Lattice.StandIn.OpenAi");
-        BenchRun.RequireBuilt(gatewayDll, "src/Cli/Lattice.Cli");
         var stack = new SoakStack(repo, gatewayDll, Directory.CreateTempSubdirectory("lattice-soak-").FullName);
         try
         {

@@ -95,7 +95,7 @@ internal static class ChatCompletions
         }
 
         var fault = Fault.From(request!.Model);
-        if (fault.Kind != FaultKind.None && await fault.ApplyBeforeResponseAsync(ctx, request.Stream))
+        if (fault.Kind != FaultKind.None && await fault.ApplyBeforeResponseAsync(ctx, request.Stream, pausesStream: true))
         {
             return;
         }
@@ -580,6 +580,11 @@ internal static class ChatCompletions
                 drop.Break(ctx);
                 return;
             }
+        }
+
+        if (fault == FaultKind.Pause)
+        {
+            await StandInGates.Get(drop.GateName!).PassAsync(ct);
         }
 
         if (drop.Breaks)

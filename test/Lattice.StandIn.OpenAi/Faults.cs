@@ -17,6 +17,8 @@ internal enum FaultKind
     Drip,
     BadRequest,
     Gate,
+    /// <summary>A streamed chat answer waits at a gate after its last word, before the finish chunk.</summary>
+    Pause,
     Overloaded,
 }
 
@@ -35,6 +37,8 @@ internal readonly record struct Fault(FaultKind Kind, int DelayMs, string? GateN
     public const string DripModel = "standin-drip";
     public const string BadRequestModel = "standin-bad-request";
     public const string GatePrefix = "standin-held-";
+    /// <summary><c>standin-pause-&lt;gate&gt;</c>: a streamed chat answer stops after its last word until gate <c>&lt;gate&gt;</c> lets it, then finishes; anything else is held before answering, as <see cref="GatePrefix"/>.</summary>
+    public const string PausePrefix = "standin-pause-";
     /// <summary>529, Anthropic's "overloaded" status (on the chat route too, in OpenAI's envelope).</summary>
     public const string OverloadedModel = "standin-overloaded-529";
 
@@ -80,6 +84,7 @@ internal readonly record struct Fault(FaultKind Kind, int DelayMs, string? GateN
             BadRequestModel => new Fault(FaultKind.BadRequest, 0),
             OverloadedModel => new Fault(FaultKind.Overloaded, 0),
             _ when model.StartsWith(GatePrefix, StringComparison.Ordinal) => new Fault(FaultKind.Gate, 0, model[GatePrefix.Length..]),
+            _ when model.StartsWith(PausePrefix, StringComparison.Ordinal) => new Fault(FaultKind.Pause, 0, model[PausePrefix.Length..]),
             _ when model.StartsWith(SlowPrefix, StringComparison.Ordinal)
                 && int.TryParse(model.AsSpan(SlowPrefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out int ms)
                 => new Fault(FaultKind.Slow, ms),
@@ -91,9 +96,10 @@ internal readonly record struct Fault(FaultKind Kind, int DelayMs, string? GateN
     /// Applies the faults that happen before any response is written. Returns true when the request has been
     /// fully handled (error written, connection aborted, or client went away while waiting).
     /// Streaming-only faults (drop while streaming, drip) are left to the caller. Errors are in Anthropic's envelope
-    /// when <paramref name="anthropic"/> (the Messages route), else OpenAI's.
+    /// when <paramref name="anthropic"/> (the Messages route), else OpenAI's. <paramref name="pausesStream"/>: the caller
+    /// pauses its own stream (<see cref="FaultKind.Pause"/>), so a streamed request is not held here.
     /// </summary>
-    public async ValueTask<bool> ApplyBeforeResponseAsync(HttpContext ctx, bool streaming, bool anthropic = false)
+    public async ValueTask<bool> ApplyBeforeResponseAsync(HttpContext ctx, bool streaming, bool anthropic = false, bool pausesStream = false)
     {
         switch (Kind)
         {
@@ -152,6 +158,7 @@ internal readonly record struct Fault(FaultKind Kind, int DelayMs, string? GateN
 
                 return false;
             case FaultKind.Gate:
+            case FaultKind.Pause when !(streaming && pausesStream):
                 try
                 {
                     await StandInGates.Get(GateName!).PassAsync(ctx.RequestAborted);
