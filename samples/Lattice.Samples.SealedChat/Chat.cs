@@ -27,61 +27,44 @@ public static class Chat
             yield return Failure("/problem/" + FailureScreens.Reauthorize);
             yield break;
         }
-        if (session.Runtime is not { } runtime)
+        if (session.Runtime is not { PublicWorkKey: not null } runtime)
         {
             yield return Failure("/problem/" + FailureScreens.SelectRuntime);
             yield break;
         }
 
-        IAsyncEnumerator<ChatResponseUpdate> updates;
-        try
+        // Sealed to the runtime's work key: the gateway routes and meters the call but relays only ciphertext.
+        await using var updates = lattice.GetSealedChatClient(runtime)
+            .GetStreamingResponseAsync(prompt, cancellationToken: cancellationToken).GetAsyncEnumerator(cancellationToken);
+        while (true)
         {
-            // Sealed to the runtime's work key: the gateway routes and meters the call but relays only ciphertext.
-            updates = lattice.GetSealedChatClient(runtime).GetStreamingResponseAsync(prompt, cancellationToken: cancellationToken).GetAsyncEnumerator(cancellationToken);
-        }
-        catch (SealedDispatchUnsupportedException)
-        {
-            // Its daemon publishes no work key: the user has to pick another runtime.
-            session.Runtime = null;
-            updates = null!;
-        }
-        if (session.Runtime is null)
-        {
-            yield return Failure("/problem/" + FailureScreens.SelectRuntime);
-            yield break;
-        }
-
-        await using (updates)
-        {
-            while (true)
+            // C# cannot yield inside a try that has a catch, so a failure is carried out of it.
+            Exception? failure = null;
+            var more = false;
+            try
             {
-                Exception? failure = null;
-                var more = false;
-                try
+                more = await updates.MoveNextAsync();
+            }
+            catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                failure = e;
+            }
+            if (failure is not null)
+            {
+                if (failure is ReauthorizeException)
                 {
-                    more = await updates.MoveNextAsync();
+                    session.SignOut();
                 }
-                catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-                {
-                    failure = e;
-                }
-                if (failure is not null)
-                {
-                    if (failure is ReauthorizeException)
-                    {
-                        session.SignOut();
-                    }
-                    yield return Failure(FailureScreens.UrlFor(failure));
-                    yield break;
-                }
-                if (!more)
-                {
-                    break;
-                }
-                if (updates.Current.Text is { Length: > 0 } text)
-                {
-                    yield return new SseItem<AnswerEvent>(new AnswerEvent(Text: text), "text");
-                }
+                yield return Failure(FailureScreens.UrlFor(failure));
+                yield break;
+            }
+            if (!more)
+            {
+                break;
+            }
+            if (updates.Current.Text is { Length: > 0 } text)
+            {
+                yield return new SseItem<AnswerEvent>(new AnswerEvent(Text: text), "text");
             }
         }
         yield return new SseItem<AnswerEvent>(new AnswerEvent(), "done");
