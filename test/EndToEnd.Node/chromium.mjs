@@ -1,4 +1,4 @@
-// Debian's Chromium for the browser tests (identity.browser.mjs, console.browser.mjs), driven by playwright-core.
+// Debian's Chromium for the browser tests (identity.browser.mjs, console.browser.mjs, sample.browser.mjs), driven by playwright-core.
 //   LATTICE_CHROMIUM  optional; the browser to drive (default /usr/bin/chromium, which .ci/run installs)
 
 import assert from 'node:assert/strict';

@@ -80,14 +80,21 @@ public sealed class RuntimeStackFixture : IAsyncLifetime
     }
 
     /// <summary>A separate personal runtime whose only chat model streams 100 chunks 100 ms apart.</summary>
-    public async Task<(string LatticeId, ProcessHost Daemon)> StartTickerAsync()
+    public Task<(string LatticeId, ProcessHost Daemon)> StartTickerAsync() =>
+        PairDaemonAsync(Origin, ApiKey, "ticker", TickerConfigPath, Path.Combine(_root, "ticker-" + Guid.NewGuid().ToString("N")[..8]));
+
+    /// <summary>
+    /// Creates a personal runtime <paramref name="displayName"/> with <paramref name="apiKey"/> (so it is the workspace's,
+    /// shared with its users) and pairs a new daemon process serving <paramref name="configPath"/> to it.
+    /// </summary>
+    public static async Task<(string LatticeId, ProcessHost Daemon)> PairDaemonAsync(string origin, string apiKey, string displayName, string configPath, string dataDir)
     {
-        using var http = Client(ApiKey);
-        using var created = await http.PostAsJsonAsync("v1/personal-runtimes", new JsonObject { ["displayName"] = "ticker", ["executionBackend"] = "local-model" });
+        using var http = new HttpClient { BaseAddress = new Uri(origin + "/"), Timeout = TimeSpan.FromSeconds(60) };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
+        using var created = await http.PostAsJsonAsync("v1/personal-runtimes", new JsonObject { ["displayName"] = displayName, ["executionBackend"] = "local-model" });
         var record = JsonNode.Parse(await created.Content.ReadAsStringAsync())!;
-        var dataDir = Path.Combine(_root, "ticker-" + Guid.NewGuid().ToString("N")[..8]);
         var daemon = await ProcessHost.StartAsync(ProcessHost.DotnetHost,
-            [StackFixture.LatticeDll, "relay", "connect", "--gateway", Origin, "--token", record["bootstrapToken"]!.GetValue<string>(), "--config", TickerConfigPath, "--data-dir", dataDir],
+            [StackFixture.LatticeDll, "relay", "connect", "--gateway", origin, "--token", record["bootstrapToken"]!.GetValue<string>(), "--config", configPath, "--data-dir", dataDir],
             null, line => line.Contains("connected as lat_", StringComparison.Ordinal), StartTimeout);
         return (record["runtime"]!["latticeId"]!.GetValue<string>(), daemon);
     }

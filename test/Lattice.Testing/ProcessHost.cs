@@ -253,7 +253,7 @@ public sealed class ProcessHost : IAsyncDisposable
     }
 
     /// <summary>
-    /// Path of a built project's dll: <c>&lt;repo&gt;/{src|test|bench}/**/&lt;projectName&gt;/bin/&lt;Configuration&gt;/&lt;tfm&gt;/&lt;projectName&gt;.dll</c>,
+    /// Path of a built project's dll: <c>&lt;repo&gt;/{src|test|bench|samples}/**/&lt;projectName&gt;/bin/&lt;Configuration&gt;/&lt;tfm&gt;/&lt;projectName&gt;.dll</c>,
     /// with the configuration (Debug/Release) and target framework taken from the running test assembly's
     /// output path (<c>…/bin/&lt;Configuration&gt;/&lt;tfm&gt;/</c>; net10.0 and the library's own configuration if it has no such shape).
     /// </summary>
@@ -266,7 +266,7 @@ public sealed class ProcessHost : IAsyncDisposable
         var root = RepoPaths.RepoRoot;
         var found = new List<string>();
         var projectDirs = new List<string>();
-        foreach (var top in new[] { "src", "test", "bench" })
+        foreach (var top in new[] { "src", "test", "bench", "samples" })
         {
             var topDir = Path.Combine(root, top);
             if (!Directory.Exists(topDir))
@@ -289,7 +289,7 @@ public sealed class ProcessHost : IAsyncDisposable
         {
             1 => found[0],
             0 => throw new FileNotFoundException(projectDirs.Count == 0
-                ? $"No project directory named '{projectName}' under {root}/{{src,test,bench}}."
+                ? $"No project directory named '{projectName}' under {root}/{{src,test,bench,samples}}."
                 : $"'{projectName}' is not built for {configuration}/{targetFramework}: looked for "
                   + string.Join(", ", projectDirs.Select(d => Path.Combine(d, "bin", configuration, targetFramework, dllName)))
                   + $". Build it first (dotnet build -c {configuration})."),
