@@ -32,4 +32,23 @@ public sealed class ConsoleBrowserTests(StackFixture stack, ITestOutputHelper ou
         Assert.True(run.ExitCode == 0, $"node --test in {NodeProject.ProjectDirectory} {run.Describe()}");
         output.WriteLine(run.Output);
     }
+
+    /// <summary><c>console.operator.browser.mjs</c>: an operator's catalog and task-class pages, and the usage charts per model and key.</summary>
+    [Fact]
+    public async Task The_console_shows_usage_per_model_and_key_and_lets_an_operator_edit_the_catalog_in_chromium()
+    {
+        await NodeProject.EnsureInstalledAsync(output);
+        var run = await NodeProject.TestAsync(["console.operator.browser.mjs"], new Dictionary<string, string?>
+        {
+            ["LATTICE_BASE_URL"] = stack.BaseUrl,
+            ["LATTICE_API_KEY"] = stack.ApiKey,
+            ["LATTICE_ADMIN_KEY"] = stack.AdminKey,
+            ["LATTICE_USER_EMAIL"] = stack.UserEmail,
+            ["LATTICE_USER_PASSWORD"] = stack.UserPassword,
+            ["LATTICE_CHAT_MODEL"] = "lovelace:chat",
+            ["LATTICE_SCREENSHOTS"] = Environment.GetEnvironmentVariable("LATTICE_CONSOLE_SCREENSHOTS") is { Length: > 0 } dir ? Path.GetFullPath(dir) : null,
+        }, TestTimeout);
+        Assert.True(run.ExitCode == 0, $"node --test in {NodeProject.ProjectDirectory} {run.Describe()}");
+        output.WriteLine(run.Output);
+    }
 }
