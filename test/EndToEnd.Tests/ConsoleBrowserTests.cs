@@ -6,7 +6,8 @@ namespace Lattice.EndToEnd.Tests;
 /// The web console in a real browser: <c>test/EndToEnd.Node/console.browser.mjs</c> drives Debian's Chromium
 /// (<c>/usr/bin/chromium</c>) with playwright-core against the gateway <c>lattice up</c> started — the one-click
 /// sign-in link it printed, the overview, a key shown once and then used, its request in the usage log, a personal
-/// runtime paired and revoked. Set <c>LATTICE_CONSOLE_SCREENSHOTS</c> to a directory (e.g. <c>docs/console</c>) to
+/// runtime paired and revoked; and <c>console.operator.browser.mjs</c>, the operator pages and the usage charts per model
+/// and key. Set <c>LATTICE_CONSOLE_SCREENSHOTS</c> to a directory (e.g. <c>docs/console</c>) to
 /// save screenshots of the pages there.
 /// </summary>
 [Collection(StackCollection.Name)]
@@ -16,20 +17,25 @@ public sealed class ConsoleBrowserTests(StackFixture stack, ITestOutputHelper ou
     private static readonly TimeSpan TestTimeout = TimeSpan.FromMinutes(5);
 
     [Fact]
-    public async Task The_console_signs_in_manages_keys_and_runtimes_and_shows_usage_in_chromium()
+    public Task The_console_signs_in_manages_keys_and_runtimes_and_shows_usage_in_chromium() =>
+        RunAsync("console.browser.mjs", new() { ["LATTICE_CONSOLE_SIGN_IN_URL"] = stack.ConsoleSignInUrl });
+
+    /// <summary><c>console.operator.browser.mjs</c>: an operator's catalog and task-class pages, and the usage charts per model and key.</summary>
+    [Fact]
+    public Task The_console_shows_usage_per_model_and_key_and_lets_an_operator_edit_the_catalog_in_chromium() =>
+        RunAsync("console.operator.browser.mjs", new() { ["LATTICE_ADMIN_KEY"] = stack.AdminKey });
+
+    private async Task RunAsync(string file, Dictionary<string, string?> env)
     {
         await NodeProject.EnsureInstalledAsync(output);
-        var run = await NodeProject.TestAsync(["console.browser.mjs"], new Dictionary<string, string?>
-        {
-            ["LATTICE_BASE_URL"] = stack.BaseUrl,
-            ["LATTICE_API_KEY"] = stack.ApiKey,
-            ["LATTICE_CONSOLE_SIGN_IN_URL"] = stack.ConsoleSignInUrl,
-            ["LATTICE_USER_EMAIL"] = stack.UserEmail,
-            ["LATTICE_USER_PASSWORD"] = stack.UserPassword,
-            ["LATTICE_CHAT_MODEL"] = "lovelace:chat",
-            ["LATTICE_SCREENSHOTS"] = Environment.GetEnvironmentVariable("LATTICE_CONSOLE_SCREENSHOTS") is { Length: > 0 } dir ? Path.GetFullPath(dir) : null,
-        }, TestTimeout);
-        Assert.True(run.ExitCode == 0, $"node --test in {NodeProject.ProjectDirectory} {run.Describe()}");
+        env["LATTICE_BASE_URL"] = stack.BaseUrl;
+        env["LATTICE_API_KEY"] = stack.ApiKey;
+        env["LATTICE_USER_EMAIL"] = stack.UserEmail;
+        env["LATTICE_USER_PASSWORD"] = stack.UserPassword;
+        env["LATTICE_CHAT_MODEL"] = "lovelace:chat";
+        env["LATTICE_SCREENSHOTS"] = Environment.GetEnvironmentVariable("LATTICE_CONSOLE_SCREENSHOTS") is { Length: > 0 } dir ? Path.GetFullPath(dir) : null;
+        var run = await NodeProject.TestAsync([file], env, TestTimeout);
+        Assert.True(run.ExitCode == 0, $"node --test {file} in {NodeProject.ProjectDirectory} {run.Describe()}");
         output.WriteLine(run.Output);
     }
 }

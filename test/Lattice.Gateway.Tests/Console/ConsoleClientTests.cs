@@ -79,7 +79,8 @@ public sealed class ConsoleClientTests(OAuthGateway gateway) : IClassFixture<OAu
     {
         var (owner, _) = await NewWorkspaceAsync("owner");
         var tokens = await SignInAsync(owner);
-        Assert.Equal(ConsoleClient.Scopes.Order(StringComparer.Ordinal), ScopesOf(tokens));
+        // Everything the console asks for but operating the gateway, which is for the operator workspace's owners.
+        Assert.Equal(ConsoleClient.Scopes.Where(s => s != Scopes.Admin).Order(StringComparer.Ordinal), ScopesOf(tokens));
         Assert.Null(tokens["refresh_token"]);
         var payload = CodeFlow.Payload(tokens["access_token"]!.GetValue<string>());
         Assert.Equal(owner.WorkspaceId, payload[Lattice.Gateway.Identity.AccessTokenValidator.WorkspaceClaim]!.GetValue<string>());
@@ -155,6 +156,55 @@ public sealed class ConsoleClientTests(OAuthGateway gateway) : IClassFixture<OAu
         var (keysStatus, keysBody) = await Credentials.SendAsync(memberConsole, "GET", $"admin/v1/workspaces/{owner.WorkspaceId}/keys");
         Assert.Equal(HttpStatusCode.Forbidden, keysStatus);
         Assert.Equal("insufficient_scopes", Credentials.Error(keysBody)["code"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task Only_an_owner_of_the_operator_workspace_gets_the_operators_admin_api_and_loses_it_when_demoted()
+    {
+        const string operatorWorkspace = Lattice.Gateway.Persistence.DatabaseInitializer.OperatorWorkspaceId;
+        var member = await AddPersonAsync(operatorWorkspace, "member");
+        var memberTokens = await SignInAsync(member);
+        Assert.DoesNotContain(Scopes.Admin, ScopesOf(memberTokens));
+        Assert.DoesNotContain(Scopes.WorkspaceAdmin, ScopesOf(memberTokens));
+        using (var memberConsole = gateway.Client(memberTokens["access_token"]!.GetValue<string>()))
+        {
+            var (status, body) = await Credentials.SendAsync(memberConsole, "GET", "admin/v1/models");
+            Assert.Equal(HttpStatusCode.Forbidden, status);
+            Assert.Equal("insufficient_scopes", Credentials.Error(body)["code"]!.GetValue<string>());
+        }
+
+        var owner = await AddPersonAsync(operatorWorkspace, "owner");
+        var tokens = await SignInAsync(owner);
+        Assert.Equal(ConsoleClient.Scopes.Order(StringComparer.Ordinal), ScopesOf(tokens));
+        using var console = gateway.Client(tokens["access_token"]!.GetValue<string>());
+        var models = JsonNode.Parse(await console.GetStringAsync("admin/v1/models"))!["data"]!.AsArray();
+        Assert.Contains(models, m => m!["id"]!.GetValue<string>() == "lovelace:chat");
+        var taskClasses = JsonNode.Parse(await console.GetStringAsync("admin/v1/task-classes"))!["data"]!.AsArray();
+        Assert.Contains(taskClasses, t => t!["name"]!.GetValue<string>() == "chat.completions");
+
+        // Made a member, the person's next token no longer operates anything, whatever the grant says.
+        using (var demote = new HttpRequestMessage(HttpMethod.Delete, $"admin/v1/workspaces/{operatorWorkspace}/members/{owner.UserId}"))
+        {
+            Assert.Equal(HttpStatusCode.NoContent, (await gateway.Admin.SendAsync(demote)).StatusCode);
+        }
+        await OAuthGateway.PostAsync(gateway.Admin, $"admin/v1/workspaces/{operatorWorkspace}/members", new JsonObject { ["user_id"] = owner.UserId, ["role"] = "member" });
+        var again = await SignInAsync(owner);
+        Assert.DoesNotContain(Scopes.Admin, ScopesOf(again));
+    }
+
+    [Fact]
+    public async Task An_owner_of_another_workspace_never_operates_the_gateway()
+    {
+        var (owner, _) = await NewWorkspaceAsync("owner");
+        var tokens = await SignInAsync(owner);
+        Assert.DoesNotContain(Scopes.Admin, ScopesOf(tokens));
+        using var console = gateway.Client(tokens["access_token"]!.GetValue<string>());
+        foreach (var (method, path) in new[] { ("GET", "admin/v1/models"), ("POST", "admin/v1/models"), ("GET", "admin/v1/task-classes"), ("POST", "admin/v1/task-classes") })
+        {
+            var (status, body) = await Credentials.SendAsync(console, method, path);
+            Assert.True(status == HttpStatusCode.Forbidden, $"{method} {path}: {(int)status} {body}");
+            Assert.Equal("insufficient_scopes", Credentials.Error(body)["code"]!.GetValue<string>());
+        }
     }
 
     private async Task<Person> AddPersonAsync(string workspaceId, string role)
@@ -240,7 +290,7 @@ public sealed class ConsoleClientTests(OAuthGateway gateway) : IClassFixture<OAu
             var html = await response.Content.ReadAsStringAsync();
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
             Assert.Equal("text/html; charset=utf-8", response.Content.Headers.ContentType!.ToString());
-            Assert.Contains("<script src=\"/console/console.js\" defer></script>", html);
+            Assert.Contains("<script src=\"/console/console-operator.js\" defer></script>\n  <script src=\"/console/console.js\" defer></script>", html);
             var policy = response.Headers.GetValues("Content-Security-Policy").Single();
             Assert.Contains("script-src 'self';", policy);
             Assert.Contains("connect-src 'self';", policy);
@@ -254,6 +304,11 @@ public sealed class ConsoleClientTests(OAuthGateway gateway) : IClassFixture<OAu
             Assert.Contains($"const CLIENT_ID = '{ConsoleClient.ClientId}';", js);
             // The page asks for exactly what its client may have.
             Assert.All(ConsoleClient.Scopes, scope => Assert.Contains($"'{scope}'", js));
+        }
+        using (var operatorScript = await anonymous.GetAsync("console/console-operator.js"))
+        {
+            Assert.Equal("text/javascript; charset=utf-8", operatorScript.Content.Headers.ContentType!.ToString());
+            Assert.Contains("function catalog()", await operatorScript.Content.ReadAsStringAsync());
         }
         using (var missing = await anonymous.GetAsync("console/other.js"))
         {

@@ -9,7 +9,8 @@ namespace Lattice.Gateway.Console;
 /// <summary>
 /// The web console's OAuth client: public (a page cannot keep a secret), authorization code with PKCE, first party
 /// (OpenIddict's implicit consent type, so its owner's own console asks no consent), and the only client that may ask
-/// for <see cref="Auth.Scopes.WorkspaceAdmin"/> — which a person gets only in a workspace they own.
+/// for <see cref="Auth.Scopes.WorkspaceAdmin"/> — which a person gets only in a workspace they own — and
+/// <see cref="Auth.Scopes.Admin"/>, which only an owner of the operator workspace signed in to it gets.
 /// </summary>
 public static class ConsoleClient
 {
@@ -23,7 +24,7 @@ public static class ConsoleClient
     public static readonly string[] Scopes =
     [
         Auth.Scopes.UsageRead, Auth.Scopes.PersonalRuntimeManage, Auth.Scopes.Inference, Auth.Scopes.CatalogRead,
-        Auth.Scopes.WorkspaceAdmin, OpenIddictConstants.Scopes.Email, OpenIddictConstants.Scopes.Profile,
+        Auth.Scopes.WorkspaceAdmin, Auth.Scopes.Admin, OpenIddictConstants.Scopes.Email, OpenIddictConstants.Scopes.Profile,
     ];
 
     /// <summary>The console's redirect URI on this gateway.</summary>

@@ -254,12 +254,24 @@ public static class IdentityEndpoints
 
     /// <summary>
     /// <paramref name="scopes"/> less what the person may not do in the workspace: managing it
-    /// (<see cref="Auth.Scopes.WorkspaceAdmin"/>) is for its owners only, whatever the app asked for.
+    /// (<see cref="Auth.Scopes.WorkspaceAdmin"/>) is for its owners only, and operating the gateway
+    /// (<see cref="Auth.Scopes.Admin"/>, which only the console may ask for) for owners of the operator workspace signed
+    /// in to it — whatever the app asked for.
     /// </summary>
     private static async Task<ImmutableArray<string>> AllowedAsync(UserService users, string userId, string workspaceId, ImmutableArray<string> scopes) =>
-        scopes.Contains(Auth.Scopes.WorkspaceAdmin) && await users.RoleAsync(workspaceId, userId) != UserService.OwnerRole
-            ? scopes.Remove(Auth.Scopes.WorkspaceAdmin)
+        scopes.Contains(Auth.Scopes.WorkspaceAdmin) || scopes.Contains(Auth.Scopes.Admin)
+            ? Allowed(scopes, workspaceId, await users.RoleAsync(workspaceId, userId))
             : scopes;
+
+    /// <summary>What a person of <paramref name="role"/> in <paramref name="workspaceId"/> may hold of <paramref name="scopes"/>.</summary>
+    private static ImmutableArray<string> Allowed(ImmutableArray<string> scopes, string workspaceId, string? role)
+    {
+        if (role != UserService.OwnerRole)
+        {
+            return scopes.Remove(Auth.Scopes.WorkspaceAdmin).Remove(Auth.Scopes.Admin);
+        }
+        return workspaceId == DatabaseInitializer.OperatorWorkspaceId ? scopes : scopes.Remove(Auth.Scopes.Admin);
+    }
 
     /// <summary>What the user chose: the workspace (one of theirs) and the scopes (a subset of those requested).</summary>
     private static (string? WorkspaceId, ImmutableArray<string> Granted, string? Error) ReadDecision(
@@ -369,12 +381,9 @@ public static class IdentityEndpoints
         {
             return Forbid(Errors.InvalidGrant, "The grant has been revoked.");
         }
-        // An owner who has since become a member no longer manages the workspace, whatever the grant says.
-        var scopes = principal.GetScopes();
-        if (role != UserService.OwnerRole)
-        {
-            scopes = scopes.Remove(Auth.Scopes.WorkspaceAdmin);
-        }
+        // An owner who has since become a member no longer manages the workspace (nor operates the gateway), whatever
+        // the grant says.
+        var scopes = Allowed(principal.GetScopes(), workspaceId, role);
         var identity = Identity(user, workspaceId, scopes, grantId);
         return SignIn(identity);
     }

@@ -104,7 +104,7 @@ public static class IdentityServices
                     .AllowDeviceAuthorizationFlow();
 
                 // Workspace admin is registered, but only the console's client is permitted to ask for it (see Console/ConsoleClient).
-                o.RegisterScopes([.. StandardScopes, .. GrantableScopes, Auth.Scopes.WorkspaceAdmin]);
+                o.RegisterScopes([.. StandardScopes, .. GrantableScopes, Auth.Scopes.WorkspaceAdmin, Auth.Scopes.Admin]);
                 o.RegisterAudiences(AccessTokenValidator.Audience);
 
                 // Access tokens are plain signed JWTs (eyJ…) that the gateway checks without the database.

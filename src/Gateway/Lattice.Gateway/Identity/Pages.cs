@@ -18,6 +18,7 @@ internal static class Pages
         [Auth.Scopes.WorkspaceOnly] = "Keep requests on your own workspace's capacity",
         [Auth.Scopes.Marketplace] = "Send requests to marketplace providers, billed to your workspace",
         [Auth.Scopes.WorkspaceAdmin] = "Manage the workspace's keys, apps, members, limits and usage (if you own it)",
+        [Auth.Scopes.Admin] = "Operate this Lattice: catalog models, offers, prices and task classes (if you own the operator workspace)",
         ["offline_access"] = "Stay connected when you are not using it (refresh tokens)",
         ["openid"] = "Know who you are",
         ["profile"] = "See your name",

@@ -7,7 +7,7 @@
 const CLIENT_ID = 'lattice-console';
 const SCOPES = [
   'lattice:compute:usage:read', 'lattice:compute:personal_runtime:manage', 'lattice:compute:inference',
-  'lattice:compute:catalog:read', 'lattice:workspace:admin', 'email', 'profile',
+  'lattice:compute:catalog:read', 'lattice:workspace:admin', 'lattice:admin', 'email', 'profile',
 ];
 const WORKSPACE_ADMIN = 'lattice:workspace:admin';
 const PENDING = 'lattice.console.signin';
@@ -157,6 +157,7 @@ function accept(token) {
     el('span', {}, session.claims.email || session.claims.sub), ' · workspace ', el('code', {}, workspaceId()),
     isAdmin() ? ' (owner)' : ' (member)', ' · ',
     el('a', { href: `/account/login?returnUrl=${encodeURIComponent('/console')}` }, 'Switch account'));
+  operatorSignedIn(); // console-operator.js: the operator's pages, for operators only
 }
 
 // ---- the API, as any client calls it ----
@@ -412,25 +413,68 @@ async function usage() {
     }
     navigate(`/console/usage${query.size ? `?${query}` : ''}`);
   });
-  const chart = el('div', { class: 'chart', id: 'usage-chart' }, el('p', { role: 'status' }, 'Loading…'));
+  const loading = (id) => el('div', { class: 'chart', id }, el('p', { role: 'status' }, 'Loading…'));
+  const chart = loading('usage-chart');
+  const byModel = loading('usage-by-model');
+  const byKey = loading('usage-by-key');
   const log = el('div', { id: 'usage-log' }, el('p', { role: 'status' }, 'Loading…'));
   page('Usage', el('p', { class: 'hint' }, isAdmin()
     ? 'Every request made in this workspace, newest first. Days are UTC.'
     : 'The requests you made through the console, newest first. Days are UTC.'),
-  el('h2', { id: 'chart-title' }, 'Requests per day, last 30 days'), chart, el('h2', {}, 'Requests'), form, log);
+  el('h2', { id: 'chart-title' }, 'Requests per day, last 30 days'), chart,
+  el('div', { class: 'charts' },
+    el('section', {}, el('h2', { id: 'by-model-title' }, 'Requests per model, last 30 days'), byModel),
+    el('section', {}, el('h2', { id: 'by-key-title' }, 'Requests per key or app, last 30 days'), byKey)),
+  el('h2', {}, 'Requests'), form, log);
 
   const today = Math.floor(Date.now() / 1000 / DAY) * DAY;
   const start = today - 29 * DAY;
-  const [perDay, requests] = await Promise.all([
-    api('GET', `/v1/usage?start_time=${start}&bucket_width=1d&limit=30`),
+  // One query feeds the three charts: per day, model and key (or, for access tokens, app).
+  const [buckets, requests, keyNames] = await Promise.all([
+    api('GET', `/v1/usage?start_time=${start}&bucket_width=1d&limit=30&group_by=model,key_id,app_id`),
     api('GET', `/v1/usage/requests?limit=50${[...params].map(([k, v]) => `&${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('')}`),
+    namesOfKeys(),
   ]);
-  chart.replaceChildren(barChart(perDay.data.map((b) => ({
-    day: day(b.start_time),
-    requests: b.results.reduce((n, r) => n + r.num_model_requests, 0),
-    cost: b.results.reduce((n, r) => n + picoOf(r.cost_usd), 0n),
-  }))));
+  const perModel = new Map();
+  const perKey = new Map();
+  const add = (map, id, label, r) => {
+    const total = map.get(id) || map.set(id, { id, label, requests: 0, tokens: 0, cost: 0n }).get(id);
+    total.requests += r.num_model_requests;
+    total.tokens += r.input_tokens + r.output_tokens;
+    total.cost += picoOf(r.cost_usd);
+  };
+  const days = buckets.data.map((b) => {
+    for (const r of b.results) {
+      add(perModel, r.model, r.model, r);
+      if (r.key_id) {
+        add(perKey, r.key_id, keyNames.get(r.key_id) || r.key_id, r);
+      } else {
+        add(perKey, `app:${r.app_id}`, `app ${r.app_id}`, r);
+      }
+    }
+    return {
+      day: day(b.start_time),
+      requests: b.results.reduce((n, r) => n + r.num_model_requests, 0),
+      cost: b.results.reduce((n, r) => n + picoOf(r.cost_usd), 0n),
+    };
+  });
+  chart.replaceChildren(barChart(days));
+  byModel.replaceChildren(rankChart('by-model-title', 'Model', [...perModel.values()]));
+  byKey.replaceChildren(rankChart('by-key-title', 'Key or app', [...perKey.values()]));
   renderLog(log, requests, params);
+}
+
+/** Owners see their keys' names in the charts; anyone else (or if the list fails) their ids. */
+async function namesOfKeys() {
+  if (!isAdmin()) {
+    return new Map();
+  }
+  try {
+    const answer = await api('GET', `/admin/v1/workspaces/${encodeURIComponent(workspaceId())}/keys`);
+    return new Map(answer.data.map((k) => [k.id, k.name]));
+  } catch {
+    return new Map();
+  }
 }
 
 function renderLog(log, answer, params) {
@@ -494,9 +538,44 @@ function barChart(days) {
   return el('div', {}, chart, numbers);
 }
 
+/**
+ * Totals per model or key as horizontal SVG bars, most requests first; each bar's tooltip gives its requests, tokens
+ * and cost, and "The numbers" the same figures as a table.
+ */
+function rankChart(titleId, what, totals) {
+  if (totals.length === 0) {
+    return el('p', { class: 'hint' }, 'No requests in these 30 days.');
+  }
+  const items = totals.slice().sort((a, b) => b.requests - a.requests || (a.label < b.label ? -1 : 1));
+  const width = 560;
+  const labelWidth = 200;
+  const valueWidth = 64;
+  const rowHeight = 26;
+  const max = Math.max(1, ...items.map((i) => i.requests));
+  const short = (text) => (text.length > 28 ? `${text.slice(0, 27)}…` : text);
+  const rows = items.map((item, i) => {
+    const y = i * rowHeight;
+    const w = Math.max(1, Math.round((item.requests / max) * (width - labelWidth - valueWidth)));
+    return svg('g', { 'data-label': item.label, 'data-id': item.id },
+      svg('text', { class: 'label', x: labelWidth - 8, y: y + 17, 'text-anchor': 'end' }, short(item.label)),
+      svg('rect', { class: 'bar', x: labelWidth, y: y + 5, width: w, height: rowHeight - 10 },
+        svg('title', {}, `${item.label}: ${count(item.requests)} requests, ${count(item.tokens)} tokens, ${usd(item.cost)}`)),
+      svg('text', { class: 'value', x: labelWidth + w + 6, y: y + 17 }, count(item.requests)));
+  });
+  const chart = svg('svg', { viewBox: `0 0 ${width} ${items.length * rowHeight + 4}`, role: 'img', 'aria-labelledby': titleId, focusable: 'false' }, ...rows);
+  const numbers = el('details', {}, el('summary', {}, 'The numbers'),
+    table(`Requests per ${what.toLowerCase()}`, [what, 'Id', { label: 'Requests', num: true }, { label: 'Tokens', num: true }, { label: 'Cost', num: true }],
+      items.map((i) => el('tr', {}, el('td', {}, i.label), el('td', {}, el('code', {}, i.id)), el('td', { class: 'num' }, count(i.requests)),
+        el('td', { class: 'num' }, count(i.tokens)), el('td', { class: 'num' }, usd(i.cost)))), ''));
+  return el('div', {}, chart, numbers);
+}
+
 // ---- routing ----
 
-const VIEWS = { '/console': overview, '/console/keys': keys, '/console/runtimes': runtimes, '/console/usage': usage };
+const VIEWS = {
+  '/console': overview, '/console/keys': keys, '/console/runtimes': runtimes, '/console/usage': usage,
+  '/console/catalog': catalog, '/console/task-classes': taskClasses, // console-operator.js
+};
 
 function show(error) {
   page('Something went wrong', failure(error), el('p', {}, el('a', { href: '/console' }, 'Back to the overview')));
