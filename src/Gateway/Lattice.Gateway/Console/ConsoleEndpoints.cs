@@ -4,7 +4,7 @@ using System.Reflection;
 namespace Lattice.Gateway.Console;
 
 /// <summary>
-/// The web console at <c>/console</c>: a page, one script and one stylesheet, embedded in the gateway (no CDN, no
+/// The web console at <c>/console</c>: a page, its scripts and one stylesheet, embedded in the gateway (no CDN, no
 /// build step; it works offline). The page signs in as <see cref="ConsoleClient"/> through <c>/connect/authorize</c>
 /// and calls the same public and admin APIs as every other client, with the signed-in person's access token: the
 /// gateway serves these files and nothing else for it. Every path under <c>/console</c> without a file extension is
@@ -18,6 +18,7 @@ public static class ConsoleEndpoints
     {
         ["index.html"] = new(Read("index.html"), "text/html; charset=utf-8"),
         ["console.js"] = new(Read("console.js"), "text/javascript; charset=utf-8"),
+        ["console-workspace.js"] = new(Read("console-workspace.js"), "text/javascript; charset=utf-8"),
         ["console.css"] = new(Read("console.css"), "text/css; charset=utf-8"),
     }.ToFrozenDictionary(StringComparer.Ordinal);
 

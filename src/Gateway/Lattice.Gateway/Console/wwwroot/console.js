@@ -319,7 +319,8 @@ async function overview() {
     card('month', `This month (${day(monthStart).slice(0, 7)})`, totals(monthStart))));
 }
 
-// Keys: GET/POST /admin/v1/workspaces/{id}/keys, POST /admin/v1/keys/{id}/revoke (owners: lattice:workspace:admin).
+// Keys: GET/POST /admin/v1/workspaces/{id}/keys, POST /admin/v1/keys/{id}/revoke, PUT /admin/v1/keys/{id}/limits
+// (owners: lattice:workspace:admin).
 async function keys() {
   if (!isAdmin()) {
     page('Keys', el('p', {}, 'Only the workspace\'s owners manage its keys. Ask an owner for a key, or sign in as one.'));
@@ -351,9 +352,10 @@ async function keys() {
         : '';
       return el('tr', { 'data-key': k.id },
         el('td', {}, k.name), el('td', {}, el('code', {}, `${k.prefix}…`)), el('td', {}, el('code', {}, k.id)),
-        el('td', {}, k.scopes.join(' ')), el('td', {}, dateTime(k.created_at)), el('td', {}, badge(state)), el('td', {}, revoke));
+        el('td', {}, k.scopes.join(' ')), el('td', {}, dateTime(k.created_at)), el('td', {}, badge(state)),
+        el('td', {}, limitsEditor('key', k.id, k.name, k.limits)), el('td', {}, revoke));
     });
-    list.replaceChildren(table('Keys', ['Name', 'Key', 'Id', 'Scopes', 'Created', 'Status', ''], rows, 'No keys yet.'));
+    list.replaceChildren(table('Keys', ['Name', 'Key', 'Id', 'Scopes', 'Created', 'Status', 'Limits', ''], rows, 'No keys yet.'));
   }
   await render();
 }
@@ -496,7 +498,11 @@ function barChart(days) {
 
 // ---- routing ----
 
-const VIEWS = { '/console': overview, '/console/keys': keys, '/console/runtimes': runtimes, '/console/usage': usage };
+const VIEWS = {
+  '/console': overview, '/console/keys': keys, '/console/runtimes': runtimes, '/console/usage': usage,
+  // console-workspace.js
+  '/console/apps': workspaceApps, '/console/members': workspaceMembers, '/console/limits': workspaceLimits, '/console/invoices': workspaceInvoices,
+};
 
 function show(error) {
   page('Something went wrong', failure(error), el('p', {}, el('a', { href: '/console' }, 'Back to the overview')));
