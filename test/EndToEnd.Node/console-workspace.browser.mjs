@@ -204,6 +204,7 @@ describe('the console’s workspace pages in Chromium', () => {
     await open('Invoices', '/console/invoices');
     const month = new Date().toISOString().slice(0, 7);
     const first = page.locator('#invoices-list tbody tr').first();
+    await first.waitFor();
     const cells = await first.locator('td').allInnerTexts();
     assert.equal(cells[0], month, safeJson(cells));
     assert.match(cells[1], /^in_\d{6}_[0-9a-f]{12}$/);
