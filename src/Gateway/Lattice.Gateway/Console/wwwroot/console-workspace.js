@@ -66,8 +66,8 @@ function wsForm(id, fields, button, submit, reset = true) {
   return [form, error];
 }
 
-/** A button that asks first, then calls `method path` and redraws the list (or says what went wrong above it). */
-function wsActionButton(text, label, question, method, path, list, render) {
+/** A button that asks first, then calls `method path` and redraws the list (or says what went wrong above it). console.js's Revoke buttons are these. */
+function actionButton(text, label, question, method, path, list, render) {
   return el('button', {
     type: 'button', class: 'danger', 'aria-label': label,
     onclick: async (event) => {
@@ -178,7 +178,7 @@ async function workspaceApps() {
       el('td', {}, a.redirect_uris.map((u) => el('div', {}, el('code', {}, u)))),
       el('td', {}, a.scopes.join(' ')), el('td', {}, dateTime(a.created_at)),
       el('td', {}, limitsEditor('app', a.client_id, a.name, limits[i].limits)),
-      el('td', {}, WS_BUILT_IN_APPS[a.client_id] ? 'built in' : wsActionButton('Delete', `Delete app ${a.name}`,
+      el('td', {}, WS_BUILT_IN_APPS[a.client_id] ? 'built in' : actionButton('Delete', `Delete app ${a.name}`,
         `Delete the app “${a.name}”? Every grant made to it is revoked at once.`, 'DELETE',
         `/admin/v1/apps/${encodeURIComponent(a.client_id)}`, list, render))));
     list.replaceChildren(table('OAuth apps', ['Name', 'Client id', 'Type', 'Flows', 'Redirect URIs', 'Scopes', 'Created', 'Limits per user', ''],
@@ -229,7 +229,7 @@ async function workspaceMembers() {
       const me = m.user_id === session.claims.sub;
       return el('tr', { 'data-member': m.user_id },
         el('td', {}, m.email, me ? ' (you)' : ''), el('td', {}, m.role), el('td', {}, dateTime(m.created_at)),
-        el('td', {}, me ? '' : wsActionButton('Remove', `Remove member ${m.email}`,
+        el('td', {}, me ? '' : actionButton('Remove', `Remove member ${m.email}`,
           `Remove ${m.email} from the workspace? Their grants and personal runtimes here are revoked at once.`, 'DELETE',
           wsPath(`/members/${encodeURIComponent(m.user_id)}`), list, render)));
     });
@@ -338,7 +338,7 @@ async function workspaceLimits() {
         el('td', { class: 'num' }, b.reserved_usd === null ? '' : wsMoney(b.reserved_usd)),
         el('td', {}, b.alert_url ? el('code', {}, b.alert_url) : 'none'),
         el('td', {}, el('details', {}, el('summary', {}, 'Change', el('span', { class: 'visually-hidden' }, ` the budget of ${appliesTo(b)}`)), change, changeError)),
-        el('td', {}, wsActionButton('Delete', `Delete budget of ${appliesTo(b)}`, `Delete the budget of ${appliesTo(b)}? Its spend is no longer capped.`,
+        el('td', {}, actionButton('Delete', `Delete budget of ${appliesTo(b)}`, `Delete the budget of ${appliesTo(b)}? Its spend is no longer capped.`,
           'DELETE', `/admin/v1/budgets/${encodeURIComponent(b.id)}`, budgetList, render)));
     });
     const month = budgets.data.length ? ` (${day(budgets.data[0].period_start).slice(0, 7)})` : '';

@@ -264,21 +264,7 @@ function nameForm(id, button, create) {
 
 /** A Revoke button: asks first, posts to `path`, then redraws the list (or says what went wrong above it). */
 function revokeButton(label, question, path, list, render) {
-  return el('button', {
-    type: 'button', class: 'danger', 'aria-label': label,
-    onclick: async (event) => {
-      if (!confirm(question)) {
-        return;
-      }
-      event.target.disabled = true;
-      try {
-        await api('POST', path);
-        await render();
-      } catch (error) {
-        list.prepend(failure(error));
-      }
-    },
-  }, 'Revoke');
+  return actionButton('Revoke', label, question, 'POST', path, list, render);
 }
 
 // Overview: today and this month, from GET /v1/usage (buckets of a day, grouped by status).
