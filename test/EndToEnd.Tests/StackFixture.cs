@@ -77,7 +77,7 @@ public sealed class StackFixture : IAsyncLifetime
         return http;
     }
 
-    public async Task AddModelAsync(string id, string baseUrl, string upstreamModel, string? task = null)
+    public async Task AddModelAsync(string id, string baseUrl, string upstreamModel, string? task = null, JsonObject? prices = null)
     {
         using var admin = AdminClient();
         var body = new JsonObject
@@ -86,6 +86,10 @@ public sealed class StackFixture : IAsyncLifetime
             ["owned_by"] = "e2e",
             ["offers"] = new JsonArray(new JsonObject { ["base_url"] = baseUrl, ["credential"] = "standin", ["upstream_model"] = upstreamModel, ["task"] = task }),
         };
+        if (prices is not null)
+        {
+            body["prices"] = prices;
+        }
         using var response = await admin.PostAsJsonAsync("admin/v1/models", body);
         if (!response.IsSuccessStatusCode)
         {

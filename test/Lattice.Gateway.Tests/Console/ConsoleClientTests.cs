@@ -207,6 +207,36 @@ public sealed class ConsoleClientTests(OAuthGateway gateway) : IClassFixture<OAu
         }
     }
 
+    [Fact]
+    public async Task An_owners_console_reads_the_workspaces_invoices_and_a_members_is_refused()
+    {
+        var (owner, ownerKey) = await NewWorkspaceAsync("owner");
+        using var withKey = gateway.Client(ownerKey);
+        var byKey = JsonNode.Parse(await withKey.GetStringAsync("v1/invoices"))!["data"]!.AsArray();
+        var current = byKey[0]!["id"]!.GetValue<string>();
+
+        var ownerTokens = await SignInAsync(owner);
+        using var ownerConsole = gateway.Client(ownerTokens["access_token"]!.GetValue<string>());
+        Assert.Equal(byKey.ToJsonString(), JsonNode.Parse(await ownerConsole.GetStringAsync("v1/invoices"))!["data"]!.ToJsonString());
+        Assert.Equal(await withKey.GetStringAsync($"v1/invoices/{current}"), await ownerConsole.GetStringAsync($"v1/invoices/{current}"));
+        using (var csv = await ownerConsole.GetAsync($"v1/invoices/{current}/lines.csv"))
+        {
+            Assert.Equal(HttpStatusCode.OK, csv.StatusCode);
+            Assert.StartsWith("model,task,requests,", await csv.Content.ReadAsStringAsync());
+        }
+        var (otherStatus, _) = await Credentials.SendAsync(ownerConsole, "GET", "v1/invoices/" + current[..^12] + "000000000000");
+        Assert.Equal(HttpStatusCode.NotFound, otherStatus);
+
+        var member = await AddPersonAsync(owner.WorkspaceId, "member");
+        using var memberConsole = gateway.Client((await SignInAsync(member))["access_token"]!.GetValue<string>());
+        foreach (var path in new[] { "v1/invoices", $"v1/invoices/{current}", $"v1/invoices/{current}/lines.csv" })
+        {
+            var (status, body) = await Credentials.SendAsync(memberConsole, "GET", path);
+            Assert.True(status == HttpStatusCode.Forbidden, $"{path}: {(int)status} {body}");
+            Assert.Equal("insufficient_scopes", Credentials.Error(body)["code"]!.GetValue<string>());
+        }
+    }
+
     private async Task<Person> AddPersonAsync(string workspaceId, string role)
     {
         var email = $"console-{role}-{Guid.NewGuid():N}@example.test";
@@ -290,7 +320,7 @@ public sealed class ConsoleClientTests(OAuthGateway gateway) : IClassFixture<OAu
             var html = await response.Content.ReadAsStringAsync();
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
             Assert.Equal("text/html; charset=utf-8", response.Content.Headers.ContentType!.ToString());
-            Assert.Contains("<script src=\"/console/console-operator.js\" defer></script>\n  <script src=\"/console/console.js\" defer></script>", html);
+            Assert.Contains("<script src=\"/console/console-workspace.js\" defer></script>\n  <script src=\"/console/console-operator.js\" defer></script>\n  <script src=\"/console/console.js\" defer></script>", html);
             var policy = response.Headers.GetValues("Content-Security-Policy").Single();
             Assert.Contains("script-src 'self';", policy);
             Assert.Contains("connect-src 'self';", policy);
@@ -309,6 +339,12 @@ public sealed class ConsoleClientTests(OAuthGateway gateway) : IClassFixture<OAu
         {
             Assert.Equal("text/javascript; charset=utf-8", operatorScript.Content.Headers.ContentType!.ToString());
             Assert.Contains("function catalog()", await operatorScript.Content.ReadAsStringAsync());
+        }
+        using (var script = await anonymous.GetAsync("console/console-workspace.js"))
+        {
+            Assert.Equal(HttpStatusCode.OK, script.StatusCode);
+            Assert.Equal("text/javascript; charset=utf-8", script.Content.Headers.ContentType!.ToString());
+            Assert.Contains("async function workspaceMembers()", await script.Content.ReadAsStringAsync());
         }
         using (var missing = await anonymous.GetAsync("console/other.js"))
         {

@@ -132,7 +132,8 @@ public sealed class RouteScopeTests(RouteScopeTests.Gateway fixture) : IClassFix
             new("POST", "/v1/personal-runtimes/{latticeId}/revoke", Guard.Scope, "/v1/personal-runtimes/lat_00000000000000000000/revoke", Manage),
             new("GET", "/v1/usage/requests", Guard.Scope, "/v1/usage/requests", Scopes.UsageRead),
             new("GET", "/v1/usage", Guard.Scope, "/v1/usage?start_time=0&end_time=60", Scopes.UsageRead),
-            // Invoices are the workspace's: an access token, whatever its scopes, is refused (403 naming the scope).
+            // Invoices are the workspace's: an app's access token, whatever its scopes, is refused (403 naming the scope); only an
+            // owner's console token, which also holds lattice:workspace:admin, reads them (Console/ConsoleClientTests).
             new("GET", "/v1/invoices", Guard.Scope, "/v1/invoices", Scopes.UsageRead, TokenMayHold: false),
             new("GET", "/v1/invoices/{id}", Guard.Scope, "/v1/invoices/in_202601_000000000000", Scopes.UsageRead, TokenMayHold: false),
             new("GET", "/v1/invoices/{id}/lines.csv", Guard.Scope, "/v1/invoices/in_202601_000000000000/lines.csv", Scopes.UsageRead, TokenMayHold: false),

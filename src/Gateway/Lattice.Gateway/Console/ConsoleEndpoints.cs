@@ -19,6 +19,7 @@ public static class ConsoleEndpoints
         ["index.html"] = new(Read("index.html"), "text/html; charset=utf-8"),
         ["console-operator.js"] = new(Read("console-operator.js"), "text/javascript; charset=utf-8"),
         ["console.js"] = new(Read("console.js"), "text/javascript; charset=utf-8"),
+        ["console-workspace.js"] = new(Read("console-workspace.js"), "text/javascript; charset=utf-8"),
         ["console.css"] = new(Read("console.css"), "text/css; charset=utf-8"),
     }.ToFrozenDictionary(StringComparer.Ordinal);
 

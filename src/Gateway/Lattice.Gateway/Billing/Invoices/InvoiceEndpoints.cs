@@ -10,7 +10,9 @@ namespace Lattice.Gateway.Billing.Invoices;
 /// <summary>
 /// <c>GET /v1/invoices</c>, <c>GET /v1/invoices/{id}</c> and <c>GET /v1/invoices/{id}/lines.csv</c>. Needs
 /// <c>lattice:compute:usage:read</c> on a developer key: an invoice is the workspace's, so an OAuth access token (an
-/// app acting for one user) is refused whatever its scopes. Another workspace's invoice id is a 404.
+/// app acting for one user) is refused whatever its scopes — unless it also manages the workspace
+/// (<c>lattice:workspace:admin</c>, which only an owner signed in to the console holds), as for the usage API. Another
+/// workspace's invoice id is a 404.
 /// </summary>
 public static class InvoiceEndpoints
 {
@@ -29,7 +31,7 @@ public static class InvoiceEndpoints
         {
             return null;
         }
-        if (caller.Kind == CredentialKind.AccessToken)
+        if (!Metering.UsageEndpoints.SeesWholeWorkspace(caller))
         {
             await OpenAiErrors.WriteAsync(context, new GatewayError(StatusCodes.Status403Forbidden, ErrorTypes.Permission, ErrorCodes.InsufficientScopes,
                 $"Invoices belong to the workspace: read them with a developer key that has {Scopes.UsageRead}, not with an OAuth access token."));

@@ -265,21 +265,7 @@ function nameForm(id, button, create) {
 
 /** A Revoke button: asks first, posts to `path`, then redraws the list (or says what went wrong above it). */
 function revokeButton(label, question, path, list, render) {
-  return el('button', {
-    type: 'button', class: 'danger', 'aria-label': label,
-    onclick: async (event) => {
-      if (!confirm(question)) {
-        return;
-      }
-      event.target.disabled = true;
-      try {
-        await api('POST', path);
-        await render();
-      } catch (error) {
-        list.prepend(failure(error));
-      }
-    },
-  }, 'Revoke');
+  return actionButton('Revoke', label, question, 'POST', path, list, render);
 }
 
 // Overview: today and this month, from GET /v1/usage (buckets of a day, grouped by status).
@@ -320,7 +306,8 @@ async function overview() {
     card('month', `This month (${day(monthStart).slice(0, 7)})`, totals(monthStart))));
 }
 
-// Keys: GET/POST /admin/v1/workspaces/{id}/keys, POST /admin/v1/keys/{id}/revoke (owners: lattice:workspace:admin).
+// Keys: GET/POST /admin/v1/workspaces/{id}/keys, POST /admin/v1/keys/{id}/revoke, PUT /admin/v1/keys/{id}/limits
+// (owners: lattice:workspace:admin).
 async function keys() {
   if (!isAdmin()) {
     page('Keys', el('p', {}, 'Only the workspace\'s owners manage its keys. Ask an owner for a key, or sign in as one.'));
@@ -352,9 +339,10 @@ async function keys() {
         : '';
       return el('tr', { 'data-key': k.id },
         el('td', {}, k.name), el('td', {}, el('code', {}, `${k.prefix}…`)), el('td', {}, el('code', {}, k.id)),
-        el('td', {}, k.scopes.join(' ')), el('td', {}, dateTime(k.created_at)), el('td', {}, badge(state)), el('td', {}, revoke));
+        el('td', {}, k.scopes.join(' ')), el('td', {}, dateTime(k.created_at)), el('td', {}, badge(state)),
+        el('td', {}, limitsEditor('key', k.id, k.name, k.limits)), el('td', {}, revoke));
     });
-    list.replaceChildren(table('Keys', ['Name', 'Key', 'Id', 'Scopes', 'Created', 'Status', ''], rows, 'No keys yet.'));
+    list.replaceChildren(table('Keys', ['Name', 'Key', 'Id', 'Scopes', 'Created', 'Status', 'Limits', ''], rows, 'No keys yet.'));
   }
   await render();
 }
@@ -575,6 +563,8 @@ function rankChart(titleId, what, totals) {
 const VIEWS = {
   '/console': overview, '/console/keys': keys, '/console/runtimes': runtimes, '/console/usage': usage,
   '/console/catalog': catalog, '/console/task-classes': taskClasses, // console-operator.js
+  // console-workspace.js
+  '/console/apps': workspaceApps, '/console/members': workspaceMembers, '/console/limits': workspaceLimits, '/console/invoices': workspaceInvoices,
 };
 
 function show(error) {
