@@ -51,6 +51,14 @@ public sealed class DaemonConfigFuzzTests
     public void The_corpus_replays(string name) =>
         CheckParse(Encoding.UTF8.GetString(Fuzzing.Corpus(Project, "config").Single(f => f.Name == name).Bytes));
 
+    /// <summary>
+    /// Found by the fuzzer (seed 9jfre3d6pIc1): an escape in a quoted key followed by a character Tomlyn cannot describe
+    /// made its lexer throw ArgumentOutOfRangeException instead of a parse error. The seed replays that very input.
+    /// </summary>
+    [Fact]
+    public void The_input_of_seed_9jfre3d6pIc1_is_refused_with_a_config_error() =>
+        Gen.Frequency((1, Assembled), (1, Mutated)).Sample(CheckParse, seed: "9jfre3d6pIc1", iter: 1, threads: 1);
+
     internal static void CheckParse(string text)
     {
         try

@@ -69,6 +69,12 @@ public sealed record DaemonConfig(int Concurrency, string DataDirectory, IReadOn
             var marker = message.IndexOf(": error : ", StringComparison.Ordinal);
             throw new ConfigException(sourceName, null, ex.Line, marker >= 0 ? message[(marker + 10)..] : message);
         }
+        catch (ArgumentOutOfRangeException)
+        {
+            // Tomlyn's lexer fails while describing an escape of a character that is not a Unicode scalar value (a lone
+            // surrogate): found by the config fuzzer (DaemonConfigFuzzTests).
+            throw new ConfigException(sourceName, null, null, "a string has an escape of a character that is not valid Unicode");
+        }
 
         var lines = text.Split('\n');
         var reader = new Reader(sourceName, lines);
