@@ -96,6 +96,18 @@ public sealed class RuntimeMetricsTests
         Assert.Equal(System.Net.HttpStatusCode.NotFound, other.StatusCode);
     }
 
+    [Fact]
+    public void A_port_already_taken_is_a_clear_error()
+    {
+        using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        taken.Start();
+        var address = (System.Net.IPEndPoint)taken.LocalEndpoint;
+        using var metrics = new Lattice.Runtime.Telemetry.RuntimeMetrics("Lattice.Runtime.Test." + Guid.NewGuid().ToString("N"));
+
+        var ex = Assert.Throws<Lattice.Runtime.Telemetry.MetricsEndpointException>(() => Lattice.Runtime.Telemetry.MetricsEndpoint.Start(metrics, address));
+        Assert.StartsWith($"cannot serve metrics on 127.0.0.1:{address.Port}: ", ex.Message, StringComparison.Ordinal);
+    }
+
     internal static string[] Matching(IEnumerable<string> samples, string prefix) =>
         samples.Where(l => l.StartsWith(prefix, StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToArray();
 }

@@ -42,9 +42,11 @@ public static class MetricsEndpoint
                 })
                 .Build();
         }
-        catch (HttpListenerException ex)
+        catch (Exception ex) when (ex is HttpListenerException || ex.InnerException is HttpListenerException)
         {
-            throw new MetricsEndpointException($"cannot serve metrics on {host}:{address.Port}: {ex.Message}", ex);
+            // The exporter wraps the listener's failure ("PrometheusExporter HttpListener could not be started").
+            var reason = (ex as HttpListenerException ?? (HttpListenerException)ex.InnerException!).Message;
+            throw new MetricsEndpointException($"cannot serve metrics on {host}:{address.Port}: {reason}", ex);
         }
     }
 }
