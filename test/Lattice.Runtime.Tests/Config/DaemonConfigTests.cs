@@ -60,6 +60,18 @@ public sealed class DaemonConfigTests
     [InlineData("[[engines]]\nkind = \"llama\"\n[[engines]]\nkind = \"gpt\"\n", "engines[1].kind", 4, "unknown engine 'gpt'")]
     [InlineData("[[engines]]\nkind = \"llama\"\n  [[engines.models]]\n  name = \"a\"\n", "engines[0].models[0].path", 3, "needs the model file's path")]
     [InlineData("[[engines]]\nkind = \"openai-compatible\"\n", "engines[0].base_url", 1, "needs an absolute base_url")]
+    [InlineData("[daemon]\nmetrics = 9464\n", "daemon.metrics", 2, "expected a string, not an integer")]
+    [InlineData("[daemon]\nmetrics = \"9464\"\n", "daemon.metrics", 2, "expected an IP address and port such as \"127.0.0.1:9464\" or \"[::1]:9464\", not \"9464\"")]
+    [InlineData("[daemon]\nmetrics = \"127.0.0.1\"\n", "daemon.metrics", 2, "expected an IP address and port")]
+    [InlineData("[daemon]\nmetrics = \"::1\"\n", "daemon.metrics", 2, "expected an IP address and port")]
+    [InlineData("[daemon]\nmetrics = \"metrics.internal:9464\"\n", "daemon.metrics", 2, "expected an IP address and port")]
+    [InlineData("[daemon]\nmetrics = \"127.0.0.1:70000\"\n", "daemon.metrics", 2, "expected an IP address and port")]
+    [InlineData("[daemon]\nmetrics = \"127.0.0.1:0\"\n", "daemon.metrics", 2, "needs a port between 1 and 65535, not 0")]
+    [InlineData("[daemon]\nconcurrency = 2\nmetrics = \"0.0.0.0:9464\"\n", "daemon.metrics", 3,
+        "0.0.0.0 is not a loopback address: the metrics endpoint has no authentication, so it listens on 127.0.0.1 or [::1] unless metrics_allow_remote = true")]
+    [InlineData("[daemon]\nmetrics = \"192.168.1.20:9464\"\n", "daemon.metrics", 2, "192.168.1.20 is not a loopback address")]
+    [InlineData("[daemon]\nmetrics_allow_remote = true\n", "daemon.metrics_allow_remote", 2, "only applies with metrics = \"address:port\"")]
+    [InlineData("[daemon]\nmetrics = \"0.0.0.0:9464\"\nmetrics_allow_remote = \"yes\"\n", "daemon.metrics_allow_remote", 3, "expected true or false, not a string")]
     public void A_bad_config_names_the_key_and_the_line(string text, string key, int line, string problem)
     {
         var ex = Assert.Throws<ConfigException>(() => DaemonConfig.Parse(text, "config.toml"));
@@ -88,6 +100,26 @@ public sealed class DaemonConfigTests
         Assert.Equal(["http://a:1", "http://b:1"], DaemonRunner.GatewaysFor(DaemonConfig.Parse("", "config.toml"), credentials));
         Assert.Equal(["http://c:1"], DaemonRunner.GatewaysFor(DaemonConfig.Parse("[gateway]\nurl = \"http://c:1\"\n", "config.toml"), credentials));
         Assert.Equal(["http://a:1"], new RuntimeCredentials("http://a:1", "lat_x", "lrt_x").Endpoints);
+    }
+
+    [Theory]
+    [InlineData("127.0.0.1:9464", "127.0.0.1:9464")]
+    [InlineData("localhost:9100", "127.0.0.1:9100")]
+    [InlineData("[::1]:9464", "[::1]:9464")]
+    [InlineData("127.0.0.2:1", "127.0.0.2:1")]
+    public void The_metrics_endpoint_takes_a_loopback_address_and_port(string value, string endpoint)
+    {
+        var config = DaemonConfig.Parse($"[daemon]\nmetrics = \"{value}\"\n", "config.toml");
+        Assert.Equal(endpoint, config.Metrics?.ToString());
+    }
+
+    [Fact]
+    public void The_metrics_endpoint_is_off_by_default_and_reaches_the_network_only_when_told()
+    {
+        Assert.Null(DaemonConfig.Parse("[daemon]\nconcurrency = 2\n", "config.toml").Metrics);
+        Assert.Null(DaemonConfig.Parse("", "config.toml").Metrics);
+        var remote = DaemonConfig.Parse("[daemon]\nmetrics = \"0.0.0.0:9464\"\nmetrics_allow_remote = true\n", "config.toml");
+        Assert.Equal("0.0.0.0:9464", remote.Metrics?.ToString());
     }
 
     [Fact]

@@ -81,7 +81,7 @@ public sealed class CancelledDispatchTests
     }
 
     /// <summary>Reports 7 prompt and 3 completion tokens, writes one event, then holds until cancelled.</summary>
-    private sealed class HeldEngine : IEngine
+    internal sealed class HeldEngine : IEngine
     {
         private readonly TaskCompletionSource _holding = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private int _started;
@@ -107,10 +107,10 @@ public sealed class CancelledDispatchTests
         public ValueTask DisposeAsync() => ValueTask.CompletedTask;
     }
 
-    private sealed class FailingEngine : IEngine
+    internal sealed class FailingEngine(string model = "held") : IEngine
     {
         public string Kind => "failing";
-        public IReadOnlyList<EngineCapability> Capabilities { get; } = [new("chat.completions", "held", null)];
+        public IReadOnlyList<EngineCapability> Capabilities { get; } = [new("chat.completions", model, null)];
 
         public Task LoadAsync(IProgress<double>? progress, CancellationToken cancellationToken) => Task.CompletedTask;
 

@@ -5,6 +5,7 @@ using System.Text;
 using Lattice.Protocol.Runtime;
 using Lattice.Runtime.Connection;
 using Lattice.Runtime.Engines;
+using Lattice.Runtime.Telemetry;
 using Microsoft.Extensions.Time.Testing;
 
 namespace Lattice.Runtime.Tests.Connection;
@@ -51,7 +52,14 @@ public sealed class GatewaySide : IAsyncDisposable
         ConnectAsync(new WelcomeMessage("lat_test", 5), maxConcurrency, engines);
 
     /// <summary>Connects a daemon serving <paramref name="engines"/> and welcomes it with <paramref name="welcome"/>.</summary>
-    public static async Task<GatewaySide> ConnectAsync(WelcomeMessage welcome, int maxConcurrency, params IEngine[] engines)
+    public static Task<GatewaySide> ConnectAsync(WelcomeMessage welcome, int maxConcurrency, params IEngine[] engines) =>
+        ConnectAsync(welcome, null, maxConcurrency, engines);
+
+    /// <summary>Connects a daemon that counts into <paramref name="metrics"/>.</summary>
+    public static Task<GatewaySide> ConnectAsync(RuntimeMetrics metrics, int maxConcurrency, params IEngine[] engines) =>
+        ConnectAsync(new WelcomeMessage("lat_test", 5), metrics, maxConcurrency, engines);
+
+    private static async Task<GatewaySide> ConnectAsync(WelcomeMessage welcome, RuntimeMetrics? metrics, int maxConcurrency, IEngine[] engines)
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
@@ -63,7 +71,7 @@ public sealed class GatewaySide : IAsyncDisposable
         var daemon = WebSocket.CreateFromStream(daemonTcp.GetStream(), new WebSocketCreationOptions { IsServer = false, KeepAliveInterval = TimeSpan.Zero });
 
         var client = new RuntimeClient(new RuntimeCredentials("http://127.0.0.1:1", "lat_test", "lrt_test"), new EngineSet(engines), maxConcurrency,
-            new FakeTimeProvider(DateTimeOffset.UnixEpoch));
+            new FakeTimeProvider(DateTimeOffset.UnixEpoch), metrics: metrics);
         var side = new GatewaySide(gateway, daemon, client, [gatewayTcp, daemonTcp]);
         var hello = await side.ReceiveAsync();
         Assert.Equal(FrameType.Hello, hello.Type);

@@ -5,6 +5,8 @@ using Lattice.Runtime.Config;
 using Lattice.Runtime.Connection;
 using Lattice.Runtime.Engines;
 using Lattice.Runtime.Hosting;
+using Lattice.Runtime.Telemetry;
+using Lattice.Runtime.Tests.Telemetry;
 using Microsoft.Extensions.Time.Testing;
 
 namespace Lattice.Runtime.Tests.Connection;
@@ -26,9 +28,9 @@ public sealed class SeveralGatewaysTests
     {
         private readonly CancellationTokenSource _stop = new();
 
-        public Daemon(IReadOnlyList<string> gateways, TimeProvider time)
+        public Daemon(IReadOnlyList<string> gateways, TimeProvider time, RuntimeMetrics? metrics = null)
         {
-            Client = new RuntimeClient(Credentials, gateways, new EngineSet([new FixedEngine()]), 2, time);
+            Client = new RuntimeClient(Credentials, gateways, new EngineSet([new FixedEngine()]), 2, time, metrics: metrics);
             Client.Status += line =>
             {
                 Lines.Enqueue(line);
@@ -132,6 +134,34 @@ public sealed class SeveralGatewaysTests
         Assert.Equal(1, b.Attempts);
         Assert.Equal(b.Url, daemon.Client.Gateway);
         Assert.Contains($"disconnected from {a.Url} (connection lost); trying {b.Url}", daemon.Lines);
+    }
+
+    [Fact]
+    public async Task The_link_state_and_reconnects_are_in_the_daemons_metrics()
+    {
+        using var scraped = new ScrapedDaemon();
+        await using var a = await GatewayNode.StartAsync();
+        await using var b = await GatewayNode.StartAsync();
+        var clock = new WatchedClock();
+        await using var daemon = new Daemon([a.Url, b.Url], clock, scraped.Metrics);
+        await AssertServesAsync(await a.NextLinkAsync(), 1);
+        var first = await scraped.SamplesAsync();
+        Assert.Contains("lattice_runtime_link_connected{} 1", first);
+        Assert.DoesNotContain(first, l => l.StartsWith("lattice_runtime_link_reconnects_total", StringComparison.Ordinal));
+
+        await a.KillAsync();
+        await AssertServesAsync(await b.NextLinkAsync(), 2);
+        var moved = await scraped.SamplesAsync();
+        Assert.Contains("lattice_runtime_link_connected{} 1", moved);
+        Assert.Contains("lattice_runtime_link_reconnects_total{} 1", moved);
+        Assert.Contains("""lattice_runtime_dispatches_total{model="fixed",outcome="served",task="chat.completions"} 2""", moved);
+
+        // Both nodes gone: the daemon is down and waits its backoff (the clock does not move, so it stays there).
+        await b.KillAsync();
+        await clock.Delays.Reader.ReadAsync().AsTask().WaitAsync(GatewaySide.Timeout);
+        var down = await scraped.SamplesAsync();
+        Assert.Contains("lattice_runtime_link_connected{} 0", down);
+        Assert.Contains("lattice_runtime_link_reconnects_total{} 1", down);
     }
 
     [Fact]

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Net;
 using Lattice.Runtime.Connection;
 using Tomlyn;
 using Tomlyn.Model;
@@ -27,7 +28,12 @@ public sealed record EngineConfig(string Kind, IReadOnlyList<ModelConfig> Models
 /// The gateway nodes to connect to (<c>[gateway] url</c> or <c>urls</c>), each an http(s) origin; empty: the ones the
 /// daemon was paired with.
 /// </param>
-public sealed record DaemonConfig(int Concurrency, string DataDirectory, IReadOnlyList<string> GatewayUrls, IReadOnlyList<EngineConfig> Engines, string? SourcePath)
+/// <param name="Metrics">
+/// Where the Prometheus scrape endpoint listens (<c>[daemon] metrics = "127.0.0.1:9464"</c>); null, the default: no
+/// endpoint. A loopback address unless <c>metrics_allow_remote = true</c>, as the endpoint has no authentication.
+/// </param>
+public sealed record DaemonConfig(int Concurrency, string DataDirectory, IReadOnlyList<string> GatewayUrls, IReadOnlyList<EngineConfig> Engines, string? SourcePath,
+    IPEndPoint? Metrics = null)
 {
     public static readonly string[] EngineKinds = ["llama", "onnx-embeddings", "whisper", "openai-compatible", "fixed"];
 
@@ -82,11 +88,21 @@ public sealed record DaemonConfig(int Concurrency, string DataDirectory, IReadOn
 
         var concurrency = Environment.ProcessorCount;
         var dataDirectory = DefaultDataDirectory;
+        IPEndPoint? metrics = null;
         if (reader.Table(root, "daemon", "") is { } daemon)
         {
-            reader.CheckKeys(daemon, "daemon", ["concurrency", "data_dir"]);
+            reader.CheckKeys(daemon, "daemon", ["concurrency", "data_dir", "metrics", "metrics_allow_remote"]);
             concurrency = (int)(reader.Integer(daemon, "daemon", "concurrency", min: 1, max: 1024) ?? concurrency);
             dataDirectory = ExpandHome(reader.String(daemon, "daemon", "data_dir") ?? dataDirectory);
+            var allowRemote = reader.Boolean(daemon, "daemon", "metrics_allow_remote");
+            if (reader.String(daemon, "daemon", "metrics") is { } address)
+            {
+                metrics = MetricsAddress(address, allowRemote ?? false, out var problem) ?? throw reader.Error("daemon", "metrics", problem!);
+            }
+            else if (allowRemote is not null)
+            {
+                throw reader.Error("daemon", "metrics_allow_remote", "only applies with metrics = \"address:port\"");
+            }
         }
 
         IReadOnlyList<string> gatewayUrls = [];
@@ -171,7 +187,37 @@ public sealed record DaemonConfig(int Concurrency, string DataDirectory, IReadOn
             }
         }
 
-        return new DaemonConfig(concurrency, dataDirectory, gatewayUrls, engines, sourceName);
+        return new DaemonConfig(concurrency, dataDirectory, gatewayUrls, engines, sourceName, metrics);
+    }
+
+    /// <summary>
+    /// <c>[daemon] metrics</c>: an IP address and port (<c>127.0.0.1:9464</c>, <c>[::1]:9464</c>; <c>localhost:9464</c>
+    /// is 127.0.0.1). Any other than loopback only with <paramref name="allowRemote"/>: the endpoint has no authentication.
+    /// </summary>
+    private static IPEndPoint? MetricsAddress(string value, bool allowRemote, out string? problem)
+    {
+        problem = null;
+        var text = value.StartsWith("localhost:", StringComparison.OrdinalIgnoreCase) ? "127.0.0.1" + value["localhost".Length..] : value;
+        var colon = text.LastIndexOf(':');
+        // IPEndPoint.TryParse takes "127.0.0.1" alone (port 0) and a bare IPv6 address: the port is required here.
+        if (colon < 0 || text.EndsWith(']') || !IPEndPoint.TryParse(text, out var endpoint)
+            || (endpoint.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 && !text.StartsWith('[')))
+        {
+            problem = $"expected an IP address and port such as \"127.0.0.1:9464\" or \"[::1]:9464\", not \"{value}\"";
+            return null;
+        }
+        if (endpoint.Port == 0)
+        {
+            problem = $"needs a port between 1 and 65535, not 0 (\"{value}\")";
+            return null;
+        }
+        if (!allowRemote && !IPAddress.IsLoopback(endpoint.Address))
+        {
+            problem = $"{endpoint.Address} is not a loopback address: the metrics endpoint has no authentication, so it listens on " +
+                "127.0.0.1 or [::1] unless metrics_allow_remote = true says it may be reached from the network";
+            return null;
+        }
+        return endpoint;
     }
 
     private static string ExpandHome(string path) =>

@@ -8,6 +8,7 @@ using Lattice.Protocol;
 using Lattice.Protocol.Runtime;
 using Lattice.Protocol.Sealing;
 using Lattice.Runtime.Engines;
+using Lattice.Runtime.Telemetry;
 
 namespace Lattice.Runtime.Connection;
 
@@ -33,7 +34,9 @@ public enum LinkExit
 /// The daemon's work key: its public half is announced in the hello, and it opens sealed dispatches and signs their
 /// usage (docs/sealed-dispatch.md). Null: no key is announced and sealed dispatch is not offered.
 /// </param>
-public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<string> gateways, EngineSet engines, int maxConcurrency, TimeProvider? time = null, WorkKey? workKey = null)
+/// <param name="metrics">Where dispatches and the link's state are counted (docs/observability.md); null: nowhere.</param>
+public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<string> gateways, EngineSet engines, int maxConcurrency, TimeProvider? time = null,
+    WorkKey? workKey = null, RuntimeMetrics? metrics = null)
 {
     public static readonly TimeSpan PingEvery = TimeSpan.FromSeconds(5);
     public static readonly TimeSpan DeadAfter = TimeSpan.FromSeconds(15);
@@ -46,13 +49,15 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
     public static readonly TimeSpan StableLink = TimeSpan.FromSeconds(10);
 
     /// <summary>A client that connects to the gateways the credential was paired with.</summary>
-    public RuntimeClient(RuntimeCredentials credentials, EngineSet engines, int maxConcurrency, TimeProvider? time = null, WorkKey? workKey = null)
-        : this(credentials, credentials.Endpoints, engines, maxConcurrency, time, workKey)
+    public RuntimeClient(RuntimeCredentials credentials, EngineSet engines, int maxConcurrency, TimeProvider? time = null, WorkKey? workKey = null,
+        RuntimeMetrics? metrics = null)
+        : this(credentials, credentials.Endpoints, engines, maxConcurrency, time, workKey, metrics)
     {
     }
 
     private readonly TimeProvider _time = time ?? TimeProvider.System;
     private readonly WorkKey? _workKey = workKey;
+    private readonly RuntimeMetrics? _metrics = metrics;
     private readonly IReadOnlyList<string> _gateways = gateways.Count > 0 ? gateways : throw new ArgumentException("At least one gateway URL is needed.", nameof(gateways));
 
     // Largest data frame the writer makes by joining queued ones.
@@ -70,7 +75,17 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
     /// <summary>Completed dispatches (for <c>lattice status</c>).</summary>
     public long Served => Interlocked.Read(ref _served);
 
-    public bool Connected { get; private set; }
+    public bool Connected
+    {
+        get => _connected;
+        private set
+        {
+            _connected = value;
+            _metrics?.Link(value);
+        }
+    }
+
+    private volatile bool _connected;
 
     /// <summary>The gateway URL the link is connected to, or being connected to (the last one tried, when waiting).</summary>
     public string Gateway => _gateways[Volatile.Read(ref _current)];
@@ -89,8 +104,14 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
         // Failures since the last welcome (or the start); a round is one failure per gateway.
         var failed = 0;
         var welcomedThisRound = false;
+        var first = true;
         while (!cancellationToken.IsCancellationRequested)
         {
+            if (!first)
+            {
+                _metrics?.Reconnecting();
+            }
+            first = false;
             var gateway = Gateway;
             Status?.Invoke($"connecting to {gateway}");
             var outcome = await RunSessionAsync(gateway, cancellationToken);
@@ -336,6 +357,7 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
                         }
                         else
                         {
+                            owner._metrics?.Refused(RuntimeMetrics.Unsupported, RuntimeMetrics.Unsupported);
                             SendError(id, "invalid_dispatch", "The dispatch frame could not be read.");
                         }
                         break;
@@ -357,6 +379,8 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
             var engine = engines.Find(header.Task, header.Model);
             if (engine is null)
             {
+                // The names are the gateway's and not served here: not label values.
+                owner._metrics?.Refused(RuntimeMetrics.Unsupported, RuntimeMetrics.Unsupported);
                 SendError(id, "model_not_supported", $"This runtime does not serve '{header.Model}' for '{header.Task}'.");
                 return;
             }
@@ -366,6 +390,7 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
                 // A sealed dispatch: only this machine can open it, and only the app can open the answer.
                 if (owner._workKey is null)
                 {
+                    owner._metrics?.Refused(header.Task, header.Model);
                     SendError(id, ErrorCodes.SealedDispatchUnsupported, "This runtime has no work key: it cannot open sealed requests.");
                     return;
                 }
@@ -375,6 +400,7 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
                 }
                 catch (SealedMessageException)
                 {
+                    owner._metrics?.Refused(header.Task, header.Model);
                     SendError(id, ErrorCodes.SealedRequestUnreadable,
                         "The runtime could not open the sealed request: it was sealed to another work key, request or runtime, or altered on the way.");
                     return;
@@ -382,9 +408,24 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
             }
             var running = new RunningDispatch(new Outflow(owner, _window > 0 ? _window : long.MaxValue));
             _running[id] = running;
+            var metrics = owner._metrics;
+            var arrived = time.GetTimestamp();
+            metrics?.Started(header.Task, header.Model);
             _ = Task.Run(async () =>
             {
-                var link = new LinkOutput(_outbound.Writer, id, running.Outflow, MaxDataPayload);
+                var link = new LinkOutput(_outbound.Writer, id, running.Outflow, MaxDataPayload,
+                    metrics is null ? null : () => metrics.FirstChunk(header.Task, header.Model, time.GetElapsedTime(arrived)));
+                // Counted before the End or Error leaves: whoever reads it finds the dispatch counted.
+                var counted = false;
+                void Count(string outcome)
+                {
+                    if (counted)
+                    {
+                        return;
+                    }
+                    counted = true;
+                    metrics?.Finished(header.Task, header.Model, outcome, time.GetElapsedTime(arrived));
+                }
                 using var sealedOutput = sealer is null ? null : new SealedOutput(link, sealer, header.Stream);
                 IEngineOutput output = sealedOutput is null ? link : sealedOutput;
                 var token = running.Stop.Token;
@@ -399,6 +440,7 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
                             await sealedOutput.FinishAsync(token);
                         }
                         // An engine may finish although the gateway cancelled it: the End still says so.
+                        Count(running.CancelledByGateway ? RuntimeMetrics.Outcomes.Cancelled : RuntimeMetrics.Outcomes.Served);
                         SendEnd(id, usage, running.CancelledByGateway, header.SealedRequestId);
                         Interlocked.Increment(ref owner._served);
                     }
@@ -411,6 +453,7 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
                 {
                     // The client went away. The gateway still meters the dispatch, so it gets what the engine used up to the
                     // cancel, even when the engine stopped with something other than OperationCanceledException.
+                    Count(RuntimeMetrics.Outcomes.Cancelled);
                     SendEnd(id, link.UsageSoFar, cancelled: true, header.SealedRequestId);
                 }
                 catch (OperationCanceledException) when (token.IsCancellationRequested)
@@ -419,10 +462,15 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
                 }
                 catch (Exception ex)
                 {
+                    Count(RuntimeMetrics.Outcomes.EngineError);
                     SendError(id, "engine_error", "The engine failed: " + ex.GetType().Name);
                 }
                 finally
                 {
+                    if (!counted)
+                    {
+                        Count(RuntimeMetrics.Outcomes.LinkLost);
+                    }
                     // The source is not disposed: a Cancel frame read at this moment may still cancel it, and an
                     // undisposed source without timers holds nothing that needs freeing.
                     _running.TryRemove(new KeyValuePair<uint, RunningDispatch>(id, running));
@@ -622,8 +670,11 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
     }
 
     /// <summary>Turns an engine's output into ResponseStart and Data frames of one dispatch, and keeps its usage so far.</summary>
-    private sealed class LinkOutput(ChannelWriter<OutFrame> outbound, uint id, Outflow outflow, int maxPayload) : IEngineOutput
+    /// <param name="firstChunk">Called once, when the answer's first bytes are queued (for the time-to-first-chunk metric).</param>
+    private sealed class LinkOutput(ChannelWriter<OutFrame> outbound, uint id, Outflow outflow, int maxPayload, Action? firstChunk) : IEngineOutput
     {
+        private Action? _firstChunk = firstChunk;
+
         /// <summary>
         /// The engine's last report. Written on the engine's thread and read by the dispatch after the engine's task
         /// ended, so the await orders the two.
@@ -641,6 +692,11 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
         public async ValueTask WriteAsync(ReadOnlyMemory<byte> bytes, CancellationToken cancellationToken)
         {
             cancellationToken.ThrowIfCancellationRequested();
+            if (_firstChunk is { } first && !bytes.IsEmpty)
+            {
+                _firstChunk = null;
+                first();
+            }
             // In frames the gateway takes, each sent once there is credit and room for it.
             while (!bytes.IsEmpty)
             {

@@ -2,6 +2,7 @@ using Lattice.Protocol.Sealing;
 using Lattice.Runtime.Config;
 using Lattice.Runtime.Connection;
 using Lattice.Runtime.Engines;
+using Lattice.Runtime.Telemetry;
 
 namespace Lattice.Runtime.Hosting;
 
@@ -62,7 +63,9 @@ public static class DaemonRunner
         var gateways = GatewaysFor(config, credentials);
         // The work key for sealed dispatch: made on first start (or at pairing), kept in an owner-only file after.
         using var workKey = WorkKey.LoadOrCreate(config.DataDirectory);
-        var client = new RuntimeClient(credentials, gateways, engines, config.Concurrency, workKey: workKey);
+        using var metrics = config.Metrics is null ? null : new RuntimeMetrics();
+        using var endpoint = StartMetrics(config, metrics, say);
+        var client = new RuntimeClient(credentials, gateways, engines, config.Concurrency, workKey: workKey, metrics: metrics);
         var capabilities = engines.Capabilities.Select(c => $"{c.Task}:{c.Model}").ToList();
         void Save(string state)
         {
@@ -99,5 +102,25 @@ public static class DaemonRunner
         var exit = await client.RunAsync(cancellationToken);
         Save(exit == LinkExit.CredentialRejected ? "credential rejected" : "stopped");
         return exit;
+    }
+
+    /// <summary>The scrape endpoint when <c>[daemon] metrics</c> is set. One that cannot start is said, and the daemon serves without it.</summary>
+    private static IDisposable? StartMetrics(DaemonConfig config, RuntimeMetrics? metrics, Action<string> say)
+    {
+        if (config.Metrics is not { } address || metrics is null)
+        {
+            return null;
+        }
+        try
+        {
+            var endpoint = MetricsEndpoint.Start(metrics, address);
+            say($"metrics at http://{address}{MetricsEndpoint.Path}");
+            return endpoint;
+        }
+        catch (MetricsEndpointException ex)
+        {
+            say(ex.Message + "; serving without metrics");
+            return null;
+        }
     }
 }
