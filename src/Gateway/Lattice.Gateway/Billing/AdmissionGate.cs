@@ -105,43 +105,17 @@ public sealed class AdmissionGate(BillingPolicies policies, IRateLimitCounters l
         {
             return await AdmitBothAsync(request, plan, subjects, lines, tokens, maxOutput, cancellationToken);
         }
-        RateLimitReport? report = null;
         if (subjects.Length > 0)
         {
             var decision = await limiter.TryAcquireAsync(subjects, tokens, cancellationToken);
-            report = decision.Report;
-            if (!decision.Admitted)
-            {
-                return Admission.Refused(RateLimited(decision, request.Model, tokens), report);
-            }
+            return decision.Admitted
+                ? Admission.Holding(decision.Report, limiter, subjects, tokens, budgets, null)
+                : Admission.Refused(RateLimited(decision, request.Model, tokens), decision.Report);
         }
-
-        BudgetReservation? reservation = null;
-        if (lines.Length > 0)
-        {
-            var worst = WorstCost(request, plan, maxOutput);
-            try
-            {
-                reservation = await budgets.TryReserveAsync(lines, worst, request.ReceivedAt, cancellationToken);
-            }
-            catch
-            {
-                if (subjects.Length > 0)
-                {
-                    await ReleaseUnexecutedAsync(subjects, tokens);
-                }
-                throw;
-            }
-            if (!reservation.Admitted)
-            {
-                if (subjects.Length > 0)
-                {
-                    await ReleaseUnexecutedAsync(subjects, tokens);
-                }
-                return Admission.Refused(InsufficientQuota(reservation.RefusedBy!.Value), report is { } r ? r with { RetryAfter = null } : null);
-            }
-        }
-        return Admission.Holding(report, limiter, subjects, tokens, budgets, reservation);
+        var reservation = await budgets.TryReserveAsync(lines, WorstCost(request, plan, maxOutput), request.ReceivedAt, cancellationToken);
+        return reservation.Admitted
+            ? Admission.Holding(null, limiter, subjects, tokens, budgets, reservation)
+            : Admission.Refused(InsufficientQuota(reservation.RefusedBy!.Value), null);
     }
 
     /// <summary>
