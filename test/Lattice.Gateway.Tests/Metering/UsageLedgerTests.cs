@@ -41,6 +41,32 @@ public abstract class UsageLedgerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task One_batch_of_several_statements_mixing_slots_and_objects_keeps_the_first_row_of_each_request()
+    {
+        // 16 slots for 76 records queued before the loop starts, so its first batch takes them all: records in their
+        // slots and records as objects (no slot left) side by side, more rows than one multi-row INSERT takes (SQLite: 32)
+        // plus a remainder, and a request recorded twice within one statement.
+        var ledger = await _harness.OpenAsync(new MeteringOptions { JournalSlots = 16 }, start: false);
+        var expected = new List<UsageRecord>();
+        for (var i = 0; i < 75; i++)
+        {
+            var record = LedgerHarness.NewRecord($"req_{i:D2}", promptTokens: i) with { Model = $"model-{i}", KeyId = i % 3 == 0 ? null : $"key_{i}" };
+            ledger.Record(record);
+            expected.Add(record);
+            if (i == 34)
+            {
+                ledger.Record(LedgerHarness.NewRecord("req_33", promptTokens: 999));
+            }
+        }
+        ledger.Start();
+        await ledger.FlushAsync().WaitAsync(Timeout);
+
+        Assert.Equal(expected, await _harness.RowsAsync());
+        Assert.Equal(76, ledger.Committed);
+        Assert.Equal(16, ledger.Journal.FreeSlots);
+    }
+
+    [Fact]
     public async Task A_committed_row_reads_back_through_ef_core_as_the_same_record()
     {
         // The ledger writes with hand-bound ADO.NET; the usage API reads with EF Core. They must agree on every column.

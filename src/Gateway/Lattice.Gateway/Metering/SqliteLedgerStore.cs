@@ -4,18 +4,33 @@ using SQLitePCL;
 namespace Lattice.Gateway.Metering;
 
 /// <summary>
-/// The ledger on SQLite: one prepared INSERT bound and stepped through SQLite's own API per row, in one transaction per
-/// batch.
+/// The ledger on SQLite: prepared multi-row INSERTs (up to <see cref="RowsPerStatement"/> rows each) bound and stepped
+/// through SQLite's own API, in one transaction per batch.
 /// </summary>
 internal sealed class SqliteLedgerStore(string connectionString) : ILedgerStore
 {
-    private const string InsertSql = """
+    /// <summary>Parameters per row: the columns of <c>usage_records</c>, in the journal encoding's order.</summary>
+    private const int Columns = 26;
+
+    /// <summary>
+    /// Rows per execution: one step, one reset and one statement start for this many rows instead of one each per row.
+    /// 32 × 26 parameters stays far under SQLite's limit (32,766).
+    /// </summary>
+    internal const int RowsPerStatement = 32;
+
+    private const string InsertHead = """
         INSERT INTO usage_records (RequestId, CreatedAt, WorkspaceId, KeyId, AppId, UserId, GrantId, Task, Model, ServedBy,
             ServedById, Capacity, Stream, Status, HttpStatus, PromptTokens, CompletionTokens, TotalTokens, CachedTokens,
             AudioMilliseconds, Estimated, CostPicoUsd, TimeToFirstByteMicroseconds, DurationMicroseconds, Prices, Surface)
-        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)
-        ON CONFLICT (RequestId) DO NOTHING
+        VALUES
         """;
+
+    /// <summary>The INSERT of <paramref name="rows"/> rows; parameter <c>row × 26 + n</c> is column n of that row.</summary>
+    internal static string InsertSql(int rows)
+    {
+        var row = "(" + string.Join(", ", Enumerable.Repeat("?", Columns)) + ")";
+        return InsertHead + " " + string.Join(",\n    ", Enumerable.Repeat(row, rows)) + "\nON CONFLICT (RequestId) DO NOTHING";
+    }
 
     public ValueTask<ILedgerConnection> OpenAsync(CancellationToken cancellationToken)
     {
@@ -47,15 +62,23 @@ internal sealed class SqliteLedgerStore(string connectionString) : ILedgerStore
 
     private sealed class Connection(SqliteConnection connection) : ILedgerConnection
     {
-        private readonly InsertStatement _insert = new(connection);
+        // By row count, prepared when first needed: a batch of n rows runs n / 32 full statements and one of n % 32 rows.
+        private readonly InsertStatement?[] _inserts = new InsertStatement?[RowsPerStatement + 1];
 
         public ValueTask CommitAsync(IReadOnlyList<UsageRecord> records, CancellationToken cancellationToken)
         {
             // Synchronous on purpose: SQLite's calls do not wait on a network, and the loop is the ledger's only writer.
             using var transaction = connection.BeginTransaction();
-            for (var i = 0; i < records.Count; i++)
+            for (var at = 0; at < records.Count;)
             {
-                _insert.Insert(records[i]);
+                var rows = Math.Min(RowsPerStatement, records.Count - at);
+                var insert = Insert(rows);
+                for (var row = 0; row < rows; row++)
+                {
+                    insert.Bind(row, records[at + row]);
+                }
+                insert.Execute();
+                at += rows;
             }
             transaction.Commit();
             return ValueTask.CompletedTask;
@@ -64,131 +87,140 @@ internal sealed class SqliteLedgerStore(string connectionString) : ILedgerStore
         public ValueTask CommitAsync(LedgerBatch batch, CancellationToken cancellationToken)
         {
             using var transaction = connection.BeginTransaction();
-            for (var i = 0; i < batch.Count; i++)
+            for (var at = 0; at < batch.Count;)
             {
-                if (batch.Record(i) is { } record)
+                var rows = Math.Min(RowsPerStatement, batch.Count - at);
+                var insert = Insert(rows);
+                for (var row = 0; row < rows; row++)
                 {
-                    _insert.Insert(record);
+                    if (batch.Record(at + row) is { } record)
+                    {
+                        insert.Bind(row, record);
+                    }
+                    else
+                    {
+                        insert.Bind(row, batch.Encoded(at + row));
+                    }
                 }
-                else
-                {
-                    _insert.Insert(batch.Encoded(i));
-                }
+                insert.Execute();
+                at += rows;
             }
             transaction.Commit();
             return ValueTask.CompletedTask;
         }
 
+        private InsertStatement Insert(int rows) => _inserts[rows] ??= new InsertStatement(connection, rows);
+
         public void Dispose()
         {
-            _insert.Dispose();
+            foreach (var insert in _inserts)
+            {
+                insert?.Dispose();
+            }
             connection.Dispose();
         }
     }
 
     /// <summary>
-    /// The prepared INSERT, bound and stepped through SQLite's own API. Why not <see cref="SqliteCommand"/>: its
-    /// per-execution work (a data reader per call, every parameter looked up by name, boxed values) cost as much CPU as
-    /// SQLite's insert itself, and the commit loop shares two cores with the requests it records. Transactions still go
-    /// through <see cref="SqliteConnection"/>, whose busy handling waits out another writer's lock.
+    /// A prepared INSERT of a fixed number of rows, bound and stepped through SQLite's own API. Why not
+    /// <see cref="SqliteCommand"/>: its per-execution work (a data reader per call, every parameter looked up by name,
+    /// boxed values) cost as much CPU as SQLite's insert itself, and the commit loop shares two cores with the requests it
+    /// records. Transactions still go through <see cref="SqliteConnection"/>, whose busy handling waits out another
+    /// writer's lock. Bound values are copied by SQLite (<c>SQLITE_TRANSIENT</c>), so rows can be bound from journal slots
+    /// one after another before the one step.
     /// </summary>
     private sealed class InsertStatement : IDisposable
     {
         private readonly SqliteConnection _connection;
         private readonly sqlite3_stmt _statement;
 
-        public InsertStatement(SqliteConnection connection)
+        public InsertStatement(SqliteConnection connection, int rows)
         {
             _connection = connection;
-            var rc = raw.sqlite3_prepare_v2(connection.Handle, InsertSql, out _statement);
+            var rc = raw.sqlite3_prepare_v2(connection.Handle, InsertSql(rows), out _statement);
             SqliteException.ThrowExceptionForRC(rc, connection.Handle);
         }
 
-        /// <summary>Inserts a record the way EF Core stores <see cref="UsageRecordEntity"/>: Unix milliseconds, booleans as 0/1.</summary>
-        public void Insert(UsageRecord r)
+        /// <summary>Binds row <paramref name="row"/> the way EF Core stores <see cref="UsageRecordEntity"/>: Unix milliseconds, booleans as 0/1.</summary>
+        public void Bind(int row, UsageRecord r)
         {
             var s = _statement;
-            try
-            {
-                Text(1, r.RequestId);
-                Check(raw.sqlite3_bind_int64(s, 2, r.CreatedAt.ToUnixTimeMilliseconds()));
-                Text(3, r.WorkspaceId);
-                Text(4, r.KeyId);
-                Text(5, r.AppId);
-                Text(6, r.UserId);
-                Text(7, r.GrantId);
-                Text(8, r.Task);
-                Text(9, r.Model);
-                Text(10, r.ServedBy);
-                Text(11, r.ServedById);
-                Text(12, r.Capacity);
-                Check(raw.sqlite3_bind_int64(s, 13, r.Stream ? 1 : 0));
-                Text(14, r.Status);
-                Check(raw.sqlite3_bind_int64(s, 15, r.HttpStatus));
-                Check(raw.sqlite3_bind_int64(s, 16, r.Usage.PromptTokens));
-                Check(raw.sqlite3_bind_int64(s, 17, r.Usage.CompletionTokens));
-                Check(raw.sqlite3_bind_int64(s, 18, r.Usage.TotalTokens));
-                Check(raw.sqlite3_bind_int64(s, 19, r.Usage.CachedTokens));
-                Check(raw.sqlite3_bind_int64(s, 20, r.Usage.AudioMilliseconds));
-                Check(raw.sqlite3_bind_int64(s, 21, r.Usage.Estimated ? 1 : 0));
-                Check(raw.sqlite3_bind_int64(s, 22, r.CostPicoUsd));
-                Check(r.TimeToFirstByteMicroseconds is { } ttfb ? raw.sqlite3_bind_int64(s, 23, ttfb) : raw.sqlite3_bind_null(s, 23));
-                Check(raw.sqlite3_bind_int64(s, 24, r.DurationMicroseconds));
-                Text(25, r.Prices);
-                Text(26, r.Surface);
-                var rc = raw.sqlite3_step(s);
-                if (rc != raw.SQLITE_DONE)
-                {
-                    SqliteException.ThrowExceptionForRC(rc, _connection.Handle);
-                }
-            }
-            finally
-            {
-                raw.sqlite3_reset(s);
-            }
+            var p = row * Columns;
+            Text(p + 1, r.RequestId);
+            Check(raw.sqlite3_bind_int64(s, p + 2, r.CreatedAt.ToUnixTimeMilliseconds()));
+            Text(p + 3, r.WorkspaceId);
+            Text(p + 4, r.KeyId);
+            Text(p + 5, r.AppId);
+            Text(p + 6, r.UserId);
+            Text(p + 7, r.GrantId);
+            Text(p + 8, r.Task);
+            Text(p + 9, r.Model);
+            Text(p + 10, r.ServedBy);
+            Text(p + 11, r.ServedById);
+            Text(p + 12, r.Capacity);
+            Check(raw.sqlite3_bind_int64(s, p + 13, r.Stream ? 1 : 0));
+            Text(p + 14, r.Status);
+            Check(raw.sqlite3_bind_int64(s, p + 15, r.HttpStatus));
+            Check(raw.sqlite3_bind_int64(s, p + 16, r.Usage.PromptTokens));
+            Check(raw.sqlite3_bind_int64(s, p + 17, r.Usage.CompletionTokens));
+            Check(raw.sqlite3_bind_int64(s, p + 18, r.Usage.TotalTokens));
+            Check(raw.sqlite3_bind_int64(s, p + 19, r.Usage.CachedTokens));
+            Check(raw.sqlite3_bind_int64(s, p + 20, r.Usage.AudioMilliseconds));
+            Check(raw.sqlite3_bind_int64(s, p + 21, r.Usage.Estimated ? 1 : 0));
+            Check(raw.sqlite3_bind_int64(s, p + 22, r.CostPicoUsd));
+            Check(r.TimeToFirstByteMicroseconds is { } ttfb ? raw.sqlite3_bind_int64(s, p + 23, ttfb) : raw.sqlite3_bind_null(s, p + 23));
+            Check(raw.sqlite3_bind_int64(s, p + 24, r.DurationMicroseconds));
+            Text(p + 25, r.Prices);
+            Text(p + 26, r.Surface);
         }
 
         /// <summary>
-        /// Inserts a record in the journal's encoding (<see cref="UsageRecordCodec"/>), whose fields come in the
-        /// parameters' order: its strings are bound as the UTF-8 they already are, so SQLite copies them without
-        /// transcoding and no object is built.
+        /// Binds row <paramref name="row"/> from a record in the journal's encoding (<see cref="UsageRecordCodec"/>), whose
+        /// fields come in the parameters' order: its strings are bound as the UTF-8 they already are, so SQLite copies them
+        /// without transcoding and no object is built.
         /// </summary>
-        public void Insert(ReadOnlySpan<byte> encoded)
+        public void Bind(int row, ReadOnlySpan<byte> encoded)
         {
             var s = _statement;
+            var p = row * Columns;
             var r = new UsageRecordCodec.Reader(encoded);
+            Utf8(p + 1, ref r);
+            var ticks = r.Int64();
+            r.Int16();
+            // As DateTimeOffset.ToUnixTimeMilliseconds counts.
+            Check(raw.sqlite3_bind_int64(s, p + 2, ticks / TimeSpan.TicksPerMillisecond - DateTime.UnixEpoch.Ticks / TimeSpan.TicksPerMillisecond));
+            for (var i = 3; i <= 12; i++)
+            {
+                // Workspace, key, app, user, grant, task, model, served by, served-by id, capacity.
+                Utf8(p + i, ref r);
+            }
+            Check(raw.sqlite3_bind_int64(s, p + 13, r.Byte()));
+            Utf8(p + 14, ref r);
+            Check(raw.sqlite3_bind_int64(s, p + 15, r.Int32()));
+            for (var i = 16; i <= 20; i++)
+            {
+                // Prompt, completion, total, cached tokens, audio milliseconds.
+                Check(raw.sqlite3_bind_int64(s, p + i, r.Int64()));
+            }
+            Check(raw.sqlite3_bind_int64(s, p + 21, r.Byte()));
+            Check(raw.sqlite3_bind_int64(s, p + 22, r.Int64()));
+            var ttfb = r.Int64();
+            Check(ttfb == long.MinValue ? raw.sqlite3_bind_null(s, p + 23) : raw.sqlite3_bind_int64(s, p + 23, ttfb));
+            Check(raw.sqlite3_bind_int64(s, p + 24, r.Int64()));
+            Utf8(p + 25, ref r);
+            Utf8(p + 26, ref r);
+            if (r.Failed)
+            {
+                throw new InvalidDataException("A journal slot does not hold an intact record.");
+            }
+        }
+
+        /// <summary>Inserts the bound rows (each <c>ON CONFLICT DO NOTHING</c>) and readies the statement for the next ones.</summary>
+        public void Execute()
+        {
             try
             {
-                Utf8(1, ref r);
-                var ticks = r.Int64();
-                r.Int16();
-                // As DateTimeOffset.ToUnixTimeMilliseconds counts.
-                Check(raw.sqlite3_bind_int64(s, 2, ticks / TimeSpan.TicksPerMillisecond - DateTime.UnixEpoch.Ticks / TimeSpan.TicksPerMillisecond));
-                for (var i = 3; i <= 12; i++)
-                {
-                    // Workspace, key, app, user, grant, task, model, served by, served-by id, capacity.
-                    Utf8(i, ref r);
-                }
-                Check(raw.sqlite3_bind_int64(s, 13, r.Byte()));
-                Utf8(14, ref r);
-                Check(raw.sqlite3_bind_int64(s, 15, r.Int32()));
-                for (var i = 16; i <= 20; i++)
-                {
-                    // Prompt, completion, total, cached tokens, audio milliseconds.
-                    Check(raw.sqlite3_bind_int64(s, i, r.Int64()));
-                }
-                Check(raw.sqlite3_bind_int64(s, 21, r.Byte()));
-                Check(raw.sqlite3_bind_int64(s, 22, r.Int64()));
-                var ttfb = r.Int64();
-                Check(ttfb == long.MinValue ? raw.sqlite3_bind_null(s, 23) : raw.sqlite3_bind_int64(s, 23, ttfb));
-                Check(raw.sqlite3_bind_int64(s, 24, r.Int64()));
-                Utf8(25, ref r);
-                Utf8(26, ref r);
-                if (r.Failed)
-                {
-                    throw new InvalidDataException("A journal slot does not hold an intact record.");
-                }
-                var rc = raw.sqlite3_step(s);
+                var rc = raw.sqlite3_step(_statement);
                 if (rc != raw.SQLITE_DONE)
                 {
                     SqliteException.ThrowExceptionForRC(rc, _connection.Handle);
@@ -196,7 +228,7 @@ internal sealed class SqliteLedgerStore(string connectionString) : ILedgerStore
             }
             finally
             {
-                raw.sqlite3_reset(s);
+                raw.sqlite3_reset(_statement);
             }
         }
 

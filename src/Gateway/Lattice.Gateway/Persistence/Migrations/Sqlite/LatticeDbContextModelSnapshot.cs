@@ -331,11 +331,7 @@ namespace Lattice.Gateway.Persistence.Migrations.Sqlite
 
                     b.HasKey("RequestId");
 
-                    b.HasIndex("GrantId", "CreatedAt");
-
                     b.HasIndex("WorkspaceId", "CreatedAt");
-
-                    b.HasIndex("WorkspaceId", "KeyId", "CreatedAt");
 
                     b.ToTable("usage_records", (string)null);
                 });
