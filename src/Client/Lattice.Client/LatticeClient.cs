@@ -92,7 +92,9 @@ public class LatticeClient : IDisposable
     /// <exception cref="SealedDispatchUnsupportedException">The runtime publishes no work key.</exception>
     public virtual LatticeChatClient GetSealedChatClient(PersonalRuntime runtime)
     {
-        var target = Sealing.SealedTarget.For(runtime);
+        var target = Sealing.SealedTarget.For(runtime, Options.TimeProvider);
+        // The first session's key pair and ECDH are made now, on the thread pool, not on the first call.
+        target.Sessions.Prepare();
         return new(this, target.Model, target);
     }
 
@@ -102,7 +104,7 @@ public class LatticeClient : IDisposable
     /// </summary>
     public virtual async Task AcceptRuntimeKeyAsync(PersonalRuntime runtime, CancellationToken cancellationToken = default)
     {
-        var target = Sealing.SealedTarget.For(runtime);
+        using var target = Sealing.SealedTarget.For(runtime, Options.TimeProvider);
         await Options.RuntimeKeyPins.SetAsync(target.LatticeId, target.Fingerprint, cancellationToken).ConfigureAwait(false);
     }
 

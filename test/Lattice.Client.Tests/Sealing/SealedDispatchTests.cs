@@ -221,6 +221,33 @@ public sealed class SealedDispatchTests(SealedGateway gateway) : IClassFixture<S
         Assert.Equal("You said: again", (await lattice.GetSealedChatClient(record).GetResponseAsync("again")).Text);
     }
 
+    [Fact]
+    public async Task A_sealed_client_seals_its_calls_in_one_session_and_the_daemon_keeps_it()
+    {
+        await using var echo = await EchoAsync();
+        var (key, wire, lattice, record) = (echo.Key, echo.Wire, echo.Lattice, echo.Record);
+        using var sealedChat = lattice.GetSealedChatClient(record);
+        Assert.Equal("You said: one", (await sealedChat.GetResponseAsync("one")).Text);
+        Assert.Equal("You said: two", await StreamedTextAsync(sealedChat, "two"));
+        Assert.Equal("You said: three", (await sealedChat.GetResponseAsync("three")).Text);
+        using var another = lattice.GetSealedChatClient(record);
+        Assert.Equal("You said: four", (await another.GetResponseAsync("four")).Text);
+
+        // Format v2; the first client's three calls carry one ephemeral key (one ECDH for the three), the other client its own.
+        var bodies = wire.SealedBodies.ToArray();
+        Assert.Equal(4, bodies.Length);
+        Assert.All(bodies, b => Assert.Equal(SealedFormat.Version, b[0]));
+        static string Ephemeral(byte[] body) => Convert.ToHexString(body.AsSpan(1, SealedFormat.PublicKeyBytes));
+        Assert.Single(bodies[..3].Select(Ephemeral).Distinct());
+        Assert.NotEqual(Ephemeral(bodies[0]), Ephemeral(bodies[3]));
+        // The daemon derived each session's secret once: two sessions kept.
+        Assert.Equal(2, key.Opener.Sessions);
+
+        // Disposed, the sealed client forgets its session and seals nothing more.
+        sealedChat.Dispose();
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => sealedChat.GetResponseAsync("five"));
+    }
+
     private async Task<(HttpStatusCode Status, JsonObject Body)> PostSealedAsync(byte[] body, string? model, string? requestId = "sreq_test", string? stream = null)
     {
         using var http = gateway.Client(gateway.KeyA);
@@ -269,6 +296,10 @@ public sealed class SealedDispatchTests(SealedGateway gateway) : IClassFixture<S
         AssertError(HttpStatusCode.BadRequest, "invalid_value", SealedHttp.RequestIdHeader, await PostSealedAsync(body, personal, requestId: "not ok!"));
         AssertError(HttpStatusCode.BadRequest, "invalid_value", SealedHttp.StreamHeader, await PostSealedAsync(body, personal, stream: "yes"));
         AssertError(HttpStatusCode.BadRequest, "invalid_value", null, await PostSealedAsync([1, 2, 3], personal));
+        // Format v1 (one ECDH per request) is refused by its first byte, before it reaches the daemon.
+        var v1 = (byte[])body.Clone();
+        v1[0] = 0x01;
+        AssertError(HttpStatusCode.BadRequest, "invalid_value", null, await PostSealedAsync(v1, personal));
         // A daemon that announced no work key cannot open it.
         AssertError(HttpStatusCode.BadRequest, "sealed_dispatch_unsupported", "model", await PostSealedAsync(body, "lattice:personal:" + keyless.LatticeId));
         // Bound to another request id: the daemon cannot open it, says so, and goes on serving.

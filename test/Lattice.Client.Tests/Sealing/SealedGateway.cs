@@ -64,6 +64,9 @@ public sealed class WireCapture : DelegatingHandler
 
     public int Requests { get; private set; }
 
+    /// <summary>The sealed request bodies sent, in order.</summary>
+    public ConcurrentQueue<byte[]> SealedBodies { get; } = new();
+
     public bool Contains(string text)
     {
         var needle = System.Text.Encoding.UTF8.GetBytes(text);
@@ -75,7 +78,12 @@ public sealed class WireCapture : DelegatingHandler
         Requests++;
         if (request.Content is not null)
         {
-            _bytes.Enqueue(await request.Content.ReadAsByteArrayAsync(cancellationToken));
+            var sent = await request.Content.ReadAsByteArrayAsync(cancellationToken);
+            _bytes.Enqueue(sent);
+            if (Lattice.Protocol.Sealing.SealedHttp.IsSealed(request.Content.Headers.ContentType?.ToString()))
+            {
+                SealedBodies.Enqueue(sent);
+            }
         }
         var response = await base.SendAsync(request, cancellationToken);
         var body = await response.Content.ReadAsByteArrayAsync(cancellationToken);

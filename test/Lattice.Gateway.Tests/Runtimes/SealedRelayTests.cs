@@ -60,7 +60,7 @@ public sealed class SealedRelayTests(LiveGateway gateway) : IClassFixture<LiveGa
         public void Dispose() => socket.Dispose();
     }
 
-    private async Task<FakeDaemon> ConnectAsync(WorkKey key, CancellationToken cancellationToken)
+    private async Task<FakeDaemon> ConnectAsync(WorkKey key, CancellationToken cancellationToken, string feature = LinkFeatures.SealedDispatch)
     {
         var (id, token) = await TestRuntimes.CreateAsync(gateway, gateway.KeyA);
         var credentials = await RuntimeCredentials.PairAsync(new Uri(gateway.Origin), token, CancellationToken.None);
@@ -69,7 +69,7 @@ public sealed class SealedRelayTests(LiveGateway gateway) : IClassFixture<LiveGa
         await socket.ConnectAsync(new Uri("ws" + gateway.Origin["http".Length..] + RuntimeLink.ConnectPath), cancellationToken);
         var daemon = new FakeDaemon(socket, id);
         await daemon.SendAsync(Frame.Json(FrameType.Hello, 0, new HelloMessage("test", 4, [new CapabilityInfo("chat.completions", "raw", "fake", null)],
-            [LinkFeatures.SealedDispatch], PublicWorkKey: key.PublicKeyText), ProtocolJsonContext.Default.HelloMessage), cancellationToken);
+            [feature], PublicWorkKey: key.PublicKeyText), ProtocolJsonContext.Default.HelloMessage), cancellationToken);
         Assert.True(Frame.TryRead(await daemon.ReceiveAsync(cancellationToken), out var type, out _, out _));
         Assert.Equal(FrameType.Welcome, type);
         return daemon;
@@ -130,5 +130,22 @@ public sealed class SealedRelayTests(LiveGateway gateway) : IClassFixture<LiveGa
         Assert.Equal(answer, unsignedAnswer);
         Assert.Equal(new Protocol.Metering.Usage(7, 11, 18, Estimated: true), (await Ledger.RecordAsync(gateway.Services, unsignedId)).Usage);
         Assert.Equal(1, await Ledger.CountAsync(gateway.Services, unsignedId));
+    }
+
+    [Fact]
+    public async Task A_daemon_of_sealed_format_v1_is_sent_no_sealed_request()
+    {
+        using var timeout = new CancellationTokenSource(Timeout);
+        using var key = WorkKey.LoadOrCreate(_keyDir);
+        // A v1 daemon listed "sealed_dispatch": it could not open a v2 request, so it is offered none.
+        using var daemon = await ConnectAsync(key, timeout.Token, feature: "sealed_dispatch");
+        using var http = gateway.Client(gateway.KeyA);
+        var body = new byte[300];
+        body[0] = SealedFormat.Version;
+        using var response = await PostSealedAsync(http, daemon.LatticeId, body, "sreq_v1daemon").WaitAsync(timeout.Token);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var error = System.Text.Json.Nodes.JsonNode.Parse(await response.Content.ReadAsStringAsync(timeout.Token))!["error"]!;
+        Assert.Equal("sealed_dispatch_unsupported", error["code"]!.GetValue<string>());
+        Assert.Equal("model", error["param"]!.GetValue<string>());
     }
 }

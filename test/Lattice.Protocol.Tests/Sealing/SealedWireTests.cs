@@ -12,11 +12,11 @@ namespace Lattice.Protocol.Tests.Sealing;
 public sealed class SealedWireTests
 {
     private const string WorkPrivate = "0101010101010101010101010101010101010101010101010101010101010101";
-    private const string ExpectedChunk0 = "010072e4d38684136d110cbd3fedf24927c2a8f8118f6324592064";
+    private const string ExpectedChunk0 = "0200515653e9971144ac98780e9852e5fc3ab36f797b142f23a214";
     private const string ExpectedCanonicalUsage =
-        "6c617474696365207365616c65642076312075736167650100087265715f3030303100086c61745f74657374"
+        "6c617474696365207365616c65642076322075736167650200087265715f3030303100086c61745f74657374"
         + "000000000000000c0000000000000022000000000000000500000000000005dc00";
-    private const string VectorSignature = "wGFuhzq2Hj4yRoGM2j-NZPxgW38xvCZwmcaeNJugSCn_v1yBMpoUX-l-r6qminNseXgyC-bJnDOp050_gAANQw";
+    private const string VectorSignature = "cj7kFFrC27amMzQmMgaQrynwX3OMg_czNnEP_Y-Obl8xX6QuChbG9HrdXnUz9_EVFcI0PbwQQvDDbpVhTWtFww";
 
     private static readonly DispatchEnd VectorUsage = new(PromptTokens: 12, CompletionTokens: 34, AudioSeconds: 1.5, CachedTokens: 5);
 
@@ -55,6 +55,21 @@ public sealed class SealedWireTests
         Assert.False(SealedUsage.Verify(signed with { Signature = null }, workPublic, "req_0001", "lat_test"));
         Assert.False(SealedUsage.Verify(signed with { Signature = "not base64url!" }, workPublic, "req_0001", "lat_test"));
         Assert.False(SealedUsage.Verify(signed with { Signature = signed.Signature![..^4] }, workPublic, "req_0001", "lat_test"));
+    }
+
+    [Fact]
+    public void Keys_imported_once_sign_and_verify_as_the_one_shot_calls_do()
+    {
+        using var work = WorkKey();
+        var workPublic = SealedFormat.PublicKeyOf(work);
+        using var verifier = SealedUsage.Verifier(workPublic)!;
+        Assert.True(SealedUsage.Verify(VectorUsage with { Signature = VectorSignature }, verifier, "req_0001", "lat_test"));
+        Assert.False(SealedUsage.Verify(VectorUsage with { Signature = VectorSignature }, verifier, "req_0002", "lat_test"));
+        using var signer = System.Security.Cryptography.ECDsa.Create(work.ExportParameters(includePrivateParameters: true));
+        var signed = SealedUsage.Sign(VectorUsage, signer, "req_0001", "lat_test");
+        Assert.True(SealedUsage.Verify(signed, workPublic, "req_0001", "lat_test"));
+        Assert.False(SealedUsage.Verify(signed with { PromptTokens = 13 }, verifier, "req_0001", "lat_test"));
+        Assert.Null(SealedUsage.Verifier(new byte[SealedFormat.PublicKeyBytes]));
     }
 
     [Fact]

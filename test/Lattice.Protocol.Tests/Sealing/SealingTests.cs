@@ -4,7 +4,10 @@ using Lattice.Protocol.Sealing;
 
 namespace Lattice.Protocol.Tests.Sealing;
 
-/// <summary>The sealed-dispatch format v1: the test vectors of docs/sealed-dispatch.md, byte for byte, and every way a sealed message must fail to open.</summary>
+/// <summary>
+/// The sealed-dispatch format v2: the test vectors of docs/sealed-dispatch.md, byte for byte, sessions (one ECDH for many
+/// requests, each with keys of its own), and every way a sealed message must fail to open.
+/// </summary>
 public sealed class SealingTests
 {
     // docs/sealed-dispatch.md, "Test vectors".
@@ -15,9 +18,16 @@ public sealed class SealingTests
     private const string Body = "{\"prompt\":\"hello, sealed world\"}";
     private const string ExpectedWorkPublic = "046ff03b949241ce1dadd43519e6960e0a85b41a69a05c328103aa2bce1594ca163c4f753a55bf01dc53f6c0b0c7eee78b40c6ff7d25a96e2282b989cef71c144a";
     private const string ExpectedFingerprint = "256b-1be3-2745-d1d1-c9d4-9121-cc87-bc45";
-    private const string ExpectedSealedRequest = "0104550f471003f3df97c3df506ac797f6721fb1a1fb7b8f6f83d224498a65c88e24136093d7012e509a73715cbd0b00a3cc0ff4b5c01b3ffa196ab1fb327036b8e69e710638a2b5ac9c6a29ed022c6b575c2acb5a96350df7e980f996753049069adb5bdcf5fa7d3ef64f5f5713d1bba66a";
-    private const string ExpectedChunk0 = "010072e4d38684136d110cbd3fedf24927c2a8f8118f6324592064";
-    private const string ExpectedChunk1 = "010186a50633c88a2b9d88d321e0e191913e58f50b7fa7363eb922";
+    private const string EphemeralPublic = "04550f471003f3df97c3df506ac797f6721fb1a1fb7b8f6f83d224498a65c88e24136093d7012e509a73715cbd0b00a3cc0ff4b5c01b3ffa196ab1fb327036b8e6";
+    private const string ExpectedSealedRequest = "02" + EphemeralPublic + "abaef56b1042290f1ec1fc350d8e130d4ad3ecf0d4819ad9f842a1dcbcc0c9166aa579fb939d1b78a75b9981b9602f2c";
+    private const string ExpectedChunk0 = "0200515653e9971144ac98780e9852e5fc3ab36f797b142f23a214";
+    private const string ExpectedChunk1 = "0201d6cd5bb85084d9d07e0388853d0bc230502a46eecd405d4830";
+    // The same session's second request: the same ephemeral key, keys of its own.
+    private const string SecondRequestId = "req_0002";
+    private const string SecondBody = "{\"prompt\":\"and again\"}";
+    private const string ExpectedSecondRequest = "02" + EphemeralPublic + "059b1d3bd3fa22bb5b6db8dfb2e8fb806f74df19174e1c6402a362b2e261eac3e80594387834";
+    // A request sealed in format v1 (the vector of the v1 docs): v2 refuses it by its first byte.
+    private const string V1SealedRequest = "01" + EphemeralPublic + "9e710638a2b5ac9c6a29ed022c6b575c2acb5a96350df7e980f996753049069adb5bdcf5fa7d3ef64f5f5713d1bba66a";
 
     private static ECDiffieHellman Key(string privateHex) => ECDiffieHellman.Create(new ECParameters
     {
@@ -50,6 +60,84 @@ public sealed class SealingTests
         Assert.False(opener.Complete);
         Assert.Equal("chunk two", Encoding.UTF8.GetString(opener.Open(chunk1)));
         opener.EnsureComplete();
+    }
+
+    [Fact]
+    public void A_session_seals_many_requests_with_one_ephemeral_key_and_the_daemon_keeps_its_secret()
+    {
+        using var work = Key(WorkPrivate);
+        using var ephemeral = Key(EphemeralPrivate);
+        var workPublic = SealedFormat.PublicKeyOf(work);
+        using var session = SealingSession.Create(workPublic, ephemeral);
+        Assert.Equal(EphemeralPublic, Convert.ToHexStringLower(session.EphemeralPublicKey));
+        var first = session.Seal(Utf8(Body), RequestId, RuntimeId, out var firstReply);
+        var second = session.Seal(Utf8(SecondBody), SecondRequestId, RuntimeId, out var secondReply);
+        Assert.Equal(ExpectedSealedRequest, Convert.ToHexStringLower(first));
+        Assert.Equal(ExpectedSecondRequest, Convert.ToHexStringLower(second));
+        Assert.Equal(2, session.Sealed);
+
+        using var opener = new SealedRequestOpener(work);
+        Assert.Equal(Body, Encoding.UTF8.GetString(opener.Open(first, RequestId, RuntimeId, out var firstSealer)));
+        Assert.Equal(1, opener.Sessions);
+        Assert.Equal(SecondBody, Encoding.UTF8.GetString(opener.Open(second, SecondRequestId, RuntimeId, out var secondSealer)));
+        Assert.Equal(1, opener.Sessions); // the same session: its secret was kept, not derived again
+
+        // Each request's answer has its own reply key: one request's chunks do not open as the other's.
+        Assert.Equal(ExpectedChunk0, Convert.ToHexStringLower(firstSealer.Seal(Utf8("chunk one"))));
+        var other = secondSealer.Seal(Utf8("chunk one"));
+        Assert.NotEqual(ExpectedChunk0, Convert.ToHexStringLower(other));
+        Assert.Throws<SealedMessageException>(() => firstReply.Open(other));
+        Assert.Equal("chunk one", Encoding.UTF8.GetString(secondReply.Open(other)));
+        // Bound to its own request id even within the session.
+        Assert.Throws<SealedMessageException>(() => opener.Open(second, RequestId, RuntimeId, out _));
+    }
+
+    [Fact]
+    public void A_session_seals_each_request_id_once_and_nothing_after_it_is_disposed()
+    {
+        using var work = SealedFormat.NewKey();
+        var session = SealingSession.Create(SealedFormat.PublicKeyOf(work));
+        session.Seal(Utf8(Body), RequestId, RuntimeId, out _);
+        Assert.Throws<InvalidOperationException>(() => session.Seal(Utf8("{}"), RequestId, RuntimeId, out _));
+        session.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => session.Seal(Utf8(Body), SecondRequestId, RuntimeId, out _));
+    }
+
+    [Fact]
+    public void The_daemon_keeps_only_sessions_whose_request_opened_and_the_most_recent_ones()
+    {
+        using var work = SealedFormat.NewKey();
+        var workPublic = SealedFormat.PublicKeyOf(work);
+        using var opener = new SealedRequestOpener(work, capacity: 2);
+        using var a = SealingSession.Create(workPublic);
+        using var b = SealingSession.Create(workPublic);
+        using var c = SealingSession.Create(workPublic);
+
+        // Sealed for another request id: it does not open, and its key is not kept.
+        var misbound = a.Seal(Utf8(Body), "req_a0", RuntimeId, out _);
+        Assert.Throws<SealedMessageException>(() => opener.Open(misbound, "req_other", RuntimeId, out _));
+        Assert.Equal(0, opener.Sessions);
+
+        opener.Open(a.Seal(Utf8(Body), "req_a1", RuntimeId, out _), "req_a1", RuntimeId, out _);
+        opener.Open(b.Seal(Utf8(Body), "req_b1", RuntimeId, out _), "req_b1", RuntimeId, out _);
+        opener.Open(c.Seal(Utf8(Body), "req_c1", RuntimeId, out _), "req_c1", RuntimeId, out _);
+        Assert.Equal(2, opener.Sessions);
+        // The session it let go of still opens (its secret is derived again).
+        Assert.Equal(Body, Encoding.UTF8.GetString(opener.Open(a.Seal(Utf8(Body), "req_a2", RuntimeId, out _), "req_a2", RuntimeId, out _)));
+        Assert.Equal(2, opener.Sessions);
+    }
+
+    [Fact]
+    public void A_request_sealed_in_format_v1_is_refused()
+    {
+        using var work = Key(WorkPrivate);
+        using var opener = new SealedRequestOpener(work);
+        var v1 = Convert.FromHexString(V1SealedRequest);
+        var refused = Assert.Throws<SealedMessageException>(() => opener.Open(v1, RequestId, RuntimeId, out _));
+        Assert.Contains("version", refused.Message, StringComparison.Ordinal);
+        // Relabelled v2, its v1 keys do not open it either.
+        v1[0] = SealedFormat.Version;
+        Assert.Throws<SealedMessageException>(() => opener.Open(v1, RequestId, RuntimeId, out _));
     }
 
     [Fact]

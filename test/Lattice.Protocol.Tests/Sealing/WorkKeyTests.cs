@@ -33,6 +33,12 @@ public sealed class WorkKeyTests : IDisposable
         // The loaded private key opens what was sealed to the published public key.
         var sealedBody = SealedRequest.Seal("x"u8, WorkKey.ParsePublic(made.PublicKeyText), "r", "l", out _);
         Assert.Equal("x"u8.ToArray(), SealedRequest.Open(sealedBody, again.Key, "r", "l", out _));
+        // …and so does its opener, which keeps the session; its signatures verify against the published key.
+        Assert.Equal("x"u8.ToArray(), again.Opener.Open(sealedBody, "r", "l", out _));
+        Assert.Equal(1, again.Opener.Sessions);
+        var signed = again.Sign(new DispatchEnd(3, 4, 0), "r", "l");
+        Assert.True(SealedUsage.Verify(signed, made.PublicKey, "r", "l"));
+        Assert.True(SealedUsage.Verify(again.Sign(new DispatchEnd(3, 5, 0), "r", "l"), made.PublicKey, "r", "l"));
     }
 
     [Theory]

@@ -195,6 +195,13 @@ public class LatticeChatClient : IChatClient
     public virtual object? GetService(Type serviceType, object? serviceKey = null) =>
         LatticeClient.ServiceOf(this, _metadata, _client, serviceType, serviceKey);
 
-    /// <summary>Nothing to free: the <see cref="LatticeClient"/> owns the connection.</summary>
-    public void Dispose() => GC.SuppressFinalize(this);
+    /// <summary>
+    /// The <see cref="LatticeClient"/> owns the connection; a sealed client forgets its sealing sessions' secrets here
+    /// (and seals nothing after).
+    /// </summary>
+    public void Dispose()
+    {
+        _sealed?.Dispose();
+        GC.SuppressFinalize(this);
+    }
 }

@@ -5,12 +5,28 @@ using Lattice.Protocol.Sealing;
 
 namespace Lattice.Client.Sealing;
 
-/// <summary>A personal runtime a call is sealed to: its id and the work key its record publishes.</summary>
-internal sealed record SealedTarget(string LatticeId, byte[] PublicKey, string Fingerprint)
+/// <summary>
+/// A personal runtime a call is sealed to: its id, the work key its record publishes, and the sealing sessions of the
+/// sealed client made for it (<see cref="SealingSessions"/>).
+/// </summary>
+internal sealed class SealedTarget : IDisposable
 {
+    private SealedTarget(string latticeId, byte[] publicKey, string fingerprint, TimeProvider time)
+    {
+        LatticeId = latticeId;
+        PublicKey = publicKey;
+        Fingerprint = fingerprint;
+        Sessions = new SealingSessions(publicKey, time);
+    }
+
+    public string LatticeId { get; }
+    public byte[] PublicKey { get; }
+    public string Fingerprint { get; }
+    public SealingSessions Sessions { get; }
+
     public string Model => ModelIds.ForRuntime(LatticeId);
 
-    public static SealedTarget For(PersonalRuntime runtime)
+    public static SealedTarget For(PersonalRuntime runtime, TimeProvider time)
     {
         ArgumentNullException.ThrowIfNull(runtime);
         if (WorkKey.ParsePublic(runtime.PublicWorkKey) is not { } key)
@@ -18,12 +34,14 @@ internal sealed record SealedTarget(string LatticeId, byte[] PublicKey, string F
             throw new SealedDispatchUnsupportedException(new LatticeError(0, LatticeErrorCodes.SealedDispatchUnsupported, null,
                 $"The runtime '{runtime.LatticeId}' publishes no work key (its daemon never connected, or predates sealed dispatch): it cannot take sealed calls."));
         }
-        return new SealedTarget(runtime.LatticeId, key, SealedFormat.Fingerprint(key));
+        return new SealedTarget(runtime.LatticeId, key, SealedFormat.Fingerprint(key), time);
     }
+
+    public void Dispose() => Sessions.Dispose();
 }
 
 /// <summary>
-/// One sealed call (docs/sealed-dispatch.md): the body sealed to the runtime's work key with a fresh ephemeral key, sent
+/// One sealed call (docs/sealed-dispatch.md): the body sealed to the runtime's work key in the target's current session, sent
 /// with the headers the gateway routes on, and the answer opened with the reply key. Sealed once per logical call, so
 /// a retry sends the same bytes and an idempotent replay of the answer opens with the same key.
 /// </summary>
@@ -35,7 +53,7 @@ internal static class SealedCall
         await client.CheckPinAsync(target.LatticeId, target.Fingerprint, cancellationToken).ConfigureAwait(false);
         // The app chooses the request id: it is bound into the seal before the gateway has seen the request.
         var requestId = "sreq_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
-        var sealedBody = SealedRequest.Seal(body, target.PublicKey, requestId, target.LatticeId, out var opener);
+        var (sealedBody, opener) = await target.Sessions.SealAsync(body, requestId, target.LatticeId, cancellationToken).ConfigureAwait(false);
         CryptographicOperations.ZeroMemory(body);
         try
         {

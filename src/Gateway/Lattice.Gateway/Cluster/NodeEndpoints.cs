@@ -178,7 +178,7 @@ public static class NodeEndpoints
                     }
                     else
                     {
-                        HopFrames.WriteJson(writer, HopFrames.End, new HopEnd(answer.ReportedUsage), HopJsonContext.Default.HopEnd);
+                        HopFrames.WriteJson(writer, HopFrames.End, new HopEnd(answer.CheckedReportedUsage()), HopJsonContext.Default.HopEnd);
                     }
                     await writer.FlushAsync(aborted);
                     return;
@@ -204,7 +204,7 @@ public static class NodeEndpoints
     /// </summary>
     private static async Task EndCancelledAsync(System.IO.Pipelines.PipeWriter writer, TargetResponse answer, CancellationToken aborted)
     {
-        var usage = await answer.CancelAsync();
+        var usage = await answer.CancelAsync() is null ? null : answer.CheckedReportedUsage();
         HopFrames.WriteJson(writer, HopFrames.End, new HopEnd(usage), HopJsonContext.Default.HopEnd);
         await writer.FlushAsync(aborted);
     }

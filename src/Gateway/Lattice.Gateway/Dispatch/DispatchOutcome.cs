@@ -44,6 +44,11 @@ public sealed record DispatchOutcome
     /// <summary>The answer is an SSE stream.</summary>
     public bool Sse { get; init; }
     public Usage Usage { get; init; }
+    /// <summary>
+    /// A check <see cref="Usage"/> must pass before it is recorded as the target's word (a sealed dispatch's signature,
+    /// <see cref="TargetResponse.ReportedUsageCheck"/>); null: none.
+    /// </summary>
+    public Func<bool>? UsageCheck { get; init; }
     public long? TimeToFirstByteTicks { get; init; }
     public long DurationTicks { get; init; }
     public long BytesRelayed { get; init; }

@@ -319,10 +319,20 @@ public sealed partial class Dispatcher(
 
         var ok = response.Status is >= 200 and < 300;
         Usage usage;
+        // A sealed answer's reported usage holds only once its signature is checked (off the client's path).
+        Func<bool>? usageCheck = null;
         if (cancelled)
         {
             // What was generated up to the cancel: the target's own count when it can give one, else ours.
-            usage = await response.CancelAsync() ?? native?.StreamUsage ?? Estimate(request, Answer(filter, copy), sse);
+            if (await response.CancelAsync() is { } told)
+            {
+                usage = told;
+                usageCheck = response.ReportedUsageCheck;
+            }
+            else
+            {
+                usage = native?.StreamUsage ?? Estimate(request, Answer(filter, copy), sse);
+            }
         }
         else if (!ok || !meterBody)
         {
@@ -332,6 +342,7 @@ public sealed partial class Dispatcher(
         {
             // Only the runtime can count what it answered: its signed report, else nothing known (marked estimated).
             usage = response.ReportedUsage ?? new Usage(Estimated: true);
+            usageCheck = response.ReportedUsage is null ? null : response.ReportedUsageCheck;
         }
         else if (response.ReportedUsage is { } reported)
         {
@@ -365,6 +376,7 @@ public sealed partial class Dispatcher(
             ResponseStarted = firstByte is not null,
             Sse = sse,
             Usage = usage,
+            UsageCheck = usageCheck,
             TimeToFirstByteTicks = firstByte is { } t ? t - request.StartTimestamp : null,
             DurationTicks = time.GetTimestamp() - request.StartTimestamp,
             BytesRelayed = relayed,

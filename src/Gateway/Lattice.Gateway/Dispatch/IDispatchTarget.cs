@@ -52,6 +52,17 @@ public abstract class TargetResponse : IAsyncDisposable
     /// <summary>Usage the target reported beside the body (a runtime's end frame); null when it did not.</summary>
     public Usage? ReportedUsage { get; protected set; }
 
+    /// <summary>
+    /// A check <see cref="ReportedUsage"/> must pass to count as the target's word — a sealed dispatch's signature by
+    /// the runtime's work key — run off the client's path, before the usage record is written; failing, the record
+    /// keeps the counts marked estimated (<see cref="Metering.UsageMeter"/>). Null: nothing to check.
+    /// </summary>
+    public Func<bool>? ReportedUsageCheck { get; protected set; }
+
+    /// <summary><see cref="ReportedUsage"/> with <see cref="ReportedUsageCheck"/> applied now (for a report passed on to another node).</summary>
+    public Usage? CheckedReportedUsage() =>
+        ReportedUsage is { } usage && ReportedUsageCheck is { } check ? Metering.UsageMeter.Checked(usage, check) : ReportedUsage;
+
     /// <summary>The next piece of the body. Never throws: a broken answer is a read with <see cref="TargetRead.Error"/>.</summary>
     public abstract ValueTask<TargetRead> ReadAsync();
 

@@ -199,7 +199,8 @@ public static class GatewayApp
         // the configured one is chosen when a scope first asks: services take a LatticeDbContext either way, and on
         // PostgreSQL it is the subclass whose type selects PostgreSQL's migrations.
         services.AddSingleton(sp => sp.GetRequiredService<IOptions<GatewayOptions>>().Value.ResolveDatabase());
-        services.AddPooledDbContextFactory<LatticeDbContext>((sp, db) => db.UseSqlite(sp.GetRequiredService<DatabaseLocation>().ConnectionString));
+        services.AddPooledDbContextFactory<LatticeDbContext>((sp, db) => db.UseSqlite(sp.GetRequiredService<DatabaseLocation>().ConnectionString)
+            .AddInterceptors(SqliteBusyTimeout.Instance));
         services.AddPooledDbContextFactory<PostgresLatticeDbContext>((sp, db) => db.UseNpgsql(sp.GetRequiredService<DatabaseLocation>().ConnectionString));
         services.AddScoped<LatticeDbContext>(sp => sp.GetRequiredService<DatabaseLocation>().Provider == DatabaseProvider.Postgres
             ? sp.GetRequiredService<IDbContextFactory<PostgresLatticeDbContext>>().CreateDbContext()

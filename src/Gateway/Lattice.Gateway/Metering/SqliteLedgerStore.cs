@@ -39,6 +39,7 @@ internal sealed class SqliteLedgerStore(string connectionString) : ILedgerStore
         {
             connection.Open();
             RelaxSync(connection);
+            Persistence.SqliteBusyTimeout.Apply(connection);
             return ValueTask.FromResult<ILedgerConnection>(new Connection(connection));
         }
         catch

@@ -25,10 +25,36 @@ public sealed class UsageMeter(UsageLedger ledger, TokenEstimator estimator, Tim
         if (entry is not null)
         {
             var record = Record(entry.Provisional, request, outcome);
-            ledger.Complete(entry, record);
+            if (outcome.UsageCheck is { } check)
+            {
+                // A sealed dispatch's signed usage: the signature (an ECDSA verification) is checked on the thread pool,
+                // off the client's path, and the record handed to the ledger only then. The cost does not depend on it.
+                ThreadPool.UnsafeQueueUserWorkItem(static state =>
+                    state.ledger.Complete(state.entry, state.record with { Usage = Checked(state.record.Usage, state.check) }),
+                    (ledger, entry, record, check), preferLocal: false);
+            }
+            else
+            {
+                ledger.Complete(entry, record);
+            }
             return record.CostPicoUsd;
         }
         return Charged(outcome) ? CostCalculator.PicoUsd(outcome.ServedBy!.Prices, outcome.Usage, request.Task.MeteringUnit) : 0;
+    }
+
+    /// <summary><paramref name="usage"/> as it stands when <paramref name="check"/> holds, else marked estimated (also when the check throws).</summary>
+    public static Usage Checked(Usage usage, Func<bool> check)
+    {
+        bool holds;
+        try
+        {
+            holds = check();
+        }
+        catch (Exception)
+        {
+            holds = false;
+        }
+        return holds ? usage : usage with { Estimated = true };
     }
 
     /// <summary>

@@ -198,6 +198,27 @@ public sealed partial class RuntimeConnection
 
     /// <summary>The daemon announced a work key and opens sealed dispatches with it.</summary>
     public bool OpensSealed { get; }
+
+    private readonly Lock _verifying = new();
+    private System.Security.Cryptography.ECDsa? _verifier;
+
+    /// <summary>
+    /// Whether a sealed dispatch's reported usage carries a valid signature by this link's work key. The key is
+    /// imported once per link; verifications run one at a time.
+    /// </summary>
+    public bool SignedByWorkKey(DispatchEnd end, string sealedRequestId)
+    {
+        if (WorkPublicKey is null)
+        {
+            return false;
+        }
+        lock (_verifying)
+        {
+            _verifier ??= Protocol.Sealing.SealedUsage.Verifier(WorkPublicKey);
+            return _verifier is not null && Protocol.Sealing.SealedUsage.Verify(end, _verifier, sealedRequestId, LatticeId);
+        }
+    }
+
     public CancellationToken Closed => _closed.Token;
 
     /// <summary>Both sides keep credit (the daemon listed <see cref="LinkFeatures.FlowControl"/>).</summary>

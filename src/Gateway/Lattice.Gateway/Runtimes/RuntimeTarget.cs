@@ -146,20 +146,18 @@ public sealed partial class RuntimeTarget(IOptions<GatewayOptions> options, Time
         }
     }
 
-    /// <summary>The frames of one dispatch, read as an answer: its body from the dispatch's pipe, then its end.</summary>
     /// <summary>
-    /// The usage a sealed dispatch's end frame reports, when its signature by the link's work key holds; otherwise the
-    /// same counts marked estimated (metered, but not as the runtime's word) and a warning.
+    /// Whether a sealed dispatch's end frame is signed by the link's work key; when not, a warning (the usage is then
+    /// metered as estimated: the runtime's word, unproven).
     /// </summary>
-    private Usage SealedUsageOf(RuntimeConnection connection, DispatchEnd end, string sealedRequestId)
+    private bool SealedUsageHolds(RuntimeConnection connection, DispatchEnd end, string sealedRequestId)
     {
-        var usage = ToUsage(end);
-        if (connection.WorkPublicKey is { } key && Protocol.Sealing.SealedUsage.Verify(end, key, sealedRequestId, connection.LatticeId))
+        if (connection.SignedByWorkKey(end, sealedRequestId))
         {
-            return usage;
+            return true;
         }
         LogUnsignedUsage(_logger, connection.LatticeId, end.Signature is null ? "missing" : "invalid");
-        return usage with { Estimated = true };
+        return false;
     }
 
     private static Usage ToUsage(DispatchEnd end) => new(
@@ -169,6 +167,7 @@ public sealed partial class RuntimeTarget(IOptions<GatewayOptions> options, Time
     [LoggerMessage(EventId = 4101, Level = LogLevel.Warning, Message = "Runtime {LatticeId} reported a sealed dispatch's usage with a {Signature} signature; metered as estimated")]
     private static partial void LogUnsignedUsage(ILogger logger, string latticeId, string signature);
 
+    /// <summary>The frames of one dispatch, read as an answer: its body from the dispatch's pipe, then its end.</summary>
     private sealed class RuntimeResponse : TargetResponse
     {
         private readonly RuntimeTarget _target;
@@ -204,9 +203,12 @@ public sealed partial class RuntimeTarget(IOptions<GatewayOptions> options, Time
             if (_sealedRequestId is not null)
             {
                 // Nothing else can count a sealed answer: its signed end is the count, zero included.
+                // Its signature is checked once the answer has gone on, before the usage record is written (UsageMeter).
                 if (Frame.ReadJson(end.Payload, ProtocolJsonContext.Default.DispatchEnd) is { } reported)
                 {
-                    ReportedUsage = _target.SealedUsageOf(_connection, reported, _sealedRequestId);
+                    var (target, connection, requestId) = (_target, _connection, _sealedRequestId);
+                    ReportedUsage = ToUsage(reported);
+                    ReportedUsageCheck = () => target.SealedUsageHolds(connection, reported, requestId);
                 }
                 end.Release();
                 return;

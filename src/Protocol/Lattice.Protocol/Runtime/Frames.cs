@@ -83,9 +83,10 @@ public static class LinkFeatures
 
     /// <summary>
     /// The daemon opens sealed dispatches (<see cref="DispatchHeader.SealedRequestId"/>) with the work key it announced
-    /// and seals their answers; the gateway sends sealed requests only to a daemon that lists this.
+    /// and seals their answers, in sealed-dispatch format v2 (sessions); the gateway sends sealed requests only to a
+    /// daemon that lists this. A daemon of format v1 listed <c>sealed_dispatch</c>: it is offered none.
     /// </summary>
-    public const string SealedDispatch = "sealed_dispatch";
+    public const string SealedDispatch = "sealed_dispatch_v2";
 }
 
 /// <summary>The gateway's answer: who the daemon is and how often to expect pings.</summary>

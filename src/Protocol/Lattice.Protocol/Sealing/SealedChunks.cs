@@ -4,7 +4,7 @@ namespace Lattice.Protocol.Sealing;
 
 /// <summary>
 /// Daemon side of a sealed answer: seals each chunk with the reply key. Wire format of a chunk:
-/// <c>0x01 || flags (0x01 = final) || ciphertext || tag (16)</c>; the nonce is <see cref="SealedFormat.ChunkNonce"/>
+/// <c>version (0x02) || flags (0x01 = final) || ciphertext || tag (16)</c>; the nonce is <see cref="SealedFormat.ChunkNonce"/>
 /// of the chunk's index (0, 1, 2, …, never sent) and its final flag, so a reordered, replayed, dropped or re-flagged
 /// chunk does not open.
 /// </summary>

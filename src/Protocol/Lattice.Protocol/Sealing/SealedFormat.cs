@@ -5,12 +5,16 @@ using System.Text;
 namespace Lattice.Protocol.Sealing;
 
 /// <summary>
-/// Constants and shared steps of the sealed-dispatch format v1 (docs/sealed-dispatch.md): P-256 ECDH, HKDF-SHA256,
-/// AES-256-GCM. Public keys travel as SEC1 uncompressed points (65 bytes: <c>0x04 || X || Y</c>).
+/// Constants and shared steps of the sealed-dispatch format v2 (docs/sealed-dispatch.md): P-256 ECDH once per session,
+/// HKDF-SHA256 per request, AES-256-GCM. Public keys travel as SEC1 uncompressed points (65 bytes: <c>0x04 || X || Y</c>).
 /// </summary>
 public static class SealedFormat
 {
-    public const byte Version = 0x01;
+    /// <summary>
+    /// The format's version, the first byte of every sealed request, chunk and associated data. v1 (one ECDH per request)
+    /// is not accepted: its keys are derived differently.
+    /// </summary>
+    public const byte Version = 0x02;
     public const int PublicKeyBytes = 65;
     public const int KeyBytes = 32;
     public const int NonceBytes = 12;
@@ -25,8 +29,8 @@ public static class SealedFormat
     /// <summary>Chunk flag: the last chunk of the answer.</summary>
     public const byte FinalFlag = 0x01;
 
-    internal static readonly byte[] RequestInfo = "lattice sealed v1 request"u8.ToArray();
-    internal static readonly byte[] ReplyInfo = "lattice sealed v1 reply"u8.ToArray();
+    internal static readonly byte[] RequestInfo = "lattice sealed v2 request"u8.ToArray();
+    internal static readonly byte[] ReplyInfo = "lattice sealed v2 reply"u8.ToArray();
 
     /// <summary>
     /// Associated data binding a sealed message to one request on one runtime:
@@ -93,24 +97,45 @@ public static class SealedFormat
     public static ECDiffieHellman NewKey() => ECDiffieHellman.Create(ECCurve.NamedCurves.nistP256);
 
     /// <summary>
-    /// Request and reply keys of one sealed exchange: HKDF-SHA256 over the ECDH shared secret (the X coordinate),
-    /// salt <c>ephemeral public || work public</c>, info "lattice sealed v1 request" / "lattice sealed v1 reply", 32 bytes each.
+    /// The secret of a session: HKDF-SHA256's extract step over the ECDH shared secret (the X coordinate), salt
+    /// <c>ephemeral public || work public</c>. 32 bytes; <see cref="RequestKeys"/> expands it per request.
     /// </summary>
-    internal static (byte[] Request, byte[] Reply) DeriveKeys(ECDiffieHellman own, ECDiffieHellman peer, byte[] ephemeralPublic, byte[] workPublic)
+    internal static byte[] SessionSecret(ECDiffieHellman own, ECDiffieHellmanPublicKey peer, ReadOnlySpan<byte> ephemeralPublic, ReadOnlySpan<byte> workPublic)
     {
-        var shared = own.DeriveRawSecretAgreement(peer.PublicKey);
+        var shared = own.DeriveRawSecretAgreement(peer);
         try
         {
-            var salt = new byte[PublicKeyBytes * 2];
-            ephemeralPublic.CopyTo(salt, 0);
-            workPublic.CopyTo(salt, PublicKeyBytes);
-            return (HKDF.DeriveKey(HashAlgorithmName.SHA256, shared, KeyBytes, salt, RequestInfo),
-                    HKDF.DeriveKey(HashAlgorithmName.SHA256, shared, KeyBytes, salt, ReplyInfo));
+            Span<byte> salt = stackalloc byte[PublicKeyBytes * 2];
+            ephemeralPublic.CopyTo(salt);
+            workPublic.CopyTo(salt[PublicKeyBytes..]);
+            var secret = new byte[KeyBytes];
+            HKDF.Extract(HashAlgorithmName.SHA256, shared, salt, secret);
+            return secret;
         }
         finally
         {
             CryptographicOperations.ZeroMemory(shared);
         }
+    }
+
+    /// <summary>
+    /// Request and reply keys of one request in a session: HKDF-SHA256's expand step over the session secret, info
+    /// <c>"lattice sealed v2 request" || ad</c> and <c>"lattice sealed v2 reply" || ad</c>, 32 bytes each. The associated
+    /// data names the request, so every request id of a session has keys of its own.
+    /// </summary>
+    internal static (byte[] Request, byte[] Reply) RequestKeys(ReadOnlySpan<byte> sessionSecret, ReadOnlySpan<byte> associatedData)
+    {
+        var info = new byte[RequestInfo.Length + associatedData.Length];
+        associatedData.CopyTo(info.AsSpan(RequestInfo.Length));
+        RequestInfo.CopyTo(info, 0);
+        var request = new byte[KeyBytes];
+        HKDF.Expand(HashAlgorithmName.SHA256, sessionSecret, request, info);
+        info = new byte[ReplyInfo.Length + associatedData.Length];
+        associatedData.CopyTo(info.AsSpan(ReplyInfo.Length));
+        ReplyInfo.CopyTo(info, 0);
+        var reply = new byte[KeyBytes];
+        HKDF.Expand(HashAlgorithmName.SHA256, sessionSecret, reply, info);
+        return (request, reply);
     }
 
     /// <summary>Fingerprint of a public work key: the first 16 bytes of SHA-256(SEC1 point), hex, in groups of 4.</summary>

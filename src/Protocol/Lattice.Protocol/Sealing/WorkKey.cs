@@ -10,13 +10,33 @@ public sealed class WorkKey : IDisposable
 {
     public const string FileName = "work-key.pem";
 
+    private readonly Lock _signing = new();
+    private ECDsa? _signer;
+
     private WorkKey(ECDiffieHellman key)
     {
         Key = key;
         PublicKey = SealedFormat.PublicKeyOf(key);
+        Opener = new SealedRequestOpener(key);
     }
 
     public ECDiffieHellman Key { get; }
+
+    /// <summary>Opens the sealed requests sent to this key, keeping each session's secret (<see cref="SealedRequestOpener"/>).</summary>
+    public SealedRequestOpener Opener { get; }
+
+    /// <summary>
+    /// <paramref name="end"/> signed with this key (<see cref="SealedUsage"/>); the key is imported for signing once,
+    /// and signatures are made one at a time.
+    /// </summary>
+    public Runtime.DispatchEnd Sign(Runtime.DispatchEnd end, string requestId, string runtimeId)
+    {
+        lock (_signing)
+        {
+            _signer ??= ECDsa.Create(Key.ExportParameters(includePrivateParameters: true));
+            return SealedUsage.Sign(end, _signer, requestId, runtimeId);
+        }
+    }
 
     /// <summary>SEC1 uncompressed public point (65 bytes).</summary>
     public byte[] PublicKey { get; }
@@ -89,5 +109,13 @@ public sealed class WorkKey : IDisposable
 
     public static string Base64Url(ReadOnlySpan<byte> bytes) => System.Buffers.Text.Base64Url.EncodeToString(bytes);
 
-    public void Dispose() => Key.Dispose();
+    public void Dispose()
+    {
+        Opener.Dispose();
+        lock (_signing)
+        {
+            _signer?.Dispose();
+        }
+        Key.Dispose();
+    }
 }

@@ -396,7 +396,8 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
                 }
                 try
                 {
-                    body = SealedRequest.Open(body, owner._workKey.Key, sealedId, _latticeId, out sealer);
+                    // A session seen before (its ephemeral key) opens without ECDH: the opener keeps its secret.
+                    body = owner._workKey.Opener.Open(body, sealedId, _latticeId, out sealer);
                 }
                 catch (SealedMessageException)
                 {
@@ -484,7 +485,8 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
             if (sealedRequestId is not null && owner._workKey is { } key)
             {
                 // The gateway cannot read a sealed answer, so it meters what the daemon reports, signed with the work key.
-                end = SealedUsage.Sign(end, key.Key, sealedRequestId, _latticeId);
+                // Signed only now: the answer's final record is already queued ahead of this End, on its way to the app.
+                end = key.Sign(end, sealedRequestId, _latticeId);
             }
             _outbound.Writer.TryWrite(new OutFrame(Frame.Json(FrameType.End, id, end, ProtocolJsonContext.Default.DispatchEnd)));
         }
