@@ -26,6 +26,7 @@ public sealed partial class RedisStore : IHostedService, IAsyncDisposable
     private int _outageWarned;
     private int _outagesWarned;
     private long _uncounted;
+    private long _evaluations;
 
     public RedisStore(IOptions<GatewayOptions> options, ILogger<RedisStore> logger)
     {
@@ -64,6 +65,12 @@ public sealed partial class RedisStore : IHostedService, IAsyncDisposable
             Log.ServingUncounted(_logger, counter);
         }
     }
+
+    /// <summary>Scripts run so far (each one round trip to Redis): what the node-local allotments save is counted in these.</summary>
+    public long Evaluations => Interlocked.Read(ref _evaluations);
+
+    /// <summary>Whether the connection to Redis is up now (a cheap check, no round trip).</summary>
+    public bool IsConnected => Volatile.Read(ref _connection) is { IsConnected: true };
 
     /// <summary>Whether the gateway keeps its shared counters in Redis.</summary>
     public static bool IsConfigured(GatewayOptions options) => !string.IsNullOrWhiteSpace(options.Redis);
@@ -157,6 +164,7 @@ public sealed partial class RedisStore : IHostedService, IAsyncDisposable
     public async Task<RedisResult> EvaluateAsync(string script, RedisKey[] keys, RedisValue[] values)
     {
         var connection = Volatile.Read(ref _connection) ?? throw new SharedCountersUnavailableException(null);
+        Interlocked.Increment(ref _evaluations);
         try
         {
             return await connection.GetDatabase().ScriptEvaluateAsync(script, keys, values);
