@@ -108,7 +108,10 @@ public sealed partial class RedisStore : IHostedService, IAsyncDisposable
         }
     }
 
-    /// <summary>Completes once the connection to Redis is up: at once when it is, else when it is restored.</summary>
+    /// <summary>
+    /// Completes once the connection that runs commands is up: at once when it is, else when it is restored. (The
+    /// subscription connection comes back on its own, sometimes first: that is not enough for a command.)
+    /// </summary>
     public async Task WhenConnectedAsync(CancellationToken cancellationToken)
     {
         if (_configuration is null)
@@ -118,11 +121,17 @@ public sealed partial class RedisStore : IHostedService, IAsyncDisposable
         await _started.Task.WaitAsync(cancellationToken);
         var connection = Volatile.Read(ref _connection) ?? throw new ObjectDisposedException(nameof(RedisStore));
         var restored = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        EventHandler<ConnectionFailedEventArgs> onRestored = (_, _) => restored.TrySetResult();
+        EventHandler<ConnectionFailedEventArgs> onRestored = (_, e) =>
+        {
+            if (e.ConnectionType == ConnectionType.Interactive)
+            {
+                restored.TrySetResult();
+            }
+        };
         connection.ConnectionRestored += onRestored;
         try
         {
-            if (!connection.IsConnected)
+            if (!connection.GetDatabase().IsConnected(default))
             {
                 await restored.Task.WaitAsync(cancellationToken);
             }
