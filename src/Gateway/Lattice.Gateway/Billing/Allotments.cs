@@ -149,3 +149,177 @@ public sealed class AllotmentSyncs
 
     private static TaskCompletionSource NewQuiet() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 }
+
+/// <summary>
+/// What the two allotment owners (<see cref="AllottedRateLimitCounters"/>, <see cref="AllottedBudgetCounters"/>) share:
+/// the lock their allotments are changed under, the round trips that change them in Redis (counted in
+/// <see cref="Syncs"/>), the tick that gives back, flushes and renews, and the give-back at a graceful stop.
+/// </summary>
+internal abstract class AllotmentOwner<TEntry, TChange> : IAsyncDisposable where TEntry : Allotment
+{
+    private readonly string _node = Guid.NewGuid().ToString("N")[..12];
+    private ITimer? _timer;
+    private long _leases;
+    private int _ticking;
+
+    protected AllotmentOwner(TimeProvider time) => Time = time;
+
+    protected TimeProvider Time { get; }
+
+    /// <summary>Allotments are changed only under this lock.</summary>
+    protected Lock Gate { get; } = new();
+
+    /// <summary>Set (under the lock) at a graceful stop: nothing more is taken.</summary>
+    protected bool Stopped { get; private set; }
+
+    /// <summary>This node's round trips that change its allotments (in the background, mostly).</summary>
+    public AllotmentSyncs Syncs { get; } = new();
+
+    /// <summary>Half a lease, in timestamp ticks: a lease with less left is renewed.</summary>
+    protected long HalfLease => (long)(Allotments.Lease.TotalSeconds / 2 * Time.TimestampFrequency);
+
+    /// <summary>When a lease renewed at <paramref name="now"/> ends, in timestamp ticks.</summary>
+    protected long LeaseEnd(long now) => now + (long)(Allotments.Lease.TotalSeconds * Time.TimestampFrequency);
+
+    /// <summary>Starts the tick; called once the owner is built.</summary>
+    protected void StartTicking() =>
+        _timer = Time.CreateTimer(static state => ((AllotmentOwner<TEntry, TChange>)state!).OnTick(), this, Allotments.Tick, Allotments.Tick);
+
+    /// <summary>Under the lock: a new lease name, one per allotment, so a replaced allotment never mixes with its successor.</summary>
+    protected string NextLease() => $"{_node}.{++_leases}";
+
+    /// <summary>
+    /// Under the lock, each tick: whether <paramref name="entry"/> has been unused for <see cref="Allotments.Idle"/>; an
+    /// idle allotment is no longer admitted from (given back by the caller) and has to warm up again.
+    /// </summary>
+    protected bool WindDownIfIdle(TEntry entry, long now)
+    {
+        var idle = Time.GetElapsedTime(entry.LastUsed, now) >= Allotments.Idle;
+        if (idle && entry.Active)
+        {
+            entry.Active = false;
+            entry.Exact = 0;
+            entry.AskAfter = Allotments.WarmUp;
+        }
+        return idle;
+    }
+
+    /// <summary>Under the lock: this node's allotment for each of <paramref name="items"/>; none once stopped (every request then goes to Redis).</summary>
+    protected TEntry[] EntriesFor<TItem>(TItem[] items, Func<TItem, TEntry> entryFor)
+    {
+        if (Stopped)
+        {
+            return [];
+        }
+        var entries = new TEntry[items.Length];
+        for (var i = 0; i < items.Length; i++)
+        {
+            entries[i] = entryFor(items[i]);
+        }
+        return entries;
+    }
+
+    /// <summary>One round trip that applies <paramref name="change"/> to <paramref name="entry"/> (marked syncing under the lock).</summary>
+    protected abstract Task ApplyAsync(TEntry entry, TChange change);
+
+    /// <summary>Under the lock, each tick: adds the round trips to make (give-backs, flushes, renewals); forgets empty allotments.</summary>
+    protected abstract void CollectTick(long now, List<(TEntry, TChange)> syncs);
+
+    /// <summary>Under the lock, at a graceful stop: adds what to give back.</summary>
+    protected abstract void CollectReturns(List<(TEntry, TChange)> returns);
+
+    protected void Start(List<(TEntry, TChange)>? syncs)
+    {
+        if (syncs is null)
+        {
+            return;
+        }
+        foreach (var (entry, change) in syncs)
+        {
+            _ = SyncAsync(entry, change);
+        }
+    }
+
+    protected async Task SyncAsync(TEntry entry, TChange change)
+    {
+        Syncs.Started();
+        try
+        {
+            await ApplyAsync(entry, change);
+        }
+        finally
+        {
+            Syncs.Ended();
+        }
+    }
+
+    /// <summary>Gives back everything this node holds that is not in flight (a graceful stop: requests have drained).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (_timer is not null)
+        {
+            await _timer.DisposeAsync();
+        }
+        List<(TEntry, TChange)> returns = [];
+        lock (Gate)
+        {
+            Stopped = true;
+            CollectReturns(returns);
+        }
+        await Task.WhenAll(returns.Select(r => SyncAsync(r.Item1, r.Item2)));
+        GC.SuppressFinalize(this);
+    }
+
+    private void OnTick()
+    {
+        if (Interlocked.Exchange(ref _ticking, 1) == 0)
+        {
+            _ = TickAsync();
+        }
+    }
+
+    private async Task TickAsync()
+    {
+        try
+        {
+            var now = Time.GetTimestamp();
+            List<(TEntry, TChange)> syncs = [];
+            lock (Gate)
+            {
+                CollectTick(now, syncs);
+            }
+            await Task.WhenAll(syncs.Select(s => SyncAsync(s.Item1, s.Item2)));
+        }
+        finally
+        {
+            Volatile.Write(ref _ticking, 0);
+        }
+    }
+}
+
+/// <summary>What both kinds of allotment keep besides their room; changed only under their owner's lock.</summary>
+internal abstract class Allotment(string lease)
+{
+    /// <summary>The lease it is held under in Redis: one per allotment, so a replaced one never mixes with its successor.</summary>
+    public readonly string Lease = lease;
+    /// <summary>Requests are admitted from it (granted and not wound down).</summary>
+    public bool Active;
+    /// <summary>A round trip that changes it is under way.</summary>
+    public bool Syncing;
+    public long LeaseUntil;
+    public long LastUsed;
+    /// <summary>Exact admissions since it last asked; it asks at <see cref="AskAfter"/>.</summary>
+    public int Exact;
+    public int AskAfter = Allotments.WarmUp;
+
+    /// <summary>Counts an exact admission; whether it is time to ask (always, for an allotment being admitted from).</summary>
+    public bool ShouldAsk() => Active || ++Exact >= AskAfter;
+
+    /// <summary>Redis granted nothing (near a limit): back to the exact path, asking again only after many exact admissions.</summary>
+    public void Refused()
+    {
+        Active = false;
+        Exact = 0;
+        AskAfter = Allotments.AfterRefusal;
+    }
+}

@@ -21,28 +21,20 @@ namespace Lattice.Gateway.Billing;
 /// node held (a sixteenth of the room left when it took it, and no more than <see cref="Allotments.Target"/> requests'
 /// worst-case cost), never overspends.</para>
 /// </remarks>
-public sealed partial class AllottedBudgetCounters : IBudgetCounters, IAsyncDisposable
+internal sealed partial class AllottedBudgetCounters : AllotmentOwner<BudgetAllotment, AllottedBudgetCounters.Change>, IBudgetCounters
 {
     private readonly RedisBudgetCounters _shared;
     private readonly RedisStore _redis;
-    private readonly TimeProvider _time;
     private readonly ILogger<AllottedBudgetCounters> _logger;
-    private readonly string _node = Guid.NewGuid().ToString("N")[..12];
     private readonly Dictionary<string, BudgetAllotment> _entries = new(StringComparer.Ordinal);
-    private readonly Lock _gate = new();
-    private readonly ITimer _timer;
-    private readonly AllotmentSyncs _syncs = new();
-    private long _leases;
-    private int _ticking;
-    private bool _stopped;
 
     public AllottedBudgetCounters(RedisBudgetCounters shared, RedisStore redis, TimeProvider time, ILogger<AllottedBudgetCounters> logger)
+        : base(time)
     {
         _shared = shared;
         _redis = redis;
-        _time = time;
         _logger = logger;
-        _timer = time.CreateTimer(static state => ((AllottedBudgetCounters)state!).OnTick(), this, Allotments.Tick, Allotments.Tick);
+        StartTicking();
     }
 
     public async ValueTask<BudgetReservation> TryReserveAsync(BudgetLine[] lines, long picoUsd, DateTimeOffset at, CancellationToken cancellationToken)
@@ -52,42 +44,35 @@ public sealed partial class AllottedBudgetCounters : IBudgetCounters, IAsyncDisp
             return await _shared.TryReserveAsync(lines, picoUsd, at, cancellationToken);
         }
         var period = LocalBudgetCounters.PeriodStart(at);
-        var now = _time.GetTimestamp();
-        var entries = new BudgetAllotment[lines.Length];
+        var now = Time.GetTimestamp();
         List<(BudgetAllotment, Change)>? syncs = null;
         BudgetReservation? local = null;
-        lock (_gate)
+        BudgetAllotment[] entries;
+        lock (Gate)
         {
-            if (_stopped)
+            entries = EntriesFor(lines, line => EntryFor(line, period));
+            var all = entries.Length > 0;
+            foreach (var e in entries)
             {
-                entries = [];
+                all &= e.Active && (picoUsd == 0 || e.Room >= picoUsd);
             }
-            else
+            if (all)
             {
-                var all = true;
-                for (var i = 0; i < lines.Length; i++)
+                foreach (var e in entries)
                 {
-                    entries[i] = EntryFor(lines[i], period);
-                    all &= entries[i].Active && (picoUsd == 0 || entries[i].Room >= picoUsd);
-                }
-                if (all)
-                {
-                    foreach (var e in entries)
+                    e.Room -= picoUsd;
+                    e.Reserved += picoUsd;
+                    e.LastUsed = now;
+                    if (picoUsd > 0)
                     {
-                        e.Room -= picoUsd;
-                        e.Reserved += picoUsd;
-                        e.LastUsed = now;
-                        if (picoUsd > 0)
-                        {
-                            e.Unit = Unit(picoUsd);
-                        }
-                        if (!e.Syncing && e.Room < Allotments.Target / 2 * e.Unit)
-                        {
-                            (syncs ??= []).Add((e, e.TopUp()));
-                        }
+                        e.Unit = Unit(picoUsd);
                     }
-                    local = new BudgetReservation(lines, period, picoUsd, null) { Hold = new BudgetAllotmentHold(entries) };
+                    if (!e.Syncing && e.Room < Allotments.Target / 2 * e.Unit)
+                    {
+                        (syncs ??= []).Add((e, e.TopUp()));
+                    }
                 }
+                local = new BudgetReservation(lines, period, picoUsd, null) { Hold = new BudgetAllotmentHold(entries) };
             }
         }
         Start(syncs);
@@ -99,13 +84,13 @@ public sealed partial class AllottedBudgetCounters : IBudgetCounters, IAsyncDisp
         var reservation = await _shared.TryReserveAsync(lines, picoUsd, at, cancellationToken);
         if (reservation.Admitted && picoUsd > 0 && entries.Length > 0)
         {
-            lock (_gate)
+            lock (Gate)
             {
                 foreach (var e in entries)
                 {
                     e.LastUsed = now;
                     e.Unit = Unit(picoUsd);
-                    if (e.Syncing || (!e.Active && ++e.Exact < e.AskAfter) || e.Room >= Allotments.Target / 2 * e.Unit)
+                    if (e.Syncing || !e.ShouldAsk() || e.Room >= Allotments.Target / 2 * e.Unit)
                     {
                         continue;
                     }
@@ -123,8 +108,8 @@ public sealed partial class AllottedBudgetCounters : IBudgetCounters, IAsyncDisp
         {
             return _shared.SettleAsync(reservation, actualPicoUsd);
         }
-        var now = _time.GetTimestamp();
-        lock (_gate)
+        var now = Time.GetTimestamp();
+        lock (Gate)
         {
             // Settled into the allotment it was reserved from; the spend reaches Redis with the next flush.
             foreach (var e in hold.Entries)
@@ -147,13 +132,13 @@ public sealed partial class AllottedBudgetCounters : IBudgetCounters, IAsyncDisp
         {
             (BudgetAllotment, Change)? flush = null;
             Task? underWay = null;
-            lock (_gate)
+            lock (Gate)
             {
                 if (_entries.TryGetValue(key, out var e) && e.Pending != 0)
                 {
                     if (e.Syncing)
                     {
-                        underWay = _syncs.QuietAsync(cancellationToken);
+                        underWay = Syncs.QuietAsync(cancellationToken);
                     }
                     else
                     {
@@ -175,27 +160,16 @@ public sealed partial class AllottedBudgetCounters : IBudgetCounters, IAsyncDisp
         return await _shared.StatusAsync(budget, userId, at, cancellationToken);
     }
 
-    /// <summary>This node's round trips that change its allotments (in the background, mostly).</summary>
-    public AllotmentSyncs Syncs => _syncs;
-
-    /// <summary>Gives back everything this node holds that is not in flight, with what it spent (a graceful stop).</summary>
-    public async ValueTask DisposeAsync()
+    protected override void CollectReturns(List<(BudgetAllotment, Change)> returns)
     {
-        await _timer.DisposeAsync();
-        List<(BudgetAllotment, Change)> returns = [];
-        lock (_gate)
+        foreach (var e in _entries.Values)
         {
-            _stopped = true;
-            foreach (var e in _entries.Values)
+            e.Active = false;
+            if (!e.Syncing && e.Held != 0)
             {
-                e.Active = false;
-                if (!e.Syncing && e.Held != 0)
-                {
-                    returns.Add((e, e.GiveBack()));
-                }
+                returns.Add((e, e.GiveBack()));
             }
         }
-        await Task.WhenAll(returns.Select(r => SyncAsync(r.Item1, r.Item2)));
     }
 
     /// <summary>The unit an allotment is sized in: a request's worst-case cost (kept small enough for <see cref="Allotments.Target"/> of them to add up).</summary>
@@ -213,49 +187,24 @@ public sealed partial class AllottedBudgetCounters : IBudgetCounters, IAsyncDisp
         var key = Key(line, period);
         if (!_entries.TryGetValue(key, out var e))
         {
-            e = new BudgetAllotment(key, line, period, $"{_node}.{++_leases}");
+            e = new BudgetAllotment(key, line, period, NextLease());
             _entries[key] = e;
         }
         return e;
     }
 
-    private void Start(List<(BudgetAllotment, Change)>? syncs)
-    {
-        if (syncs is null)
-        {
-            return;
-        }
-        foreach (var (e, change) in syncs)
-        {
-            _ = SyncAsync(e, change);
-        }
-    }
-
     /// <summary>One round trip: applies <paramref name="change"/>, taken out of <paramref name="e"/> (now marked syncing) under the lock.</summary>
-    private async Task SyncAsync(BudgetAllotment e, Change change)
-    {
-        _syncs.Started();
-        try
-        {
-            await ApplyAsync(e, change);
-        }
-        finally
-        {
-            _syncs.Ended();
-        }
-    }
-
-    private async Task ApplyAsync(BudgetAllotment e, Change change)
+    protected override async Task ApplyAsync(BudgetAllotment e, Change change)
     {
         long? granted;
         try
         {
-            granted = await _shared.AllotAsync(e.Line, e.Period, e.Lease, _time.GetUtcNow() + Allotments.Lease, change.Held, change.Spent, change.Back,
+            granted = await _shared.AllotAsync(e.Line, e.Period, e.Lease, Time.GetUtcNow() + Allotments.Lease, change.Held, change.Spent, change.Back,
                 change.Want, change.Min, Allotments.Share, CancellationToken.None);
         }
         catch (Exception ex)
         {
-            lock (_gate)
+            lock (Gate)
             {
                 // Nothing changed in Redis: the spend and the room are still this node's to send.
                 e.Syncing = false;
@@ -265,9 +214,9 @@ public sealed partial class AllottedBudgetCounters : IBudgetCounters, IAsyncDisp
             Log.SyncFailed(_logger, e.Line.Budget.Id, ex.Message);
             return;
         }
-        var now = _time.GetTimestamp();
+        var now = Time.GetTimestamp();
         Change? giveBack = null;
-        lock (_gate)
+        lock (Gate)
         {
             e.Syncing = false;
             if (granted is not { } grant)
@@ -284,19 +233,17 @@ public sealed partial class AllottedBudgetCounters : IBudgetCounters, IAsyncDisp
             }
             e.Held = change.Held - change.Spent - change.Back + grant;
             e.Room += grant;
-            e.LeaseUntil = now + (long)(Allotments.Lease.TotalSeconds * _time.TimestampFrequency);
+            e.LeaseUntil = LeaseEnd(now);
             if (change.Want > 0)
             {
-                if (grant > 0 && !_stopped)
+                if (grant > 0 && !Stopped)
                 {
                     e.Active = true;
                 }
                 else
                 {
                     // Near the amount: back to the exact path, and what is left goes back at once for it to use.
-                    e.Active = false;
-                    e.Exact = 0;
-                    e.AskAfter = Allotments.AfterRefusal;
+                    e.Refused();
                     if (e.Room != 0)
                     {
                         giveBack = e.GiveBack();
@@ -310,59 +257,31 @@ public sealed partial class AllottedBudgetCounters : IBudgetCounters, IAsyncDisp
         }
     }
 
-    private void OnTick()
-    {
-        if (Interlocked.Exchange(ref _ticking, 1) == 0)
-        {
-            _ = TickAsync();
-        }
-    }
-
     /// <summary>
     /// Flushes settled spend, gives back what is idle or no longer reserved from (or of a past period, or under an amount
     /// that changed: their entries are not found any more), renews leases about to lapse, forgets empty allotments.
     /// </summary>
-    private async Task TickAsync()
+    protected override void CollectTick(long now, List<(BudgetAllotment, Change)> syncs)
     {
-        try
+        foreach (var e in _entries.Values.ToList())
         {
-            var now = _time.GetTimestamp();
-            var halfLease = (long)(Allotments.Lease.TotalSeconds / 2 * _time.TimestampFrequency);
-            List<(BudgetAllotment, Change)> syncs = [];
-            lock (_gate)
+            if (e.Syncing)
             {
-                foreach (var e in _entries.Values.ToList())
-                {
-                    if (e.Syncing)
-                    {
-                        continue;
-                    }
-                    var idle = _time.GetElapsedTime(e.LastUsed, now) >= Allotments.Idle;
-                    if (idle && e.Active)
-                    {
-                        e.Active = false;
-                        e.Exact = 0;
-                        e.AskAfter = Allotments.WarmUp;
-                    }
-                    if (!e.Active && e.Room != 0)
-                    {
-                        syncs.Add((e, e.GiveBack()));
-                    }
-                    else if (e.Pending != 0 || (e.Held != 0 && e.LeaseUntil - now < halfLease))
-                    {
-                        syncs.Add((e, e.Flush()));
-                    }
-                    else if (!e.Active && e.Held == 0 && idle)
-                    {
-                        _entries.Remove(e.Key);
-                    }
-                }
+                continue;
             }
-            await Task.WhenAll(syncs.Select(s => SyncAsync(s.Item1, s.Item2)));
-        }
-        finally
-        {
-            Volatile.Write(ref _ticking, 0);
+            var idle = WindDownIfIdle(e, now);
+            if (!e.Active && e.Room != 0)
+            {
+                syncs.Add((e, e.GiveBack()));
+            }
+            else if (e.Pending != 0 || (e.Held != 0 && e.LeaseUntil - now < HalfLease))
+            {
+                syncs.Add((e, e.Flush()));
+            }
+            else if (!e.Active && e.Held == 0 && idle)
+            {
+                _entries.Remove(e.Key);
+            }
         }
     }
 
@@ -380,14 +299,11 @@ public sealed partial class AllottedBudgetCounters : IBudgetCounters, IAsyncDisp
 /// One node's allotment of one budget line in one period (<see cref="AllottedBudgetCounters"/>). Held = Room + Reserved +
 /// Pending is what Redis holds for its lease. Changed only under the owner's lock.
 /// </summary>
-internal sealed class BudgetAllotment(string key, BudgetLine line, DateTimeOffset period, string lease)
+internal sealed class BudgetAllotment(string key, BudgetLine line, DateTimeOffset period, string lease) : Allotment(lease)
 {
     public readonly string Key = key;
     public readonly BudgetLine Line = line;
     public readonly DateTimeOffset Period = period;
-    public readonly string Lease = lease;
-    public bool Active;
-    public bool Syncing;
     /// <summary>Room left to reserve from.</summary>
     public long Room;
     /// <summary>Reserved by requests in flight.</summary>
@@ -396,12 +312,8 @@ internal sealed class BudgetAllotment(string key, BudgetLine line, DateTimeOffse
     public long Pending;
     /// <summary>What Redis holds for this allotment, as of the last change this node made.</summary>
     public long Held;
-    public long LeaseUntil;
-    public long LastUsed;
     /// <summary>The worst-case cost of the last request: the unit the allotment is sized in.</summary>
     public long Unit = 1;
-    public int Exact;
-    public int AskAfter = Allotments.WarmUp;
 
     /// <summary>Moves the pending spend out to send, and asks for enough room to be back at the target (marks the allotment syncing).</summary>
     public AllottedBudgetCounters.Change TopUp() =>

@@ -21,30 +21,22 @@ namespace Lattice.Gateway.Billing;
 /// <para>While Redis cannot be reached, nothing is admitted from an allotment: requests take the exact path and get its
 /// answer (503, or served uncounted when failing open), as without allotments.</para>
 /// </remarks>
-public sealed partial class AllottedRateLimitCounters : IRateLimitCounters, IAsyncDisposable
+internal sealed partial class AllottedRateLimitCounters : AllotmentOwner<RateAllotment, RateAllotmentChange>, IRateLimitCounters
 {
     private readonly RedisRateLimitCounters _shared;
     private readonly RedisStore _redis;
-    private readonly TimeProvider _time;
     private readonly ILogger<AllottedRateLimitCounters> _logger;
-    private readonly string _node = Guid.NewGuid().ToString("N")[..12];
     private readonly Dictionary<string, RateAllotment> _entries = new(StringComparer.Ordinal);
     /// <summary>Allotments replaced because their subject's limits changed, kept until they have given everything back.</summary>
     private readonly List<RateAllotment> _retired = [];
-    private readonly Lock _gate = new();
-    private readonly ITimer _timer;
-    private readonly AllotmentSyncs _syncs = new();
-    private long _leases;
-    private int _ticking;
-    private bool _stopped;
 
     public AllottedRateLimitCounters(RedisRateLimitCounters shared, RedisStore redis, TimeProvider time, ILogger<AllottedRateLimitCounters> logger)
+        : base(time)
     {
         _shared = shared;
         _redis = redis;
-        _time = time;
         _logger = logger;
-        _timer = time.CreateTimer(static state => ((AllottedRateLimitCounters)state!).OnTick(), this, Allotments.Tick, Allotments.Tick);
+        StartTicking();
     }
 
     public async ValueTask<RateDecision> TryAcquireAsync(LimitSubject[] subjects, long tokens, CancellationToken cancellationToken)
@@ -53,37 +45,30 @@ public sealed partial class AllottedRateLimitCounters : IRateLimitCounters, IAsy
         {
             return await _shared.TryAcquireAsync(subjects, tokens, cancellationToken);
         }
-        var now = _time.GetTimestamp();
-        var entries = new RateAllotment[subjects.Length];
+        var now = Time.GetTimestamp();
         List<(RateAllotment, RateAllotmentChange)>? syncs = null;
         RateDecision? local = null;
-        lock (_gate)
+        RateAllotment[] entries;
+        lock (Gate)
         {
-            if (_stopped)
+            entries = EntriesFor(subjects, EntryFor);
+            var all = entries.Length > 0;
+            foreach (var e in entries)
             {
-                entries = [];
+                all &= e.CanTake(tokens);
             }
-            else
+            if (all)
             {
-                var all = true;
-                for (var i = 0; i < subjects.Length; i++)
+                foreach (var e in entries)
                 {
-                    entries[i] = EntryFor(subjects[i]);
-                    all &= entries[i].CanTake(tokens);
-                }
-                if (all)
-                {
-                    foreach (var e in entries)
+                    e.Take(tokens, now);
+                    if (!e.Syncing && e.TopUp(tokens) is { } change)
                     {
-                        e.Take(tokens, now);
-                        if (!e.Syncing && e.TopUp(tokens) is { } change)
-                        {
-                            e.Syncing = true;
-                            (syncs ??= []).Add((e, change));
-                        }
+                        e.Syncing = true;
+                        (syncs ??= []).Add((e, change));
                     }
-                    local = new RateDecision(RateRefusal.None, Report(subjects, entries, now)) { Hold = new RateAllotmentHold(entries) };
                 }
+                local = new RateDecision(RateRefusal.None, Report(subjects, entries, now)) { Hold = new RateAllotmentHold(entries) };
             }
         }
         Start(syncs);
@@ -95,14 +80,14 @@ public sealed partial class AllottedRateLimitCounters : IRateLimitCounters, IAsy
         var decision = await _shared.TryAcquireAsync(subjects, tokens, cancellationToken);
         if (decision.Admitted && entries.Length > 0)
         {
-            lock (_gate)
+            lock (Gate)
             {
                 foreach (var e in entries)
                 {
                     e.LastUsed = now;
                     // A subject without an allotment asks for one once it has been busy here; one with an allotment
                     // that ran short (and has no top-up under way) asks for more.
-                    if (e.Syncing || e.Retired || (!e.Active && ++e.Exact < e.AskAfter))
+                    if (e.Syncing || e.Retired || !e.ShouldAsk())
                     {
                         continue;
                     }
@@ -124,8 +109,8 @@ public sealed partial class AllottedRateLimitCounters : IRateLimitCounters, IAsy
         {
             return _shared.ReleaseAsync(subjects, reservedTokens, actualTokens, executed);
         }
-        var now = _time.GetTimestamp();
-        lock (_gate)
+        var now = Time.GetTimestamp();
+        lock (Gate)
         {
             // Settled into the allotment it was taken from: the tokens it did not use, its request if it never ran.
             foreach (var e in hold.Entries)
@@ -146,27 +131,16 @@ public sealed partial class AllottedRateLimitCounters : IRateLimitCounters, IAsy
         return default;
     }
 
-    /// <summary>This node's round trips that change its allotments (in the background, mostly).</summary>
-    public AllotmentSyncs Syncs => _syncs;
-
-    /// <summary>Gives back everything this node holds that is not in flight (a graceful stop: requests have drained).</summary>
-    public async ValueTask DisposeAsync()
+    protected override void CollectReturns(List<(RateAllotment, RateAllotmentChange)> returns)
     {
-        await _timer.DisposeAsync();
-        List<(RateAllotment, RateAllotmentChange)> returns = [];
-        lock (_gate)
+        foreach (var e in _entries.Values.Concat(_retired))
         {
-            _stopped = true;
-            foreach (var e in _entries.Values.Concat(_retired))
+            if (!e.Syncing && e.GiveBack() is { } change)
             {
-                if (!e.Syncing && e.GiveBack() is { } change)
-                {
-                    e.Syncing = true;
-                    returns.Add((e, change));
-                }
+                e.Syncing = true;
+                returns.Add((e, change));
             }
         }
-        await Task.WhenAll(returns.Select(r => SyncAsync(r.Item1, r.Item2)));
     }
 
     /// <summary>Under the lock: this node's allotment of <paramref name="subject"/>, a new one when its limits changed.</summary>
@@ -183,7 +157,7 @@ public sealed partial class AllottedRateLimitCounters : IRateLimitCounters, IAsy
             e.Active = false;
             _retired.Add(e);
         }
-        e = new RateAllotment(subject, $"{_node}.{++_leases}");
+        e = new RateAllotment(subject, NextLease());
         _entries[subject.Key] = e;
         return e;
     }
@@ -196,7 +170,7 @@ public sealed partial class AllottedRateLimitCounters : IRateLimitCounters, IAsy
         for (var i = 0; i < entries.Length; i++)
         {
             var e = entries[i];
-            var minutes = _time.GetElapsedTime(e.SyncedAt, now).TotalMinutes;
+            var minutes = Time.GetElapsedTime(e.SyncedAt, now).TotalMinutes;
             if (subjects[i].Limits.RequestsPerMinute is { } rpm)
             {
                 requests[i] = Math.Min(rpm, Math.Min(rpm, e.BucketRequests + minutes * rpm) + e.Requests);
@@ -209,49 +183,24 @@ public sealed partial class AllottedRateLimitCounters : IRateLimitCounters, IAsy
         return RateLimitMath.Report(subjects, requests, tokens, null);
     }
 
-    private void Start(List<(RateAllotment, RateAllotmentChange)>? syncs)
-    {
-        if (syncs is null)
-        {
-            return;
-        }
-        foreach (var (e, change) in syncs)
-        {
-            _ = SyncAsync(e, change);
-        }
-    }
-
     /// <summary>One round trip: applies <paramref name="change"/> to <paramref name="e"/> (marked syncing, its back parts already taken out).</summary>
-    private async Task SyncAsync(RateAllotment e, RateAllotmentChange change)
-    {
-        _syncs.Started();
-        try
-        {
-            await ApplyAsync(e, change);
-        }
-        finally
-        {
-            _syncs.Ended();
-        }
-    }
-
-    private async Task ApplyAsync(RateAllotment e, RateAllotmentChange change)
+    protected override async Task ApplyAsync(RateAllotment e, RateAllotmentChange change)
     {
         try
         {
-            var grant = await _shared.AllotAsync(e.Subject, e.Lease, _time.GetUtcNow() + Allotments.Lease, change, Allotments.Share);
-            var now = _time.GetTimestamp();
+            var grant = await _shared.AllotAsync(e.Subject, e.Lease, Time.GetUtcNow() + Allotments.Lease, change, Allotments.Share);
+            var now = Time.GetTimestamp();
             RateAllotmentChange? giveBack = null;
-            lock (_gate)
+            lock (Gate)
             {
                 e.Syncing = false;
                 e.Slots = grant.HeldSlots;
                 e.BucketRequests = grant.BucketRequests;
                 e.BucketTokens = grant.BucketTokens;
                 e.SyncedAt = now;
-                e.LeaseUntil = now + (long)(Allotments.Lease.TotalSeconds * _time.TimestampFrequency);
+                e.LeaseUntil = LeaseEnd(now);
                 var wanted = change.WantRequests > 0 || change.WantTokens > 0 || change.WantSlots > 0;
-                if (grant.Granted && wanted && !e.Retired && !_stopped)
+                if (grant.Granted && wanted && !e.Retired && !Stopped)
                 {
                     e.Requests += grant.Requests;
                     e.Tokens += grant.Tokens;
@@ -262,9 +211,7 @@ public sealed partial class AllottedRateLimitCounters : IRateLimitCounters, IAsy
                     // Near a limit (or stopped): back to the exact path, and what is left goes back at once.
                     e.Requests += grant.Requests;
                     e.Tokens += grant.Tokens;
-                    e.Active = false;
-                    e.Exact = 0;
-                    e.AskAfter = Allotments.AfterRefusal;
+                    e.Refused();
                     giveBack = e.GiveBack();
                     e.Syncing = giveBack is not null;
                 }
@@ -276,7 +223,7 @@ public sealed partial class AllottedRateLimitCounters : IRateLimitCounters, IAsy
         }
         catch (Exception ex)
         {
-            lock (_gate)
+            lock (Gate)
             {
                 e.Syncing = false;
                 // Nothing changed in Redis: what was to be given back is still this node's.
@@ -287,65 +234,37 @@ public sealed partial class AllottedRateLimitCounters : IRateLimitCounters, IAsy
         }
     }
 
-    private void OnTick()
-    {
-        if (Interlocked.Exchange(ref _ticking, 1) == 0)
-        {
-            _ = TickAsync();
-        }
-    }
-
     /// <summary>Gives back what is idle or no longer admitted from, renews leases about to lapse, forgets empty allotments.</summary>
-    private async Task TickAsync()
+    protected override void CollectTick(long now, List<(RateAllotment, RateAllotmentChange)> syncs)
     {
-        try
+        foreach (var e in _entries.Values.Concat(_retired).ToList())
         {
-            var now = _time.GetTimestamp();
-            var halfLease = (long)(Allotments.Lease.TotalSeconds / 2 * _time.TimestampFrequency);
-            List<(RateAllotment, RateAllotmentChange)> syncs = [];
-            lock (_gate)
+            if (e.Syncing)
             {
-                foreach (var e in _entries.Values.Concat(_retired).ToList())
+                continue;
+            }
+            var idle = WindDownIfIdle(e, now);
+            if (!e.Active && e.GiveBack() is { } back)
+            {
+                e.Syncing = true;
+                syncs.Add((e, back));
+            }
+            else if (e.Slots > 0 && e.LeaseUntil - now < HalfLease)
+            {
+                e.Syncing = true;
+                syncs.Add((e, default));
+            }
+            else if (!e.Active && e.InFlight == 0 && e.Slots == 0 && (idle || e.Retired))
+            {
+                if (e.Retired)
                 {
-                    if (e.Syncing)
-                    {
-                        continue;
-                    }
-                    var idle = _time.GetElapsedTime(e.LastUsed, now) >= Allotments.Idle;
-                    if (idle && e.Active)
-                    {
-                        e.Active = false;
-                        e.Exact = 0;
-                        e.AskAfter = Allotments.WarmUp;
-                    }
-                    if (!e.Active && e.GiveBack() is { } back)
-                    {
-                        e.Syncing = true;
-                        syncs.Add((e, back));
-                    }
-                    else if (e.Slots > 0 && e.LeaseUntil - now < halfLease)
-                    {
-                        e.Syncing = true;
-                        syncs.Add((e, default));
-                    }
-                    else if (!e.Active && e.InFlight == 0 && e.Slots == 0 && (idle || e.Retired))
-                    {
-                        if (e.Retired)
-                        {
-                            _retired.Remove(e);
-                        }
-                        else
-                        {
-                            _entries.Remove(e.Subject.Key);
-                        }
-                    }
+                    _retired.Remove(e);
+                }
+                else
+                {
+                    _entries.Remove(e.Subject.Key);
                 }
             }
-            await Task.WhenAll(syncs.Select(s => SyncAsync(s.Item1, s.Item2)));
-        }
-        finally
-        {
-            Volatile.Write(ref _ticking, 0);
         }
     }
 
@@ -360,15 +279,10 @@ public sealed partial class AllottedRateLimitCounters : IRateLimitCounters, IAsy
 /// One node's allotment of one rate-limit subject (<see cref="AllottedRateLimitCounters"/>): what it holds of the
 /// subject's requests, tokens and slots, and what it last saw of the shared bucket. Changed only under the owner's lock.
 /// </summary>
-internal sealed class RateAllotment(LimitSubject subject, string lease)
+internal sealed class RateAllotment(LimitSubject subject, string lease) : Allotment(lease)
 {
     public readonly LimitSubject Subject = subject;
-    /// <summary>The lease its slots are held under in Redis: one per allotment, so a replaced one never mixes with its successor.</summary>
-    public readonly string Lease = lease;
-    /// <summary>Requests are admitted from it (granted and not yet wound down).</summary>
-    public bool Active;
     public bool Retired;
-    public bool Syncing;
     public double Requests;
     public double Tokens;
     public long Slots;
@@ -376,11 +290,6 @@ internal sealed class RateAllotment(LimitSubject subject, string lease)
     public double BucketRequests;
     public double BucketTokens;
     public long SyncedAt;
-    public long LeaseUntil;
-    public long LastUsed;
-    /// <summary>Exact admissions since it last asked; it asks at <see cref="AskAfter"/>.</summary>
-    public int Exact;
-    public int AskAfter = Allotments.WarmUp;
 
     public bool CanTake(long tokens)
     {
