@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json.Nodes;
+using Lattice.Gateway.Billing;
 using Lattice.Gateway.Metering;
 using Lattice.Gateway.Persistence;
 using Lattice.Gateway.Tests.Infrastructure;
@@ -347,6 +348,138 @@ public sealed class SharedCountersTests
             var budget = await GetBudgetAsync(cluster, node, budgetId);
             Assert.Equal(("0.003", "0"), (budget["spent_usd"]!.GetValue<string>(), budget["reserved_usd"]!.GetValue<string>()));
         }
+    }
+
+    [Fact]
+    public async Task Far_from_its_limits_a_busy_key_is_admitted_from_node_local_allotments_at_a_round_trip_per_many_requests()
+    {
+        await using var cluster = await ClusterAsync();
+        var model = await cluster.ModelAsync(new JsonObject { ["per_request"] = 0.001 });
+        const int rpm = 1_000_000;
+        var (ws, keyId, key) = await cluster.WorkspaceWithKeyAsync(new JsonObject
+        {
+            ["requests_per_minute"] = rpm, ["tokens_per_minute"] = 10_000_000_000, ["max_concurrent"] = 10_000,
+        });
+        var budgetId = await BudgetAsync(cluster, ws, keyId, "1000");
+        var services = cluster.Services(0);
+        var store = services.GetRequiredService<RedisStore>();
+        var limits = Assert.IsType<AllottedRateLimitCounters>(services.GetRequiredService<IRateLimitCounters>());
+        var budgets = Assert.IsType<AllottedBudgetCounters>(services.GetRequiredService<IBudgetCounters>());
+        using var client = cluster.Client(0, key);
+
+        // The clock stands still: no bucket refills, so what the node reports is exactly the limit less what it admitted.
+        // The first requests take the exact path (a few requests never take an allotment); then the node asks for one.
+        async Task SendAsync(int n)
+        {
+            using var response = await client.PostAsync("v1/chat/completions", Chat(model)).WaitAsync(Timeout);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal((rpm - n).ToString(System.Globalization.CultureInfo.InvariantCulture), response.Headers.GetValues("x-ratelimit-remaining-requests").Single());
+        }
+        for (var n = 1; n <= Allotments.WarmUp; n++)
+        {
+            await SendAsync(n);
+        }
+        await Task.WhenAll(limits.Syncs.QuietAsync(), budgets.Syncs.QuietAsync()).WaitAsync(Timeout);
+
+        // Admitted from the allotments, topped up in the background: far fewer round trips than requests (the exact
+        // path costs two per request at least: admission and settlement).
+        const int requests = 256;
+        var before = store.Evaluations;
+        for (var n = Allotments.WarmUp + 1; n <= Allotments.WarmUp + requests; n++)
+        {
+            await SendAsync(n);
+        }
+        await Task.WhenAll(limits.Syncs.QuietAsync(), budgets.Syncs.QuietAsync()).WaitAsync(Timeout);
+        var trips = store.Evaluations - before;
+        Assert.True(trips <= requests / 8, $"{trips} round trips to Redis for {requests} requests");
+
+        // The budget read on this node counts what it settled; what its allotment still holds shows as reserved.
+        const int served = Allotments.WarmUp + requests;
+        var during = await GetBudgetAsync(cluster, 0, budgetId);
+        Assert.Equal("0.264", during["spent_usd"]!.GetValue<string>());
+        Assert.NotEqual("0", during["reserved_usd"]!.GetValue<string>());
+
+        // Idle, the allotments are given back: nothing reserved, the spend exactly the ledger's.
+        cluster.Time.Advance(Allotments.Idle + Allotments.Tick);
+        await Task.WhenAll(limits.Syncs.QuietAsync(), budgets.Syncs.QuietAsync()).WaitAsync(Timeout);
+        var after = await GetBudgetAsync(cluster, 0, budgetId);
+        Assert.Equal(("0.264", "0"), (after["spent_usd"]!.GetValue<string>(), after["reserved_usd"]!.GetValue<string>()));
+        Assert.Equal(served * 1_000_000_000L, await LedgerCostAsync(cluster, keyId));
+    }
+
+    [Fact]
+    public async Task Near_its_amount_a_busy_budget_takes_the_exact_path_and_is_never_overspent_across_three_nodes()
+    {
+        await using var cluster = await ClusterAsync();
+        var model = await cluster.ModelAsync(new JsonObject { ["per_request"] = 0.001 });
+        var (ws, keyId, key) = await cluster.WorkspaceWithKeyAsync();
+        // Room for 400 requests: nodes take allotments at first, and go back to the exact path as the room runs low.
+        var budgetId = await BudgetAsync(cluster, ws, keyId, "0.2");
+        await cluster.AddNodesAsync(2);
+        var budgets = Enumerable.Range(0, 3).Select(n => Assert.IsType<AllottedBudgetCounters>(cluster.Services(n).GetRequiredService<IBudgetCounters>())).ToArray();
+        async Task QuietAsync()
+        {
+            foreach (var b in budgets)
+            {
+                await b.Syncs.QuietAsync().WaitAsync(Timeout);
+            }
+        }
+
+        // Rounds of requests on every node at once, each after the allotments asked for in the last have come.
+        var ok = 0;
+        for (var round = 0; round < 12; round++)
+        {
+            var statuses = await SpreadAsync(cluster, key, model, 30);
+            Assert.Equal(30, statuses.Count(s => s is HttpStatusCode.OK or HttpStatusCode.TooManyRequests));
+            ok += statuses.Count(s => s == HttpStatusCode.OK);
+            await QuietAsync();
+            if (round == 0)
+            {
+                // Busy on every node and far enough from the amount: the nodes now hold allotments, reserved in Redis.
+                Assert.NotEqual("0", (await GetBudgetAsync(cluster, 0, budgetId))["reserved_usd"]!.GetValue<string>());
+            }
+        }
+        // Never overspent. Room a node still held when another was refused is at most what it keeps before it asks
+        // again (half an allotment): refused early by that much at most, and given back once the node is idle.
+        Assert.InRange(ok, 200 - 3 * Allotments.Target / 2, 200);
+        cluster.Time.Advance(Allotments.Idle + Allotments.Tick);
+        await QuietAsync();
+        Assert.Equal(ok * 1_000_000_000L, await LedgerCostAsync(cluster, keyId));
+        var budget = await GetBudgetAsync(cluster, 0, budgetId);
+        Assert.Equal((CostCalculator.FormatUsd(ok * 1_000_000_000L), "0"), (budget["spent_usd"]!.GetValue<string>(), budget["reserved_usd"]!.GetValue<string>()));
+    }
+
+    [Fact]
+    public async Task A_budget_allotment_held_by_a_node_that_died_lapses_with_its_lease_and_is_counted_as_spent()
+    {
+        await using var cluster = await ClusterAsync();
+        var model = await cluster.ModelAsync(new JsonObject { ["per_request"] = 0.001 });
+        var (ws, keyId, key) = await cluster.WorkspaceWithKeyAsync();
+        var budgetId = await BudgetAsync(cluster, ws, keyId, "1000");
+        await cluster.AddNodesAsync(1);
+        var budgets = Assert.IsType<AllottedBudgetCounters>(cluster.Services(1).GetRequiredService<IBudgetCounters>());
+        using (var client = cluster.Client(1, key))
+        {
+            for (var i = 0; i < Allotments.WarmUp + 4; i++)
+            {
+                using var response = await client.PostAsync("v1/chat/completions", Chat(model)).WaitAsync(Timeout);
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            }
+        }
+        await budgets.Syncs.QuietAsync().WaitAsync(Timeout);
+        // Node 1 holds an allotment: reserved in Redis, shown as reserved on every node.
+        var held = await GetBudgetAsync(cluster, 1, budgetId);
+        static long Pico(JsonNode? usd) => (long)(decimal.Parse(usd!.GetValue<string>(), System.Globalization.CultureInfo.InvariantCulture) * 1_000_000_000_000m);
+        var spent = Pico(held["spent_usd"]);
+        var reserved = Pico(held["reserved_usd"]);
+        Assert.True(reserved > 0);
+
+        await cluster.KillAsync(1);
+        // Until its lease lapses the allotment stays reserved; then the next script to touch the line counts all of it
+        // as spent (the node may have spent any of it): never given back to be spent twice.
+        cluster.Time.Advance(Allotments.Lease + TimeSpan.FromSeconds(1));
+        var lapsed = await GetBudgetAsync(cluster, 0, budgetId);
+        Assert.Equal((CostCalculator.FormatUsd(spent + reserved), "0"), (lapsed["spent_usd"]!.GetValue<string>(), lapsed["reserved_usd"]!.GetValue<string>()));
     }
 
     private static async Task AssertIdempotentRequestRefusedAsync(HttpClient client, string model)

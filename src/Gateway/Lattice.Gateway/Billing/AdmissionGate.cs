@@ -24,14 +24,16 @@ public sealed class Admission
     private IRateLimitCounters? _limiter;
     private LimitSubject[] _subjects = [];
     private long _tokens;
+    private RateAllotmentHold? _hold;
     private IBudgetCounters? _budgets;
     private BudgetReservation? _reservation;
     private int _settled;
 
     internal static Admission Refused(GatewayError error, RateLimitReport? report) => new() { Error = error, Report = report };
 
-    internal static Admission Holding(RateLimitReport? report, IRateLimitCounters limiter, LimitSubject[] subjects, long tokens, IBudgetCounters budgets, BudgetReservation? reservation) =>
-        new() { Report = report, _limiter = limiter, _subjects = subjects, _tokens = tokens, _budgets = budgets, _reservation = reservation };
+    internal static Admission Holding(RateLimitReport? report, IRateLimitCounters limiter, LimitSubject[] subjects, long tokens, RateAllotmentHold? hold,
+        IBudgetCounters budgets, BudgetReservation? reservation) =>
+        new() { Report = report, _limiter = limiter, _subjects = subjects, _tokens = tokens, _hold = hold, _budgets = budgets, _reservation = reservation };
 
     /// <summary>
     /// Gives back what admission took, once: the in-flight slot, the tokens (settled to <paramref name="actualTokens"/>)
@@ -45,7 +47,7 @@ public sealed class Admission
         {
             return;
         }
-        var release = _subjects.Length > 0 ? _limiter!.ReleaseAsync(_subjects, _tokens, actualTokens) : default;
+        var release = _subjects.Length > 0 ? _limiter!.ReleaseAsync(_subjects, _tokens, actualTokens, hold: _hold) : default;
         var settle = _reservation is { } reservation ? _budgets!.SettleAsync(reservation, actualPicoUsd) : default;
         try
         {
@@ -109,12 +111,12 @@ public sealed class AdmissionGate(BillingPolicies policies, IRateLimitCounters l
         {
             var decision = await limiter.TryAcquireAsync(subjects, tokens, cancellationToken);
             return decision.Admitted
-                ? Admission.Holding(decision.Report, limiter, subjects, tokens, budgets, null)
+                ? Admission.Holding(decision.Report, limiter, subjects, tokens, decision.Hold, budgets, null)
                 : Admission.Refused(RateLimited(decision, request.Model, tokens), decision.Report);
         }
         var reservation = await budgets.TryReserveAsync(lines, WorstCost(request, plan, maxOutput), request.ReceivedAt, cancellationToken);
         return reservation.Admitted
-            ? Admission.Holding(null, limiter, subjects, tokens, budgets, reservation)
+            ? Admission.Holding(null, limiter, subjects, tokens, null, budgets, reservation)
             : Admission.Refused(InsufficientQuota(reservation.RefusedBy!.Value), null);
     }
 
@@ -138,7 +140,7 @@ public sealed class AdmissionGate(BillingPolicies policies, IRateLimitCounters l
             // One side failed (or both): give back whatever the other took, then fail as a lone side would.
             if (rate.IsCompletedSuccessfully && rate.Result.Admitted)
             {
-                await ReleaseUnexecutedAsync(subjects, tokens);
+                await ReleaseUnexecutedAsync(subjects, tokens, rate.Result.Hold);
             }
             if (budget.IsCompletedSuccessfully && budget.Result.Admitted)
             {
@@ -158,10 +160,10 @@ public sealed class AdmissionGate(BillingPolicies policies, IRateLimitCounters l
         }
         if (!reservation.Admitted)
         {
-            await ReleaseUnexecutedAsync(subjects, tokens);
+            await ReleaseUnexecutedAsync(subjects, tokens, decision.Hold);
             return Admission.Refused(InsufficientQuota(reservation.RefusedBy!.Value), decision.Report with { RetryAfter = null });
         }
-        return Admission.Holding(decision.Report, limiter, subjects, tokens, budgets, reservation);
+        return Admission.Holding(decision.Report, limiter, subjects, tokens, decision.Hold, budgets, reservation);
     }
 
     /// <summary>Gives back a reservation of a request that will not run; a failure leaves it to lapse with its counter.</summary>
@@ -177,11 +179,11 @@ public sealed class AdmissionGate(BillingPolicies policies, IRateLimitCounters l
     }
 
     /// <summary>Gives back a request taken from the rate limits when the budgets failed; a second failure leaves it to lapse.</summary>
-    private async ValueTask ReleaseUnexecutedAsync(LimitSubject[] subjects, long tokens)
+    private async ValueTask ReleaseUnexecutedAsync(LimitSubject[] subjects, long tokens, RateAllotmentHold? hold)
     {
         try
         {
-            await limiter.ReleaseAsync(subjects, tokens, 0, executed: false);
+            await limiter.ReleaseAsync(subjects, tokens, 0, executed: false, hold);
         }
         catch (SharedCountersUnavailableException)
         {

@@ -10,6 +10,12 @@ namespace Lattice.Gateway.Billing;
 public sealed record BudgetReservation(BudgetLine[] Lines, DateTimeOffset PeriodStart, long PicoUsd, BudgetLine? RefusedBy)
 {
     public bool Admitted => RefusedBy is null;
+
+    /// <summary>
+    /// Set when the reservation was taken from this node's allotments (<see cref="AllottedBudgetCounters"/>), not the
+    /// shared counters: what it is settled into.
+    /// </summary>
+    public BudgetAllotmentHold? Hold { get; init; }
 }
 
 /// <summary>A budget's counters in one period: spent (settled) and reserved (in flight).</summary>

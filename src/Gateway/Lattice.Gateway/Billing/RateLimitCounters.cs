@@ -21,6 +21,12 @@ public enum RateRefusal : byte
 public readonly record struct RateDecision(RateRefusal Refusal, RateLimitReport Report, long Limit = 0)
 {
     public bool Admitted => Refusal == RateRefusal.None;
+
+    /// <summary>
+    /// Set when the request was admitted from this node's allotments (<see cref="AllottedRateLimitCounters"/>), not the
+    /// shared buckets: what it is given back to. Handed to <see cref="IRateLimitCounters.ReleaseAsync"/>.
+    /// </summary>
+    public RateAllotmentHold? Hold { get; init; }
 }
 
 /// <summary>
@@ -38,8 +44,9 @@ public interface IRateLimitCounters
     /// <summary>
     /// Gives the in-flight slot back and settles the tokens taken at admission to <paramref name="actualTokens"/>; a
     /// request that never executed (<paramref name="executed"/> false: refused later in admission) gives its request back too.
+    /// <paramref name="hold"/> is the admission's <see cref="RateDecision.Hold"/>.
     /// </summary>
-    ValueTask ReleaseAsync(LimitSubject[] subjects, long reservedTokens, long actualTokens, bool executed = true);
+    ValueTask ReleaseAsync(LimitSubject[] subjects, long reservedTokens, long actualTokens, bool executed = true, RateAllotmentHold? hold = null);
 }
 
 /// <summary>The arithmetic both counter stores share: how long a refused request waits, and what the caller is told.</summary>
@@ -176,7 +183,7 @@ public sealed class LocalRateLimitCounters(TimeProvider time) : IRateLimitCounte
         }
     }
 
-    public ValueTask ReleaseAsync(LimitSubject[] subjects, long reservedTokens, long actualTokens, bool executed = true)
+    public ValueTask ReleaseAsync(LimitSubject[] subjects, long reservedTokens, long actualTokens, bool executed = true, RateAllotmentHold? hold = null)
     {
         Release(subjects, reservedTokens, actualTokens, executed);
         return default;

@@ -28,14 +28,28 @@ public sealed partial class RedisBudgetCounters(
     ILogger<RedisBudgetCounters> logger) : IBudgetCounters
 {
     /// <summary>
-    /// ARGV: picoUsd, then each line's amount. Returns {-1, i} when line i has no counter yet; {0, i, raise, spent} when
-    /// line i has no room (raise 1: the 100% alert is this caller's to raise); {1} when every line took the reservation.
+    /// Counts what nodes that stopped renewing their allotment's lease (<see cref="Allotments"/>) still held as
+    /// spent: a node that died may have spent any of it, so its room is not given back (a budget errs towards refusing early).
     /// </summary>
-    private const string ReserveScript = """
+    private const string LapseAsSpent = Allotments.Lapse + "\n" + """
+        local function lapseAsSpent(key, now)
+          for _, n in ipairs(lapse(key, now)) do
+            redis.call('HINCRBY', key, 's', n)
+            if redis.call('HINCRBY', key, 'r', '-' .. n) < 0 then redis.call('HSET', key, 'r', 0) end
+          end
+        end
+        """;
+
+    /// <summary>
+    /// ARGV: picoUsd, then each line's amount, then now (µs). Returns {-1, i} when line i has no counter yet; {0, i, raise,
+    /// spent} when line i has no room (raise 1: the 100% alert is this caller's to raise); {1} when every line took the reservation.
+    /// </summary>
+    private const string ReserveScript = LapseAsSpent + "\n" + """
         local pico = tonumber(ARGV[1])
         for i = 1, #KEYS do
           if redis.call('EXISTS', KEYS[i]) == 0 then return {-1, i} end
         end
+        for i = 1, #KEYS do lapseAsSpent(KEYS[i], tonumber(ARGV[#KEYS + 2])) end
         for i = 1, #KEYS do
           local b = redis.call('HMGET', KEYS[i], 's', 'r', 'a')
           local s, r, a = tonumber(b[1]), tonumber(b[2]), tonumber(b[3]) or 0
@@ -54,29 +68,86 @@ public sealed partial class RedisBudgetCounters(
         """;
 
     /// <summary>
-    /// ARGV: minus what was reserved, actual, the three thresholds, then each line's amount. Returns {i, threshold, spent} for each
-    /// threshold a line crossed for the first time in its month.
+    /// Spends <c>spent</c> (a string, exact) on line <c>i</c> (KEYS[i]) and appends {i, threshold, spent} to <c>out</c> for
+    /// each of the three thresholds it crosses for the first time in its month.
     /// </summary>
-    private const string SettleScript = """
+    private const string Spend = """
+        local function spend(i, spentNow, amount, thresholds, out)
+          local before = tonumber(redis.call('HGET', KEYS[i], 's'))
+          redis.call('HINCRBY', KEYS[i], 's', spentNow)
+          local spent = redis.call('HGET', KEYS[i], 's')
+          local after, a = tonumber(spent), tonumber(redis.call('HGET', KEYS[i], 'a')) or 0
+          for j = 1, 3 do
+            local flag = 2 ^ (j - 1)
+            if before * 100 < amount * thresholds[j] and after * 100 >= amount * thresholds[j] and bit.band(a, flag) == 0 then
+              a = bit.bor(a, flag)
+              out[#out + 1] = i
+              out[#out + 1] = thresholds[j]
+              out[#out + 1] = spent
+            end
+          end
+          redis.call('HSET', KEYS[i], 'a', a)
+        end
+        """;
+
+    /// <summary>
+    /// ARGV: minus what was reserved, actual, the three thresholds, then each line's amount, then now (µs). Returns {i,
+    /// threshold, spent} for each threshold a line crossed for the first time in its month.
+    /// </summary>
+    private const string SettleScript = LapseAsSpent + "\n" + Spend + "\n" + """
         local thresholds, out = {tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])}, {}
         for i = 1, #KEYS do
           if redis.call('EXISTS', KEYS[i]) == 1 then
+            lapseAsSpent(KEYS[i], tonumber(ARGV[6 + #KEYS]))
             if redis.call('HINCRBY', KEYS[i], 'r', ARGV[1]) < 0 then redis.call('HSET', KEYS[i], 'r', 0) end
-            local before = tonumber(redis.call('HGET', KEYS[i], 's'))
-            redis.call('HINCRBY', KEYS[i], 's', ARGV[2])
-            local spent = redis.call('HGET', KEYS[i], 's')
-            local after, a, amount = tonumber(spent), tonumber(redis.call('HGET', KEYS[i], 'a')) or 0, tonumber(ARGV[5 + i])
-            for j = 1, 3 do
-              local flag = 2 ^ (j - 1)
-              if before * 100 < amount * thresholds[j] and after * 100 >= amount * thresholds[j] and bit.band(a, flag) == 0 then
-                a = bit.bor(a, flag)
-                out[#out + 1] = i
-                out[#out + 1] = thresholds[j]
-                out[#out + 1] = spent
-              end
-            end
-            redis.call('HSET', KEYS[i], 'a', a)
+            spend(i, ARGV[2], tonumber(ARGV[5 + i]), thresholds, out)
           end
+        end
+        return out
+        """;
+
+    /// <summary>
+    /// One node's allotment of one line (KEYS[1]): moves what the node spent from its allotment to the line's spend, gives
+    /// back what it returns, and takes a share of the line's room (ARGV[10] is the divisor), or nothing when that is under
+    /// the minimum. The node's whole allotment is a lease (<see cref="Allotments"/>) renewed to ARGV[3]. ARGV: now (µs),
+    /// node, lease expiry (µs), what the node holds by its count, spent, minus spent, minus back, want, min, divisor,
+    /// amount, the three thresholds. Returns {-1} when the line has no counter, {-2} when Redis does not hold what the node
+    /// thinks it holds (its lease lapsed, or Redis lost it), else {1, taken, then {1, threshold, spent} per crossing}.
+    /// </summary>
+    private const string AllotScript = LapseAsSpent + "\n" + Spend + "\n" + """
+        if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
+        local now, node, expiry = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+        lapseAsSpent(KEYS[1], now)
+        local field = 'n:' .. node
+        if (redis.call('HGET', KEYS[1], field) or '0') ~= ARGV[4] then return {-2} end
+        local out = {1, '0'}
+        local amount = tonumber(ARGV[11])
+        if ARGV[5] ~= '0' then
+          redis.call('HINCRBY', KEYS[1], 'r', ARGV[6])
+          redis.call('HINCRBY', KEYS[1], field, ARGV[6])
+          spend(1, ARGV[5], amount, {tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14])}, out)
+        end
+        if ARGV[7] ~= '0' then
+          redis.call('HINCRBY', KEYS[1], 'r', ARGV[7])
+          redis.call('HINCRBY', KEYS[1], field, ARGV[7])
+        end
+        local want = tonumber(ARGV[8])
+        if want > 0 then
+          local b = redis.call('HMGET', KEYS[1], 's', 'r')
+          local grant = math.min(want, math.floor((amount - tonumber(b[1]) - tonumber(b[2])) / tonumber(ARGV[10])))
+          if grant >= tonumber(ARGV[9]) then
+            out[2] = string.format('%.0f', grant)
+            redis.call('HINCRBY', KEYS[1], 'r', out[2])
+            redis.call('HINCRBY', KEYS[1], field, out[2])
+          end
+        end
+        local h = redis.call('HGET', KEYS[1], field)
+        if not h or h == '0' then
+          redis.call('HDEL', KEYS[1], field, 'e:' .. node)
+        else
+          redis.call('HSET', KEYS[1], 'e:' .. node, expiry)
+          local le = tonumber(redis.call('HGET', KEYS[1], 'le'))
+          if not le or tonumber(expiry) < le then redis.call('HSET', KEYS[1], 'le', expiry) end
         end
         return out
         """;
@@ -90,19 +161,24 @@ public sealed partial class RedisBudgetCounters(
         return 0
         """;
 
-    private const string ReadScript = "return redis.call('HMGET', KEYS[1], 's', 'r')";
+    /// <summary>ARGV: now (µs).</summary>
+    private const string ReadScript = LapseAsSpent + "\n" + """
+        if redis.call('EXISTS', KEYS[1]) == 1 then lapseAsSpent(KEYS[1], tonumber(ARGV[1])) end
+        return redis.call('HMGET', KEYS[1], 's', 'r')
+        """;
 
     public async ValueTask<BudgetReservation> TryReserveAsync(BudgetLine[] lines, long picoUsd, DateTimeOffset at, CancellationToken cancellationToken)
     {
         var period = LocalBudgetCounters.PeriodStart(at);
         var keys = new RedisKey[lines.Length];
-        var values = new RedisValue[1 + lines.Length];
+        var values = new RedisValue[2 + lines.Length];
         values[0] = picoUsd;
         for (var i = 0; i < lines.Length; i++)
         {
             keys[i] = Key(lines[i], period);
             values[1 + i] = lines[i].Budget.AmountPicoUsd;
         }
+        values[1 + lines.Length] = RedisRateLimitCounters.Microseconds(time.GetUtcNow());
         // Each pass either answers or starts one missing counter; a counter that vanished again (expired, Redis
         // restarted) in between is started again, a few times at most.
         for (var attempt = 0; attempt <= lines.Length + 2; attempt++)
@@ -135,7 +211,7 @@ public sealed partial class RedisBudgetCounters(
         }
         var lines = reservation.Lines;
         var keys = new RedisKey[lines.Length];
-        var values = new RedisValue[5 + lines.Length];
+        var values = new RedisValue[6 + lines.Length];
         values[0] = -reservation.PicoUsd;
         values[1] = actualPicoUsd;
         for (var j = 0; j < 3; j++)
@@ -147,11 +223,52 @@ public sealed partial class RedisBudgetCounters(
             keys[i] = Key(lines[i], reservation.PeriodStart);
             values[5 + i] = lines[i].Budget.AmountPicoUsd;
         }
+        values[5 + lines.Length] = RedisRateLimitCounters.Microseconds(time.GetUtcNow());
         var crossed = (RedisResult[])(await redis.EvaluateAsync(SettleScript, keys, values))!;
-        for (var k = 0; k + 2 < crossed.Length; k += 3)
+        RaiseCrossed(lines, reservation.PeriodStart, crossed, 0);
+    }
+
+    /// <summary>Raises the alerts a script reported, as {line, threshold, spent} triples from <paramref name="from"/> on.</summary>
+    private void RaiseCrossed(BudgetLine[] lines, DateTimeOffset period, RedisResult[] crossed, int from)
+    {
+        for (var k = from; k + 2 < crossed.Length; k += 3)
         {
-            alerts.Raise(LocalBudgetCounters.Alert(lines[(int)crossed[k] - 1], reservation.PeriodStart, (int)crossed[k + 1], (long)crossed[k + 2], time.GetUtcNow()));
+            alerts.Raise(LocalBudgetCounters.Alert(lines[(int)crossed[k] - 1], period, (int)crossed[k + 1], (long)crossed[k + 2], time.GetUtcNow()));
         }
+    }
+
+    /// <summary>
+    /// Changes this node's allotment of <paramref name="line"/> in one round trip (<see cref="AllottedBudgetCounters"/> owns
+    /// the node's side): spends <paramref name="spent"/> from it, gives <paramref name="back"/> back, takes up to
+    /// <paramref name="want"/> (nothing under <paramref name="min"/>, never more than the room left over
+    /// <paramref name="share"/>), and renews its lease to <paramref name="leaseUntil"/>. Null when Redis does not hold
+    /// <paramref name="held"/> for this node (its lease lapsed, or Redis lost it): the allotment is gone.
+    /// </summary>
+    public async Task<long?> AllotAsync(BudgetLine line, DateTimeOffset period, string node, DateTimeOffset leaseUntil, long held, long spent, long back, long want, long min,
+        int share, CancellationToken cancellationToken)
+    {
+        RedisValue[] values =
+        [
+            RedisRateLimitCounters.Microseconds(time.GetUtcNow()), node, RedisRateLimitCounters.Microseconds(leaseUntil), held, spent, -spent, -back, want, min, share,
+            line.Budget.AmountPicoUsd, LocalBudgetCounters.Thresholds[0], LocalBudgetCounters.Thresholds[1], LocalBudgetCounters.Thresholds[2],
+        ];
+        RedisKey[] key = [Key(line, period)];
+        for (var attempt = 0; attempt < 3; attempt++)
+        {
+            var result = (RedisResult[])(await redis.EvaluateAsync(AllotScript, key, values))!;
+            switch ((int)result[0])
+            {
+                case -1 when held == 0:
+                    await StartAsync(line, period, cancellationToken);
+                    continue;
+                case -1 or -2:
+                    return null;
+                default:
+                    RaiseCrossed([line], period, result, 2);
+                    return long.Parse((string)result[1]!, System.Globalization.CultureInfo.InvariantCulture);
+            }
+        }
+        throw new SharedCountersUnavailableException(null);
     }
 
     public async ValueTask<BudgetStatus> StatusAsync(BudgetPolicy budget, string? userId, DateTimeOffset at, CancellationToken cancellationToken)
@@ -161,7 +278,7 @@ public sealed partial class RedisBudgetCounters(
         RedisKey[] key = [Key(line, period)];
         for (var attempt = 0; attempt < 3; attempt++)
         {
-            var read = (RedisResult[])(await redis.EvaluateAsync(ReadScript, key, []))!;
+            var read = (RedisResult[])(await redis.EvaluateAsync(ReadScript, key, [RedisRateLimitCounters.Microseconds(time.GetUtcNow())]))!;
             if (!read[0].IsNull)
             {
                 return new BudgetStatus(period, period.AddMonths(1), (long)read[0], (long)read[1]);

@@ -22,12 +22,14 @@ public sealed class RedisRateLimitCounters(RedisStore redis, TimeProvider time, 
 {
     /// <summary>
     /// Refills bucket <c>i</c> to <c>now</c> from its hash: a limit it did not have before starts full (as
-    /// <see cref="LocalRateLimitCounters"/>'s buckets do). Sets <c>r[i]</c>, <c>t[i]</c>, <c>f[i]</c>, <c>s[i]</c>; false when
-    /// the key is absent.
+    /// <see cref="LocalRateLimitCounters"/>'s buckets do), after freeing the in-flight slots of allotment leases that lapsed
+    /// (<see cref="Allotments"/>). Sets <c>r[i]</c>, <c>t[i]</c>, <c>f[i]</c>, <c>s[i]</c>; false when the key is absent.
     /// </summary>
-    private const string Refill = """
+    private const string Refill = Allotments.Lapse + "\n" + """
         local r, t, f, s = {}, {}, {}, {}
         local function refill(i, now, rpm, tpm)
+          local freed = 0
+          for _, n in ipairs(lapse(KEYS[i], now)) do freed = freed + tonumber(n) end
           local b = redis.call('HMGET', KEYS[i], 'r', 't', 'f', 's', 'hr', 'ht')
           local stamp = tonumber(b[4])
           local minutes = 0
@@ -39,6 +41,10 @@ public sealed class RedisRateLimitCounters(RedisStore redis, TimeProvider time, 
             if b[6] == '1' then t[i] = math.min(tpm, tonumber(b[2]) + minutes * tpm) else t[i] = tpm end
           else t[i] = 0 end
           f[i] = tonumber(b[3]) or 0
+          if freed > 0 then
+            f[i] = math.max(0, f[i] - freed)
+            redis.call('HSET', KEYS[i], 'f', f[i])
+          end
           s[i] = math.max(stamp or now, now)
           return stamp ~= nil
         end
@@ -96,6 +102,49 @@ public sealed class RedisRateLimitCounters(RedisStore redis, TimeProvider time, 
         return 0
         """;
 
+    /// <summary>
+    /// One node's allotment of one subject (KEYS[1]): gives back what it returns, then takes what it asks for, each part a
+    /// share of what the bucket holds at most (ARGV[17] is the divisor), or nothing at all when a part would be under its
+    /// minimum. The slots it holds are a lease (<see cref="Allotments"/>) renewed to ARGV[4]. ARGV: now (µs), ttl (ms),
+    /// node, lease expiry (µs), rpm, tpm, max, back r/t/f, want r/t/f, min r/t/f, divisor. Returns {granted 1/0, r, t, f
+    /// taken, r and t left in the bucket, slots this node now holds}.
+    /// </summary>
+    private const string AllotScript = Refill + "\n" + """
+        local now, ttl, node, expiry = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
+        local rpm, tpm, max = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+        local backR, backT, backF = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+        local wantR, wantT, wantF = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+        local minR, minT, minF, share = tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16]), tonumber(ARGV[17])
+        refill(1, now, rpm, tpm)
+        local held = tonumber(redis.call('HGET', KEYS[1], 'n:' .. node)) or 0
+        if rpm > 0 then r[1] = math.min(rpm, r[1] + backR) end
+        if tpm > 0 then t[1] = math.min(tpm, t[1] + backT) end
+        backF = math.min(backF, held)
+        f[1] = math.max(0, f[1] - backF)
+        held = held - backF
+        local gR, gT, gF = 0, 0, 0
+        if rpm > 0 and wantR > 0 then gR = math.max(0, math.min(wantR, math.floor(r[1] / share))) end
+        if tpm > 0 and wantT > 0 then gT = math.max(0, math.min(wantT, math.floor(t[1] / share))) end
+        if max > 0 and wantF > 0 then gF = math.max(0, math.min(wantF, math.floor((max - f[1]) / share))) end
+        local granted = 1
+        if (rpm > 0 and wantR > 0 and gR < minR) or (tpm > 0 and wantT > 0 and gT < minT) or (max > 0 and wantF > 0 and gF < minF) then
+          granted, gR, gT, gF = 0, 0, 0, 0
+        end
+        r[1] = r[1] - gR
+        t[1] = t[1] - gT
+        f[1] = f[1] + gF
+        held = held + gF
+        store(1, rpm, tpm, ttl)
+        if held > 0 then
+          redis.call('HSET', KEYS[1], 'n:' .. node, held, 'e:' .. node, expiry)
+          local le = tonumber(redis.call('HGET', KEYS[1], 'le'))
+          if not le or tonumber(expiry) < le then redis.call('HSET', KEYS[1], 'le', expiry) end
+        else
+          redis.call('HDEL', KEYS[1], 'n:' .. node, 'e:' .. node)
+        end
+        return {granted, string.format('%.17g', gR), string.format('%.17g', gT), gF, tostring(r[1]), tostring(t[1]), held}
+        """;
+
     /// <summary>How long an unused bucket is kept: at least a minute (it is full by then), and longer than any request.</summary>
     private readonly long _ttlMs = (long)Math.Max(TimeSpan.FromHours(1).TotalMilliseconds,
         (options.Value.UpstreamTimeout > options.Value.RuntimeTimeout ? options.Value.UpstreamTimeout : options.Value.RuntimeTimeout).TotalMilliseconds * 2);
@@ -141,7 +190,7 @@ public sealed class RedisRateLimitCounters(RedisStore redis, TimeProvider time, 
         };
     }
 
-    public async ValueTask ReleaseAsync(LimitSubject[] subjects, long reservedTokens, long actualTokens, bool executed = true)
+    public async ValueTask ReleaseAsync(LimitSubject[] subjects, long reservedTokens, long actualTokens, bool executed = true, RateAllotmentHold? hold = null)
     {
         var values = new RedisValue[5 + 2 * subjects.Length];
         values[0] = NowMicroseconds();
@@ -157,6 +206,26 @@ public sealed class RedisRateLimitCounters(RedisStore redis, TimeProvider time, 
         await redis.EvaluateAsync(ReleaseScript, Keys(subjects), values);
     }
 
+    /// <summary>
+    /// Changes this node's allotment of <paramref name="subject"/> in one round trip (<see cref="AllottedRateLimitCounters"/>
+    /// owns the node's side): gives back <paramref name="change"/>'s back parts, takes its wanted parts, and renews the lease
+    /// on the slots held to <paramref name="leaseUntil"/>.
+    /// </summary>
+    public async Task<RateAllotmentGrant> AllotAsync(LimitSubject subject, string node, DateTimeOffset leaseUntil, RateAllotmentChange change, int share)
+    {
+        var limits = subject.Limits;
+        RedisValue[] values =
+        [
+            NowMicroseconds(), _ttlMs, node, Microseconds(leaseUntil),
+            limits.RequestsPerMinute ?? 0, limits.TokensPerMinute ?? 0, limits.MaxConcurrent ?? 0,
+            change.BackRequests, change.BackTokens, change.BackSlots,
+            change.WantRequests, change.WantTokens, change.WantSlots,
+            change.MinRequests, change.MinTokens, change.MinSlots, share,
+        ];
+        var result = (RedisResult[])(await redis.EvaluateAsync(AllotScript, [redis.Key("rl:" + subject.Key)], values))!;
+        return new RateAllotmentGrant((int)result[0] == 1, Number(result[1]), Number(result[2]), (long)result[3], Number(result[4]), Number(result[5]), (long)result[6]);
+    }
+
     private RedisKey[] Keys(LimitSubject[] subjects)
     {
         var keys = new RedisKey[subjects.Length];
@@ -167,7 +236,10 @@ public sealed class RedisRateLimitCounters(RedisStore redis, TimeProvider time, 
         return keys;
     }
 
-    private long NowMicroseconds() => (time.GetUtcNow().UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks) / 10;
+    private long NowMicroseconds() => Microseconds(time.GetUtcNow());
+
+    /// <summary>An instant as the scripts keep time: microseconds since the Unix epoch.</summary>
+    public static long Microseconds(DateTimeOffset at) => (at.UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks) / 10;
 
     private static double Number(RedisResult value) => double.Parse((string)value!, NumberStyles.Float, CultureInfo.InvariantCulture);
 }

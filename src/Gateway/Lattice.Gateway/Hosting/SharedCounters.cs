@@ -21,11 +21,14 @@ public static class SharedCounters
     {
         services.AddSingleton<RedisStore>();
         services.AddHostedService(sp => sp.GetRequiredService<RedisStore>());
+        // With Redis, far from their limits rate limits and budgets are admitted from node-local allotments of the shared
+        // counters (one round trip per many requests); near them, each request goes to Redis. Disposed at a graceful stop,
+        // after requests have drained: what a node holds is given back then.
         services.Replace(ServiceDescriptor.Singleton<IRateLimitCounters>(sp => Redis(sp)
-            ? ActivatorUtilities.CreateInstance<RedisRateLimitCounters>(sp)
+            ? ActivatorUtilities.CreateInstance<AllottedRateLimitCounters>(sp, ActivatorUtilities.CreateInstance<RedisRateLimitCounters>(sp))
             : ActivatorUtilities.CreateInstance<LocalRateLimitCounters>(sp)));
         services.Replace(ServiceDescriptor.Singleton<IBudgetCounters>(sp => Redis(sp)
-            ? ActivatorUtilities.CreateInstance<RedisBudgetCounters>(sp)
+            ? ActivatorUtilities.CreateInstance<AllottedBudgetCounters>(sp, ActivatorUtilities.CreateInstance<RedisBudgetCounters>(sp))
             : ActivatorUtilities.CreateInstance<LocalBudgetCounters>(sp)));
         services.Replace(ServiceDescriptor.Singleton<IIdempotencyStore>(sp => Redis(sp)
             ? ActivatorUtilities.CreateInstance<RedisIdempotencyStore>(sp)

@@ -26,6 +26,7 @@ public sealed partial class RedisStore : IHostedService, IAsyncDisposable
     private int _outageWarned;
     private int _outagesWarned;
     private long _uncounted;
+    private long _evaluations;
 
     public RedisStore(IOptions<GatewayOptions> options, ILogger<RedisStore> logger)
     {
@@ -65,6 +66,12 @@ public sealed partial class RedisStore : IHostedService, IAsyncDisposable
         }
     }
 
+    /// <summary>Scripts run so far (each one round trip to Redis): what the node-local allotments save is counted in these.</summary>
+    public long Evaluations => Interlocked.Read(ref _evaluations);
+
+    /// <summary>Whether the connection to Redis is up now (a cheap check, no round trip).</summary>
+    public bool IsConnected => Volatile.Read(ref _connection) is { IsConnected: true };
+
     /// <summary>Whether the gateway keeps its shared counters in Redis.</summary>
     public static bool IsConfigured(GatewayOptions options) => !string.IsNullOrWhiteSpace(options.Redis);
 
@@ -101,7 +108,10 @@ public sealed partial class RedisStore : IHostedService, IAsyncDisposable
         }
     }
 
-    /// <summary>Completes once the connection to Redis is up: at once when it is, else when it is restored.</summary>
+    /// <summary>
+    /// Completes once the connection that runs commands is up: at once when it is, else when it is restored. (The
+    /// subscription connection comes back on its own, sometimes first: that is not enough for a command.)
+    /// </summary>
     public async Task WhenConnectedAsync(CancellationToken cancellationToken)
     {
         if (_configuration is null)
@@ -111,11 +121,17 @@ public sealed partial class RedisStore : IHostedService, IAsyncDisposable
         await _started.Task.WaitAsync(cancellationToken);
         var connection = Volatile.Read(ref _connection) ?? throw new ObjectDisposedException(nameof(RedisStore));
         var restored = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        EventHandler<ConnectionFailedEventArgs> onRestored = (_, _) => restored.TrySetResult();
+        EventHandler<ConnectionFailedEventArgs> onRestored = (_, e) =>
+        {
+            if (e.ConnectionType == ConnectionType.Interactive)
+            {
+                restored.TrySetResult();
+            }
+        };
         connection.ConnectionRestored += onRestored;
         try
         {
-            if (!connection.IsConnected)
+            if (!connection.GetDatabase().IsConnected(default))
             {
                 await restored.Task.WaitAsync(cancellationToken);
             }
@@ -157,6 +173,7 @@ public sealed partial class RedisStore : IHostedService, IAsyncDisposable
     public async Task<RedisResult> EvaluateAsync(string script, RedisKey[] keys, RedisValue[] values)
     {
         var connection = Volatile.Read(ref _connection) ?? throw new SharedCountersUnavailableException(null);
+        Interlocked.Increment(ref _evaluations);
         try
         {
             return await connection.GetDatabase().ScriptEvaluateAsync(script, keys, values);
