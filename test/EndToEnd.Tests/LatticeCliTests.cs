@@ -28,6 +28,18 @@ public sealed class LatticeCliTests(StackFixture stack)
         return (process.ExitCode, await stdout + await stderr);
     }
 
+    [Fact]
+    public void Lattice_up_runs_with_the_GC_gen0_budget_fixed_in_the_same_process_with_its_diagnostics_endpoint()
+    {
+        // The gateway re-executes itself with DOTNET_GCgen0size set (Hosting/Gen0Budget): same process id, the variable
+        // in its environment, and the runtime's diagnostics socket (dumps, counters) bound by the program that runs.
+        var pid = stack.Gateway.ProcessId;
+        var environment = File.ReadAllText($"/proc/{pid}/environ").Split('\0');
+        var expected = Environment.GetEnvironmentVariable("DOTNET_GCgen0size") ?? "0x2000000";
+        Assert.Contains($"DOTNET_GCgen0size={expected}", environment);
+        Assert.Contains(File.ReadAllLines("/proc/net/unix"), line => line.Contains($"/dotnet-diagnostic-{pid}-", StringComparison.Ordinal));
+    }
+
     private async Task<HttpStatusCode> ChatStatusAsync(string key)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };

@@ -1,5 +1,12 @@
 using System.CommandLine;
 using Lattice.Cli.Commands;
+using Lattice.Gateway.Hosting;
+
+// `lattice up` is a long-running gateway: fix its GC gen-0 budget before anything starts (may re-execute this process).
+if (args is ["up", ..])
+{
+    Gen0Budget.EnsureConfigured();
+}
 
 var root = new RootCommand("Lattice: an OpenAI-compatible control plane for AI compute.")
 {

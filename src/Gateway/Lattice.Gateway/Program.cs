@@ -1,4 +1,5 @@
 using Lattice.Gateway.Hosting;
 
+Gen0Budget.EnsureConfigured();
 var app = GatewayApp.Build(GatewayApp.CreateBuilder(args));
 await app.RunAsync();
