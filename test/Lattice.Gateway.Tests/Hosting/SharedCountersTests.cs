@@ -4,11 +4,16 @@ using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json.Nodes;
 using Lattice.Gateway.Billing;
+using Lattice.Gateway.Billing.Alerts;
+using Lattice.Gateway.Hosting;
 using Lattice.Gateway.Metering;
 using Lattice.Gateway.Persistence;
 using Lattice.Gateway.Tests.Infrastructure;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Time.Testing;
 
 namespace Lattice.Gateway.Tests.Hosting;
 
@@ -480,6 +485,356 @@ public sealed class SharedCountersTests
         cluster.Time.Advance(Allotments.Lease + TimeSpan.FromSeconds(1));
         var lapsed = await GetBudgetAsync(cluster, 0, budgetId);
         Assert.Equal((CostCalculator.FormatUsd(spent + reserved), "0"), (lapsed["spent_usd"]!.GetValue<string>(), lapsed["reserved_usd"]!.GetValue<string>()));
+    }
+
+    [Fact]
+    public async Task Slots_a_node_held_as_an_allotment_when_it_died_come_back_to_the_other_nodes_when_its_lease_lapses()
+    {
+        await using var nodes = await CounterNodes.StartAsync();
+        var (a, b) = (nodes.A, nodes.B);
+        const int max = 512;
+        var subject = new LimitSubject("key:died", new Limits { MaxConcurrent = max });
+        await a.WarmUpAsync(subject);
+        // Node A holds slots as an allotment: counted in flight in Redis, under its lease.
+        var held = await nodes.InFlightAsync(subject);
+        Assert.InRange(held, Allotments.Minimum, Allotments.Target);
+
+        // It dies: it renews nothing and gives nothing back. Until its lease lapses the slots stay counted: node B gets
+        // exactly the rest at once.
+        await a.KillAsync();
+        nodes.Time.Advance(Allotments.Lease - TimeSpan.FromSeconds(1));
+        await a.Limits.Syncs.QuietAsync().WaitAsync(Timeout);
+        Assert.Equal(max - held, await b.FillAsync(subject));
+
+        // Once it has lapsed, the next script that touches the subject frees them: B gets all of them.
+        nodes.Time.Advance(TimeSpan.FromSeconds(2));
+        await a.Limits.Syncs.QuietAsync().WaitAsync(Timeout);
+        Assert.Equal(max, await b.FillAsync(subject));
+        Assert.Equal(0, await nodes.InFlightAsync(subject));
+    }
+
+    [Fact]
+    public async Task A_limit_lowered_while_a_node_holds_an_allotment_of_it_is_honoured_exactly_across_nodes()
+    {
+        await using var nodes = await CounterNodes.StartAsync();
+        var a = nodes.A;
+        var before = new LimitSubject("key:changed", new Limits { RequestsPerMinute = 4096, MaxConcurrent = 4096 });
+        await a.WarmUpAsync(before);
+        // Node A holds requests taken out of the bucket and slots, under the old limits.
+        Assert.Equal(Allotments.Target, 4096 - Allotments.WarmUp - await nodes.BucketRequestsAsync(before));
+        Assert.True(await nodes.InFlightAsync(before) >= Allotments.Minimum);
+
+        // Lowered to 100 a minute. The clock stands still: across both nodes exactly 100 are admitted, whatever A held.
+        var after = before with { Limits = new Limits { RequestsPerMinute = 100, MaxConcurrent = 4096 } };
+        Assert.Equal(100, await nodes.AdmitAlternatelyAsync(after));
+
+        // The next tick gives back what A held under the old limits (its slots; the requests it held are dropped, not
+        // added to a bucket already capped at the new limit). A second later the bucket has refilled 100/60 of a
+        // request: exactly one more is admitted, not what A held.
+        nodes.Time.Advance(Allotments.Tick);
+        await a.Limits.Syncs.QuietAsync().WaitAsync(Timeout);
+        Assert.Equal(1, await nodes.AdmitAlternatelyAsync(after));
+        Assert.Equal(0, await nodes.InFlightAsync(after));
+    }
+
+    [Fact]
+    public async Task A_budget_lowered_while_a_node_holds_room_of_it_is_honoured_exactly_across_nodes()
+    {
+        await using var nodes = await CounterNodes.StartAsync();
+        var a = nodes.A;
+        const long unit = CounterNodes.Unit;
+        var line = await nodes.BudgetLineAsync(amount: 1000 * unit, spent: 0);
+        await a.WarmUpAsync(line);
+        Assert.True((await nodes.StatusAsync(line)).ReservedPicoUsd > 0);
+
+        // Lowered to 100 requests' worth, 8 of them spent. Node A's next request takes the exact path under the new
+        // amount; what it held under the old one is reserved from no more, and the next tick gives it back.
+        var lowered = line with { Budget = line.Budget with { AmountPicoUsd = 100 * unit } };
+        var first = await a.Budgets.TryReserveAsync([lowered], unit, nodes.Time.GetUtcNow(), CancellationToken.None);
+        Assert.True(first.Admitted);
+        await a.Budgets.SettleAsync(first, unit);
+        nodes.Time.Advance(Allotments.Tick);
+        await a.Budgets.Syncs.QuietAsync().WaitAsync(Timeout);
+
+        // Exactly the rest of the new amount is admitted across both nodes, and its thresholds are raised once each.
+        Assert.Equal(100 - Allotments.WarmUp - 1, await nodes.SpendAlternatelyAsync(lowered));
+        var status = await nodes.StatusAsync(lowered);
+        Assert.Equal((100 * unit, 0L), (status.SpentPicoUsd, status.ReservedPicoUsd));
+        Assert.Equal(new[] { 50, 80, 100 }, nodes.Alerts.Raised.Select(alert => alert.Threshold));
+    }
+
+    [Fact]
+    public async Task A_node_that_stops_gracefully_gives_back_its_allotments_and_another_node_can_use_the_whole_room_at_once()
+    {
+        await using var nodes = await CounterNodes.StartAsync();
+        var (a, b) = (nodes.A, nodes.B);
+        var subject = new LimitSubject("key:stopped", new Limits { RequestsPerMinute = 2048, MaxConcurrent = 1024 });
+        await a.WarmUpAsync(subject);
+        var line = await nodes.BudgetLineAsync(amount: 1000 * CounterNodes.Unit, spent: 0);
+        await a.WarmUpAsync(line);
+        Assert.True(await nodes.InFlightAsync(subject) > 0);
+        Assert.Equal(Allotments.Target, 2048 - Allotments.WarmUp - await nodes.BucketRequestsAsync(subject));
+        Assert.True((await nodes.StatusAsync(line)).ReservedPicoUsd > 0);
+
+        // A graceful stop (requests have drained): everything A held goes back in the same moment, the clock standing still.
+        await a.DisposeAsync();
+        var status = await nodes.StatusAsync(line);
+        Assert.Equal((Allotments.WarmUp * CounterNodes.Unit, 0L), (status.SpentPicoUsd, status.ReservedPicoUsd));
+        var first = await b.Exact.TryAcquireAsync([subject], 0, CancellationToken.None);
+        Assert.Equal(2048 - Allotments.WarmUp - 1, first.Report.RemainingRequests);
+        await b.Exact.ReleaseAsync([subject], 0, 0);
+        Assert.Equal(1024, await b.FillAsync(subject));
+    }
+
+    [Fact]
+    public async Task Budget_room_that_lapses_as_spent_raises_the_thresholds_it_crosses_with_the_spend_the_status_shows()
+    {
+        await using var nodes = await CounterNodes.StartAsync();
+        var (a, b) = (nodes.A, nodes.B);
+        // 48 % spent already (what the counter started from the ledger); node A spends 8 requests' worth on the exact path
+        // and then holds room as an allotment: 48.8 % spent, no threshold crossed yet.
+        const long unit = CounterNodes.Unit;
+        var line = await nodes.BudgetLineAsync(amount: 1000 * unit, spent: 480 * unit);
+        await a.WarmUpAsync(line);
+        var held = (await nodes.StatusAsync(line)).ReservedPicoUsd;
+        Assert.InRange(held, 20 * unit, Allotments.Target * unit);
+        Assert.Empty(nodes.Alerts.Raised);
+
+        // A dies; once its lease lapses its room is counted as spent, crossing 50 %: the alert is raised then, once,
+        // with the spend the budget's status shows (a threshold passed by a lapse would otherwise never be raised).
+        await a.KillAsync();
+        nodes.Time.Advance(Allotments.Lease + TimeSpan.FromSeconds(1));
+        await a.Budgets.Syncs.QuietAsync().WaitAsync(Timeout);
+        var status = await nodes.StatusAsync(line);
+        Assert.Equal((488 * unit + held, 0L), (status.SpentPicoUsd, status.ReservedPicoUsd));
+        var alert = Assert.Single(nodes.Alerts.Raised);
+        Assert.Equal((line.Budget.Id, 50, 488 * unit + held), (alert.BudgetId, alert.Threshold, alert.SpentPicoUsd));
+
+        // Later spend does not raise it again; the next threshold is raised when real spend reaches it.
+        var reservation = await b.Budgets.TryReserveAsync([line], unit, nodes.Time.GetUtcNow(), CancellationToken.None);
+        await b.Budgets.SettleAsync(reservation, unit);
+        Assert.Single(nodes.Alerts.Raised);
+    }
+
+    /// <summary>
+    /// Two nodes' counters on the shared Redis without gateways around them — the allotting ones over the exact ones, as
+    /// <c>Lattice:Redis</c> registers them — on one fake clock that starts mid-month, under a key prefix of their own.
+    /// </summary>
+    private sealed class CounterNodes : IAsyncDisposable
+    {
+        /// <summary>One request's worst-case cost in the budget tests: $0.001.</summary>
+        public const long Unit = 1_000_000_000;
+
+        private readonly string _prefix = "n" + Guid.NewGuid().ToString("N") + ":";
+        private StackExchange.Redis.ConnectionMultiplexer _redis = null!;
+
+        public FakeTimeProvider Time { get; } = new(new DateTimeOffset(2026, 6, 15, 12, 0, 0, TimeSpan.Zero));
+        public AlertSink Alerts { get; } = new();
+        public CounterNode A { get; private set; } = null!;
+        public CounterNode B { get; private set; } = null!;
+
+        public static async Task<CounterNodes> StartAsync()
+        {
+            var server = await RedisServer.Shared();
+            var nodes = new CounterNodes { _redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(server.Configuration) };
+            nodes.A = await CounterNode.StartAsync(server, nodes._prefix, nodes.Time, nodes.Alerts);
+            nodes.B = await CounterNode.StartAsync(server, nodes._prefix, nodes.Time, nodes.Alerts);
+            return nodes;
+        }
+
+        /// <summary>Requests admitted (each over at once) until both nodes refuse, taking turns: A's allotting counters, B's exact ones.</summary>
+        public async Task<int> AdmitAlternatelyAsync(LimitSubject subject)
+        {
+            var admitted = 0;
+            for (int turn = 0, refusedInARow = 0; refusedInARow < 2; turn++)
+            {
+                IRateLimitCounters counters = turn % 2 == 0 ? A.Limits : B.Exact;
+                var decision = await counters.TryAcquireAsync([subject], 0, CancellationToken.None);
+                if (!decision.Admitted)
+                {
+                    Assert.Equal(RateRefusal.Requests, decision.Refusal);
+                    refusedInARow++;
+                    continue;
+                }
+                refusedInARow = 0;
+                admitted++;
+                await counters.ReleaseAsync([subject], 0, 0, executed: true, decision.Hold);
+            }
+            return admitted;
+        }
+
+        /// <summary><paramref name="line"/>'s budget as node B reads it.</summary>
+        public async Task<BudgetStatus> StatusAsync(BudgetLine line) =>
+            await B.Budgets.StatusAsync(line.Budget, line.UserId, Time.GetUtcNow(), CancellationToken.None);
+
+        /// <summary>Requests costing <see cref="Unit"/> reserved and settled until both nodes refuse, taking turns.</summary>
+        public async Task<int> SpendAlternatelyAsync(BudgetLine line)
+        {
+            var admitted = 0;
+            for (int turn = 0, refusedInARow = 0; refusedInARow < 2; turn++)
+            {
+                var counters = turn % 2 == 0 ? A.Budgets : B.Budgets;
+                var reservation = await counters.TryReserveAsync([line], Unit, Time.GetUtcNow(), CancellationToken.None);
+                if (!reservation.Admitted)
+                {
+                    refusedInARow++;
+                    continue;
+                }
+                refusedInARow = 0;
+                admitted++;
+                await counters.SettleAsync(reservation, Unit);
+            }
+            return admitted;
+        }
+
+        /// <summary>A line's counter as a node starts it from the ledger, with <paramref name="spent"/> spent this month.</summary>
+        public async Task<BudgetLine> BudgetLineAsync(long amount, long spent)
+        {
+            var id = "bud_" + Guid.NewGuid().ToString("N")[..10];
+            var line = new BudgetLine(new BudgetPolicy(id, "ws_counters", "key", "key_counters", amount), null);
+            var period = LocalBudgetCounters.PeriodStart(Time.GetUtcNow());
+            var key = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{_prefix}b:{id}:{period.UtcDateTime:yyyy-MM}:");
+            await _redis.GetDatabase().HashSetAsync(key, [new StackExchange.Redis.HashEntry("s", spent), new("r", 0), new("a", 0)]);
+            await _redis.GetDatabase().KeyExpireAsync(key, TimeSpan.FromHours(1));
+            return line;
+        }
+
+        /// <summary>The slots of <paramref name="subject"/> counted in flight in Redis (allotments' included).</summary>
+        public async Task<long> InFlightAsync(LimitSubject subject) =>
+            (long?)await _redis.GetDatabase().HashGetAsync($"{_prefix}rl:{subject.Key}", "f") ?? 0;
+
+        /// <summary>The requests <paramref name="subject"/>'s shared bucket holds, whole.</summary>
+        public async Task<long> BucketRequestsAsync(LimitSubject subject) => (long)Math.Floor(double.Parse(
+            (string)(await _redis.GetDatabase().HashGetAsync($"{_prefix}rl:{subject.Key}", "r"))!, System.Globalization.CultureInfo.InvariantCulture));
+
+        public async ValueTask DisposeAsync()
+        {
+            await A.DisposeAsync();
+            await B.DisposeAsync();
+            await _redis.DisposeAsync();
+        }
+    }
+
+    /// <summary>One node's counters: its own connection to Redis (cut to stand in for its death).</summary>
+    private sealed class CounterNode : IAsyncDisposable
+    {
+        private RedisStore _store = null!;
+        private TimeProvider _time = null!;
+        private int _disposed;
+
+        public RedisRateLimitCounters Exact { get; private set; } = null!;
+        public AllottedRateLimitCounters Limits { get; private set; } = null!;
+        public AllottedBudgetCounters Budgets { get; private set; } = null!;
+
+        public static async Task<CounterNode> StartAsync(RedisServer server, string prefix, FakeTimeProvider time, IBudgetAlertSink alerts)
+        {
+            var options = Options.Create(new GatewayOptions { Redis = server.Configuration, RedisKeyPrefix = prefix });
+            var store = new RedisStore(options, NullLogger<RedisStore>.Instance);
+            await store.StartAsync(CancellationToken.None);
+            await store.WhenConnectedAsync(CancellationToken.None).WaitAsync(Timeout);
+            var exact = new RedisRateLimitCounters(store, time, options);
+            // The budget lines are started by the test (BudgetLineAsync): the ledger a counter starts from is not needed.
+            var budgets = new RedisBudgetCounters(store, null!, null!, alerts, time, NullLogger<RedisBudgetCounters>.Instance);
+            return new CounterNode
+            {
+                _store = store,
+                _time = time,
+                Exact = exact,
+                Limits = new AllottedRateLimitCounters(exact, store, time, NullLogger<AllottedRateLimitCounters>.Instance),
+                Budgets = new AllottedBudgetCounters(budgets, store, time, NullLogger<AllottedBudgetCounters>.Instance),
+            };
+        }
+
+        /// <summary>
+        /// <see cref="Allotments.WarmUp"/> requests of <paramref name="subject"/> on the exact path, each over at once;
+        /// then waits for the allotment the last one asked for.
+        /// </summary>
+        public async Task WarmUpAsync(LimitSubject subject)
+        {
+            for (var i = 0; i < Allotments.WarmUp; i++)
+            {
+                var decision = await Limits.TryAcquireAsync([subject], 0, CancellationToken.None);
+                Assert.True(decision.Admitted);
+                Assert.Null(decision.Hold);
+                await Limits.ReleaseAsync([subject], 0, 0, executed: true, decision.Hold);
+            }
+            await Limits.Syncs.QuietAsync().WaitAsync(Timeout);
+        }
+
+        /// <summary>The same for a budget line: <see cref="Allotments.WarmUp"/> requests costing <see cref="CounterNodes.Unit"/> each.</summary>
+        public async Task WarmUpAsync(BudgetLine line)
+        {
+            for (var i = 0; i < Allotments.WarmUp; i++)
+            {
+                var reservation = await Budgets.TryReserveAsync([line], CounterNodes.Unit, _time.GetUtcNow(), CancellationToken.None);
+                Assert.True(reservation.Admitted);
+                Assert.Null(reservation.Hold);
+                await Budgets.SettleAsync(reservation, CounterNodes.Unit);
+            }
+            await Budgets.Syncs.QuietAsync().WaitAsync(Timeout);
+        }
+
+        /// <summary>Takes slots of <paramref name="subject"/> on the exact path until refused; gives them all back; returns how many it got.</summary>
+        public async Task<int> FillAsync(LimitSubject subject)
+        {
+            var taken = 0;
+            while (true)
+            {
+                var decision = await Exact.TryAcquireAsync([subject], 0, CancellationToken.None);
+                if (!decision.Admitted)
+                {
+                    Assert.Equal(RateRefusal.Concurrency, decision.Refusal);
+                    break;
+                }
+                taken++;
+            }
+            for (var i = 0; i < taken; i++)
+            {
+                await Exact.ReleaseAsync([subject], 0, 0);
+            }
+            return taken;
+        }
+
+        /// <summary>Stands in for a crash: the connection is cut, so nothing is renewed or given back.</summary>
+        public async Task KillAsync() => await _store.DisposeAsync();
+
+        /// <summary>A graceful stop: the allotments are given back, then the connection closes.</summary>
+        public async ValueTask DisposeAsync()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) != 0)
+            {
+                return;
+            }
+            await Limits.DisposeAsync();
+            await Budgets.DisposeAsync();
+            await _store.DisposeAsync();
+        }
+    }
+
+    /// <summary>The budget alerts raised, in order.</summary>
+    private sealed class AlertSink : IBudgetAlertSink
+    {
+        private readonly Lock _gate = new();
+        private readonly List<BudgetAlert> _raised = [];
+
+        public IReadOnlyList<BudgetAlert> Raised
+        {
+            get
+            {
+                lock (_gate)
+                {
+                    return [.. _raised];
+                }
+            }
+        }
+
+        public void Raise(BudgetAlert alert)
+        {
+            lock (_gate)
+            {
+                _raised.Add(alert);
+            }
+        }
     }
 
     private static async Task AssertIdempotentRequestRefusedAsync(HttpClient client, string model)

@@ -1,5 +1,9 @@
+using Lattice.Gateway.Auth;
+using Lattice.Gateway.Catalog;
+using Lattice.Gateway.Dispatch;
 using Lattice.Gateway.Metering;
 using Lattice.Gateway.Persistence;
+using Lattice.Gateway.Tasks;
 using Lattice.Gateway.Tests.Infrastructure;
 using Lattice.Protocol.Metering;
 using Microsoft.EntityFrameworkCore;
@@ -103,6 +107,41 @@ public sealed class LedgerHarness : IAsyncDisposable
         TimeToFirstByteMicroseconds = status == UsageStatuses.Interrupted ? null : 1_500,
         DurationMicroseconds = 42_000,
     };
+
+    /// <summary>What <see cref="SealedCall"/>'s runtime charges: $0.002 a request, $1 and $3 per million input and output tokens.</summary>
+    public static readonly Prices SealedPrices = new() { PerRequest = 0.002m, InputPerMTok = 1m, OutputPerMTok = 3m };
+
+    /// <summary>
+    /// A sealed call to a personal runtime that ended with <paramref name="usage"/> reported and signed: the request, and
+    /// the outcome whose usage check (the signature's verification, run off the client's path) is <paramref name="check"/>.
+    /// </summary>
+    public static (TaskRequest Request, DispatchOutcome Outcome) SealedCall(string requestId, Usage usage, Func<bool> check)
+    {
+        var body = """{"model":"lattice:personal:lat_sealed","messages":[]}"""u8.ToArray();
+        var request = new TaskRequest
+        {
+            Task = new TaskClass(BuiltInTaskClasses.ChatCompletions, InputSchema.TryCreate("{}", out _)!, true, TaskContentKind.Json,
+                "/chat/completions", "usage", true, DateTimeOffset.UnixEpoch),
+            Model = "lattice:personal:lat_sealed",
+            Caller = new Caller(CredentialKind.ApiKey, "ws_sealed", "key_sealed", [Scopes.Inference]),
+            Input = new TaskInput
+            {
+                Body = body, Length = body.Length, Model = "lattice:personal:lat_sealed", Stream = false, ContentType = "application/json",
+                SealedRequestId = requestId,
+            },
+            RequestId = requestId,
+            ReceivedAt = DateTimeOffset.FromUnixTimeMilliseconds(1_780_000_000_123),
+            StartTimestamp = 0,
+        };
+        var outcome = new DispatchOutcome
+        {
+            ServedBy = new Candidate(ServedByKinds.PersonalRuntime, "lat_sealed", CapacityClasses.Personal, "m", SealedPrices, null!),
+            HttpStatus = 200,
+            Usage = usage,
+            UsageCheck = check,
+        };
+        return (request, outcome);
+    }
 
     /// <summary>The provisional record the dispatch journals: status interrupted, usage so far.</summary>
     public static UsageRecord Provisional(string requestId) => NewRecord(requestId, UsageStatuses.Interrupted, promptTokens: 12, completionTokens: 0);

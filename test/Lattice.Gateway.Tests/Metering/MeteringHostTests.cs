@@ -2,6 +2,7 @@ using Lattice.Gateway.Hosting;
 using Lattice.Gateway.Metering;
 using Lattice.Gateway.Persistence;
 using Lattice.Gateway.Tests.Infrastructure;
+using Lattice.Protocol.Metering;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.EntityFrameworkCore;
@@ -20,7 +21,7 @@ public sealed class MeteringHostTests : IDisposable
 
     public void Dispose() => Hosts.DeleteDataDirectory(_dataDir);
 
-    private WebApplication Build(Dictionary<string, string?>? extra = null)
+    private WebApplication Build(Dictionary<string, string?>? extra = null, LogSink? logs = null)
     {
         var builder = GatewayApp.CreateBuilder([]);
         var settings = new Dictionary<string, string?> { ["Lattice:DataDirectory"] = _dataDir };
@@ -31,6 +32,11 @@ public sealed class MeteringHostTests : IDisposable
         builder.Configuration.AddInMemoryCollection(settings);
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        if (logs is not null)
+        {
+            builder.Logging.AddFilter(typeof(UsageLedger).FullName, LogLevel.Information);
+            builder.Logging.AddProvider(new SinkProvider(logs));
+        }
         return GatewayApp.Build(builder);
     }
 
@@ -72,6 +78,41 @@ public sealed class MeteringHostTests : IDisposable
         var options = new DbContextOptionsBuilder<LatticeDbContext>().UseSqlite(new GatewayOptions { DataDirectory = _dataDir }.ResolveConnectionString()).Options;
         await using var after = new LatticeDbContext(options);
         Assert.Equal(52, await after.UsageRecords.CountAsync());
+    }
+
+    [Fact]
+    public async Task A_graceful_stop_of_the_host_while_a_sealed_answers_usage_signature_is_being_checked_commits_it_ok()
+    {
+        var logs = new LogSink();
+        var app = Build(logs: logs);
+        await app.StartAsync().WaitAsync(Timeout);
+        var verdict = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var usage = new Usage(5, 8, 13);
+        // The answer has ended; the signature check of its usage is held until the stop is waiting for it.
+        var meter = app.Services.GetRequiredService<UsageMeter>();
+        var (request, outcome) = LedgerHarness.SealedCall("req_sealed_host", usage, () => verdict.Task.GetAwaiter().GetResult());
+        var cost = meter.Finish(meter.Begin(request), request, outcome);
+
+        // SIGTERM: the host's graceful stop. The ledger says it waits for the check (8014); the check then ends.
+        var stopping = app.StopAsync();
+        await logs.WaitForAsync(8014).WaitAsync(Timeout);
+        verdict.SetResult(true);
+        await stopping.WaitAsync(Timeout);
+        await app.DisposeAsync();
+
+        var options = new DbContextOptionsBuilder<LatticeDbContext>().UseSqlite(new GatewayOptions { DataDirectory = _dataDir }.ResolveConnectionString()).Options;
+        await using var after = new LatticeDbContext(options);
+        var row = (await after.UsageRecords.AsNoTracking().SingleAsync(r => r.RequestId == "req_sealed_host")).ToRecord();
+        Assert.Equal((UsageStatuses.Ok, usage, cost), (row.Status, row.Usage, row.CostPicoUsd));
+    }
+
+    private sealed class SinkProvider(LogSink sink) : ILoggerProvider
+    {
+        public ILogger CreateLogger(string categoryName) => sink.CreateLogger(categoryName);
+
+        public void Dispose()
+        {
+        }
     }
 
     [Fact]

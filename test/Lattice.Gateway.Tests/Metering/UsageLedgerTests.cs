@@ -3,6 +3,7 @@ using Lattice.Gateway.Tests.Infrastructure;
 using Lattice.Protocol.Metering;
 using Lattice.Testing;
 using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.Options;
 
 namespace Lattice.Gateway.Tests.Metering;
 
@@ -234,6 +235,35 @@ public abstract class UsageLedgerTests : IAsyncLifetime
         await ledger.DisposeAsync();
         await _harness.OpenAsync();
         Assert.Equal(1001, (await _harness.RowsAsync()).Count);
+    }
+
+    [Fact]
+    public async Task A_graceful_stop_while_a_sealed_answers_usage_signature_is_being_checked_records_it_ok_with_its_usage()
+    {
+        var ledger = await _harness.OpenAsync();
+        var meter = new UsageMeter(ledger, new TokenEstimator(), TimeProvider.System, Options.Create(new MeteringOptions()));
+        // The daemon's signed usage: its signature check runs off the client's path, and is held here until the stop is
+        // under way — the answer has ended, its record is not yet written.
+        var checking = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var verdict = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var usage = new Usage(17, 29, 46);
+        var (request, outcome) = LedgerHarness.SealedCall("req_sealed", usage, () =>
+        {
+            checking.TrySetResult();
+            return verdict.Task.GetAwaiter().GetResult();
+        });
+        var cost = meter.Finish(meter.Begin(request), request, outcome);
+        await checking.Task.WaitAsync(Timeout);
+
+        var stopping = ledger.StopAsync();
+        verdict.SetResult(true);
+        await stopping.WaitAsync(Timeout);
+
+        // Committed by the stop as it ended: ok, the signed usage exactly (not estimated), its cost; not interrupted.
+        var row = Assert.Single(await _harness.RowsAsync());
+        Assert.Equal(("req_sealed", UsageStatuses.Ok, 200, usage, cost), (row.RequestId, row.Status, row.HttpStatus, row.Usage, row.CostPicoUsd));
+        Assert.Equal(2_000_000_000L + 17_000_000 + 87_000_000, cost);
+        Assert.Equal(ledger.Journal.SlotCount, ledger.Journal.FreeSlots);
     }
 
     [Fact]

@@ -267,6 +267,9 @@ internal abstract class AllotmentOwner<TEntry, TChange> : IAsyncDisposable where
             CollectReturns(returns);
         }
         await Task.WhenAll(returns.Select(r => SyncAsync(r.Item1, r.Item2)));
+        // A round trip that was under way (a top-up, a flush, a renewal) gives back what is left when it ends, now that
+        // the owner is stopped: wait for those too, before the connection to Redis goes.
+        await Syncs.QuietAsync();
         GC.SuppressFinalize(this);
     }
 

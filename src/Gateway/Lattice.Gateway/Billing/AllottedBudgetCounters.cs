@@ -180,13 +180,28 @@ internal sealed partial class AllottedBudgetCounters : AllotmentOwner<BudgetAllo
 
     /// <summary>
     /// Under the lock: this node's allotment of <paramref name="line"/> in <paramref name="period"/>. Keyed by the amount
-    /// too: room taken under another amount is given back by the tick, nothing reserved from it.
+    /// too: an allotment of the same line under another amount (or of another month) is replaced — nothing is reserved
+    /// from it any more, the next tick gives its room back and flushes its spend, and its spend is counted against the
+    /// line's amount now (the thresholds its alerts are raised at).
     /// </summary>
     private BudgetAllotment EntryFor(BudgetLine line, DateTimeOffset period)
     {
         var key = Key(line, period);
         if (!_entries.TryGetValue(key, out var e))
         {
+            foreach (var other in _entries.Values)
+            {
+                if (!other.Replaced && string.Equals(other.Line.Budget.Id, line.Budget.Id, StringComparison.Ordinal)
+                    && string.Equals(other.Line.UserId, line.UserId, StringComparison.Ordinal))
+                {
+                    other.Replaced = true;
+                    other.Active = false;
+                    if (other.Period == period)
+                    {
+                        other.Amount = line.Budget.AmountPicoUsd;
+                    }
+                }
+            }
             e = new BudgetAllotment(key, line, period, NextLease());
             _entries[key] = e;
         }
@@ -199,7 +214,7 @@ internal sealed partial class AllottedBudgetCounters : AllotmentOwner<BudgetAllo
         long? granted;
         try
         {
-            granted = await _shared.AllotAsync(e.Line, e.Period, e.Lease, Time.GetUtcNow() + Allotments.Lease, change.Held, change.Spent, change.Back,
+            granted = await _shared.AllotAsync(e.Line with { Budget = e.Line.Budget with { AmountPicoUsd = e.Amount } }, e.Period, e.Lease, Time.GetUtcNow() + Allotments.Lease, change.Held, change.Spent, change.Back,
                 change.Want, change.Min, Allotments.Share, CancellationToken.None);
         }
         catch (Exception ex)
@@ -236,7 +251,7 @@ internal sealed partial class AllottedBudgetCounters : AllotmentOwner<BudgetAllo
             e.LeaseUntil = LeaseEnd(now);
             if (change.Want > 0)
             {
-                if (grant > 0 && !Stopped)
+                if (grant > 0 && !Stopped && !e.Replaced)
                 {
                     e.Active = true;
                 }
@@ -249,6 +264,12 @@ internal sealed partial class AllottedBudgetCounters : AllotmentOwner<BudgetAllo
                         giveBack = e.GiveBack();
                     }
                 }
+            }
+            else if (Stopped && (e.Room != 0 || e.Pending != 0))
+            {
+                // A flush or renewal that was under way at a graceful stop: the room goes back now, not counted as spent
+                // when the lease lapses.
+                giveBack = e.GiveBack();
             }
         }
         if (giveBack is { } back)
@@ -304,6 +325,10 @@ internal sealed class BudgetAllotment(string key, BudgetLine line, DateTimeOffse
     public readonly string Key = key;
     public readonly BudgetLine Line = line;
     public readonly DateTimeOffset Period = period;
+    /// <summary>The line's amount its round trips are sent with (thresholds, sizing): <see cref="Line"/>'s, or once replaced under a new amount, that one.</summary>
+    public long Amount = line.Budget.AmountPicoUsd;
+    /// <summary>A newer allotment of the same line (another amount or month) took its place: it is only given back.</summary>
+    public bool Replaced;
     /// <summary>Room left to reserve from.</summary>
     public long Room;
     /// <summary>Reserved by requests in flight.</summary>

@@ -152,10 +152,18 @@ internal sealed partial class AllottedRateLimitCounters : AllotmentOwner<RateAll
             {
                 return e;
             }
-            // Room taken under other limits is not this limit's: given back by the next tick, nothing taken from it.
-            e.Retired = true;
-            e.Active = false;
+            // Room taken under other limits is not this limit's: nothing is taken from it any more, its slots go back by
+            // the next tick, and every round trip for it from now on is sent under the new limits (under the old ones, the
+            // script would refill and cap the shared bucket by them).
+            e.Retire();
             _retired.Add(e);
+            foreach (var retired in _retired)
+            {
+                if (string.Equals(retired.Subject.Key, subject.Key, StringComparison.Ordinal))
+                {
+                    retired.Current = subject.Limits;
+                }
+            }
         }
         e = new RateAllotment(subject, NextLease());
         _entries[subject.Key] = e;
@@ -188,7 +196,7 @@ internal sealed partial class AllottedRateLimitCounters : AllotmentOwner<RateAll
     {
         try
         {
-            var grant = await _shared.AllotAsync(e.Subject, e.Lease, Time.GetUtcNow() + Allotments.Lease, change, Allotments.Share);
+            var grant = await _shared.AllotAsync(e.Subject with { Limits = e.Current }, e.Lease, Time.GetUtcNow() + Allotments.Lease, change, Allotments.Share);
             var now = Time.GetTimestamp();
             RateAllotmentChange? giveBack = null;
             lock (Gate)
@@ -212,6 +220,12 @@ internal sealed partial class AllottedRateLimitCounters : AllotmentOwner<RateAll
                     e.Requests += grant.Requests;
                     e.Tokens += grant.Tokens;
                     e.Refused();
+                    giveBack = e.GiveBack();
+                    e.Syncing = giveBack is not null;
+                }
+                else if (Stopped)
+                {
+                    // A flush or renewal that was under way at a graceful stop: what is left goes back now, not at the lease's end.
                     giveBack = e.GiveBack();
                     e.Syncing = giveBack is not null;
                 }
@@ -282,6 +296,11 @@ internal sealed partial class AllottedRateLimitCounters : AllotmentOwner<RateAll
 internal sealed class RateAllotment(LimitSubject subject, string lease) : Allotment(lease)
 {
     public readonly LimitSubject Subject = subject;
+    /// <summary>
+    /// The limits its round trips are sent under: <see cref="Subject"/>'s, or once retired the subject's newest (the script
+    /// refills and caps the shared bucket by the limits it is sent).
+    /// </summary>
+    public Limits Current = subject.Limits;
     public bool Retired;
     public double Requests;
     public double Tokens;
@@ -331,9 +350,30 @@ internal sealed class RateAllotment(LimitSubject subject, string lease) : Allotm
         return new RateAllotmentChange(0, 0, 0, wantRequests, wantTokens, wantSlots, min, min * unit, min);
     }
 
+    /// <summary>
+    /// Its subject's limits changed: nothing more is admitted from it, and the requests and tokens it holds are dropped
+    /// rather than given back. They were taken out of the bucket under the old limits; the bucket has since been capped at
+    /// the new ones and may have been spent down to nothing, so giving them back would admit more than the new limit in
+    /// that minute. The bucket refills them at the new rate (the subject is refused early by at most what was held, for
+    /// at most a minute). Slots are counts, not rates: they are given back.
+    /// </summary>
+    public void Retire()
+    {
+        Retired = true;
+        Active = false;
+        Requests = 0;
+        Tokens = 0;
+    }
+
     /// <summary>Takes out everything not in flight to give back; null when there is nothing.</summary>
     public RateAllotmentChange? GiveBack()
     {
+        if (Retired)
+        {
+            // Settled into it after it retired (a request's unused tokens): dropped too, see Retire.
+            Requests = 0;
+            Tokens = 0;
+        }
         var slots = Math.Max(0, Slots - InFlight);
         if (Requests == 0 && Tokens == 0 && slots == 0)
         {

@@ -28,46 +28,6 @@ public sealed partial class RedisBudgetCounters(
     ILogger<RedisBudgetCounters> logger) : IBudgetCounters
 {
     /// <summary>
-    /// Counts what nodes that stopped renewing their allotment's lease (<see cref="Allotments"/>) still held as
-    /// spent: a node that died may have spent any of it, so its room is not given back (a budget errs towards refusing early).
-    /// </summary>
-    private const string LapseAsSpent = Allotments.Lapse + "\n" + """
-        local function lapseAsSpent(key, now)
-          for _, n in ipairs(lapse(key, now)) do
-            redis.call('HINCRBY', key, 's', n)
-            if redis.call('HINCRBY', key, 'r', '-' .. n) < 0 then redis.call('HSET', key, 'r', 0) end
-          end
-        end
-        """;
-
-    /// <summary>
-    /// ARGV: picoUsd, then each line's amount, then now (µs). Returns {-1, i} when line i has no counter yet; {0, i, raise,
-    /// spent} when line i has no room (raise 1: the 100% alert is this caller's to raise); {1} when every line took the reservation.
-    /// </summary>
-    private const string ReserveScript = LapseAsSpent + "\n" + """
-        local pico = tonumber(ARGV[1])
-        for i = 1, #KEYS do
-          if redis.call('EXISTS', KEYS[i]) == 0 then return {-1, i} end
-        end
-        for i = 1, #KEYS do lapseAsSpent(KEYS[i], tonumber(ARGV[#KEYS + 2])) end
-        for i = 1, #KEYS do
-          local b = redis.call('HMGET', KEYS[i], 's', 'r', 'a')
-          local s, r, a = tonumber(b[1]), tonumber(b[2]), tonumber(b[3]) or 0
-          local amount = tonumber(ARGV[1 + i])
-          if pico > 0 and s + r + pico > amount then
-            local raise = 0
-            if s + pico > amount and bit.band(a, 4) == 0 then
-              redis.call('HSET', KEYS[i], 'a', bit.bor(a, 4))
-              raise = 1
-            end
-            return {0, i, raise, b[1]}
-          end
-        end
-        for i = 1, #KEYS do redis.call('HINCRBY', KEYS[i], 'r', ARGV[1]) end
-        return {1}
-        """;
-
-    /// <summary>
     /// Spends <c>spent</c> (a string, exact) on line <c>i</c> (KEYS[i]) and appends {i, threshold, spent} to <c>out</c> for
     /// each of the three thresholds it crosses for the first time in its month.
     /// </summary>
@@ -91,14 +51,64 @@ public sealed partial class RedisBudgetCounters(
         """;
 
     /// <summary>
+    /// Counts what nodes that stopped renewing their allotment's lease (<see cref="Allotments"/>) still held on line
+    /// <c>i</c> as spent: a node that died may have spent any of it, so its room is not given back (a budget errs towards
+    /// refusing early). It is spent like any spend (<see cref="Spend"/>): a threshold it crosses is raised, appended to
+    /// <c>out</c>, so the alerts agree with the spend the status shows (a threshold passed here would otherwise never be
+    /// raised that month: the next spend starts above it).
+    /// </summary>
+    private const string LapseAsSpent = Allotments.Lapse + "\n" + Spend + "\n" + """
+        local function lapseAsSpent(i, now, amount, thresholds, out)
+          for _, n in ipairs(lapse(KEYS[i], now)) do
+            if redis.call('HINCRBY', KEYS[i], 'r', '-' .. n) < 0 then redis.call('HSET', KEYS[i], 'r', 0) end
+            spend(i, n, amount, thresholds, out)
+          end
+        end
+        """;
+
+    /// <summary>
+    /// ARGV: picoUsd, then each line's amount, then now (µs), then the three thresholds. Returns {-1, i} when line i has no
+    /// counter yet; {0, i, raise, spent} when line i has no room (raise 1: the 100% alert is this caller's to raise); {1}
+    /// when every line took the reservation; either of the last two followed by {i, threshold, spent} per threshold that
+    /// lapsed allotments crossed.
+    /// </summary>
+    private const string ReserveScript = LapseAsSpent + "\n" + """
+        local pico, n = tonumber(ARGV[1]), #KEYS
+        for i = 1, n do
+          if redis.call('EXISTS', KEYS[i]) == 0 then return {-1, i} end
+        end
+        local thresholds, out = {tonumber(ARGV[n + 3]), tonumber(ARGV[n + 4]), tonumber(ARGV[n + 5])}, {}
+        for i = 1, n do lapseAsSpent(i, tonumber(ARGV[n + 2]), tonumber(ARGV[1 + i]), thresholds, out) end
+        local function answer(head)
+          for _, v in ipairs(out) do head[#head + 1] = v end
+          return head
+        end
+        for i = 1, n do
+          local b = redis.call('HMGET', KEYS[i], 's', 'r', 'a')
+          local s, r, a = tonumber(b[1]), tonumber(b[2]), tonumber(b[3]) or 0
+          local amount = tonumber(ARGV[1 + i])
+          if pico > 0 and s + r + pico > amount then
+            local raise = 0
+            if s + pico > amount and bit.band(a, 4) == 0 then
+              redis.call('HSET', KEYS[i], 'a', bit.bor(a, 4))
+              raise = 1
+            end
+            return answer({0, i, raise, b[1]})
+          end
+        end
+        for i = 1, n do redis.call('HINCRBY', KEYS[i], 'r', ARGV[1]) end
+        return answer({1})
+        """;
+
+    /// <summary>
     /// ARGV: minus what was reserved, actual, the three thresholds, then each line's amount, then now (µs). Returns {i,
     /// threshold, spent} for each threshold a line crossed for the first time in its month.
     /// </summary>
-    private const string SettleScript = LapseAsSpent + "\n" + Spend + "\n" + """
+    private const string SettleScript = LapseAsSpent + "\n" + """
         local thresholds, out = {tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])}, {}
         for i = 1, #KEYS do
           if redis.call('EXISTS', KEYS[i]) == 1 then
-            lapseAsSpent(KEYS[i], tonumber(ARGV[6 + #KEYS]))
+            lapseAsSpent(i, tonumber(ARGV[6 + #KEYS]), tonumber(ARGV[5 + i]), thresholds, out)
             if redis.call('HINCRBY', KEYS[i], 'r', ARGV[1]) < 0 then redis.call('HSET', KEYS[i], 'r', 0) end
             spend(i, ARGV[2], tonumber(ARGV[5 + i]), thresholds, out)
           end
@@ -111,21 +121,25 @@ public sealed partial class RedisBudgetCounters(
     /// back what it returns, and takes a share of the line's room (ARGV[10] is the divisor), or nothing when that is under
     /// the minimum. The node's whole allotment is a lease (<see cref="Allotments"/>) renewed to ARGV[3]. ARGV: now (µs),
     /// node, lease expiry (µs), what the node holds by its count, spent, minus spent, minus back, want, min, divisor,
-    /// amount, the three thresholds. Returns {-1} when the line has no counter, {-2} when Redis does not hold what the node
-    /// thinks it holds (its lease lapsed, or Redis lost it), else {1, taken, then {1, threshold, spent} per crossing}.
+    /// amount, the three thresholds. Returns {-1} when the line has no counter, {-2, '0'} when Redis does not hold what the
+    /// node thinks it holds (its lease lapsed, or Redis lost it), else {1, taken}; either of the last two followed by
+    /// {1, threshold, spent} per crossing (a lapsed allotment's included).
     /// </summary>
-    private const string AllotScript = LapseAsSpent + "\n" + Spend + "\n" + """
+    private const string AllotScript = LapseAsSpent + "\n" + """
         if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
         local now, node, expiry = tonumber(ARGV[1]), ARGV[2], ARGV[3]
-        lapseAsSpent(KEYS[1], now)
-        local field = 'n:' .. node
-        if (redis.call('HGET', KEYS[1], field) or '0') ~= ARGV[4] then return {-2} end
+        local amount, thresholds = tonumber(ARGV[11]), {tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14])}
         local out = {1, '0'}
-        local amount = tonumber(ARGV[11])
+        lapseAsSpent(1, now, amount, thresholds, out)
+        local field = 'n:' .. node
+        if (redis.call('HGET', KEYS[1], field) or '0') ~= ARGV[4] then
+          out[1] = -2
+          return out
+        end
         if ARGV[5] ~= '0' then
           redis.call('HINCRBY', KEYS[1], 'r', ARGV[6])
           redis.call('HINCRBY', KEYS[1], field, ARGV[6])
-          spend(1, ARGV[5], amount, {tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14])}, out)
+          spend(1, ARGV[5], amount, thresholds, out)
         end
         if ARGV[7] ~= '0' then
           redis.call('HINCRBY', KEYS[1], 'r', ARGV[7])
@@ -161,17 +175,23 @@ public sealed partial class RedisBudgetCounters(
         return 0
         """;
 
-    /// <summary>ARGV: now (µs).</summary>
+    /// <summary>ARGV: now (µs), the amount, the three thresholds. Returns {spent, reserved, then {1, threshold, spent} per crossing}.</summary>
     private const string ReadScript = LapseAsSpent + "\n" + """
-        if redis.call('EXISTS', KEYS[1]) == 1 then lapseAsSpent(KEYS[1], tonumber(ARGV[1])) end
-        return redis.call('HMGET', KEYS[1], 's', 'r')
+        local out = {}
+        if redis.call('EXISTS', KEYS[1]) == 1 then
+          lapseAsSpent(1, tonumber(ARGV[1]), tonumber(ARGV[2]), {tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])}, out)
+        end
+        local b = redis.call('HMGET', KEYS[1], 's', 'r')
+        local result = {b[1], b[2]}
+        for _, v in ipairs(out) do result[#result + 1] = v end
+        return result
         """;
 
     public async ValueTask<BudgetReservation> TryReserveAsync(BudgetLine[] lines, long picoUsd, DateTimeOffset at, CancellationToken cancellationToken)
     {
         var period = LocalBudgetCounters.PeriodStart(at);
         var keys = new RedisKey[lines.Length];
-        var values = new RedisValue[2 + lines.Length];
+        var values = new RedisValue[5 + lines.Length];
         values[0] = picoUsd;
         for (var i = 0; i < lines.Length; i++)
         {
@@ -179,6 +199,10 @@ public sealed partial class RedisBudgetCounters(
             values[1 + i] = lines[i].Budget.AmountPicoUsd;
         }
         values[1 + lines.Length] = RedisRateLimitCounters.Microseconds(time.GetUtcNow());
+        for (var j = 0; j < 3; j++)
+        {
+            values[2 + lines.Length + j] = LocalBudgetCounters.Thresholds[j];
+        }
         // Each pass either answers or starts one missing counter; a counter that vanished again (expired, Redis
         // restarted) in between is started again, a few times at most.
         for (var attempt = 0; attempt <= lines.Length + 2; attempt++)
@@ -187,11 +211,13 @@ public sealed partial class RedisBudgetCounters(
             var outcome = (int)result[0];
             if (outcome == 1)
             {
+                RaiseCrossed(lines, period, result, 1);
                 return new BudgetReservation(lines, period, picoUsd, null);
             }
             var line = lines[(int)result[1] - 1];
             if (outcome == 0)
             {
+                RaiseCrossed(lines, period, result, 4);
                 if ((int)result[2] == 1)
                 {
                     alerts.Raise(LocalBudgetCounters.Alert(line, period, 100, (long)result[3], time.GetUtcNow()));
@@ -261,7 +287,10 @@ public sealed partial class RedisBudgetCounters(
                 case -1 when held == 0:
                     await StartAsync(line, period, cancellationToken);
                     continue;
-                case -1 or -2:
+                case -1:
+                    return null;
+                case -2:
+                    RaiseCrossed([line], period, result, 2);
                     return null;
                 default:
                     RaiseCrossed([line], period, result, 2);
@@ -278,9 +307,12 @@ public sealed partial class RedisBudgetCounters(
         RedisKey[] key = [Key(line, period)];
         for (var attempt = 0; attempt < 3; attempt++)
         {
-            var read = (RedisResult[])(await redis.EvaluateAsync(ReadScript, key, [RedisRateLimitCounters.Microseconds(time.GetUtcNow())]))!;
+            var read = (RedisResult[])(await redis.EvaluateAsync(ReadScript, key,
+                [RedisRateLimitCounters.Microseconds(time.GetUtcNow()), budget.AmountPicoUsd,
+                    LocalBudgetCounters.Thresholds[0], LocalBudgetCounters.Thresholds[1], LocalBudgetCounters.Thresholds[2]]))!;
             if (!read[0].IsNull)
             {
+                RaiseCrossed([line], period, read, 2);
                 return new BudgetStatus(period, period.AddMonths(1), (long)read[0], (long)read[1]);
             }
             await StartAsync(line, period, cancellationToken);

@@ -36,6 +36,9 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
     private long _committed;
     private int _pending;
     private long _unjournaled;
+    // Completions made off the caller's path (CompleteOffPath) not yet handed to Complete; a stop waits for them.
+    private int _offPath;
+    private TaskCompletionSource? _offPathDone;
     // Set while the commit loop lingers for a batch to fill; FlushAsync completes it to end the wait.
     private TaskCompletionSource? _lingerWake;
     private int _disposed;
@@ -112,6 +115,67 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
         Enqueue(final, entry.Slot);
     }
 
+    /// <summary>
+    /// <see cref="Complete"/> with the final record <paramref name="finish"/> makes from <paramref name="state"/> on the
+    /// thread pool: for work too slow for the caller's path (a sealed answer's usage signature is checked before its
+    /// record is written). A graceful stop waits for it before its last commit (<see cref="StopAsync"/>), so the record is
+    /// committed as it ended, not left as the journal's <c>interrupted</c>. Never blocks.
+    /// </summary>
+    public void CompleteOffPath<TState>(LedgerEntry entry, TState state, Func<TState, UsageRecord> finish)
+    {
+        ArgumentNullException.ThrowIfNull(entry);
+        ArgumentNullException.ThrowIfNull(finish);
+        Interlocked.Increment(ref _offPath);
+        ThreadPool.UnsafeQueueUserWorkItem(static work => work.Ledger.FinishOffPath(work.Entry, work.State, work.Finish),
+            (Ledger: this, Entry: entry, State: state, Finish: finish), preferLocal: false);
+    }
+
+    private void FinishOffPath<TState>(LedgerEntry entry, TState state, Func<TState, UsageRecord> finish)
+    {
+        try
+        {
+            Complete(entry, finish(state));
+        }
+        finally
+        {
+            // Interlocked: a full fence, paired with the one in WaitOffPathAsync, so a stop never misses the last one.
+            if (Interlocked.Decrement(ref _offPath) == 0)
+            {
+                Volatile.Read(ref _offPathDone)?.TrySetResult();
+            }
+        }
+    }
+
+    /// <summary>Completions under way off the caller's path (<see cref="CompleteOffPath"/>).</summary>
+    public int OffPath => Volatile.Read(ref _offPath);
+
+    /// <summary>Waits for the completions under way off the caller's path, until <paramref name="cancellationToken"/> fires.</summary>
+    private async Task WaitOffPathAsync(CancellationToken cancellationToken)
+    {
+        if (Volatile.Read(ref _offPath) == 0)
+        {
+            return;
+        }
+        Interlocked.CompareExchange(ref _offPathDone, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), null);
+        var done = _offPathDone!;
+        // Published before this second look: the last one to finish either sees it or finished before the look.
+        var count = Interlocked.CompareExchange(ref _offPath, 0, 0);
+        if (count == 0)
+        {
+            return;
+        }
+        Log.WaitingOffPath(_logger, count);
+        try
+        {
+            await done.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // Out of time: what finishes later is journaled (the next start commits it) while the journal is open.
+            Log.OffPathLeft(_logger, Volatile.Read(ref _offPath));
+        }
+    }
+
     /// <summary>Records a request that ended before dispatch (Begin and Complete in one). Never blocks.</summary>
     public void Record(UsageRecord final)
     {
@@ -168,12 +232,13 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
     }
 
     /// <summary>
-    /// Stops taking records into the queue and returns once everything queued is committed. If
-    /// <paramref name="cancellationToken"/> fires first (a database that stays locked), the loop gives up and what it held
-    /// stays in the journal for the next start.
+    /// Waits for the records still being finished off the caller's path (<see cref="CompleteOffPath"/>), then stops taking
+    /// records into the queue and returns once everything queued is committed. If <paramref name="cancellationToken"/>
+    /// fires first (a database that stays locked), the loop gives up and what it held stays in the journal for the next start.
     /// </summary>
     public async Task StopAsync(CancellationToken cancellationToken = default)
     {
+        await WaitOffPathAsync(cancellationToken).ConfigureAwait(false);
         _queue.Writer.TryComplete();
         Task? loop;
         lock (_gate)
@@ -406,5 +471,11 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
 
         [LoggerMessage(EventId = 8013, Level = LogLevel.Error, Message = "Usage ledger had stopped and could not write a late record without a journal slot; it is lost")]
         public static partial void LateRecordLost(ILogger logger, Exception exception);
+
+        [LoggerMessage(EventId = 8014, Level = LogLevel.Information, Message = "Usage ledger stopping: waiting for {Records} records still being finished (sealed usage signatures being checked)")]
+        public static partial void WaitingOffPath(ILogger logger, int records);
+
+        [LoggerMessage(EventId = 8015, Level = LogLevel.Warning, Message = "Usage ledger stopped before {Records} records were finished; they are journaled when they are, for the next start")]
+        public static partial void OffPathLeft(ILogger logger, int records);
     }
 }

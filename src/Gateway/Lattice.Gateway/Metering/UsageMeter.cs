@@ -28,10 +28,9 @@ public sealed class UsageMeter(UsageLedger ledger, TokenEstimator estimator, Tim
             if (outcome.UsageCheck is { } check)
             {
                 // A sealed dispatch's signed usage: the signature (an ECDSA verification) is checked on the thread pool,
-                // off the client's path, and the record handed to the ledger only then. The cost does not depend on it.
-                ThreadPool.UnsafeQueueUserWorkItem(static state =>
-                    state.ledger.Complete(state.entry, state.record with { Usage = Checked(state.record.Usage, state.check) }),
-                    (ledger, entry, record, check), preferLocal: false);
+                // off the client's path, and the record completed only then (a graceful stop waits for it). The cost does
+                // not depend on it.
+                ledger.CompleteOffPath(entry, (record, check), static state => state.record with { Usage = Checked(state.record.Usage, state.check) });
             }
             else
             {
