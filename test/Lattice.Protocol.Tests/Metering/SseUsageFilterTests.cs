@@ -261,6 +261,20 @@ public sealed class SseUsageFilterTests
         Assert.Equal(Event(expected, "\n"), output);
     }
 
+    [Theory]
+    [InlineData("{\"choices\":[{\"index\":0}],\"usage\":{\"total_tokens\":{\"x\":1},\"prompt_tokens\":3},\"y\":1}", "{\"choices\":[{\"index\":0}],\"y\":1}")]
+    [InlineData("{\"choices\":[{\"index\":0}],\"usage\":{\"seconds\":[1,{\"a\":2}],\"prompt_tokens\":3}}", "{\"choices\":[{\"index\":0}]}")]
+    [InlineData("{\"usage\":{\"prompt_tokens\":5},\"choices\":[{\"index\":0}],\"usage\":{\"prompt_tokens\":6}}", "{\"usage\":{\"prompt_tokens\":5},\"choices\":[{\"index\":0}]}")]
+    public void Strip_mode_reads_the_usage_in_its_cutting_pass_as_the_usage_reader_would(string chunk, string expected)
+    {
+        // The usage is read while the chunk is walked for the cut: a usage object of an odd shape must neither move the
+        // cut nor read differently from UsageReader on its own (which reads the first top-level usage member).
+        var (output, filter) = Run(Event(chunk, "\n"), strip: true);
+        Assert.Equal(Event(expected, "\n"), output);
+        Assert.True(UsageReader.TryRead(Encoding.UTF8.GetBytes(chunk), "usage", "tokens", out var alone));
+        Assert.Equal(alone, filter.Usage);
+    }
+
     [Fact]
     public void Events_that_are_not_json_pass_unchanged_in_strip_mode()
     {
