@@ -119,7 +119,7 @@ internal static class LedgerBench
             }
             else
             {
-                ledger.Complete(entry, Record(id, created, UsageStatuses.Ok, completionTokens: 7));
+                ledger.Complete(entry, End(completionTokens: 7));
             }
             if ((i + 1) % 1000 == 0)
             {
@@ -191,16 +191,20 @@ internal static class LedgerBench
                 }
                 var id = $"{prefix}-{i:D9}";
                 var provisional = Record(id, created, UsageStatuses.Interrupted, completionTokens: 0);
-                var final = Record(id, created, UsageStatuses.Ok, completionTokens: 150 + (i % 500));
                 var start = Stopwatch.GetTimestamp();
                 var entry = ledger.Begin(provisional);
-                ledger.Complete(entry, final);
+                // As the meter does: how the request ended, beside the provisional record (one record object per request).
+                ledger.Complete(entry, End(completionTokens: 150 + (i % 500)));
                 Interlocked.Add(ref inLedger, Stopwatch.GetTimestamp() - start);
             }
         }, cancellationToken)));
         await ledger.FlushAsync(cancellationToken);
         return Stopwatch.GetElapsedTime(0, inLedger);
     }
+
+    /// <summary>The end of a request whose provisional record is <see cref="Record"/>'s: the same fields an ok final record has.</summary>
+    private static UsageEnd End(long completionTokens) => new(ServedByKinds.Upstream, "off_0123456789abcdef", CapacityClasses.Hosted,
+        UsageStatuses.Ok, 200, new Usage(1_200, completionTokens, 1_200 + completionTokens), 3_456_789_000, null, 180_000, 2_400_000);
 
     private static UsageRecord Record(string id, DateTimeOffset created, string status, long completionTokens) => new()
     {

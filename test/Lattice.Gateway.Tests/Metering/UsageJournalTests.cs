@@ -60,6 +60,20 @@ public sealed class UsageJournalTests : IDisposable
     }
 
     [Fact]
+    public void Slots_are_handed_out_from_the_start_of_the_file_and_the_last_freed_first()
+    {
+        // So the slots in use stay few and warm in the CPU's caches instead of every request writing the next cold one.
+        using var journal = Open();
+        Assert.True(journal.TryBegin(LedgerHarness.Provisional("req_1"), out var first));
+        Assert.True(journal.TryBegin(LedgerHarness.Provisional("req_2"), out var second));
+        Assert.Equal((0, 1), (first, second));
+        journal.Free(first);
+        Assert.True(journal.TryRecord(LedgerHarness.NewRecord("req_3"), out var third));
+        Assert.Equal(first, third);
+        Assert.Equal(Slots - 2, journal.FreeSlots);
+    }
+
+    [Fact]
     public void A_started_request_is_recovered_as_interrupted_whatever_status_it_was_journaled_with()
     {
         using (var journal = Open())

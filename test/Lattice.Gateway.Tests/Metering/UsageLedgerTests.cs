@@ -101,6 +101,31 @@ public abstract class UsageLedgerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Complete_with_an_end_records_the_provisional_record_with_that_end_from_the_slot_or_as_an_object()
+    {
+        // The meter's path: how the request ended beside the provisional record the entry holds. The first end fits its
+        // 2 KiB slot beside the provisional record and is committed from the slot; the second (a served-by id too long for
+        // what is left of the slot) is committed as a record built from the two. Either way the row is the provisional
+        // record with that end.
+        var ledger = await _harness.OpenAsync();
+        var fits = ledger.Begin(LedgerHarness.Provisional("req_1"));
+        var tooLarge = ledger.Begin(LedgerHarness.Provisional("req_2"));
+        var end = UsageEnd.Of(LedgerHarness.NewRecord("req_1", promptTokens: 7, completionTokens: 9) with { Prices = "{\"input_per_mtok\":1}" });
+        var large = end with { ServedById = new string('o', 1900) };
+        ledger.Complete(fits, end);
+        ledger.Complete(tooLarge, large);
+        ledger.Complete(fits, end with { Status = "late" });
+        await ledger.FlushAsync().WaitAsync(Timeout);
+
+        Assert.Equal([end.ApplyTo(LedgerHarness.Provisional("req_1")), large.ApplyTo(LedgerHarness.Provisional("req_2"))], await _harness.RowsAsync());
+        Assert.Equal(LedgerHarness.NewRecord("req_1", promptTokens: 7, completionTokens: 9) with { Prices = "{\"input_per_mtok\":1}" },
+            end.ApplyTo(LedgerHarness.Provisional("req_1")));
+        Assert.Equal(1, ledger.Unjournaled);
+        Assert.Equal(2, ledger.Committed);
+        Assert.Equal(ledger.Journal.SlotCount, ledger.Journal.FreeSlots);
+    }
+
+    [Fact]
     public async Task The_same_request_recorded_again_keeps_its_first_row()
     {
         var ledger = await _harness.OpenAsync();

@@ -255,10 +255,16 @@ public sealed class SseUsageFilterTests
     [InlineData("{\"x\":{\"usage\":null},\"usage\":null}", "{\"x\":{\"usage\":null}}")]
     [InlineData("{\"x\":{\"a\":1,\"usage\":null},\"y\":2}", "{\"x\":{\"a\":1,\"usage\":null},\"y\":2}")]
     [InlineData("{\"choices\":[],\"x\":{\"a\":1,\"usage\":null}}", "{\"choices\":[],\"x\":{\"a\":1,\"usage\":null}}")]
+    // Usage objects of odd shapes, read in the pass that finds the cut: they must neither move the cut nor read
+    // differently from UsageReader on its own (which reads the first top-level usage member).
+    [InlineData("{\"choices\":[{\"index\":0}],\"usage\":{\"total_tokens\":{\"x\":1},\"prompt_tokens\":3},\"y\":1}", "{\"choices\":[{\"index\":0}],\"y\":1}")]
+    [InlineData("{\"choices\":[{\"index\":0}],\"usage\":{\"seconds\":[1,{\"a\":2}],\"prompt_tokens\":3}}", "{\"choices\":[{\"index\":0}]}")]
+    [InlineData("{\"usage\":{\"prompt_tokens\":5},\"choices\":[{\"index\":0}],\"usage\":{\"prompt_tokens\":6}}", "{\"usage\":{\"prompt_tokens\":5},\"choices\":[{\"index\":0}]}")]
     public void Strip_mode_cuts_only_the_top_level_member_and_its_comma(string chunk, string expected)
     {
-        var (output, _) = Run(Event(chunk, "\n"), strip: true);
+        var (output, filter) = Run(Event(chunk, "\n"), strip: true);
         Assert.Equal(Event(expected, "\n"), output);
+        Assert.Equal(UsageReader.TryRead(Encoding.UTF8.GetBytes(chunk), "usage", "tokens", out var alone) ? alone : null, filter.Usage);
     }
 
     [Fact]

@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Buffers.Binary;
-using System.Collections.Concurrent;
 using System.IO.Hashing;
 using System.IO.MemoryMappedFiles;
 using System.Text.Json;
@@ -46,9 +45,9 @@ public readonly record struct JournaledRecord(int Slot, UsageRecord Record, bool
 /// skipped on recovery.
 ///
 /// A slot belongs to one request from <see cref="TryBegin"/> until <see cref="Free"/>, so slots need no lock; free slots
-/// are handed out from a concurrent queue. One process owns a journal file (an exclusive lock on it); a second gateway
-/// on the same data directory takes <c>usage-journal-1.bin</c>, and so on, and recovers whatever an earlier owner of that
-/// file left.
+/// are handed out from a stack (<see cref="SlotStack"/>), the last freed first. One process owns a journal file (an
+/// exclusive lock on it); a second gateway on the same data directory takes <c>usage-journal-1.bin</c>, and so on, and
+/// recovers whatever an earlier owner of that file left.
 /// </remarks>
 public sealed unsafe partial class UsageJournal : IDisposable
 {
@@ -76,7 +75,7 @@ public sealed unsafe partial class UsageJournal : IDisposable
     private readonly MemoryMappedViewAccessor _view;
     private readonly SafeMemoryMappedViewHandle _handle;
     private readonly byte* _base;
-    private readonly ConcurrentQueue<int> _free = new();
+    private readonly SlotStack _free;
     private readonly ILogger _logger;
     private List<int>? _leftOver;
     private int _disposed;
@@ -93,6 +92,7 @@ public sealed unsafe partial class UsageJournal : IDisposable
         _base = pointer + view.PointerOffset;
         SlotCount = slots;
         SlotBytes = slotBytes;
+        _free = new SlotStack(slots);
         _logger = logger;
     }
 
@@ -306,17 +306,19 @@ public sealed unsafe partial class UsageJournal : IDisposable
         // A version 1 file is taken over: its slots say which format they hold, so its left-overs are still read.
         BinaryPrimitives.WriteInt32LittleEndian(header[4..], Version);
         var leftOver = new List<int>();
-        for (var i = 0; i < slots; i++)
+        // From the last slot down, so that the first handed out are those at the start of the file.
+        for (var i = slots - 1; i >= 0; i--)
         {
             if (*journal.Slot(i) == (byte)JournalSlotState.Free)
             {
-                journal._free.Enqueue(i);
+                journal._free.Push(i);
             }
             else
             {
                 leftOver.Add(i);
             }
         }
+        leftOver.Reverse();
         journal._leftOver = leftOver;
         return journal;
     }
@@ -327,14 +329,14 @@ public sealed unsafe partial class UsageJournal : IDisposable
     /// <returns>False when no slot is free or the record does not fit one; the caller goes on without the journal.</returns>
     public bool TryBegin(UsageRecord provisional, out int slot)
     {
-        if (!_free.TryDequeue(out slot))
+        if (!_free.TryPop(out slot))
         {
             slot = -1;
             return false;
         }
-        if (!Write(slot, provisional, final: false))
+        if (!Write(slot, provisional, UsageEnd.Of(provisional), final: false))
         {
-            _free.Enqueue(slot);
+            _free.Push(slot);
             slot = -1;
             return false;
         }
@@ -343,20 +345,26 @@ public sealed unsafe partial class UsageJournal : IDisposable
 
     /// <summary>Adds the final record to a started slot and marks it <see cref="JournalSlotState.Finished"/>.</summary>
     /// <returns>False when the final record does not fit beside the provisional one; the slot stays started.</returns>
-    public bool TryFinish(int slot, UsageRecord final) => Write(slot, final, final: true);
+    public bool TryFinish(int slot, UsageRecord final) => Write(slot, final, UsageEnd.Of(final), final: true);
+
+    /// <summary>
+    /// <see cref="TryFinish(int, UsageRecord)"/> for the final record <paramref name="provisional"/> with <paramref name="end"/>
+    /// makes (<see cref="UsageEnd.ApplyTo"/>), encoded without building it.
+    /// </summary>
+    public bool TryFinish(int slot, UsageRecord provisional, in UsageEnd end) => Write(slot, provisional, end, final: true);
 
     /// <summary>Journals a final record in a free slot at once (a request that ends before dispatch).</summary>
     public bool TryRecord(UsageRecord final, out int slot)
     {
-        if (!_free.TryDequeue(out slot))
+        if (!_free.TryPop(out slot))
         {
             slot = -1;
             return false;
         }
         // A fresh slot: no provisional record before the final one.
-        if (!Write(slot, final, final: true, fresh: true))
+        if (!Write(slot, final, UsageEnd.Of(final), final: true, fresh: true))
         {
-            _free.Enqueue(slot);
+            _free.Push(slot);
             slot = -1;
             return false;
         }
@@ -376,11 +384,11 @@ public sealed unsafe partial class UsageJournal : IDisposable
             {
                 _handle.DangerousRelease();
             }
-            _free.Enqueue(slot);
+            _free.Push(slot);
         }
     }
 
-    private bool Write(int slot, UsageRecord record, bool final, bool fresh = false)
+    private bool Write(int slot, UsageRecord record, in UsageEnd end, bool final, bool fresh = false)
     {
         if (!Enter())
         {
@@ -396,7 +404,7 @@ public sealed unsafe partial class UsageJournal : IDisposable
             }
             // Encoded in place: no buffer, no copy.
             var room = new Span<byte>(s + SlotHeaderBytes + offset, PayloadCapacity - offset);
-            var length = UsageRecordCodec.Encode(record, room);
+            var length = UsageRecordCodec.Encode(record, end, room);
             if (length < 0)
             {
                 return false;
@@ -473,7 +481,7 @@ public sealed unsafe partial class UsageJournal : IDisposable
     }
 
     /// <summary>
-    /// The final record of a slot this process finished (<see cref="TryFinish"/>, <see cref="TryRecord"/>), encoded, for
+    /// The final record of a slot this process finished (<see cref="TryFinish(int, UsageRecord)"/>, <see cref="TryRecord"/>), encoded, for
     /// the commit loop to bind; call between <see cref="Pin"/> and <see cref="Unpin"/>, before the slot is freed.
     /// </summary>
     internal ReadOnlySpan<byte> Final(int slot)
@@ -579,6 +587,47 @@ public sealed unsafe partial class UsageJournal : IDisposable
 
         [LoggerMessage(EventId = 8003, Level = LogLevel.Information, Message = "Usage journal {Path} keeps its geometry ({Slots} x {SlotBytes} bytes) while it holds {Records} records; the configured one applies once it is empty")]
         public static partial void KeptGeometry(ILogger logger, string path, int slots, int slotBytes, int records);
+    }
+}
+
+/// <summary>
+/// The journal's free slots, handed out last freed first: the slots in use stay few and the same (those of the requests
+/// in flight and the batch awaiting its commit), so the request path writes into pages already in the CPU's caches and
+/// the kernel's dirty pages stay few, rather than every store going to the next of thousands of cold slots in turn.
+/// </summary>
+internal sealed class SlotStack(int capacity)
+{
+    private readonly int[] _stack = new int[capacity];
+    private readonly Lock _gate = new();
+    private int _count;
+
+    /// <summary>A snapshot.</summary>
+    public int Count => Volatile.Read(ref _count);
+
+    public bool TryPop(out int slot)
+    {
+        lock (_gate)
+        {
+            if (_count == 0)
+            {
+                slot = -1;
+                return false;
+            }
+            slot = _stack[--_count];
+            return true;
+        }
+    }
+
+    public void Push(int slot)
+    {
+        lock (_gate)
+        {
+            // Each slot is free at most once, so the stack never holds more than the journal's slots.
+            if (_count < _stack.Length)
+            {
+                _stack[_count++] = slot;
+            }
+        }
     }
 }
 

@@ -5,9 +5,9 @@ namespace Lattice.Gateway.Metering;
 
 /// <summary>
 /// Writes one usage record per request id, exactly once, off the request path: the request journals its record in
-/// <see cref="UsageJournal"/> (a store into shared memory, no system call) and queues it; one background loop commits
-/// whatever has queued in one transaction (group commit), then frees the journal slots. The database is SQLite
-/// (<see cref="SqliteLedgerStore"/>) or PostgreSQL (<see cref="PostgresLedgerStore"/>).
+/// <see cref="UsageJournal"/> (a store into shared memory, no system call) and queues it; one loop, on a thread of its
+/// own, commits whatever has queued in one transaction (group commit), then frees the journal slots. The database is
+/// SQLite (<see cref="SqliteLedgerStore"/>) or PostgreSQL (<see cref="PostgresLedgerStore"/>).
 /// </summary>
 /// <remarks>
 /// Durability: a record is in the journal from the moment <see cref="Complete"/> or <see cref="Record"/> returns, so a
@@ -18,6 +18,14 @@ namespace Lattice.Gateway.Metering;
 ///
 /// Writes go through ADO.NET on a connection of our own rather than EF Core: a prepared statement is several times
 /// faster than change tracking, and the loop is this node's only writer of the table.
+///
+/// Why a thread of its own rather than the thread pool: a commit is synchronous work (SQLite's inserts, the WAL's
+/// writes, now and then a checkpoint's fsync) that holds whatever thread runs it for the whole batch; on the pool that
+/// is one of the few threads the requests' continuations run on. On its own thread it is one more runnable thread for
+/// the kernel to share the cores with, and its waits (for records, for a batch to fill, between retries) cost no timer,
+/// task or pool work item. It sleeps on an event when there is nothing to do: a request sets the event only when the
+/// loop is asleep on an empty queue (at most once per batch, never while a batch lingers), so the request path makes
+/// no system call per record.
 /// </remarks>
 public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
 {
@@ -32,15 +40,25 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
     /// <summary>Cancelled when a stop runs out of time: the loop stops retrying and leaves what it holds in the journal.</summary>
     private readonly CancellationTokenSource _abandon = new();
     private readonly Lock _gate = new();
-    private Task? _loop;
+    /// <summary>The commit loop's wake-up: set by a record reaching an idle loop, a flush reaching a lingering one, or a stop.</summary>
+    private readonly ManualResetEventSlim _wake = new(initialState: false, spinCount: 0);
+    /// <summary>Completes when the commit loop's thread has ended (faulted if the loop failed).</summary>
+    private readonly TaskCompletionSource _loopEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private Thread? _thread;
     private long _committed;
     private int _pending;
     private long _unjournaled;
     // Completions made off the caller's path (CompleteOffPath) not yet handed to Complete; a stop waits for them.
     private int _offPath;
     private TaskCompletionSource? _offPathDone;
-    // Set while the commit loop lingers for a batch to fill; FlushAsync completes it to end the wait.
-    private TaskCompletionSource? _lingerWake;
+    // 1 while the loop is about to sleep, or sleeps, on an empty queue: the next record wakes it.
+    private int _idle;
+    // 1 while the loop lingers for a batch to fill: only a flush or a stop wakes it.
+    private int _lingering;
+    // Flush markers queued and not yet taken: a batch does not linger while one waits.
+    private int _flushesWaiting;
+    // A stop has begun: batches commit at once, without lingering.
+    private volatile bool _stopping;
     private int _disposed;
 
     /// <summary>A ledger on a SQLite database (<paramref name="sqliteConnectionString"/>).</summary>
@@ -96,11 +114,28 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
         {
             throw new ArgumentException($"The final record is for request {final.RequestId}, the entry for {entry.RequestId}.", nameof(final));
         }
+        Complete(entry, final, UsageEnd.Of(final), final);
+    }
+
+    /// <summary>
+    /// <see cref="Complete(LedgerEntry, UsageRecord)"/> with the final record the entry's provisional one and
+    /// <paramref name="end"/> make: the journal encodes the two as they are, and no final record object is built unless
+    /// the slot cannot hold it.
+    /// </summary>
+    public void Complete(LedgerEntry entry, in UsageEnd end)
+    {
+        ArgumentNullException.ThrowIfNull(entry);
+        Complete(entry, entry.Provisional, end, null);
+    }
+
+    /// <param name="final">The final record when the caller has it as an object; null: built from the other two only if needed.</param>
+    private void Complete(LedgerEntry entry, UsageRecord head, in UsageEnd end, UsageRecord? final)
+    {
         if (!entry.TryMarkCompleted())
         {
             return;
         }
-        if (entry.IsJournaled && _journal.TryFinish(entry.Slot, final))
+        if (entry.IsJournaled && _journal.TryFinish(entry.Slot, head, end))
         {
             // The slot holds the record until its commit reads it from there: nothing of it stays on the heap.
             Enqueue(null, entry.Slot);
@@ -112,16 +147,16 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
             // and is freed with this record's commit.
             Interlocked.Increment(ref _unjournaled);
         }
-        Enqueue(final, entry.Slot);
+        Enqueue(final ?? end.ApplyTo(head), entry.Slot);
     }
 
     /// <summary>
-    /// <see cref="Complete"/> with the final record <paramref name="finish"/> makes from <paramref name="state"/> on the
+    /// <see cref="Complete(LedgerEntry, in UsageEnd)"/> with how the request ended, which <paramref name="finish"/> makes from <paramref name="state"/> on the
     /// thread pool: for work too slow for the caller's path (a sealed answer's usage signature is checked before its
     /// record is written). A graceful stop waits for it before its last commit (<see cref="StopAsync"/>), so the record is
     /// committed as it ended, not left as the journal's <c>interrupted</c>. Never blocks.
     /// </summary>
-    public void CompleteOffPath<TState>(LedgerEntry entry, TState state, Func<TState, UsageRecord> finish)
+    public void CompleteOffPath<TState>(LedgerEntry entry, TState state, Func<TState, UsageEnd> finish)
     {
         ArgumentNullException.ThrowIfNull(entry);
         ArgumentNullException.ThrowIfNull(finish);
@@ -130,7 +165,7 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
             (Ledger: this, Entry: entry, State: state, Finish: finish), preferLocal: false);
     }
 
-    private void FinishOffPath<TState>(LedgerEntry entry, TState state, Func<TState, UsageRecord> finish)
+    private void FinishOffPath<TState>(LedgerEntry entry, TState state, Func<TState, UsageEnd> finish)
     {
         try
         {
@@ -194,14 +229,35 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
     public Task FlushAsync(CancellationToken cancellationToken = default)
     {
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Interlocked.Increment(ref _flushesWaiting);
         if (!_queue.Writer.TryWrite(new Queued(null, -1, done)))
         {
             // Stopped: the loop drained the queue on its way out; what came later was committed at once or is journaled.
+            Interlocked.Decrement(ref _flushesWaiting);
             return Task.CompletedTask;
         }
         // A batch lingering for company commits now.
-        Volatile.Read(ref _lingerWake)?.TrySetResult();
+        if (Interlocked.Exchange(ref _lingering, 0) != 0)
+        {
+            _wake.Set();
+        }
+        WakeIfIdle();
         return done.Task.WaitAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// After a write to the queue: wakes the loop if it sleeps (or is about to) on an empty queue. The loop announces
+    /// that (<see cref="_idle"/>) before it looks at the queue a last time, and the write is visible before this reads
+    /// the flag, so either the loop sees the record or this sees the flag.
+    /// </summary>
+    private void WakeIfIdle()
+    {
+        // The write's stores before this load, on every architecture (the loop's side is its Interlocked.Exchange).
+        Interlocked.MemoryBarrier();
+        if (Volatile.Read(ref _idle) != 0 && Interlocked.Exchange(ref _idle, 0) != 0)
+        {
+            _wake.Set();
+        }
     }
 
     /// <param name="record">Null when the slot holds the final record.</param>
@@ -210,6 +266,7 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
         Interlocked.Increment(ref _pending);
         if (_queue.Writer.TryWrite(new Queued(record, slot, null)))
         {
+            WakeIfIdle();
             return;
         }
         // The ledger has stopped (a request outlived the graceful stop). A journaled record waits for the next start;
@@ -227,7 +284,13 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed != 0, this);
-            _loop ??= Task.Run(RunAsync);
+            if (_thread is null)
+            {
+                // A background thread: a host that exits without a stop is not held up by it (what is queued is journaled).
+                _thread = new Thread(Run) { IsBackground = true, Name = "Usage ledger commits" };
+                // No execution context flows in: the loop outlives whatever started it.
+                _thread.UnsafeStart();
+            }
         }
     }
 
@@ -239,11 +302,14 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
     public async Task StopAsync(CancellationToken cancellationToken = default)
     {
         await WaitOffPathAsync(cancellationToken).ConfigureAwait(false);
+        _stopping = true;
         _queue.Writer.TryComplete();
+        // A sleeping or lingering loop wakes to commit what is queued and end.
+        _wake.Set();
         Task? loop;
         lock (_gate)
         {
-            loop = _loop;
+            loop = _thread is null ? null : _loopEnded.Task;
         }
         if (loop is null)
         {
@@ -283,7 +349,22 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
         Log.Recovered(_logger, found.Count, found.Count - interrupted, interrupted, _journal.Path);
     }
 
-    private async Task RunAsync()
+    /// <summary>The commit loop's thread.</summary>
+    private void Run()
+    {
+        try
+        {
+            CommitLoop();
+            _loopEnded.TrySetResult();
+        }
+        catch (Exception ex)
+        {
+            // A bug: StopAsync rethrows it. What was queued stays journaled for the next start.
+            _loopEnded.TrySetException(ex);
+        }
+    }
+
+    private void CommitLoop()
     {
         var reader = _queue.Reader;
         var batch = new List<Queued>(_options.MaxBatch);
@@ -292,22 +373,25 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
         ILedgerConnection? connection = null;
         try
         {
-            while (await reader.WaitToReadAsync().ConfigureAwait(false))
+            while (true)
             {
                 Take(reader, batch, flushes);
+                if (batch.Count == 0 && flushes.Count == 0)
+                {
+                    if (!SleepUntilQueued(reader))
+                    {
+                        // Stopped, and everything queued before the stop is committed.
+                        return;
+                    }
+                    continue;
+                }
                 if (batch.Count > 0 && batch.Count < _options.MaxBatch && flushes.Count == 0 && _options.MaxBatchDelay > TimeSpan.Zero)
                 {
                     // Linger briefly so that the records of requests ending together share one transaction (and one fsync).
-                    // One timer per batch, not a wake-up per record: requests ending meanwhile only queue. Real time on
+                    // One timed wait per batch, not a wake-up per record: requests ending meanwhile only queue. Real time on
                     // purpose: this is a throughput knob, and a test's fake clock must not hold records back (FlushAsync
                     // ends the wait at once).
-                    var wake = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                    Volatile.Write(ref _lingerWake, wake);
-                    if (!reader.TryPeek(out var next) || next.Flush is null)
-                    {
-                        await Task.WhenAny(Task.Delay(_options.MaxBatchDelay), wake.Task).ConfigureAwait(false);
-                    }
-                    Volatile.Write(ref _lingerWake, null);
+                    Linger();
                     Take(reader, batch, flushes);
                 }
 
@@ -318,7 +402,7 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
                     {
                         try
                         {
-                            connection ??= await _store.OpenAsync(_abandon.Token).ConfigureAwait(false);
+                            connection ??= Wait(_store.OpenAsync(_abandon.Token));
                             records.Clear();
                             foreach (var item in batch)
                             {
@@ -331,7 +415,7 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
                             }
                             try
                             {
-                                await connection.CommitAsync(records, _abandon.Token).ConfigureAwait(false);
+                                Wait(connection.CommitAsync(records, _abandon.Token));
                             }
                             finally
                             {
@@ -348,11 +432,7 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
                             connection?.Dispose();
                             connection = null;
                         }
-                        try
-                        {
-                            await Task.Delay(delay, _abandon.Token).ConfigureAwait(false);
-                        }
-                        catch (OperationCanceledException)
+                        if (_abandon.Token.WaitHandle.WaitOne(delay))
                         {
                             break;
                         }
@@ -386,6 +466,52 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
         }
     }
 
+    /// <summary>
+    /// Sleeps until something is queued (true) or the ledger has stopped with nothing left to commit (false). The flag
+    /// goes up before the last look at the queue, so a record written after that look finds it and wakes the loop.
+    /// </summary>
+    private bool SleepUntilQueued(ChannelReader<Queued> reader)
+    {
+        _wake.Reset();
+        Interlocked.Exchange(ref _idle, 1);
+        if (!reader.TryPeek(out _))
+        {
+            // Completion is complete only once the writer is and the queue is empty; a stop sets the event after completing.
+            if (reader.Completion.IsCompleted)
+            {
+                Volatile.Write(ref _idle, 0);
+                return false;
+            }
+            _wake.Wait();
+        }
+        Volatile.Write(ref _idle, 0);
+        return true;
+    }
+
+    /// <summary>Waits up to the batch delay for more records; a flush (queued, or arriving) or a stop ends the wait.</summary>
+    private void Linger()
+    {
+        _wake.Reset();
+        Interlocked.Exchange(ref _lingering, 1);
+        // A flush queued (or a stop begun) before the flag went up found nothing to wake: no linger then.
+        if (Volatile.Read(ref _flushesWaiting) == 0 && !_stopping)
+        {
+            _wake.Wait(_options.MaxBatchDelay);
+        }
+        Volatile.Write(ref _lingering, 0);
+    }
+
+    /// <summary>The result of a store call, waited for on this thread (SQLite's complete synchronously; PostgreSQL's do not).</summary>
+    private static T Wait<T>(ValueTask<T> pending) => pending.IsCompletedSuccessfully ? pending.Result : pending.AsTask().GetAwaiter().GetResult();
+
+    private static void Wait(ValueTask pending)
+    {
+        if (!pending.IsCompletedSuccessfully)
+        {
+            pending.AsTask().GetAwaiter().GetResult();
+        }
+    }
+
     private void Take(ChannelReader<Queued> reader, List<Queued> batch, List<TaskCompletionSource> flushes)
     {
         // A flush marker ends the batch, so it completes as soon as the records before it are committed.
@@ -393,6 +519,7 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
         {
             if (item.Flush is { } flush)
             {
+                Interlocked.Decrement(ref _flushesWaiting);
                 flushes.Add(flush);
             }
             else
@@ -409,6 +536,7 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
         {
             if (item.Flush is { } flush)
             {
+                Interlocked.Decrement(ref _flushesWaiting);
                 flushes.Add(flush);
             }
             else
@@ -450,7 +578,12 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         await StopAsync(timeout.Token).ConfigureAwait(false);
         _journal.Dispose();
-        _abandon.Dispose();
+        if (_thread is null || _loopEnded.Task.IsCompleted)
+        {
+            // The loop no longer touches them (a loop still retrying after a timed-out stop keeps them).
+            _abandon.Dispose();
+            _wake.Dispose();
+        }
     }
 
     public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();

@@ -24,19 +24,20 @@ public sealed class UsageMeter(UsageLedger ledger, TokenEstimator estimator, Tim
     {
         if (entry is not null)
         {
-            var record = Record(entry.Provisional, request, outcome);
+            // How it ended, beside the provisional record the entry holds: one record object per request, not a copy.
+            var end = End(request, outcome);
             if (outcome.UsageCheck is { } check)
             {
                 // A sealed dispatch's signed usage: the signature (an ECDSA verification) is checked on the thread pool,
                 // off the client's path, and the record completed only then (a graceful stop waits for it). The cost does
                 // not depend on it.
-                ledger.CompleteOffPath(entry, (record, check), static state => state.record with { Usage = Checked(state.record.Usage, state.check) });
+                ledger.CompleteOffPath(entry, (end, check), static state => state.end with { Usage = Checked(state.end.Usage, state.check) });
             }
             else
             {
-                ledger.Complete(entry, record);
+                ledger.Complete(entry, end);
             }
-            return record.CostPicoUsd;
+            return end.CostPicoUsd;
         }
         return Charged(outcome) ? CostCalculator.PicoUsd(outcome.ServedBy!.Prices, outcome.Usage, request.Task.MeteringUnit) : 0;
     }
@@ -84,8 +85,8 @@ public sealed class UsageMeter(UsageLedger ledger, TokenEstimator estimator, Tim
         };
     }
 
-    /// <summary>The final record: the provisional one (who asked, what for) with how it ended.</summary>
-    internal UsageRecord Record(UsageRecord provisional, TaskRequest request, DispatchOutcome outcome)
+    /// <summary>How the request ended: what the final record adds to the provisional one (who asked, what for).</summary>
+    internal UsageEnd End(TaskRequest request, DispatchOutcome outcome)
     {
         var served = outcome.ServedBy;
         var usage = outcome.Usage;
@@ -97,19 +98,17 @@ public sealed class UsageMeter(UsageLedger ledger, TokenEstimator estimator, Tim
             _ => outcome.Error.Code ?? "error",
         };
         var charged = Charged(outcome);
-        return provisional with
-        {
-            ServedBy = served?.ServedBy,
-            ServedById = served?.Id,
-            Capacity = served?.Capacity,
-            Status = status,
-            HttpStatus = outcome.HttpStatus,
-            Usage = usage,
-            CostPicoUsd = charged ? CostCalculator.PicoUsd(served!.Prices, usage, request.Task.MeteringUnit) : 0,
-            Prices = charged ? PricesJson.Stored(served!.Prices) : null,
-            TimeToFirstByteMicroseconds = outcome.TimeToFirstByteTicks is { } t ? Microseconds(t) : null,
-            DurationMicroseconds = Microseconds(outcome.DurationTicks),
-        };
+        return new UsageEnd(
+            ServedBy: served?.ServedBy,
+            ServedById: served?.Id,
+            Capacity: served?.Capacity,
+            Status: status,
+            HttpStatus: outcome.HttpStatus,
+            Usage: usage,
+            CostPicoUsd: charged ? CostCalculator.PicoUsd(served!.Prices, usage, request.Task.MeteringUnit) : 0,
+            Prices: charged ? PricesJson.Stored(served!.Prices) : null,
+            TimeToFirstByteMicroseconds: outcome.TimeToFirstByteTicks is { } t ? Microseconds(t) : null,
+            DurationMicroseconds: Microseconds(outcome.DurationTicks));
     }
 
     private long Microseconds(long ticks) => ticks * 1_000_000 / time.TimestampFrequency;

@@ -83,3 +83,41 @@ public sealed record UsageRecord
     public long? TimeToFirstByteMicroseconds { get; init; }
     public long DurationMicroseconds { get; init; }
 }
+
+/// <summary>
+/// How a request ended: the fields of its final <see cref="UsageRecord"/> that its provisional one (who asked, what for)
+/// does not know. The meter hands the ledger this beside the provisional record already held, so a request makes one
+/// record object, not a second copy of it: the journal encodes the two together (<see cref="UsageRecordCodec"/>), and a
+/// final record object is built only when one is needed (<see cref="ApplyTo"/>).
+/// </summary>
+public readonly record struct UsageEnd(
+    string? ServedBy,
+    string? ServedById,
+    string? Capacity,
+    string Status,
+    int HttpStatus,
+    Usage Usage,
+    long CostPicoUsd,
+    string? Prices,
+    long? TimeToFirstByteMicroseconds,
+    long DurationMicroseconds)
+{
+    /// <summary>The end of a whole record.</summary>
+    public static UsageEnd Of(UsageRecord record) => new(record.ServedBy, record.ServedById, record.Capacity, record.Status, record.HttpStatus,
+        record.Usage, record.CostPicoUsd, record.Prices, record.TimeToFirstByteMicroseconds, record.DurationMicroseconds);
+
+    /// <summary>The final record: <paramref name="provisional"/> with this end.</summary>
+    public UsageRecord ApplyTo(UsageRecord provisional) => provisional with
+    {
+        ServedBy = ServedBy,
+        ServedById = ServedById,
+        Capacity = Capacity,
+        Status = Status,
+        HttpStatus = HttpStatus,
+        Usage = Usage,
+        CostPicoUsd = CostPicoUsd,
+        Prices = Prices,
+        TimeToFirstByteMicroseconds = TimeToFirstByteMicroseconds,
+        DurationMicroseconds = DurationMicroseconds,
+    };
+}

@@ -22,7 +22,13 @@ internal static class UsageRecordCodec
     private const long NoTime = long.MinValue;
 
     /// <summary>Writes <paramref name="r"/> into <paramref name="destination"/>; the bytes written, or -1 when it does not fit.</summary>
-    public static int Encode(UsageRecord r, Span<byte> destination)
+    public static int Encode(UsageRecord r, Span<byte> destination) => Encode(r, UsageEnd.Of(r), destination);
+
+    /// <summary>
+    /// Writes the record <paramref name="r"/> would be with <paramref name="end"/> (<see cref="UsageEnd.ApplyTo"/>)
+    /// without building it: who asked and what for from <paramref name="r"/>, how it ended from <paramref name="end"/>.
+    /// </summary>
+    public static int Encode(UsageRecord r, in UsageEnd end, Span<byte> destination)
     {
         var w = new Writer(destination);
         w.String(r.RequestId);
@@ -35,22 +41,22 @@ internal static class UsageRecordCodec
         w.String(r.GrantId);
         w.String(r.Task);
         w.String(r.Model);
-        w.String(r.ServedBy);
-        w.String(r.ServedById);
-        w.String(r.Capacity);
+        w.String(end.ServedBy);
+        w.String(end.ServedById);
+        w.String(end.Capacity);
         w.Byte(r.Stream ? (byte)1 : (byte)0);
-        w.String(r.Status);
-        w.Int32(r.HttpStatus);
-        w.Int64(r.Usage.PromptTokens);
-        w.Int64(r.Usage.CompletionTokens);
-        w.Int64(r.Usage.TotalTokens);
-        w.Int64(r.Usage.CachedTokens);
-        w.Int64(r.Usage.AudioMilliseconds);
-        w.Byte(r.Usage.Estimated ? (byte)1 : (byte)0);
-        w.Int64(r.CostPicoUsd);
-        w.Int64(r.TimeToFirstByteMicroseconds ?? NoTime);
-        w.Int64(r.DurationMicroseconds);
-        w.String(r.Prices);
+        w.String(end.Status);
+        w.Int32(end.HttpStatus);
+        w.Int64(end.Usage.PromptTokens);
+        w.Int64(end.Usage.CompletionTokens);
+        w.Int64(end.Usage.TotalTokens);
+        w.Int64(end.Usage.CachedTokens);
+        w.Int64(end.Usage.AudioMilliseconds);
+        w.Byte(end.Usage.Estimated ? (byte)1 : (byte)0);
+        w.Int64(end.CostPicoUsd);
+        w.Int64(end.TimeToFirstByteMicroseconds ?? NoTime);
+        w.Int64(end.DurationMicroseconds);
+        w.String(end.Prices);
         w.String(r.Surface);
         return w.Failed ? -1 : w.Position;
     }

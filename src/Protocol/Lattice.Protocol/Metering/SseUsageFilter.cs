@@ -23,6 +23,8 @@ public sealed class SseUsageFilter : IDisposable
     // nearly every quote of a JSON chunk; 'u'…'"' is rare, and the quote before it is checked by hand.
     private readonly byte[] _keyTail;
     private readonly string? _usagePath;
+    // The usage path is the top-level `usage` member, the one strip mode cuts: read in the same pass as the cut.
+    private readonly bool _topLevelUsage;
     private readonly string _unit;
     private readonly bool _strip;
     private readonly int _keepLimit;
@@ -64,6 +66,7 @@ public sealed class SseUsageFilter : IDisposable
         _strip = stripInjectedUsage;
         _keepLimit = keepWrittenBytes;
         _usagePath = string.IsNullOrEmpty(usagePath) ? null : usagePath;
+        _topLevelUsage = _usagePath == "usage";
         _unit = unit;
         string last = _usagePath is null ? "usage" : _usagePath[(_usagePath.LastIndexOf('.') + 1)..];
         _keyTail = Encoding.UTF8.GetBytes(last + "\"");
@@ -176,23 +179,33 @@ public sealed class SseUsageFilter : IDisposable
             }
         }
 
-        if (HasValueAfterKey(sseEvent, keyAt) && UsageReader.TryReadSseEvent(sseEvent, _usagePath, _unit, out Usage usage))
-        {
-            Usage = usage;
-        }
-
+        bool hasValue = HasValueAfterKey(sseEvent, keyAt);
         if (!_strip || dataLines != 1)
         {
             // Without strip mode events pass unchanged. A JSON document split over several data lines is never one
             // the gateway's own include_usage produced from an OpenAI-shaped target, so it too passes unchanged.
+            ReadUsage(sseEvent, hasValue);
             Write(sseEvent, output);
             return;
         }
 
-        if (!TryFindTopLevelUsage(sseEvent.Slice(start, length), out int cutStart, out int cutEnd, out bool usageOnly))
+        // One pass over the chunk finds the member to cut and, when the usage sits at the top level (chat's own
+        // path), reads the usage on the way: the usage chunk is parsed once, not once to read and once to cut.
+        bool readInPass = hasValue && _topLevelUsage;
+        if (!TryFindTopLevelUsage(sseEvent.Slice(start, length), readInPass ? _unit : null, out int cutStart, out int cutEnd, out bool usageOnly, out Usage? found))
         {
+            ReadUsage(sseEvent, hasValue);
             Write(sseEvent, output);
             return;
+        }
+
+        if (found is { } read)
+        {
+            Usage = read;
+        }
+        else if (!readInPass)
+        {
+            ReadUsage(sseEvent, hasValue);
         }
 
         if (usageOnly)
@@ -202,6 +215,15 @@ public sealed class SseUsageFilter : IDisposable
         }
 
         Write(sseEvent, start + cutStart, start + cutEnd, output);
+    }
+
+    /// <summary>Notes the event's usage at the usage path, when some mention of the key is followed by a value.</summary>
+    private void ReadUsage(ReadOnlySpan<byte> sseEvent, bool hasValue)
+    {
+        if (hasValue && UsageReader.TryReadSseEvent(sseEvent, _usagePath, _unit, out Usage usage))
+        {
+            Usage = usage;
+        }
     }
 
     /// <summary>Where the quoted key starts (its opening quote), from <paramref name="from"/> on; -1 when absent.</summary>
@@ -262,11 +284,16 @@ public sealed class SseUsageFilter : IDisposable
     /// Finds the top-level <c>usage</c> member of a chunk, with the comma that joins it to its neighbours, so that
     /// cutting <c>[cutStart, cutEnd)</c> leaves the object the target would have sent without include_usage.
     /// <paramref name="usageOnly"/>: usage is an object and <c>choices</c> is empty — the usage chunk itself.
+    /// Given a metering <paramref name="unit"/>, also reads the value of the first top-level <c>usage</c> member into
+    /// <paramref name="usage"/> (null when that value is not usage), as <see cref="UsageReader.TryRead"/> with the path
+    /// <c>usage</c> would.
     /// </summary>
-    private static bool TryFindTopLevelUsage(ReadOnlySpan<byte> json, out int cutStart, out int cutEnd, out bool usageOnly)
+    private static bool TryFindTopLevelUsage(ReadOnlySpan<byte> json, string? unit, out int cutStart, out int cutEnd, out bool usageOnly, out Usage? usage)
     {
         cutStart = cutEnd = -1;
         usageOnly = false;
+        usage = null;
+        bool firstUsage = true;
         bool choicesEmpty = false, usageObject = false;
         int previousValueEnd = -1;
         try
@@ -284,6 +311,12 @@ public sealed class SseUsageFilter : IDisposable
                 {
                     reader.Read();
                     usageObject = reader.TokenType == JsonTokenType.StartObject;
+                    if (firstUsage && unit is not null && UsageReader.TryReadValue(reader, unit, out Usage value))
+                    {
+                        usage = value;
+                    }
+
+                    firstUsage = false;
                     reader.Skip();
                     int valueEnd = (int)reader.BytesConsumed;
                     if (previousValueEnd >= 0)
@@ -330,11 +363,13 @@ public sealed class SseUsageFilter : IDisposable
         }
         catch (JsonException)
         {
+            usage = null;
             return false;
         }
 
         if (cutStart < 0)
         {
+            usage = null;
             return false;
         }
 

@@ -83,6 +83,32 @@ public static class UsageReader
         }
     }
 
+    /// <summary>
+    /// Reads the usage value the reader stands on (the first token of the value: an object, a bare count, or null) of
+    /// a document being read for something else, so a caller that walks the document anyway reads it in the same pass.
+    /// The reader is left where it was: the caller skips the value itself.
+    /// </summary>
+    /// <returns>False for unit <c>requests</c> (nothing is read from the answer) and for a value that is not usage.</returns>
+    internal static bool TryReadValue(Utf8JsonReader reader, string unit, out Usage usage)
+    {
+        usage = default;
+        if (string.Equals(unit, RequestsUnit, StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        try
+        {
+            // The reader is a copy: a malformed usage object cannot move the caller's reader off the value's end.
+            return ReadUsage(ref reader, unit, out usage);
+        }
+        catch (JsonException)
+        {
+            usage = default;
+            return false;
+        }
+    }
+
     /// <summary>Leaves the reader on the first token of the value at the path; false when a segment is missing.</summary>
     private static bool SeekPath(ref Utf8JsonReader reader, ReadOnlySpan<char> path)
     {
