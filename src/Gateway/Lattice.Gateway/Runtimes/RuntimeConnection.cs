@@ -234,6 +234,12 @@ public sealed partial class RuntimeConnection
         }
     }
 
+    /// <summary>
+    /// The link agreed a usage key: a sealed report's check is a hash, cheap enough to make as the end frame is read
+    /// rather than on the thread pool.
+    /// </summary>
+    public bool TagsUsage => _usageKey is not null;
+
     public CancellationToken Closed => _closed.Token;
 
     /// <summary>Both sides keep credit (the daemon listed <see cref="LinkFeatures.FlowControl"/>).</summary>
