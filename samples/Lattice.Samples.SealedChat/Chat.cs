@@ -33,8 +33,9 @@ public static class Chat
             yield break;
         }
 
-        // Sealed to the runtime's work key: the gateway routes and meters the call but relays only ciphertext.
-        await using var updates = lattice.GetSealedChatClient(runtime)
+        // Sealed to the runtime's work key: the gateway routes and meters the call but relays only ciphertext. One
+        // sealed client per session and runtime, so the chats share its sealing sessions.
+        await using var updates = session.SealedChat(lattice, runtime)
             .GetStreamingResponseAsync(prompt, cancellationToken: cancellationToken).GetAsyncEnumerator(cancellationToken);
         while (true)
         {

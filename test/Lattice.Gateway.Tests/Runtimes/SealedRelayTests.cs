@@ -62,6 +62,14 @@ public sealed class SealedRelayTests(LiveGateway gateway) : IClassFixture<LiveGa
 
     private async Task<FakeDaemon> ConnectAsync(WorkKey key, CancellationToken cancellationToken, string feature = LinkFeatures.SealedDispatch)
     {
+        var (daemon, welcome) = await ConnectWelcomedAsync(key, cancellationToken, feature);
+        // A daemon that does not take a link key is sent none: it signs its usage.
+        Assert.Null(welcome.UsageLinkKey);
+        return daemon;
+    }
+
+    private async Task<(FakeDaemon Daemon, WelcomeMessage Welcome)> ConnectWelcomedAsync(WorkKey key, CancellationToken cancellationToken, params string[] features)
+    {
         var (id, token) = await TestRuntimes.CreateAsync(gateway, gateway.KeyA);
         var credentials = await RuntimeCredentials.PairAsync(new Uri(gateway.Origin), token, CancellationToken.None);
         var socket = new ClientWebSocket();
@@ -69,10 +77,32 @@ public sealed class SealedRelayTests(LiveGateway gateway) : IClassFixture<LiveGa
         await socket.ConnectAsync(new Uri("ws" + gateway.Origin["http".Length..] + RuntimeLink.ConnectPath), cancellationToken);
         var daemon = new FakeDaemon(socket, id);
         await daemon.SendAsync(Frame.Json(FrameType.Hello, 0, new HelloMessage("test", 4, [new CapabilityInfo("chat.completions", "raw", "fake", null)],
-            [feature], PublicWorkKey: key.PublicKeyText), ProtocolJsonContext.Default.HelloMessage), cancellationToken);
-        Assert.True(Frame.TryRead(await daemon.ReceiveAsync(cancellationToken), out var type, out _, out _));
+            features, PublicWorkKey: key.PublicKeyText), ProtocolJsonContext.Default.HelloMessage), cancellationToken);
+        Assert.True(Frame.TryRead(await daemon.ReceiveAsync(cancellationToken), out var type, out _, out var payload));
         Assert.Equal(FrameType.Welcome, type);
-        return daemon;
+        return (daemon, Frame.ReadJson(payload, ProtocolJsonContext.Default.WelcomeMessage)!);
+    }
+
+    /// <summary>
+    /// One sealed request through the gateway to the fake daemon, answered with <paramref name="answer"/> and an end frame
+    /// made by <paramref name="sign"/>; returns the gateway's request id and the answer's bytes as the client got them.
+    /// </summary>
+    private async Task<(string RequestId, byte[] Relayed)> RoundTripAsync(HttpClient http, FakeDaemon daemon, byte[] body, byte[] answer, string requestId,
+        Func<DispatchEnd, DispatchEnd> sign, CancellationToken cancellationToken)
+    {
+        var posting = PostSealedAsync(http, daemon.LatticeId, body, requestId);
+        var (id, header, relayed) = await daemon.NextDispatchAsync(cancellationToken);
+        Assert.Equal(requestId, header.SealedRequestId);
+        Assert.Equal("raw", header.Model);
+        Assert.True(header.Stream);
+        Assert.Equal(body, relayed);
+        await daemon.SendAsync(Frame.Json(FrameType.ResponseStart, id, new ResponseStart(200, SealedHttp.ContentType), ProtocolJsonContext.Default.ResponseStart), cancellationToken);
+        await daemon.SendAsync(Frame.Raw(FrameType.Data, id, answer), cancellationToken);
+        await daemon.SendAsync(Frame.Json(FrameType.End, id, sign(new DispatchEnd(7, 11, 0)), ProtocolJsonContext.Default.DispatchEnd), cancellationToken);
+        using var response = await posting.WaitAsync(cancellationToken);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(SealedHttp.ContentType, response.Content.Headers.ContentType?.MediaType);
+        return (response.Headers.GetValues("x-request-id").Single(), await response.Content.ReadAsByteArrayAsync(cancellationToken));
     }
 
     private Task<HttpResponseMessage> PostSealedAsync(HttpClient http, string latticeId, byte[] body, string requestId)
@@ -99,22 +129,8 @@ public sealed class SealedRelayTests(LiveGateway gateway) : IClassFixture<LiveGa
         // Bytes that would be rewritten or filtered if the gateway read them as an OpenAI answer.
         var answer = "data: {\"model\":\"engine-name\",\"usage\":{\"total_tokens\":99}}\n\n"u8.ToArray();
 
-        async Task<(string RequestId, byte[] Relayed)> RunAsync(string requestId, Func<DispatchEnd, DispatchEnd> sign)
-        {
-            var posting = PostSealedAsync(http, daemon.LatticeId, body, requestId);
-            var (id, header, relayed) = await daemon.NextDispatchAsync(timeout.Token);
-            Assert.Equal(requestId, header.SealedRequestId);
-            Assert.Equal("raw", header.Model);
-            Assert.True(header.Stream);
-            Assert.Equal(body, relayed);
-            await daemon.SendAsync(Frame.Json(FrameType.ResponseStart, id, new ResponseStart(200, SealedHttp.ContentType), ProtocolJsonContext.Default.ResponseStart), timeout.Token);
-            await daemon.SendAsync(Frame.Raw(FrameType.Data, id, answer), timeout.Token);
-            await daemon.SendAsync(Frame.Json(FrameType.End, id, sign(new DispatchEnd(7, 11, 0)), ProtocolJsonContext.Default.DispatchEnd), timeout.Token);
-            using var response = await posting.WaitAsync(timeout.Token);
-            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            Assert.Equal(SealedHttp.ContentType, response.Content.Headers.ContentType?.MediaType);
-            return (response.Headers.GetValues("x-request-id").Single(), await response.Content.ReadAsByteArrayAsync(timeout.Token));
-        }
+        Task<(string RequestId, byte[] Relayed)> RunAsync(string requestId, Func<DispatchEnd, DispatchEnd> sign) =>
+            RoundTripAsync(http, daemon, body, answer, requestId, sign, timeout.Token);
 
         var (signedId, signedAnswer) = await RunAsync("sreq_signed", end => SealedUsage.Sign(end, key.Key, "sreq_signed", daemon.LatticeId));
         Assert.Equal(answer, signedAnswer);
@@ -130,6 +146,35 @@ public sealed class SealedRelayTests(LiveGateway gateway) : IClassFixture<LiveGa
         Assert.Equal(answer, unsignedAnswer);
         Assert.Equal(new Protocol.Metering.Usage(7, 11, 18, Estimated: true), (await Ledger.RecordAsync(gateway.Services, unsignedId)).Usage);
         Assert.Equal(1, await Ledger.CountAsync(gateway.Services, unsignedId));
+    }
+
+    [Fact]
+    public async Task A_daemon_that_takes_a_link_key_tags_its_usage_and_on_its_link_only_the_tag_counts()
+    {
+        using var timeout = new CancellationTokenSource(Timeout);
+        using var key = WorkKey.LoadOrCreate(_keyDir);
+        var (daemon, welcome) = await ConnectWelcomedAsync(key, timeout.Token, LinkFeatures.SealedDispatch, LinkFeatures.UsageLinkKey);
+        using var connected = daemon;
+        // The welcome carries this link's key; the daemon agrees the usage key from it and its work key.
+        var linkPublic = System.Buffers.Text.Base64Url.DecodeFromChars(Assert.IsType<string>(welcome.UsageLinkKey));
+        Assert.Equal(SealedFormat.PublicKeyBytes, linkPublic.Length);
+        using var usageKey = UsageKey.ForDaemon(key.Key, linkPublic);
+        using var http = gateway.Client(gateway.KeyA);
+        var body = new byte[300];
+        Random.Shared.NextBytes(body);
+        body[0] = SealedFormat.Version;
+        var answer = "data: {\"usage\":{\"total_tokens\":99}}\n\n"u8.ToArray();
+
+        var (taggedId, taggedAnswer) = await RoundTripAsync(http, daemon, body, answer, "sreq_tagged", end => usageKey.Tag(end, "sreq_tagged", daemon.LatticeId), timeout.Token);
+        Assert.Equal(answer, taggedAnswer);
+        Assert.Equal(new Protocol.Metering.Usage(7, 11, 18), (await Ledger.RecordAsync(gateway.Services, taggedId)).Usage);
+        Assert.Equal(1, await Ledger.CountAsync(gateway.Services, taggedId));
+
+        // A tag for another request, and on this link even a valid ECDSA signature: the counts kept, marked estimated.
+        var (otherId, _) = await RoundTripAsync(http, daemon, body, answer, "sreq_other", end => usageKey.Tag(end, "sreq_tagged", daemon.LatticeId), timeout.Token);
+        Assert.Equal(new Protocol.Metering.Usage(7, 11, 18, Estimated: true), (await Ledger.RecordAsync(gateway.Services, otherId)).Usage);
+        var (signedId, _) = await RoundTripAsync(http, daemon, body, answer, "sreq_signed", end => SealedUsage.Sign(end, key.Key, "sreq_signed", daemon.LatticeId), timeout.Token);
+        Assert.Equal(new Protocol.Metering.Usage(7, 11, 18, Estimated: true), (await Ledger.RecordAsync(gateway.Services, signedId)).Usage);
     }
 
     [Fact]

@@ -72,6 +72,51 @@ public sealed class SealedWireTests
         Assert.Null(SealedUsage.Verifier(new byte[SealedFormat.PublicKeyBytes]));
     }
 
+    private const string LinkPrivate = "0303030303030303030303030303030303030303030303030303030303030303";
+    private const string ExpectedLinkPublic =
+        "04591ab771ebbcfd6d9cb9094d106528add1a69d44c2c1f627f089ec58b9c61adf9f4e6abf0d045c0c693a3c68ad7c97ca72be64def4a26fecd263dd98a92780f0";
+    private const string ExpectedUsageTag = "7sIcW9mRUp9XJRcSF-X-Jj3kndR_1bVhU85uNJyWMQ4";
+
+    [Fact]
+    public void The_link_usage_key_tags_the_usage_vector_byte_for_byte_on_both_sides()
+    {
+        using var work = WorkKey();
+        var workPublic = SealedFormat.PublicKeyOf(work);
+        using var linkKey = ECDiffieHellman.Create(new ECParameters { Curve = ECCurve.NamedCurves.nistP256, D = Convert.FromHexString(LinkPrivate) });
+        using var gatewaySide = UsageKey.ForGateway(workPublic, linkKey, out var linkPublic);
+        Assert.Equal(ExpectedLinkPublic, Convert.ToHexStringLower(linkPublic));
+        using var daemonSide = UsageKey.ForDaemon(work, linkPublic);
+
+        var tagged = daemonSide.Tag(VectorUsage, "req_0001", "lat_test");
+        Assert.Equal(ExpectedUsageTag, tagged.Signature);
+        Assert.Equal(VectorUsage, tagged with { Signature = null });
+        Assert.True(gatewaySide.Verify(tagged, "req_0001", "lat_test"));
+
+        // Only for its counts, request and runtime, and only under this link's key.
+        Assert.False(gatewaySide.Verify(tagged with { CompletionTokens = 35 }, "req_0001", "lat_test"));
+        Assert.False(gatewaySide.Verify(tagged with { Estimated = true }, "req_0001", "lat_test"));
+        Assert.False(gatewaySide.Verify(tagged with { Cancelled = true }, "req_0001", "lat_test"));
+        Assert.False(gatewaySide.Verify(tagged, "req_0002", "lat_test"));
+        Assert.False(gatewaySide.Verify(tagged, "req_0001", "lat_other"));
+        Assert.False(gatewaySide.Verify(tagged with { Signature = null }, "req_0001", "lat_test"));
+        Assert.False(gatewaySide.Verify(tagged with { Signature = "not base64url!" }, "req_0001", "lat_test"));
+        Assert.False(gatewaySide.Verify(tagged with { Signature = tagged.Signature![..^2] }, "req_0001", "lat_test"));
+        // An ECDSA signature is no tag, and another link's key (a fresh link key pair) agrees another key.
+        Assert.False(gatewaySide.Verify(VectorUsage with { Signature = VectorSignature }, "req_0001", "lat_test"));
+        using var otherLink = UsageKey.ForGateway(workPublic, out var otherLinkPublic);
+        Assert.NotEqual(linkPublic, otherLinkPublic);
+        Assert.False(otherLink.Verify(tagged, "req_0001", "lat_test"));
+        // Without the work key, a link key agrees nothing the gateway's side shares.
+        using var impostor = SealedFormat.NewKey();
+        using var impostorSide = UsageKey.ForDaemon(impostor, linkPublic);
+        Assert.False(gatewaySide.Verify(impostorSide.Tag(VectorUsage, "req_0001", "lat_test"), "req_0001", "lat_test"));
+        Assert.Throws<SealedMessageException>(() => UsageKey.ForDaemon(work, new byte[SealedFormat.PublicKeyBytes]));
+
+        // Forgotten, the key's tags no longer verify.
+        gatewaySide.Dispose();
+        Assert.False(gatewaySide.Verify(tagged, "req_0001", "lat_test"));
+    }
+
     [Fact]
     public async Task Answer_records_are_a_length_then_the_chunk_and_a_cut_short_record_is_refused()
     {
@@ -106,6 +151,10 @@ public sealed class SealedWireTests
         Assert.Equal("""{"prompt_tokens":1,"completion_tokens":2,"audio_seconds":0}""", Json(new DispatchEnd(1, 2, 0), ProtocolJsonContext.Default.DispatchEnd));
         Assert.Equal("""{"prompt_tokens":1,"completion_tokens":2,"audio_seconds":0,"signature":"c2ln"}""",
             Json(new DispatchEnd(1, 2, 0, Signature: "c2ln"), ProtocolJsonContext.Default.DispatchEnd));
+
+        Assert.Equal("""{"lattice_id":"lat_1","heartbeat_seconds":5}""", Json(new WelcomeMessage("lat_1", 5), ProtocolJsonContext.Default.WelcomeMessage));
+        Assert.Equal("""{"lattice_id":"lat_1","heartbeat_seconds":5,"usage_link_key":"BFka"}""",
+            Json(new WelcomeMessage("lat_1", 5, UsageLinkKey: "BFka"), ProtocolJsonContext.Default.WelcomeMessage));
     }
 
     [Theory]

@@ -181,6 +181,13 @@ public sealed partial class RuntimeConnection
         _flowControl = hello.Features?.Contains(LinkFeatures.FlowControl) == true;
         WorkPublicKey = Protocol.Sealing.WorkKey.ParsePublic(hello.PublicWorkKey);
         OpensSealed = WorkPublicKey is not null && hello.Features?.Contains(LinkFeatures.SealedDispatch) == true;
+        if (OpensSealed && hello.Features!.Contains(LinkFeatures.UsageLinkKey))
+        {
+            // A link key of this link's own, sent in the welcome: the daemon then tags its sealed usage with the key both
+            // sides derive from it and the work key, which is checked with a hash rather than an ECDSA verification.
+            _usageKey = Protocol.Sealing.UsageKey.ForGateway(WorkPublicKey!, out var linkPublicKey);
+            _usageLinkKey = Protocol.Sealing.WorkKey.Base64Url(linkPublicKey);
+        }
         _lastHeard = time.GetTimestamp();
     }
 
@@ -201,16 +208,24 @@ public sealed partial class RuntimeConnection
 
     private readonly Lock _verifying = new();
     private System.Security.Cryptography.ECDsa? _verifier;
+    // The link's usage key and the public half of its link key (for the welcome), when the daemon takes one.
+    private readonly Protocol.Sealing.UsageKey? _usageKey;
+    private readonly string? _usageLinkKey;
 
     /// <summary>
-    /// Whether a sealed dispatch's reported usage carries a valid signature by this link's work key. The key is
-    /// imported once per link; verifications run one at a time.
+    /// Whether a sealed dispatch's reported usage is authenticated by this link's work key: tagged with the link's usage
+    /// key when the welcome agreed one (and then only so), else signed with the work key — imported once per link,
+    /// verifications one at a time.
     /// </summary>
     public bool SignedByWorkKey(DispatchEnd end, string sealedRequestId)
     {
         if (WorkPublicKey is null)
         {
             return false;
+        }
+        if (_usageKey is { } usageKey)
+        {
+            return usageKey.Verify(end, sealedRequestId, LatticeId);
         }
         lock (_verifying)
         {
@@ -219,14 +234,23 @@ public sealed partial class RuntimeConnection
         }
     }
 
+    /// <summary>
+    /// The link agreed a usage key: a sealed report's check is a hash, cheap enough to make as the end frame is read
+    /// rather than on the thread pool.
+    /// </summary>
+    public bool TagsUsage => _usageKey is not null;
+
     public CancellationToken Closed => _closed.Token;
 
     /// <summary>Both sides keep credit (the daemon listed <see cref="LinkFeatures.FlowControl"/>).</summary>
     public bool FlowControl => _flowControl;
 
-    /// <summary>The welcome for this link: the gateway's frame limit, and the window when both sides keep credit.</summary>
+    /// <summary>
+    /// The welcome for this link: the gateway's frame limit, the window when both sides keep credit, and the link key
+    /// when the daemon tags its sealed usage with the link's usage key.
+    /// </summary>
     public WelcomeMessage Welcome() =>
-        new(LatticeId, (int)PingEvery.TotalSeconds, RuntimeLinkLimits.MaxFrameBytes, _flowControl ? RuntimeLinkLimits.WindowBytes : null);
+        new(LatticeId, (int)PingEvery.TotalSeconds, RuntimeLinkLimits.MaxFrameBytes, _flowControl ? RuntimeLinkLimits.WindowBytes : null, _usageLinkKey);
 
     /// <summary>The largest request body a dispatch to this daemon may carry (its frame limit less the largest header).</summary>
     public long MaxDispatchBodyBytes => (long)(Hello.MaxFrameBytes is > 0 and var max ? max : Frame.MaxFrameBytes) - Frame.HeaderSize - 2 - ushort.MaxValue;

@@ -208,7 +208,16 @@ public sealed partial class RuntimeTarget(IOptions<GatewayOptions> options, Time
                 {
                     var (target, connection, requestId) = (_target, _connection, _sealedRequestId);
                     ReportedUsage = ToUsage(reported);
-                    ReportedUsageCheck = () => target.SealedUsageHolds(connection, reported, requestId);
+                    if (connection.TagsUsage)
+                    {
+                        // A tag (HMAC) is checked here: handing a check of a few µs to the thread pool costs more (a
+                        // worker woken, and its spinning) than the check itself.
+                        ReportedUsage = Metering.UsageMeter.Checked(ReportedUsage.Value, () => target.SealedUsageHolds(connection, reported, requestId));
+                    }
+                    else
+                    {
+                        ReportedUsageCheck = () => target.SealedUsageHolds(connection, reported, requestId);
+                    }
                 }
                 end.Release();
                 return;

@@ -87,6 +87,13 @@ public static class LinkFeatures
     /// daemon that lists this. A daemon of format v1 listed <c>sealed_dispatch</c>: it is offered none.
     /// </summary>
     public const string SealedDispatch = "sealed_dispatch_v2";
+
+    /// <summary>
+    /// The daemon authenticates a sealed dispatch's usage with the link's usage key (an HMAC tag, docs/sealed-dispatch.md)
+    /// when the welcome carries <see cref="WelcomeMessage.UsageLinkKey"/>; the gateway sends one only to a daemon that
+    /// lists this (and <see cref="SealedDispatch"/>). Without it, the usage is signed with the work key (ECDSA).
+    /// </summary>
+    public const string UsageLinkKey = "usage_link_key";
 }
 
 /// <summary>The gateway's answer: who the daemon is and how often to expect pings.</summary>
@@ -95,11 +102,17 @@ public static class LinkFeatures
 /// Present when both sides do <see cref="LinkFeatures.FlowControl"/>: each dispatch starts with this much credit for
 /// its data bytes. Absent (an older gateway, or a daemon that did not list the feature): no credit is kept.
 /// </param>
+/// <param name="UsageLinkKey">
+/// Present when the daemon listed <see cref="LinkFeatures.UsageLinkKey"/> with a work key: the public half of the link
+/// key the gateway made for this link (SEC1, base64url), from which both sides derive the link's usage key
+/// (<see cref="Sealing.UsageKey"/>).
+/// </param>
 public sealed record WelcomeMessage(
     string LatticeId,
     int HeartbeatSeconds,
     [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? MaxFrameBytes = null,
-    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? WindowBytes = null);
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? WindowBytes = null,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? UsageLinkKey = null);
 
 /// <summary>What to run: the task, which of the runtime's models, how the body is encoded, whether to stream.</summary>
 /// <param name="SealedRequestId">

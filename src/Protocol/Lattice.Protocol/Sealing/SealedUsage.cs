@@ -6,7 +6,8 @@ namespace Lattice.Protocol.Sealing;
 
 /// <summary>
 /// The usage a daemon reports for a sealed dispatch, signed with its work key (ECDSA P-256, SHA-256, IEEE P1363
-/// <c>r || s</c>, 64 bytes) so the gateway meters what it cannot read. The signed bytes are canonical:
+/// <c>r || s</c>, 64 bytes) — or, on a link that agreed one, tagged with the link's <see cref="UsageKey"/> — so the
+/// gateway meters what it cannot read. The signed (or tagged) bytes are canonical:
 /// <code>
 /// "lattice sealed v2 usage" (23 bytes) || associated data (request id, runtime id)
 ///   || u64 BE prompt tokens || u64 BE completion tokens || u64 BE cached tokens || u64 BE audio milliseconds
@@ -86,23 +87,31 @@ public static class SealedUsage
         }
     }
 
-    /// <summary>Whether <paramref name="end"/> carries a valid signature by <paramref name="verifier"/> (<see cref="Verifier"/>).</summary>
-    public static bool Verify(DispatchEnd end, ECDsa verifier, string requestId, string runtimeId)
+    /// <summary>
+    /// The bytes of <paramref name="end"/>'s signature or tag (base64url in <see cref="DispatchEnd.Signature"/>) when it
+    /// decodes to exactly <paramref name="length"/> of them; else null.
+    /// </summary>
+    internal static byte[]? Authentication(DispatchEnd end, int length)
     {
         if (end.Signature is not { Length: > 0 } text)
         {
-            return false;
+            return null;
         }
-        byte[] signature;
         try
         {
-            signature = System.Buffers.Text.Base64Url.DecodeFromChars(text);
+            var bytes = System.Buffers.Text.Base64Url.DecodeFromChars(text);
+            return bytes.Length == length ? bytes : null;
         }
         catch (FormatException)
         {
-            return false;
+            return null;
         }
-        if (signature.Length != SignatureBytes)
+    }
+
+    /// <summary>Whether <paramref name="end"/> carries a valid signature by <paramref name="verifier"/> (<see cref="Verifier"/>).</summary>
+    public static bool Verify(DispatchEnd end, ECDsa verifier, string requestId, string runtimeId)
+    {
+        if (Authentication(end, SignatureBytes) is not { } signature)
         {
             return false;
         }
@@ -116,4 +125,107 @@ public static class SealedUsage
             return false;
         }
     }
+}
+
+/// <summary>
+/// A link's usage key (docs/sealed-dispatch.md, "The link's usage key"): agreed once per link between the gateway and
+/// the daemon's work key, so that the daemon authenticates each sealed dispatch's usage with an HMAC-SHA256 tag rather
+/// than an ECDSA signature — the same proof to the gateway (only the work key's holder, and the gateway that made the
+/// link key, can derive it) for a hash instead of a public-key operation on each side of every request. The gateway
+/// makes a fresh P-256 link key pair for the link, sends its public half in the welcome, and drops the private half
+/// once the key is derived:
+/// <code>
+/// shared = ECDH(link private, work public) = ECDH(work private, link public)   # X coordinate, 32 bytes
+/// prk    = HKDF-Extract-SHA256(salt = "lattice usage link key" || link public (65) || work public (65), shared)
+/// key    = HKDF-Expand-SHA256(prk, info = "lattice sealed v2 usage key", 32 bytes)
+/// tag    = HMAC-SHA256(key, SealedUsage.Canonical(end, request id, runtime id))      # 32 bytes, base64url
+/// </code>
+/// Thread-safe.
+/// </summary>
+public sealed class UsageKey : IDisposable
+{
+    public const int TagBytes = 32;
+
+    private static readonly byte[] SaltLabel = "lattice usage link key"u8.ToArray();
+    private static readonly byte[] Info = "lattice sealed v2 usage key"u8.ToArray();
+
+    private readonly byte[] _key;
+
+    private UsageKey(byte[] key) => _key = key;
+
+    /// <summary>
+    /// The gateway's side: a fresh link key pair, whose public half (SEC1) goes to the daemon in the welcome, and the
+    /// key agreed with the work key <paramref name="workPublicKey"/> (SEC1). The link's private key is not kept.
+    /// </summary>
+    /// <exception cref="SealedMessageException"><paramref name="workPublicKey"/> is not a P-256 point.</exception>
+    public static UsageKey ForGateway(ReadOnlySpan<byte> workPublicKey, out byte[] linkPublicKey)
+    {
+        using var link = SealedFormat.NewKey();
+        return ForGateway(workPublicKey, link, out linkPublicKey);
+    }
+
+    /// <summary>The gateway's side with a given link key; only for test vectors (a link key must never be reused).</summary>
+    public static UsageKey ForGateway(ReadOnlySpan<byte> workPublicKey, ECDiffieHellman link, out byte[] linkPublicKey)
+    {
+        linkPublicKey = SealedFormat.PublicKeyOf(link);
+        using var work = SealedFormat.ImportPublicKey(workPublicKey);
+        using var workPublic = work.PublicKey;
+        return new UsageKey(Derive(link, workPublic, linkPublicKey, workPublicKey));
+    }
+
+    /// <summary>The daemon's side: the key its work key agrees with the link key the welcome carried (SEC1).</summary>
+    /// <exception cref="SealedMessageException"><paramref name="linkPublicKey"/> is not a P-256 point.</exception>
+    public static UsageKey ForDaemon(ECDiffieHellman workKey, ReadOnlySpan<byte> linkPublicKey)
+    {
+        using var link = SealedFormat.ImportPublicKey(linkPublicKey);
+        using var linkPublic = link.PublicKey;
+        return new UsageKey(Derive(workKey, linkPublic, linkPublicKey, SealedFormat.PublicKeyOf(workKey)));
+    }
+
+    private static byte[] Derive(ECDiffieHellman own, ECDiffieHellmanPublicKey peer, ReadOnlySpan<byte> linkPublic, ReadOnlySpan<byte> workPublic)
+    {
+        var shared = own.DeriveRawSecretAgreement(peer);
+        Span<byte> prk = stackalloc byte[SealedFormat.KeyBytes];
+        try
+        {
+            // The label keeps this apart from every session secret, whose salt is two public keys alone: a link key
+            // chosen equal to some app's ephemeral key still gives another key.
+            Span<byte> salt = stackalloc byte[SaltLabel.Length + 2 * SealedFormat.PublicKeyBytes];
+            SaltLabel.CopyTo(salt);
+            linkPublic.CopyTo(salt[SaltLabel.Length..]);
+            workPublic.CopyTo(salt[(SaltLabel.Length + SealedFormat.PublicKeyBytes)..]);
+            HKDF.Extract(HashAlgorithmName.SHA256, shared, salt, prk);
+            var key = new byte[SealedFormat.KeyBytes];
+            HKDF.Expand(HashAlgorithmName.SHA256, prk, key, Info);
+            return key;
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(shared);
+            CryptographicOperations.ZeroMemory(prk);
+        }
+    }
+
+    /// <summary><paramref name="end"/> with its tag (base64url, in <see cref="DispatchEnd.Signature"/>).</summary>
+    public DispatchEnd Tag(DispatchEnd end, string requestId, string runtimeId)
+    {
+        Span<byte> tag = stackalloc byte[TagBytes];
+        HMACSHA256.HashData(_key, SealedUsage.Canonical(end with { Signature = null }, requestId, runtimeId), tag);
+        return end with { Signature = WorkKey.Base64Url(tag) };
+    }
+
+    /// <summary>Whether <paramref name="end"/> carries this key's tag for its counts, request and runtime.</summary>
+    public bool Verify(DispatchEnd end, string requestId, string runtimeId)
+    {
+        if (SealedUsage.Authentication(end, TagBytes) is not { } tag)
+        {
+            return false;
+        }
+        Span<byte> expected = stackalloc byte[TagBytes];
+        HMACSHA256.HashData(_key, SealedUsage.Canonical(end with { Signature = null }, requestId, runtimeId), expected);
+        return CryptographicOperations.FixedTimeEquals(expected, tag);
+    }
+
+    /// <summary>Forgets the key (zeroed): tags made after this do not verify.</summary>
+    public void Dispose() => CryptographicOperations.ZeroMemory(_key);
 }

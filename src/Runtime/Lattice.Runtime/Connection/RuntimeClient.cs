@@ -202,7 +202,9 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
     {
         var session = new Session(this, socket, engines, maxConcurrency, _time);
         var hello = new HelloMessage(typeof(RuntimeClient).Assembly.GetName().Version?.ToString() ?? "0", maxConcurrency, engines.Capabilities,
-            _workKey is null ? [LinkFeatures.EndAfterCancel, LinkFeatures.FlowControl] : [LinkFeatures.EndAfterCancel, LinkFeatures.FlowControl, LinkFeatures.SealedDispatch],
+            _workKey is null
+                ? [LinkFeatures.EndAfterCancel, LinkFeatures.FlowControl]
+                : [LinkFeatures.EndAfterCancel, LinkFeatures.FlowControl, LinkFeatures.SealedDispatch, LinkFeatures.UsageLinkKey],
             Frame.MaxFrameBytes, _workKey?.PublicKeyText);
         var welcome = await session.HandshakeAsync(hello, cancellationToken);
         if (welcome is null)
@@ -212,7 +214,14 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
         Interlocked.Exchange(ref _welcomedAt, _time.GetTimestamp());
         Connected = true;
         Status?.Invoke($"connected as {welcome.LatticeId} to {Gateway}");
-        return await session.RunAsync(cancellationToken);
+        try
+        {
+            return await session.RunAsync(cancellationToken);
+        }
+        finally
+        {
+            session.ForgetUsageKey();
+        }
     }
 
     /// <summary>One connection's lifetime: reader, writer, heartbeat, and the dispatches it is running.</summary>
@@ -233,6 +242,8 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
         private int _pongQueued;
         // The runtime's id, from the welcome: bound into every sealed dispatch's associated data.
         private string _latticeId = "";
+        // The link's usage key, agreed from the welcome's link key: sealed usage is tagged with it rather than signed.
+        private UsageKey? _usageKey;
 
         /// <summary>The most data one frame carries: the gateway's frame limit, and no more than the writer joins.</summary>
         private int MaxDataPayload => Math.Min(CoalesceBytes, _maxFrame) - Frame.HeaderSize;
@@ -256,6 +267,7 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
                     _window = welcome.WindowBytes is > 0 and var window ? window : 0;
                     _maxFrame = welcome.MaxFrameBytes is > Frame.HeaderSize + 1024 and var max ? max : Frame.MaxFrameBytes;
                     _latticeId = welcome.LatticeId;
+                    _usageKey = AgreeUsageKey(welcome.UsageLinkKey);
                 }
                 return welcome;
             }
@@ -479,14 +491,38 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
             });
         }
 
+        /// <summary>
+        /// The usage key the work key agrees with the link key a welcome carried; null without one (an older gateway),
+        /// without a work key, or for a link key that is not a P-256 point — the usage is then signed.
+        /// </summary>
+        private UsageKey? AgreeUsageKey(string? linkKeyText)
+        {
+            if (linkKeyText is null || owner._workKey is not { } key)
+            {
+                return null;
+            }
+            try
+            {
+                return UsageKey.ForDaemon(key.Key, System.Buffers.Text.Base64Url.DecodeFromChars(linkKeyText));
+            }
+            catch (Exception e) when (e is FormatException or CryptographicException)
+            {
+                return null;
+            }
+        }
+
+        /// <summary>The link has ended: its usage key is of no more use (zeroed).</summary>
+        public void ForgetUsageKey() => _usageKey?.Dispose();
+
         private void SendEnd(uint id, EngineUsage usage, bool cancelled, string? sealedRequestId)
         {
             var end = new DispatchEnd(usage.PromptTokens, usage.CompletionTokens, usage.AudioSeconds, usage.CachedTokens, usage.Estimated, cancelled);
             if (sealedRequestId is not null && owner._workKey is { } key)
             {
-                // The gateway cannot read a sealed answer, so it meters what the daemon reports, signed with the work key.
-                // Signed only now: the answer's final record is already queued ahead of this End, on its way to the app.
-                end = key.Sign(end, sealedRequestId, _latticeId);
+                // The gateway cannot read a sealed answer, so it meters what the daemon reports, authenticated by the work
+                // key: tagged with the link's usage key (a hash) when the welcome agreed one, else signed (ECDSA). Only
+                // now: the answer's final record is already queued ahead of this End, on its way to the app.
+                end = _usageKey is { } usageKey ? usageKey.Tag(end, sealedRequestId, _latticeId) : key.Sign(end, sealedRequestId, _latticeId);
             }
             _outbound.Writer.TryWrite(new OutFrame(Frame.Json(FrameType.End, id, end, ProtocolJsonContext.Default.DispatchEnd)));
         }
