@@ -248,6 +248,38 @@ public sealed class SealedDispatchTests(SealedGateway gateway) : IClassFixture<S
         await Assert.ThrowsAsync<ObjectDisposedException>(() => sealedChat.GetResponseAsync("five"));
     }
 
+    [Fact]
+    public async Task A_sealed_streams_end_marker_is_its_final_chunk_with_no_empty_chunk_after_it()
+    {
+        await using var echo = await EchoAsync();
+        var (runtime, key) = (echo.Runtime, echo.Key);
+        var body = SealedRequest.Seal("""{"messages":[{"role":"user","content":"one two"}],"stream":true}"""u8, key.PublicKey, "sreq_done", runtime.LatticeId, out var reply);
+        using (reply)
+        {
+            using var http = gateway.Client(gateway.KeyA);
+            using var request = new HttpRequestMessage(HttpMethod.Post, "v1/chat/completions") { Content = new ByteArrayContent(body) };
+            request.Content.Headers.ContentType = new MediaTypeHeaderValue(SealedHttp.ContentType);
+            request.Headers.Add(SealedHttp.ModelHeader, "lattice:personal:" + runtime.LatticeId);
+            request.Headers.Add(SealedHttp.RequestIdHeader, "sreq_done");
+            request.Headers.Add(SealedHttp.StreamHeader, "true");
+            using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            await using var answer = await response.Content.ReadAsStreamAsync();
+
+            // One chunk per engine write: "You", "said:", "one", "two", the finish event, and the end marker — final.
+            var events = new List<string>();
+            while (await SealedHttp.ReadRecordAsync(answer, CancellationToken.None) is { } chunk)
+            {
+                Assert.False(reply.Complete, "nothing comes after the final chunk");
+                events.Add(Encoding.UTF8.GetString(reply.Open(chunk)));
+            }
+            Assert.True(reply.Complete);
+            Assert.Equal(6, events.Count);
+            Assert.Equal("data: [DONE]\n\n", events[^1]);
+            Assert.All(events, e => Assert.StartsWith("data: ", e, StringComparison.Ordinal));
+        }
+    }
+
     private async Task<(HttpStatusCode Status, JsonObject Body)> PostSealedAsync(byte[] body, string? model, string? requestId = "sreq_test", string? stream = null)
     {
         using var http = gateway.Client(gateway.KeyA);

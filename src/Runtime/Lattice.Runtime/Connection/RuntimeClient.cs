@@ -746,15 +746,19 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
     }
 
     /// <summary>
-    /// An engine's output sealed to the app's reply key: every stream event one sealed chunk (a record
-    /// <c>u32 BE length || chunk</c>), a whole answer one final chunk; the answer's content type is
-    /// <see cref="SealedHttp.ContentType"/>. <see cref="FinishAsync"/> sends the final chunk once the engine is done.
+    /// An engine's output sealed to the app's reply key: every stream write one sealed chunk (a record
+    /// <c>u32 BE length || chunk</c>), the one ending with <c>data: [DONE]</c> final; a whole answer one final chunk; the
+    /// answer's content type is <see cref="SealedHttp.ContentType"/>. <see cref="FinishAsync"/> sends the final chunk once
+    /// the engine is done, unless the stream's end marker already went as the final chunk.
     /// </summary>
     private sealed class SealedOutput(LinkOutput link, SealedChunkSealer sealer, bool stream) : IEngineOutput, IDisposable
     {
+        private static ReadOnlySpan<byte> DoneEvent => "data: [DONE]\n\n"u8;
+
         private System.Buffers.ArrayBufferWriter<byte>? _whole;
         private bool _started;
         private bool _streaming;
+        private bool _finished;
 
         public void ReportUsage(EngineUsage usageSoFar) => link.ReportUsage(usageSoFar);
 
@@ -774,7 +778,13 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
             }
             if (_streaming)
             {
-                await link.WriteAsync(SealedHttp.Record(sealer.Seal(bytes.Span)), cancellationToken);
+                if (_finished)
+                {
+                    return; // nothing follows an SSE stream's end marker
+                }
+                // The write that ends with the stream's end marker is the final chunk: no empty chunk (and frame) after it.
+                _finished = bytes.Span.EndsWith(DoneEvent);
+                await link.WriteAsync(SealedHttp.Record(sealer.Seal(bytes.Span, _finished)), cancellationToken);
             }
             else
             {
@@ -788,6 +798,10 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
             if (!_started)
             {
                 await StartAsync(200, "application/json", cancellationToken);
+            }
+            if (_finished)
+            {
+                return;
             }
             var last = _whole is null ? default : _whole.WrittenSpan;
             var record = SealedHttp.Record(sealer.Seal(last, final: true));
