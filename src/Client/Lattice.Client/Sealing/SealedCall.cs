@@ -130,7 +130,19 @@ internal sealed class SealedAnswerStream(Stream sealedStream, SealedChunkOpener 
             }
             try
             {
-                if (await SealedHttp.ReadRecordAsync(sealedStream, cancellationToken).ConfigureAwait(false) is not { } chunk)
+                var chunk = await SealedHttp.ReadRecordAsync(sealedStream, cancellationToken).ConfigureAwait(false);
+                if (opener.Complete)
+                {
+                    // The final chunk went to the reader as soon as it opened (a stream's reader stops at its end marker
+                    // and need not wait for the gateway to close the answer); a reader that reads on finds nothing after it.
+                    _done = true;
+                    if (chunk is not null)
+                    {
+                        throw new SealedMessageException("a record came after the final chunk");
+                    }
+                    return 0;
+                }
+                if (chunk is null)
                 {
                     opener.EnsureComplete();
                     _done = true;
@@ -138,12 +150,6 @@ internal sealed class SealedAnswerStream(Stream sealedStream, SealedChunkOpener 
                 }
                 _plain = opener.Open(chunk);
                 _offset = 0;
-                // Nothing may follow the final chunk; the stream is read to its end to be sure.
-                if (opener.Complete && await SealedHttp.ReadRecordAsync(sealedStream, cancellationToken).ConfigureAwait(false) is not null)
-                {
-                    throw new SealedMessageException("a record came after the final chunk");
-                }
-                _done = opener.Complete;
             }
             catch (SealedMessageException e)
             {
