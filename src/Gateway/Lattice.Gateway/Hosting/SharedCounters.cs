@@ -32,7 +32,7 @@ public static class SharedCounters
             : ActivatorUtilities.CreateInstance<LocalBudgetCounters>(sp)));
         services.Replace(ServiceDescriptor.Singleton<IIdempotencyStore>(sp => Redis(sp)
             ? ActivatorUtilities.CreateInstance<RedisIdempotencyStore>(sp)
-            : ActivatorUtilities.CreateInstance<SqlIdempotencyStore>(sp)));
+            : IdempotencyServices.DatabaseStore(sp)));
         // Failing open, the counts that slow guessing fall back to this node's own while Redis is away.
         services.Replace(ServiceDescriptor.Singleton<IFailedAuthLimiter>(sp => !Redis(sp)
             ? sp.GetRequiredService<FailedAuthLimiter>()

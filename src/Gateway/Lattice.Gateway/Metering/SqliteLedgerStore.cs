@@ -39,8 +39,9 @@ internal sealed class SqliteLedgerStore(string connectionString) : ILedgerStore
         try
         {
             connection.Open();
-            RelaxSync(connection);
-            Persistence.SqliteBusyTimeout.Apply(connection);
+            // A committed batch survives the process dying, as the journal does; only a power cut could take back the
+            // newest batches, which the journal (never forced to disk either) would not have kept.
+            Persistence.SqliteBusyTimeout.ApplyWithoutFsync(connection);
             return ValueTask.FromResult<ILedgerConnection>(new Connection(connection));
         }
         catch
@@ -48,18 +49,6 @@ internal sealed class SqliteLedgerStore(string connectionString) : ILedgerStore
             connection.Dispose();
             throw;
         }
-    }
-
-    /// <summary>
-    /// The ledger's connection does not fsync each transaction (WAL with <c>synchronous=NORMAL</c>): a committed batch
-    /// survives the process dying, as the journal does, and only a power cut could take back the newest batches — which
-    /// the journal (never forced to disk either) would not have kept. What it saves is a disk flush per batch.
-    /// </summary>
-    private static void RelaxSync(SqliteConnection connection)
-    {
-        using var pragma = connection.CreateCommand();
-        pragma.CommandText = "PRAGMA synchronous=NORMAL;";
-        pragma.ExecuteNonQuery();
     }
 
     private sealed class Connection(SqliteConnection connection) : ILedgerConnection

@@ -26,6 +26,19 @@ public sealed class SqliteBusyTimeout : DbConnectionInterceptor
         pragma.ExecuteNonQuery();
     }
 
+    /// <summary>
+    /// Sets the busy timeout and <c>synchronous=NORMAL</c> on a connection of a store of its own (the usage ledger, the
+    /// idempotency keys): in WAL mode a commit then does not fsync. A committed transaction survives the process dying
+    /// (<c>kill -9</c>); only a power cut or a crash of the machine could take back the newest ones. What it saves is a
+    /// disk flush per commit — on this kind of machine about 130 µs, against about 25 µs for the commit itself.
+    /// </summary>
+    public static void ApplyWithoutFsync(SqliteConnection connection)
+    {
+        using var pragma = connection.CreateCommand();
+        pragma.CommandText = $"PRAGMA busy_timeout={Milliseconds}; PRAGMA synchronous=NORMAL;";
+        pragma.ExecuteNonQuery();
+    }
+
     public override void ConnectionOpened(DbConnection connection, ConnectionEndEventData eventData)
     {
         if (connection is SqliteConnection sqlite)
