@@ -62,6 +62,12 @@ internal sealed class BenchOptions
     /// <summary>The sealed scenario: the same chat through a personal runtime, sealed and unsealed, through the SDK.</summary>
     public bool Sealed { get; private set; }
 
+    /// <summary>
+    /// The SDK's retries in the sealed scenario (its default, 3, unless told): with none it sends no
+    /// <c>Idempotency-Key</c>, so the gateway keeps no answer — what an idempotent call costs, by difference.
+    /// </summary>
+    public int SdkRetries { get; private set; } = 3;
+
     /// <summary>The cross-node scenario: a runtime linked to node A, requests entering node A or node B.</summary>
     public bool CrossNode { get; private set; }
 
@@ -137,6 +143,7 @@ internal sealed class BenchOptions
                               vs node B (forwarded to A); starts redis-server and two gateways on one SQLite file
           --sealed            the sealed scenario instead: the same chat to a fixed-engine runtime through the .NET SDK,
                               unsealed and sealed (GetSealedChatClient), in alternating rounds: what sealing adds
+          --sdk-retries N     sealed scenario: the SDK's retries (default 3, the SDK's own); 0 sends no Idempotency-Key
           --idle-runtimes N   runtime scenario: connected runtimes for the memory measurement (default 1000; 0 skips)
           --many-chunks N     runtime scenario: chunks per streamed answer for chunks/s (default 1000)
           --auth              the authentication scenario instead: what the gateway's EndpointAuth costs per request
@@ -212,6 +219,9 @@ internal sealed class BenchOptions
                 case "--runtime": o.Runtime = true; break;
                 case "--cross-node": o.CrossNode = true; break;
                 case "--sealed": o.Sealed = true; break;
+                case "--sdk-retries":
+                    o.SdkRetries = int.Parse(Next(), CultureInfo.InvariantCulture);
+                    break;
                 case "--soak": o.Soak = true; break;
                 case "--faults": o.Faults = true; break;
                 case "--auth": o.Auth = true; break;

@@ -43,7 +43,7 @@ internal static class SealedBench
             {
                 Endpoint = origin,
                 TokenProvider = new DeveloperKeyTokenProvider(apiKey),
-                Retry = new LatticeRetryOptions { OnRetry = r => Load.ErrorKinds.AddOrUpdate($"SDK retried after {r.Failure.GetType().Name}", 1, (_, n) => n + 1) },
+                Retry = new LatticeRetryOptions { MaxRetries = options.SdkRetries, OnRetry = r => Load.ErrorKinds.AddOrUpdate($"SDK retried after {r.Failure.GetType().Name}", 1, (_, n) => n + 1) },
             });
             var runtime = await lattice.Runtimes.GetAsync(latticeId, cancellationToken);
             var chats = new Dictionary<string, IChatClient>(StringComparer.Ordinal)
@@ -376,7 +376,7 @@ internal static class SealedBench
     {
         var ci = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
-        sb.AppendLine(ci, $"Sealed vs unsealed chat through a personal runtime (fixed engine), both through the .NET SDK: {Environment.ProcessorCount} CPUs, {options.Duration.TotalSeconds:0.###} s per side per scenario in {options.Round.TotalSeconds:0.###} s ABBA rounds, warm-up {options.Warmup.TotalSeconds:0.###} s, gateway GC {options.GatewayGc}.");
+        sb.AppendLine(ci, $"Sealed vs unsealed chat through a personal runtime (fixed engine), both through the .NET SDK{(options.SdkRetries == 3 ? "" : $" (retries: {options.SdkRetries}{(options.SdkRetries == 0 ? ", so no Idempotency-Key" : "")})")}: {Environment.ProcessorCount} CPUs, {options.Duration.TotalSeconds:0.###} s per side per scenario in {options.Round.TotalSeconds:0.###} s ABBA rounds, warm-up {options.Warmup.TotalSeconds:0.###} s, gateway GC {options.GatewayGc}.");
         sb.AppendLine();
         Report.PairTable(sb, results, Unsealed, Sealed, "sealing adds", Unsealed, Sealed);
         sb.AppendLine();

@@ -25,6 +25,9 @@ public abstract class IdempotencyTests(GatewayFixture gateway)
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
 
+    /// <summary>The key store the gateway under test uses.</summary>
+    protected IIdempotencyStore Store => gateway.Factory.Services.GetRequiredService<IIdempotencyStore>();
+
     /// <summary>A model whose offer passes the stand-in's gate <paramref name="gate"/> (counted; held while closed).</summary>
     private async Task<(string Model, StandInGates.Gate Gate)> GatedModelAsync(string gate, bool open = true)
     {
@@ -424,10 +427,21 @@ public abstract class IdempotencyTests(GatewayFixture gateway)
     }
 }
 
-public sealed class SqliteIdempotencyTests(GatewayFixture gateway) : IdempotencyTests(gateway), IClassFixture<GatewayFixture>;
+/// <summary>The cases on SQLite, whose keys have a store of their own (prepared statements, no flush per commit).</summary>
+public sealed class SqliteIdempotencyTests(GatewayFixture gateway) : IdempotencyTests(gateway), IClassFixture<GatewayFixture>
+{
+    [Fact]
+    public void On_sqlite_the_keys_are_kept_by_sqlites_own_store() =>
+        Assert.IsType<SqliteIdempotencyStore>(Store);
+}
 
 [Collection(PostgresCollection.Name)]
-public sealed class PostgresIdempotencyTests(PostgresGatewayFixture gateway) : IdempotencyTests(gateway), IClassFixture<PostgresGatewayFixture>;
+public sealed class PostgresIdempotencyTests(PostgresGatewayFixture gateway) : IdempotencyTests(gateway), IClassFixture<PostgresGatewayFixture>
+{
+    [Fact]
+    public void On_postgresql_the_keys_are_kept_through_ef_core() =>
+        Assert.IsType<SqlIdempotencyStore>(Store);
+}
 
 /// <summary>The same cases with the counters in Redis (<c>Lattice:Redis</c>).</summary>
 [Trait("Category", "ScaleOut")]
