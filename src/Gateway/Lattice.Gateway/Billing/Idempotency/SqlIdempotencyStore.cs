@@ -7,7 +7,29 @@ using Microsoft.Extensions.Options;
 
 namespace Lattice.Gateway.Billing.Idempotency;
 
-/// <summary>Idempotency keys in the gateway's database (<c>idempotency_keys</c>), shared by every node that uses it.</summary>
+/// <summary>The statements both database stores run alike (<see cref="SqliteIdempotencyStore"/> prepares them).</summary>
+internal static class IdempotencySql
+{
+    /// <summary>
+    /// Claims a free key, an expired one, or one whose holder's lease lapsed, in one statement, so two nodes racing for the
+    /// same key cannot both win it (an upsert with a condition: SQLite 3.24+ and PostgreSQL spell it alike). One row
+    /// changed: claimed. Parameters <c>@caller @key @hash @now @expires @locked</c>, times in Unix milliseconds.
+    /// </summary>
+    public const string Claim = """
+        INSERT INTO idempotency_keys ("CallerId", "Key", "RequestHash", "State", "Status", "Headers", "Body", "CreatedAt", "ExpiresAt", "LockedUntil")
+        VALUES (@caller, @key, @hash, 'running', 0, NULL, NULL, @now, @expires, @locked)
+        ON CONFLICT ("CallerId", "Key") DO UPDATE SET
+            "RequestHash" = excluded."RequestHash", "State" = excluded."State", "Status" = 0, "Headers" = NULL, "Body" = NULL,
+            "CreatedAt" = excluded."CreatedAt", "ExpiresAt" = excluded."ExpiresAt", "LockedUntil" = excluded."LockedUntil"
+        WHERE idempotency_keys."ExpiresAt" <= @now
+            OR (idempotency_keys."State" = 'running' AND idempotency_keys."LockedUntil" <= @now)
+        """;
+}
+
+/// <summary>
+/// Idempotency keys in the gateway's database (<c>idempotency_keys</c>) through EF Core, shared by every node that uses
+/// it: the store on PostgreSQL (SQLite has <see cref="SqliteIdempotencyStore"/>).
+/// </summary>
 public sealed class SqlIdempotencyStore(IServiceScopeFactory scopes, IOptions<IdempotencyOptions> options, TimeProvider time) : IIdempotencyStore
 {
     private const string Running = "running";
@@ -30,17 +52,9 @@ public sealed class SqlIdempotencyStore(IServiceScopeFactory scopes, IOptions<Id
             var nowMs = now.ToUnixTimeMilliseconds();
             var expiresMs = (now + _retention).ToUnixTimeMilliseconds();
             var lockedMs = (now + lease).ToUnixTimeMilliseconds();
-            // One statement claims a free key, an expired one, or one whose holder's lease lapsed; two nodes racing for
-            // the same key cannot both win it. (Upsert with a condition: SQLite 3.24+ and PostgreSQL spell it alike.)
-            var claimed = await db.Database.ExecuteSqlInterpolatedAsync($"""
-                INSERT INTO idempotency_keys ("CallerId", "Key", "RequestHash", "State", "Status", "Headers", "Body", "CreatedAt", "ExpiresAt", "LockedUntil")
-                VALUES ({callerId}, {key}, {requestHash}, {Running}, 0, NULL, NULL, {nowMs}, {expiresMs}, {lockedMs})
-                ON CONFLICT ("CallerId", "Key") DO UPDATE SET
-                    "RequestHash" = excluded."RequestHash", "State" = excluded."State", "Status" = 0, "Headers" = NULL, "Body" = NULL,
-                    "CreatedAt" = excluded."CreatedAt", "ExpiresAt" = excluded."ExpiresAt", "LockedUntil" = excluded."LockedUntil"
-                WHERE idempotency_keys."ExpiresAt" <= {nowMs}
-                    OR (idempotency_keys."State" = {Running} AND idempotency_keys."LockedUntil" <= {nowMs})
-                """, cancellationToken);
+            var claimed = await db.Database.ExecuteSqlRawAsync(IdempotencySql.Claim,
+                Parameters(db, ("caller", callerId), ("key", key), ("hash", requestHash), ("now", nowMs), ("expires", expiresMs), ("locked", lockedMs)),
+                cancellationToken);
             if (claimed == 1)
             {
                 return new ClaimOutcome(new IdempotencyClaim(callerId, key, now), null);
@@ -96,6 +110,19 @@ public sealed class SqlIdempotencyStore(IServiceScopeFactory scopes, IOptions<Id
         await using var scope = scopes.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<LatticeDbContext>();
         return await db.IdempotencyKeys.Where(r => r.ExpiresAt <= now).OrderBy(r => r.ExpiresAt).Take(batch).ExecuteDeleteAsync(cancellationToken);
+    }
+
+    /// <summary>Named parameters (<c>@name</c>) of the database's own provider.</summary>
+    private static System.Data.Common.DbParameter[] Parameters(LatticeDbContext db, params (string Name, object Value)[] values)
+    {
+        using var factory = db.Database.GetDbConnection().CreateCommand();
+        return [.. values.Select(v =>
+        {
+            var parameter = factory.CreateParameter();
+            parameter.ParameterName = v.Name;
+            parameter.Value = v.Value;
+            return parameter;
+        })];
     }
 
     /// <summary>The row while <paramref name="claim"/> still holds it: a claim taken over after its lease lapsed writes nothing.</summary>

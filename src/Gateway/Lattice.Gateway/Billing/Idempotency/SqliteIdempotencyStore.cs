@@ -183,32 +183,22 @@ public sealed class SqliteIdempotencyStore(DatabaseLocation database, IOptions<I
             {
                 _connection.Open();
                 SqliteBusyTimeout.ApplyWithoutFsync(_connection);
-                // One statement claims a free key, an expired one, or one whose holder's lease lapsed; two nodes racing
-                // for the same key cannot both win it.
-                Claim = new Statement(_connection, """
-                    INSERT INTO idempotency_keys ("CallerId", "Key", "RequestHash", "State", "Status", "Headers", "Body", "CreatedAt", "ExpiresAt", "LockedUntil")
-                    VALUES ($caller, $key, $hash, 'running', 0, NULL, NULL, $now, $expires, $locked)
-                    ON CONFLICT ("CallerId", "Key") DO UPDATE SET
-                        "RequestHash" = excluded."RequestHash", "State" = excluded."State", "Status" = 0, "Headers" = NULL, "Body" = NULL,
-                        "CreatedAt" = excluded."CreatedAt", "ExpiresAt" = excluded."ExpiresAt", "LockedUntil" = excluded."LockedUntil"
-                    WHERE idempotency_keys."ExpiresAt" <= $now
-                        OR (idempotency_keys."State" = 'running' AND idempotency_keys."LockedUntil" <= $now)
-                    """, "$caller", "$key", "$hash", "$now", "$expires", "$locked");
+                Claim = new Statement(_connection, IdempotencySql.Claim, "@caller", "@key", "@hash", "@now", "@expires", "@locked");
                 Find = new Statement(_connection, """
                     SELECT "RequestHash", "State", "Status", "Headers", "Body" FROM idempotency_keys
-                    WHERE "CallerId" = $caller AND "Key" = $key AND "ExpiresAt" > $now LIMIT 1
-                    """, "$caller", "$key", "$now");
+                    WHERE "CallerId" = @caller AND "Key" = @key AND "ExpiresAt" > @now LIMIT 1
+                    """, "@caller", "@key", "@now");
                 // The row while the claim still holds it: a claim taken over after its lease lapsed writes nothing.
-                const string Held = """ "CallerId" = $caller AND "Key" = $key AND "CreatedAt" = $at AND "State" = 'running' """;
+                const string Held = """ "CallerId" = @caller AND "Key" = @key AND "CreatedAt" = @at AND "State" = 'running' """;
                 Complete = new Statement(_connection, $"""
-                    UPDATE idempotency_keys SET "State" = $state, "Status" = $status, "Headers" = $headers, "Body" = $body WHERE {Held}
-                    """, "$caller", "$key", "$at", "$state", "$status", "$headers", "$body");
-                Renew = new Statement(_connection, $"""UPDATE idempotency_keys SET "LockedUntil" = $until WHERE {Held}""", "$caller", "$key", "$at", "$until");
-                Release = new Statement(_connection, $"""DELETE FROM idempotency_keys WHERE {Held}""", "$caller", "$key", "$at");
+                    UPDATE idempotency_keys SET "State" = @state, "Status" = @status, "Headers" = @headers, "Body" = @body WHERE {Held}
+                    """, "@caller", "@key", "@at", "@state", "@status", "@headers", "@body");
+                Renew = new Statement(_connection, $"""UPDATE idempotency_keys SET "LockedUntil" = @until WHERE {Held}""", "@caller", "@key", "@at", "@until");
+                Release = new Statement(_connection, $"""DELETE FROM idempotency_keys WHERE {Held}""", "@caller", "@key", "@at");
                 Prune = new Statement(_connection, """
                     DELETE FROM idempotency_keys WHERE rowid IN
-                        (SELECT rowid FROM idempotency_keys WHERE "ExpiresAt" <= $now ORDER BY "ExpiresAt" LIMIT $batch)
-                    """, "$now", "$batch");
+                        (SELECT rowid FROM idempotency_keys WHERE "ExpiresAt" <= @now ORDER BY "ExpiresAt" LIMIT @batch)
+                    """, "@now", "@batch");
             }
             catch
             {
