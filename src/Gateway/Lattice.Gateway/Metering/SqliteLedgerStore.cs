@@ -35,7 +35,8 @@ internal sealed class SqliteLedgerStore(string connectionString) : ILedgerStore
 
     public ValueTask<ILedgerConnection> OpenAsync(CancellationToken cancellationToken)
     {
-        var connection = new SqliteConnection(connectionString);
+        // Not pooled: a closed one would hand its synchronous=NORMAL to whichever EF Core context opened it next.
+        var connection = new SqliteConnection(new SqliteConnectionStringBuilder(connectionString) { Pooling = false }.ToString());
         try
         {
             connection.Open();

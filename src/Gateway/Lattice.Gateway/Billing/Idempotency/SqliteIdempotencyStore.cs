@@ -27,6 +27,12 @@ public sealed class SqliteIdempotencyStore(DatabaseLocation database, IOptions<I
     /// <summary>Tries before a key that is claimed and released again under our feet is reported as in use.</summary>
     private const int ClaimAttempts = 3;
 
+    /// <summary>
+    /// Connections kept between calls. SQLite runs one writer at a time, so more would only hold memory; a burst past
+    /// this opens more and closes them again.
+    /// </summary>
+    private const int MaxIdle = 8;
+
     private readonly TimeSpan _retention = options.Value.Retention;
     private readonly ConcurrentBag<Statements> _idle = [];
     private bool _disposed;
@@ -154,7 +160,7 @@ public sealed class SqliteIdempotencyStore(DatabaseLocation database, IOptions<I
 
     private void Return(Statements s)
     {
-        if (_disposed)
+        if (_disposed || _idle.Count >= MaxIdle)
         {
             s.Dispose();
             return;
@@ -178,7 +184,9 @@ public sealed class SqliteIdempotencyStore(DatabaseLocation database, IOptions<I
 
         public Statements(string connectionString)
         {
-            _connection = new SqliteConnection(connectionString);
+            // Not from Microsoft.Data.Sqlite's pool, and not back to it: a closed one would hand its synchronous=NORMAL
+            // to whichever EF Core context opened it next. This store keeps its own.
+            _connection = new SqliteConnection(new SqliteConnectionStringBuilder(connectionString) { Pooling = false }.ToString());
             try
             {
                 _connection.Open();
