@@ -131,8 +131,9 @@ public sealed class TaskInputFuzzTests
     {
         AssertReadOrRefused(TaskInputReader.ReadJson(task, body, body.Length));
 
-        // The reader refuses invalid UTF-8 before any schema sees it; only what it would pass on is compared.
-        if (!System.Text.Unicode.Utf8.IsValid(body))
+        // The reader refuses invalid UTF-8 and unpaired surrogate escapes ("\ud800") before any schema sees them; only
+        // what it would pass on is compared.
+        if (!System.Text.Unicode.Utf8.IsValid(body) || TaskInputReader.HasUnpairedSurrogateEscape(body))
         {
             return;
         }

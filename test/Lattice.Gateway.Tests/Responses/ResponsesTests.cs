@@ -242,6 +242,9 @@ public sealed class ResponsesTests(GatewayFixture gateway)
         { """{"model":"lovelace:chat","input":"hi","previous_response_id":"resp_nope"}""", 400, "previous_response_id", "Previous response with id 'resp_nope' not found." },
         { """{"model":"lovelace:nope","input":"hi"}""", 404, "model", "The model 'lovelace:nope' does not exist or you do not have access to it." },
         { """{"model":"lovelace:chat","input":"hi",""", 400, null, "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.) (line 1, position 37)" },
+        // An escaped surrogate without its pair is not text: refused before any field is read, in a name or a value.
+        { """{"model":"lovelace:chat","input":"hi","x\ud800":1}""", 400, null, "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.) A string holds an escaped UTF-16 surrogate (\\uD800–\\uDFFF) without its pair." },
+        { """{"model":"lovelace:chat","input":"\udc00"}""", 400, null, "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.) A string holds an escaped UTF-16 surrogate (\\uD800–\\uDFFF) without its pair." },
     };
 
     [Theory]

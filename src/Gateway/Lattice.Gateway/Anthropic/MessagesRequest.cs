@@ -70,15 +70,11 @@ public static class MessagesRequest
         {
             return (null, Invalid("The request body is empty."));
         }
-        // The text checks the chat surface makes on its body (TaskInputReader), made here on the client's: a string that
-        // no .NET string can hold would otherwise fail the translation itself.
-        if (!System.Text.Unicode.Utf8.IsValid(body))
+        // The text checks the chat surface makes on its body, made here on the client's: a string that no .NET string
+        // can hold would otherwise fail the translation itself.
+        if (TaskInputReader.TextProblem(body) is { } problem)
         {
-            return (null, Invalid("The request body is not valid UTF-8."));
-        }
-        if (TaskInputReader.HasUnpairedSurrogateEscape(body))
-        {
-            return (null, Invalid("A string holds an escaped UTF-16 surrogate (\\uD800–\\uDFFF) without its pair."));
+            return (null, Invalid(problem));
         }
         JsonDocument document;
         try

@@ -55,6 +55,12 @@ public static class ResponsesRequest
         {
             return (null, null, GatewayError.InvalidJson("The request body is empty."));
         }
+        // The text checks the chat surface makes on its body, made here on the client's: a string that no .NET string
+        // can hold would otherwise throw from the first field read.
+        if (Tasks.TaskInputReader.TextProblem(body) is { } problem)
+        {
+            return (null, null, GatewayError.InvalidJson(problem));
+        }
         JsonDocument document;
         try
         {

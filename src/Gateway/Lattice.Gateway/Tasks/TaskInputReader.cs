@@ -60,15 +60,9 @@ public static class TaskInputReader
             return (null, GatewayError.InvalidJson("The body is empty."));
         }
 
-        // Invalid UTF-8 inside a string would only surface when a value is read; refuse it up front. So would an escaped
-        // UTF-16 surrogate without its partner ("\ud800"), which no string can hold.
-        if (!System.Text.Unicode.Utf8.IsValid(body.AsSpan(0, length)))
+        if (TextProblem(body.AsSpan(0, length)) is { } problem)
         {
-            return (null, GatewayError.InvalidJson("The body is not valid UTF-8."));
-        }
-        if (HasUnpairedSurrogateEscape(body.AsSpan(0, length)))
-        {
-            return (null, GatewayError.InvalidJson("A string holds an escaped UTF-16 surrogate (\\uD800–\\uDFFF) without its pair."));
+            return (null, GatewayError.InvalidJson(problem));
         }
 
         JsonDocument document;
@@ -399,6 +393,17 @@ public static class TaskInputReader
     /// Whether a <c>\uXXXX</c> escape names a high surrogate not followed by an escaped low one, or a low one on its own.
     /// Only bodies with a backslash followed by <c>u</c> are scanned past one vectorized search.
     /// </summary>
+    /// <summary>
+    /// Why a JSON body is not text, or null. Invalid UTF-8 inside a string would only surface when a value is read, and
+    /// so would an escaped UTF-16 surrogate without its partner ("\ud800"), which no string can hold: System.Text.Json
+    /// then throws from whatever reads it (a property lookup, a schema check, a translation). Every surface checks its
+    /// body with this before it reads a field.
+    /// </summary>
+    internal static string? TextProblem(ReadOnlySpan<byte> json) =>
+        !System.Text.Unicode.Utf8.IsValid(json) ? "The request body is not valid UTF-8."
+        : HasUnpairedSurrogateEscape(json) ? "A string holds an escaped UTF-16 surrogate (\\uD800–\\uDFFF) without its pair."
+        : null;
+
     internal static bool HasUnpairedSurrogateEscape(ReadOnlySpan<byte> json)
     {
         var at = json.IndexOf("\\u"u8);
