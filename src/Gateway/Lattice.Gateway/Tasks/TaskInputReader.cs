@@ -390,10 +390,6 @@ public static class TaskInputReader
     }
 
     /// <summary>
-    /// Whether a <c>\uXXXX</c> escape names a high surrogate not followed by an escaped low one, or a low one on its own.
-    /// Only bodies with a backslash followed by <c>u</c> are scanned past one vectorized search.
-    /// </summary>
-    /// <summary>
     /// Why a JSON body is not text, or null. Invalid UTF-8 inside a string would only surface when a value is read, and
     /// so would an escaped UTF-16 surrogate without its partner ("\ud800"), which no string can hold: System.Text.Json
     /// then throws from whatever reads it (a property lookup, a schema check, a translation). Every surface checks its
@@ -404,6 +400,10 @@ public static class TaskInputReader
         : HasUnpairedSurrogateEscape(json) ? "A string holds an escaped UTF-16 surrogate (\\uD800–\\uDFFF) without its pair."
         : null;
 
+    /// <summary>
+    /// Whether a <c>\uXXXX</c> escape names a high surrogate not followed by an escaped low one, or a low one on its own.
+    /// Only bodies with a backslash followed by <c>u</c> are scanned past one vectorized search.
+    /// </summary>
     internal static bool HasUnpairedSurrogateEscape(ReadOnlySpan<byte> json)
     {
         var at = json.IndexOf("\\u"u8);
