@@ -47,7 +47,7 @@ public sealed class SealedAnswerStreamTests
             var n = await answer.ReadAsync(buffer);
             Assert.Equal("{\"ok\":true}", Encoding.UTF8.GetString(buffer, 0, n));
             var e = await Assert.ThrowsAsync<SealedAnswerException>(async () => _ = await answer.ReadAsync(buffer));
-            Assert.Contains("a record came after the final chunk", e.Message, StringComparison.Ordinal);
+            Assert.Contains("a chunk came after the final chunk", e.Message, StringComparison.Ordinal);
         }
     }
 

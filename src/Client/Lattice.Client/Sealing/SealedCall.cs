@@ -130,19 +130,10 @@ internal sealed class SealedAnswerStream(Stream sealedStream, SealedChunkOpener 
             }
             try
             {
-                var chunk = await SealedHttp.ReadRecordAsync(sealedStream, cancellationToken).ConfigureAwait(false);
-                if (opener.Complete)
-                {
-                    // The final chunk went to the reader as soon as it opened (a stream's reader stops at its end marker
-                    // and need not wait for the gateway to close the answer); a reader that reads on finds nothing after it.
-                    _done = true;
-                    if (chunk is not null)
-                    {
-                        throw new SealedMessageException("a record came after the final chunk");
-                    }
-                    return 0;
-                }
-                if (chunk is null)
+                // The final chunk goes to the reader as soon as it opens (a stream's reader stops at its end marker and
+                // need not wait for the gateway to close the answer); a reader that reads on finds the end, or the
+                // opener refuses a chunk after the final one.
+                if (await SealedHttp.ReadRecordAsync(sealedStream, cancellationToken).ConfigureAwait(false) is not { } chunk)
                 {
                     opener.EnsureComplete();
                     _done = true;

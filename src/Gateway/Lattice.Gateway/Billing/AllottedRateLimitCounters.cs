@@ -157,12 +157,14 @@ internal sealed partial class AllottedRateLimitCounters : AllotmentOwner<RateAll
             // script would refill and cap the shared bucket by them).
             e.Retire();
             _retired.Add(e);
-            foreach (var retired in _retired)
+        }
+        // Every retired allotment of this subject sends its round trips under these limits from now on — also one
+        // retired under limits whose own allotment has gone idle and been dropped since.
+        foreach (var retired in _retired)
+        {
+            if (string.Equals(retired.Subject.Key, subject.Key, StringComparison.Ordinal))
             {
-                if (string.Equals(retired.Subject.Key, subject.Key, StringComparison.Ordinal))
-                {
-                    retired.Current = subject.Limits;
-                }
+                retired.Current = subject.Limits;
             }
         }
         e = new RateAllotment(subject, NextLease());

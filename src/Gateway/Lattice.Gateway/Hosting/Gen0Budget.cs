@@ -75,7 +75,7 @@ public static partial class Gen0Budget
     /// </summary>
     private static void RemoveDiagnosticsSocket()
     {
-        var directory = Environment.GetEnvironmentVariable("TMPDIR") is { Length: > 0 } tmp ? tmp : "/tmp";
+        var directory = Path.GetTempPath(); // TMPDIR, else /tmp: where the runtime puts the socket
         try
         {
             foreach (var socket in Directory.EnumerateFiles(directory, $"dotnet-diagnostic-{Environment.ProcessId}-*-socket"))

@@ -35,21 +35,9 @@ internal sealed class SqliteLedgerStore(string connectionString) : ILedgerStore
 
     public ValueTask<ILedgerConnection> OpenAsync(CancellationToken cancellationToken)
     {
-        // Not pooled: a closed one would hand its synchronous=NORMAL to whichever EF Core context opened it next.
-        var connection = new SqliteConnection(new SqliteConnectionStringBuilder(connectionString) { Pooling = false }.ToString());
-        try
-        {
-            connection.Open();
-            // A committed batch survives the process dying, as the journal does; only a power cut could take back the
-            // newest batches, which the journal (never forced to disk either) would not have kept.
-            Persistence.SqliteBusyTimeout.ApplyWithoutFsync(connection);
-            return ValueTask.FromResult<ILedgerConnection>(new Connection(connection));
-        }
-        catch
-        {
-            connection.Dispose();
-            throw;
-        }
+        // A committed batch survives the process dying, as the journal does; only a power cut could take back the
+        // newest batches, which the journal (never forced to disk either) would not have kept.
+        return ValueTask.FromResult<ILedgerConnection>(new Connection(Persistence.SqliteBusyTimeout.OpenWithoutFsync(connectionString)));
     }
 
     private sealed class Connection(SqliteConnection connection) : ILedgerConnection

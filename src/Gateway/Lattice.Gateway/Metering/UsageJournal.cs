@@ -481,7 +481,7 @@ public sealed unsafe partial class UsageJournal : IDisposable
     }
 
     /// <summary>
-    /// The final record of a slot this process finished (<see cref="TryFinish(int, UsageRecord)"/>, <see cref="TryRecord"/>), encoded, for
+    /// The final record of a slot this process finished (<see cref="TryFinish(int, UsageRecord, in UsageEnd)"/>, <see cref="TryRecord"/>), encoded, for
     /// the commit loop to bind; call between <see cref="Pin"/> and <see cref="Unpin"/>, before the slot is freed.
     /// </summary>
     internal ReadOnlySpan<byte> Final(int slot)

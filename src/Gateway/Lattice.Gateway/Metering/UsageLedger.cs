@@ -181,9 +181,6 @@ public sealed partial class UsageLedger : IAsyncDisposable, IDisposable
         }
     }
 
-    /// <summary>Completions under way off the caller's path (<see cref="CompleteOffPath"/>).</summary>
-    public int OffPath => Volatile.Read(ref _offPath);
-
     /// <summary>Waits for the completions under way off the caller's path, until <paramref name="cancellationToken"/> fires.</summary>
     private async Task WaitOffPathAsync(CancellationToken cancellationToken)
     {

@@ -21,9 +21,6 @@ internal static class UsageRecordCodec
     private const ushort NullString = 0xFFFF;
     private const long NoTime = long.MinValue;
 
-    /// <summary>Writes <paramref name="r"/> into <paramref name="destination"/>; the bytes written, or -1 when it does not fit.</summary>
-    public static int Encode(UsageRecord r, Span<byte> destination) => Encode(r, UsageEnd.Of(r), destination);
-
     /// <summary>
     /// Writes the record <paramref name="r"/> would be with <paramref name="end"/> (<see cref="UsageEnd.ApplyTo"/>)
     /// without building it: who asked and what for from <paramref name="r"/>, how it ended from <paramref name="end"/>.

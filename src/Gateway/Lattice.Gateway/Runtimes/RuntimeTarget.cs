@@ -147,8 +147,8 @@ public sealed partial class RuntimeTarget(IOptions<GatewayOptions> options, Time
     }
 
     /// <summary>
-    /// Whether a sealed dispatch's end frame is signed by the link's work key; when not, a warning (the usage is then
-    /// metered as estimated: the runtime's word, unproven).
+    /// Whether a sealed dispatch's end frame is authenticated by the link's work key (tagged with the link's usage key, or
+    /// signed); when not, a warning (the usage is then metered as estimated: the runtime's word, unproven).
     /// </summary>
     private bool SealedUsageHolds(RuntimeConnection connection, DispatchEnd end, string sealedRequestId)
     {
@@ -164,7 +164,7 @@ public sealed partial class RuntimeTarget(IOptions<GatewayOptions> options, Time
         end.PromptTokens, end.CompletionTokens, end.PromptTokens + end.CompletionTokens, end.CachedTokens,
         Protocol.Sealing.SealedUsage.AudioMilliseconds(end.AudioSeconds), end.Estimated);
 
-    [LoggerMessage(EventId = 4101, Level = LogLevel.Warning, Message = "Runtime {LatticeId} reported a sealed dispatch's usage with a {Signature} signature; metered as estimated")]
+    [LoggerMessage(EventId = 4101, Level = LogLevel.Warning, Message = "Runtime {LatticeId} reported a sealed dispatch's usage with a {Signature} tag or signature; metered as estimated")]
     private static partial void LogUnsignedUsage(ILogger logger, string latticeId, string signature);
 
     /// <summary>The frames of one dispatch, read as an answer: its body from the dispatch's pipe, then its end.</summary>
@@ -202,20 +202,21 @@ public sealed partial class RuntimeTarget(IOptions<GatewayOptions> options, Time
             _ended = true;
             if (_sealedRequestId is not null)
             {
-                // Nothing else can count a sealed answer: its signed end is the count, zero included.
-                // Its signature is checked once the answer has gone on, before the usage record is written (UsageMeter).
+                // Nothing else can count a sealed answer: its authenticated end is the count, zero included.
                 if (Frame.ReadJson(end.Payload, ProtocolJsonContext.Default.DispatchEnd) is { } reported)
                 {
                     var (target, connection, requestId) = (_target, _connection, _sealedRequestId);
-                    ReportedUsage = ToUsage(reported);
+                    var counted = ToUsage(reported);
                     if (connection.TagsUsage)
                     {
                         // A tag (HMAC) is checked here: handing a check of a few µs to the thread pool costs more (a
                         // worker woken, and its spinning) than the check itself.
-                        ReportedUsage = Metering.UsageMeter.Checked(ReportedUsage.Value, () => target.SealedUsageHolds(connection, reported, requestId));
+                        ReportedUsage = Metering.UsageMeter.Checked(counted, () => target.SealedUsageHolds(connection, reported, requestId));
                     }
                     else
                     {
+                        // A signature is checked once the answer has gone on, before the usage record is written (UsageMeter).
+                        ReportedUsage = counted;
                         ReportedUsageCheck = () => target.SealedUsageHolds(connection, reported, requestId);
                     }
                 }

@@ -22,6 +22,9 @@ public sealed class SealedChunkSealer : IDisposable
         _ad = associatedData;
     }
 
+    /// <summary>Whether the final chunk has been sealed: nothing more may be.</summary>
+    public bool Finished => _finished;
+
     /// <summary>Seals the next chunk; <paramref name="final"/> marks the last one, after which no more may be sealed.</summary>
     public byte[] Seal(ReadOnlySpan<byte> plaintext, bool final = false)
     {

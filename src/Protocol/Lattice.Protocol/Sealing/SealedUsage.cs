@@ -52,7 +52,7 @@ public static class SealedUsage
     /// <summary><paramref name="end"/> with its signature (base64url) by <paramref name="signer"/>, the work key as an ECDSA key.</summary>
     public static DispatchEnd Sign(DispatchEnd end, ECDsa signer, string requestId, string runtimeId)
     {
-        var signature = signer.SignData(Canonical(end with { Signature = null }, requestId, runtimeId), HashAlgorithmName.SHA256, DSASignatureFormat.IeeeP1363FixedFieldConcatenation);
+        var signature = signer.SignData(Canonical(end, requestId, runtimeId), HashAlgorithmName.SHA256, DSASignatureFormat.IeeeP1363FixedFieldConcatenation);
         return end with { Signature = WorkKey.Base64Url(signature) };
     }
 
@@ -117,7 +117,7 @@ public static class SealedUsage
         }
         try
         {
-            return verifier.VerifyData(Canonical(end with { Signature = null }, requestId, runtimeId), signature, HashAlgorithmName.SHA256,
+            return verifier.VerifyData(Canonical(end, requestId, runtimeId), signature, HashAlgorithmName.SHA256,
                 DSASignatureFormat.IeeeP1363FixedFieldConcatenation);
         }
         catch (CryptographicException)
@@ -210,7 +210,7 @@ public sealed class UsageKey : IDisposable
     public DispatchEnd Tag(DispatchEnd end, string requestId, string runtimeId)
     {
         Span<byte> tag = stackalloc byte[TagBytes];
-        HMACSHA256.HashData(_key, SealedUsage.Canonical(end with { Signature = null }, requestId, runtimeId), tag);
+        HMACSHA256.HashData(_key, SealedUsage.Canonical(end, requestId, runtimeId), tag);
         return end with { Signature = WorkKey.Base64Url(tag) };
     }
 
@@ -222,7 +222,7 @@ public sealed class UsageKey : IDisposable
             return false;
         }
         Span<byte> expected = stackalloc byte[TagBytes];
-        HMACSHA256.HashData(_key, SealedUsage.Canonical(end with { Signature = null }, requestId, runtimeId), expected);
+        HMACSHA256.HashData(_key, SealedUsage.Canonical(end, requestId, runtimeId), expected);
         return CryptographicOperations.FixedTimeEquals(expected, tag);
     }
 

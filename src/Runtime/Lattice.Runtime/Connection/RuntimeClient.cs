@@ -753,12 +753,9 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
     /// </summary>
     private sealed class SealedOutput(LinkOutput link, SealedChunkSealer sealer, bool stream) : IEngineOutput, IDisposable
     {
-        private static ReadOnlySpan<byte> DoneEvent => "data: [DONE]\n\n"u8;
-
         private System.Buffers.ArrayBufferWriter<byte>? _whole;
         private bool _started;
         private bool _streaming;
-        private bool _finished;
 
         public void ReportUsage(EngineUsage usageSoFar) => link.ReportUsage(usageSoFar);
 
@@ -778,13 +775,13 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
             }
             if (_streaming)
             {
-                if (_finished)
+                if (sealer.Finished)
                 {
                     return; // nothing follows an SSE stream's end marker
                 }
                 // The write that ends with the stream's end marker is the final chunk: no empty chunk (and frame) after it.
-                _finished = bytes.Span.EndsWith(DoneEvent);
-                await link.WriteAsync(SealedHttp.Record(sealer.Seal(bytes.Span, _finished)), cancellationToken);
+                var final = bytes.Span.EndsWith(Engines.Llama.ChatCompletionJson.Done);
+                await link.WriteAsync(SealedHttp.Record(sealer.Seal(bytes.Span, final)), cancellationToken);
             }
             else
             {
@@ -799,7 +796,7 @@ public sealed class RuntimeClient(RuntimeCredentials credentials, IReadOnlyList<
             {
                 await StartAsync(200, "application/json", cancellationToken);
             }
-            if (_finished)
+            if (sealer.Finished)
             {
                 return;
             }

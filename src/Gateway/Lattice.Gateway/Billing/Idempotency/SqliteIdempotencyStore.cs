@@ -8,7 +8,7 @@ namespace Lattice.Gateway.Billing.Idempotency;
 /// <summary>
 /// Idempotency keys in the gateway's SQLite file (<c>idempotency_keys</c>, the table <see cref="SqlIdempotencyStore"/>
 /// keeps on PostgreSQL), written through connections of the store's own: each holds its statements prepared, and its
-/// commits do not fsync (<see cref="SqliteBusyTimeout.ApplyWithoutFsync"/>). An SDK sends a key with every call, so a
+/// commits do not fsync (<see cref="SqliteBusyTimeout.OpenWithoutFsync"/>). An SDK sends a key with every call, so a
 /// key is claimed and its answer kept on the request path of most calls: through EF Core, with a flush per commit, that
 /// was about 600 µs of gateway CPU per call (docs/benchmarks.md, "Idempotency keys on SQLite").
 /// </summary>
@@ -184,13 +184,9 @@ public sealed class SqliteIdempotencyStore(DatabaseLocation database, IOptions<I
 
         public Statements(string connectionString)
         {
-            // Not from Microsoft.Data.Sqlite's pool, and not back to it: a closed one would hand its synchronous=NORMAL
-            // to whichever EF Core context opened it next. This store keeps its own.
-            _connection = new SqliteConnection(new SqliteConnectionStringBuilder(connectionString) { Pooling = false }.ToString());
+            _connection = SqliteBusyTimeout.OpenWithoutFsync(connectionString);
             try
             {
-                _connection.Open();
-                SqliteBusyTimeout.ApplyWithoutFsync(_connection);
                 Claim = new Statement(_connection, IdempotencySql.Claim, "@caller", "@key", "@hash", "@now", "@expires", "@locked");
                 Find = new Statement(_connection, """
                     SELECT "RequestHash", "State", "Status", "Headers", "Body" FROM idempotency_keys
