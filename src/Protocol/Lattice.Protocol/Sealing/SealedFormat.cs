@@ -100,14 +100,24 @@ public static class SealedFormat
     /// The secret of a session: HKDF-SHA256's extract step over the ECDH shared secret (the X coordinate), salt
     /// <c>ephemeral public || work public</c>. 32 bytes; <see cref="RequestKeys"/> expands it per request.
     /// </summary>
-    internal static byte[] SessionSecret(ECDiffieHellman own, ECDiffieHellmanPublicKey peer, ReadOnlySpan<byte> ephemeralPublic, ReadOnlySpan<byte> workPublic)
+    internal static byte[] SessionSecret(ECDiffieHellman own, ECDiffieHellmanPublicKey peer, ReadOnlySpan<byte> ephemeralPublic, ReadOnlySpan<byte> workPublic) =>
+        ExtractAgreement(own, peer, [], ephemeralPublic, workPublic);
+
+    /// <summary>
+    /// HKDF-SHA256's extract step over the ECDH shared secret of <paramref name="own"/> and <paramref name="peer"/> (the X
+    /// coordinate, zeroed after), salt <c>label || first public || second public</c>: 32 bytes. The one place a sealed
+    /// key is agreed — a session's secret (no label), a link's usage key (<see cref="UsageKey"/>, its own label).
+    /// </summary>
+    internal static byte[] ExtractAgreement(ECDiffieHellman own, ECDiffieHellmanPublicKey peer, ReadOnlySpan<byte> label,
+        ReadOnlySpan<byte> firstPublic, ReadOnlySpan<byte> secondPublic)
     {
         var shared = own.DeriveRawSecretAgreement(peer);
         try
         {
-            Span<byte> salt = stackalloc byte[PublicKeyBytes * 2];
-            ephemeralPublic.CopyTo(salt);
-            workPublic.CopyTo(salt[PublicKeyBytes..]);
+            Span<byte> salt = stackalloc byte[label.Length + PublicKeyBytes * 2];
+            label.CopyTo(salt);
+            firstPublic.CopyTo(salt[label.Length..]);
+            secondPublic.CopyTo(salt[(label.Length + PublicKeyBytes)..]);
             var secret = new byte[KeyBytes];
             HKDF.Extract(HashAlgorithmName.SHA256, shared, salt, secret);
             return secret;

@@ -184,24 +184,17 @@ public sealed class UsageKey : IDisposable
 
     private static byte[] Derive(ECDiffieHellman own, ECDiffieHellmanPublicKey peer, ReadOnlySpan<byte> linkPublic, ReadOnlySpan<byte> workPublic)
     {
-        var shared = own.DeriveRawSecretAgreement(peer);
-        Span<byte> prk = stackalloc byte[SealedFormat.KeyBytes];
+        // The label keeps this apart from every session secret, whose salt is two public keys alone: a link key chosen
+        // equal to some app's ephemeral key still gives another key.
+        var prk = SealedFormat.ExtractAgreement(own, peer, SaltLabel, linkPublic, workPublic);
         try
         {
-            // The label keeps this apart from every session secret, whose salt is two public keys alone: a link key
-            // chosen equal to some app's ephemeral key still gives another key.
-            Span<byte> salt = stackalloc byte[SaltLabel.Length + 2 * SealedFormat.PublicKeyBytes];
-            SaltLabel.CopyTo(salt);
-            linkPublic.CopyTo(salt[SaltLabel.Length..]);
-            workPublic.CopyTo(salt[(SaltLabel.Length + SealedFormat.PublicKeyBytes)..]);
-            HKDF.Extract(HashAlgorithmName.SHA256, shared, salt, prk);
             var key = new byte[SealedFormat.KeyBytes];
             HKDF.Expand(HashAlgorithmName.SHA256, prk, key, Info);
             return key;
         }
         finally
         {
-            CryptographicOperations.ZeroMemory(shared);
             CryptographicOperations.ZeroMemory(prk);
         }
     }
