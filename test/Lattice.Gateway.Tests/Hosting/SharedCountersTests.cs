@@ -589,6 +589,35 @@ public sealed class SharedCountersTests
     }
 
     [Fact]
+    public async Task A_budget_amount_changed_and_changed_back_gets_a_fresh_allotment_not_the_one_it_replaced()
+    {
+        await using var nodes = await CounterNodes.StartAsync();
+        var a = nodes.A;
+        const long unit = CounterNodes.Unit;
+        var line = await nodes.BudgetLineAsync(amount: 1000 * unit, spent: 0);
+        await a.WarmUpAsync(line);
+        await a.SpendAsync(line, fromAllotment: true);
+
+        // Raised: the next request takes the exact path under the new amount, and the next tick gives the old room back.
+        var raised = line with { Budget = line.Budget with { AmountPicoUsd = 2000 * unit } };
+        await a.SpendAsync(raised, fromAllotment: false);
+        nodes.Time.Advance(Allotments.Tick);
+        await a.Budgets.Syncs.QuietAsync().WaitAsync(Timeout);
+
+        // Set back: the line warms up and takes an allotment as under any new amount. The one replaced at the first change
+        // is not taken up again: it is reserved from no more, and would keep the line on the exact path (a round trip to
+        // Redis per request, asking again only every 64 of them).
+        await a.WarmUpAsync(line);
+        await a.SpendAsync(line, fromAllotment: true);
+
+        // Idle, everything is given back: the spend is exactly what was settled, nothing stays reserved.
+        nodes.Time.Advance(Allotments.Idle + Allotments.Tick);
+        await a.Budgets.Syncs.QuietAsync().WaitAsync(Timeout);
+        var status = await nodes.StatusAsync(line);
+        Assert.Equal(((2 * Allotments.WarmUp + 3) * unit, 0L), (status.SpentPicoUsd, status.ReservedPicoUsd));
+    }
+
+    [Fact]
     public async Task Budget_room_that_lapses_as_spent_raises_the_thresholds_it_crosses_with_the_spend_the_status_shows()
     {
         await using var nodes = await CounterNodes.StartAsync();
@@ -774,6 +803,18 @@ public sealed class SharedCountersTests
                 await Budgets.SettleAsync(reservation, CounterNodes.Unit);
             }
             await Budgets.Syncs.QuietAsync().WaitAsync(Timeout);
+        }
+
+        /// <summary>
+        /// One request costing <see cref="CounterNodes.Unit"/> of <paramref name="line"/>, reserved and settled: admitted from
+        /// this node's allotment, or on the exact path.
+        /// </summary>
+        public async Task SpendAsync(BudgetLine line, bool fromAllotment)
+        {
+            var reservation = await Budgets.TryReserveAsync([line], CounterNodes.Unit, _time.GetUtcNow(), CancellationToken.None);
+            Assert.True(reservation.Admitted);
+            Assert.Equal(fromAllotment, reservation.Hold is not null);
+            await Budgets.SettleAsync(reservation, CounterNodes.Unit);
         }
 
         /// <summary>Takes slots of <paramref name="subject"/> on the exact path until refused; gives them all back; returns how many it got.</summary>

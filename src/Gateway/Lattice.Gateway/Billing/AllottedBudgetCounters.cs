@@ -26,7 +26,10 @@ internal sealed partial class AllottedBudgetCounters : AllotmentOwner<BudgetAllo
     private readonly RedisBudgetCounters _shared;
     private readonly RedisStore _redis;
     private readonly ILogger<AllottedBudgetCounters> _logger;
+    /// <summary>This node's allotment of each line and month, by <see cref="Key"/>.</summary>
     private readonly Dictionary<string, BudgetAllotment> _entries = new(StringComparer.Ordinal);
+    /// <summary>Allotments replaced because their line's amount or month changed, kept until they have given everything back.</summary>
+    private readonly List<BudgetAllotment> _retired = [];
 
     public AllottedBudgetCounters(RedisBudgetCounters shared, RedisStore redis, TimeProvider time, ILogger<AllottedBudgetCounters> logger)
         : base(time)
@@ -90,7 +93,8 @@ internal sealed partial class AllottedBudgetCounters : AllotmentOwner<BudgetAllo
                 {
                     e.LastUsed = now;
                     e.Unit = Unit(picoUsd);
-                    if (e.Syncing || !e.ShouldAsk() || e.Room >= Allotments.Target / 2 * e.Unit)
+                    // A line's allotment replaced (or forgotten) while this request was on the exact path asks for nothing.
+                    if (e.Syncing || !IsLive(e) || !e.ShouldAsk() || e.Room >= Allotments.Target / 2 * e.Unit)
                     {
                         continue;
                     }
@@ -125,32 +129,21 @@ internal sealed partial class AllottedBudgetCounters : AllotmentOwner<BudgetAllo
 
     public async ValueTask<BudgetStatus> StatusAsync(BudgetPolicy budget, string? userId, DateTimeOffset at, CancellationToken cancellationToken)
     {
-        // What this node settled is counted first (after a round trip under way, which may carry part of it); other
-        // nodes' reaches Redis within a tick.
+        // What this node settled is counted first (after a round trip under way, which may carry part of it), in its
+        // allotment of the line and in those it replaced; other nodes' reaches Redis within a tick.
         var key = Key(new BudgetLine(budget, userId), LocalBudgetCounters.PeriodStart(at));
         for (var attempt = 0; attempt < 2; attempt++)
         {
-            (BudgetAllotment, Change)? flush = null;
+            List<(BudgetAllotment, Change)> flushes = [];
             Task? underWay = null;
             lock (Gate)
             {
-                if (_entries.TryGetValue(key, out var e) && e.Pending != 0)
+                if (FlushesOf(key, flushes))
                 {
-                    if (e.Syncing)
-                    {
-                        underWay = Syncs.QuietAsync(cancellationToken);
-                    }
-                    else
-                    {
-                        flush = (e, e.Flush());
-                    }
+                    underWay = Syncs.QuietAsync(cancellationToken);
                 }
             }
-            if (flush is { } f)
-            {
-                await SyncAsync(f.Item1, f.Item2);
-                break;
-            }
+            await Task.WhenAll(flushes.Select(f => SyncAsync(f.Item1, f.Item2)));
             if (underWay is null)
             {
                 break;
@@ -162,7 +155,7 @@ internal sealed partial class AllottedBudgetCounters : AllotmentOwner<BudgetAllo
 
     protected override void CollectReturns(List<(BudgetAllotment, Change)> returns)
     {
-        foreach (var e in _entries.Values)
+        foreach (var e in _entries.Values.Concat(_retired))
         {
             e.Active = false;
             if (!e.Syncing && e.Held != 0)
@@ -175,37 +168,106 @@ internal sealed partial class AllottedBudgetCounters : AllotmentOwner<BudgetAllo
     /// <summary>The unit an allotment is sized in: a request's worst-case cost (kept small enough for <see cref="Allotments.Target"/> of them to add up).</summary>
     private static long Unit(long picoUsd) => Math.Clamp(picoUsd, 1, long.MaxValue / (4 * Allotments.Target));
 
+    /// <summary>A line's counter in a month, as Redis keys it (budget, month, user): not its amount, which can change.</summary>
     private static string Key(BudgetLine line, DateTimeOffset period) =>
-        string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{line.Budget.Id}|{period.UtcTicks}|{line.UserId}|{line.Budget.AmountPicoUsd}");
+        string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{line.Budget.Id}|{period.UtcTicks}|{line.UserId}");
+
+    /// <summary>Under the lock: whether <paramref name="e"/> is its line's allotment now (not replaced, not forgotten).</summary>
+    private bool IsLive(BudgetAllotment e) => _entries.TryGetValue(e.Key, out var live) && live == e;
 
     /// <summary>
-    /// Under the lock: this node's allotment of <paramref name="line"/> in <paramref name="period"/>. Keyed by the amount
-    /// too: an allotment of the same line under another amount (or of another month) is replaced — nothing is reserved
-    /// from it any more, the next tick gives its room back and flushes its spend, and its spend is counted against the
-    /// line's amount now (the thresholds its alerts are raised at).
+    /// Under the lock: this node's allotment of <paramref name="line"/> in <paramref name="period"/>, a new one when the
+    /// line's amount changed (or its month began). The one it replaces is reserved from no more: the next tick gives its
+    /// room back and flushes its spend, and its spend is counted against the line's amount now (the thresholds its alerts
+    /// are raised at).
     /// </summary>
     private BudgetAllotment EntryFor(BudgetLine line, DateTimeOffset period)
     {
         var key = Key(line, period);
-        if (!_entries.TryGetValue(key, out var e))
+        var amount = line.Budget.AmountPicoUsd;
+        if (_entries.TryGetValue(key, out var e))
         {
+            if (e.Line.Budget.AmountPicoUsd == amount)
+            {
+                return e;
+            }
+            Retire(e);
+        }
+        else
+        {
+            // A new month: the line's allotment of a past one goes the same way.
+            List<BudgetAllotment>? past = null;
             foreach (var other in _entries.Values)
             {
-                if (!other.Replaced && string.Equals(other.Line.Budget.Id, line.Budget.Id, StringComparison.Ordinal)
+                if (other.Period < period && string.Equals(other.Line.Budget.Id, line.Budget.Id, StringComparison.Ordinal)
                     && string.Equals(other.Line.UserId, line.UserId, StringComparison.Ordinal))
                 {
-                    other.Replaced = true;
-                    other.Active = false;
-                    if (other.Period == period)
-                    {
-                        other.Amount = line.Budget.AmountPicoUsd;
-                    }
+                    (past ??= []).Add(other);
                 }
             }
-            e = new BudgetAllotment(key, line, period, NextLease());
-            _entries[key] = e;
+            if (past is not null)
+            {
+                foreach (var other in past)
+                {
+                    _entries.Remove(other.Key);
+                    Retire(other);
+                }
+            }
         }
+        // Every retired allotment of this line and month sends its round trips under this amount from now on — also one
+        // retired under an amount whose own allotment has gone idle and been dropped since.
+        foreach (var retired in _retired)
+        {
+            if (string.Equals(retired.Key, key, StringComparison.Ordinal))
+            {
+                retired.Amount = amount;
+            }
+        }
+        e = new BudgetAllotment(key, line, period, NextLease());
+        _entries[key] = e;
         return e;
+    }
+
+    /// <summary>Under the lock: <paramref name="e"/>, about to leave <see cref="_entries"/>, is reserved from no more and kept until it has given everything back.</summary>
+    private void Retire(BudgetAllotment e)
+    {
+        e.Active = false;
+        _retired.Add(e);
+    }
+
+    /// <summary>
+    /// Under the lock: adds a flush of the spend this node settled in the line and month <paramref name="key"/> (its
+    /// allotment, and those it replaced) to <paramref name="flushes"/>; whether some is in a round trip under way.
+    /// </summary>
+    private bool FlushesOf(string key, List<(BudgetAllotment, Change)> flushes)
+    {
+        var underWay = false;
+        if (_entries.TryGetValue(key, out var live))
+        {
+            underWay |= FlushOf(live);
+        }
+        foreach (var e in _retired)
+        {
+            if (string.Equals(e.Key, key, StringComparison.Ordinal))
+            {
+                underWay |= FlushOf(e);
+            }
+        }
+        return underWay;
+
+        bool FlushOf(BudgetAllotment e)
+        {
+            if (e.Pending == 0)
+            {
+                return false;
+            }
+            if (e.Syncing)
+            {
+                return true;
+            }
+            flushes.Add((e, e.Flush()));
+            return false;
+        }
     }
 
     /// <summary>One round trip: applies <paramref name="change"/>, taken out of <paramref name="e"/> (now marked syncing) under the lock.</summary>
@@ -240,9 +302,13 @@ internal sealed partial class AllottedBudgetCounters : AllotmentOwner<BudgetAllo
                 // line and rebuilds it from the ledger): what it held is gone; requests in flight settle into nothing.
                 e.Active = false;
                 e.Room = e.Reserved = e.Pending = e.Held = 0;
-                if (_entries.TryGetValue(e.Key, out var current) && current == e)
+                if (IsLive(e))
                 {
                     _entries.Remove(e.Key);
+                }
+                else
+                {
+                    _retired.Remove(e);
                 }
                 return;
             }
@@ -251,13 +317,14 @@ internal sealed partial class AllottedBudgetCounters : AllotmentOwner<BudgetAllo
             e.LeaseUntil = LeaseEnd(now);
             if (change.Want > 0)
             {
-                if (grant > 0 && !Stopped && !e.Replaced)
+                if (grant > 0 && !Stopped && IsLive(e))
                 {
                     e.Active = true;
                 }
                 else
                 {
-                    // Near the amount: back to the exact path, and what is left goes back at once for it to use.
+                    // Near the amount (or replaced, or stopped): back to the exact path, and what is left goes back at once
+                    // for it to use.
                     e.Refused();
                     if (e.Room != 0)
                     {
@@ -279,12 +346,12 @@ internal sealed partial class AllottedBudgetCounters : AllotmentOwner<BudgetAllo
     }
 
     /// <summary>
-    /// Flushes settled spend, gives back what is idle or no longer reserved from (or of a past period, or under an amount
-    /// that changed: their entries are not found any more), renews leases about to lapse, forgets empty allotments.
+    /// Flushes settled spend, gives back what is idle or no longer reserved from (replaced: the line's amount or month
+    /// changed), renews leases about to lapse, forgets empty allotments.
     /// </summary>
     protected override void CollectTick(long now, List<(BudgetAllotment, Change)> syncs)
     {
-        foreach (var e in _entries.Values.ToList())
+        foreach (var e in _entries.Values.Concat(_retired).ToList())
         {
             if (e.Syncing)
             {
@@ -298,6 +365,11 @@ internal sealed partial class AllottedBudgetCounters : AllotmentOwner<BudgetAllo
             else if (e.Pending != 0 || (e.Held != 0 && e.LeaseUntil - now < HalfLease))
             {
                 syncs.Add((e, e.Flush()));
+            }
+            else if (!e.Active && e.Held == 0 && !IsLive(e))
+            {
+                // Replaced, and everything it held has been given back.
+                _retired.Remove(e);
             }
             else if (!e.Active && e.Held == 0 && idle)
             {
@@ -325,10 +397,8 @@ internal sealed class BudgetAllotment(string key, BudgetLine line, DateTimeOffse
     public readonly string Key = key;
     public readonly BudgetLine Line = line;
     public readonly DateTimeOffset Period = period;
-    /// <summary>The line's amount its round trips are sent with (thresholds, sizing): <see cref="Line"/>'s, or once replaced under a new amount, that one.</summary>
+    /// <summary>The line's amount its round trips are sent with (thresholds, sizing): <see cref="Line"/>'s, or once replaced under a new amount, the newest.</summary>
     public long Amount = line.Budget.AmountPicoUsd;
-    /// <summary>A newer allotment of the same line (another amount or month) took its place: it is only given back.</summary>
-    public bool Replaced;
     /// <summary>Room left to reserve from.</summary>
     public long Room;
     /// <summary>Reserved by requests in flight.</summary>
