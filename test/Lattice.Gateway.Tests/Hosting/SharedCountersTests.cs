@@ -618,6 +618,40 @@ public sealed class SharedCountersTests
     }
 
     [Fact]
+    public async Task A_top_up_refused_while_a_node_stops_gives_back_the_spend_settled_meanwhile_at_once()
+    {
+        // Writes to Redis are held below, so on a Redis of this test's own.
+        await using var server = await RedisServer.StartAsync();
+        await using var nodes = await CounterNodes.StartAsync(server);
+        var a = nodes.A;
+        const long unit = CounterNodes.Unit;
+        var line = await nodes.BudgetLineAsync(amount: 1000 * unit, spent: 0);
+        await a.WarmUpAsync(line);
+        var room = (await nodes.StatusAsync(line)).ReservedPicoUsd / unit;
+        Assert.InRange(room, Allotments.Target / 2, Allotments.Target);
+        // Other nodes spend the line down to under 128 requests' worth of room: A's next top-up is granted nothing.
+        const long elsewhere = 850;
+        await nodes.SpendElsewhereAsync(line, elsewhere * unit);
+
+        // A spends the whole of its room. Halfway it asks for a top-up, which stays under way (Redis holds it) while the
+        // rest is reserved and settled in memory; then A stops gracefully.
+        await nodes.HoldWritesAsync();
+        for (var i = 0; i < room; i++)
+        {
+            await a.SpendAsync(line, fromAllotment: true);
+        }
+        var stop = a.Budgets.DisposeAsync().AsTask();
+        Assert.False(stop.IsCompleted);
+        await nodes.ReleaseWritesAsync();
+        await stop.WaitAsync(Timeout);
+
+        // The refused top-up left no room, only spend settled while it was under way: that goes to Redis before the stop
+        // ends, not when the lease lapses (the clock stands still).
+        var status = await nodes.StatusAsync(line);
+        Assert.Equal(((Allotments.WarmUp + elsewhere + room) * unit, 0L), (status.SpentPicoUsd, status.ReservedPicoUsd));
+    }
+
+    [Fact]
     public async Task Budget_room_that_lapses_as_spent_raises_the_thresholds_it_crosses_with_the_spend_the_status_shows()
     {
         await using var nodes = await CounterNodes.StartAsync();
@@ -658,16 +692,24 @@ public sealed class SharedCountersTests
 
         private readonly string _prefix = "n" + Guid.NewGuid().ToString("N") + ":";
         private StackExchange.Redis.ConnectionMultiplexer _redis = null!;
+        private bool _ownRedis;
 
         public FakeTimeProvider Time { get; } = new(new DateTimeOffset(2026, 6, 15, 12, 0, 0, TimeSpan.Zero));
         public AlertSink Alerts { get; } = new();
         public CounterNode A { get; private set; } = null!;
         public CounterNode B { get; private set; } = null!;
 
-        public static async Task<CounterNodes> StartAsync()
+        /// <summary>On <paramref name="server"/>, the shared Redis when null.</summary>
+        public static async Task<CounterNodes> StartAsync(RedisServer? server = null)
         {
-            var server = await RedisServer.Shared();
-            var nodes = new CounterNodes { _redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(server.Configuration) };
+            var own = server is not null;
+            server ??= await RedisServer.Shared();
+            var nodes = new CounterNodes
+            {
+                _ownRedis = own,
+                // Admin for CLIENT PAUSE (HoldWritesAsync).
+                _redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(server.Configuration + ",allowAdmin=true"),
+            };
             nodes.A = await CounterNode.StartAsync(server, nodes._prefix, nodes.Time, nodes.Alerts);
             nodes.B = await CounterNode.StartAsync(server, nodes._prefix, nodes.Time, nodes.Alerts);
             return nodes;
@@ -723,12 +765,30 @@ public sealed class SharedCountersTests
         {
             var id = "bud_" + Guid.NewGuid().ToString("N")[..10];
             var line = new BudgetLine(new BudgetPolicy(id, "ws_counters", "key", "key_counters", amount), null);
-            var period = LocalBudgetCounters.PeriodStart(Time.GetUtcNow());
-            var key = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{_prefix}b:{id}:{period.UtcDateTime:yyyy-MM}:");
+            var key = BudgetKey(line);
             await _redis.GetDatabase().HashSetAsync(key, [new StackExchange.Redis.HashEntry("s", spent), new("r", 0), new("a", 0)]);
             await _redis.GetDatabase().KeyExpireAsync(key, TimeSpan.FromHours(1));
             return line;
         }
+
+        /// <summary>Spend other nodes settled on <paramref name="line"/> this month, straight into its counter.</summary>
+        public async Task SpendElsewhereAsync(BudgetLine line, long picoUsd) =>
+            await _redis.GetDatabase().HashIncrementAsync(BudgetKey(line), "s", picoUsd);
+
+        /// <summary>
+        /// Holds every write to Redis, scripts included, until <see cref="ReleaseWritesAsync"/> (or 30 s): a round trip
+        /// started meanwhile stays under way. Only on a Redis of the test's own, since it holds every client's.
+        /// </summary>
+        public async Task HoldWritesAsync()
+        {
+            Assert.True(_ownRedis, "writes are held only on a Redis of the test's own");
+            await _redis.GetDatabase().ExecuteAsync("CLIENT", "PAUSE", "30000", "WRITE");
+        }
+
+        public async Task ReleaseWritesAsync() => await _redis.GetDatabase().ExecuteAsync("CLIENT", "UNPAUSE");
+
+        private string BudgetKey(BudgetLine line) => string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"{_prefix}b:{line.Budget.Id}:{LocalBudgetCounters.PeriodStart(Time.GetUtcNow()).UtcDateTime:yyyy-MM}:{line.UserId}");
 
         /// <summary>The slots of <paramref name="subject"/> counted in flight in Redis (allotments' included).</summary>
         public async Task<long> InFlightAsync(LimitSubject subject) =>

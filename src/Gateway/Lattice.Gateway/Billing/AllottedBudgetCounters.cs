@@ -324,9 +324,10 @@ internal sealed partial class AllottedBudgetCounters : AllotmentOwner<BudgetAllo
                 else
                 {
                     // Near the amount (or replaced, or stopped): back to the exact path, and what is left goes back at once
-                    // for it to use.
+                    // for it to use — the room, and the spend settled while this round trip was under way (at a stop no
+                    // tick follows to flush it: it would show only once the lease lapsed, as spent room).
                     e.Refused();
-                    if (e.Room != 0)
+                    if (e.Room != 0 || e.Pending != 0)
                     {
                         giveBack = e.GiveBack();
                     }
