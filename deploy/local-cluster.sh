@@ -39,11 +39,20 @@ trap stop EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# A free TCP port on 127.0.0.1 (bash's /dev/tcp: a port that answers is taken).
+# A free TCP port on 127.0.0.1 (bash's /dev/tcp: a port that answers is taken), chosen below the kernel's ephemeral
+# range, so no outgoing connection (of this machine's other programs or tests) takes it between this probe and the
+# server's bind.
 free_port() {
-    local port
+    local low=20000 high=32767 ephemeral_low ephemeral_high port
+    if read -r ephemeral_low ephemeral_high </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null; then
+        if ((ephemeral_low - 1 >= low + 1000)); then
+            high=$((ephemeral_low - 1))
+        elif ((ephemeral_high < 64535)); then
+            low=$((ephemeral_high + 1)) high=65535
+        fi
+    fi
     while :; do
-        port=$((20000 + RANDOM % 40000))
+        port=$((low + (RANDOM * 32768 + RANDOM) % (high - low + 1)))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             printf '%s' "$port"
             return
@@ -53,15 +62,41 @@ free_port() {
 port_of() { # $1: node index from 0
     if [[ -n "${LATTICE_BASE_PORT:-}" ]]; then printf '%s' $((LATTICE_BASE_PORT + $1)); else free_port; fi
 }
-wait_for() { # $1: what, $2: its process id, $3: seconds, then a command that succeeds once it is up
-    local what=$1 pid=$2 seconds=$3
-    shift 3
+up_within() { # $1: a process id, $2: seconds, then a command that succeeds once it is up; 1 when it exited, 2 when too slow
+    local pid=$1 seconds=$2
+    shift 2
     for ((t = 0; t < seconds * 5; t++)); do
         if "$@" >/dev/null 2>&1; then return 0; fi
-        kill -0 "$pid" 2>/dev/null || { LATTICE_KEEP=1; fail "$what exited while starting (logs in $work)"; }
+        kill -0 "$pid" 2>/dev/null || return 1
         sleep 0.2
     done
+    return 2
+}
+wait_for() { # $1: what, $2: its process id, $3: seconds, then a command that succeeds once it is up
+    local what=$1 status=0
+    up_within "${@:2}" || status=$?
+    ((status == 0)) && return 0
     LATTICE_KEEP=1
+    ((status == 1)) && fail "$what exited while starting (logs in $work)"
+    fail "$what did not start within ${3}s (logs in $work)"
+}
+# Starts a server on a free port, set in $port: $1 what, $2 its log, $3 seconds, $4 its ready line, $5 a function that
+# starts it in the background on port $1. A port taken by another program between the probe and the bind
+# ("Address already in use" in the log) is given up for another, twice at most.
+start_on_free_port() {
+    local what=$1 log=$2 seconds=$3 ready=$4 start=$5 status
+    for attempt in 1 2 3; do
+        port=$(free_port)
+        "$start" "$port"
+        pids+=($!)
+        status=0
+        up_within "${pids[-1]}" "$seconds" grep -q "$ready" "$log" || status=$?
+        ((status == 0)) && return 0
+        ((status == 1)) && grep -q "Address already in use" "$log" && ((attempt < 3)) && continue
+        break
+    done
+    LATTICE_KEEP=1
+    ((status == 1)) && fail "$what exited while starting (logs in $work)"
     fail "$what did not start within ${seconds}s (logs in $work)"
 }
 
@@ -83,21 +118,23 @@ if [[ $(id -u) == 0 ]]; then
     chown postgres:postgres "$work/pg"
     chmod 755 "$work"
 fi
-pg_port=$(free_port)
 say "PostgreSQL: initdb in $work/pg …"
 (cd "$work" && "${as_pg[@]}" "$pg_bin/initdb" -D "$work/pg/data" -U lattice --auth=trust --encoding=UTF8 --locale=C --no-sync >"$work/initdb.log" 2>&1) \
     || fail "initdb failed: $(tail -5 "$work/initdb.log")"
-(cd "$work/pg" && exec "${as_pg[@]}" "$pg_bin/postgres" -D "$work/pg/data" -h 127.0.0.1 -p "$pg_port" -k "$work/pg" \
-    -c fsync=off -c max_connections=200 >"$work/postgres.log" 2>&1) &
-pids+=($!)
-wait_for PostgreSQL "${pids[-1]}" 60 grep -q "database system is ready to accept connections" "$work/postgres.log"
+start_postgres() {
+    (cd "$work/pg" && exec "${as_pg[@]}" "$pg_bin/postgres" -D "$work/pg/data" -h 127.0.0.1 -p "$1" -k "$work/pg" \
+        -c fsync=off -c max_connections=200 >"$work/postgres.log" 2>&1) &
+}
+start_on_free_port PostgreSQL "$work/postgres.log" 60 "database system is ready to accept connections" start_postgres
+pg_port=$port
 database="postgres://lattice@127.0.0.1:$pg_port/postgres"
 
 # ---- Redis: nothing saved to disk (see docs/scale-out.md for what a restart loses) ----
-redis_port=$(free_port)
-(cd "$work" && exec redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1) &
-pids+=($!)
-wait_for Redis "${pids[-1]}" 30 grep -q "Ready to accept connections" "$work/redis.log"
+start_redis() {
+    (cd "$work" && exec redis-server --port "$1" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >"$work/redis.log" 2>&1) &
+}
+start_on_free_port Redis "$work/redis.log" 30 "Ready to accept connections" start_redis
+redis_port=$port
 
 if ((nodes == 0)); then
     # The stores only, for nodes run some other way (the benchmark's --scaleout uses this).
