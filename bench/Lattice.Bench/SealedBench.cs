@@ -210,7 +210,7 @@ internal static class SealedBench
     /// <summary>The gateway's check of the usage: off the client's path (on the thread pool, once the answer has gone).</summary>
     private static readonly string[] OffPath = ["gateway checks it"];
 
-    /// <summary>Median µs per step: as format v1, v2 with signed usage, now (usage tagged with the link's key); sessions apart.</summary>
+    /// <summary>Median µs per step: as format v1, sessions with signed usage, now (usage tagged with the link's key); sessions apart.</summary>
     private sealed record CryptoTimes((string Step, double Micros)[] PerCall, (string Step, double Micros)[] Signed, (string Step, double Micros)[] Steady,
         double SessionClient, double SessionDaemon, double LinkKey);
 
@@ -219,8 +219,8 @@ internal static class SealedBench
     /// the client's seal, the daemon's open, its sealed answer, its authenticated usage, the gateway's check, the
     /// client's open of the answer. Each step's median over the calls. Three ways, interleaved call by call: as format
     /// v1 did it (every call its own session — a fresh key pair and ECDH on both sides — and the keys imported for each
-    /// signature and verification); format v2 with the usage signed (the session made ahead, the daemon's session
-    /// secret kept, the signing and verifying keys imported once: ECDSA per call); and now, the usage tagged with the
+    /// signature and verification); sessions with the usage signed (the session made ahead, the daemon's session
+    /// kept, the signing and verifying keys imported once: ECDSA per call); and now, the usage tagged with the
     /// link's usage key (HMAC per call). The cost of making a session and of agreeing a link's usage key are timed apart.
     /// </summary>
     private static CryptoTimes CryptoAlone(TimeSpan duration)
@@ -271,7 +271,7 @@ internal static class SealedBench
                 firstSealer.Dispose();
             }
             var current = session;
-            // v2 with the usage signed (keys imported once), then now: the usage tagged with the link's key.
+            // Sessions with the usage signed (keys imported once), then now: the usage tagged with the link's key.
             Call(signed, requestId + "_s",
                 id => { var sealedBody = current.Seal(body, id, RuntimeId, out var reply); return (sealedBody, reply); },
                 (sealedBody, id) => { opener.Open(sealedBody, id, RuntimeId, out var sealer); return sealer; },
@@ -330,7 +330,7 @@ internal static class SealedBench
         static double OnPath((string Step, double Micros)[] steps) => steps.Where(c => !OffPath.Contains(c.Step)).Sum(c => c.Micros);
         return string.Create(CultureInfo.InvariantCulture, $"as v1 (a session per call, keys imported per use) {crypto.PerCall.Sum(c => c.Micros):0} µs per non-streamed call — ")
             + List(crypto.PerCall)
-            + string.Create(CultureInfo.InvariantCulture, $"; v2 with the usage signed (ECDSA, keys imported once) {crypto.Signed.Sum(c => c.Micros):0} µs — ")
+            + string.Create(CultureInfo.InvariantCulture, $"; sessions with the usage signed (ECDSA, keys imported once) {crypto.Signed.Sum(c => c.Micros):0} µs — ")
             + List(crypto.Signed)
             + string.Create(CultureInfo.InvariantCulture, $"; now (the usage tagged with the link's key) {crypto.Steady.Sum(c => c.Micros):0} µs, {OnPath(crypto.Steady):0} µs of it on the client's path — ")
             + List(crypto.Steady)

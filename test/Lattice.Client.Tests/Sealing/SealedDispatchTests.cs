@@ -233,14 +233,17 @@ public sealed class SealedDispatchTests(SealedGateway gateway) : IClassFixture<S
         using var another = lattice.GetSealedChatClient(record);
         Assert.Equal("You said: four", (await another.GetResponseAsync("four")).Text);
 
-        // Format v2; the first client's three calls carry one ephemeral key (one ECDH for the three), the other client its own.
+        // Format v3; the first client's three calls carry one ephemeral key (one ECDH for the three), the other client its own.
         var bodies = wire.SealedBodies.ToArray();
         Assert.Equal(4, bodies.Length);
         Assert.All(bodies, b => Assert.Equal(SealedFormat.Version, b[0]));
         static string Ephemeral(byte[] body) => Convert.ToHexString(body.AsSpan(1, SealedFormat.PublicKeyBytes));
         Assert.Single(bodies[..3].Select(Ephemeral).Distinct());
         Assert.NotEqual(Ephemeral(bodies[0]), Ephemeral(bodies[3]));
-        // The daemon derived each session's secret once: two sessions kept.
+        // Each call's nonce is its number in the session: 0, 1, 2 for the first client, 0 for the other.
+        static ulong Number(byte[] body) => System.Buffers.Binary.BinaryPrimitives.ReadUInt64BigEndian(body.AsSpan(1 + SealedFormat.PublicKeyBytes + 4, 8));
+        Assert.Equal([0UL, 1UL, 2UL, 0UL], bodies.Select(Number));
+        // The daemon derived each session's keys once: two sessions kept.
         Assert.Equal(2, key.Opener.Sessions);
 
         // Disposed, the sealed client forgets its session and seals nothing more.
@@ -328,10 +331,14 @@ public sealed class SealedDispatchTests(SealedGateway gateway) : IClassFixture<S
         AssertError(HttpStatusCode.BadRequest, "invalid_value", SealedHttp.RequestIdHeader, await PostSealedAsync(body, personal, requestId: "not ok!"));
         AssertError(HttpStatusCode.BadRequest, "invalid_value", SealedHttp.StreamHeader, await PostSealedAsync(body, personal, stream: "yes"));
         AssertError(HttpStatusCode.BadRequest, "invalid_value", null, await PostSealedAsync([1, 2, 3], personal));
-        // Format v1 (one ECDH per request) is refused by its first byte, before it reaches the daemon.
-        var v1 = (byte[])body.Clone();
-        v1[0] = 0x01;
-        AssertError(HttpStatusCode.BadRequest, "invalid_value", null, await PostSealedAsync(v1, personal));
+        // Formats v1 (one ECDH per request) and v2 (keys expanded per request) are refused by their first byte, before
+        // they reach the daemon.
+        foreach (var version in new byte[] { 0x01, 0x02 })
+        {
+            var earlier = (byte[])body.Clone();
+            earlier[0] = version;
+            AssertError(HttpStatusCode.BadRequest, "invalid_value", null, await PostSealedAsync(earlier, personal));
+        }
         // A daemon that announced no work key cannot open it.
         AssertError(HttpStatusCode.BadRequest, "sealed_dispatch_unsupported", "model", await PostSealedAsync(body, "lattice:personal:" + keyless.LatticeId));
         // Bound to another request id: the daemon cannot open it, says so, and goes on serving.

@@ -177,13 +177,15 @@ public sealed class SealedRelayTests(LiveGateway gateway) : IClassFixture<LiveGa
         Assert.Equal(new Protocol.Metering.Usage(7, 11, 18, Estimated: true), (await Ledger.RecordAsync(gateway.Services, signedId)).Usage);
     }
 
-    [Fact]
-    public async Task A_daemon_of_sealed_format_v1_is_sent_no_sealed_request()
+    [Theory]
+    [InlineData("sealed_dispatch")]
+    [InlineData("sealed_dispatch_v2")]
+    public async Task A_daemon_of_an_earlier_sealed_format_is_sent_no_sealed_request(string feature)
     {
         using var timeout = new CancellationTokenSource(Timeout);
         using var key = WorkKey.LoadOrCreate(_keyDir);
-        // A v1 daemon listed "sealed_dispatch": it could not open a v2 request, so it is offered none.
-        using var daemon = await ConnectAsync(key, timeout.Token, feature: "sealed_dispatch");
+        // v1 daemons listed "sealed_dispatch", v2 daemons "sealed_dispatch_v2": neither opens a v3 request, so neither is offered one.
+        using var daemon = await ConnectAsync(key, timeout.Token, feature: feature);
         using var http = gateway.Client(gateway.KeyA);
         var body = new byte[300];
         body[0] = SealedFormat.Version;

@@ -12,11 +12,11 @@ namespace Lattice.Protocol.Tests.Sealing;
 public sealed class SealedWireTests
 {
     private const string WorkPrivate = "0101010101010101010101010101010101010101010101010101010101010101";
-    private const string ExpectedChunk0 = "0200515653e9971144ac98780e9852e5fc3ab36f797b142f23a214";
+    private const string ExpectedChunk0 = "0300a1a2a3a4a5a6a7a8eacf35772de84ac0d24f04a24c73b36fca8eade232c3f33dd5";
     private const string ExpectedCanonicalUsage =
-        "6c617474696365207365616c65642076322075736167650200087265715f3030303100086c61745f74657374"
+        "6c617474696365207365616c65642076332075736167650300087265715f3030303100086c61745f74657374"
         + "000000000000000c0000000000000022000000000000000500000000000005dc00";
-    private const string VectorSignature = "cj7kFFrC27amMzQmMgaQrynwX3OMg_czNnEP_Y-Obl8xX6QuChbG9HrdXnUz9_EVFcI0PbwQQvDDbpVhTWtFww";
+    private const string VectorSignature = "Ge7aWdud1Nk030atzzBdCf_tEdNLCqts3AQJuvkdo2cahW1Nnofi6-aahUzk26bDhVwgSRiwTFYV-AHK6UWQTg";
 
     private static readonly DispatchEnd VectorUsage = new(PromptTokens: 12, CompletionTokens: 34, AudioSeconds: 1.5, CachedTokens: 5);
 
@@ -75,7 +75,7 @@ public sealed class SealedWireTests
     private const string LinkPrivate = "0303030303030303030303030303030303030303030303030303030303030303";
     private const string ExpectedLinkPublic =
         "04591ab771ebbcfd6d9cb9094d106528add1a69d44c2c1f627f089ec58b9c61adf9f4e6abf0d045c0c693a3c68ad7c97ca72be64def4a26fecd263dd98a92780f0";
-    private const string ExpectedUsageTag = "7sIcW9mRUp9XJRcSF-X-Jj3kndR_1bVhU85uNJyWMQ4";
+    private const string ExpectedUsageTag = "ih_3Y6XITkt5zyGwUb48Xma2Jg54cbSfb8nkIQQXJDQ";
 
     [Fact]
     public void The_link_usage_key_tags_the_usage_vector_byte_for_byte_on_both_sides()
@@ -122,7 +122,7 @@ public sealed class SealedWireTests
     {
         var chunk0 = Convert.FromHexString(ExpectedChunk0);
         var record = SealedHttp.Record(chunk0);
-        Assert.Equal("0000001b" + ExpectedChunk0, Convert.ToHexStringLower(record));
+        Assert.Equal("00000023" + ExpectedChunk0, Convert.ToHexStringLower(record));
 
         using var two = new MemoryStream([.. record, .. SealedHttp.Record([])]);
         Assert.Equal(chunk0, await SealedHttp.ReadRecordAsync(two, CancellationToken.None));

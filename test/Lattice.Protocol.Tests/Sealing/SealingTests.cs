@@ -5,8 +5,9 @@ using Lattice.Protocol.Sealing;
 namespace Lattice.Protocol.Tests.Sealing;
 
 /// <summary>
-/// The sealed-dispatch format v2: the test vectors of docs/sealed-dispatch.md, byte for byte, sessions (one ECDH for many
-/// requests, each with keys of its own), and every way a sealed message must fail to open.
+/// The sealed-dispatch format v3: the test vectors of docs/sealed-dispatch.md, byte for byte, sessions (one ECDH and one
+/// key derivation for many requests, each with a nonce of its own), answers salted apart, and every way a sealed message
+/// must fail to open.
 /// </summary>
 public sealed class SealingTests
 {
@@ -19,15 +20,20 @@ public sealed class SealingTests
     private const string ExpectedWorkPublic = "046ff03b949241ce1dadd43519e6960e0a85b41a69a05c328103aa2bce1594ca163c4f753a55bf01dc53f6c0b0c7eee78b40c6ff7d25a96e2282b989cef71c144a";
     private const string ExpectedFingerprint = "256b-1be3-2745-d1d1-c9d4-9121-cc87-bc45";
     private const string EphemeralPublic = "04550f471003f3df97c3df506ac797f6721fb1a1fb7b8f6f83d224498a65c88e24136093d7012e509a73715cbd0b00a3cc0ff4b5c01b3ffa196ab1fb327036b8e6";
-    private const string ExpectedSealedRequest = "02" + EphemeralPublic + "abaef56b1042290f1ec1fc350d8e130d4ad3ecf0d4819ad9f842a1dcbcc0c9166aa579fb939d1b78a75b9981b9602f2c";
-    private const string ExpectedChunk0 = "0200515653e9971144ac98780e9852e5fc3ab36f797b142f23a214";
-    private const string ExpectedChunk1 = "0201d6cd5bb85084d9d07e0388853d0bc230502a46eecd405d4830";
-    // The same session's second request: the same ephemeral key, keys of its own.
+    private const string ExpectedSealedRequest = "03" + EphemeralPublic + "000000000000000000000000"
+        + "89152b2bcaa85cb1305cf9673bb0c4f6c75313dde6724bb04e9c05d6957e0902a4f96741167f89d0d59ec72bca05ecd1";
+    // The answer's salt of the vectors (a daemon draws one at random for each answer).
+    private const string AnswerSalt = "a1a2a3a4a5a6a7a8";
+    private const string ExpectedChunk0 = "0300" + AnswerSalt + "eacf35772de84ac0d24f04a24c73b36fca8eade232c3f33dd5";
+    private const string ExpectedChunk1 = "03019ec200a7608470a84b21b3a1e503ce3a5bce62ef16ffc204fe";
+    // The same session's second request: the same ephemeral key and keys, the next nonce.
     private const string SecondRequestId = "req_0002";
     private const string SecondBody = "{\"prompt\":\"and again\"}";
-    private const string ExpectedSecondRequest = "02" + EphemeralPublic + "059b1d3bd3fa22bb5b6db8dfb2e8fb806f74df19174e1c6402a362b2e261eac3e80594387834";
-    // A request sealed in format v1 (the vector of the v1 docs): v2 refuses it by its first byte.
+    private const string ExpectedSecondRequest = "03" + EphemeralPublic + "000000000000000000000001"
+        + "3317a554029ec3cc6dd28973d5477ad141a2f933c29d13b23019439904ab7ea7b6b458f4b06d";
+    // Requests sealed in formats v1 (the vector of the v1 docs) and v2 (of the v2 docs): v3 refuses them by their first byte.
     private const string V1SealedRequest = "01" + EphemeralPublic + "9e710638a2b5ac9c6a29ed022c6b575c2acb5a96350df7e980f996753049069adb5bdcf5fa7d3ef64f5f5713d1bba66a";
+    private const string V2SealedRequest = "02" + EphemeralPublic + "abaef56b1042290f1ec1fc350d8e130d4ad3ecf0d4819ad9f842a1dcbcc0c9166aa579fb939d1b78a75b9981b9602f2c";
 
     private static ECDiffieHellman Key(string privateHex) => ECDiffieHellman.Create(new ECParameters
     {
@@ -49,7 +55,7 @@ public sealed class SealingTests
         var sealedRequest = SealedRequest.Seal(Utf8(Body), workPublic, RequestId, RuntimeId, ephemeral, out var opener);
         Assert.Equal(ExpectedSealedRequest, Convert.ToHexStringLower(sealedRequest));
 
-        var body = SealedRequest.Open(sealedRequest, work, RequestId, RuntimeId, out var sealer);
+        var body = SealedRequest.Open(sealedRequest, work, RequestId, RuntimeId, Convert.FromHexString(AnswerSalt), out var sealer);
         Assert.Equal(Body, Encoding.UTF8.GetString(body));
         var chunk0 = sealer.Seal(Utf8("chunk one"));
         var chunk1 = sealer.Seal(Utf8("chunk two"), final: true);
@@ -82,10 +88,16 @@ public sealed class SealingTests
         Assert.Equal(SecondBody, Encoding.UTF8.GetString(opener.Open(second, SecondRequestId, RuntimeId, out var secondSealer)));
         Assert.Equal(1, opener.Sessions); // the same session: its secret was kept, not derived again
 
-        // Each request's answer has its own reply key: one request's chunks do not open as the other's.
-        Assert.Equal(ExpectedChunk0, Convert.ToHexStringLower(firstSealer.Seal(Utf8("chunk one"))));
+        // Each request's answer is bound to its request (the associated data): one request's chunks do not open as the
+        // other's, even with the same salt.
+        var salt = Convert.FromHexString(AnswerSalt);
+        SealedRequest.Open(first, work, RequestId, RuntimeId, salt, out var vectorSealer);
+        Assert.Equal(ExpectedChunk0, Convert.ToHexStringLower(vectorSealer.Seal(Utf8("chunk one"))));
+        SealedRequest.Open(second, work, SecondRequestId, RuntimeId, salt, out var secondAlike);
+        var alike = secondAlike.Seal(Utf8("chunk one"));
+        Assert.NotEqual(ExpectedChunk0, Convert.ToHexStringLower(alike));
+        Assert.Throws<SealedMessageException>(() => firstReply.Open(alike));
         var other = secondSealer.Seal(Utf8("chunk one"));
-        Assert.NotEqual(ExpectedChunk0, Convert.ToHexStringLower(other));
         Assert.Throws<SealedMessageException>(() => firstReply.Open(other));
         Assert.Equal("chunk one", Encoding.UTF8.GetString(secondReply.Open(other)));
         // Bound to its own request id even within the session.
@@ -127,17 +139,67 @@ public sealed class SealingTests
         Assert.Equal(2, opener.Sessions);
     }
 
-    [Fact]
-    public void A_request_sealed_in_format_v1_is_refused()
+    [Theory]
+    [InlineData(V1SealedRequest)]
+    [InlineData(V2SealedRequest)]
+    public void A_request_sealed_in_an_earlier_format_is_refused(string sealedHex)
     {
         using var work = Key(WorkPrivate);
         using var opener = new SealedRequestOpener(work);
-        var v1 = Convert.FromHexString(V1SealedRequest);
-        var refused = Assert.Throws<SealedMessageException>(() => opener.Open(v1, RequestId, RuntimeId, out _));
+        var earlier = Convert.FromHexString(sealedHex);
+        var refused = Assert.Throws<SealedMessageException>(() => opener.Open(earlier, RequestId, RuntimeId, out _));
         Assert.Contains("version", refused.Message, StringComparison.Ordinal);
-        // Relabelled v2, its v1 keys do not open it either.
-        v1[0] = SealedFormat.Version;
-        Assert.Throws<SealedMessageException>(() => opener.Open(v1, RequestId, RuntimeId, out _));
+        // Relabelled v3, its keys do not open it either.
+        earlier[0] = SealedFormat.Version;
+        Assert.Throws<SealedMessageException>(() => opener.Open(earlier, RequestId, RuntimeId, out _));
+    }
+
+    [Fact]
+    public void A_request_the_daemon_is_sent_twice_is_answered_under_two_salts_so_no_nonce_is_used_twice()
+    {
+        // The gateway can replay a sealed request; the daemon then seals a second answer under the same session key. Each
+        // answer draws its own salt, so the two answers' chunks have different nonces — and each opens only as its own.
+        using var work = SealedFormat.NewKey();
+        using var session = SealingSession.Create(SealedFormat.PublicKeyOf(work));
+        var sealedBody = session.Seal(Utf8(Body), RequestId, RuntimeId, out var reply);
+        using var opener = new SealedRequestOpener(work);
+        opener.Open(sealedBody, RequestId, RuntimeId, out var firstAnswer);
+        opener.Open(sealedBody, RequestId, RuntimeId, out var secondAnswer);
+        var first = firstAnswer.Seal(Utf8("answer one"), final: true);
+        var second = secondAnswer.Seal(Utf8("answer two"), final: true);
+        Assert.NotEqual(first.AsSpan(2, SealedFormat.AnswerSaltBytes).ToArray(), second.AsSpan(2, SealedFormat.AnswerSaltBytes).ToArray());
+        Assert.Equal("answer two", Encoding.UTF8.GetString(reply.Open(second)));
+        Assert.Throws<SealedMessageException>(() => reply.Open(first));
+    }
+
+    [Fact]
+    public void An_answer_chunk_whose_salt_was_changed_fails_to_open()
+    {
+        using var work = SealedFormat.NewKey();
+        var sealedBody = SealedRequest.Seal(Utf8(Body), SealedFormat.PublicKeyOf(work), RequestId, RuntimeId, out var reply);
+        SealedRequest.Open(sealedBody, work, RequestId, RuntimeId, out var sealer);
+        var chunk = sealer.Seal(Utf8("chunk one"));
+        chunk[2] ^= 1;
+        Assert.Throws<SealedMessageException>(() => reply.Open(chunk));
+    }
+
+    [Fact]
+    public void Keys_outlive_their_session_while_an_answer_is_being_opened_or_sealed()
+    {
+        using var work = SealedFormat.NewKey();
+        var session = SealingSession.Create(SealedFormat.PublicKeyOf(work));
+        var sealedBody = session.Seal(Utf8(Body), RequestId, RuntimeId, out var reply);
+        var opener = new SealedRequestOpener(work);
+        opener.Open(sealedBody, RequestId, RuntimeId, out var sealer);
+        // The app's session and the daemon's list of sessions both let go mid-answer; the answer still goes through.
+        session.Dispose();
+        opener.Dispose();
+        Assert.Equal("chunk one", Encoding.UTF8.GetString(reply.Open(sealer.Seal(Utf8("chunk one")))));
+        Assert.Equal("chunk two", Encoding.UTF8.GetString(reply.Open(sealer.Seal(Utf8("chunk two"), final: true))));
+        reply.EnsureComplete();
+        sealer.Dispose();
+        reply.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => reply.Open(new byte[64]));
     }
 
     [Fact]

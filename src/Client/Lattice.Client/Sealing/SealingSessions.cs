@@ -6,7 +6,7 @@ namespace Lattice.Client.Sealing;
 /// The sealing sessions of one sealed client with one runtime key (docs/sealed-dispatch.md, "Sessions"). A session's
 /// costly part — a fresh ephemeral key pair and the ECDH with the work key — is made on the thread pool ahead of the
 /// calls: the first when the sealed client is made (<see cref="Prepare"/>), the next once the current one has used
-/// half its requests or half its time. A call then only expands its own keys (HKDF) and encrypts. A session serves at
+/// half its requests or half its time. A call then only encrypts (AES-GCM under the session's key). A session serves at
 /// most <c>maxRequests</c> requests and lives at most <c>maxAge</c> from when it was made; a call that finds none
 /// ready (the first after a long pause) waits for the one being made.
 /// </summary>

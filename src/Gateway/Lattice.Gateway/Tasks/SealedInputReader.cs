@@ -62,7 +62,7 @@ public static class SealedInputReader
         }
         if (length < SealedFormat.RequestOverhead || body[0] != SealedFormat.Version)
         {
-            return (null, GatewayError.InvalidRequest("The body is not a sealed request (version 2).", null));
+            return (null, GatewayError.InvalidRequest("The body is not a sealed request (version 3).", null));
         }
         return (new TaskInput
         {

@@ -83,10 +83,11 @@ public static class LinkFeatures
 
     /// <summary>
     /// The daemon opens sealed dispatches (<see cref="DispatchHeader.SealedRequestId"/>) with the work key it announced
-    /// and seals their answers, in sealed-dispatch format v2 (sessions); the gateway sends sealed requests only to a
-    /// daemon that lists this. A daemon of format v1 listed <c>sealed_dispatch</c>: it is offered none.
+    /// and seals their answers, in sealed-dispatch format v3 (a session's keys made once, a salt per answer); the
+    /// gateway sends sealed requests only to a daemon that lists this. Daemons of formats v1 and v2 listed
+    /// <c>sealed_dispatch</c> and <c>sealed_dispatch_v2</c>: they are offered none.
     /// </summary>
-    public const string SealedDispatch = "sealed_dispatch_v2";
+    public const string SealedDispatch = "sealed_dispatch_v3";
 
     /// <summary>
     /// The daemon authenticates a sealed dispatch's usage with the link's usage key (an HMAC tag, docs/sealed-dispatch.md)

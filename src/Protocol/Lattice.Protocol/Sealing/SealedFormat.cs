@@ -5,32 +5,41 @@ using System.Text;
 namespace Lattice.Protocol.Sealing;
 
 /// <summary>
-/// Constants and shared steps of the sealed-dispatch format v2 (docs/sealed-dispatch.md): P-256 ECDH once per session,
-/// HKDF-SHA256 per request, AES-256-GCM. Public keys travel as SEC1 uncompressed points (65 bytes: <c>0x04 || X || Y</c>).
+/// Constants and shared steps of the sealed-dispatch format v3 (docs/sealed-dispatch.md): P-256 ECDH and HKDF-SHA256
+/// once per session, AES-256-GCM per request under the session's keys. Public keys travel as SEC1 uncompressed points (65 bytes: <c>0x04 || X || Y</c>).
 /// </summary>
 public static class SealedFormat
 {
     /// <summary>
     /// The format's version, the first byte of every sealed request, chunk and associated data. v1 (one ECDH per request)
-    /// is not accepted: its keys are derived differently.
+    /// and v2 (keys expanded per request) are not accepted: their keys are derived differently.
     /// </summary>
-    public const byte Version = 0x02;
+    public const byte Version = 0x03;
     public const int PublicKeyBytes = 65;
     public const int KeyBytes = 32;
     public const int NonceBytes = 12;
     public const int TagBytes = 16;
 
-    /// <summary>Sealed request: version, ephemeral public key, then ciphertext and tag.</summary>
-    public const int RequestOverhead = 1 + PublicKeyBytes + TagBytes;
+    /// <summary>The daemon's random salt for one answer, sent in its first chunk: the first 8 bytes of every chunk's nonce.</summary>
+    public const int AnswerSaltBytes = 8;
 
-    /// <summary>Sealed chunk: version, flags, then ciphertext and tag.</summary>
+    /// <summary>Chunks one answer may have: the chunk index takes 3 bytes of the nonce.</summary>
+    public const int MaxChunks = 1 << 24;
+
+    /// <summary>Sealed request: version, ephemeral public key, nonce, then ciphertext and tag.</summary>
+    public const int RequestOverhead = 1 + PublicKeyBytes + NonceBytes + TagBytes;
+
+    /// <summary>Sealed chunk after the first: version, flags, then ciphertext and tag.</summary>
     public const int ChunkOverhead = 2 + TagBytes;
+
+    /// <summary>An answer's first chunk: version, flags, the answer's salt, then ciphertext and tag.</summary>
+    public const int FirstChunkOverhead = ChunkOverhead + AnswerSaltBytes;
 
     /// <summary>Chunk flag: the last chunk of the answer.</summary>
     public const byte FinalFlag = 0x01;
 
-    internal static readonly byte[] RequestInfo = "lattice sealed v2 request"u8.ToArray();
-    internal static readonly byte[] ReplyInfo = "lattice sealed v2 reply"u8.ToArray();
+    internal static readonly byte[] RequestInfo = "lattice sealed v3 request"u8.ToArray();
+    internal static readonly byte[] ReplyInfo = "lattice sealed v3 reply"u8.ToArray();
 
     /// <summary>
     /// Associated data binding a sealed message to one request on one runtime:
@@ -53,11 +62,26 @@ public static class SealedFormat
         return ad;
     }
 
-    /// <summary>Chunk nonce: 3 zero bytes, u64 BE chunk counter, then 0x01 for the final chunk else 0x00.</summary>
-    public static void ChunkNonce(ulong counter, bool final, Span<byte> nonce)
+    /// <summary>A request's nonce: 4 zero bytes, then the u64 BE number of the request in its session (0, 1, 2, …).</summary>
+    public static void RequestNonce(ulong number, Span<byte> nonce)
     {
-        nonce[..3].Clear();
-        BinaryPrimitives.WriteUInt64BigEndian(nonce[3..], counter);
+        nonce[..4].Clear();
+        BinaryPrimitives.WriteUInt64BigEndian(nonce[4..], number);
+    }
+
+    /// <summary>
+    /// A chunk's nonce: the answer's salt (8 bytes), the u24 BE chunk index, then 0x01 for the final chunk else 0x00.
+    /// </summary>
+    public static void ChunkNonce(ReadOnlySpan<byte> salt, int index, bool final, Span<byte> nonce)
+    {
+        if ((uint)index >= MaxChunks)
+        {
+            throw new ArgumentOutOfRangeException(nameof(index), "An answer has at most 2^24 chunks.");
+        }
+        salt[..AnswerSaltBytes].CopyTo(nonce);
+        nonce[8] = (byte)(index >> 16);
+        nonce[9] = (byte)(index >> 8);
+        nonce[10] = (byte)index;
         nonce[11] = final ? (byte)1 : (byte)0;
     }
 
@@ -98,7 +122,7 @@ public static class SealedFormat
 
     /// <summary>
     /// The secret of a session: HKDF-SHA256's extract step over the ECDH shared secret (the X coordinate), salt
-    /// <c>ephemeral public || work public</c>. 32 bytes; <see cref="RequestKeys"/> expands it per request.
+    /// <c>ephemeral public || work public</c>. 32 bytes; <see cref="SessionKeys"/> expands it into the session's keys.
     /// </summary>
     internal static byte[] SessionSecret(ECDiffieHellman own, ECDiffieHellmanPublicKey peer, ReadOnlySpan<byte> ephemeralPublic, ReadOnlySpan<byte> workPublic) =>
         ExtractAgreement(own, peer, [], ephemeralPublic, workPublic);
@@ -129,22 +153,16 @@ public static class SealedFormat
     }
 
     /// <summary>
-    /// Request and reply keys of one request in a session: HKDF-SHA256's expand step over the session secret, info
-    /// <c>"lattice sealed v2 request" || ad</c> and <c>"lattice sealed v2 reply" || ad</c>, 32 bytes each. The associated
-    /// data names the request, so every request id of a session has keys of its own.
+    /// The request and reply keys of a session: HKDF-SHA256's expand step over the session secret, info
+    /// <c>"lattice sealed v3 request"</c> and <c>"lattice sealed v3 reply"</c>, 32 bytes each — once per session, on
+    /// each side; requests and answers are told apart by their nonces and associated data.
     /// </summary>
-    internal static (byte[] Request, byte[] Reply) RequestKeys(ReadOnlySpan<byte> sessionSecret, ReadOnlySpan<byte> associatedData)
+    internal static (byte[] Request, byte[] Reply) SessionKeys(ReadOnlySpan<byte> sessionSecret)
     {
-        var info = new byte[RequestInfo.Length + associatedData.Length];
-        associatedData.CopyTo(info.AsSpan(RequestInfo.Length));
-        RequestInfo.CopyTo(info, 0);
         var request = new byte[KeyBytes];
-        HKDF.Expand(HashAlgorithmName.SHA256, sessionSecret, request, info);
-        info = new byte[ReplyInfo.Length + associatedData.Length];
-        associatedData.CopyTo(info.AsSpan(ReplyInfo.Length));
-        ReplyInfo.CopyTo(info, 0);
+        HKDF.Expand(HashAlgorithmName.SHA256, sessionSecret, request, RequestInfo);
         var reply = new byte[KeyBytes];
-        HKDF.Expand(HashAlgorithmName.SHA256, sessionSecret, reply, info);
+        HKDF.Expand(HashAlgorithmName.SHA256, sessionSecret, reply, ReplyInfo);
         return (request, reply);
     }
 

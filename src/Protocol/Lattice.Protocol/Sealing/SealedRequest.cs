@@ -5,8 +5,8 @@ namespace Lattice.Protocol.Sealing;
 /// <summary>
 /// Seals a request body to a runtime's public work key and opens it on the daemon, one request at a time: a session of
 /// one request (<see cref="SealingSession"/>, <see cref="SealedRequestOpener"/> hold sessions across requests). Wire
-/// format: <c>0x02 || ephemeral public key (65) || AES-256-GCM ciphertext || tag (16)</c>, nonce all zero (each request
-/// key is used once: it is expanded for one request id of one session), associated data <see cref="SealedFormat.AssociatedData"/>.
+/// format: <c>0x03 || ephemeral public key (65) || nonce (12) || AES-256-GCM ciphertext || tag (16)</c>, under the
+/// session's request key, associated data <see cref="SealedFormat.AssociatedData"/>.
 /// </summary>
 public static class SealedRequest
 {
@@ -35,7 +35,18 @@ public static class SealedRequest
     public static byte[] Open(ReadOnlySpan<byte> sealedBody, ECDiffieHellman workKey, string requestId, string runtimeId, out SealedChunkSealer reply) =>
         new SealedRequestOpener(workKey, capacity: 0).Open(sealedBody, requestId, runtimeId, out reply);
 
-    /// <summary>Throws unless <paramref name="sealedBody"/> can be a v2 sealed request (version and length).</summary>
+    /// <summary>Opens with a given answer salt; only for test vectors (a salt must never be reused across answers).</summary>
+    public static byte[] Open(ReadOnlySpan<byte> sealedBody, ECDiffieHellman workKey, string requestId, string runtimeId, ReadOnlySpan<byte> answerSalt,
+        out SealedChunkSealer reply)
+    {
+        if (answerSalt.Length != SealedFormat.AnswerSaltBytes)
+        {
+            throw new ArgumentException($"An answer's salt is {SealedFormat.AnswerSaltBytes} bytes.", nameof(answerSalt));
+        }
+        return new SealedRequestOpener(workKey, capacity: 0).Open(sealedBody, requestId, runtimeId, answerSalt, out reply);
+    }
+
+    /// <summary>Throws unless <paramref name="sealedBody"/> can be a v3 sealed request (version and length).</summary>
     internal static void CheckLayout(ReadOnlySpan<byte> sealedBody)
     {
         if (sealedBody.Length < SealedFormat.RequestOverhead)
@@ -50,20 +61,21 @@ public static class SealedRequest
 }
 
 /// <summary>
-/// The app's side of a session with one runtime: a fresh ephemeral P-256 key pair and the ECDH with the runtime's work
-/// key, done once by <see cref="Create(ReadOnlySpan{byte})"/> (ahead of the calls, off their path); each
-/// <see cref="Seal"/> then only expands per-request keys from the session secret (HKDF) and encrypts (AES-GCM). Every
+/// The app's side of a session with one runtime: a fresh ephemeral P-256 key pair, the ECDH with the runtime's work key
+/// and the session's two keys, made once by <see cref="Create(ReadOnlySpan{byte})"/> (ahead of the calls, off their
+/// path); each <see cref="Seal"/> then only encrypts (AES-GCM, its nonce the request's number in the session). Every
 /// request of a session needs a request id of its own: a session refuses one it has sealed before. Thread-safe.
 /// </summary>
 public sealed class SealingSession : IDisposable
 {
-    private readonly byte[] _secret;
+    private readonly SessionCiphers _ciphers;
     private readonly HashSet<string> _used = new(StringComparer.Ordinal);
+    private ulong _next;
     private bool _disposed;
 
-    private SealingSession(byte[] secret, byte[] ephemeralPublic)
+    private SealingSession(SessionCiphers ciphers, byte[] ephemeralPublic)
     {
-        _secret = secret;
+        _ciphers = ciphers;
         EphemeralPublicKey = ephemeralPublic;
     }
 
@@ -96,58 +108,77 @@ public sealed class SealingSession : IDisposable
         using var work = SealedFormat.ImportPublicKey(runtimePublicKey);
         using var workPublic = work.PublicKey;
         var ephemeralPublic = SealedFormat.PublicKeyOf(ephemeral);
-        return new SealingSession(SealedFormat.SessionSecret(ephemeral, workPublic, ephemeralPublic, runtimePublicKey), ephemeralPublic);
+        var secret = SealedFormat.SessionSecret(ephemeral, workPublic, ephemeralPublic, runtimePublicKey);
+        try
+        {
+            return new SealingSession(new SessionCiphers(secret), ephemeralPublic);
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(secret);
+        }
     }
 
     /// <summary>
     /// Seals <paramref name="body"/> for request <paramref name="requestId"/> on runtime <paramref name="runtimeId"/>;
-    /// <paramref name="reply"/> opens the answer's chunks. No public-key operation.
+    /// <paramref name="reply"/> opens the answer's chunks (dispose it when done). No public-key operation and no key
+    /// derivation: one AES-GCM encryption.
     /// </summary>
     /// <exception cref="InvalidOperationException">This session already sealed a request with this id.</exception>
     public byte[] Seal(ReadOnlySpan<byte> body, string requestId, string runtimeId, out SealedChunkOpener reply)
     {
         var ad = SealedFormat.AssociatedData(requestId, runtimeId);
-        Span<byte> secret = stackalloc byte[SealedFormat.KeyBytes];
+        ulong number;
         lock (_used)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (!_used.Add(requestId))
             {
-                throw new InvalidOperationException("A sealing session seals each request id once: a second body under the same id would reuse its key.");
+                throw new InvalidOperationException("A sealing session seals each request id once.");
             }
-            _secret.CopyTo(secret);
+            number = _next++;
+            // The reply's opener holds the ciphers until it is disposed; the session's own reference stays until Dispose.
+            _ciphers.TryAcquire();
         }
-        var (requestKey, replyKey) = SealedFormat.RequestKeys(secret, ad);
-        CryptographicOperations.ZeroMemory(secret);
-        var sealedBody = new byte[SealedFormat.RequestOverhead + body.Length];
-        sealedBody[0] = SealedFormat.Version;
-        EphemeralPublicKey.CopyTo(sealedBody, 1);
-        using (var gcm = new AesGcm(requestKey, SealedFormat.TagBytes))
+        try
         {
-            var ciphertext = sealedBody.AsSpan(1 + SealedFormat.PublicKeyBytes, body.Length);
-            gcm.Encrypt(stackalloc byte[SealedFormat.NonceBytes], body, ciphertext, sealedBody.AsSpan(sealedBody.Length - SealedFormat.TagBytes), ad);
+            var sealedBody = new byte[SealedFormat.RequestOverhead + body.Length];
+            sealedBody[0] = SealedFormat.Version;
+            EphemeralPublicKey.CopyTo(sealedBody, 1);
+            var nonce = sealedBody.AsSpan(1 + SealedFormat.PublicKeyBytes, SealedFormat.NonceBytes);
+            SealedFormat.RequestNonce(number, nonce);
+            var ciphertext = sealedBody.AsSpan(1 + SealedFormat.PublicKeyBytes + SealedFormat.NonceBytes, body.Length);
+            _ciphers.SealRequest(nonce, body, ciphertext, sealedBody.AsSpan(sealedBody.Length - SealedFormat.TagBytes), ad);
+            reply = new SealedChunkOpener(_ciphers, ad);
+            return sealedBody;
         }
-        CryptographicOperations.ZeroMemory(requestKey);
-        reply = new SealedChunkOpener(replyKey, ad);
-        return sealedBody;
+        catch
+        {
+            _ciphers.Release();
+            throw;
+        }
     }
 
-    /// <summary>Forgets the session secret (zeroed): nothing more can be sealed in it.</summary>
+    /// <summary>Ends the session: nothing more can be sealed in it; its keys are freed (cleansed) once the openers of answers still being read are disposed.</summary>
     public void Dispose()
     {
         lock (_used)
         {
+            if (_disposed)
+            {
+                return;
+            }
             _disposed = true;
-            CryptographicOperations.ZeroMemory(_secret);
         }
+        _ciphers.Release();
     }
 }
 
 /// <summary>
-/// The daemon's side: opens sealed requests with the work key, keeping the secret of each session that sealed a request
+/// The daemon's side: opens sealed requests with the work key, keeping the keys of each session that sealed a request
 /// which opened (keyed by its ephemeral public key; the <c>capacity</c> most recently used), so a session's later
-/// requests need no ECDH. A secret enters only once a request sealed with it opened: made up keys fill nothing.
-/// Thread-safe; the work key is not owned.
+/// requests need no ECDH and no key derivation. A session enters only once a request sealed in it opened: made up keys
+/// fill nothing. Thread-safe; the work key is not owned.
 /// </summary>
 public sealed class SealedRequestOpener : IDisposable
 {
@@ -158,8 +189,8 @@ public sealed class SealedRequestOpener : IDisposable
     private readonly byte[] _workPublic;
     private readonly int _capacity;
     private readonly Lock _gate = new();
-    private readonly Dictionary<string, LinkedListNode<(string Key, byte[] Secret)>> _sessions = new(StringComparer.Ordinal);
-    private readonly LinkedList<(string Key, byte[] Secret)> _recent = new();
+    private readonly Dictionary<string, LinkedListNode<(string Key, SessionCiphers Ciphers)>> _sessions = new(StringComparer.Ordinal);
+    private readonly LinkedList<(string Key, SessionCiphers Ciphers)> _recent = new();
 
     /// <param name="workKey">The runtime's private work key (not owned).</param>
     /// <param name="capacity">Sessions kept (least recently used goes first); 0 keeps none.</param>
@@ -185,64 +216,67 @@ public sealed class SealedRequestOpener : IDisposable
     }
 
     /// <summary>
-    /// Opens a sealed request; <paramref name="reply"/> seals the answer's chunks to the client. Throws
-    /// <see cref="SealedMessageException"/> when it does not open (another key, request or runtime, altered, not v2).
+    /// Opens a sealed request; <paramref name="reply"/> seals the answer's chunks to the client (dispose it when done).
+    /// Throws <see cref="SealedMessageException"/> when it does not open (another key, request or runtime, altered, not v3).
     /// </summary>
-    public byte[] Open(ReadOnlySpan<byte> sealedBody, string requestId, string runtimeId, out SealedChunkSealer reply)
+    public byte[] Open(ReadOnlySpan<byte> sealedBody, string requestId, string runtimeId, out SealedChunkSealer reply) =>
+        Open(sealedBody, requestId, runtimeId, default, out reply);
+
+    internal byte[] Open(ReadOnlySpan<byte> sealedBody, string requestId, string runtimeId, ReadOnlySpan<byte> answerSalt, out SealedChunkSealer reply)
     {
         SealedRequest.CheckLayout(sealedBody);
         var ephemeralPublic = sealedBody.Slice(1, SealedFormat.PublicKeyBytes);
-        var ciphertext = sealedBody[(1 + SealedFormat.PublicKeyBytes)..^SealedFormat.TagBytes];
+        var nonce = sealedBody.Slice(1 + SealedFormat.PublicKeyBytes, SealedFormat.NonceBytes);
+        var ciphertext = sealedBody[(1 + SealedFormat.PublicKeyBytes + SealedFormat.NonceBytes)..^SealedFormat.TagBytes];
         var tag = sealedBody[^SealedFormat.TagBytes..];
         var key = Convert.ToBase64String(ephemeralPublic);
-        Span<byte> secret = stackalloc byte[SealedFormat.KeyBytes];
-        var known = false;
+        SessionCiphers? ciphers = null;
         lock (_gate)
         {
             if (_sessions.TryGetValue(key, out var node))
             {
                 _recent.Remove(node);
                 _recent.AddFirst(node);
-                node.Value.Secret.CopyTo(secret);
-                known = true;
+                // The list's reference keeps it alive while the lock is held: this one is the answer's.
+                ciphers = node.Value.Ciphers;
+                ciphers.TryAcquire();
             }
         }
-        if (!known)
+        var known = ciphers is not null;
+        if (ciphers is null)
         {
             using var ephemeral = SealedFormat.ImportPublicKey(ephemeralPublic);
             using var peer = ephemeral.PublicKey;
-            var fresh = SealedFormat.SessionSecret(_workKey, peer, ephemeralPublic, _workPublic);
-            fresh.CopyTo(secret);
-            CryptographicOperations.ZeroMemory(fresh);
+            var secret = SealedFormat.SessionSecret(_workKey, peer, ephemeralPublic, _workPublic);
+            try
+            {
+                ciphers = new SessionCiphers(secret);
+            }
+            finally
+            {
+                CryptographicOperations.ZeroMemory(secret);
+            }
         }
         var ad = SealedFormat.AssociatedData(requestId, runtimeId);
-        var (requestKey, replyKey) = SealedFormat.RequestKeys(secret, ad);
         var body = new byte[ciphertext.Length];
         try
         {
-            using var gcm = new AesGcm(requestKey, SealedFormat.TagBytes);
-            gcm.Decrypt(stackalloc byte[SealedFormat.NonceBytes], ciphertext, tag, body, ad);
+            ciphers.OpenRequest(nonce, ciphertext, tag, body, ad);
         }
         catch (AuthenticationTagMismatchException)
         {
-            CryptographicOperations.ZeroMemory(replyKey);
-            CryptographicOperations.ZeroMemory(secret);
+            ciphers.Release();
             throw new SealedMessageException("sealed request does not open (tampered, or for another request or runtime)");
-        }
-        finally
-        {
-            CryptographicOperations.ZeroMemory(requestKey);
         }
         if (!known)
         {
-            Keep(key, secret);
+            Keep(key, ciphers);
         }
-        CryptographicOperations.ZeroMemory(secret);
-        reply = new SealedChunkSealer(replyKey, ad);
+        reply = new SealedChunkSealer(ciphers, ad, answerSalt);
         return body;
     }
 
-    private void Keep(string key, ReadOnlySpan<byte> secret)
+    private void Keep(string key, SessionCiphers ciphers)
     {
         if (_capacity == 0)
         {
@@ -250,7 +284,7 @@ public sealed class SealedRequestOpener : IDisposable
         }
         lock (_gate)
         {
-            if (_sessions.ContainsKey(key))
+            if (_sessions.ContainsKey(key) || !ciphers.TryAcquire())
             {
                 return;
             }
@@ -258,20 +292,20 @@ public sealed class SealedRequestOpener : IDisposable
             {
                 _recent.RemoveLast();
                 _sessions.Remove(oldest.Value.Key);
-                CryptographicOperations.ZeroMemory(oldest.Value.Secret);
+                oldest.Value.Ciphers.Release();
             }
-            _sessions[key] = _recent.AddFirst((key, secret.ToArray()));
+            _sessions[key] = _recent.AddFirst((key, ciphers));
         }
     }
 
-    /// <summary>Forgets every session secret (zeroed).</summary>
+    /// <summary>Forgets every session (their keys freed and cleansed once no answer is being sealed with them).</summary>
     public void Dispose()
     {
         lock (_gate)
         {
-            foreach (var (_, secret) in _recent)
+            foreach (var (_, ciphers) in _recent)
             {
-                CryptographicOperations.ZeroMemory(secret);
+                ciphers.Release();
             }
             _recent.Clear();
             _sessions.Clear();

@@ -9,7 +9,7 @@ namespace Lattice.Protocol.Sealing;
 /// <c>r || s</c>, 64 bytes) — or, on a link that agreed one, tagged with the link's <see cref="UsageKey"/> — so the
 /// gateway meters what it cannot read. The signed (or tagged) bytes are canonical:
 /// <code>
-/// "lattice sealed v2 usage" (23 bytes) || associated data (request id, runtime id)
+/// "lattice sealed v3 usage" (23 bytes) || associated data (request id, runtime id)
 ///   || u64 BE prompt tokens || u64 BE completion tokens || u64 BE cached tokens || u64 BE audio milliseconds
 ///   || flags (1 byte: 0x01 estimated, 0x02 cancelled)
 /// </code>
@@ -18,7 +18,7 @@ public static class SealedUsage
 {
     public const int SignatureBytes = 64;
 
-    private static readonly byte[] Label = "lattice sealed v2 usage"u8.ToArray();
+    private static readonly byte[] Label = "lattice sealed v3 usage"u8.ToArray();
 
     /// <summary>The bytes a usage signature covers.</summary>
     public static byte[] Canonical(DispatchEnd end, string requestId, string runtimeId)
@@ -137,7 +137,7 @@ public static class SealedUsage
 /// <code>
 /// shared = ECDH(link private, work public) = ECDH(work private, link public)   # X coordinate, 32 bytes
 /// prk    = HKDF-Extract-SHA256(salt = "lattice usage link key" || link public (65) || work public (65), shared)
-/// key    = HKDF-Expand-SHA256(prk, info = "lattice sealed v2 usage key", 32 bytes)
+/// key    = HKDF-Expand-SHA256(prk, info = "lattice sealed v3 usage key", 32 bytes)
 /// tag    = HMAC-SHA256(key, SealedUsage.Canonical(end, request id, runtime id))      # 32 bytes, base64url
 /// </code>
 /// Thread-safe.
@@ -147,7 +147,7 @@ public sealed class UsageKey : IDisposable
     public const int TagBytes = 32;
 
     private static readonly byte[] SaltLabel = "lattice usage link key"u8.ToArray();
-    private static readonly byte[] Info = "lattice sealed v2 usage key"u8.ToArray();
+    private static readonly byte[] Info = "lattice sealed v3 usage key"u8.ToArray();
 
     private readonly byte[] _key;
 
