@@ -652,6 +652,42 @@ public sealed class SharedCountersTests
     }
 
     [Fact]
+    public async Task A_rate_allotment_forgotten_as_idle_while_its_subjects_exact_request_is_under_way_asks_for_nothing()
+    {
+        // Writes to Redis are held below, so on a Redis of this test's own.
+        await using var server = await RedisServer.StartAsync();
+        await using var nodes = await CounterNodes.StartAsync(server);
+        var a = nodes.A;
+        var subject = new LimitSubject("key:forgotten", new Limits { MaxConcurrent = 512 });
+        // All but the last exact request of the warm-up: the next admitted one asks for an allotment.
+        for (var i = 0; i < Allotments.WarmUp - 1; i++)
+        {
+            var early = await a.Limits.TryAcquireAsync([subject], 0, CancellationToken.None);
+            Assert.Null(early.Hold);
+            await a.Limits.ReleaseAsync([subject], 0, 0, executed: true, early.Hold);
+        }
+
+        // That request's round trip stays under way (Redis holds it) while the subject sits idle past Allotments.Idle:
+        // a tick forgets this node's empty allotment of it.
+        await nodes.HoldWritesAsync();
+        var last = a.Limits.TryAcquireAsync([subject], 0, CancellationToken.None).AsTask();
+        nodes.Time.Advance(Allotments.Idle + Allotments.Tick);
+        Assert.False(last.IsCompleted);
+        await nodes.ReleaseWritesAsync();
+        var decision = await last.WaitAsync(Timeout);
+        Assert.True(decision.Admitted);
+        await a.Limits.ReleaseAsync([subject], 0, 0, executed: true, decision.Hold);
+        await a.Limits.Syncs.QuietAsync().WaitAsync(Timeout);
+
+        // It asked for nothing for the allotment that was forgotten: no slots are left held in Redis under a lease that
+        // nothing on this node renews or gives back (other nodes would be short of them until it lapsed, a minute on).
+        Assert.Equal(0, await nodes.InFlightAsync(subject));
+        nodes.Time.Advance(Allotments.Idle + Allotments.Tick);
+        await a.Limits.Syncs.QuietAsync().WaitAsync(Timeout);
+        Assert.Equal(512, await nodes.B.FillAsync(subject));
+    }
+
+    [Fact]
     public async Task Budget_room_that_lapses_as_spent_raises_the_thresholds_it_crosses_with_the_spend_the_status_shows()
     {
         await using var nodes = await CounterNodes.StartAsync();

@@ -86,8 +86,10 @@ internal sealed partial class AllottedRateLimitCounters : AllotmentOwner<RateAll
                 {
                     e.LastUsed = now;
                     // A subject without an allotment asks for one once it has been busy here; one with an allotment
-                    // that ran short (and has no top-up under way) asks for more.
-                    if (e.Syncing || e.Retired || !e.ShouldAsk())
+                    // that ran short (and has no top-up under way) asks for more. An allotment replaced (limits changed)
+                    // or forgotten as idle while this request was on the exact path asks for nothing: no tick would ever
+                    // give back what it was granted.
+                    if (e.Syncing || !IsLive(e) || !e.ShouldAsk())
                     {
                         continue;
                     }
@@ -142,6 +144,9 @@ internal sealed partial class AllottedRateLimitCounters : AllotmentOwner<RateAll
             }
         }
     }
+
+    /// <summary>Under the lock: whether <paramref name="e"/> is its subject's allotment now (not replaced, not forgotten).</summary>
+    private bool IsLive(RateAllotment e) => _entries.TryGetValue(e.Subject.Key, out var live) && live == e;
 
     /// <summary>Under the lock: this node's allotment of <paramref name="subject"/>, a new one when its limits changed.</summary>
     private RateAllotment EntryFor(LimitSubject subject)
@@ -210,7 +215,7 @@ internal sealed partial class AllottedRateLimitCounters : AllotmentOwner<RateAll
                 e.SyncedAt = now;
                 e.LeaseUntil = LeaseEnd(now);
                 var wanted = change.WantRequests > 0 || change.WantTokens > 0 || change.WantSlots > 0;
-                if (grant.Granted && wanted && !e.Retired && !Stopped)
+                if (grant.Granted && wanted && IsLive(e) && !Stopped)
                 {
                     e.Requests += grant.Requests;
                     e.Tokens += grant.Tokens;
@@ -218,7 +223,7 @@ internal sealed partial class AllottedRateLimitCounters : AllotmentOwner<RateAll
                 }
                 else if (wanted)
                 {
-                    // Near a limit (or stopped): back to the exact path, and what is left goes back at once.
+                    // Near a limit (or replaced, or stopped): back to the exact path, and what is left goes back at once.
                     e.Requests += grant.Requests;
                     e.Tokens += grant.Tokens;
                     e.Refused();
