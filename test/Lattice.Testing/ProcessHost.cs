@@ -297,9 +297,34 @@ public sealed class ProcessHost : IAsyncDisposable
         };
     }
 
-    /// <summary>A TCP port that was free on 127.0.0.1 a moment ago (bind to port 0, read it, close).</summary>
+    /// <summary>
+    /// A TCP port that was free on 127.0.0.1 a moment ago, for a process the test starts to bind. Drawn at random below the
+    /// kernel's ephemeral range (<c>ip_local_port_range</c>), as deploy/local-cluster.sh does: a port the kernel handed
+    /// out (bind to port 0) could be taken by another test's outgoing connection before the process binds it, which
+    /// ports below the range never are.
+    /// </summary>
     public static int FreeTcpPort()
     {
+        const int floor = 10000;
+        var ceiling = EphemeralRangeStart();
+        for (var attempt = 0; ceiling - floor >= 1000 && attempt < 100; attempt++)
+        {
+            var port = Random.Shared.Next(floor, ceiling);
+            var probe = new TcpListener(IPAddress.Loopback, port);
+            try
+            {
+                probe.Start();
+                return port;
+            }
+            catch (SocketException)
+            {
+                // Taken: another draw.
+            }
+            finally
+            {
+                probe.Stop();
+            }
+        }
         var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
         try
@@ -309,6 +334,20 @@ public sealed class ProcessHost : IAsyncDisposable
         finally
         {
             listener.Stop();
+        }
+    }
+
+    /// <summary>The first port of the kernel's ephemeral range (32768 when it cannot be read).</summary>
+    private static int EphemeralRangeStart()
+    {
+        try
+        {
+            var range = File.ReadAllText("/proc/sys/net/ipv4/ip_local_port_range").Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
+            return int.Parse(range[0], System.Globalization.CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
+        {
+            return 32768;
         }
     }
 
