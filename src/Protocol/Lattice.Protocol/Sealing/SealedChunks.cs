@@ -53,7 +53,7 @@ public sealed class SealedChunkSealer : IDisposable
         }
         Span<byte> nonce = stackalloc byte[SealedFormat.NonceBytes];
         SealedFormat.ChunkNonce(_salt, _index, final, nonce);
-        _ciphers.SealChunk(nonce, plaintext, chunk.AsSpan(head, plaintext.Length), chunk.AsSpan(chunk.Length - SealedFormat.TagBytes), _ad);
+        _ciphers.Reply.Seal(nonce, plaintext, chunk.AsSpan(head, plaintext.Length), chunk.AsSpan(chunk.Length - SealedFormat.TagBytes), _ad);
         _index++;
         _finished = final;
         return chunk;
@@ -118,7 +118,7 @@ public sealed class SealedChunkOpener : IDisposable
         var plaintext = new byte[chunk.Length - head - SealedFormat.TagBytes];
         try
         {
-            _ciphers.OpenChunk(nonce, chunk[head..^SealedFormat.TagBytes], chunk[^SealedFormat.TagBytes..], plaintext, _ad);
+            _ciphers.Reply.Open(nonce, chunk[head..^SealedFormat.TagBytes], chunk[^SealedFormat.TagBytes..], plaintext, _ad);
         }
         catch (AuthenticationTagMismatchException)
         {

@@ -148,7 +148,7 @@ public sealed class SealingSession : IDisposable
             var nonce = sealedBody.AsSpan(1 + SealedFormat.PublicKeyBytes, SealedFormat.NonceBytes);
             SealedFormat.RequestNonce(number, nonce);
             var ciphertext = sealedBody.AsSpan(1 + SealedFormat.PublicKeyBytes + SealedFormat.NonceBytes, body.Length);
-            _ciphers.SealRequest(nonce, body, ciphertext, sealedBody.AsSpan(sealedBody.Length - SealedFormat.TagBytes), ad);
+            _ciphers.Request.Seal(nonce, body, ciphertext, sealedBody.AsSpan(sealedBody.Length - SealedFormat.TagBytes), ad);
             reply = new SealedChunkOpener(_ciphers, ad);
             return sealedBody;
         }
@@ -261,7 +261,7 @@ public sealed class SealedRequestOpener : IDisposable
         var body = new byte[ciphertext.Length];
         try
         {
-            ciphers.OpenRequest(nonce, ciphertext, tag, body, ad);
+            ciphers.Request.Open(nonce, ciphertext, tag, body, ad);
         }
         catch (AuthenticationTagMismatchException)
         {

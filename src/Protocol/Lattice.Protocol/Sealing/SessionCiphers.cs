@@ -16,10 +16,6 @@ namespace Lattice.Protocol.Sealing;
 /// </remarks>
 internal sealed class SessionCiphers
 {
-    private readonly AesGcm _request;
-    private readonly AesGcm _reply;
-    private readonly Lock _requestGate = new();
-    private readonly Lock _replyGate = new();
     private int _references = 1;
 
     /// <summary>The ciphers of the session whose secret is <paramref name="sessionSecret"/>, with one reference (the caller's).</summary>
@@ -28,8 +24,8 @@ internal sealed class SessionCiphers
         var (request, reply) = SealedFormat.SessionKeys(sessionSecret);
         try
         {
-            _request = new AesGcm(request, SealedFormat.TagBytes);
-            _reply = new AesGcm(reply, SealedFormat.TagBytes);
+            Request = new SessionKey(request);
+            Reply = new SessionKey(reply);
         }
         finally
         {
@@ -37,6 +33,12 @@ internal sealed class SessionCiphers
             CryptographicOperations.ZeroMemory(reply);
         }
     }
+
+    /// <summary>Seals the app's requests.</summary>
+    public SessionKey Request { get; }
+
+    /// <summary>Seals the daemon's answers.</summary>
+    public SessionKey Reply { get; }
 
     /// <summary>Takes one more reference; false once the last one was released (the ciphers are gone).</summary>
     public bool TryAcquire()
@@ -57,51 +59,42 @@ internal sealed class SessionCiphers
     /// <summary>Lets go of one reference; the last one frees both contexts.</summary>
     public void Release()
     {
-        if (Interlocked.Decrement(ref _references) != 0)
+        if (Interlocked.Decrement(ref _references) == 0)
         {
-            return;
-        }
-        lock (_requestGate)
-        {
-            _request.Dispose();
-        }
-        lock (_replyGate)
-        {
-            _reply.Dispose();
+            Request.Dispose();
+            Reply.Dispose();
         }
     }
+}
 
-    public void SealRequest(ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> body, Span<byte> ciphertext, Span<byte> tag, ReadOnlySpan<byte> ad)
-    {
-        lock (_requestGate)
-        {
-            _request.Encrypt(nonce, body, ciphertext, tag, ad);
-        }
-    }
+/// <summary>One of a session's keys: an AES-256-GCM context, used under its own lock.</summary>
+internal sealed class SessionKey(byte[] key) : IDisposable
+{
+    private readonly AesGcm _gcm = new(key, SealedFormat.TagBytes);
+    private readonly Lock _gate = new();
 
-    /// <exception cref="AuthenticationTagMismatchException">It does not open.</exception>
-    public void OpenRequest(ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> ciphertext, ReadOnlySpan<byte> tag, Span<byte> body, ReadOnlySpan<byte> ad)
+    public void Seal(ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> plaintext, Span<byte> ciphertext, Span<byte> tag, ReadOnlySpan<byte> ad)
     {
-        lock (_requestGate)
+        lock (_gate)
         {
-            _request.Decrypt(nonce, ciphertext, tag, body, ad);
-        }
-    }
-
-    public void SealChunk(ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> plaintext, Span<byte> ciphertext, Span<byte> tag, ReadOnlySpan<byte> ad)
-    {
-        lock (_replyGate)
-        {
-            _reply.Encrypt(nonce, plaintext, ciphertext, tag, ad);
+            _gcm.Encrypt(nonce, plaintext, ciphertext, tag, ad);
         }
     }
 
     /// <exception cref="AuthenticationTagMismatchException">It does not open.</exception>
-    public void OpenChunk(ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> ciphertext, ReadOnlySpan<byte> tag, Span<byte> plaintext, ReadOnlySpan<byte> ad)
+    public void Open(ReadOnlySpan<byte> nonce, ReadOnlySpan<byte> ciphertext, ReadOnlySpan<byte> tag, Span<byte> plaintext, ReadOnlySpan<byte> ad)
     {
-        lock (_replyGate)
+        lock (_gate)
         {
-            _reply.Decrypt(nonce, ciphertext, tag, plaintext, ad);
+            _gcm.Decrypt(nonce, ciphertext, tag, plaintext, ad);
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            _gcm.Dispose();
         }
     }
 }
