@@ -33,63 +33,113 @@ internal sealed class SqliteLedgerStore(string connectionString) : ILedgerStore
         return InsertHead + " " + string.Join(",\n    ", Enumerable.Repeat(row, rows)) + "\nON CONFLICT (RequestId) DO NOTHING";
     }
 
-    public ValueTask<ILedgerConnection> OpenAsync(CancellationToken cancellationToken)
-    {
-        // A committed batch survives the process dying, as the journal does; only a power cut could take back the
-        // newest batches, which the journal (never forced to disk either) would not have kept.
-        return ValueTask.FromResult<ILedgerConnection>(new Connection(Persistence.SqliteBusyTimeout.OpenWithoutFsync(connectionString)));
-    }
+    public ValueTask<ILedgerConnection> OpenAsync(CancellationToken cancellationToken) =>
+        ValueTask.FromResult<ILedgerConnection>(Connection.Open(connectionString));
 
-    private sealed class Connection(SqliteConnection connection) : ILedgerConnection
+    /// <summary>
+    /// The ledger's own connection, opened through SQLite's API rather than <see cref="SqliteConnection"/>: in
+    /// multi-thread mode (<c>SQLITE_OPEN_NOMUTEX</c>), since only the commit loop's thread uses it, so that SQLite takes
+    /// no connection mutex around each of a row's 26 binds and its step (serialized mode, the library's default, did:
+    /// a lock and an unlock each). Like <see cref="Persistence.SqliteBusyTimeout.OpenWithoutFsync"/>: SQLite waits out
+    /// another writer's lock itself (<c>busy_timeout</c>), and a commit does not fsync (<c>synchronous=NORMAL</c>) — a
+    /// committed batch survives the process dying, as the journal does; only a power cut could take back the newest
+    /// batches, which the journal (never forced to disk either) would not have kept.
+    /// </summary>
+    private sealed class Connection : ILedgerConnection
     {
+        private readonly sqlite3 _db;
         // By row count, prepared when first needed: a batch of n rows runs n / 32 full statements and one of n % 32 rows.
         private readonly InsertStatement?[] _inserts = new InsertStatement?[RowsPerStatement + 1];
+
+        private Connection(sqlite3 db) => _db = db;
+
+        public static Connection Open(string connectionString)
+        {
+            var path = new SqliteConnectionStringBuilder(connectionString).DataSource;
+            // The native library as Microsoft.Data.Sqlite loads it (idempotent; done already once any SqliteConnection was made).
+            SQLitePCL.Batteries_V2.Init();
+            var rc = raw.sqlite3_open_v2(path, out var db, raw.SQLITE_OPEN_READWRITE | raw.SQLITE_OPEN_CREATE | raw.SQLITE_OPEN_NOMUTEX, null);
+            try
+            {
+                SqliteException.ThrowExceptionForRC(rc, db);
+                Exec(db, $"PRAGMA busy_timeout={Persistence.SqliteBusyTimeout.Milliseconds}; PRAGMA synchronous=NORMAL;");
+                return new Connection(db);
+            }
+            catch
+            {
+                db.Dispose();
+                throw;
+            }
+        }
 
         public ValueTask CommitAsync(IReadOnlyList<UsageRecord> records, CancellationToken cancellationToken)
         {
             // Synchronous on purpose: SQLite's calls do not wait on a network, and the loop is the ledger's only writer.
-            using var transaction = connection.BeginTransaction();
-            for (var at = 0; at < records.Count;)
+            InTransaction(() =>
             {
-                var rows = Math.Min(RowsPerStatement, records.Count - at);
-                var insert = Insert(rows);
-                for (var row = 0; row < rows; row++)
+                for (var at = 0; at < records.Count;)
                 {
-                    insert.Bind(row, records[at + row]);
+                    var rows = Math.Min(RowsPerStatement, records.Count - at);
+                    var insert = Insert(rows);
+                    for (var row = 0; row < rows; row++)
+                    {
+                        insert.Bind(row, records[at + row]);
+                    }
+                    insert.Execute();
+                    at += rows;
                 }
-                insert.Execute();
-                at += rows;
-            }
-            transaction.Commit();
+            });
             return ValueTask.CompletedTask;
         }
 
         public ValueTask CommitAsync(LedgerBatch batch, CancellationToken cancellationToken)
         {
-            using var transaction = connection.BeginTransaction();
-            for (var at = 0; at < batch.Count;)
+            InTransaction(() =>
             {
-                var rows = Math.Min(RowsPerStatement, batch.Count - at);
-                var insert = Insert(rows);
-                for (var row = 0; row < rows; row++)
+                for (var at = 0; at < batch.Count;)
                 {
-                    if (batch.Record(at + row) is { } record)
+                    var rows = Math.Min(RowsPerStatement, batch.Count - at);
+                    var insert = Insert(rows);
+                    for (var row = 0; row < rows; row++)
                     {
-                        insert.Bind(row, record);
+                        if (batch.Record(at + row) is { } record)
+                        {
+                            insert.Bind(row, record);
+                        }
+                        else
+                        {
+                            insert.Bind(row, batch.Encoded(at + row));
+                        }
                     }
-                    else
-                    {
-                        insert.Bind(row, batch.Encoded(at + row));
-                    }
+                    insert.Execute();
+                    at += rows;
                 }
-                insert.Execute();
-                at += rows;
-            }
-            transaction.Commit();
+            });
             return ValueTask.CompletedTask;
         }
 
-        private InsertStatement Insert(int rows) => _inserts[rows] ??= new InsertStatement(connection, rows);
+        /// <summary>Runs <paramref name="inserts"/> in one write transaction (taken at its start), committed, or rolled back if it throws.</summary>
+        private void InTransaction(Action inserts)
+        {
+            Exec(_db, "BEGIN IMMEDIATE;");
+            try
+            {
+                inserts();
+                Exec(_db, "COMMIT;");
+            }
+            catch
+            {
+                if (raw.sqlite3_get_autocommit(_db) == 0)
+                {
+                    raw.sqlite3_exec(_db, "ROLLBACK;");
+                }
+                throw;
+            }
+        }
+
+        private static void Exec(sqlite3 db, string sql) => SqliteException.ThrowExceptionForRC(raw.sqlite3_exec(db, sql), db);
+
+        private InsertStatement Insert(int rows) => _inserts[rows] ??= new InsertStatement(_db, rows);
 
         public void Dispose()
         {
@@ -97,7 +147,7 @@ internal sealed class SqliteLedgerStore(string connectionString) : ILedgerStore
             {
                 insert?.Dispose();
             }
-            connection.Dispose();
+            _db.Dispose();
         }
     }
 
@@ -105,23 +155,23 @@ internal sealed class SqliteLedgerStore(string connectionString) : ILedgerStore
     /// A prepared INSERT of a fixed number of rows, bound and stepped through SQLite's own API. Why not
     /// <see cref="SqliteCommand"/>: its per-execution work (a data reader per call, every parameter looked up by name,
     /// boxed values) cost as much CPU as SQLite's insert itself, and the commit loop shares two cores with the requests it
-    /// records. Transactions still go through <see cref="SqliteConnection"/>, whose busy handling waits out another
-    /// writer's lock. Bound values are copied by SQLite (<c>SQLITE_TRANSIENT</c>), so rows can be bound from journal slots
-    /// one after another before the one step.
+    /// records. A record object's strings are copied by SQLite (<c>SQLITE_TRANSIENT</c>); a journal slot's are read
+    /// where they are (<c>SQLITE_STATIC</c>), since no slot of a batch changes or is freed before the batch has committed —
+    /// so rows can be bound one after another before the one step either way.
     /// </summary>
     private sealed unsafe class InsertStatement : IDisposable
     {
-        private readonly SqliteConnection _connection;
+        private readonly sqlite3 _db;
         private readonly sqlite3_stmt _statement;
         // The statement's sqlite3_stmt*, held (a reference on its SafeHandle) until Dispose: the slot path binds through it.
         private readonly nint _handle;
         private readonly bool _referenced;
 
-        public InsertStatement(SqliteConnection connection, int rows)
+        public InsertStatement(sqlite3 db, int rows)
         {
-            _connection = connection;
-            var rc = raw.sqlite3_prepare_v2(connection.Handle, InsertSql(rows), out _statement);
-            SqliteException.ThrowExceptionForRC(rc, connection.Handle);
+            _db = db;
+            var rc = raw.sqlite3_prepare_v2(db, InsertSql(rows), out _statement);
+            SqliteException.ThrowExceptionForRC(rc, db);
             _statement.DangerousAddRef(ref _referenced);
             _handle = _statement.DangerousGetHandle();
         }
@@ -207,7 +257,7 @@ internal sealed class SqliteLedgerStore(string connectionString) : ILedgerStore
                 var rc = raw.sqlite3_step(_statement);
                 if (rc != raw.SQLITE_DONE)
                 {
-                    SqliteException.ThrowExceptionForRC(rc, _connection.Handle);
+                    SqliteException.ThrowExceptionForRC(rc, _db);
                 }
             }
             finally
@@ -229,9 +279,12 @@ internal sealed class SqliteLedgerStore(string connectionString) : ILedgerStore
             }
             else
             {
+                // SQLITE_STATIC: the bytes are the journal's mapping, which holds them unchanged until this batch has
+                // committed and freed its slots — past the step that reads them. SQLite takes no copy of its own (with
+                // SQLITE_TRANSIENT, a malloc, a copy and a free per text column).
                 fixed (byte* utf8 = value)
                 {
-                    Check(SqliteNativeBind.Text(_handle, index, utf8, value.Length, SqliteNativeBind.Transient));
+                    Check(SqliteNativeBind.Text(_handle, index, utf8, value.Length, SqliteNativeBind.Static));
                 }
             }
         }
@@ -243,7 +296,7 @@ internal sealed class SqliteLedgerStore(string connectionString) : ILedgerStore
         {
             if (rc != raw.SQLITE_OK)
             {
-                SqliteException.ThrowExceptionForRC(rc, _connection.Handle);
+                SqliteException.ThrowExceptionForRC(rc, _db);
             }
         }
 
@@ -270,6 +323,9 @@ internal static unsafe partial class SqliteNativeBind
 
     /// <summary><c>SQLITE_TRANSIENT</c>: SQLite copies the bytes before the call returns.</summary>
     public static readonly nint Transient = -1;
+
+    /// <summary><c>SQLITE_STATIC</c>: SQLite reads the bytes where they are, up to the statement's next reset or rebind.</summary>
+    public static readonly nint Static = 0;
 
     [LibraryImport(Library, EntryPoint = "sqlite3_bind_int64")]
     public static partial int Int64(nint statement, int index, long value);
