@@ -11,8 +11,8 @@ using Microsoft.Extensions.DependencyInjection;
 namespace Lattice.Gateway.Tests.Telemetry;
 
 /// <summary>
-/// <c>/metrics</c> on a gateway on a real port: refused without the configured token, and after real traffic its request
-/// and token counters say what the usage ledger says for the same requests.
+/// <c>/metrics</c> on a gateway on a real port: refused without the configured token, and after real traffic its request,
+/// token and cost counters say what the usage ledger says for the same requests.
 /// </summary>
 public sealed class MetricsTests : IAsyncLifetime
 {
@@ -28,7 +28,14 @@ public sealed class MetricsTests : IAsyncLifetime
         await OAuthGateway.PostAsync(_server.Admin, "admin/v1/models", new JsonObject
         {
             ["id"] = Model,
-            ["offers"] = new JsonArray(new JsonObject { ["base_url"] = _server.StandInUrl + "/v1", ["upstream_model"] = "standin-chat", ["credential"] = "standin" }),
+            ["offers"] = new JsonArray(new JsonObject
+            {
+                ["base_url"] = _server.StandInUrl + "/v1",
+                ["upstream_model"] = "standin-chat",
+                ["credential"] = "standin",
+                // Priced, so that the cost counter has something to say.
+                ["prices"] = new JsonObject { ["input_per_mtok"] = 0.15, ["output_per_mtok"] = 0.60 },
+            }),
         });
     }
 
@@ -111,6 +118,10 @@ public sealed class MetricsTests : IAsyncLifetime
         Assert.Equal(5, metrics.Sum("lattice_requests_total", model, ("status", "200"), ("outcome", "served"), ("surface", "openai"), ("task", "chat.completions")));
         Assert.Equal(Ledger("input_tokens"), metrics.Sum("lattice_tokens_total", model, ("type", "input")));
         Assert.Equal(Ledger("output_tokens"), metrics.Sum("lattice_tokens_total", model, ("type", "output")));
+        // What the requests cost, as the ledger priced them (a sum in pico-USD, in dollars once).
+        var cost = results.Sum(r => decimal.Parse(r!["cost_usd"]!.GetValue<string>(), System.Globalization.CultureInfo.InvariantCulture));
+        Assert.True(cost > 0, text);
+        Assert.Equal((double)cost, metrics.Sum("lattice_cost_usd_total", model), 12);
         Assert.Equal(5, metrics.Sum("lattice_request_duration_seconds_count", model));
         Assert.Equal(5, metrics.Sum("lattice_request_time_to_first_byte_seconds_count", model));
         Assert.True(metrics.Sum("lattice_requests_total", ("model", GatewayMetrics.UnroutedModel), ("status", "404"), ("outcome", "route")) >= 1);

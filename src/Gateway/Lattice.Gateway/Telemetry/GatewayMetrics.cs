@@ -20,6 +20,12 @@ public sealed class GatewayMetrics
     /// <summary>The model label of a request that named no model the gateway could route (its name is the client's, unbounded).</summary>
     public const string UnroutedModel = "unrouted";
 
+    /// <summary>The model label tokens and cost are counted under once <see cref="MaxUsageSeries"/> models have theirs.</summary>
+    public const string OverflowModel = "overflow";
+
+    /// <summary>Surface, task and model combinations tokens and cost are counted by, at most (OpenTelemetry's default per metric).</summary>
+    private const int MaxUsageSeries = 2000;
+
     private static readonly double[] LatencyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 
     // HTTP statuses as label values, made once: no string is built per request.
@@ -30,8 +36,14 @@ public sealed class GatewayMetrics
     private readonly Counter<long> _requests;
     private readonly Histogram<double> _duration;
     private readonly Histogram<double> _firstByte;
-    private readonly Counter<long> _tokens;
-    private readonly Counter<double> _cost;
+    private readonly ObservableCounter<long> _tokens;
+    private readonly ObservableCounter<double> _cost;
+    /// <summary>
+    /// Tokens and cost so far, per surface, task and model: added to per request (a lookup and three atomic adds) and
+    /// read as observable counters when metrics are collected — cheaper on the request path than three
+    /// <see cref="Counter{T}.Add(T, in TagList)"/> calls, each a lookup of its tags in the SDK's aggregator.
+    /// </summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Surface, string Task, string Model), UsageTotals> _usage = new();
     private readonly UpDownCounter<long> _streams;
     private readonly Counter<long> _rejections;
     private readonly double _secondsPerTick;
@@ -46,9 +58,9 @@ public sealed class GatewayMetrics
             "From receipt to the answer's end.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = LatencyBuckets });
         _firstByte = meter.CreateHistogram("lattice.request.time_to_first_byte", "s",
             "From receipt to the answer's first bytes leaving for the client.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = LatencyBuckets });
-        _tokens = meter.CreateCounter<long>("lattice.tokens", "{token}", "Tokens metered, by type (input, output).");
+        _tokens = meter.CreateObservableCounter("lattice.tokens", ObserveTokens, "{token}", "Tokens metered, by type (input, output).");
         // In the name, not the unit: Prometheus exporters keep only units they know.
-        _cost = meter.CreateCounter<double>("lattice.cost.usd", null, "What requests cost at their offers' prices, in US dollars.");
+        _cost = meter.CreateObservableCounter("lattice.cost.usd", ObserveCost, null, "What requests cost at their offers' prices, in US dollars.");
         _streams = meter.CreateUpDownCounter<long>("lattice.streams.active", "{stream}", "Answers streaming to clients now.");
         _rejections = meter.CreateCounter<long>("lattice.limiter.rejections", "{request}",
             "Requests refused by a limiter: requests or tokens rate, budget, failed authentication, concurrent uploads, counters unavailable.");
@@ -64,7 +76,7 @@ public sealed class GatewayMetrics
     /// <summary>Records a finished request: the one call per dispatch, made where its usage record is finished.</summary>
     public void Request(TaskRequest request, DispatchOutcome outcome, long costPicoUsd)
     {
-        if (!_requests.Enabled && !_duration.Enabled && !_tokens.Enabled)
+        if (!_requests.Enabled && !_duration.Enabled && !_tokens.Enabled && !_cost.Enabled)
         {
             return;
         }
@@ -85,18 +97,72 @@ public sealed class GatewayMetrics
             _firstByte.Record(firstByte * _secondsPerTick, tags);
         }
         var usage = outcome.Usage;
-        if (usage.PromptTokens > 0)
+        if ((usage.PromptTokens > 0 || usage.CompletionTokens > 0 || costPicoUsd > 0) && (_tokens.Enabled || _cost.Enabled))
         {
-            _tokens.Add(usage.PromptTokens, new TagList { { "surface", request.Surface }, { "task", request.Task.Name }, { "model", model }, { "type", "input" } });
+            // As many series as the SDK keeps of a counter by default; past them, new models share one (as its overflow does).
+            var key = (request.Surface, request.Task.Name, model);
+            if (!_usage.TryGetValue(key, out var totals))
+            {
+                totals = _usage.GetOrAdd(_usage.Count < MaxUsageSeries ? key : (request.Surface, request.Task.Name, OverflowModel), static _ => new UsageTotals());
+            }
+            if (usage.PromptTokens > 0)
+            {
+                Interlocked.Add(ref totals.Input, usage.PromptTokens);
+            }
+            if (usage.CompletionTokens > 0)
+            {
+                Interlocked.Add(ref totals.Output, usage.CompletionTokens);
+            }
+            if (costPicoUsd > 0)
+            {
+                Interlocked.Add(ref totals.CostPicoUsd, costPicoUsd);
+            }
         }
-        if (usage.CompletionTokens > 0)
+    }
+
+    /// <summary>Tokens so far, one series per surface, task, model and type that has any.</summary>
+    private IEnumerable<Measurement<long>> ObserveTokens()
+    {
+        foreach (var ((surface, task, model), totals) in _usage)
         {
-            _tokens.Add(usage.CompletionTokens, new TagList { { "surface", request.Surface }, { "task", request.Task.Name }, { "model", model }, { "type", "output" } });
+            if (Interlocked.Read(ref totals.Input) is > 0 and var input)
+            {
+                yield return new(input, Tags(surface, task, model, "input"));
+            }
+            if (Interlocked.Read(ref totals.Output) is > 0 and var output)
+            {
+                yield return new(output, Tags(surface, task, model, "output"));
+            }
         }
-        if (costPicoUsd > 0)
+    }
+
+    /// <summary>Cost so far in US dollars, one series per surface, task and model that has any.</summary>
+    private IEnumerable<Measurement<double>> ObserveCost()
+    {
+        foreach (var ((surface, task, model), totals) in _usage)
         {
-            _cost.Add(costPicoUsd / 1e12, new TagList { { "surface", request.Surface }, { "task", request.Task.Name }, { "model", model } });
+            if (Interlocked.Read(ref totals.CostPicoUsd) is > 0 and var pico)
+            {
+                yield return new(pico / 1e12, Tags(surface, task, model, null));
+            }
         }
+    }
+
+    private static TagList Tags(string surface, string task, string model, string? type)
+    {
+        var tags = new TagList { { "surface", surface }, { "task", task }, { "model", model } };
+        if (type is not null)
+        {
+            tags.Add("type", type);
+        }
+        return tags;
+    }
+
+    private sealed class UsageTotals
+    {
+        public long Input;
+        public long Output;
+        public long CostPicoUsd;
     }
 
     /// <summary>A stream's first bytes are on their way; <see cref="StreamEnded"/> follows with the same request.</summary>
