@@ -40,7 +40,7 @@ internal sealed class SqliteLedgerStore(string connectionString) : ILedgerStore
     /// The ledger's own connection, opened through SQLite's API rather than <see cref="SqliteConnection"/>: in
     /// multi-thread mode (<c>SQLITE_OPEN_NOMUTEX</c>), since only the commit loop's thread uses it, so that SQLite takes
     /// no connection mutex around each of a row's 26 binds and its step (serialized mode, the library's default, did:
-    /// a lock and an unlock each). Like <see cref="Persistence.SqliteBusyTimeout.OpenWithoutFsync"/>: SQLite waits out
+    /// a lock and an unlock each). The same pragmas as <see cref="Persistence.SqliteBusyTimeout.OpenWithoutFsync"/>: SQLite waits out
     /// another writer's lock itself (<c>busy_timeout</c>), and a commit does not fsync (<c>synchronous=NORMAL</c>) — a
     /// committed batch survives the process dying, as the journal does; only a power cut could take back the newest
     /// batches, which the journal (never forced to disk either) would not have kept.
@@ -62,7 +62,7 @@ internal sealed class SqliteLedgerStore(string connectionString) : ILedgerStore
             try
             {
                 SqliteException.ThrowExceptionForRC(rc, db);
-                Exec(db, $"PRAGMA busy_timeout={Persistence.SqliteBusyTimeout.Milliseconds}; PRAGMA synchronous=NORMAL;");
+                Exec(db, Persistence.SqliteBusyTimeout.StorePragmas);
                 return new Connection(db);
             }
             catch
