@@ -63,10 +63,13 @@ public sealed class SharedCountersTests
         var poller = cluster.Services(1).GetRequiredService<ChangeFeedPoller>();
         var signal = Assert.IsType<RedisChangeSignal>(cluster.Services(1).GetRequiredService<IChangeSignal>());
         using var onNode1 = cluster.Client(1, key);
+        using var timeout = new CancellationTokenSource(Timeout);
+        // Node 1's first read (at its start, on its own) is over before the model exists: otherwise it may find the
+        // model without any push.
+        await poller.ReadsAsync(1, timeout.Token);
 
         // The clock stands still, so node 1's poll interval never passes: only a push from node 0 makes it read again.
         var model = await cluster.ModelAsync();
-        using var timeout = new CancellationTokenSource(Timeout);
         while (true)
         {
             // Counted before the request: the read the push causes may end while the 404 is on its way back.
