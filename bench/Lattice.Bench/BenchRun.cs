@@ -126,6 +126,7 @@ internal static class BenchRun
             var results = new List<ScenarioResult>();
             var rounds = (int)Math.Ceiling(options.Duration / options.Round);
             TimeSpan GatewaysCpu() => gateways.Aggregate(TimeSpan.Zero, (sum, g) => sum + g.CpuTime);
+            TimeSpan LedgersCpu() => gateways.Aggregate(TimeSpan.Zero, (sum, g) => sum + g.LedgerThreadCpuTime);
             foreach (var mode in options.Modes)
             {
                 foreach (var conns in options.Connections)
@@ -141,14 +142,15 @@ internal static class BenchRun
                             foreach (var side in order)
                             {
                                 var totals = roundTotals[side.Name];
-                                var cpu0 = (Gw: GatewaysCpu(), Si: standIn.CpuTime, Me: ProcStat.CpuTime(Environment.ProcessId), All: ProcStat.MachineBusy());
+                                var cpu0 = (Gw: GatewaysCpu(), Ledger: LedgersCpu(), Si: standIn.CpuTime, Me: ProcStat.CpuTime(Environment.ProcessId), All: ProcStat.MachineBusy());
                                 var round = Load.Run(side.Target, mode, conns, options.Round, totals.Latencies, cancellationToken);
-                                var cpu1 = (Gw: GatewaysCpu(), Si: standIn.CpuTime, Me: ProcStat.CpuTime(Environment.ProcessId), All: ProcStat.MachineBusy());
+                                var cpu1 = (Gw: GatewaysCpu(), Ledger: LedgersCpu(), Si: standIn.CpuTime, Me: ProcStat.CpuTime(Environment.ProcessId), All: ProcStat.MachineBusy());
                                 cancellationToken.ThrowIfCancellationRequested();
                                 totals.Requests += round.Requests;
                                 totals.Errors += round.Errors;
                                 totals.Seconds += round.Seconds;
                                 totals.GatewayCpu += cpu1.Gw - cpu0.Gw;
+                                totals.LedgerCpu += cpu1.Ledger - cpu0.Ledger;
                                 totals.StandInCpu += cpu1.Si - cpu0.Si;
                                 totals.HarnessCpu += cpu1.Me - cpu0.Me;
                                 totals.MachineBusy += cpu1.All - cpu0.All;

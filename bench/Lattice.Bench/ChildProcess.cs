@@ -118,6 +118,24 @@ internal sealed class ChildProcess : IDisposable
     /// <summary>User + system CPU time consumed so far, from /proc/PID/stat.</summary>
     public TimeSpan CpuTime => ProcStat.CpuTime(Id);
 
+    private int _ledgerThread;
+
+    /// <summary>
+    /// CPU time of the gateway's usage-ledger commit thread so far (named <c>Usage ledger commits</c>, which /proc
+    /// cuts to 15 characters), from /proc/PID/task/TID/stat; zero while the thread does not exist.
+    /// </summary>
+    public TimeSpan LedgerThreadCpuTime
+    {
+        get
+        {
+            if (_ledgerThread == 0)
+            {
+                _ledgerThread = ProcStat.FindThread(Id, "Usage ledger co");
+            }
+            return _ledgerThread == 0 ? TimeSpan.Zero : ProcStat.CpuTime(Id, _ledgerThread);
+        }
+    }
+
     public bool HasExited => _process.HasExited;
 
     /// <summary>SIGKILL to this process alone (Process.Kill on Unix), as a crash or the OOM killer would end it.</summary>
@@ -266,11 +284,31 @@ internal static class ProcStat
         }
     }
 
-    public static TimeSpan CpuTime(int pid)
+    /// <summary>The id of <paramref name="pid"/>'s first thread whose name is <paramref name="comm"/>; 0 when none.</summary>
+    public static int FindThread(int pid, string comm)
     {
         try
         {
-            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            foreach (var task in Directory.EnumerateDirectories($"/proc/{pid}/task"))
+            {
+                if (File.ReadAllText(Path.Combine(task, "comm")).TrimEnd('\n') == comm)
+                {
+                    return int.Parse(Path.GetFileName(task), CultureInfo.InvariantCulture);
+                }
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or FormatException)
+        {
+        }
+        return 0;
+    }
+
+    /// <summary>A process's CPU time, or with <paramref name="tid"/> one of its threads'.</summary>
+    public static TimeSpan CpuTime(int pid, int tid = 0)
+    {
+        try
+        {
+            var stat = File.ReadAllText(tid == 0 ? $"/proc/{pid}/stat" : $"/proc/{pid}/task/{tid}/stat");
             // Field 2 (comm) is parenthesised and may contain spaces: split after the last ')'.
             var rest = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
             // rest[0] is field 3 (state); utime is field 14, stime field 15.

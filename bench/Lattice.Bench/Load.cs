@@ -115,6 +115,8 @@ internal sealed class TargetTotals
     public long Errors { get; set; }
     public double Seconds { get; set; }
     public TimeSpan GatewayCpu { get; set; }
+    /// <summary>Of <see cref="GatewayCpu"/>, the usage ledger's commit threads'.</summary>
+    public TimeSpan LedgerCpu { get; set; }
     public TimeSpan StandInCpu { get; set; }
     public TimeSpan HarnessCpu { get; set; }
     public TimeSpan MachineBusy { get; set; }
@@ -131,6 +133,7 @@ internal sealed class TargetTotals
         Errors += other.Errors;
         Seconds += other.Seconds;
         GatewayCpu += other.GatewayCpu;
+        LedgerCpu += other.LedgerCpu;
         StandInCpu += other.StandInCpu;
         HarnessCpu += other.HarnessCpu;
         MachineBusy += other.MachineBusy;

@@ -116,18 +116,22 @@ internal static class Report
             Line();
             Line($"CPU time per request at {busy[0].Connections} connections (µs, from /proc/PID/stat, 10 ms tick resolution):");
             Line();
-            Line("| Mode | Path | Load generator | Gateway | Stand-in | Sum |");
-            Line("|---|---|--:|--:|--:|--:|");
+            Line("| Mode | Path | Load generator | Gateway | of which ledger commits | Stand-in | Sum |");
+            Line("|---|---|--:|--:|--:|--:|--:|");
             foreach (var s in busy)
             {
                 foreach (var (name, t) in s.Sides)
                 {
                     var me = TargetTotals.MicrosPerRequest(t.HarnessCpu, t.Requests);
                     var gw = TargetTotals.MicrosPerRequest(t.GatewayCpu, t.Requests);
+                    var ledger = TargetTotals.MicrosPerRequest(t.LedgerCpu, t.Requests);
                     var si = TargetTotals.MicrosPerRequest(t.StandInCpu, t.Requests);
-                    Line($"| {ModeName(s.Mode)} | {name} | {Us(me)} | {Us(gw)} | {Us(si)} | {Us(me + gw + si)} |");
+                    Line($"| {ModeName(s.Mode)} | {name} | {Us(me)} | {Us(gw)} | {ledger.ToString("0.0", CultureInfo.InvariantCulture)} | {Us(si)} | {Us(me + gw + si)} |");
                 }
             }
+            Line();
+            Line("Ledger commits = the usage ledger's commit thread (its batches of SQLite inserts), counted in the round it ran in: " +
+                "a batch still lingering when a round ends is counted in the next one.");
         }
 
         if (options.VariantAnthropic)

@@ -317,6 +317,14 @@ internal sealed class SqliteLedgerStore(string connectionString) : ILedgerStore
 /// library — on the statement's raw pointer. What this saves per call is the provider's interface dispatch and the
 /// marshalling of the statement's SafeHandle (a reference taken and released around every call).
 /// </summary>
+/// <remarks>
+/// The three are imported with <see cref="System.Runtime.InteropServices.SuppressGCTransitionAttribute"/>: no switch of the thread to
+/// preemptive GC mode and back around each call (about a fifth of the commit thread's time per row went to those 26 round trips).
+/// That is safe for these calls only: each returns in well under a microsecond, never blocks (the connection is opened
+/// <c>SQLITE_OPEN_NOMUTEX</c>, so no mutex is taken), and never calls back into managed code (no SQLite log callback is
+/// configured; a text bound <c>SQLITE_STATIC</c> has no destructor to call; rebinding at most frees SQLite's own copy of
+/// the last value). <c>sqlite3_step</c>, which does I/O, keeps the normal transition.
+/// </remarks>
 internal static unsafe partial class SqliteNativeBind
 {
     private const string Library = "e_sqlite3";
@@ -328,11 +336,14 @@ internal static unsafe partial class SqliteNativeBind
     public static readonly nint Static = 0;
 
     [LibraryImport(Library, EntryPoint = "sqlite3_bind_int64")]
+    [SuppressGCTransition]
     public static partial int Int64(nint statement, int index, long value);
 
     [LibraryImport(Library, EntryPoint = "sqlite3_bind_null")]
+    [SuppressGCTransition]
     public static partial int Null(nint statement, int index);
 
     [LibraryImport(Library, EntryPoint = "sqlite3_bind_text")]
+    [SuppressGCTransition]
     public static partial int Text(nint statement, int index, byte* utf8, int bytes, nint destructor);
 }
