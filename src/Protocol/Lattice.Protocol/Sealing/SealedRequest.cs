@@ -190,6 +190,9 @@ public sealed class SealedRequestOpener : IDisposable
     private readonly int _capacity;
     private readonly Lock _gate = new();
     private readonly Dictionary<string, LinkedListNode<(string Key, SessionCiphers Ciphers)>> _sessions = new(StringComparer.Ordinal);
+
+    /// <summary>Base64 characters of an ephemeral public key, a session's name.</summary>
+    private const int SessionKeyChars = (SealedFormat.PublicKeyBytes + 2) / 3 * 4;
     private readonly LinkedList<(string Key, SessionCiphers Ciphers)> _recent = new();
 
     /// <param name="workKey">The runtime's private work key (not owned).</param>
@@ -229,11 +232,14 @@ public sealed class SealedRequestOpener : IDisposable
         var nonce = sealedBody.Slice(1 + SealedFormat.PublicKeyBytes, SealedFormat.NonceBytes);
         var ciphertext = sealedBody[(1 + SealedFormat.PublicKeyBytes + SealedFormat.NonceBytes)..^SealedFormat.TagBytes];
         var tag = sealedBody[^SealedFormat.TagBytes..];
-        var key = Convert.ToBase64String(ephemeralPublic);
+        // The session's name is the ephemeral key in base64, looked up as characters on the stack: a string is made
+        // only for a session seen the first time.
+        Span<char> key = stackalloc char[SessionKeyChars];
+        Convert.TryToBase64Chars(ephemeralPublic, key, out _);
         SessionCiphers? ciphers = null;
         lock (_gate)
         {
-            if (_sessions.TryGetValue(key, out var node))
+            if (_sessions.GetAlternateLookup<ReadOnlySpan<char>>().TryGetValue(key, out var node))
             {
                 _recent.Remove(node);
                 _recent.AddFirst(node);
@@ -270,7 +276,7 @@ public sealed class SealedRequestOpener : IDisposable
         }
         if (!known)
         {
-            Keep(key, ciphers);
+            Keep(new string(key), ciphers);
         }
         reply = new SealedChunkSealer(ciphers, ad, answerSalt);
         return body;
