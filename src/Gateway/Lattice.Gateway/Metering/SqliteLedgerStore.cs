@@ -318,12 +318,14 @@ internal sealed class SqliteLedgerStore(string connectionString) : ILedgerStore
 /// marshalling of the statement's SafeHandle (a reference taken and released around every call).
 /// </summary>
 /// <remarks>
-/// The three are imported with <see cref="System.Runtime.InteropServices.SuppressGCTransitionAttribute"/>: no switch of the thread to
-/// preemptive GC mode and back around each call (about a fifth of the commit thread's time per row went to those 26 round trips).
-/// That is safe for these calls only: each returns in well under a microsecond, never blocks (the connection is opened
-/// <c>SQLITE_OPEN_NOMUTEX</c>, so no mutex is taken), and never calls back into managed code (no SQLite log callback is
-/// configured; a text bound <c>SQLITE_STATIC</c> has no destructor to call; rebinding at most frees SQLite's own copy of
-/// the last value). <c>sqlite3_step</c>, which does I/O, keeps the normal transition.
+/// The three are imported with <see cref="System.Runtime.InteropServices.SuppressGCTransitionAttribute"/>: no switch of the
+/// thread to preemptive GC mode and back around each of a row's 26 calls (the ledger bench's CPU per record fell from
+/// 4.4–5.2 to 4.0–4.3 µs, docs/benchmarks.md). That is safe for these calls only: each returns within a microsecond,
+/// takes no connection mutex (the connection is <c>SQLITE_OPEN_NOMUTEX</c>) and never calls back into managed code (no
+/// SQLite log callback is configured, and a text bound <c>SQLITE_STATIC</c> has no destructor to call). The most one does
+/// besides setting the parameter is free SQLite's own copy of the value bound before (text a record object bound
+/// <c>SQLITE_TRANSIENT</c>), under SQLite's allocator lock for the length of a <c>free</c>. <c>sqlite3_step</c>, which
+/// does I/O, keeps the normal transition.
 /// </remarks>
 internal static unsafe partial class SqliteNativeBind
 {
