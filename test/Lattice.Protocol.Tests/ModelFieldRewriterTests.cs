@@ -26,6 +26,60 @@ public sealed class ModelFieldRewriterTests
         return Encoding.UTF8.GetString(output.WrittenSpan);
     }
 
+    private static long WatchedOffset(string json, params int[] cuts)
+    {
+        var bytes = Encoding.UTF8.GetBytes(json);
+        var rewriter = new ModelFieldRewriter(ModelFieldRewriter.Quote(Asked), "usage"u8.ToArray());
+        var output = new ArrayBufferWriter<byte>();
+        var from = 0;
+        foreach (var cut in cuts.Append(bytes.Length))
+        {
+            rewriter.Write(bytes.AsSpan(from, cut - from), output);
+            from = cut;
+        }
+        // Watching changes nothing in what is written.
+        Assert.Equal(Rewrite(json, cuts), Encoding.UTF8.GetString(output.WrittenSpan));
+        return rewriter.WatchedValueOffset;
+    }
+
+    [Fact]
+    public void The_top_level_usage_value_is_found_wherever_the_answer_is_split_and_reads_as_the_answers_usage()
+    {
+        var bytes = Encoding.UTF8.GetBytes(Completion);
+        var expected = Completion.IndexOf("\"usage\":", StringComparison.Ordinal) + "\"usage\":".Length;
+        for (var cut = 0; cut <= bytes.Length; cut++)
+        {
+            Assert.Equal(expected, WatchedOffset(Completion, cut));
+        }
+        Assert.Equal(expected, WatchedOffset(Completion, Enumerable.Range(1, bytes.Length - 1).ToArray()));
+        Assert.True(Lattice.Protocol.Metering.UsageReader.TryReadAt(bytes, expected, "tokens", out var usage));
+        Assert.Equal(new Lattice.Protocol.Metering.Usage(9, 4, 13), usage);
+    }
+
+    [Theory]
+    [InlineData("""{"a":{"usage":{"prompt_tokens":1}}}""")]
+    [InlineData("""{"content":"{\"usage\":{\"prompt_tokens\":1}}","usage" """)]
+    [InlineData("""[{"usage":{"prompt_tokens":1}}]""")]
+    [InlineData("""{"list":["usage",":"],"note":"usage"}""")]
+    [InlineData("""{"us\u0061ge":{"prompt_tokens":1}}""")]
+    [InlineData("""{"usages":1,"usag":2,"xusage":3}""")]
+    public void A_usage_member_not_at_the_top_level_or_spelled_with_escapes_is_not_noted(string json) =>
+        Assert.Equal(-1, WatchedOffset(json));
+
+    [Fact]
+    public void Only_the_first_top_level_usage_is_noted_and_reset_forgets_it()
+    {
+        Assert.Equal(10, WatchedOffset("""{"usage" :1,"usage":2}"""));
+        var rewriter = new ModelFieldRewriter(ModelFieldRewriter.Quote(Asked), "usage"u8.ToArray());
+        var output = new ArrayBufferWriter<byte>();
+        rewriter.Write("""{"usage":1}"""u8, output);
+        Assert.Equal(9, rewriter.WatchedValueOffset);
+        rewriter.Reset();
+        Assert.Equal(-1, rewriter.WatchedValueOffset);
+        rewriter.Write("""{"model":"m", "usage":2}"""u8, output);
+        Assert.Equal(22, rewriter.WatchedValueOffset);
+    }
+
     [Fact]
     public void Only_the_top_level_model_value_changes_never_text_inside_strings()
     {

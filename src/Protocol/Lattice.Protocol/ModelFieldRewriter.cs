@@ -14,6 +14,9 @@ namespace Lattice.Protocol;
 /// <c>\"model\":\"x\"</c> stay as they are. Unchanged stretches are written as whole slices; strings and deep
 /// structures are crossed with vectorized searches. A value that is not a string (<c>null</c>) is left alone.
 /// Not thread-safe: one instance per answer (or per event, after <see cref="Reset"/>).
+///
+/// It can also note where one other top-level member's value starts (<see cref="WatchedValueOffset"/>): the metered
+/// answer's <c>usage</c>, so that reading it costs a walk of that value, not a second walk of the whole answer.
 /// </remarks>
 public sealed class ModelFieldRewriter
 {
@@ -23,6 +26,7 @@ public sealed class ModelFieldRewriter
     private static readonly SearchValues<byte> s_deep = SearchValues.Create("\"{}[]"u8);
 
     private readonly byte[] _value;
+    private readonly byte[]? _watched;
 
     private int _depth;
     // Whether the container at depth 1 and 2 is an object (index by depth; deeper ones are not tracked).
@@ -36,6 +40,12 @@ public sealed class ModelFieldRewriter
     private Stage _stage;
     // Inside the original value, whose bytes are dropped.
     private bool _dropping;
+    // How many bytes of the watched name the depth-1 key being read has matched; -1 when it is not a candidate.
+    private int _watchMatched = -1;
+    // The watched key has just closed: its colon comes next.
+    private bool _watchedKeyRead;
+    // Bytes of the text written before the current chunk.
+    private long _consumed;
 
     private enum Stage : byte
     {
@@ -45,7 +55,10 @@ public sealed class ModelFieldRewriter
     }
 
     /// <param name="value">The replacement as a JSON string token, quotes included (see <see cref="Quote"/>).</param>
-    public ModelFieldRewriter(byte[] value)
+    /// <param name="watchedMember">
+    /// A top-level member name (UTF-8, as written unescaped, e.g. <c>usage</c>) whose value's offset to note; null for none.
+    /// </param>
+    public ModelFieldRewriter(byte[] value, byte[]? watchedMember = null)
     {
         ArgumentNullException.ThrowIfNull(value);
         if (value.Length < 2 || value[0] != '"' || value[^1] != '"')
@@ -53,7 +66,14 @@ public sealed class ModelFieldRewriter
             throw new ArgumentException("The replacement must be a JSON string token, quotes included.", nameof(value));
         }
         _value = value;
+        _watched = watchedMember is { Length: > 0 } ? watchedMember : null;
     }
+
+    /// <summary>
+    /// Where, in the bytes written so far, the value of the first top-level member named as watched starts (the byte
+    /// after its colon; whitespace may follow); −1 until one is seen, and always for a key spelled with escapes.
+    /// </summary>
+    public long WatchedValueOffset { get; private set; } = -1;
 
     /// <summary>The replacement value: the JSON string token, quotes included.</summary>
     public ReadOnlySpan<byte> Replacement => _value;
@@ -77,6 +97,10 @@ public sealed class ModelFieldRewriter
         _inString = _escaped = _expectKey = _dropping = false;
         _keyMatched = -1;
         _stage = Stage.None;
+        _watchMatched = -1;
+        _watchedKeyRead = false;
+        _consumed = 0;
+        WatchedValueOffset = -1;
     }
 
     /// <summary>Writes <paramref name="chunk"/> to <paramref name="output"/>, with the model values replaced.</summary>
@@ -94,6 +118,7 @@ public sealed class ModelFieldRewriter
                     // The byte after a backslash never ends the string. A key spelled with escapes is not matched.
                     _escaped = false;
                     _keyMatched = -1;
+                    _watchMatched = -1;
                     i++;
                     continue;
                 }
@@ -102,6 +127,10 @@ public sealed class ModelFieldRewriter
                 if (_keyMatched >= 0)
                 {
                     _keyMatched = "model"u8[_keyMatched..].StartsWith(run) ? _keyMatched + run.Length : -1;
+                }
+                if (_watchMatched >= 0)
+                {
+                    _watchMatched = _watched.AsSpan(_watchMatched).StartsWith(run) ? _watchMatched + run.Length : -1;
                 }
                 if (found < 0)
                 {
@@ -126,7 +155,9 @@ public sealed class ModelFieldRewriter
                 {
                     _stage = Stage.AfterKey;
                 }
+                _watchedKeyRead = _watchMatched == _watched?.Length;
                 _keyMatched = -1;
+                _watchMatched = -1;
                 continue;
             }
 
@@ -150,6 +181,10 @@ public sealed class ModelFieldRewriter
                     else if (_expectKey)
                     {
                         _keyMatched = 0;
+                        if (_depth == 1 && _watched is not null && WatchedValueOffset < 0)
+                        {
+                            _watchMatched = 0;
+                        }
                     }
                     _expectKey = false;
                     _stage = Stage.None;
@@ -179,8 +214,14 @@ public sealed class ModelFieldRewriter
                 default: // ':'
                     _stage = _stage == Stage.AfterKey ? Stage.AfterColon : Stage.None;
                     _expectKey = false;
+                    if (_watchedKeyRead)
+                    {
+                        WatchedValueOffset = _consumed + i + 1;
+                    }
                     break;
             }
+            // Only a colon may follow the watched key; anything else and it was not one (a string in an array).
+            _watchedKeyRead = false;
             i++;
         }
 
@@ -188,6 +229,7 @@ public sealed class ModelFieldRewriter
         {
             output.Write(chunk[emitFrom..]);
         }
+        _consumed += chunk.Length;
     }
 
     private void SetObject(bool isObject)

@@ -228,9 +228,13 @@ public sealed partial class Dispatcher(
         // A chat answer that the surface's sink translates gets the model from the sink itself: nothing to rewrite.
         var translated = request.Native is not null && !response.Native;
         var model = (sse || json) && !translated ? ModelFieldRewriter.Quote(request.Model) : null;
-        var rewriter = json && model is not null ? new ModelFieldRewriter(model) : null;
-        sink.Start(response.Status, response.ContentType, model is null ? response.ContentLength : null, sse, response.Native);
         var meterBody = meter.Enabled && request.Task.MeteringUnit != MeteringUnits.Requests;
+        // The rewriter's pass over a whole answer also notes where a top-level `usage` is, so reading it walks that
+        // value alone rather than the whole answer a second time.
+        var rewriter = json && model is not null
+            ? new ModelFieldRewriter(model, meterBody && request.Task.UsagePath == UsageMember ? UsageMemberUtf8 : null)
+            : null;
+        sink.Start(response.Status, response.ContentType, model is null ? response.ContentLength : null, sse, response.Native);
         // A sealed stream leaves chunk by chunk, as the runtime sealed them.
         var flushEach = sse || (opaque && request.Stream);
         // A stream keeps what it relayed (up to 1 MiB) only so that a cancelled one can be counted.
@@ -356,7 +360,9 @@ public sealed partial class Dispatcher(
         {
             usage = streamed;
         }
-        else if (copy is not null && UsageReader.TryRead(copy.Span, request.Task.UsagePath, request.Task.MeteringUnit, out var answered))
+        else if (copy is not null && (rewriter?.WatchedValueOffset is >= 0 and var at
+            ? UsageReader.TryReadAt(copy.Span, (int)at, request.Task.MeteringUnit, out var answered)
+            : UsageReader.TryRead(copy.Span, request.Task.UsagePath, request.Task.MeteringUnit, out answered)))
         {
             usage = answered;
         }
@@ -446,6 +452,10 @@ public sealed partial class Dispatcher(
     };
 
     private const int KeepStreamBytes = 1 << 20;
+
+    /// <summary>The usage path of the built-in task classes (and most others): a top-level member the rewriter can note.</summary>
+    private const string UsageMember = "usage";
+    private static readonly byte[] UsageMemberUtf8 = "usage"u8.ToArray();
 
     /// <summary>How much of a whole (non-stream) answer the relay holds before it sends what it has.</summary>
     private const int HoldWholeAnswerBytes = 64 * 1024;

@@ -53,6 +53,32 @@ public static class UsageReader
     }
 
     /// <summary>
+    /// Reads the usage value that starts at <paramref name="valueStart"/> of <paramref name="json"/> (whitespace may come
+    /// first), where a caller that scanned the document already found it (<see cref="ModelFieldRewriter.WatchedValueOffset"/>):
+    /// only that value is read, whatever the document holds before or after it.
+    /// </summary>
+    /// <returns>False for unit <c>requests</c>, an offset outside the document, and a value that is not usage.</returns>
+    public static bool TryReadAt(ReadOnlySpan<byte> json, int valueStart, string unit, out Usage usage)
+    {
+        usage = default;
+        if ((uint)valueStart > (uint)json.Length || string.Equals(unit, RequestsUnit, StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        try
+        {
+            var reader = new Utf8JsonReader(json[valueStart..], s_options);
+            return reader.Read() && ReadUsage(ref reader, unit, out usage);
+        }
+        catch (JsonException)
+        {
+            usage = default;
+            return false;
+        }
+    }
+
+    /// <summary>
     /// Reads the usage of one server-sent event (its field lines, e.g. <c>data: {...}\n\n</c>): the event's data is
     /// the JSON document. Multi-line data is joined with <c>\n</c> as the SSE spec says.
     /// </summary>
