@@ -143,7 +143,7 @@ public sealed class GatewayMetrics
         {
             if (Interlocked.Read(ref totals.CostPicoUsd) is > 0 and var pico)
             {
-                yield return new(pico / 1e12, Tags(surface, task, model, null));
+                yield return new(pico / (double)Metering.CostCalculator.PicoPerUsd, Tags(surface, task, model, null));
             }
         }
     }
