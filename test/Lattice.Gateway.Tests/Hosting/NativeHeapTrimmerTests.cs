@@ -102,7 +102,7 @@ public sealed class NativeHeapTrimmerTests
             thread.Join();
             try
             {
-                before = ResidentAround(blocks);
+                before = ResidentIn(blocks.AsSpan(0, count - 1), block);
                 if (before < enough)
                 {
                     continue;
@@ -110,7 +110,7 @@ public sealed class NativeHeapTrimmerTests
                 await trimmer.StartAsync(CancellationToken.None);
                 clock.Advance(TimeSpan.FromSeconds(10));
                 await passed.WaitAsync();
-                after = ResidentAround(blocks);
+                after = ResidentIn(blocks.AsSpan(0, count - 1), block);
                 await trimmer.StopAsync(CancellationToken.None);
             }
             finally
@@ -122,26 +122,31 @@ public sealed class NativeHeapTrimmerTests
         Assert.True(before - after >= before * 3 / 4, $"{(before - after) >> 10} KiB of the {before >> 10} KiB freed and resident went back ({after >> 10} KiB after)");
     }
 
-    /// <summary>The resident bytes of the mappings holding any of <paramref name="addresses"/> (from /proc/self/smaps).</summary>
-    private static long ResidentAround(nint[] addresses)
+    /// <summary>
+    /// The resident bytes of the whole pages inside the freed blocks (each <paramref name="length"/> bytes), page by page
+    /// (mincore): only memory the test freed counts, not the live data other threads keep in the same arena, which no
+    /// trim can give back. A page no longer mapped at all (the heap shrunk) is not resident.
+    /// </summary>
+    private static long ResidentIn(ReadOnlySpan<nint> blocks, int length)
     {
+        var page = Environment.SystemPageSize;
         long total = 0;
-        var inside = false;
-        foreach (var line in File.ReadLines("/proc/self/smaps"))
+        var resident = new byte[1];
+        foreach (var start in blocks)
         {
-            var dash = line.IndexOf('-', StringComparison.Ordinal);
-            var space = line.IndexOf(' ', StringComparison.Ordinal);
-            if (dash > 0 && space > dash && line[..dash].All(char.IsAsciiHexDigit))
+            var first = (start + page - 1) / page * page;
+            var end = (start + length) / page * page;
+            for (var at = first; at < end; at += page)
             {
-                var start = long.Parse(line[..dash], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
-                var end = long.Parse(line[(dash + 1)..space], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
-                inside = addresses.Any(a => a >= start && a < end);
-            }
-            else if (inside && line.StartsWith("Rss:", StringComparison.Ordinal))
-            {
-                total += long.Parse(line["Rss:".Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) * 1024;
+                if (MinCore(at, (nuint)page, resident) == 0 && (resident[0] & 1) != 0)
+                {
+                    total += page;
+                }
             }
         }
         return total;
     }
+
+    [DllImport("libc", EntryPoint = "mincore", SetLastError = true)]
+    private static extern int MinCore(nint address, nuint length, [Out] byte[] vector);
 }
